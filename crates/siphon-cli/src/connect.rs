@@ -1,0 +1,166 @@
+//! From a connection URL to a connector: the one place that knows every connector.
+
+use std::cmp::Ordering;
+
+use siphon_core::{
+    ApplyStats, Batch, Checkpoint, Chunk, CursorSpec, Error, Position, Result, Row, SchemaOptions,
+    Sink, Source, StreamId, TableFilter, TableSchema,
+};
+use siphon_sqlite::{SqliteSink, SqliteSource};
+
+use crate::config::{ConnUrl, Kind};
+
+/// Any source siphon can read.
+#[derive(Debug)]
+pub enum AnySource {
+    Sqlite(SqliteSource),
+}
+
+/// Any target siphon can write.
+#[derive(Debug)]
+pub enum AnySink {
+    Sqlite(SqliteSink),
+}
+
+fn not_yet(name: &str, url: &ConnUrl, role: &str) -> Error {
+    Error::config(format!(
+        "connection `{name}` ({url}) cannot be a {role} in this version of siphon: only sqlite:// connections \
+         are replicated so far"
+    ))
+}
+
+pub fn open_source(name: &str, url: &ConnUrl) -> Result<AnySource> {
+    match url.kind {
+        Kind::Sqlite => Ok(AnySource::Sqlite(SqliteSource::open(
+            siphon_sqlite::path_from_url(url.expose())?,
+        )?)),
+        _ => Err(not_yet(name, url, "source")),
+    }
+}
+
+pub fn open_sink(name: &str, url: &ConnUrl) -> Result<AnySink> {
+    match url.kind {
+        Kind::Sqlite => Ok(AnySink::Sqlite(SqliteSink::open(
+            siphon_sqlite::path_from_url(url.expose())?,
+        )?)),
+        _ => Err(not_yet(name, url, "target")),
+    }
+}
+
+impl Source for AnySource {
+    async fn discover(&self, filter: &TableFilter) -> Result<Vec<TableSchema>> {
+        match self {
+            AnySource::Sqlite(s) => s.discover(filter).await,
+        }
+    }
+
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
+        match self {
+            AnySource::Sqlite(s) => s.estimate_rows(table).await,
+        }
+    }
+
+    async fn read_chunk(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        match self {
+            AnySource::Sqlite(s) => s.read_chunk(table, after, limit).await,
+        }
+    }
+
+    async fn poll(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        match self {
+            AnySource::Sqlite(s) => s.poll(table, cursor, after, limit).await,
+        }
+    }
+
+    async fn cursor_high(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+    ) -> Result<Option<Position>> {
+        match self {
+            AnySource::Sqlite(s) => s.cursor_high(table, cursor).await,
+        }
+    }
+
+    fn rewind(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+        from: &Position,
+    ) -> Result<Position> {
+        match self {
+            AnySource::Sqlite(s) => s.rewind(table, cursor, from),
+        }
+    }
+
+    fn compare(&self, table: &TableSchema, a: &Position, b: &Position) -> Result<Ordering> {
+        match self {
+            AnySource::Sqlite(s) => s.compare(table, a, b),
+        }
+    }
+
+    async fn existing_keys(&self, table: &TableSchema, keys: &[Row]) -> Result<Vec<bool>> {
+        match self {
+            AnySource::Sqlite(s) => s.existing_keys(table, keys).await,
+        }
+    }
+}
+
+impl Sink for AnySink {
+    async fn prepare(&self, table: &TableSchema, options: &SchemaOptions) -> Result<()> {
+        match self {
+            AnySink::Sqlite(s) => s.prepare(table, options).await,
+        }
+    }
+
+    async fn checkpoint(&self, stream: &StreamId) -> Result<Option<Checkpoint>> {
+        match self {
+            AnySink::Sqlite(s) => s.checkpoint(stream).await,
+        }
+    }
+
+    async fn reset(&self, stream: &StreamId) -> Result<()> {
+        match self {
+            AnySink::Sqlite(s) => s.reset(stream).await,
+        }
+    }
+
+    async fn load(
+        &self,
+        table: &TableSchema,
+        rows: Vec<Row>,
+        checkpoint: &Checkpoint,
+    ) -> Result<ApplyStats> {
+        match self {
+            AnySink::Sqlite(s) => s.load(table, rows, checkpoint).await,
+        }
+    }
+
+    async fn apply(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
+        match self {
+            AnySink::Sqlite(s) => s.apply(batch, checkpoint).await,
+        }
+    }
+
+    async fn read_keys(
+        &self,
+        table: &TableSchema,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        match self {
+            AnySink::Sqlite(s) => s.read_keys(table, after, limit).await,
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! Pipelines as configured: the catalog entries kept in the state store and written
+//! in `siphon.yaml`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::TableName;
+
+/// How a table stream is kept in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Copy every row on each run.
+    #[default]
+    Full,
+    /// Poll a cursor column for rows changed since the last checkpoint.
+    Incremental,
+    /// Read the source's change log.
+    Cdc,
+    /// Two-way sync with conflict resolution.
+    Merge,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Full => "full",
+            Mode::Incremental => "incremental",
+            Mode::Cdc => "cdc",
+            Mode::Merge => "merge",
+        })
+    }
+}
+
+/// What the incremental cursor column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CursorStrategy {
+    /// A last-modified time (date, timestamp).
+    #[default]
+    Timestamp,
+    /// An ever-growing number given to new rows (an identity column).
+    Sequence,
+    /// A row version number raised on every change.
+    Version,
+}
+
+/// How far back each polling pass re-reads, for transactions that committed late
+/// with an older cursor value: a duration (`30s`, `5m`) for timestamps, a number for
+/// sequences and versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "LookbackRepr", into = "LookbackRepr")]
+pub enum Lookback {
+    Duration(Duration),
+    Amount(i64),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum LookbackRepr {
+    Amount(i64),
+    Text(String),
+}
+
+impl TryFrom<LookbackRepr> for Lookback {
+    type Error = String;
+    fn try_from(r: LookbackRepr) -> Result<Self, String> {
+        match r {
+            LookbackRepr::Amount(n) if n >= 0 => Ok(Lookback::Amount(n)),
+            LookbackRepr::Amount(n) => Err(format!("lookback must not be negative, got {n}")),
+            LookbackRepr::Text(s) => match s.parse::<i64>() {
+                Ok(n) => LookbackRepr::Amount(n).try_into(),
+                Err(_) => parse_duration(&s).map(Lookback::Duration),
+            },
+        }
+    }
+}
+
+impl From<Lookback> for LookbackRepr {
+    fn from(l: Lookback) -> LookbackRepr {
+        match l {
+            Lookback::Amount(n) => LookbackRepr::Amount(n),
+            Lookback::Duration(d) => LookbackRepr::Text(format_duration(d)),
+        }
+    }
+}
+
+/// How deletes are found when the source has no change log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteDetection {
+    /// Deletes are not replicated.
+    #[default]
+    None,
+    /// Compare the target's keys with the source's, chunk by chunk, after each pass.
+    KeyDiff,
+}
+
+/// The incremental cursor of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorSpec {
+    pub column: String,
+    pub strategy: CursorStrategy,
+    pub lookback: Option<Lookback>,
+}
+
+/// How a full load replaces the target's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FullStrategy {
+    /// Empty the target table, then load it chunk by chunk.
+    #[default]
+    Truncate,
+}
+
+/// What happens to a table that matches a pipeline but has no flag yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NewTables {
+    /// It is replicated at once.
+    #[default]
+    Enabled,
+    /// It waits until enabled (`siphon sync enable`, or the `enabled` flag).
+    Paused,
+}
+
+/// When a pipeline runs under `siphon run` without `--once`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Schedule {
+    /// Again as soon as a pass ends (with a short pause when it found nothing).
+    #[default]
+    Continuous,
+    /// A pass every interval.
+    Every(Duration),
+    /// A standard five-field cron line.
+    Cron(String),
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t == "continuous" {
+            return Ok(Schedule::Continuous);
+        }
+        if let Some(d) = t.strip_prefix("every ") {
+            return parse_duration(d.trim()).map(Schedule::Every);
+        }
+        if t.split_whitespace().count() == 5 {
+            return Ok(Schedule::Cron(t.to_string()));
+        }
+        Err(format!(
+            "`{s}` is not a schedule: use `continuous`, `every 5s` or a five-field cron line"
+        ))
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Continuous => f.write_str("continuous"),
+            Schedule::Every(d) => write!(f, "every {}", format_duration(*d)),
+            Schedule::Cron(c) => f.write_str(c),
+        }
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h` or `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{s}` is not a duration: write a number and a unit, as `30s` or `5m`")
+    })?;
+    let secs = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a duration: units are ms, s, m, h and d"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+/// Whether schemas, indexes and routines are created and evolved on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaOptions {
+    /// Create missing target tables from the source schema.
+    pub create: bool,
+    /// Add columns that appear on the source.
+    pub evolve: bool,
+    /// Create the source's secondary indexes on new target tables.
+    pub indexes: bool,
+    /// Copy procedures, functions and triggers between engines of the same kind.
+    pub routines: bool,
+}
+
+impl Default for SchemaOptions {
+    fn default() -> Self {
+        SchemaOptions {
+            create: true,
+            evolve: true,
+            indexes: true,
+            routines: false,
+        }
+    }
+}
+
+/// Conflict handling for `merge` pipelines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictSpec {
+    pub policy: ConflictPolicy,
+    /// The timestamp column compared by `newest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+}
+
+/// Who wins when both sides changed the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    SourceWins,
+    TargetWins,
+    Newest,
+    Manual,
+}
+
+/// Settings of one table that override the pipeline's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// The incremental cursor column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<CursorStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<Lookback>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_detection: Option<DeleteDetection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+}
+
+fn default_tables() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+fn default_batch_size() -> usize {
+    5000
+}
+
+/// A pipeline ("a sync"): source → target, which tables, how and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Name of the source connection.
+    pub source: String,
+    /// Name of the target connection.
+    pub target: String,
+    /// Default mode of the pipeline's tables.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Globs of tables to replicate (`public.*`, `orders`).
+    #[serde(default = "default_tables")]
+    pub tables: Vec<String>,
+    /// Globs of tables to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Rows per chunk and per batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub new_tables: NewTables,
+    #[serde(default)]
+    pub schema: SchemaOptions,
+    /// Schema of the target tables, where the default would not do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_schema: Option<String>,
+    /// Default incremental cursor column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub strategy: CursorStrategy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<Lookback>,
+    #[serde(default)]
+    pub delete_detection: DeleteDetection,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<ConflictSpec>,
+    /// Per-table overrides, keyed by table name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables_config: BTreeMap<String, TableConfig>,
+}
+
+impl PipelineSpec {
+    pub fn filter(&self) -> TableFilter {
+        TableFilter {
+            include: self.tables.clone(),
+            exclude: self.exclude.clone(),
+        }
+    }
+
+    /// The overrides for a table, if any.
+    pub fn table_config(&self, table: &TableName) -> TableConfig {
+        self.tables_config
+            .get(&table.to_string())
+            .or_else(|| self.tables_config.get(&table.name))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Which tables of a source a pipeline takes: `include` globs less `exclude` globs,
+/// matched against `schema.table` (or the bare name where there is no schema).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableFilter {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl TableFilter {
+    pub fn matches(&self, table: &TableName) -> bool {
+        let full = table.to_string();
+        let hit =
+            |p: &String| glob_match(p, &full) || (!p.contains('.') && glob_match(p, &table.name));
+        self.include.iter().any(hit) && !self.exclude.iter().any(hit)
+    }
+}
+
+/// `*` matches any run of characters, `?` one character.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_schema_and_bare_names() {
+        let f = TableFilter {
+            include: vec!["public.*".into(), "orders".into()],
+            exclude: vec!["public.audit_*".into()],
+        };
+        assert!(f.matches(&TableName::parse("public.users")));
+        assert!(!f.matches(&TableName::parse("public.audit_log")));
+        assert!(f.matches(&TableName::parse("orders")));
+        assert!(f.matches(&TableName::parse("sales.orders")));
+        assert!(!f.matches(&TableName::parse("sales.items")));
+        assert!(glob_match("a?c*", "abcdef"));
+        assert!(!glob_match("a?c", "abcd"));
+    }
+
+    #[test]
+    fn schedules_and_durations_parse() {
+        assert_eq!(
+            "every 5s".parse::<Schedule>().unwrap(),
+            Schedule::Every(Duration::from_secs(5))
+        );
+        assert_eq!(
+            "continuous".parse::<Schedule>().unwrap(),
+            Schedule::Continuous
+        );
+        assert!(matches!(
+            "*/5 * * * *".parse::<Schedule>().unwrap(),
+            Schedule::Cron(_)
+        ));
+        assert!("sometimes".parse::<Schedule>().is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn pipeline_round_trips_through_json() {
+        let yaml = r#"{"source":"a","target":"b","mode":"incremental","cursor":"updated_at",
+            "lookback":"5m","tables_config":{"t":{"lookback":10,"strategy":"sequence"}}}"#;
+        let p: PipelineSpec = serde_json::from_str(yaml).unwrap();
+        assert_eq!(p.batch_size, 5000);
+        assert_eq!(
+            p.lookback,
+            Some(Lookback::Duration(Duration::from_secs(300)))
+        );
+        assert_eq!(p.tables_config["t"].lookback, Some(Lookback::Amount(10)));
+        let back: PipelineSpec = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        let bad = r#"{"source":"a","target":"b","colour":"red"}"#;
+        let err = serde_json::from_str::<PipelineSpec>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+}

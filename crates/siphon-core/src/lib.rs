@@ -1,0 +1,28 @@
+//! The model every siphon connector and driver shares, and the contracts between them.
+//!
+//! Nothing here does I/O: sources, sinks and state stores live in their own crates and
+//! meet here through [`Source`], [`Sink`] and [`StateStore`].
+
+mod catalog;
+mod change;
+mod error;
+mod position;
+mod schema;
+mod sink;
+mod source;
+mod state;
+pub mod typemap;
+mod value;
+
+pub use catalog::{
+    ConflictPolicy, ConflictSpec, CursorSpec, CursorStrategy, DeleteDetection, FullStrategy,
+    Lookback, Mode, NewTables, PipelineSpec, Schedule, SchemaOptions, TableConfig, TableFilter,
+};
+pub use change::{ApplyStats, Batch, Change, Op, Row};
+pub use error::{Error, ErrorKind, Result, Retry};
+pub use position::{Checkpoint, Phase, Position, StreamId};
+pub use schema::{Column, DataType, Index, TableName, TableSchema, TypeKind};
+pub use sink::Sink;
+pub use source::{Chunk, Source};
+pub use state::{Execution, ExecutionStatus, Flag, StateStore, StreamState, TableStats};
+pub use value::{Decimal, Value};

@@ -1,0 +1,62 @@
+//! Where a table stream is: positions and checkpoints.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::TableName;
+
+/// A place in a source: an LSN, a binlog coordinate, a polling watermark or the last
+/// key a snapshot copied. Opaque JSON that only the connector that made it reads,
+/// and that only it can order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Position(pub serde_json::Value);
+
+/// One table inside one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamId {
+    pub pipeline: String,
+    pub table: TableName,
+}
+
+impl StreamId {
+    pub fn new(pipeline: &str, table: &TableName) -> StreamId {
+        StreamId {
+            pipeline: pipeline.to_string(),
+            table: table.clone(),
+        }
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.pipeline, self.table)
+    }
+}
+
+/// The phase a table stream has durably reached on the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// A snapshot (full load) is under way. Rows up to `last_key` are on the target;
+    /// `None` means the target was prepared (truncated) and no chunk has landed yet.
+    /// `resume_position` is where the change stream picks up once the snapshot ends.
+    Snapshot {
+        last_key: Option<Position>,
+        resume_position: Option<Position>,
+    },
+    /// The snapshot is done; changes up to `position` are on the target. A full
+    /// load that finished has no position.
+    Streaming { position: Option<Position> },
+}
+
+/// The position up to which a table stream's changes are durably on the target.
+/// Written in the same target transaction as the data it covers, and never moved
+/// backward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub stream: StreamId,
+    #[serde(flatten)]
+    pub phase: Phase,
+}

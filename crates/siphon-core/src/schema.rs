@@ -1,0 +1,156 @@
+//! Tables as siphon sees them: names, columns, types and keys.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A table's name. `schema` is `None` where the engine has no schemas (SQLite) and
+/// for names that mean "the connection's default schema".
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TableName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn new(schema: Option<&str>, name: &str) -> TableName {
+        TableName {
+            schema: schema.map(str::to_string),
+            name: name.to_string(),
+        }
+    }
+
+    /// Parses `schema.table` or a bare `table`.
+    pub fn parse(s: &str) -> TableName {
+        match s.split_once('.') {
+            Some((schema, name)) => TableName::new(Some(schema), name),
+            None => TableName::new(None, s),
+        }
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// The portable kind of a column's type. Parameters that change what a column can
+/// hold (length, precision, scale) are part of the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TypeKind {
+    Bool,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    /// Exact numeric; `None` precision means unconstrained.
+    Decimal {
+        precision: Option<u32>,
+        scale: Option<u32>,
+    },
+    /// Variable-length text, with an optional maximum length in characters.
+    Text {
+        max_len: Option<u32>,
+    },
+    /// Fixed-length, blank-padded text.
+    FixedText {
+        len: u32,
+    },
+    Bytes {
+        max_len: Option<u32>,
+    },
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    Uuid,
+    Json,
+    /// A type with no portable equivalent, carried as text and recreated only on an
+    /// engine of the same kind.
+    Engine {
+        name: String,
+    },
+}
+
+/// A column's type: its kind and whether it accepts NULL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataType {
+    pub kind: TypeKind,
+    pub nullable: bool,
+}
+
+impl DataType {
+    pub fn new(kind: TypeKind, nullable: bool) -> DataType {
+        DataType { kind, nullable }
+    }
+}
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub data_type: DataType,
+    /// The type exactly as the source engine declared it (`numeric(12,2)`,
+    /// `VARCHAR(16)`), used verbatim when the target is an engine of the same kind.
+    pub native_type: String,
+    /// Computed by the engine; read, never written on a target.
+    #[serde(default)]
+    pub generated: bool,
+}
+
+/// A secondary index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Index {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+}
+
+/// A table's shape: columns in order, the primary key, unique keys and indexes.
+/// Rows travel as `Vec<Value>` in the order of `columns`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    pub name: TableName,
+    /// The engine the schema was read from; it decides whether `native_type`
+    /// can be used verbatim on a target.
+    pub origin: crate::typemap::Engine,
+    pub columns: Vec<Column>,
+    /// Positions in `columns` of the primary key, in key order; empty when the table
+    /// has none.
+    pub primary_key: Vec<usize>,
+    /// Unique keys other than the primary key, as column positions.
+    #[serde(default)]
+    pub unique_keys: Vec<Vec<usize>>,
+    #[serde(default)]
+    pub indexes: Vec<Index>,
+}
+
+impl TableSchema {
+    /// Position of a column by name.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// The key used to address single rows: the primary key, or else the first
+    /// unique key whose columns are all NOT NULL.
+    pub fn row_key(&self) -> Option<&[usize]> {
+        if !self.primary_key.is_empty() {
+            return Some(&self.primary_key);
+        }
+        self.unique_keys
+            .iter()
+            .find(|k| k.iter().all(|&i| !self.columns[i].data_type.nullable))
+            .map(Vec::as_slice)
+    }
+
+    /// The values of `row` at the key positions.
+    pub fn key_of(&self, key: &[usize], row: &[crate::Value]) -> Vec<crate::Value> {
+        key.iter().map(|&i| row[i].clone()).collect()
+    }
+}

@@ -1,0 +1,184 @@
+//! The contract of a state store: catalog, flags, checkpoint copies and history.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Checkpoint, Mode, PipelineSpec, Result, StreamId, TableName};
+
+/// Operator switches on a table stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flag {
+    /// The stream runs (`true`) or is paused (`false`).
+    Enabled,
+    /// The next run truncates and reloads the table; cleared when the reload is done.
+    ForceFullLoad,
+}
+
+impl Flag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::Enabled => "enabled",
+            Flag::ForceFullLoad => "force_full_load",
+        }
+    }
+}
+
+/// Where a table stream is, as shown by `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum StreamState {
+    /// Waiting until enabled.
+    Paused,
+    /// A snapshot is copying rows.
+    Snapshotting { rows: u64 },
+    /// Following the source's changes.
+    Streaming,
+    /// Up to date as of its last run; waiting for the next one.
+    Idle,
+    /// Stopped by an error until an operator acts or the next run retries.
+    Failed { error: String },
+}
+
+impl fmt::Display for StreamState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamState::Paused => f.write_str("paused"),
+            StreamState::Snapshotting { rows } => write!(f, "snapshotting ({rows} rows)"),
+            StreamState::Streaming => f.write_str("streaming"),
+            StreamState::Idle => f.write_str("idle"),
+            StreamState::Failed { error } => write!(f, "failed: {error}"),
+        }
+    }
+}
+
+/// How an execution or one of its tables ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExecutionStatus> {
+        match s {
+            "running" => Some(ExecutionStatus::Running),
+            "succeeded" => Some(ExecutionStatus::Succeeded),
+            "failed" => Some(ExecutionStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What one execution did to one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStats {
+    pub table: TableName,
+    pub mode: Mode,
+    pub rows_read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: ExecutionStatus,
+    pub error: Option<String>,
+}
+
+/// One run of one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: u64,
+    pub pipeline: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: ExecutionStatus,
+    pub error: Option<String>,
+    pub tables: Vec<TableStats>,
+}
+
+/// Where siphon keeps its catalog, flags, checkpoint copies and history. Several
+/// workers may share one store: every method is a single atomic update or read.
+/// The checkpoint that counts is the target's; the copy here is for display and for
+/// targets that cannot hold one.
+pub trait StateStore: Send + Sync {
+    /// Adds or replaces a connection. `url` is kept as written, `${VAR}` unexpanded,
+    /// so secrets taken from the environment are never stored.
+    fn put_connection(&self, name: &str, url: &str) -> impl Future<Output = Result<()>> + Send;
+    fn connections(&self) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send;
+    /// Returns whether it existed.
+    fn remove_connection(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    fn put_pipeline(
+        &self,
+        name: &str,
+        spec: &PipelineSpec,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn pipelines(&self) -> impl Future<Output = Result<BTreeMap<String, PipelineSpec>>> + Send;
+    /// Returns whether it existed.
+    fn remove_pipeline(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The flag's value, or `None` when it was never set.
+    fn flag(
+        &self,
+        stream: &StreamId,
+        flag: Flag,
+    ) -> impl Future<Output = Result<Option<bool>>> + Send;
+    fn set_flag(
+        &self,
+        stream: &StreamId,
+        flag: Flag,
+        value: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn clear_flag(&self, stream: &StreamId, flag: Flag) -> impl Future<Output = Result<()>> + Send;
+
+    fn set_stream_state(
+        &self,
+        stream: &StreamId,
+        state: &StreamState,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn stream_states(&self) -> impl Future<Output = Result<Vec<(StreamId, StreamState)>>> + Send;
+
+    /// Records a copy of a checkpoint the target committed.
+    fn save_checkpoint(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<()>> + Send;
+    fn checkpoint(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Checkpoint>>> + Send;
+    fn remove_checkpoint(&self, stream: &StreamId) -> impl Future<Output = Result<()>> + Send;
+
+    /// Opens an execution of a pipeline and returns its id.
+    fn start_execution(&self, pipeline: &str) -> impl Future<Output = Result<u64>> + Send;
+    /// Adds or replaces the statistics of one table of an execution.
+    fn record_table(
+        &self,
+        execution: u64,
+        stats: &TableStats,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn finish_execution(
+        &self,
+        execution: u64,
+        status: ExecutionStatus,
+        error: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The newest executions first, optionally of one pipeline.
+    fn executions(
+        &self,
+        pipeline: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Execution>>> + Send;
+    fn execution(&self, id: u64) -> impl Future<Output = Result<Option<Execution>>> + Send;
+}

@@ -1,0 +1,288 @@
+//! Typed values as they travel between engines.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One column value. Exact decimals stay decimal text; nothing numeric passes through
+/// `f64` unless it was a float at the source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int16(i16),
+    Int32(i32),
+    Int64(i64),
+    Float32(f32),
+    Float64(f64),
+    Decimal(Decimal),
+    Text(String),
+    Bytes(Vec<u8>),
+    Date(NaiveDate),
+    Time(NaiveTime),
+    Timestamp(NaiveDateTime),
+    TimestampTz(DateTime<Utc>),
+    Uuid(Uuid),
+    /// JSON document text, kept as the source wrote it.
+    Json(String),
+    /// A value of an engine-specific type (an interval, a geometry, …), carried
+    /// losslessly as the engine's own text form.
+    Engine {
+        type_name: String,
+        text: String,
+    },
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// A short name of the variant, for error messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int16(_) => "int16",
+            Value::Int32(_) => "int32",
+            Value::Int64(_) => "int64",
+            Value::Float32(_) => "float32",
+            Value::Float64(_) => "float64",
+            Value::Decimal(_) => "decimal",
+            Value::Text(_) => "text",
+            Value::Bytes(_) => "bytes",
+            Value::Date(_) => "date",
+            Value::Time(_) => "time",
+            Value::Timestamp(_) => "timestamp",
+            Value::TimestampTz(_) => "timestamptz",
+            Value::Uuid(_) => "uuid",
+            Value::Json(_) => "json",
+            Value::Engine { .. } => "engine",
+        }
+    }
+
+    /// Feeds a canonical encoding of the value into a hasher, so that equal values
+    /// read from two different engines hash alike (used by checksums).
+    pub fn hash_into(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
+        fn tagged(h: &mut xxhash_rust::xxh3::Xxh3, tag: u8, bytes: &[u8]) {
+            h.update(&[tag]);
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+        match self {
+            Value::Null => h.update(&[0]),
+            Value::Bool(b) => tagged(h, 1, &[*b as u8]),
+            Value::Int16(v) => tagged(h, 2, &i64::from(*v).to_le_bytes()),
+            Value::Int32(v) => tagged(h, 2, &i64::from(*v).to_le_bytes()),
+            Value::Int64(v) => tagged(h, 2, &v.to_le_bytes()),
+            Value::Float32(v) => tagged(h, 3, &f64::from(*v).to_bits().to_le_bytes()),
+            Value::Float64(v) => tagged(h, 3, &v.to_bits().to_le_bytes()),
+            Value::Decimal(d) => tagged(h, 4, d.normalized().as_bytes()),
+            Value::Text(s) => tagged(h, 5, s.as_bytes()),
+            Value::Bytes(b) => tagged(h, 6, b),
+            Value::Date(d) => tagged(h, 7, d.to_string().as_bytes()),
+            Value::Time(t) => tagged(h, 8, t.format("%H:%M:%S%.f").to_string().as_bytes()),
+            Value::Timestamp(t) => tagged(
+                h,
+                9,
+                t.format("%Y-%m-%d %H:%M:%S%.f").to_string().as_bytes(),
+            ),
+            Value::TimestampTz(t) => tagged(h, 10, &t.timestamp_micros().to_le_bytes()),
+            Value::Uuid(u) => tagged(h, 11, u.as_bytes()),
+            Value::Json(s) => tagged(h, 12, s.as_bytes()),
+            Value::Engine { type_name, text } => {
+                tagged(h, 13, type_name.as_bytes());
+                tagged(h, 13, text.as_bytes());
+            }
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int16(v) => write!(f, "{v}"),
+            Value::Int32(v) => write!(f, "{v}"),
+            Value::Int64(v) => write!(f, "{v}"),
+            Value::Float32(v) => write!(f, "{v}"),
+            Value::Float64(v) => write!(f, "{v}"),
+            Value::Decimal(d) => write!(f, "{d}"),
+            Value::Text(s) | Value::Json(s) => f.write_str(s),
+            Value::Bytes(b) => write!(f, "<{} bytes>", b.len()),
+            Value::Date(d) => write!(f, "{d}"),
+            Value::Time(t) => write!(f, "{t}"),
+            Value::Timestamp(t) => write!(f, "{t}"),
+            Value::TimestampTz(t) => write!(f, "{}", t.to_rfc3339()),
+            Value::Uuid(u) => write!(f, "{u}"),
+            Value::Engine { text, .. } => f.write_str(text),
+        }
+    }
+}
+
+/// An exact decimal number held as its decimal text (`-123.4500`), so that no digit
+/// is lost between engines whatever the precision (38 digits and more).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Decimal(String);
+
+/// The text is not a plain decimal number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a decimal number")]
+pub struct DecimalParseError(String);
+
+impl Decimal {
+    /// The decimal text as stored: sign, digits, and the scale the source gave.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value from an `f64` (a float read where a decimal was declared), in the
+    /// shortest text that reads back as the same float.
+    pub fn from_f64(v: f64) -> Option<Decimal> {
+        if !v.is_finite() {
+            return None;
+        }
+        let s = format!("{v}");
+        // `{}` never uses exponents for f64, so this is always plain digits.
+        Decimal::from_str(&s).ok()
+    }
+
+    /// The same number with `scale` digits after the point, padding with zeros; a
+    /// longer fraction is kept as it is, since cutting it would lose digits.
+    pub fn with_min_scale(&self, scale: u32) -> Decimal {
+        let (int, frac) = self.0.split_once('.').unwrap_or((&self.0, ""));
+        if frac.len() >= scale as usize {
+            return self.clone();
+        }
+        let mut s = String::with_capacity(int.len() + 1 + scale as usize);
+        s.push_str(int);
+        s.push('.');
+        s.push_str(frac);
+        s.extend(std::iter::repeat_n('0', scale as usize - frac.len()));
+        Decimal(s)
+    }
+
+    /// The number without leading zeros, trailing fractional zeros or `-0`: equal
+    /// numbers have equal normalized text.
+    pub fn normalized(&self) -> String {
+        let (neg, body) = match self.0.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, self.0.strip_prefix('+').unwrap_or(&self.0)),
+        };
+        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+        let int = int.trim_start_matches('0');
+        let frac = frac.trim_end_matches('0');
+        let int = if int.is_empty() { "0" } else { int };
+        let mut out = String::new();
+        if neg && !(int == "0" && frac.is_empty()) {
+            out.push('-');
+        }
+        out.push_str(int);
+        if !frac.is_empty() {
+            out.push('.');
+            out.push_str(frac);
+        }
+        out
+    }
+}
+
+impl FromStr for Decimal {
+    type Err = DecimalParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let body = t.strip_prefix(['-', '+']).unwrap_or(t);
+        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+        let digits_ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if (int.is_empty() && frac.is_empty()) || !digits_ok(int) || !digits_ok(frac) {
+            return Err(DecimalParseError(s.to_string()));
+        }
+        let t = t.strip_prefix('+').unwrap_or(t);
+        Ok(Decimal(t.to_string()))
+    }
+}
+
+impl TryFrom<String> for Decimal {
+    type Error = DecimalParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Decimal::from_str(&s)
+    }
+}
+
+impl From<Decimal> for String {
+    fn from(d: Decimal) -> String {
+        d.0
+    }
+}
+
+impl From<i64> for Decimal {
+    fn from(v: i64) -> Decimal {
+        Decimal(v.to_string())
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_keeps_every_digit() {
+        let d: Decimal = "12345678901234567890123456789012345678.5".parse().unwrap();
+        assert_eq!(d.as_str(), "12345678901234567890123456789012345678.5");
+        let json = serde_json::to_string(&Value::Decimal(d.clone())).unwrap();
+        let back: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, Value::Decimal(d));
+    }
+
+    #[test]
+    fn decimal_rejects_non_numbers() {
+        for bad in ["", "-", "1.2.3", "1e5", "abc", "."] {
+            assert!(bad.parse::<Decimal>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn decimal_normalizes_and_pads() {
+        let d: Decimal = "-000120.500".parse().unwrap();
+        assert_eq!(d.normalized(), "-120.5");
+        assert_eq!("-0.00".parse::<Decimal>().unwrap().normalized(), "0");
+        assert_eq!(
+            "12.3"
+                .parse::<Decimal>()
+                .unwrap()
+                .with_min_scale(2)
+                .as_str(),
+            "12.30"
+        );
+        assert_eq!(
+            "7".parse::<Decimal>().unwrap().with_min_scale(2).as_str(),
+            "7.00"
+        );
+        assert_eq!(Decimal::from_f64(0.1).unwrap().as_str(), "0.1");
+        assert!(Decimal::from_f64(f64::NAN).is_none());
+    }
+
+    #[test]
+    fn equal_values_hash_alike_across_int_widths() {
+        let hash = |v: &Value| {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            v.hash_into(&mut h);
+            h.digest()
+        };
+        assert_eq!(hash(&Value::Int32(7)), hash(&Value::Int64(7)));
+        assert_ne!(hash(&Value::Int64(7)), hash(&Value::Text("7".into())));
+        assert_ne!(hash(&Value::Null), hash(&Value::Text(String::new())));
+    }
+}

@@ -1,0 +1,18 @@
+//! The engine owns the replication loop; connectors only read and apply.
+//!
+//! For each table stream of a pipeline the engine reads the target's checkpoint,
+//! decides the phase (snapshot or stream), asks the source for the next chunk or
+//! changes, hands them to the sink with the checkpoint they reach, and records the
+//! result in the state store. It knows connectors only through siphon-core's traits.
+
+mod checksum;
+mod incremental;
+mod observer;
+mod pass;
+mod schedule;
+mod snapshot;
+
+pub use checksum::{table_checksum, TableChecksum};
+pub use observer::{NoopObserver, Observer, Shutdown};
+pub use pass::{run_pass, PassReport};
+pub use schedule::{next_delay, validate_schedule};

@@ -1,0 +1,43 @@
+//! How the engine reports progress, and how it is asked to stop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use siphon_core::{StreamId, TableStats};
+
+/// Receives progress as a pass runs (progress bars, logs, metrics). Called from the
+/// engine's task: keep each call short.
+pub trait Observer: Send + Sync {
+    /// A table stream starts copying; `total` is the source's row estimate.
+    fn table_started(&self, _stream: &StreamId, _total: Option<u64>) {}
+    /// `rows` more rows were committed on the target.
+    fn rows_committed(&self, _stream: &StreamId, _rows: u64) {}
+    /// A table stream ended (its stats say how).
+    fn table_finished(&self, _stream: &StreamId, _stats: &TableStats) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {}
+
+/// A stop request shared by every task of a run. Drivers check it between chunks,
+/// so a stop never leaves a chunk half-written: what was committed stays, with its
+/// checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown(Arc<AtomicBool>);
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,14 @@
+//! SQLite as a siphon source and sink.
+//!
+//! rusqlite is synchronous: each handle owns one connection and runs every call on
+//! tokio's blocking pool, so a source and a sink work in parallel.
+
+mod db;
+mod schema;
+mod sink;
+mod source;
+mod types;
+
+pub use db::path_from_url;
+pub use sink::SqliteSink;
+pub use source::SqliteSource;

@@ -1,0 +1,401 @@
+//! SQLite as a source: keyset snapshots and cursor polling.
+
+use std::cmp::Ordering;
+use std::path::Path;
+
+use rusqlite::{Connection, ToSql};
+use serde::{Deserialize, Serialize};
+use siphon_core::{
+    Chunk, CursorSpec, CursorStrategy, Error, Lookback, Position, Result, Row, Source, TableFilter,
+    TableSchema, TypeKind,
+};
+
+use crate::db::{column_list, db_err, placeholders, quote, Db};
+use crate::types::{decode_or_err, rewind_text_timestamp, Bind, Raw};
+
+/// Reads tables from a SQLite file, opened read-only.
+#[derive(Debug, Clone)]
+pub struct SqliteSource {
+    db: Db,
+}
+
+/// Where a snapshot resumes: the stored key of the last row copied.
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyPosition {
+    key: Vec<Raw>,
+}
+
+/// Where polling resumes: the stored cursor and key of the last row read. An empty
+/// key means "every row with this cursor value".
+#[derive(Debug, Serialize, Deserialize)]
+struct Watermark {
+    cursor: Raw,
+    key: Vec<Raw>,
+}
+
+fn to_position<T: Serialize>(v: &T) -> Result<Position> {
+    serde_json::to_value(v)
+        .map(Position)
+        .map_err(|e| Error::internal("encoding a SQLite position").source(e))
+}
+
+fn from_position<T: for<'de> Deserialize<'de>>(p: &Position, table: &TableSchema) -> Result<T> {
+    serde_json::from_value(p.0.clone()).map_err(|e| {
+        Error::bad_input(
+            "the saved position was not written by the SQLite connector; force a full re-sync of the table",
+        )
+        .table(&table.name)
+        .source(e)
+    })
+}
+
+/// The row key's column positions, or an error saying how to give the table one.
+pub(crate) fn require_key(table: &TableSchema) -> Result<&[usize]> {
+    table.row_key().ok_or_else(|| {
+        Error::bad_input(
+            "the table has no primary key: add a PRIMARY KEY (or a UNIQUE NOT NULL column), since \
+             siphon reads and writes rows by key",
+        )
+        .table(&table.name)
+    })
+}
+
+/// The cursor column's position, checked against the strategy.
+fn cursor_column(table: &TableSchema, cursor: &CursorSpec) -> Result<usize> {
+    let i = table.column_index(&cursor.column).ok_or_else(|| {
+        Error::bad_input(format!(
+            "the cursor column does not exist; set `cursor` to one of: {}",
+            table
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .table(&table.name)
+        .column(&cursor.column)
+    })?;
+    let kind = &table.columns[i].data_type.kind;
+    let fits = match cursor.strategy {
+        CursorStrategy::Timestamp => !matches!(
+            kind,
+            TypeKind::Bool | TypeKind::Bytes { .. } | TypeKind::Json | TypeKind::Uuid
+        ),
+        CursorStrategy::Sequence | CursorStrategy::Version => matches!(
+            kind,
+            TypeKind::Int16
+                | TypeKind::Int32
+                | TypeKind::Int64
+                | TypeKind::Decimal { .. }
+                | TypeKind::Engine { .. }
+        ),
+    };
+    if !fits {
+        return Err(Error::bad_input(format!(
+            "a {kind:?} column cannot be a {:?} cursor; choose a date or timestamp column for `timestamp`, \
+             an integer column for `sequence` or `version`",
+            cursor.strategy
+        ))
+        .table(&table.name)
+        .column(&cursor.column));
+    }
+    Ok(i)
+}
+
+/// Runs a row query, decoding every column, and returns the rows with the stored
+/// values of `keep` in the last one.
+fn read_rows(
+    conn: &Connection,
+    path: &Path,
+    table: &TableSchema,
+    sql: &str,
+    params: &[&dyn ToSql],
+    keep: &[usize],
+) -> Result<(Vec<Row>, Vec<Raw>)> {
+    let err = |e| db_err(path, &format!("reading {}", table.name), e);
+    let mut st = conn.prepare_cached(sql).map_err(err)?;
+    let mut rows = st.query(params).map_err(err)?;
+    let mut out = Vec::new();
+    let mut last = Vec::new();
+    while let Some(r) = rows.next().map_err(err)? {
+        let mut row = Vec::with_capacity(table.columns.len());
+        for (i, c) in table.columns.iter().enumerate() {
+            let v = r.get_ref(i).map_err(err)?;
+            row.push(decode_or_err(&c.data_type.kind, v, &table.name, &c.name)?);
+        }
+        out.push(row);
+        last.clear();
+        for &k in keep {
+            last.push(Raw::from_ref(r.get_ref(k).map_err(err)?));
+        }
+    }
+    Ok((out, last))
+}
+
+impl SqliteSource {
+    /// Opens the file read-only; it must exist.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteSource> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(Error::config(format!(
+                "SQLite source {} does not exist",
+                path.display()
+            )));
+        }
+        Ok(SqliteSource {
+            db: Db::open(path, true)?,
+        })
+    }
+}
+
+impl Source for SqliteSource {
+    async fn discover(&self, filter: &TableFilter) -> Result<Vec<TableSchema>> {
+        let filter = filter.clone();
+        let path = self.db.path().to_path_buf();
+        self.db
+            .run(move |c| crate::schema::discover(c, &path, &filter))
+            .await
+    }
+
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
+        let sql = format!("SELECT count(*) FROM {}", quote(&table.name.name));
+        let path = self.db.path().to_path_buf();
+        let n: i64 = self
+            .db
+            .run(move |c| {
+                c.query_row(&sql, [], |r| r.get(0))
+                    .map_err(|e| db_err(&path, "counting rows", e))
+            })
+            .await?;
+        Ok(Some(n as u64))
+    }
+
+    async fn read_chunk(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        let key = require_key(table)?.to_vec();
+        let after: Option<KeyPosition> = after.map(|p| from_position(p, table)).transpose()?;
+        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+        let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
+        let t = quote(&table.name.name);
+        let sql = match &after {
+            None => format!("SELECT {cols} FROM {t} ORDER BY {key_cols} LIMIT ?"),
+            Some(_) => format!(
+                "SELECT {cols} FROM {t} WHERE ({key_cols}) > ({}) ORDER BY {key_cols} LIMIT ?",
+                placeholders(key.len())
+            ),
+        };
+        let table = table.clone();
+        let path = self.db.path().to_path_buf();
+        let (rows, last) = self
+            .db
+            .run(move |c| {
+                let limit = limit as i64;
+                let mut params: Vec<&dyn ToSql> = Vec::new();
+                if let Some(a) = &after {
+                    params.extend(a.key.iter().map(|r| r as &dyn ToSql));
+                }
+                params.push(&limit);
+                read_rows(c, &path, &table, &sql, &params, &key)
+            })
+            .await?;
+        let last = if rows.is_empty() {
+            None
+        } else {
+            Some(to_position(&KeyPosition { key: last })?)
+        };
+        Ok(Chunk { rows, last })
+    }
+
+    async fn poll(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        let key = require_key(table)?.to_vec();
+        let ci = cursor_column(table, cursor)?;
+        let after: Option<Watermark> = after.map(|p| from_position(p, table)).transpose()?;
+        let c = quote(&cursor.column);
+        let order = format!(
+            "{c}, {}",
+            column_list(key.iter().map(|&i| table.columns[i].name.as_str()))
+        );
+        let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
+        let t = quote(&table.name.name);
+        let filter = match &after {
+            None => format!("{c} IS NOT NULL"),
+            Some(w) if w.key.is_empty() => format!("{c} >= ?"),
+            Some(w) => format!("({order}) > ({})", placeholders(1 + w.key.len())),
+        };
+        let sql = format!("SELECT {cols} FROM {t} WHERE {filter} ORDER BY {order} LIMIT ?");
+        let mut keep = vec![ci];
+        keep.extend(&key);
+        let table = table.clone();
+        let path = self.db.path().to_path_buf();
+        let (rows, mut last) = self
+            .db
+            .run(move |conn| {
+                let limit = limit as i64;
+                let mut params: Vec<&dyn ToSql> = Vec::new();
+                if let Some(w) = &after {
+                    params.push(&w.cursor);
+                    params.extend(w.key.iter().map(|r| r as &dyn ToSql));
+                }
+                params.push(&limit);
+                read_rows(conn, &path, &table, &sql, &params, &keep)
+            })
+            .await?;
+        if rows.is_empty() {
+            return Ok(Chunk { rows, last: None });
+        }
+        let key = last.split_off(1);
+        let cursor = last.pop().unwrap_or(Raw::Null);
+        Ok(Chunk {
+            rows,
+            last: Some(to_position(&Watermark { cursor, key })?),
+        })
+    }
+
+    async fn cursor_high(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+    ) -> Result<Option<Position>> {
+        cursor_column(table, cursor)?;
+        let c = quote(&cursor.column);
+        let sql = format!(
+            "SELECT {c} FROM {} WHERE {c} IS NOT NULL ORDER BY {c} DESC LIMIT 1",
+            quote(&table.name.name)
+        );
+        let path = self.db.path().to_path_buf();
+        let high = self
+            .db
+            .run(move |conn| {
+                let mut st = conn
+                    .prepare(&sql)
+                    .map_err(|e| db_err(&path, "reading the highest cursor", e))?;
+                let mut rows = st
+                    .query([])
+                    .map_err(|e| db_err(&path, "reading the highest cursor", e))?;
+                Ok(
+                    match rows
+                        .next()
+                        .map_err(|e| db_err(&path, "reading the highest cursor", e))?
+                    {
+                        Some(r) => Some(Raw::from_ref(
+                            r.get_ref(0).map_err(|e| db_err(&path, "reading", e))?,
+                        )),
+                        None => None,
+                    },
+                )
+            })
+            .await?;
+        high.map(|cursor| {
+            to_position(&Watermark {
+                cursor,
+                key: vec![],
+            })
+        })
+        .transpose()
+    }
+
+    fn rewind(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+        from: &Position,
+    ) -> Result<Position> {
+        let w: Watermark = from_position(from, table)?;
+        let Some(lookback) = cursor.lookback else {
+            return Ok(from.clone());
+        };
+        let bad = |what: &str| {
+            Error::bad_input(format!("cannot apply lookback {lookback:?} to {what}; remove `lookback` or change the column"))
+                .table(&table.name)
+                .column(&cursor.column)
+        };
+        let secs = |d: std::time::Duration| d.as_secs() as i64;
+        let cursor_back = match (&w.cursor, lookback) {
+            (Raw::Int(i), Lookback::Amount(n)) => Raw::Int(i.saturating_sub(n)),
+            (Raw::Int(i), Lookback::Duration(d)) => Raw::Int(i.saturating_sub(secs(d))),
+            (Raw::Real(f), Lookback::Amount(n)) => Raw::Real(f - n as f64),
+            (Raw::Real(f), Lookback::Duration(d)) => Raw::Real(f - d.as_secs_f64()),
+            (Raw::Text(s), Lookback::Duration(d)) => Raw::Text(
+                rewind_text_timestamp(s, secs(d))
+                    .ok_or_else(|| bad(&format!("the value '{s}'")))?,
+            ),
+            (other, _) => return Err(bad(&format!("a stored {other:?}"))),
+        };
+        to_position(&Watermark {
+            cursor: cursor_back,
+            key: vec![],
+        })
+    }
+
+    fn compare(&self, table: &TableSchema, a: &Position, b: &Position) -> Result<Ordering> {
+        let a: Watermark = from_position(a, table)?;
+        let b: Watermark = from_position(b, table)?;
+        let mut ord = a.cursor.sqlite_cmp(&b.cursor);
+        let mut i = 0;
+        while ord == Ordering::Equal {
+            ord = match (a.key.get(i), b.key.get(i)) {
+                (None, None) => break,
+                (None, Some(_)) => Ordering::Less,
+                (Some(_), None) => Ordering::Greater,
+                (Some(x), Some(y)) => x.sqlite_cmp(y),
+            };
+            i += 1;
+        }
+        Ok(ord)
+    }
+
+    async fn existing_keys(&self, table: &TableSchema, keys: &[Row]) -> Result<Vec<bool>> {
+        let key = require_key(table)?.to_vec();
+        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+        let t = quote(&table.name.name);
+        let keys = keys.to_vec();
+        let table = table.clone();
+        let path = self.db.path().to_path_buf();
+        self.db
+            .run(move |conn| {
+                let mut found = std::collections::HashSet::new();
+                let per = (500 / key.len()).max(1);
+                for part in keys.chunks(per) {
+                    let tuple = format!("({})", placeholders(key.len()));
+                    let sql = format!(
+                        "SELECT {key_cols} FROM {t} WHERE ({key_cols}) IN (VALUES {})",
+                        vec![tuple.as_str(); part.len()].join(", ")
+                    );
+                    let binds: Vec<Bind<'_>> = part.iter().flatten().map(Bind).collect();
+                    let params: Vec<&dyn ToSql> = binds.iter().map(|b| b as &dyn ToSql).collect();
+                    let err = |e| db_err(&path, &format!("looking up keys of {}", table.name), e);
+                    let mut st = conn.prepare_cached(&sql).map_err(err)?;
+                    let mut rows = st.query(params.as_slice()).map_err(err)?;
+                    while let Some(r) = rows.next().map_err(err)? {
+                        let mut h = xxhash_rust::xxh3::Xxh3::new();
+                        for (j, &ci) in key.iter().enumerate() {
+                            let c = &table.columns[ci];
+                            let v = r.get_ref(j).map_err(err)?;
+                            decode_or_err(&c.data_type.kind, v, &table.name, &c.name)?
+                                .hash_into(&mut h);
+                        }
+                        found.insert(h.digest());
+                    }
+                }
+                Ok(keys
+                    .iter()
+                    .map(|k| {
+                        let mut h = xxhash_rust::xxh3::Xxh3::new();
+                        k.iter().for_each(|v| v.hash_into(&mut h));
+                        found.contains(&h.digest())
+                    })
+                    .collect())
+            })
+            .await
+    }
+}

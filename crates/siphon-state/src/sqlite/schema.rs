@@ -1,0 +1,103 @@
+//! The state store's tables, and the migrations that bring an older file up to date.
+//!
+//! `PRAGMA user_version` counts the migrations a file has had. Migrations are only
+//! ever appended: a released one is never edited, since files out there ran it.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::Failure;
+
+/// Migration `n` (from 1) takes a file from `user_version` n − 1 to n.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema. Tables are named by `TableName`'s Display (`schema.table`
+    // or a bare name), timestamps are RFC 3339 text in UTC.
+    r#"
+    CREATE TABLE connections (
+        name TEXT PRIMARY KEY NOT NULL,
+        url  TEXT NOT NULL
+    );
+    CREATE TABLE pipelines (
+        name TEXT PRIMARY KEY NOT NULL,
+        spec TEXT NOT NULL
+    );
+    CREATE TABLE flags (
+        pipeline   TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        flag       TEXT NOT NULL,
+        value      INTEGER NOT NULL,
+        PRIMARY KEY (pipeline, table_name, flag)
+    );
+    CREATE TABLE stream_states (
+        pipeline   TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (pipeline, table_name)
+    );
+    CREATE TABLE checkpoints (
+        pipeline   TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (pipeline, table_name)
+    );
+    CREATE TABLE executions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        pipeline    TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        status      TEXT NOT NULL,
+        error       TEXT
+    );
+    CREATE INDEX executions_by_pipeline ON executions (pipeline, id);
+    CREATE TABLE execution_tables (
+        execution   INTEGER NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+        table_name  TEXT NOT NULL,
+        mode        TEXT NOT NULL,
+        rows_read   INTEGER NOT NULL,
+        inserted    INTEGER NOT NULL,
+        updated     INTEGER NOT NULL,
+        deleted     INTEGER NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        status      TEXT NOT NULL,
+        error       TEXT,
+        PRIMARY KEY (execution, table_name)
+    );
+    "#,
+];
+
+/// Brings the file's schema up to date. Safe when several processes open the same
+/// file at once: the check and the migrations run under the write lock, so exactly
+/// one of them migrates and the others see its result.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), Failure> {
+    let latest = MIGRATIONS.len() as i64;
+    // Up to date is the common case; checking it first needs no write lock.
+    if user_version(conn)? == latest {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version = user_version(&tx)?;
+    if version > latest {
+        return Err(Failure::TooNew(format!(
+            "its schema version is {version}, and this siphon knows versions up to {latest}: \
+             upgrade siphon, or point --state at another file"
+        )));
+    }
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", done as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<i64, Failure> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// The schema version this build writes.
+#[cfg(test)]
+pub(super) fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
