@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use siphon_core::{ExecutionStatus, StreamId, TableStats};
 use siphon_engine::Observer;
 
@@ -32,9 +32,12 @@ impl Observer for Bars {
         let bar = match total {
             Some(n) => ProgressBar::new(n).with_style(
                 ProgressStyle::with_template(
-                    "{prefix:>24} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  eta {eta}",
+                    "{prefix:>24} [{bar:30}] {human_pos}/{human_len} rows  {rate}  eta {eta}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} rows/s", s.per_sec());
+                })
                 .progress_chars("=> "),
             ),
             None => ProgressBar::new_spinner(),
