@@ -76,6 +76,15 @@ pub enum TypeKind {
     Engine {
         name: String,
     },
+    /// An array of `element` (of any number of dimensions).
+    Array {
+        element: Box<TypeKind>,
+    },
+    /// A text value from a fixed set of labels.
+    Enum {
+        name: String,
+        labels: Vec<String>,
+    },
 }
 
 /// A column's type: its kind and whether it accepts NULL.

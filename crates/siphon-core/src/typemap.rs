@@ -54,8 +54,8 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
             K::Timestamp => "TIMESTAMP".into(),
             K::TimestampTz => "TIMESTAMPTZ".into(),
             K::Uuid => "UUID".into(),
-            K::Json => "JSON".into(),
-            K::Engine { .. } => "TEXT".into(),
+            K::Json | K::Array { .. } => "JSON".into(),
+            K::Engine { .. } | K::Enum { .. } => "TEXT".into(),
         },
         Engine::Postgres => match kind {
             K::Bool => "boolean".into(),
@@ -75,7 +75,10 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
             K::TimestampTz => "timestamptz".into(),
             K::Uuid => "uuid".into(),
             K::Json => "jsonb".into(),
-            K::Engine { .. } => "text".into(),
+            K::Array { element } => format!("{}[]", declare(engine, element)),
+            // Another engine's enum arrives as text; PostgreSQL enums are created
+            // from the source's declared name (same-engine path).
+            K::Engine { .. } | K::Enum { .. } => "text".into(),
         },
         Engine::Mysql => match kind {
             K::Bool => "boolean".into(),
@@ -102,8 +105,16 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
             // Stored as UTC; MySQL's own timestamp type ends in 2038.
             K::TimestampTz => "datetime(6)".into(),
             K::Uuid => "char(36)".into(),
-            K::Json => "json".into(),
-            K::Engine { .. } => "longtext".into(),
+            K::Json | K::Array { .. } => "json".into(),
+            K::Enum { labels, .. } if !labels.is_empty() => format!(
+                "enum({})",
+                labels
+                    .iter()
+                    .map(|l| format!("'{}'", l.replace('\'', "''")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            K::Engine { .. } | K::Enum { .. } => "longtext".into(),
         },
         Engine::SqlServer => match kind {
             K::Bool => "bit".into(),
@@ -129,7 +140,8 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
             K::Timestamp => "datetime2(7)".into(),
             K::TimestampTz => "datetimeoffset(7)".into(),
             K::Uuid => "uniqueidentifier".into(),
-            K::Json => "nvarchar(max)".into(),
+            K::Json | K::Array { .. } => "nvarchar(max)".into(),
+            K::Enum { .. } => "nvarchar(255)".into(),
             K::Engine { .. } => "nvarchar(max)".into(),
         },
     }
@@ -141,6 +153,29 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
 pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
     use TypeKind as K;
     let lower = declared.trim().to_ascii_lowercase();
+    if engine == Engine::Postgres {
+        if let Some(element) = lower.strip_suffix("[]") {
+            let element = element.trim_end_matches("[]");
+            return K::Array {
+                element: Box::new(parse_native(engine, element)),
+            };
+        }
+    }
+    if engine == Engine::Mysql {
+        if let Some(list) = lower
+            .strip_prefix("enum(")
+            .and_then(|l| l.strip_suffix(')'))
+        {
+            let labels = list
+                .split(',')
+                .map(|l| l.trim().trim_matches('\'').replace("''", "'"))
+                .collect();
+            return K::Enum {
+                name: String::new(),
+                labels,
+            };
+        }
+    }
     let (base, args) = match lower.split_once('(') {
         Some((b, rest)) => (b.trim().to_string(), rest.trim_end_matches(')').to_string()),
         None => (lower.clone(), String::new()),
@@ -274,6 +309,13 @@ mod tests {
             K::TimestampTz,
             K::Uuid,
             K::Json,
+            K::Array {
+                element: Box::new(K::Int32),
+            },
+            K::Enum {
+                name: String::new(),
+                labels: vec!["a".into(), "it's".into()],
+            },
         ]
     }
 
@@ -301,6 +343,10 @@ mod tests {
                 },
             ) => K::Text { max_len: Some(100) },
             (Engine::SqlServer, K::Json) => K::Text { max_len: None },
+            (Engine::Sqlite | Engine::Mysql, K::Array { .. }) => K::Json,
+            (Engine::SqlServer, K::Array { .. }) => K::Text { max_len: None },
+            (Engine::Sqlite | Engine::Postgres, K::Enum { .. }) => K::Text { max_len: None },
+            (Engine::SqlServer, K::Enum { .. }) => K::Text { max_len: Some(255) },
             _ => k.clone(),
         }
     }

@@ -35,6 +35,8 @@ pub enum Value {
         type_name: String,
         text: String,
     },
+    /// An array; a multi-dimensional array is an array of arrays.
+    Array(Vec<Value>),
 }
 
 impl Value {
@@ -62,6 +64,43 @@ impl Value {
             Value::Uuid(_) => "uuid",
             Value::Json(_) => "json",
             Value::Engine { .. } => "engine",
+            Value::Array(_) => "array",
+        }
+    }
+
+    /// The value as JSON, for targets and event formats that hold arrays or
+    /// documents: exact decimals become strings, bytes `\x`-prefixed hex, times
+    /// ISO 8601 text, and JSON documents stay documents.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int16(v) => J::from(*v),
+            Value::Int32(v) => J::from(*v),
+            Value::Int64(v) => J::from(*v),
+            Value::Float32(v) => serde_json::Number::from_f64(f64::from(*v))
+                .map_or_else(|| J::String(v.to_string()), J::Number),
+            Value::Float64(v) => {
+                serde_json::Number::from_f64(*v).map_or_else(|| J::String(v.to_string()), J::Number)
+            }
+            Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| J::String(s.clone())),
+            Value::Bytes(b) => {
+                let mut s = String::with_capacity(2 + b.len() * 2);
+                s.push_str("\\x");
+                for byte in b {
+                    s.push_str(&format!("{byte:02x}"));
+                }
+                J::String(s)
+            }
+            Value::Date(d) => J::String(d.format("%Y-%m-%d").to_string()),
+            Value::Time(t) => J::String(t.format("%H:%M:%S%.f").to_string()),
+            Value::Timestamp(t) => J::String(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
+            Value::TimestampTz(t) => J::String(t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()),
+            Value::Array(items) => J::Array(items.iter().map(Value::to_json).collect()),
+            Value::Decimal(_) | Value::Text(_) | Value::Uuid(_) | Value::Engine { .. } => {
+                J::String(self.to_string())
+            }
         }
     }
 
@@ -98,6 +137,10 @@ impl Value {
                 tagged(h, 13, type_name.as_bytes());
                 tagged(h, 13, text.as_bytes());
             }
+            Value::Array(items) => {
+                tagged(h, 14, &(items.len() as u64).to_le_bytes());
+                items.iter().for_each(|v| v.hash_into(h));
+            }
         }
     }
 }
@@ -121,6 +164,7 @@ impl fmt::Display for Value {
             Value::TimestampTz(t) => write!(f, "{}", t.to_rfc3339()),
             Value::Uuid(u) => write!(f, "{u}"),
             Value::Engine { text, .. } => f.write_str(text),
+            Value::Array(_) => write!(f, "{}", self.to_json()),
         }
     }
 }
@@ -272,6 +316,26 @@ mod tests {
         );
         assert_eq!(Decimal::from_f64(0.1).unwrap().as_str(), "0.1");
         assert!(Decimal::from_f64(f64::NAN).is_none());
+    }
+
+    #[test]
+    fn arrays_become_json_arrays() {
+        let v = Value::Array(vec![
+            Value::Array(vec![Value::Int32(1), Value::Null]),
+            Value::Array(vec![
+                Value::Decimal("2.50".parse().unwrap()),
+                Value::Text("é".into()),
+            ]),
+        ]);
+        assert_eq!(v.to_json().to_string(), r#"[[1,null],["2.50","é"]]"#);
+        assert_eq!(
+            Value::Bytes(vec![0, 255]).to_json(),
+            serde_json::json!("\\x00ff")
+        );
+        assert_eq!(
+            Value::Json(r#"{"a":1}"#.into()).to_json(),
+            serde_json::json!({"a": 1})
+        );
     }
 
     #[test]

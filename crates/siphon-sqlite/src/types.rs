@@ -100,6 +100,7 @@ impl rusqlite::ToSql for Bind<'_> {
             Value::Timestamp(t) => text(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
             Value::TimestampTz(t) => text(t.format("%Y-%m-%d %H:%M:%S%.f+00:00").to_string()),
             Value::Uuid(u) => text(u.hyphenated().to_string()),
+            Value::Array(_) => text(self.0.to_json().to_string()),
         })
     }
 }
@@ -172,7 +173,7 @@ pub(crate) fn decode(kind: &TypeKind, v: ValueRef<'_>) -> Option<Value> {
                 None => d,
             })
         }
-        (K::Text { .. } | K::FixedText { .. }, _) => Value::Text(match v {
+        (K::Text { .. } | K::FixedText { .. } | K::Enum { .. }, _) => Value::Text(match v {
             ValueRef::Text(t) => std::str::from_utf8(t).ok()?.to_string(),
             ValueRef::Integer(i) => i.to_string(),
             ValueRef::Real(f) => f.to_string(),
