@@ -6,6 +6,7 @@ use siphon_core::{
     ApplyStats, Batch, Checkpoint, Chunk, CursorSpec, Error, Position, Result, Row, SchemaOptions,
     Sink, Source, StreamId, TableFilter, TableSchema,
 };
+use siphon_postgres::{PostgresSink, PostgresSource};
 use siphon_sqlite::{SqliteSink, SqliteSource};
 
 use crate::config::{ConnUrl, Kind};
@@ -14,35 +15,52 @@ use crate::config::{ConnUrl, Kind};
 #[derive(Debug)]
 pub enum AnySource {
     Sqlite(SqliteSource),
+    Postgres(PostgresSource),
 }
 
 /// Any target siphon can write.
 #[derive(Debug)]
 pub enum AnySink {
     Sqlite(SqliteSink),
+    Postgres(PostgresSink),
 }
 
 fn not_yet(name: &str, url: &ConnUrl, role: &str) -> Error {
     Error::config(format!(
         "connection `{name}` ({url}) cannot be a {role} in this version of siphon: only sqlite:// connections \
-         are replicated so far"
+         and postgres:// connections are replicated so far"
     ))
 }
 
-pub fn open_source(name: &str, url: &ConnUrl) -> Result<AnySource> {
+/// Says which connection an error concerns, its URL shown without the password.
+fn named(e: Error, name: &str, url: &ConnUrl) -> Error {
+    Error::new(e.kind(), format!("connection `{name}` ({url})")).source(e)
+}
+
+/// Opens the source a connection names.
+pub async fn open_source(name: &str, url: &ConnUrl) -> Result<AnySource> {
     match url.kind {
         Kind::Sqlite => Ok(AnySource::Sqlite(SqliteSource::open(
             siphon_sqlite::path_from_url(url.expose())?,
         )?)),
+        Kind::Postgres => PostgresSource::connect(url.expose())
+            .await
+            .map(AnySource::Postgres)
+            .map_err(|e| named(e, name, url)),
         _ => Err(not_yet(name, url, "source")),
     }
 }
 
-pub fn open_sink(name: &str, url: &ConnUrl) -> Result<AnySink> {
+/// Opens the target a connection names.
+pub async fn open_sink(name: &str, url: &ConnUrl) -> Result<AnySink> {
     match url.kind {
         Kind::Sqlite => Ok(AnySink::Sqlite(SqliteSink::open(
             siphon_sqlite::path_from_url(url.expose())?,
         )?)),
+        Kind::Postgres => PostgresSink::connect(url.expose())
+            .await
+            .map(AnySink::Postgres)
+            .map_err(|e| named(e, name, url)),
         _ => Err(not_yet(name, url, "target")),
     }
 }
@@ -51,12 +69,14 @@ impl Source for AnySource {
     async fn discover(&self, filter: &TableFilter) -> Result<Vec<TableSchema>> {
         match self {
             AnySource::Sqlite(s) => s.discover(filter).await,
+            AnySource::Postgres(s) => s.discover(filter).await,
         }
     }
 
     async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
         match self {
             AnySource::Sqlite(s) => s.estimate_rows(table).await,
+            AnySource::Postgres(s) => s.estimate_rows(table).await,
         }
     }
 
@@ -68,6 +88,7 @@ impl Source for AnySource {
     ) -> Result<Chunk> {
         match self {
             AnySource::Sqlite(s) => s.read_chunk(table, after, limit).await,
+            AnySource::Postgres(s) => s.read_chunk(table, after, limit).await,
         }
     }
 
@@ -80,6 +101,7 @@ impl Source for AnySource {
     ) -> Result<Chunk> {
         match self {
             AnySource::Sqlite(s) => s.poll(table, cursor, after, limit).await,
+            AnySource::Postgres(s) => s.poll(table, cursor, after, limit).await,
         }
     }
 
@@ -90,6 +112,7 @@ impl Source for AnySource {
     ) -> Result<Option<Position>> {
         match self {
             AnySource::Sqlite(s) => s.cursor_high(table, cursor).await,
+            AnySource::Postgres(s) => s.cursor_high(table, cursor).await,
         }
     }
 
@@ -101,18 +124,21 @@ impl Source for AnySource {
     ) -> Result<Position> {
         match self {
             AnySource::Sqlite(s) => s.rewind(table, cursor, from),
+            AnySource::Postgres(s) => s.rewind(table, cursor, from),
         }
     }
 
     fn compare(&self, table: &TableSchema, a: &Position, b: &Position) -> Result<Ordering> {
         match self {
             AnySource::Sqlite(s) => s.compare(table, a, b),
+            AnySource::Postgres(s) => s.compare(table, a, b),
         }
     }
 
     async fn existing_keys(&self, table: &TableSchema, keys: &[Row]) -> Result<Vec<bool>> {
         match self {
             AnySource::Sqlite(s) => s.existing_keys(table, keys).await,
+            AnySource::Postgres(s) => s.existing_keys(table, keys).await,
         }
     }
 }
@@ -121,18 +147,21 @@ impl Sink for AnySink {
     async fn prepare(&self, table: &TableSchema, options: &SchemaOptions) -> Result<()> {
         match self {
             AnySink::Sqlite(s) => s.prepare(table, options).await,
+            AnySink::Postgres(s) => s.prepare(table, options).await,
         }
     }
 
     async fn checkpoint(&self, stream: &StreamId) -> Result<Option<Checkpoint>> {
         match self {
             AnySink::Sqlite(s) => s.checkpoint(stream).await,
+            AnySink::Postgres(s) => s.checkpoint(stream).await,
         }
     }
 
     async fn reset(&self, stream: &StreamId) -> Result<()> {
         match self {
             AnySink::Sqlite(s) => s.reset(stream).await,
+            AnySink::Postgres(s) => s.reset(stream).await,
         }
     }
 
@@ -144,12 +173,14 @@ impl Sink for AnySink {
     ) -> Result<ApplyStats> {
         match self {
             AnySink::Sqlite(s) => s.load(table, rows, checkpoint).await,
+            AnySink::Postgres(s) => s.load(table, rows, checkpoint).await,
         }
     }
 
     async fn apply(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
         match self {
             AnySink::Sqlite(s) => s.apply(batch, checkpoint).await,
+            AnySink::Postgres(s) => s.apply(batch, checkpoint).await,
         }
     }
 
@@ -161,6 +192,7 @@ impl Sink for AnySink {
     ) -> Result<Vec<Row>> {
         match self {
             AnySink::Sqlite(s) => s.read_keys(table, after, limit).await,
+            AnySink::Postgres(s) => s.read_keys(table, after, limit).await,
         }
     }
 }

@@ -129,7 +129,8 @@ async fn streams<St: StateStore>(
     let source = open_source(
         &spec.source,
         &ConnUrl::parse(&format!("connections.{}", spec.source), written)?,
-    )?;
+    )
+    .await?;
     Ok(source
         .discover(&spec.filter())
         .await?

@@ -77,8 +77,8 @@ pub async fn pass<St: StateStore>(
         })?;
         ConnUrl::parse(&format!("connections.{conn}"), written)
     };
-    let source = open_source(&spec.source, &url(&spec.source)?)?;
-    let sink = open_sink(&spec.target, &url(&spec.target)?)?;
+    let source = open_source(&spec.source, &url(&spec.source)?).await?;
+    let sink = open_sink(&spec.target, &url(&spec.target)?).await?;
     run_pass(name, spec, &source, &sink, state, observer, shutdown).await
 }
 

@@ -1,0 +1,15 @@
+//! PostgreSQL as a siphon source and sink.
+//!
+//! Reads and writes use PostgreSQL's binary format, decoded and encoded by the
+//! connector's own codec (`types`), so every declared type keeps its exact value.
+
+mod conn;
+pub mod copy;
+pub mod pgoutput;
+mod schema;
+mod sink;
+mod source;
+pub mod types;
+
+pub use sink::PostgresSink;
+pub use source::PostgresSource;

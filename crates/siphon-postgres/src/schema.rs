@@ -1,0 +1,284 @@
+//! Reading table shapes from pg_catalog, and creating them on a target.
+
+use std::collections::HashMap;
+
+use siphon_core::typemap::{self, Engine};
+use siphon_core::{Column, DataType, Index, Result, TableFilter, TableName, TableSchema, TypeKind};
+use tokio_postgres::Client;
+
+use crate::conn::{column_list, ident, literal, pg_err, qualified};
+use crate::types::PgType;
+
+/// A table as this connector needs it: the portable schema and each column's
+/// PostgreSQL type, in column order.
+#[derive(Debug, Clone)]
+pub(crate) struct PgTable {
+    pub schema: TableSchema,
+    pub types: Vec<PgType>,
+}
+
+/// Reads a column type's description: domains resolve to their base type, arrays
+/// know their element, enums their labels.
+async fn type_of(
+    client: &Client,
+    oid: u32,
+    typmod: i32,
+    cache: &mut HashMap<(u32, i32), PgType>,
+) -> Result<PgType> {
+    if let Some(t) = cache.get(&(oid, typmod)) {
+        return Ok(t.clone());
+    }
+    let row = client
+        .query_one(
+            "SELECT t.typtype::text, t.typbasetype, t.typtypmod, t.typelem, t.typcategory::text, \
+                    format_type(t.oid, $2::int4), n.nspname, t.typname \
+             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1::oid",
+            &[&oid, &typmod],
+        )
+        .await
+        .map_err(|e| pg_err(e, "reading a column type"))?;
+    let typtype: String = row.get(0);
+    let base: u32 = row.get(1);
+    let base_mod: i32 = row.get(2);
+    let elem: u32 = row.get(3);
+    let category: String = row.get(4);
+    let name: String = row.get(5);
+    let out = if typtype == "d" {
+        // A domain reads and writes as its base type; binary array headers carry
+        // the domain's own OID, which PostgreSQL checks on COPY FROM.
+        let mut t = Box::pin(type_of(client, base, base_mod, cache)).await?;
+        t.oid = oid;
+        t
+    } else if category == "A" && elem != 0 {
+        let element = Box::pin(type_of(client, elem, typmod, cache)).await?;
+        PgType::from_catalog(oid, &name, 'b', Some(element), vec![])
+    } else if typtype == "e" {
+        let labels: Vec<String> = client
+            .query("SELECT enumlabel::text FROM pg_enum WHERE enumtypid = $1::oid ORDER BY enumsortorder", &[&oid])
+            .await
+            .map_err(|e| pg_err(e, "reading enum labels"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let schema: String = row.get(6);
+        let typname: String = row.get(7);
+        PgType::from_catalog(
+            oid,
+            &format!("{}.{}", ident(&schema), ident(&typname)),
+            'e',
+            None,
+            labels,
+        )
+    } else {
+        PgType::from_catalog(
+            oid,
+            &name,
+            typtype.chars().next().unwrap_or('b'),
+            None,
+            vec![],
+        )
+    };
+    cache.insert((oid, typmod), out.clone());
+    Ok(out)
+}
+
+/// Every ordinary or partitioned table the filter selects (partitions are read
+/// through their parent), with columns, keys and indexes.
+pub(crate) async fn discover(client: &Client, filter: &TableFilter) -> Result<Vec<PgTable>> {
+    let rows = client
+        .query(
+            "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+               AND c.relname <> 'siphon_checkpoints' \
+             ORDER BY 2, 3",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_err(e, "listing tables"))?;
+    let mut cache = HashMap::new();
+    let mut out = Vec::new();
+    for r in rows {
+        let name = TableName::new(
+            Some(r.get::<_, String>(1).as_str()),
+            r.get::<_, String>(2).as_str(),
+        );
+        if filter.matches(&name) {
+            out.push(describe(client, r.get(0), name, &mut cache).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// One table by name, or `None` when it does not exist.
+pub(crate) async fn find(client: &Client, name: &TableName) -> Result<Option<PgTable>> {
+    let schema = name.schema.clone().unwrap_or_else(|| "public".into());
+    let row = client
+        .query_opt(
+            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&schema, &name.name],
+        )
+        .await
+        .map_err(|e| pg_err(e, "looking up a table"))?;
+    match row {
+        Some(r) => {
+            let name = TableName::new(Some(&schema), &name.name);
+            Ok(Some(
+                describe(client, r.get(0), name, &mut HashMap::new()).await?,
+            ))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn describe(
+    client: &Client,
+    oid: u32,
+    name: TableName,
+    cache: &mut HashMap<(u32, i32), PgType>,
+) -> Result<PgTable> {
+    let err = |e| pg_err(e, &format!("reading the columns of {name}"));
+    let cols = client
+        .query(
+            "SELECT a.attnum, a.attname::text, a.atttypid, a.atttypmod, a.attnotnull, a.attgenerated::text, \
+                    NULL::text, pg_get_expr(d.adbin, d.adrelid) \
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(err)?;
+    let mut columns = Vec::with_capacity(cols.len());
+    let mut types = Vec::with_capacity(cols.len());
+    let mut attnums = Vec::with_capacity(cols.len());
+    for c in &cols {
+        let ty = type_of(client, c.get(2), c.get(3), cache).await?;
+        let generated = c.get::<_, String>(5) == "s";
+        // The resolved type's name: a domain's base type, an enum's qualified name.
+        let declared = ty.name.clone();
+        let native = match (generated, c.get::<_, Option<String>>(7)) {
+            (true, Some(expr)) => format!("{declared} GENERATED ALWAYS AS ({expr}) STORED"),
+            _ => declared,
+        };
+        columns.push(Column {
+            name: c.get(1),
+            data_type: DataType::new(ty.kind.clone(), !c.get::<_, bool>(4)),
+            native_type: native,
+            generated,
+        });
+        types.push(ty);
+        attnums.push(c.get::<_, i16>(0));
+    }
+    let position = |attnum: i16| attnums.iter().position(|&a| a == attnum);
+    let keys = client
+        .query(
+            "SELECT contype::text, conkey FROM pg_constraint WHERE conrelid = $1::oid AND contype IN ('p', 'u') \
+             ORDER BY contype, conname",
+            &[&oid],
+        )
+        .await
+        .map_err(err)?;
+    let mut primary_key = Vec::new();
+    let mut unique_keys = Vec::new();
+    for k in keys {
+        let cols: Vec<usize> = k
+            .get::<_, Vec<i16>>(1)
+            .into_iter()
+            .filter_map(position)
+            .collect();
+        if k.get::<_, String>(0) == "p" {
+            primary_key = cols;
+        } else {
+            unique_keys.push(cols);
+        }
+    }
+    let idx = client
+        .query(
+            "SELECT i.relname::text, ix.indisunique, ix.indkey::int2[], ix.indexprs IS NOT NULL OR ix.indpred IS NOT NULL \
+             FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid \
+             WHERE ix.indrelid = $1::oid AND NOT ix.indisprimary \
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = ix.indexrelid) \
+             ORDER BY 1",
+            &[&oid],
+        )
+        .await
+        .map_err(err)?;
+    let mut indexes = Vec::new();
+    for i in idx {
+        // Expression and partial indexes have no portable form.
+        if i.get::<_, bool>(3) {
+            continue;
+        }
+        let cols: Option<Vec<String>> = i
+            .get::<_, Vec<i16>>(2)
+            .into_iter()
+            .map(|a| position(a).map(|p| columns[p].name.clone()))
+            .collect();
+        if let Some(columns) = cols {
+            indexes.push(Index {
+                name: i.get(0),
+                columns,
+                unique: i.get(1),
+            });
+        }
+    }
+    Ok(PgTable {
+        schema: TableSchema {
+            name,
+            origin: Engine::Postgres,
+            columns,
+            primary_key,
+            unique_keys,
+            indexes,
+        },
+        types,
+    })
+}
+
+/// The statements that create a table (and any enum type it uses) on a
+/// PostgreSQL target, for a schema read from any engine.
+pub(crate) fn create_statements(t: &TableSchema, schema: &str) -> Vec<String> {
+    let mut out = vec![format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema))];
+    let mut cols = Vec::new();
+    for c in &t.columns {
+        let ty = if t.origin == Engine::Postgres {
+            if let TypeKind::Enum { name, labels } = &c.data_type.kind {
+                let labels: Vec<String> = labels.iter().map(|l| literal(l)).collect();
+                // CREATE TYPE has no IF NOT EXISTS: a DO block ignores an existing one.
+                out.push(format!(
+                    "DO $$ BEGIN CREATE TYPE {name} AS ENUM ({}); EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+                    labels.join(", ")
+                ));
+            }
+            c.native_type.clone()
+        } else {
+            typemap::native_type(Engine::Postgres, t.origin, c)
+        };
+        let null = if c.data_type.nullable {
+            ""
+        } else {
+            " NOT NULL"
+        };
+        cols.push(format!("{} {ty}{null}", ident(&c.name)));
+    }
+    if !t.primary_key.is_empty() {
+        cols.push(format!(
+            "PRIMARY KEY ({})",
+            column_list(t.primary_key.iter().map(|&i| t.columns[i].name.as_str()))
+        ));
+    }
+    for k in &t.unique_keys {
+        cols.push(format!(
+            "UNIQUE ({})",
+            column_list(k.iter().map(|&i| t.columns[i].name.as_str()))
+        ));
+    }
+    out.push(format!(
+        "CREATE TABLE {} (\n  {}\n)",
+        qualified(Some(schema), &t.name.name),
+        cols.join(",\n  ")
+    ));
+    out
+}

@@ -1,0 +1,499 @@
+//! PostgreSQL as a target: table creation, loads by binary COPY, set-based upserts
+//! and deletes through a staging table, and checkpoints in the same transaction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use siphon_core::{
+    ApplyStats, Batch, Checkpoint, Error, Op, Result, Row, SchemaOptions, Sink, StreamId,
+    TableName, TableSchema, Value,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Transaction};
+
+use crate::conn::{column_list, connect, ident, pg_err, qualified};
+use crate::copy;
+use crate::schema::{self, create_statements};
+use crate::source::{require_key, Param, RawField};
+use crate::types::{self, PgType};
+
+const CHECKPOINTS: &str = "siphon_checkpoints";
+
+/// A target table as written: its name, and for each source column (in source
+/// order) the target column's type; generated target columns are never written.
+#[derive(Debug)]
+struct TargetTable {
+    name: String,
+    columns: Vec<String>,
+    types: Vec<PgType>,
+    key: Vec<usize>,
+    /// Source column positions that are written.
+    write: Vec<usize>,
+}
+
+/// Writes to a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresSink {
+    client: Arc<tokio::sync::Mutex<Client>>,
+    tables: Arc<Mutex<HashMap<TableName, Arc<TargetTable>>>>,
+}
+
+fn schema_of(t: &TableSchema) -> String {
+    t.name
+        .schema
+        .clone()
+        .unwrap_or_else(|| "public".to_string())
+}
+
+impl PostgresSink {
+    /// Connects to the database named by a `postgres://` URL and creates the
+    /// checkpoint table when missing.
+    pub async fn connect(url: &str) -> Result<PostgresSink> {
+        let client = connect(url, "target").await?;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS public.{CHECKPOINTS} (pipeline text NOT NULL, tbl text NOT NULL, \
+                 checkpoint text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, tbl))"
+            ))
+            .await
+            .map_err(|e| pg_err(e, "creating the siphon_checkpoints table"))?;
+        Ok(PostgresSink {
+            client: Arc::new(tokio::sync::Mutex::new(client)),
+            tables: Arc::default(),
+        })
+    }
+
+    fn target(&self, t: &TableSchema) -> Result<Arc<TargetTable>> {
+        self.tables
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&t.name).cloned())
+            .ok_or_else(|| Error::internal("the table was not prepared").table(&t.name))
+    }
+}
+
+/// Encodes rows (their written columns) as binary COPY data.
+fn copy_data(t: &TargetTable, rows: &[&Row], cols: &[usize], table: &TableSchema) -> Result<Bytes> {
+    let types: Vec<&PgType> = cols.iter().map(|&i| &t.types[i]).collect();
+    let mut buf = Vec::with_capacity(64 + rows.len() * 64);
+    copy::write_header(&mut buf);
+    for row in rows {
+        copy::write_row(&mut buf, cols.iter().map(|&i| &row[i]), &types).map_err(|e| {
+            Error::bad_input(format!("a value does not fit the target column: {e}"))
+                .table(&table.name)
+        })?;
+    }
+    copy::write_trailer(&mut buf);
+    Ok(Bytes::from(buf))
+}
+
+async fn copy_into(
+    tx: &Transaction<'_>,
+    target: &str,
+    columns: &str,
+    data: Bytes,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {target} ({columns}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    futures_util::pin_mut!(sink);
+    sink.send(data).await?;
+    sink.finish().await
+}
+
+/// Inserts rows, updating those whose key exists. Rows whose key repeats keep the
+/// last one. Returns (inserted, updated).
+async fn upsert(
+    tx: &Transaction<'_>,
+    t: &TargetTable,
+    table: &TableSchema,
+    rows: &[&Row],
+    stage: usize,
+) -> Result<(u64, u64)> {
+    let mut last: HashMap<Vec<u8>, usize> = HashMap::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let key: Vec<Value> = t.key.iter().map(|&k| r[k].clone()).collect();
+        last.insert(serde_json::to_vec(&key).unwrap_or_default(), i);
+    }
+    let mut keep: Vec<usize> = last.into_values().collect();
+    keep.sort_unstable();
+    let rows: Vec<&Row> = keep.into_iter().map(|i| rows[i]).collect();
+    let werr = |e| pg_err(e, &format!("writing {}", table.name));
+    let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
+    let stage_name = format!("siphon_stage_{stage}");
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE {stage_name} ON COMMIT DROP AS SELECT {cols} FROM {} WITH NO DATA",
+        t.name
+    ))
+    .await
+    .map_err(werr)?;
+    copy_into(
+        tx,
+        &stage_name,
+        &cols,
+        copy_data(t, &rows, &t.write, table)?,
+    )
+    .await
+    .map_err(werr)?;
+    let keys = column_list(t.key.iter().map(|&i| t.columns[i].as_str()));
+    let sets: Vec<String> = t
+        .write
+        .iter()
+        .filter(|i| !t.key.contains(i))
+        .map(|&i| format!("{c} = EXCLUDED.{c}", c = ident(&t.columns[i])))
+        .collect();
+    let action = if sets.is_empty() {
+        "NOTHING".to_string()
+    } else {
+        format!("UPDATE SET {}", sets.join(", "))
+    };
+    let sql = format!(
+        "WITH w AS (INSERT INTO {} ({cols}) SELECT {cols} FROM {stage_name} ON CONFLICT ({keys}) DO {action} \
+         RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
+        t.name
+    );
+    let r = tx.query_one(&sql, &[]).await.map_err(werr)?;
+    Ok((r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
+}
+
+/// Deletes rows by key through a staging table.
+async fn delete(
+    tx: &Transaction<'_>,
+    t: &TargetTable,
+    table: &TableSchema,
+    rows: &[&Row],
+    stage: usize,
+) -> Result<u64> {
+    let werr = |e| pg_err(e, &format!("deleting from {}", table.name));
+    let keys = column_list(t.key.iter().map(|&i| t.columns[i].as_str()));
+    let stage_name = format!("siphon_stage_{stage}");
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE {stage_name} ON COMMIT DROP AS SELECT {keys} FROM {} WITH NO DATA",
+        t.name
+    ))
+    .await
+    .map_err(werr)?;
+    copy_into(tx, &stage_name, &keys, copy_data(t, rows, &t.key, table)?)
+        .await
+        .map_err(werr)?;
+    let on: Vec<String> = t
+        .key
+        .iter()
+        .map(|&i| format!("t.{c} = s.{c}", c = ident(&t.columns[i])))
+        .collect();
+    tx.execute(
+        &format!(
+            "DELETE FROM {} t USING {stage_name} s WHERE {}",
+            t.name,
+            on.join(" AND ")
+        ),
+        &[],
+    )
+    .await
+    .map_err(werr)
+}
+
+async fn write_checkpoint(tx: &Transaction<'_>, cp: &Checkpoint) -> Result<()> {
+    let json = serde_json::to_string(cp)
+        .map_err(|e| Error::internal("encoding a checkpoint").source(e))?;
+    tx.execute(
+        &format!(
+            "INSERT INTO public.{CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (pipeline, tbl) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()"
+        ),
+        &[&cp.stream.pipeline, &cp.stream.table.to_string(), &json],
+    )
+    .await
+    .map_err(|e| pg_err(e, "writing the checkpoint"))?;
+    Ok(())
+}
+
+impl Sink for PostgresSink {
+    async fn prepare(&self, table: &TableSchema, options: &SchemaOptions) -> Result<()> {
+        let schema = schema_of(table);
+        let target_name = TableName::new(Some(&schema), &table.name.name);
+        let client = self.client.lock().await;
+        let mut found = schema::find(&client, &target_name).await?;
+        if found.is_none() {
+            if !options.create {
+                return Err(Error::bad_input(
+                    "the target table does not exist; create it or set `schema.create: true`",
+                )
+                .table(&target_name));
+            }
+            let mut ddl = create_statements(table, &schema);
+            if options.indexes {
+                for ix in &table.indexes {
+                    ddl.push(format!(
+                        "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
+                        if ix.unique { "UNIQUE " } else { "" },
+                        ident(&ix.name),
+                        qualified(Some(&schema), &table.name.name),
+                        column_list(ix.columns.iter().map(String::as_str))
+                    ));
+                }
+            }
+            for stmt in ddl {
+                client
+                    .batch_execute(&stmt)
+                    .await
+                    .map_err(|e| pg_err(e, "creating the target table").table(&target_name))?;
+            }
+            found = schema::find(&client, &target_name).await?;
+        }
+        let mut target = found
+            .ok_or_else(|| Error::internal("the created table is missing").table(&target_name))?;
+        let mut added = false;
+        for col in &table.columns {
+            if target.schema.column_index(&col.name).is_some() {
+                continue;
+            }
+            if !options.evolve {
+                return Err(Error::bad_input("the target table lacks this source column; add it or set `schema.evolve: true`")
+                    .table(&target_name)
+                    .column(&col.name));
+            }
+            let ty = siphon_core::typemap::native_type(
+                siphon_core::typemap::Engine::Postgres,
+                table.origin,
+                col,
+            );
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty}",
+                    qualified(Some(&schema), &table.name.name),
+                    ident(&col.name)
+                ))
+                .await
+                .map_err(|e| {
+                    pg_err(e, "adding a column")
+                        .table(&target_name)
+                        .column(&col.name)
+                })?;
+            added = true;
+        }
+        if added {
+            target = schema::find(&client, &target_name).await?.ok_or_else(|| {
+                Error::internal("the target table is missing").table(&target_name)
+            })?;
+        }
+        let key = require_key(table)?.to_vec();
+        let mut types = Vec::with_capacity(table.columns.len());
+        let mut write = Vec::new();
+        for (i, col) in table.columns.iter().enumerate() {
+            let j = target
+                .schema
+                .column_index(&col.name)
+                .ok_or_else(|| Error::internal("column vanished"))?;
+            if !target.schema.columns[j].generated {
+                write.push(i);
+            }
+            types.push(target.types[j].clone());
+        }
+        let tt = TargetTable {
+            name: qualified(Some(&schema), &table.name.name),
+            columns: table.columns.iter().map(|c| c.name.clone()).collect(),
+            types,
+            key,
+            write,
+        };
+        self.tables
+            .lock()
+            .map_err(|_| Error::internal("table cache poisoned"))?
+            .insert(table.name.clone(), Arc::new(tt));
+        Ok(())
+    }
+
+    async fn checkpoint(&self, stream: &StreamId) -> Result<Option<Checkpoint>> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT checkpoint FROM public.{CHECKPOINTS} WHERE pipeline = $1 AND tbl = $2"
+                ),
+                &[&stream.pipeline, &stream.table.to_string()],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading a checkpoint"))?;
+        row.map(|r| {
+            serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| {
+                Error::bad_input("the checkpoint row is unreadable; force a full re-sync")
+                    .table(&stream.table)
+                    .source(e)
+            })
+        })
+        .transpose()
+    }
+
+    async fn reset(&self, stream: &StreamId) -> Result<()> {
+        let client = self.client.lock().await;
+        client
+            .execute(
+                &format!("DELETE FROM public.{CHECKPOINTS} WHERE pipeline = $1 AND tbl = $2"),
+                &[&stream.pipeline, &stream.table.to_string()],
+            )
+            .await
+            .map_err(|e| pg_err(e, "removing a checkpoint"))?;
+        Ok(())
+    }
+
+    async fn load(
+        &self,
+        table: &TableSchema,
+        rows: Vec<Row>,
+        checkpoint: &Checkpoint,
+    ) -> Result<ApplyStats> {
+        let t = self.target(table)?;
+        let mut client = self.client.lock().await;
+        let werr = |e| pg_err(e, &format!("loading {}", table.name));
+        let tx = client.transaction().await.map_err(werr)?;
+        let refs: Vec<&Row> = rows.iter().collect();
+        // Most chunks land in a table that does not hold their keys yet: COPY them
+        // straight in. If a key is there already, fall back to the upsert path.
+        tx.batch_execute("SAVEPOINT siphon_load")
+            .await
+            .map_err(werr)?;
+        let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
+        let stats =
+            match copy_into(&tx, &t.name, &cols, copy_data(&t, &refs, &t.write, table)?).await {
+                Ok(n) => {
+                    tx.batch_execute("RELEASE SAVEPOINT siphon_load")
+                        .await
+                        .map_err(werr)?;
+                    ApplyStats {
+                        inserted: n,
+                        ..Default::default()
+                    }
+                }
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT siphon_load")
+                        .await
+                        .map_err(werr)?;
+                    let (inserted, updated) = upsert(&tx, &t, table, &refs, 0).await?;
+                    ApplyStats {
+                        inserted,
+                        updated,
+                        deleted: 0,
+                    }
+                }
+                Err(e) => return Err(werr(e)),
+            };
+        write_checkpoint(&tx, checkpoint).await?;
+        tx.commit().await.map_err(werr)?;
+        Ok(stats)
+    }
+
+    async fn apply(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
+        let mut client = self.client.lock().await;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_err(e, "starting a transaction"))?;
+        let mut stats = ApplyStats::default();
+        let changes = &batch.changes;
+        let mut i = 0;
+        let mut stage = 0;
+        while i < changes.len() {
+            let table = &changes[i].table;
+            let t = self.target(table)?;
+            let upserting = matches!(changes[i].op, Op::Insert(_) | Op::Update { .. });
+            let deleting = matches!(changes[i].op, Op::Delete(_));
+            // A run of changes of one kind to one table goes in one statement.
+            let mut j = i;
+            let mut rows: Vec<&Row> = Vec::new();
+            while j < changes.len() && std::sync::Arc::ptr_eq(&changes[j].table, table) {
+                match (&changes[j].op, upserting, deleting) {
+                    (Op::Insert(r) | Op::Update { after: r, .. }, true, _) => rows.push(r),
+                    (Op::Delete(r), _, true) => rows.push(r),
+                    _ => break,
+                }
+                j += 1;
+            }
+            match &changes[i].op {
+                Op::Insert(_) | Op::Update { .. } => {
+                    let (ins, upd) = upsert(&tx, &t, table, &rows, stage).await?;
+                    stats.inserted += ins;
+                    stats.updated += upd;
+                }
+                Op::Delete(_) => stats.deleted += delete(&tx, &t, table, &rows, stage).await?,
+                Op::Truncate => {
+                    let n = tx
+                        .query_one(&format!("SELECT count(*) FROM {}", t.name), &[])
+                        .await
+                        .map_err(|e| pg_err(e, "counting rows"))?
+                        .get::<_, i64>(0);
+                    tx.batch_execute(&format!("TRUNCATE {}", t.name))
+                        .await
+                        .map_err(|e| pg_err(e, &format!("truncating {}", table.name)))?;
+                    stats.deleted += n as u64;
+                    j = i + 1;
+                }
+                Op::Schema(_) => {
+                    return Err(
+                        Error::internal("schema changes are applied through prepare")
+                            .table(&table.name),
+                    )
+                }
+            }
+            stage += 1;
+            i = j.max(i + 1);
+        }
+        write_checkpoint(&tx, checkpoint).await?;
+        tx.commit().await.map_err(|e| pg_err(e, "committing"))?;
+        Ok(stats)
+    }
+
+    async fn read_keys(
+        &self,
+        table: &TableSchema,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let t = self.target(table)?;
+        let keys = column_list(t.key.iter().map(|&i| t.columns[i].as_str()));
+        let client = self.client.lock().await;
+        let params: Vec<Param<'_>> = match after {
+            Some(a) => a
+                .iter()
+                .zip(&t.key)
+                .map(|(v, &i)| Param(v, &t.types[i]))
+                .collect(),
+            None => vec![],
+        };
+        let filter = if params.is_empty() {
+            String::new()
+        } else {
+            let ph: Vec<String> = (1..=params.len()).map(|i| format!("${i}")).collect();
+            format!("WHERE ({keys}) > ({})", ph.join(", "))
+        };
+        let sql = format!(
+            "SELECT {keys} FROM {} {filter} ORDER BY {keys} LIMIT {limit}",
+            t.name
+        );
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = client
+            .query(&sql, &refs)
+            .await
+            .map_err(|e| pg_err(e, "reading keys"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut k = Vec::with_capacity(t.key.len());
+            for (j, &i) in t.key.iter().enumerate() {
+                let raw: Option<RawField<'_>> =
+                    r.try_get(j).map_err(|e| pg_err(e, "reading a key"))?;
+                k.push(match raw {
+                    None => Value::Null,
+                    Some(RawField(b)) => types::decode_binary(&t.types[i], b)
+                        .map_err(|e| Error::bad_input(e.to_string()).table(&table.name))?,
+                });
+            }
+            out.push(k);
+        }
+        Ok(out)
+    }
+}

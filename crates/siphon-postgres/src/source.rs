@@ -1,0 +1,575 @@
+//! PostgreSQL as a source: keyset snapshots and cursor polling, read in the binary
+//! format and decoded by the connector's own codec.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use siphon_core::{
+    Chunk, CursorSpec, CursorStrategy, Error, Lookback, Position, Result, Row, Source, TableFilter,
+    TableName, TableSchema, TypeKind, Value,
+};
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
+use tokio_postgres::Client;
+
+use crate::conn::{column_list, connect, ident, pg_err, qualified};
+use crate::schema::{self, PgTable};
+use crate::types::{self, PgType};
+
+/// A field's bytes exactly as the server sent them in binary format.
+pub(crate) struct RawField<'a>(pub &'a [u8]);
+
+impl<'a> FromSql<'a> for RawField<'a> {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawField(raw))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// A value sent as a parameter in binary format, encoded for its column's type.
+#[derive(Debug)]
+pub(crate) struct Param<'a>(pub &'a Value, pub &'a PgType);
+
+impl ToSql for Param<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if self.0.is_null() {
+            return Ok(IsNull::Yes);
+        }
+        let mut buf = Vec::new();
+        types::encode_binary(self.1, self.0, &mut buf)?;
+        out.extend_from_slice(&buf);
+        Ok(IsNull::No)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Decodes the binary fields of a result row.
+pub(crate) fn decode_row(
+    row: &tokio_postgres::Row,
+    types: &[PgType],
+    table: &TableSchema,
+) -> Result<Row> {
+    let mut out = Vec::with_capacity(types.len());
+    for (i, ty) in types.iter().enumerate() {
+        let raw: Option<RawField<'_>> = row.try_get(i).map_err(|e| pg_err(e, "reading a row"))?;
+        out.push(match raw {
+            None => Value::Null,
+            Some(RawField(b)) if !ty.binary_supported() => std::str::from_utf8(b)
+                .map_err(|e| e.to_string())
+                .and_then(|t| types::decode_text(ty, t).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    Error::bad_input(format!("cannot read the value: {e}"))
+                        .table(&table.name)
+                        .column(&table.columns[i].name)
+                })?,
+            Some(RawField(b)) => types::decode_binary(ty, b).map_err(|e| {
+                Error::bad_input(format!("cannot read the value: {e}"))
+                    .table(&table.name)
+                    .column(&table.columns[i].name)
+            })?,
+        });
+    }
+    Ok(out)
+}
+
+/// Where a snapshot resumes: the key of the last row copied.
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyPosition {
+    key: Vec<Value>,
+}
+
+/// Where polling resumes: cursor and key of the last row read; an empty key
+/// means "every row with this cursor value".
+#[derive(Debug, Serialize, Deserialize)]
+struct Watermark {
+    cursor: Value,
+    key: Vec<Value>,
+}
+
+fn to_position<T: Serialize>(v: &T) -> Result<Position> {
+    serde_json::to_value(v)
+        .map(Position)
+        .map_err(|e| Error::internal("encoding a PostgreSQL position").source(e))
+}
+
+fn from_position<T: for<'de> Deserialize<'de>>(p: &Position, table: &TableSchema) -> Result<T> {
+    serde_json::from_value(p.0.clone()).map_err(|e| {
+        Error::bad_input(
+            "the saved position was not written by the PostgreSQL connector; force a full re-sync",
+        )
+        .table(&table.name)
+        .source(e)
+    })
+}
+
+/// The row key's positions, or an error saying how to give the table one.
+pub(crate) fn require_key(table: &TableSchema) -> Result<&[usize]> {
+    table.row_key().ok_or_else(|| {
+        Error::bad_input(
+            "the table has no primary key: add one (ALTER TABLE … ADD PRIMARY KEY), since siphon reads and writes \
+             rows by key",
+        )
+        .table(&table.name)
+    })
+}
+
+/// Reads tables from a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresSource {
+    client: Arc<Client>,
+    tables: Arc<Mutex<HashMap<TableName, Arc<PgTable>>>>,
+}
+
+impl PostgresSource {
+    /// Connects to the database named by a `postgres://` URL.
+    pub async fn connect(url: &str) -> Result<PostgresSource> {
+        Ok(PostgresSource {
+            client: Arc::new(connect(url, "source").await?),
+            tables: Arc::default(),
+        })
+    }
+
+    /// The column types of a discovered table (discovering it when needed).
+    async fn table(&self, t: &TableSchema) -> Result<Arc<PgTable>> {
+        if let Some(found) = self
+            .tables
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&t.name).cloned())
+        {
+            return Ok(found);
+        }
+        let found = schema::find(&self.client, &t.name).await?.ok_or_else(|| {
+            Error::bad_input("the table no longer exists at the source").table(&t.name)
+        })?;
+        let found = Arc::new(found);
+        if let Ok(mut m) = self.tables.lock() {
+            m.insert(t.name.clone(), found.clone());
+        }
+        Ok(found)
+    }
+
+    async fn rows(
+        &self,
+        t: &TableSchema,
+        pg: &PgTable,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>> {
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let stmt = self
+            .client
+            .prepare(sql)
+            .await
+            .map_err(|e| pg_err(e, &format!("reading {}", t.name)))?;
+        let rows = self
+            .client
+            .query(&stmt, &refs)
+            .await
+            .map_err(|e| pg_err(e, &format!("reading {}", t.name)))?;
+        rows.iter().map(|r| decode_row(r, &pg.types, t)).collect()
+    }
+}
+
+/// The columns to select: types without a binary codec are read as text.
+fn select_list(table: &TableSchema, pg: &PgTable) -> String {
+    table
+        .columns
+        .iter()
+        .zip(&pg.types)
+        .map(|(c, ty)| {
+            if ty.binary_supported() {
+                ident(&c.name)
+            } else {
+                format!("{}::text", ident(&c.name))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn name_of(t: &TableSchema) -> String {
+    qualified(t.name.schema.as_deref(), &t.name.name)
+}
+
+fn cursor_column(table: &TableSchema, cursor: &CursorSpec) -> Result<usize> {
+    let i = table.column_index(&cursor.column).ok_or_else(|| {
+        Error::bad_input(format!(
+            "the cursor column does not exist; set `cursor` to one of: {}",
+            table
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .table(&table.name)
+        .column(&cursor.column)
+    })?;
+    let kind = &table.columns[i].data_type.kind;
+    let fits = match cursor.strategy {
+        CursorStrategy::Timestamp => matches!(
+            kind,
+            TypeKind::Date | TypeKind::Timestamp | TypeKind::TimestampTz
+        ),
+        CursorStrategy::Sequence | CursorStrategy::Version => {
+            matches!(
+                kind,
+                TypeKind::Int16 | TypeKind::Int32 | TypeKind::Int64 | TypeKind::Decimal { .. }
+            )
+        }
+    };
+    if !fits {
+        return Err(Error::bad_input(format!(
+            "a {} column cannot be a {:?} cursor; choose a date or timestamp column for `timestamp`, an integer \
+             column for `sequence` or `version`",
+            table.columns[i].native_type, cursor.strategy
+        ))
+        .table(&table.name)
+        .column(&cursor.column));
+    }
+    Ok(i)
+}
+
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Orders two values of one column's kind; `None` when they cannot be compared.
+fn value_cmp(a: &Value, b: &Value) -> Option<Ordering> {
+    use Value as V;
+    Some(match (a, b) {
+        (V::Null, V::Null) => Ordering::Equal,
+        (V::Null, _) => Ordering::Less,
+        (_, V::Null) => Ordering::Greater,
+        (V::Int16(x), V::Int16(y)) => x.cmp(y),
+        (V::Int32(x), V::Int32(y)) => x.cmp(y),
+        (V::Int64(x), V::Int64(y)) => x.cmp(y),
+        (V::Decimal(x), V::Decimal(y)) => decimal_cmp(&x.normalized(), &y.normalized()),
+        (V::Date(x), V::Date(y)) => x.cmp(y),
+        (V::Timestamp(x), V::Timestamp(y)) => x.cmp(y),
+        (V::TimestampTz(x), V::TimestampTz(y)) => x.cmp(y),
+        (V::Text(x), V::Text(y)) => x.cmp(y),
+        (V::Uuid(x), V::Uuid(y)) => x.cmp(y),
+        (V::Float64(x), V::Float64(y)) => x.total_cmp(y),
+        (V::Float32(x), V::Float32(y)) => x.total_cmp(y),
+        (V::Bool(x), V::Bool(y)) => x.cmp(y),
+        _ => return None,
+    })
+}
+
+/// Compares normalized decimal texts numerically.
+fn decimal_cmp(a: &str, b: &str) -> Ordering {
+    let (an, bn) = (a.starts_with('-'), b.starts_with('-'));
+    if an != bn {
+        return if an {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
+    }
+    let split = |s: &str| {
+        let s = s.trim_start_matches('-');
+        let (i, f) = s.split_once('.').unwrap_or((s, ""));
+        (i.to_string(), f.to_string())
+    };
+    let ((ai, af), (bi, bf)) = (split(a), split(b));
+    let mag = ai
+        .len()
+        .cmp(&bi.len())
+        .then_with(|| ai.cmp(&bi))
+        .then_with(|| af.cmp(&bf));
+    if an {
+        mag.reverse()
+    } else {
+        mag
+    }
+}
+
+impl Source for PostgresSource {
+    async fn discover(&self, filter: &TableFilter) -> Result<Vec<TableSchema>> {
+        let tables = schema::discover(&self.client, filter).await?;
+        let mut cache = self
+            .tables
+            .lock()
+            .map_err(|_| Error::internal("table cache poisoned"))?;
+        Ok(tables
+            .into_iter()
+            .map(|t| {
+                let schema = t.schema.clone();
+                cache.insert(schema.name.clone(), Arc::new(t));
+                schema
+            })
+            .collect())
+    }
+
+    async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT GREATEST(c.reltuples, 0)::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&table.name.schema.clone().unwrap_or_else(|| "public".into()), &table.name.name],
+            )
+            .await
+            .map_err(|e| pg_err(e, "estimating rows"))?;
+        let n: i64 = row.get(0);
+        // A never-analyzed table reports 0; count it then (bounded by the table).
+        if n > 0 {
+            return Ok(Some(n as u64));
+        }
+        let row = self
+            .client
+            .query_one(&format!("SELECT count(*) FROM {}", name_of(table)), &[])
+            .await
+            .map_err(|e| pg_err(e, "counting rows"))?;
+        Ok(Some(row.get::<_, i64>(0) as u64))
+    }
+
+    async fn read_chunk(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        let key = require_key(table)?.to_vec();
+        let pg = self.table(table).await?;
+        let after: Option<KeyPosition> = after.map(|p| from_position(p, table)).transpose()?;
+        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+        let cols = select_list(table, &pg);
+        let t = name_of(table);
+        let (sql, params) = match &after {
+            None => (format!("SELECT {cols} FROM {t} ORDER BY {key_cols} LIMIT {limit}"), vec![]),
+            Some(a) => (
+                format!(
+                    "SELECT {cols} FROM {t} WHERE ({key_cols}) > ({}) ORDER BY {key_cols} LIMIT {limit}",
+                    placeholders(1, key.len())
+                ),
+                a.key.iter().zip(&key).map(|(v, &i)| Param(v, &pg.types[i])).collect(),
+            ),
+        };
+        let rows = self.rows(table, &pg, &sql, &params).await?;
+        let last = match rows.last() {
+            Some(r) => Some(to_position(&KeyPosition {
+                key: table.key_of(&key, r),
+            })?),
+            None => None,
+        };
+        Ok(Chunk { rows, last })
+    }
+
+    async fn poll(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        let key = require_key(table)?.to_vec();
+        let ci = cursor_column(table, cursor)?;
+        let pg = self.table(table).await?;
+        let after: Option<Watermark> = after.map(|p| from_position(p, table)).transpose()?;
+        let c = ident(&cursor.column);
+        let order = format!(
+            "{c}, {}",
+            column_list(key.iter().map(|&i| table.columns[i].name.as_str()))
+        );
+        let cols = select_list(table, &pg);
+        let mut params = Vec::new();
+        let filter = match &after {
+            None => format!("{c} IS NOT NULL"),
+            Some(w) if w.key.is_empty() => {
+                params.push(Param(&w.cursor, &pg.types[ci]));
+                format!("{c} >= $1")
+            }
+            Some(w) => {
+                params.push(Param(&w.cursor, &pg.types[ci]));
+                params.extend(w.key.iter().zip(&key).map(|(v, &i)| Param(v, &pg.types[i])));
+                format!("({order}) > ({})", placeholders(1, 1 + key.len()))
+            }
+        };
+        let sql = format!(
+            "SELECT {cols} FROM {} WHERE {filter} ORDER BY {order} LIMIT {limit}",
+            name_of(table)
+        );
+        let rows = self.rows(table, &pg, &sql, &params).await?;
+        let last = match rows.last() {
+            Some(r) => Some(to_position(&Watermark {
+                cursor: r[ci].clone(),
+                key: table.key_of(&key, r),
+            })?),
+            None => None,
+        };
+        Ok(Chunk { rows, last })
+    }
+
+    async fn cursor_high(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+    ) -> Result<Option<Position>> {
+        let ci = cursor_column(table, cursor)?;
+        let pg = self.table(table).await?;
+        let sql = format!(
+            "SELECT max({}) FROM {}",
+            ident(&cursor.column),
+            name_of(table)
+        );
+        let rows = self
+            .client
+            .query(&sql, &[])
+            .await
+            .map_err(|e| pg_err(e, "reading the highest cursor"))?;
+        let raw: Option<RawField<'_>> = rows[0]
+            .try_get(0)
+            .map_err(|e| pg_err(e, "reading the highest cursor"))?;
+        match raw {
+            None => Ok(None),
+            Some(RawField(b)) => {
+                let v = types::decode_binary(&pg.types[ci], b).map_err(|e| {
+                    Error::bad_input(e.to_string())
+                        .table(&table.name)
+                        .column(&cursor.column)
+                })?;
+                to_position(&Watermark {
+                    cursor: v,
+                    key: vec![],
+                })
+                .map(Some)
+            }
+        }
+    }
+
+    fn rewind(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+        from: &Position,
+    ) -> Result<Position> {
+        let w: Watermark = from_position(from, table)?;
+        let Some(lookback) = cursor.lookback else {
+            return Ok(from.clone());
+        };
+        let bad = || {
+            Error::bad_input(format!(
+                "cannot apply lookback {lookback:?} to this cursor; remove `lookback`"
+            ))
+            .table(&table.name)
+            .column(&cursor.column)
+        };
+        let secs = |d: std::time::Duration| chrono::Duration::milliseconds(d.as_millis() as i64);
+        let back = match (&w.cursor, lookback) {
+            (Value::Timestamp(t), Lookback::Duration(d)) => {
+                Value::Timestamp(t.checked_sub_signed(secs(d)).ok_or_else(bad)?)
+            }
+            (Value::TimestampTz(t), Lookback::Duration(d)) => {
+                Value::TimestampTz(t.checked_sub_signed(secs(d)).ok_or_else(bad)?)
+            }
+            (Value::Date(t), Lookback::Duration(d)) => Value::Date(
+                t.checked_sub_signed(chrono::Duration::days(d.as_secs().div_ceil(86400) as i64))
+                    .ok_or_else(bad)?,
+            ),
+            (Value::Int16(i), Lookback::Amount(n)) => {
+                Value::Int16(i.saturating_sub(n.try_into().unwrap_or(i16::MAX)))
+            }
+            (Value::Int32(i), Lookback::Amount(n)) => {
+                Value::Int32(i.saturating_sub(n.try_into().unwrap_or(i32::MAX)))
+            }
+            (Value::Int64(i), Lookback::Amount(n)) => Value::Int64(i.saturating_sub(n)),
+            _ => return Err(bad()),
+        };
+        to_position(&Watermark {
+            cursor: back,
+            key: vec![],
+        })
+    }
+
+    fn compare(&self, table: &TableSchema, a: &Position, b: &Position) -> Result<Ordering> {
+        let a: Watermark = from_position(a, table)?;
+        let b: Watermark = from_position(b, table)?;
+        let incomparable =
+            || Error::internal("positions hold values that cannot be compared").table(&table.name);
+        let mut ord = value_cmp(&a.cursor, &b.cursor).ok_or_else(incomparable)?;
+        let mut i = 0;
+        while ord == Ordering::Equal {
+            ord = match (a.key.get(i), b.key.get(i)) {
+                (None, None) => break,
+                (None, Some(_)) => Ordering::Less,
+                (Some(_), None) => Ordering::Greater,
+                (Some(x), Some(y)) => value_cmp(x, y).ok_or_else(incomparable)?,
+            };
+            i += 1;
+        }
+        Ok(ord)
+    }
+
+    async fn existing_keys(&self, table: &TableSchema, keys: &[Row]) -> Result<Vec<bool>> {
+        let key = require_key(table)?.to_vec();
+        let pg = self.table(table).await?;
+        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+        let mut found = std::collections::HashSet::new();
+        let hash = |k: &[Value]| xxhash(k).digest();
+        for part in keys.chunks((1000 / key.len()).max(1)) {
+            let mut params = Vec::new();
+            let mut tuples = Vec::new();
+            for k in part {
+                let mut tuple = Vec::new();
+                for (v, &i) in k.iter().zip(&key) {
+                    params.push(Param(v, &pg.types[i]));
+                    tuple.push(format!("${}::{}", params.len(), pg.types[i].name));
+                }
+                tuples.push(format!("({})", tuple.join(", ")));
+            }
+            let sql = format!(
+                "SELECT {key_cols} FROM {} WHERE ({key_cols}) IN (VALUES {})",
+                name_of(table),
+                tuples.join(", ")
+            );
+            let key_types: Vec<PgType> = key.iter().map(|&i| pg.types[i].clone()).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            let rows = self
+                .client
+                .query(&sql, &refs)
+                .await
+                .map_err(|e| pg_err(e, "looking up keys"))?;
+            for r in rows {
+                let mut k = Vec::with_capacity(key.len());
+                for (j, ty) in key_types.iter().enumerate() {
+                    let raw: Option<RawField<'_>> =
+                        r.try_get(j).map_err(|e| pg_err(e, "reading a key"))?;
+                    k.push(match raw {
+                        None => Value::Null,
+                        Some(RawField(b)) => types::decode_binary(ty, b)
+                            .map_err(|e| Error::bad_input(e.to_string()).table(&table.name))?,
+                    });
+                }
+                found.insert(hash(&k));
+            }
+        }
+        Ok(keys.iter().map(|k| found.contains(&hash(k))).collect())
+    }
+}
+
+fn xxhash(k: &[Value]) -> xxhash_rust::xxh3::Xxh3 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    k.iter().for_each(|v| v.hash_into(&mut h));
+    h
+}
