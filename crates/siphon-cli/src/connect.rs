@@ -1,12 +1,13 @@
 //! From a connection URL to a connector: the one place that knows every connector.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use siphon_core::{
-    ApplyStats, Batch, Checkpoint, Chunk, CursorSpec, Error, Position, Result, Row, SchemaOptions,
-    Sink, Source, StreamId, TableFilter, TableSchema,
+    ApplyStats, Batch, ChangeStream, Checkpoint, Chunk, CursorSpec, Error, LogSource, Position,
+    Result, Row, SchemaOptions, Sink, Source, StreamId, TableFilter, TableSchema,
 };
-use siphon_postgres::{PostgresSink, PostgresSource};
+use siphon_postgres::{PostgresChangeStream, PostgresSink, PostgresSource};
 use siphon_sqlite::{SqliteSink, SqliteSource};
 
 use crate::config::{ConnUrl, Kind};
@@ -193,6 +194,104 @@ impl Sink for AnySink {
         match self {
             AnySink::Sqlite(s) => s.read_keys(table, after, limit).await,
             AnySink::Postgres(s) => s.read_keys(table, after, limit).await,
+        }
+    }
+}
+
+/// The change stream of any source with a log.
+#[derive(Debug)]
+pub enum AnyChangeStream {
+    Postgres(PostgresChangeStream),
+}
+
+fn no_log() -> Error {
+    Error::config(
+        "cdc needs a PostgreSQL source: this source has no change log siphon can read; use mode `full` or \
+         `incremental` for it",
+    )
+}
+
+impl LogSource for AnySource {
+    type Stream = AnyChangeStream;
+
+    async fn check_log_table(&self, table: &TableSchema) -> Result<()> {
+        match self {
+            AnySource::Sqlite(_) => Err(no_log().table(&table.name)),
+            AnySource::Postgres(s) => s.check_log_table(table).await,
+        }
+    }
+
+    async fn prepare_log(&self, pipeline: &str, tables: &[TableSchema]) -> Result<Position> {
+        match self {
+            AnySource::Sqlite(_) => Err(no_log()),
+            AnySource::Postgres(s) => s.prepare_log(pipeline, tables).await,
+        }
+    }
+
+    async fn log_head(&self) -> Result<Position> {
+        match self {
+            AnySource::Sqlite(_) => Err(no_log()),
+            AnySource::Postgres(s) => s.log_head().await,
+        }
+    }
+
+    async fn stream(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        from: &Position,
+    ) -> Result<AnyChangeStream> {
+        match self {
+            AnySource::Sqlite(_) => Err(no_log()),
+            AnySource::Postgres(s) => s
+                .stream(pipeline, tables, from)
+                .await
+                .map(AnyChangeStream::Postgres),
+        }
+    }
+
+    async fn drop_log(&self, pipeline: &str) -> Result<()> {
+        match self {
+            AnySource::Sqlite(_) => Ok(()),
+            AnySource::Postgres(s) => s.drop_log(pipeline).await,
+        }
+    }
+
+    async fn retained_log(&self, pipeline: &str) -> Result<Option<u64>> {
+        match self {
+            AnySource::Sqlite(_) => Ok(None),
+            AnySource::Postgres(s) => s.retained_log(pipeline).await,
+        }
+    }
+
+    fn compare_log(&self, a: &Position, b: &Position) -> Result<Ordering> {
+        match self {
+            AnySource::Sqlite(_) => Err(no_log()),
+            AnySource::Postgres(s) => s.compare_log(a, b),
+        }
+    }
+}
+
+impl ChangeStream for AnyChangeStream {
+    async fn next_batch(
+        &mut self,
+        max_changes: usize,
+        until: Option<&Position>,
+    ) -> Result<Option<(Batch, Position)>> {
+        match self {
+            AnyChangeStream::Postgres(s) => s.next_batch(max_changes, until).await,
+        }
+    }
+
+    async fn confirm(&mut self, committed: &Position) -> Result<()> {
+        match self {
+            AnyChangeStream::Postgres(s) => s.confirm(committed).await,
+        }
+    }
+
+    async fn close(self) -> Result<()> {
+        match self {
+            AnyChangeStream::Postgres(s) => s.close().await,
         }
     }
 }

@@ -23,6 +23,6 @@ pub use error::{Error, ErrorKind, Result, Retry};
 pub use position::{Checkpoint, Phase, Position, StreamId};
 pub use schema::{Column, DataType, Index, TableName, TableSchema, TypeKind};
 pub use sink::Sink;
-pub use source::{Chunk, Source};
+pub use source::{ChangeStream, Chunk, LogSource, Source};
 pub use state::{Execution, ExecutionStatus, Flag, StateStore, StreamState, TableStats};
 pub use value::{Decimal, Value};

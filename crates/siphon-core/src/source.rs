@@ -2,8 +2,9 @@
 
 use std::cmp::Ordering;
 use std::future::Future;
+use std::sync::Arc;
 
-use crate::{CursorSpec, Position, Result, Row, TableFilter, TableSchema};
+use crate::{Batch, CursorSpec, Position, Result, Row, TableFilter, TableSchema};
 
 /// Rows read from a source, and the position just after the last of them.
 #[derive(Debug, Clone, Default)]
@@ -76,4 +77,89 @@ pub trait Source: Send + Sync {
         table: &TableSchema,
         keys: &[Row],
     ) -> impl Future<Output = Result<Vec<bool>>> + Send;
+}
+
+/// A source with a change log (PostgreSQL logical replication, a binlog): one log
+/// per pipeline, shared by the pipeline's `cdc` tables.
+///
+/// The engine calls [`LogSource::prepare_log`] first, then snapshots the tables
+/// that need it with [`Source::read_chunk`], then reads the log from the pipeline's
+/// checkpoint (or from the position `prepare_log` returned) with
+/// [`LogSource::stream`]. Every change committed after the position `prepare_log`
+/// returned is in the log after it, so changes made during a snapshot are replayed
+/// afterwards; sinks absorb the overlap by upserting and deleting by key.
+pub trait LogSource: Source {
+    /// The stream [`LogSource::stream`] opens.
+    type Stream: ChangeStream;
+
+    /// Whether the log can carry the table's updates and deletes by key; an error
+    /// that names the table and the fix when it cannot. Tables that fail are left
+    /// out of [`LogSource::prepare_log`].
+    fn check_log_table(&self, table: &TableSchema) -> impl Future<Output = Result<()>> + Send;
+
+    /// Creates the pipeline's log reader (a replication slot and a publication)
+    /// when missing, makes it cover exactly `tables`, and returns the position
+    /// from which the log holds every change committed since it was created.
+    /// Idempotent: on an existing log it returns that log's oldest position still
+    /// readable (a checkpoint at or after it can be resumed).
+    fn prepare_log(
+        &self,
+        pipeline: &str,
+        tables: &[TableSchema],
+    ) -> impl Future<Output = Result<Position>> + Send;
+
+    /// The position the source's log has reached now (for `run --once`: stream
+    /// until everything committed before it is applied).
+    fn log_head(&self) -> impl Future<Output = Result<Position>> + Send;
+
+    /// Opens the pipeline's log at `from` (a position from [`LogSource::prepare_log`]
+    /// or from a batch). Changes of tables not in `tables` are skipped; changes of
+    /// `tables` carry those `Arc`s (or a newer schema announced by an
+    /// [`crate::Op::Schema`] change). `from` is also what the log may forget up
+    /// to until [`ChangeStream::confirm`] says more.
+    fn stream(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        from: &Position,
+    ) -> impl Future<Output = Result<Self::Stream>> + Send;
+
+    /// Drops the pipeline's log reader (slot and publication). Missing ones are
+    /// not an error. After this, the pipeline's checkpoints cannot be resumed.
+    fn drop_log(&self, pipeline: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// How many bytes of log the source keeps for the pipeline (PostgreSQL: the
+    /// slot's retained WAL), or `None` when it has no log reader.
+    fn retained_log(&self, pipeline: &str) -> impl Future<Output = Result<Option<u64>>> + Send;
+
+    /// Orders two log positions of this source.
+    fn compare_log(&self, a: &Position, b: &Position) -> Result<Ordering>;
+}
+
+/// An open change log, read in commit order.
+pub trait ChangeStream: Send {
+    /// The changes of the next whole source transactions, at most `max_changes`
+    /// of them (at least one transaction's worth), and the position just after
+    /// the last transaction included: resuming from it neither repeats nor skips a
+    /// transaction. A transaction larger than `max_changes` is split into batches
+    /// of `max_changes`; the position of a batch that ends inside a transaction is
+    /// the one before that transaction, so a resume replays the whole of it (which
+    /// sinks absorb by upserting). Batches never merge half a transaction with
+    /// another. Waits for changes when there are none yet.
+    ///
+    /// Returns `Ok(None)` once every transaction that committed before `until`
+    /// has been returned (never when `until` is `None`).
+    fn next_batch(
+        &mut self,
+        max_changes: usize,
+        until: Option<&Position>,
+    ) -> impl Future<Output = Result<Option<(Batch, Position)>>> + Send;
+
+    /// Tells the source that everything up to `committed` is durably on the target,
+    /// so its log may discard it. Call only after the target committed the batch
+    /// that reached `committed`; positions never move backward.
+    fn confirm(&mut self, committed: &Position) -> impl Future<Output = Result<()>> + Send;
+
+    /// Ends the stream, making sure the source learned the last confirmed position.
+    fn close(self) -> impl Future<Output = Result<()>> + Send;
 }

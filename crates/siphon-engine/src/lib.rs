@@ -5,6 +5,7 @@
 //! changes, hands them to the sink with the checkpoint they reach, and records the
 //! result in the state store. It knows connectors only through siphon-core's traits.
 
+mod cdc;
 mod checksum;
 mod incremental;
 mod observer;
@@ -12,7 +13,8 @@ mod pass;
 mod schedule;
 mod snapshot;
 
+pub use cdc::{drop_log, log_stream};
 pub use checksum::{table_checksum, TableChecksum};
 pub use observer::{NoopObserver, Observer, Shutdown};
-pub use pass::{run_pass, PassReport};
+pub use pass::{run_log_pass, run_pass, PassReport, RETAINED_LOG_WARNING};
 pub use schedule::{next_delay, validate_schedule};

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use siphon_core::{
-    CursorSpec, Error, ExecutionStatus, Flag, Mode, NewTables, PipelineSpec, Result, Sink, Source,
-    StateStore, StreamId, StreamState, TableSchema, TableStats,
+    CursorSpec, Error, ExecutionStatus, Flag, LogSource, Mode, NewTables, PipelineSpec, Result,
+    Sink, Source, StateStore, StreamId, StreamState, TableSchema, TableStats,
 };
 
 use crate::snapshot::TableRun;
-use crate::{incremental, snapshot, Observer, Shutdown};
+use crate::{cdc, incremental, snapshot, Observer, Shutdown};
 
 /// What a pass did.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ impl PassReport {
 /// `incremental` tables polled until the source has nothing newer. A table that
 /// fails is recorded as failed and the others go on. Errors returned are the
 /// pipeline's own (discovery, state store); table errors are in the report.
+/// `cdc` tables fail here, since this source has no log: use [`run_log_pass`]
+/// with a source that has one.
 pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
     pipeline: &str,
     spec: &PipelineSpec,
@@ -40,6 +42,145 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) -> Result<PassReport> {
+    let (mut report, cdc) =
+        run_tables(pipeline, spec, source, sink, state, observer, shutdown).await?;
+    let mut outcome = Vec::new();
+    for table in cdc {
+        let stream = StreamId::new(pipeline, &table.name);
+        let mut stats = new_stats(&table, Mode::Cdc);
+        stats.finished_at = Some(Utc::now());
+        let e = Error::config(
+            "mode `cdc` needs a source with a change log (PostgreSQL); use `full` or `incremental` for this source",
+        )
+        .table(&table.name);
+        outcome.push((stream, stats, Some(e)));
+    }
+    record(state, observer, &mut report, outcome).await?;
+    finish(state, report).await
+}
+
+/// Like [`run_pass`], and `cdc` tables read the source's change log: the
+/// pipeline's log is prepared, tables without a checkpoint are snapshotted, then
+/// the log is streamed until every transaction the source had committed when
+/// the snapshots ended is applied on the target (see the `cdc` driver).
+pub async fn run_log_pass<S: LogSource, K: Sink, St: StateStore>(
+    pipeline: &str,
+    spec: &PipelineSpec,
+    source: &S,
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+) -> Result<PassReport> {
+    let (mut report, tables) =
+        run_tables(pipeline, spec, source, sink, state, observer, shutdown).await?;
+    if !tables.is_empty() {
+        let outcome = cdc::run(
+            pipeline,
+            spec,
+            tables,
+            source,
+            sink,
+            state,
+            observer,
+            shutdown,
+            report.execution,
+        )
+        .await?;
+        record(state, observer, &mut report, outcome).await?;
+        if let Ok(Some(bytes)) = source.retained_log(pipeline).await {
+            if bytes > RETAINED_LOG_WARNING {
+                tracing::warn!(pipeline, retained_bytes = bytes, "the source keeps much log for this pipeline; make sure it runs often, or drop its log");
+            } else {
+                tracing::info!(
+                    pipeline,
+                    retained_bytes = bytes,
+                    "log retained at the source"
+                );
+            }
+        }
+    }
+    finish(state, report).await
+}
+
+/// Retained log (bytes) past which a pass logs a warning.
+pub const RETAINED_LOG_WARNING: u64 = 1 << 30;
+
+/// Stats of a table stream that starts now.
+pub(crate) fn new_stats(table: &TableSchema, mode: Mode) -> TableStats {
+    TableStats {
+        table: table.name.clone(),
+        mode,
+        rows_read: 0,
+        inserted: 0,
+        updated: 0,
+        deleted: 0,
+        started_at: Utc::now(),
+        finished_at: None,
+        status: ExecutionStatus::Running,
+        error: None,
+    }
+}
+
+/// Records the outcome of tables run together.
+async fn record<St: StateStore>(
+    state: &St,
+    observer: &dyn Observer,
+    report: &mut PassReport,
+    outcome: cdc::Outcome,
+) -> Result<()> {
+    for (stream, mut stats, error) in outcome {
+        match error {
+            None => {
+                stats.status = ExecutionStatus::Succeeded;
+                state.set_stream_state(&stream, &StreamState::Idle).await?;
+            }
+            Some(e) => {
+                tracing::error!(stream = %stream, error = %e, "table stream failed");
+                stats.status = ExecutionStatus::Failed;
+                stats.error = Some(e.to_string());
+                report.status = ExecutionStatus::Failed;
+                state
+                    .set_stream_state(
+                        &stream,
+                        &StreamState::Failed {
+                            error: e.to_string(),
+                        },
+                    )
+                    .await?;
+            }
+        }
+        state.record_table(report.execution, &stats).await?;
+        observer.table_finished(&stream, &stats);
+        report.tables.push(stats);
+    }
+    Ok(())
+}
+
+async fn finish<St: StateStore>(state: &St, report: PassReport) -> Result<PassReport> {
+    let failed = report
+        .tables
+        .iter()
+        .filter(|t| t.status == ExecutionStatus::Failed)
+        .count();
+    let error = (failed > 0).then(|| format!("{failed} of {} tables failed", report.tables.len()));
+    state
+        .finish_execution(report.execution, report.status, error.as_deref())
+        .await?;
+    Ok(report)
+}
+
+/// Runs the pipeline's `full` and `incremental` tables; returns the report so
+/// far and the enabled `cdc` tables, which share one log and run together.
+async fn run_tables<S: Source, K: Sink, St: StateStore>(
+    pipeline: &str,
+    spec: &PipelineSpec,
+    source: &S,
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+) -> Result<(PassReport, Vec<TableSchema>)> {
     let execution = state.start_execution(pipeline).await?;
     let tables = match source.discover(&spec.filter()).await {
         Ok(t) => t,
@@ -58,71 +199,47 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
         status: ExecutionStatus::Succeeded,
         tables: Vec::new(),
     };
+    let mut cdc_tables = Vec::new();
     for table in tables {
         let stream = StreamId::new(pipeline, &table.name);
         let enabled = match state.flag(&stream, Flag::Enabled).await? {
             Some(v) => v,
             None => spec.new_tables == NewTables::Enabled,
         };
+        let mode = spec.table_config(&table.name).mode.unwrap_or(spec.mode);
         if !enabled {
+            if mode == Mode::Cdc {
+                // The pipeline's log goes on without it: once enabled again it
+                // starts with a fresh copy.
+                if let Err(e) = sink.reset(&stream).await {
+                    tracing::warn!(%stream, error = %e, "could not reset the checkpoint of a paused table");
+                }
+            }
             state
                 .set_stream_state(&stream, &StreamState::Paused)
                 .await?;
             continue;
         }
-        let mode = spec.table_config(&table.name).mode.unwrap_or(spec.mode);
-        let mut stats = TableStats {
-            table: table.name.clone(),
-            mode,
-            rows_read: 0,
-            inserted: 0,
-            updated: 0,
-            deleted: 0,
-            started_at: Utc::now(),
-            finished_at: None,
-            status: ExecutionStatus::Running,
-            error: None,
-        };
+        if mode == Mode::Cdc {
+            cdc_tables.push(table);
+            continue;
+        }
+        let mut stats = new_stats(&table, mode);
         state.record_table(execution, &stats).await?;
         let outcome = run_table(
             pipeline, spec, &stream, table, source, sink, state, observer, shutdown, &mut stats,
         )
         .await;
         stats.finished_at = Some(Utc::now());
-        match outcome {
-            Ok(()) => {
-                stats.status = ExecutionStatus::Succeeded;
-                state.set_stream_state(&stream, &StreamState::Idle).await?;
-            }
-            Err(e) => {
-                tracing::error!(stream = %stream, error = %e, "table stream failed");
-                stats.status = ExecutionStatus::Failed;
-                stats.error = Some(e.to_string());
-                report.status = ExecutionStatus::Failed;
-                state
-                    .set_stream_state(
-                        &stream,
-                        &StreamState::Failed {
-                            error: e.to_string(),
-                        },
-                    )
-                    .await?;
-            }
-        }
-        state.record_table(execution, &stats).await?;
-        observer.table_finished(&stream, &stats);
-        report.tables.push(stats);
-    }
-    let failed = report
-        .tables
-        .iter()
-        .filter(|t| t.status == ExecutionStatus::Failed)
-        .count();
-    let error = (failed > 0).then(|| format!("{failed} of {} tables failed", report.tables.len()));
-    state
-        .finish_execution(execution, report.status, error.as_deref())
+        record(
+            state,
+            observer,
+            &mut report,
+            vec![(stream, stats, outcome.err())],
+        )
         .await?;
-    Ok(report)
+    }
+    Ok((report, cdc_tables))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -203,6 +320,7 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
             incremental::run(&run, &cursor, deletes, checkpoint, stats).await?;
         }
         Mode::Cdc | Mode::Merge => {
+            // cdc tables run together in `run_log_pass`; merge is not built yet.
             return Err(Error::config(format!(
                 "mode `{mode}` is not available for this source yet; use `full` or `incremental`"
             ))

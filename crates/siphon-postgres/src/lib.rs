@@ -3,6 +3,7 @@
 //! Reads and writes use PostgreSQL's binary format, decoded and encoded by the
 //! connector's own codec (`types`), so every declared type keeps its exact value.
 
+mod cdc;
 mod conn;
 pub mod copy;
 pub mod pgoutput;
@@ -11,5 +12,6 @@ mod sink;
 mod source;
 pub mod types;
 
+pub use cdc::{log_name, PostgresChangeStream};
 pub use sink::PostgresSink;
 pub use source::PostgresSource;

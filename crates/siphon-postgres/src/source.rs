@@ -129,21 +129,27 @@ pub(crate) fn require_key(table: &TableSchema) -> Result<&[usize]> {
 /// Reads tables from a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresSource {
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     tables: Arc<Mutex<HashMap<TableName, Arc<PgTable>>>>,
+    /// The parsed URL, for replication connections (its `Debug` hides the password).
+    pub(crate) config: Arc<tokio_postgres::Config>,
 }
 
 impl PostgresSource {
     /// Connects to the database named by a `postgres://` URL.
     pub async fn connect(url: &str) -> Result<PostgresSource> {
+        let config = url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| Error::config("the PostgreSQL URL cannot be parsed").source(e))?;
         Ok(PostgresSource {
             client: Arc::new(connect(url, "source").await?),
             tables: Arc::default(),
+            config: Arc::new(config),
         })
     }
 
     /// The column types of a discovered table (discovering it when needed).
-    async fn table(&self, t: &TableSchema) -> Result<Arc<PgTable>> {
+    pub(crate) async fn table(&self, t: &TableSchema) -> Result<Arc<PgTable>> {
         if let Some(found) = self
             .tables
             .lock()
@@ -186,7 +192,7 @@ impl PostgresSource {
 }
 
 /// The columns to select: types without a binary codec are read as text.
-fn select_list(table: &TableSchema, pg: &PgTable) -> String {
+pub(crate) fn select_list(table: &TableSchema, pg: &PgTable) -> String {
     table
         .columns
         .iter()
@@ -202,7 +208,7 @@ fn select_list(table: &TableSchema, pg: &PgTable) -> String {
         .join(", ")
 }
 
-fn name_of(t: &TableSchema) -> String {
+pub(crate) fn name_of(t: &TableSchema) -> String {
     qualified(t.name.schema.as_deref(), &t.name.name)
 }
 

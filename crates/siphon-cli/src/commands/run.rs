@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use siphon_core::{Error, ErrorKind, ExecutionStatus, PipelineSpec, Result, StateStore};
-use siphon_engine::{run_pass, Observer, PassReport, Shutdown};
+use siphon_engine::{run_log_pass, Observer, PassReport, Shutdown};
 use siphon_state::SqliteStateStore;
 
 use crate::config::{validate_pipeline, ConfigFile, ConnUrl};
@@ -79,7 +79,7 @@ pub async fn pass<St: StateStore>(
     };
     let source = open_source(&spec.source, &url(&spec.source)?).await?;
     let sink = open_sink(&spec.target, &url(&spec.target)?).await?;
-    run_pass(name, spec, &source, &sink, state, observer, shutdown).await
+    run_log_pass(name, spec, &source, &sink, state, observer, shutdown).await
 }
 
 fn print_report(name: &str, report: &PassReport) {

@@ -1,0 +1,471 @@
+//! Log-based change data capture: one log per pipeline, shared by its `cdc`
+//! tables. Tables that need it are snapshotted first, then the log is replayed
+//! from the pipeline's checkpoint, one target transaction per batch of whole
+//! source transactions, and the source is told only what the target committed.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use siphon_core::{
+    Batch, Change, ChangeStream, Checkpoint, Error, ErrorKind, Flag, LogSource, Mode, Op, Phase,
+    PipelineSpec, Position, Result, Sink, StateStore, StreamId, StreamState, TableName,
+    TableSchema, TableStats,
+};
+
+use crate::snapshot::{self, TableRun};
+use crate::{Observer, Shutdown};
+
+/// How often a dropped replication connection is reopened within one pass.
+const RECONNECTS: u32 = 5;
+
+/// The stream that holds a pipeline's log checkpoint (table name `*`), written
+/// by the sink in the same transaction as each batch of changes.
+pub fn log_stream(pipeline: &str) -> StreamId {
+    StreamId::new(pipeline, &TableName::new(None, "*"))
+}
+
+/// Drops a pipeline's log reader at the source (PostgreSQL: its replication slot
+/// and publication) and forgets its log checkpoint on the target, so a later run
+/// starts again with snapshots.
+pub async fn drop_log<S: LogSource, K: Sink>(pipeline: &str, source: &S, sink: &K) -> Result<()> {
+    source.drop_log(pipeline).await?;
+    sink.reset(&log_stream(pipeline)).await
+}
+
+/// One cdc table of a pass.
+struct Table {
+    stream: StreamId,
+    source: Arc<TableSchema>,
+    target: Arc<TableSchema>,
+    stats: TableStats,
+    error: Option<Error>,
+}
+
+/// What a cdc pass did to each table: its stats, and its error if it failed.
+pub(crate) type Outcome = Vec<(StreamId, TableStats, Option<Error>)>;
+
+/// Runs the `cdc` tables of a pipeline once: prepares the log, snapshots the
+/// tables that have no checkpoint (or a forced reload), then streams until every
+/// transaction the source had committed when the snapshots ended is applied.
+/// Each table's outcome is returned; only state store errors are returned as errors.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
+    pipeline: &str,
+    spec: &PipelineSpec,
+    schemas: Vec<TableSchema>,
+    source: &S,
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+    execution: u64,
+) -> Result<Outcome> {
+    let mut tables = Vec::new();
+    for schema in schemas {
+        let stream = StreamId::new(pipeline, &schema.name);
+        let stats = crate::pass::new_stats(&schema, Mode::Cdc);
+        state.record_table(execution, &stats).await?;
+        let mut target = schema.clone();
+        if let Some(s) = &spec.target_schema {
+            target.name.schema = Some(s.clone());
+        }
+        let mut t = Table {
+            stream,
+            source: Arc::new(schema),
+            target: Arc::new(target),
+            stats,
+            error: None,
+        };
+        if let Err(e) = check(&t, source, sink, spec).await {
+            // The log goes on without it: its next run starts with a fresh copy.
+            if let Err(r) = sink.reset(&t.stream).await {
+                tracing::warn!(stream = %t.stream, error = %r, "could not reset the checkpoint");
+            }
+            t.error = Some(e);
+        }
+        tables.push(t);
+    }
+    if let Err(e) = stream_tables(
+        pipeline,
+        spec,
+        &mut tables,
+        source,
+        sink,
+        state,
+        observer,
+        shutdown,
+    )
+    .await
+    {
+        for t in tables.iter_mut().filter(|t| t.error.is_none()) {
+            t.error = Some(Error::new(e.kind(), e.to_string()));
+        }
+    }
+    Ok(tables
+        .into_iter()
+        .map(|mut t| {
+            t.stats.finished_at = Some(Utc::now());
+            (t.stream, t.stats, t.error)
+        })
+        .collect())
+}
+
+/// Checks one table before the log is prepared: a key, a log that can carry it,
+/// and a target that takes it.
+async fn check<S: LogSource, K: Sink>(
+    t: &Table,
+    source: &S,
+    sink: &K,
+    spec: &PipelineSpec,
+) -> Result<()> {
+    source
+        .check_log_table(&t.source)
+        .await
+        .map_err(|e| named(e, &t.source))?;
+    if t.source.row_key().is_none() {
+        return Err(Error::bad_input(
+            "the table has no primary key: add a PRIMARY KEY (or a UNIQUE NOT NULL column), since siphon \
+             applies changes by key",
+        )
+        .table(&t.source.name));
+    }
+    sink.prepare(&t.target, &spec.schema)
+        .await
+        .map_err(|e| named(e, &t.source))
+}
+
+fn named(e: Error, table: &TableSchema) -> Error {
+    if e.table_name().is_some() {
+        e
+    } else {
+        e.table(&table.name)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
+    pipeline: &str,
+    spec: &PipelineSpec,
+    tables: &mut [Table],
+    source: &S,
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+) -> Result<()> {
+    let ok: Vec<TableSchema> = tables
+        .iter()
+        .filter(|t| t.error.is_none())
+        .map(|t| (*t.source).clone())
+        .collect();
+    if ok.is_empty() {
+        return Ok(());
+    }
+    let slot_start = source.prepare_log(pipeline, &ok).await?;
+    let log = log_stream(pipeline);
+    let mut from = match sink.checkpoint(&log).await?.map(|c| c.phase) {
+        Some(Phase::Streaming { position: Some(p) }) => Some(p),
+        _ => None,
+    };
+    if let Some(p) = &from {
+        if source.compare_log(p, &slot_start)? == Ordering::Less {
+            tracing::warn!(pipeline, "the source's log no longer has the pipeline's checkpoint: every table is copied again");
+            from = None;
+        }
+    }
+
+    // Snapshots, one table after another, before any change is streamed: a
+    // table never receives changes before its copy is complete.
+    for t in tables.iter_mut().filter(|t| t.error.is_none()) {
+        if let Err(e) = snapshot_table(
+            t,
+            spec,
+            from.as_ref(),
+            &slot_start,
+            source,
+            sink,
+            state,
+            observer,
+            shutdown,
+        )
+        .await
+        {
+            // Its changes are skipped from here on, so its next run starts afresh.
+            if let Err(r) = sink.reset(&t.stream).await {
+                tracing::warn!(stream = %t.stream, error = %r, "could not reset the checkpoint");
+            }
+            t.error = Some(e);
+        }
+    }
+    if tables.iter().all(|t| t.error.is_some()) {
+        return Ok(());
+    }
+
+    let until = source.log_head().await?;
+    let streamed_before = from.is_some();
+    let mut position = from.unwrap_or(slot_start);
+    if !streamed_before {
+        // The tables' copies hold everything before the log's start: record it,
+        // so the next pass resumes the log instead of copying again.
+        let cp = Checkpoint {
+            stream: log.clone(),
+            phase: Phase::Streaming {
+                position: Some(position.clone()),
+            },
+        };
+        sink.apply(Batch::default(), &cp).await?;
+    }
+    let mut routes: HashMap<TableName, usize> = HashMap::new();
+    for (i, t) in tables.iter().enumerate() {
+        if t.error.is_none() {
+            routes.insert(t.source.name.clone(), i);
+            state
+                .set_stream_state(&t.stream, &StreamState::Streaming)
+                .await?;
+        }
+    }
+    let batch_size = spec.batch_size.max(1);
+    let mut attempts = 0;
+    loop {
+        let open: Vec<Arc<TableSchema>> =
+            routes.values().map(|&i| tables[i].source.clone()).collect();
+        let mut stream = match source.stream(pipeline, &open, &position).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::Connection && attempts < RECONNECTS => {
+                attempts += 1;
+                backoff(pipeline, attempts, &e).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let r = drain(
+            pipeline,
+            spec,
+            tables,
+            &routes,
+            &mut stream,
+            &until,
+            batch_size,
+            &mut position,
+            sink,
+            state,
+            observer,
+            shutdown,
+        )
+        .await;
+        match r {
+            Ok(()) => {
+                stream.close().await?;
+                break;
+            }
+            Err(e) if e.kind() == ErrorKind::Connection && attempts < RECONNECTS => {
+                drop(stream);
+                attempts += 1;
+                backoff(pipeline, attempts, &e).await;
+            }
+            Err(e) => {
+                drop(stream);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn backoff(pipeline: &str, attempt: u32, e: &Error) {
+    let wait = Duration::from_millis(250 << attempt.min(6));
+    tracing::warn!(pipeline, attempt, error = %e, ?wait, "the change stream failed; reconnecting");
+    tokio::time::sleep(wait).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
+    t: &mut Table,
+    spec: &PipelineSpec,
+    from: Option<&Position>,
+    slot_start: &Position,
+    source: &S,
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+) -> Result<()> {
+    let force = state.flag(&t.stream, Flag::ForceFullLoad).await? == Some(true);
+    if force {
+        tracing::info!(stream = %t.stream, "forced full load");
+        sink.reset(&t.stream).await?;
+        state.remove_checkpoint(&t.stream).await?;
+    }
+    let checkpoint = sink.checkpoint(&t.stream).await?;
+    let resume = from.cloned().unwrap_or_else(|| slot_start.clone());
+    let resume_from = match checkpoint.map(|c| c.phase) {
+        // Streamed before, and the log still holds what came since.
+        Some(Phase::Streaming { .. }) if from.is_some() => return Ok(()),
+        // An interrupted copy resumes if it was made against this log.
+        Some(Phase::Snapshot {
+            last_key,
+            resume_position: Some(rp),
+        }) if source.compare_log(&rp, &resume)? != Ordering::Less || from.is_some() => {
+            Some(Checkpoint {
+                stream: t.stream.clone(),
+                phase: Phase::Snapshot {
+                    last_key,
+                    resume_position: Some(rp),
+                },
+            })
+        }
+        _ => None,
+    };
+    state
+        .set_stream_state(&t.stream, &StreamState::Snapshotting { rows: 0 })
+        .await?;
+    let config = spec.table_config(&t.source.name);
+    let run = TableRun {
+        stream: t.stream.clone(),
+        source_table: t.source.clone(),
+        target_table: t.target.clone(),
+        source,
+        sink,
+        state,
+        batch_size: config.batch_size.unwrap_or(spec.batch_size).max(1),
+        observer,
+        shutdown,
+    };
+    snapshot::run(&run, resume_from, Some(resume), &mut t.stats).await?;
+    if force {
+        state.clear_flag(&t.stream, Flag::ForceFullLoad).await?;
+    }
+    Ok(())
+}
+
+/// Applies batches until the stream has caught up with `until`, moving
+/// `position` with each committed batch.
+#[allow(clippy::too_many_arguments)]
+async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
+    pipeline: &str,
+    spec: &PipelineSpec,
+    tables: &mut [Table],
+    routes: &HashMap<TableName, usize>,
+    stream: &mut C,
+    until: &Position,
+    batch_size: usize,
+    position: &mut Position,
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+) -> Result<()> {
+    let log = log_stream(pipeline);
+    loop {
+        if shutdown.requested() {
+            return Err(Error::new(ErrorKind::Cancelled, "stopped on request"));
+        }
+        let Some((batch, next)) = stream.next_batch(batch_size, Some(until)).await? else {
+            return Ok(());
+        };
+        // A table whose shape grew is evolved on the target before any of its rows.
+        for change in &batch.changes {
+            if let Op::Schema(s) = &change.op {
+                if let Some(&i) = routes.get(&s.name) {
+                    let t = &mut tables[i];
+                    let mut target = (**s).clone();
+                    target.name = t.target.name.clone();
+                    sink.prepare(&target, &spec.schema)
+                        .await
+                        .map_err(|e| named(e, s))?;
+                    t.source = s.clone();
+                    t.target = Arc::new(target);
+                }
+            }
+        }
+        let mut counts: HashMap<usize, (u64, u64, u64, u64)> = HashMap::new();
+        let mut changes = Vec::with_capacity(batch.changes.len());
+        for change in batch.changes {
+            let Some(&i) = routes.get(&change.table.name) else {
+                continue;
+            };
+            let t = &tables[i];
+            let widen = |row: Vec<siphon_core::Value>| reshape(&change.table, &t.source, row);
+            let c = counts.entry(i).or_default();
+            let op = match change.op {
+                Op::Schema(_) => continue,
+                Op::Insert(r) => {
+                    c.0 += 1;
+                    c.1 += 1;
+                    Op::Insert(widen(r))
+                }
+                Op::Update { before, after } => {
+                    c.0 += 1;
+                    c.2 += 1;
+                    Op::Update {
+                        before: before.map(widen),
+                        after: widen(after),
+                    }
+                }
+                Op::Delete(r) => {
+                    c.0 += 1;
+                    c.3 += 1;
+                    Op::Delete(widen(r))
+                }
+                Op::Truncate => Op::Truncate,
+            };
+            changes.push(Change {
+                table: t.target.clone(),
+                op,
+            });
+        }
+        let cp = Checkpoint {
+            stream: log.clone(),
+            phase: Phase::Streaming {
+                position: Some(next.clone()),
+            },
+        };
+        let done = sink.apply(Batch { changes }, &cp).await?;
+        if let Err(e) = state.save_checkpoint(&cp).await {
+            tracing::warn!(pipeline, error = %e, "could not copy the checkpoint to the state store");
+        }
+        // Only what the target committed is confirmed to the source.
+        stream.confirm(&next).await?;
+        *position = next;
+        let single = counts.len() == 1;
+        for (i, (read, ins, upd, del)) in counts {
+            let t = &mut tables[i];
+            t.stats.rows_read += read;
+            if single {
+                t.stats.inserted += done.inserted;
+                t.stats.updated += done.updated;
+                t.stats.deleted += done.deleted;
+            } else {
+                t.stats.inserted += ins;
+                t.stats.updated += upd;
+                t.stats.deleted += del;
+            }
+            if read > 0 {
+                observer.rows_committed(&t.stream, read);
+            }
+        }
+    }
+}
+
+/// A row of `from`'s shape as a row of `to`'s, by column name (columns `from`
+/// lacks are NULL).
+fn reshape(
+    from: &Arc<TableSchema>,
+    to: &Arc<TableSchema>,
+    row: Vec<siphon_core::Value>,
+) -> Vec<siphon_core::Value> {
+    if Arc::ptr_eq(from, to) || from.columns == to.columns {
+        return row;
+    }
+    to.columns
+        .iter()
+        .map(|c| {
+            from.column_index(&c.name)
+                .and_then(|i| row.get(i).cloned())
+                .unwrap_or(siphon_core::Value::Null)
+        })
+        .collect()
+}

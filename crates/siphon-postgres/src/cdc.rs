@@ -1,0 +1,968 @@
+//! Change data capture by logical replication: the pipeline's publication and
+//! replication slot (`pgoutput`), and the change stream that reads the slot
+//! (protocol version 1) and turns its messages into siphon changes.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
+use serde::{Deserialize, Serialize};
+use siphon_core::{
+    Batch, Change, ChangeStream, Column, DataType, Error, ErrorKind, LogSource, Op, Position,
+    Result, Row, TableName, TableSchema, Value,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+use crate::conn::{column_list, ident, pg_err, qualified};
+use crate::pgoutput::{self, Lsn, Message, RelationColumn, TupleColumn, TupleData};
+use crate::schema;
+use crate::source::{decode_row, name_of, select_list, Param, PostgresSource};
+use crate::types::{self, PgType};
+
+/// The name of a pipeline's replication slot and publication: `siphon_` and the
+/// pipeline's name lowered to `[a-z0-9_]`, at most 63 bytes (PostgreSQL's limit).
+/// Names that only differ in case or punctuation share a slot, so a short hash
+/// of the exact name is appended when the name had to be changed.
+pub fn log_name(pipeline: &str) -> String {
+    let clean: String = pipeline
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '_' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect();
+    let mut name = format!("siphon_{clean}");
+    if clean != pipeline || name.len() > 63 {
+        let hash = xxhash_rust::xxh3::xxh3_64(pipeline.as_bytes());
+        name.truncate(54);
+        name.push_str(&format!("_{:08x}", hash as u32));
+    }
+    name
+}
+
+/// A position in the WAL as stored in checkpoints: `{"lsn": "16/B374D848"}`.
+#[derive(Debug, Serialize, Deserialize)]
+struct LogPosition {
+    lsn: String,
+}
+
+fn to_position(lsn: Lsn) -> Position {
+    Position(serde_json::json!({ "lsn": lsn.to_string() }))
+}
+
+fn lsn_of(p: &Position) -> Result<Lsn> {
+    let lp: LogPosition = serde_json::from_value(p.0.clone()).map_err(|e| {
+        Error::bad_input(
+            "the saved log position was not written by the PostgreSQL connector; force a full re-sync",
+        )
+        .source(e)
+    })?;
+    lp.lsn.parse().map_err(|e| {
+        Error::bad_input("the saved log position is not an LSN; force a full re-sync").source(e)
+    })
+}
+
+impl PostgresSource {
+    /// Bytes of WAL the pipeline's slot keeps on the server
+    /// (`pg_current_wal_lsn() - restart_lsn`), or `None` without a slot.
+    async fn retained_wal(&self, pipeline: &str) -> Result<Option<u64>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 FROM pg_replication_slots \
+                 WHERE slot_name = $1",
+                &[&log_name(pipeline)],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading the replication slot"))?;
+        Ok(row
+            .and_then(|r| r.get::<_, Option<i64>>(0))
+            .map(|n| n.max(0) as u64))
+    }
+
+    /// The replication connection's settings, from the source's URL.
+    fn replication_config(&self, slot: &str, start: Lsn) -> ReplicationConfig {
+        let c = &self.config;
+        let host = match c.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.to_string_lossy().into_owned(),
+            None => "localhost".to_string(),
+        };
+        let port = c.get_ports().first().copied().unwrap_or(5432);
+        let user = c.get_user().unwrap_or("postgres").to_string();
+        let password = c
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let database = c.get_dbname().unwrap_or(&user).to_string();
+        ReplicationConfig::new(host, user, password, database, slot, slot)
+            .with_port(port)
+            .with_start_lsn(pgwire_replication::Lsn::from_u64(start.0))
+            // Confirmed positions reach the server within half a second.
+            .with_status_interval(Duration::from_millis(500))
+            .with_wakeup_interval(Duration::from_secs(5))
+            // Bounded read-ahead: a slow target slows the reader.
+            .with_buffer_size(1024)
+            .with_application_name(slot.to_string())
+    }
+}
+
+/// The error for a table whose updates and deletes PostgreSQL cannot log by key.
+fn no_identity(table: &TableName) -> Error {
+    Error::bad_input(
+        "the table has no primary key, so PostgreSQL's log cannot say which row an UPDATE or DELETE \
+         changed: add a primary key (ALTER TABLE … ADD PRIMARY KEY (…)) or run ALTER TABLE … REPLICA IDENTITY FULL",
+    )
+    .table(table)
+}
+
+impl LogSource for PostgresSource {
+    type Stream = PostgresChangeStream;
+
+    async fn check_log_table(&self, table: &TableSchema) -> Result<()> {
+        let schema = table.name.schema.clone().unwrap_or_else(|| "public".into());
+        let row = self
+            .client
+            .query_one(
+                "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &table.name.name],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading the table's replica identity").table(&table.name))?;
+        let ident: String = row.get(0);
+        let has_pk: bool = row.get(1);
+        let ok = match ident.as_str() {
+            "f" | "i" => true,
+            "d" => has_pk,
+            _ => false,
+        };
+        if !ok || table.row_key().is_none() {
+            return Err(no_identity(&table.name));
+        }
+        Ok(())
+    }
+
+    async fn prepare_log(&self, pipeline: &str, tables: &[TableSchema]) -> Result<Position> {
+        let name = log_name(pipeline);
+        let level: String = self
+            .client
+            .query_one("SHOW wal_level", &[])
+            .await
+            .map_err(|e| pg_err(e, "reading wal_level"))?
+            .get(0);
+        if level != "logical" {
+            return Err(Error::config(format!(
+                "cdc needs wal_level = logical on the source (it is {level}): set it in postgresql.conf and restart the server"
+            )));
+        }
+        let list: Vec<String> = tables
+            .iter()
+            .map(|t| {
+                qualified(
+                    Some(t.name.schema.as_deref().unwrap_or("public")),
+                    &t.name.name,
+                )
+            })
+            .collect();
+        let exists = self
+            .client
+            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+            .await
+            .map_err(|e| pg_err(e, "reading publications"))?
+            .is_some();
+        let sql = match (exists, list.is_empty()) {
+            (false, true) => format!("CREATE PUBLICATION {}", ident(&name)),
+            (false, false) => format!(
+                "CREATE PUBLICATION {} FOR TABLE {}",
+                ident(&name),
+                list.join(", ")
+            ),
+            (true, false) => format!(
+                "ALTER PUBLICATION {} SET TABLE {}",
+                ident(&name),
+                list.join(", ")
+            ),
+            (true, true) => String::new(),
+        };
+        if !sql.is_empty() {
+            self.client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| pg_err(e, "creating the publication"))?;
+        }
+        let slot = self
+            .client
+            .query_opt(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading replication slots"))?;
+        let lsn: String = match slot {
+            Some(r) => r.get::<_, Option<String>>(0).ok_or_else(|| {
+                Error::config(format!(
+                    "replication slot {name} exists but is not a logical slot; drop it"
+                ))
+            })?,
+            None => {
+                tracing::info!(pipeline, slot = %name, "creating the replication slot");
+                self.client
+                    .query_one(
+                        "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                        &[&name],
+                    )
+                    .await
+                    .map_err(|e| pg_err(e, "creating the replication slot"))?
+                    .get(0)
+            }
+        };
+        let lsn: Lsn = lsn
+            .parse()
+            .map_err(|e| Error::internal("the server returned a bad LSN").source(e))?;
+        Ok(to_position(lsn))
+    }
+
+    async fn log_head(&self) -> Result<Position> {
+        let lsn: String = self
+            .client
+            // The insert position: the write position lags behind commits made
+            // with synchronous_commit off.
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(|e| pg_err(e, "reading the WAL position"))?
+            .get(0);
+        let lsn: Lsn = lsn
+            .parse()
+            .map_err(|e| Error::internal("the server returned a bad LSN").source(e))?;
+        Ok(to_position(lsn))
+    }
+
+    async fn stream(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        from: &Position,
+    ) -> Result<PostgresChangeStream> {
+        let start = lsn_of(from)?;
+        let slot = log_name(pipeline);
+        let mut known = HashMap::new();
+        for t in tables {
+            let pg = self.table(t).await?;
+            known.insert(t.name.clone(), (t.clone(), pg.types.clone()));
+        }
+        let cfg = self.replication_config(&slot, start);
+        let mut client = ReplicationClient::connect(cfg).await.map_err(repl_err)?;
+        client.wait_started().await.map_err(repl_err)?;
+        tracing::debug!(pipeline, %slot, from = %start, "replication started");
+        Ok(PostgresChangeStream {
+            client: Some(client),
+            query: self.client.clone(),
+            slot,
+            known,
+            relations: HashMap::new(),
+            start,
+            committed: start,
+            confirmed: start,
+            pending: Vec::new(),
+            todo: Vec::new(),
+            in_txn: false,
+            split: false,
+            done: false,
+        })
+    }
+
+    async fn drop_log(&self, pipeline: &str) -> Result<()> {
+        let name = log_name(pipeline);
+        // An active slot cannot be dropped: end the session that holds it first.
+        self.client
+            .execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL",
+                &[&name],
+            )
+            .await
+            .map_err(|e| pg_err(e, "stopping the replication session"))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self
+                .client
+                .execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&name],
+                )
+                .await;
+            match r {
+                Ok(_) => break,
+                // 55006: the slot is still active while its session ends.
+                Err(e)
+                    if e.code().map(|c| c.code()) == Some("55006")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(pg_err(e, "dropping the replication slot")),
+            }
+        }
+        self.client
+            .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", ident(&name)))
+            .await
+            .map_err(|e| pg_err(e, "dropping the publication"))?;
+        Ok(())
+    }
+
+    async fn retained_log(&self, pipeline: &str) -> Result<Option<u64>> {
+        self.retained_wal(pipeline).await
+    }
+
+    fn compare_log(&self, a: &Position, b: &Position) -> Result<Ordering> {
+        Ok(lsn_of(a)?.cmp(&lsn_of(b)?))
+    }
+}
+
+fn repl_err(e: pgwire_replication::PgWireError) -> Error {
+    let kind = match &e {
+        pgwire_replication::PgWireError::Io(_) | pgwire_replication::PgWireError::Task(_) => {
+            ErrorKind::Connection
+        }
+        pgwire_replication::PgWireError::Server(m) if m.contains("does not exist") => {
+            ErrorKind::PositionLost
+        }
+        pgwire_replication::PgWireError::Server(m)
+            // Shut down or terminated; 55006: the slot is still held by the
+            // session being replaced.
+            if ["57P01", "57P02", "57P03", "55006"].iter().any(|c| m.contains(c)) =>
+        {
+            ErrorKind::Connection
+        }
+        _ => ErrorKind::Database,
+    };
+    Error::new(kind, "logical replication").source(e)
+}
+
+/// How the columns of a Relation message map onto a table's schema.
+#[derive(Debug, Clone)]
+struct Relation {
+    table: Arc<TableSchema>,
+    /// Per message column: its position in `table.columns` and its type.
+    columns: Vec<Option<(usize, PgType)>>,
+}
+
+/// The changes of a PostgreSQL replication slot, one source transaction after
+/// another (see [`ChangeStream`]). Unchanged TOASTed values, and columns a
+/// message does not carry, are filled in from the old row when the log has it
+/// (`REPLICA IDENTITY FULL`) and otherwise read from the source's current row
+/// by key: never written as NULL. Rows read that way may be newer than the
+/// change; the later changes that made them so follow in the log, so the target
+/// converges.
+pub struct PostgresChangeStream {
+    client: Option<ReplicationClient>,
+    query: Arc<Client>,
+    slot: String,
+    /// Tables of the pipeline by name: their schema and column types.
+    known: HashMap<TableName, (Arc<TableSchema>, Vec<PgType>)>,
+    relations: HashMap<u32, Option<Relation>>,
+    start: Lsn,
+    /// The end of the last transaction fully returned.
+    committed: Lsn,
+    confirmed: Lsn,
+    /// Changes of the transaction being read that did not fit the last batch.
+    pending: Vec<Change>,
+    /// Changes of the batch being read whose rows lack values: their index, and
+    /// the positions to fill.
+    todo: Vec<(usize, Vec<usize>)>,
+    in_txn: bool,
+    /// The transaction being read was split over batches: its end ends a batch.
+    split: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for PostgresChangeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresChangeStream")
+            .field("slot", &self.slot)
+            .field("committed", &self.committed)
+            .field("confirmed", &self.confirmed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresChangeStream {
+    /// A stream dropped without [`ChangeStream::close`] (after an error) ends its
+    /// replication session at once, so the slot is free for the next attempt.
+    fn drop(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            c.stop();
+            c.abort();
+        }
+    }
+}
+
+impl PostgresChangeStream {
+    fn client(&mut self) -> Result<&mut ReplicationClient> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::Connection, "the replication stream is closed"))
+    }
+
+    /// Learns a table's shape from a Relation message; a column the schema lacks
+    /// yields a schema change.
+    async fn relation(
+        &mut self,
+        oid: u32,
+        namespace: &str,
+        name: &str,
+        columns: &[RelationColumn],
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
+        let tname = TableName::new(
+            Some(if namespace.is_empty() {
+                "pg_catalog"
+            } else {
+                namespace
+            }),
+            name,
+        );
+        let Some((schema, types)) = self.known.get(&tname).cloned() else {
+            self.relations.insert(oid, None);
+            return Ok(());
+        };
+        let mut schema = schema;
+        let mut types = types;
+        let missing: Vec<&RelationColumn> = columns
+            .iter()
+            .filter(|c| schema.column_index(&c.name).is_none())
+            .collect();
+        if !missing.is_empty() {
+            let current = schema::find(&self.query, &tname).await?;
+            let mut grown = (*schema).clone();
+            for c in missing {
+                let found = current.as_ref().and_then(|t| {
+                    t.schema
+                        .column_index(&c.name)
+                        .map(|i| (t.schema.columns[i].clone(), t.types[i].clone()))
+                });
+                let (col, ty) = match found {
+                    Some((mut col, ty)) => {
+                        col.data_type.nullable = true;
+                        (col, ty)
+                    }
+                    // Dropped since: carry it as text.
+                    None => {
+                        let ty = PgType::from_catalog(25, "text", 'b', None, vec![]);
+                        (
+                            Column {
+                                name: c.name.clone(),
+                                data_type: DataType::new(ty.kind.clone(), true),
+                                native_type: "text".into(),
+                                generated: false,
+                            },
+                            ty,
+                        )
+                    }
+                };
+                tracing::info!(table = %tname, column = %col.name, "the source table gained a column");
+                grown.columns.push(col);
+                types.push(ty);
+            }
+            schema = Arc::new(grown);
+            self.known
+                .insert(tname.clone(), (schema.clone(), types.clone()));
+            out.push(Change {
+                table: schema.clone(),
+                op: Op::Schema(schema.clone()),
+            });
+        }
+        let cols = columns
+            .iter()
+            .map(|c| schema.column_index(&c.name).map(|i| (i, types[i].clone())))
+            .collect();
+        self.relations.insert(
+            oid,
+            Some(Relation {
+                table: schema,
+                columns: cols,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Decodes a tuple into a row of the relation's table; the positions of
+    /// values the tuple does not carry are returned beside it.
+    fn row(rel: &Relation, tuple: &TupleData) -> Result<(Row, Vec<usize>)> {
+        let t = &rel.table;
+        let mut row = vec![Value::Null; t.columns.len()];
+        let mut seen = vec![false; t.columns.len()];
+        for (col, map) in tuple.0.iter().zip(&rel.columns) {
+            let Some((i, ty)) = map else { continue };
+            match col {
+                TupleColumn::Null => seen[*i] = true,
+                TupleColumn::UnchangedToast => {}
+                TupleColumn::Text(b) | TupleColumn::Binary(b) => {
+                    row[*i] = decode(ty, b).map_err(|e| {
+                        Error::bad_input(format!("cannot read the value from the log: {e}"))
+                            .table(&t.name)
+                            .column(&t.columns[*i].name)
+                    })?;
+                    seen[*i] = true;
+                }
+            }
+        }
+        // Includes generated columns, which pgoutput (PostgreSQL 15) never sends.
+        let missing = (0..row.len()).filter(|&i| !seen[i]).collect();
+        Ok((row, missing))
+    }
+
+    /// Fills in the values the log did not carry, for the changes of `out` listed
+    /// in `self.todo`, from the source's current rows (one query per table and
+    /// 500 keys). Changes whose row is gone are removed: a later change in the
+    /// log deleted it. Returns, per change of `out` before the call, whether it
+    /// was kept.
+    async fn fill(&mut self, out: &mut Vec<Change>) -> Result<Vec<bool>> {
+        let todo = std::mem::take(&mut self.todo);
+        let mut keep = vec![true; out.len()];
+        if todo.is_empty() {
+            return Ok(keep);
+        }
+        // Grouped by schema version: rows of one group have one shape.
+        let mut groups: Vec<(Arc<TableSchema>, Vec<usize>)> = Vec::new();
+        for (n, (index, _)) in todo.iter().enumerate() {
+            let table = &out[*index].table;
+            match groups.iter_mut().find(|(t, _)| Arc::ptr_eq(t, table)) {
+                Some((_, ns)) => ns.push(n),
+                None => groups.push((table.clone(), vec![n])),
+            }
+        }
+        for (table, ns) in groups {
+            let key = table
+                .row_key()
+                .ok_or_else(|| no_identity(&table.name))?
+                .to_vec();
+            let (_, types) = self
+                .known
+                .get(&table.name)
+                .ok_or_else(|| Error::internal("unknown table").table(&table.name))?;
+            // Schemas only grow at the end: an older shape is a prefix.
+            let types: Vec<PgType> = types[..table.columns.len()].to_vec();
+            let pg = crate::schema::PgTable {
+                schema: (*table).clone(),
+                types: types.clone(),
+            };
+            let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+            let mut found: HashMap<Vec<u8>, Row> = HashMap::new();
+            for part in ns.chunks(500) {
+                let mut params = Vec::new();
+                let mut tuples = Vec::new();
+                for &n in part {
+                    let row = row_of(&out[todo[n].0]);
+                    let mut tuple = Vec::new();
+                    for &i in &key {
+                        params.push(Param(&row[i], &types[i]));
+                        tuple.push(format!("${}::{}", params.len(), types[i].name));
+                    }
+                    tuples.push(format!("({})", tuple.join(", ")));
+                }
+                let sql = format!(
+                    "SELECT {} FROM {} WHERE ({key_cols}) IN (VALUES {})",
+                    select_list(&table, &pg),
+                    name_of(&table),
+                    tuples.join(", ")
+                );
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                let rows = self.query.query(&sql, &refs).await.map_err(|e| {
+                    pg_err(e, "reading the values the log did not carry").table(&table.name)
+                })?;
+                for r in rows {
+                    let row = decode_row(&r, &types, &table)?;
+                    found.insert(key_bytes(&table, &key, &row), row);
+                }
+            }
+            for n in ns {
+                let (index, missing) = &todo[n];
+                let change = &mut out[*index];
+                let k = key_bytes(&table, &key, row_of(change));
+                match (found.get(&k), row_mut(change)) {
+                    (Some(current), Some(row)) => {
+                        for &i in missing {
+                            row[i] = current[i].clone();
+                        }
+                    }
+                    _ => keep[*index] = false,
+                }
+            }
+        }
+        let mut kept = keep.iter();
+        out.retain(|_| kept.next().copied().unwrap_or(true));
+        Ok(keep)
+    }
+
+    /// Completes the batch (see [`PostgresChangeStream::fill`]) and returns it;
+    /// with `split`, the changes from that index on are kept for the next batch.
+    async fn emit(
+        &mut self,
+        mut out: Vec<Change>,
+        split: Option<usize>,
+        position: Lsn,
+    ) -> Result<Option<(Batch, Position)>> {
+        let keep = self.fill(&mut out).await?;
+        if let Some(at) = split {
+            let at = keep[..at].iter().filter(|k| **k).count();
+            self.pending = out.split_off(at);
+        }
+        Ok(Some((Batch { changes: out }, to_position(position))))
+    }
+
+    /// Adds a change; one whose row lacks values is completed before the batch
+    /// is returned.
+    fn push(
+        &mut self,
+        out: &mut Vec<Change>,
+        table: Arc<TableSchema>,
+        op: Op,
+        missing: Vec<usize>,
+    ) {
+        if !missing.is_empty() {
+            self.todo.push((out.len(), missing));
+        }
+        out.push(Change { table, op });
+    }
+
+    /// Turns one change message into changes.
+    async fn change(&mut self, msg: Message, out: &mut Vec<Change>) -> Result<()> {
+        match msg {
+            Message::Relation {
+                oid,
+                namespace,
+                name,
+                columns,
+                ..
+            } => self.relation(oid, &namespace, &name, &columns, out).await?,
+            Message::Insert { oid, new, .. } => {
+                let Some(rel) = self.rel(oid)? else {
+                    return Ok(());
+                };
+                let (row, missing) = Self::row(&rel, &new)?;
+                self.push(out, rel.table.clone(), Op::Insert(row), missing);
+            }
+            Message::Update {
+                oid, key, old, new, ..
+            } => {
+                let Some(rel) = self.rel(oid)? else {
+                    return Ok(());
+                };
+                let t = rel.table.clone();
+                let rkey = t.row_key().ok_or_else(|| no_identity(&t.name))?.to_vec();
+                let before = match old.as_ref().or(key.as_ref()) {
+                    Some(o) => Some(Self::row(&rel, o)?),
+                    None => None,
+                };
+                let (mut after, mut missing) = Self::row(&rel, &new)?;
+                let full_old = old.as_ref().and(before.as_ref());
+                // With REPLICA IDENTITY FULL the old row has every value.
+                if let Some((o, om)) = full_old {
+                    missing.retain(|i| {
+                        let known = !om.contains(i);
+                        if known {
+                            after[*i] = o[*i].clone();
+                        }
+                        !known
+                    });
+                }
+                let key_changed = before
+                    .as_ref()
+                    .is_some_and(|(b, _)| rkey.iter().any(|&i| b[i] != after[i]));
+                if key_changed {
+                    if let Some((b, _)) = before {
+                        self.push(out, t.clone(), Op::Delete(b), vec![]);
+                    }
+                    self.push(out, t, Op::Insert(after), missing);
+                } else {
+                    let before = full_old.map(|(b, _)| b.clone());
+                    self.push(out, t, Op::Update { before, after }, missing);
+                }
+            }
+            Message::Delete { oid, key, old, .. } => {
+                let Some(rel) = self.rel(oid)? else {
+                    return Ok(());
+                };
+                let Some(tuple) = old.as_ref().or(key.as_ref()) else {
+                    return Err(no_identity(&rel.table.name));
+                };
+                let (row, _) = Self::row(&rel, tuple)?;
+                out.push(Change {
+                    table: rel.table.clone(),
+                    op: Op::Delete(row),
+                });
+            }
+            Message::Truncate { oids, .. } => {
+                for oid in oids {
+                    if let Some(rel) = self.rel(oid)? {
+                        out.push(Change {
+                            table: rel.table.clone(),
+                            op: Op::Truncate,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The relation a change refers to; `None` for tables outside the pipeline.
+    fn rel(&self, oid: u32) -> Result<Option<Relation>> {
+        match self.relations.get(&oid) {
+            // A copy, so the change can be decoded while the stream reads the source.
+            Some(Some(r)) => Ok(Some(r.clone())),
+            Some(None) => Ok(None),
+            None => Err(Error::internal(format!(
+                "the log sent a change of relation {oid} before describing it"
+            ))),
+        }
+    }
+}
+
+/// The row a change writes (or deletes).
+fn row_of(change: &Change) -> &Row {
+    static EMPTY: Row = Vec::new();
+    match &change.op {
+        Op::Insert(r) | Op::Update { after: r, .. } | Op::Delete(r) => r,
+        Op::Truncate | Op::Schema(_) => &EMPTY,
+    }
+}
+
+fn row_mut(change: &mut Change) -> Option<&mut Row> {
+    match &mut change.op {
+        Op::Insert(r) | Op::Update { after: r, .. } => Some(r),
+        _ => None,
+    }
+}
+
+/// A row's key values as bytes, for lookups.
+fn key_bytes(table: &TableSchema, key: &[usize], row: &Row) -> Vec<u8> {
+    serde_json::to_vec(&table.key_of(key, row)).unwrap_or_default()
+}
+
+fn decode(ty: &PgType, b: &Bytes) -> std::result::Result<Value, String> {
+    let text = std::str::from_utf8(b).map_err(|e| e.to_string())?;
+    types::decode_text(ty, text).map_err(|e| e.to_string())
+}
+
+/// Whether a walsender that has read the WAL up to `sent` has read everything
+/// inserted before `until`. `until` is an insert position, which after a record
+/// ending on a page boundary points past the next page's header (24 bytes, 40 at
+/// a segment start), where no record can start: that gap counts as reached.
+fn reached(sent: Lsn, until: Lsn) -> bool {
+    const PAGE: u64 = 8192;
+    const LONG_HEADER: u64 = 40;
+    sent >= until || (sent.0.is_multiple_of(PAGE) && until.0 <= sent.0 + LONG_HEADER)
+}
+
+impl ChangeStream for PostgresChangeStream {
+    async fn next_batch(
+        &mut self,
+        max_changes: usize,
+        until: Option<&Position>,
+    ) -> Result<Option<(Batch, Position)>> {
+        let until = until.map(lsn_of).transpose()?;
+        if self.done
+            || until
+                .is_some_and(|u| reached(self.start, u) && !self.in_txn && self.pending.is_empty())
+        {
+            self.done = true;
+            return Ok(None);
+        }
+        let max = max_changes.max(1);
+        // Leftovers belong to the transaction being read, which starts this batch.
+        let mut out: Vec<Change> = std::mem::take(&mut self.pending);
+        let mut txn_start = 0;
+        // Where the batch may resume from: the end of the last whole transaction in it.
+        let mut position = self.committed;
+        loop {
+            // Between transactions with changes in hand: return them unless more
+            // are already waiting.
+            let idle = !self.in_txn && !out.is_empty();
+            let client = self.client()?;
+            let event = if idle {
+                match tokio::time::timeout(Duration::ZERO, client.recv()).await {
+                    Ok(e) => e,
+                    Err(_) => return self.emit(out, None, position).await,
+                }
+            } else {
+                client.recv().await
+            };
+            let event = event
+                .map_err(repl_err)?
+                .ok_or_else(|| Error::new(ErrorKind::Connection, "the replication stream ended"))?;
+            match event {
+                ReplicationEvent::Begin { final_lsn, .. } => {
+                    if until.is_some_and(|u| final_lsn.as_u64() >= u.0) {
+                        // Committed after `until`: stop before it.
+                        self.done = true;
+                        if out.is_empty() {
+                            return Ok(None);
+                        }
+                        return self.emit(out, None, position).await;
+                    }
+                    self.in_txn = true;
+                    txn_start = out.len();
+                }
+                ReplicationEvent::Commit { end_lsn, .. } => {
+                    self.in_txn = false;
+                    let was_split = std::mem::take(&mut self.split);
+                    self.committed = Lsn(end_lsn.as_u64());
+                    position = self.committed;
+                    if until.is_some_and(|u| self.committed >= u) {
+                        self.done = true;
+                        if out.is_empty() {
+                            return Ok(None);
+                        }
+                        return self.emit(out, None, position).await;
+                    }
+                    // The tail of a split transaction is never merged with another.
+                    if out.len() >= max || was_split {
+                        return self.emit(out, None, position).await;
+                    }
+                }
+                ReplicationEvent::XLogData { data, .. } => {
+                    let msg = pgoutput::decode(data, false).map_err(|e| {
+                        Error::internal("the replication stream sent a message siphon cannot read")
+                            .source(e)
+                    })?;
+                    self.change(msg, &mut out).await?;
+                    if self.in_txn && out.len() >= max {
+                        let at = if txn_start > 0 {
+                            // Return the whole transactions before this one; it
+                            // starts the next batch.
+                            txn_start
+                        } else {
+                            // A transaction larger than a batch: split it here;
+                            // the position stays before it, so a resume replays
+                            // all of it.
+                            self.split = true;
+                            max
+                        };
+                        return self.emit(out, Some(at), position).await;
+                    }
+                }
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    if !self.in_txn && until.is_some_and(|u| reached(Lsn(wal_end.as_u64()), u)) {
+                        self.done = true;
+                        if out.is_empty() {
+                            return Ok(None);
+                        }
+                        return self.emit(out, None, position).await;
+                    }
+                }
+                ReplicationEvent::Message { .. } => {}
+                ReplicationEvent::StoppedAt { .. } => {
+                    return Err(Error::new(
+                        ErrorKind::Connection,
+                        "the replication stream stopped",
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn confirm(&mut self, committed: &Position) -> Result<()> {
+        let lsn = lsn_of(committed)?;
+        if lsn > self.confirmed {
+            self.confirmed = lsn;
+            if let Some(c) = &self.client {
+                c.update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(mut self) -> Result<()> {
+        if let Some(mut c) = self.client.take() {
+            if let Err(e) = c.shutdown().await {
+                tracing::debug!(error = %e, "replication stream ended with an error");
+            }
+        }
+        // The session may not have reported the last confirmed position: move the
+        // slot there once the session released it (never past it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = self
+                .query
+                .query_opt(
+                    "SELECT active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&self.slot],
+                )
+                .await
+                .map_err(|e| pg_err(e, "reading the replication slot"))?;
+            let Some(r) = r else { return Ok(()) };
+            let active: bool = r.get(0);
+            let flushed: Option<String> = r.get(1);
+            let flushed: Lsn = flushed.and_then(|f| f.parse().ok()).unwrap_or(Lsn::INVALID);
+            if flushed >= self.confirmed {
+                return Ok(());
+            }
+            if !active {
+                let sql = format!(
+                    "SELECT pg_replication_slot_advance($1, '{}'::pg_lsn)",
+                    self.confirmed
+                );
+                if let Err(e) = self.query.execute(&sql, &[&self.slot]).await {
+                    tracing::debug!(error = %e, "could not advance the replication slot");
+                }
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_names_are_valid_identifiers_and_distinct() {
+        assert_eq!(log_name("orders_sync"), "siphon_orders_sync");
+        let odd = log_name("Orders-Sync");
+        assert!(odd.starts_with("siphon_orders_sync_"), "{odd}");
+        assert_ne!(odd, log_name("orders_sync"));
+        assert_ne!(odd, log_name("orders.sync"));
+        let long = log_name(&"p".repeat(100));
+        assert!(long.len() <= 63, "{long}");
+        assert_ne!(long, log_name(&"p".repeat(99)));
+        for n in [odd, long, log_name("é ü")] {
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn positions_round_trip_and_order() {
+        let p = to_position(Lsn(0x16_B374_D848));
+        assert_eq!(p.0, serde_json::json!({"lsn": "16/B374D848"}));
+        assert_eq!(lsn_of(&p).unwrap(), Lsn(0x16_B374_D848));
+        assert!(lsn_of(&Position(serde_json::json!({"key": [1]}))).is_err());
+    }
+
+    #[test]
+    fn a_page_header_gap_counts_as_reached() {
+        assert!(reached(Lsn(100), Lsn(100)));
+        assert!(!reached(Lsn(100), Lsn(124)));
+        // A record ended on a page boundary; the insert position is past the
+        // next page's header.
+        assert!(reached(Lsn(8192 * 3), Lsn(8192 * 3 + 24)));
+        assert!(reached(Lsn(1 << 24), Lsn((1 << 24) + 40)));
+        assert!(!reached(Lsn(8192 * 3), Lsn(8192 * 3 + 48)));
+    }
+}

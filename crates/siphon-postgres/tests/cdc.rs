@@ -1,0 +1,580 @@
+//! `cdc` pipelines from PostgreSQL (logical replication, pgoutput) to PostgreSQL
+//! and SQLite, against a real PostgreSQL 15 from the testkit. Slots are
+//! server-wide, so every test names its pipeline after its own fresh database.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use siphon_core::{ExecutionStatus, PipelineSpec, Sink, Source, StreamId, TableFilter};
+use siphon_engine::{
+    drop_log, log_stream, run_log_pass, table_checksum, NoopObserver, Observer, PassReport,
+    Shutdown,
+};
+use siphon_postgres::{log_name, PostgresSink, PostgresSource};
+use siphon_sqlite::{SqliteSink, SqliteSource};
+use siphon_state::SqliteStateStore;
+use siphon_testkit::Postgres;
+
+fn spec(json: &str) -> PipelineSpec {
+    serde_json::from_str(json).unwrap()
+}
+
+/// A source database, a target database, a state store, and the pipeline name
+/// (the source database's, so slots never collide between tests).
+struct Env {
+    pg: &'static Postgres,
+    src_url: String,
+    src: String,
+    dst_url: String,
+    dst: String,
+    pipeline: String,
+    state: SqliteStateStore,
+    dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let pg = Postgres::shared().unwrap();
+    let src_url = pg.create_database().unwrap();
+    let dst_url = pg.create_database().unwrap();
+    let src = src_url.rsplit('/').next().unwrap().to_string();
+    let dst = dst_url.rsplit('/').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteStateStore::open(dir.path().join("state.db"))
+        .await
+        .unwrap();
+    Env {
+        pg,
+        pipeline: src.clone(),
+        src_url,
+        src,
+        dst_url,
+        dst,
+        state,
+        dir,
+    }
+}
+
+impl Env {
+    fn src_sql(&self, sql: &str) -> String {
+        self.pg.query_in(&self.src, sql).unwrap()
+    }
+
+    fn dst_sql(&self, sql: &str) -> String {
+        self.pg.query_in(&self.dst, sql).unwrap()
+    }
+
+    /// Every row of `table`, as PostgreSQL prints it, sorted.
+    fn rows(&self, db: &str, table: &str) -> String {
+        self.pg
+            .query_in(
+                db,
+                &format!("SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM {table} t"),
+            )
+            .unwrap()
+    }
+
+    fn assert_same(&self, table: &str) {
+        assert_eq!(
+            self.rows(&self.dst, table),
+            self.rows(&self.src, table),
+            "target {table} differs from the source"
+        );
+    }
+
+    async fn pass<K: Sink>(
+        &self,
+        spec: &PipelineSpec,
+        source: &PostgresSource,
+        sink: &K,
+        observer: &dyn Observer,
+    ) -> PassReport {
+        run_log_pass(
+            &self.pipeline,
+            spec,
+            source,
+            sink,
+            &self.state,
+            observer,
+            &Shutdown::new(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The LSN of the pipeline's log checkpoint on the PostgreSQL target.
+    fn checkpoint_lsn(&self) -> String {
+        self.dst_sql(&format!(
+            "SELECT checkpoint::json->'position'->>'lsn' FROM siphon_checkpoints WHERE pipeline = '{}' AND tbl = '*'",
+            self.pipeline
+        ))
+    }
+
+    /// Asserts the slot never confirmed more than the target committed.
+    fn assert_slot_behind_checkpoint(&self) {
+        let lsn = self.checkpoint_lsn();
+        assert!(!lsn.is_empty(), "no log checkpoint on the target");
+        let ok = self.pg.query(&format!(
+            "SELECT confirmed_flush_lsn <= '{lsn}'::pg_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
+            log_name(&self.pipeline)
+        ))
+        .unwrap();
+        assert_eq!(
+            ok, "t",
+            "the slot confirmed past the target's checkpoint {lsn}"
+        );
+    }
+}
+
+fn succeeded(report: &PassReport) {
+    for t in &report.tables {
+        assert_eq!(t.status, ExecutionStatus::Succeeded, "{t:?}");
+    }
+}
+
+fn table<'a>(report: &'a PassReport, name: &str) -> &'a siphon_core::TableStats {
+    report
+        .tables
+        .iter()
+        .find(|t| t.table.to_string() == name)
+        .unwrap_or_else(|| panic!("no stats for {name}: {report:?}"))
+}
+
+#[tokio::test]
+async fn postgres_to_postgres_snapshot_then_streamed_changes() {
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, qty numeric(10,2), tags text[]);
+         CREATE TABLE notes (id bigint PRIMARY KEY, body text);
+         INSERT INTO items VALUES (1, 'one', 1.5, '{a}'), (2, 'two', NULL, '{}'), (3, 'three', 3, NULL);
+         INSERT INTO notes VALUES (1, 'n1'), (2, 'n2');",
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    // Batches of 2 changes, so a larger transaction is split.
+    let p =
+        spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.*"],"batch_size":2}"#);
+
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    assert_eq!(table(&report, "public.items").rows_read, 3);
+    e.assert_same("items");
+    e.assert_same("notes");
+    // The slot and publication exist, named after the pipeline.
+    assert_eq!(
+        e.pg.query(&format!(
+            "SELECT plugin FROM pg_replication_slots WHERE slot_name = '{}'",
+            log_name(&e.pipeline)
+        ))
+        .unwrap(),
+        "pgoutput"
+    );
+    e.assert_slot_behind_checkpoint();
+
+    // Several transactions: inserts, updates (one changing the key), deletes,
+    // a transaction larger than a batch, and a truncate.
+    e.src_sql(
+        "INSERT INTO items VALUES (4, 'four', 4, '{x,y}');
+         UPDATE items SET qty = qty + 10, name = 'ONE' WHERE id = 1;
+         BEGIN; UPDATE items SET id = 20 WHERE id = 2; DELETE FROM items WHERE id = 3;
+           INSERT INTO items SELECT g, 'g' || g, g, NULL FROM generate_series(100, 104) g; COMMIT;
+         DELETE FROM items WHERE id = 101;
+         TRUNCATE notes; INSERT INTO notes VALUES (3, 'n3');",
+    );
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    e.assert_same("items");
+    e.assert_same("notes");
+    assert_eq!(e.dst_sql("SELECT count(*) FROM items WHERE id = 2"), "0");
+    let items = table(&report, "public.items");
+    assert_eq!(items.rows_read, 11, "{items:?}");
+    e.assert_slot_behind_checkpoint();
+
+    // A pass with nothing new streams nothing; then only the new change.
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    assert_eq!(table(&report, "public.items").rows_read, 0);
+    e.src_sql("UPDATE items SET name = 'four!' WHERE id = 4");
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    let items = table(&report, "public.items");
+    assert_eq!((items.rows_read, items.updated), (1, 1), "{items:?}");
+    e.assert_same("items");
+    e.assert_slot_behind_checkpoint();
+}
+
+/// Changes the source while a snapshot is under way: after its first chunk
+/// committed, it updates a row already copied, deletes one not yet copied and
+/// inserts new ones.
+struct ChangeDuringSnapshot<'a> {
+    env: &'a Env,
+    done: AtomicBool,
+}
+
+impl Observer for ChangeDuringSnapshot<'_> {
+    fn rows_committed(&self, stream: &StreamId, _rows: u64) {
+        if stream.table.name == "big" && !self.done.swap(true, Ordering::SeqCst) {
+            self.env.src_sql(
+                "UPDATE big SET v = 'changed' WHERE id = 1;
+                 DELETE FROM big WHERE id = 9;
+                 INSERT INTO big VALUES (0, 'new low'), (1000, 'new high');",
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_during_the_snapshot_are_not_lost() {
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE big (id int PRIMARY KEY, v text);
+         INSERT INTO big SELECT g, 'v' || g FROM generate_series(1, 10) g;",
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p =
+        spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.big"],"batch_size":3}"#);
+    let observer = ChangeDuringSnapshot {
+        env: &e,
+        done: AtomicBool::new(false),
+    };
+    let report = e.pass(&p, &source, &sink, &observer).await;
+    succeeded(&report);
+    assert!(observer.done.load(Ordering::SeqCst));
+    e.assert_same("big");
+    assert_eq!(e.dst_sql("SELECT v FROM big WHERE id = 1"), "changed");
+    e.assert_slot_behind_checkpoint();
+}
+
+#[tokio::test]
+async fn unchanged_toast_values_are_kept() {
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE docs (id int PRIMARY KEY, body text, n int);
+         ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
+         INSERT INTO docs SELECT g, repeat(md5(g::text), 200), 0 FROM generate_series(1, 4) g;",
+    );
+    assert_eq!(
+        e.src_sql("SELECT min(length(body)) FROM docs"),
+        "6400",
+        "body must be TOASTed"
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.docs"]}"#);
+    succeeded(&e.pass(&p, &source, &sink, &NoopObserver).await);
+    // `n` changes, `body` does not: the log carries no value for it.
+    e.src_sql(
+        "UPDATE docs SET n = 1 WHERE id = 1;
+         BEGIN; UPDATE docs SET n = 2 WHERE id = 2; UPDATE docs SET n = 3 WHERE id = 2; COMMIT;
+         UPDATE docs SET body = 'short', n = 4 WHERE id = 3;
+         UPDATE docs SET n = 5 WHERE id = 4; DELETE FROM docs WHERE id = 4;",
+    );
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    assert_eq!(
+        e.dst_sql("SELECT count(*) FROM docs WHERE body IS NULL"),
+        "0"
+    );
+    let digest = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM docs t";
+    assert_eq!(e.dst_sql(digest), e.src_sql(digest));
+}
+
+#[tokio::test]
+async fn added_column_is_added_on_the_target() {
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE people (id int PRIMARY KEY, name text);
+         INSERT INTO people VALUES (1, 'ann'), (2, 'bob');",
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.people"]}"#);
+    succeeded(&e.pass(&p, &source, &sink, &NoopObserver).await);
+    e.src_sql(
+        "ALTER TABLE people ADD COLUMN age int;
+         INSERT INTO people VALUES (3, 'cy', 30);
+         UPDATE people SET age = 40 WHERE id = 1;
+         BEGIN; INSERT INTO people VALUES (4, 'di'); ALTER TABLE people ADD COLUMN city text;
+           INSERT INTO people VALUES (5, 'ed', 50, 'oslo'); COMMIT;",
+    );
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    assert_eq!(
+        e.dst_sql(
+            "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) \
+             FROM pg_attribute WHERE attrelid = 'people'::regclass AND attnum > 0 AND NOT attisdropped"
+        ),
+        "id integer, name text, age integer, city text"
+    );
+    e.assert_same("people");
+}
+
+#[tokio::test]
+async fn table_without_key_stops_with_the_fix_and_replica_identity_full_works() {
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE keyless (code text NOT NULL UNIQUE, val int);
+         CREATE TABLE full_ident (code text NOT NULL UNIQUE, val int);
+         ALTER TABLE full_ident REPLICA IDENTITY FULL;
+         INSERT INTO keyless VALUES ('a', 1);
+         INSERT INTO full_ident VALUES ('a', 1), ('b', 2), ('c', 3);",
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.*"]}"#);
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    assert_eq!(report.status, ExecutionStatus::Failed);
+    let keyless = table(&report, "public.keyless");
+    assert_eq!(keyless.status, ExecutionStatus::Failed);
+    let error = keyless.error.clone().unwrap();
+    assert!(error.contains("public.keyless"), "{error}");
+    assert!(error.contains("primary key"), "{error}");
+    assert!(error.contains("REPLICA IDENTITY FULL"), "{error}");
+    // Left out of the publication, so the application can still update it.
+    e.src_sql("UPDATE keyless SET val = 2");
+
+    assert_eq!(
+        table(&report, "public.full_ident").status,
+        ExecutionStatus::Succeeded
+    );
+    e.src_sql(
+        "UPDATE full_ident SET val = 20 WHERE code = 'b';
+         UPDATE full_ident SET code = 'cc' WHERE code = 'c';
+         DELETE FROM full_ident WHERE code = 'a';",
+    );
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    assert_eq!(
+        table(&report, "public.full_ident").status,
+        ExecutionStatus::Succeeded
+    );
+    e.assert_same("full_ident");
+}
+
+#[tokio::test]
+async fn drop_log_removes_the_slot_and_the_publication() {
+    let e = env().await;
+    e.src_sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.t"]}"#);
+    succeeded(&e.pass(&p, &source, &sink, &NoopObserver).await);
+    let name = log_name(&e.pipeline);
+    let slots = format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{name}'");
+    let pubs = format!("SELECT count(*) FROM pg_publication WHERE pubname = '{name}'");
+    assert_eq!(e.pg.query(&slots).unwrap(), "1");
+    assert_eq!(e.src_sql(&pubs), "1");
+
+    drop_log(&e.pipeline, &source, &sink).await.unwrap();
+    assert_eq!(e.pg.query(&slots).unwrap(), "0");
+    assert_eq!(e.src_sql(&pubs), "0");
+    assert!(sink
+        .checkpoint(&log_stream(&e.pipeline))
+        .await
+        .unwrap()
+        .is_none());
+    // Dropping twice is not an error.
+    drop_log(&e.pipeline, &source, &sink).await.unwrap();
+
+    // The next run starts over: a new slot, a new copy.
+    e.src_sql("INSERT INTO t VALUES (2);");
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    assert_eq!(table(&report, "public.t").rows_read, 2);
+    e.assert_same("t");
+    assert_eq!(e.pg.query(&slots).unwrap(), "1");
+}
+
+async fn checksum<S: Source>(s: &S, table: &str) -> siphon_engine::TableChecksum {
+    let filter = TableFilter {
+        include: vec![table.into()],
+        exclude: vec![],
+    };
+    let schema = s.discover(&filter).await.unwrap().pop().unwrap();
+    table_checksum(s, &schema, 997).await.unwrap()
+}
+
+#[tokio::test]
+async fn postgres_to_sqlite_cdc_once() {
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, customer text, total numeric(12,2), paid boolean,
+           doubled numeric GENERATED ALWAYS AS (total * 2) STORED);
+         INSERT INTO orders (id, customer, total, paid) SELECT g, 'c' || g, g * 1.25, g % 2 = 0
+           FROM generate_series(1, 50) g;",
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let path = e.dir.path().join("target.db");
+    let sink = SqliteSink::open(&path).unwrap();
+    let p = spec(
+        r#"{"source":"a","target":"b","mode":"cdc","tables":["public.orders"],"batch_size":20}"#,
+    );
+    succeeded(&e.pass(&p, &source, &sink, &NoopObserver).await);
+    e.src_sql(
+        "UPDATE orders SET paid = true, total = 0 WHERE id <= 10;
+         DELETE FROM orders WHERE id > 45;
+         INSERT INTO orders (id, customer, total, paid) VALUES (100, 'new', 9.99, false);",
+    );
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    assert_eq!(table(&report, "public.orders").rows_read, 16);
+    let target = SqliteSource::open(&path).unwrap();
+    assert_eq!(
+        checksum(&source, "public.orders").await,
+        checksum(&target, "orders").await
+    );
+}
+
+/// Ends the replication session (as a server restart or a network cut would)
+/// right after the first streamed batch committed.
+struct KillSession<'a> {
+    env: &'a Env,
+    done: AtomicBool,
+}
+
+impl Observer for KillSession<'_> {
+    fn rows_committed(&self, _stream: &StreamId, _rows: u64) {
+        if !self.done.swap(true, Ordering::SeqCst) {
+            let killed = self.env.pg.query(&format!(
+                "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE slot_name = '{}'",
+                log_name(&self.env.pipeline)
+            ))
+            .unwrap();
+            assert_eq!(killed, "1", "no replication session to end");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_replication_connection_is_reopened() {
+    let e = env().await;
+    e.src_sql("CREATE TABLE ev (id int PRIMARY KEY, v int);");
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p =
+        spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.ev"],"batch_size":5}"#);
+    succeeded(&e.pass(&p, &source, &sink, &NoopObserver).await);
+    for i in 0..10 {
+        e.src_sql(&format!(
+            "INSERT INTO ev SELECT g, g FROM generate_series({0} * 5, {0} * 5 + 4) g",
+            i
+        ));
+    }
+    e.src_sql("UPDATE ev SET v = -v WHERE id % 7 = 0; DELETE FROM ev WHERE id % 11 = 0;");
+    let observer = KillSession {
+        env: &e,
+        done: AtomicBool::new(false),
+    };
+    let report = e.pass(&p, &source, &sink, &observer).await;
+    succeeded(&report);
+    assert!(observer.done.load(Ordering::SeqCst));
+    e.assert_same("ev");
+    e.assert_slot_behind_checkpoint();
+}
+
+#[tokio::test]
+async fn batches_hold_whole_transactions_and_split_only_large_ones() {
+    use siphon_core::{ChangeStream, LogSource, Op, Value};
+    use std::sync::Arc;
+
+    let e = env().await;
+    e.src_sql("CREATE TABLE tx (id int PRIMARY KEY);");
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let filter = TableFilter {
+        include: vec!["public.tx".into()],
+        exclude: vec![],
+    };
+    let schemas = source.discover(&filter).await.unwrap();
+    let start = source.prepare_log(&e.pipeline, &schemas).await.unwrap();
+    // Transactions of 3, 1, 1 and 5 rows; a transaction's rows are id / 100.
+    let sizes = [(1, 3), (2, 1), (3, 1), (4, 5)];
+    for (t, n) in sizes {
+        e.src_sql(&format!(
+            "INSERT INTO tx SELECT {t} * 100 + g FROM generate_series(0, {}) g",
+            n - 1
+        ));
+    }
+    let until = source.log_head().await.unwrap();
+    let tables: Vec<Arc<_>> = schemas.into_iter().map(Arc::new).collect();
+    let mut stream = source.stream(&e.pipeline, &tables, &start).await.unwrap();
+    let mut batches = Vec::new();
+    while let Some((batch, pos)) = stream.next_batch(2, Some(&until)).await.unwrap() {
+        let ids: Vec<i32> = batch
+            .changes
+            .iter()
+            .map(|c| match &c.op {
+                Op::Insert(row) => match row[0] {
+                    Value::Int32(id) => id,
+                    ref v => panic!("{v:?}"),
+                },
+                op => panic!("{op:?}"),
+            })
+            .collect();
+        batches.push((ids, pos));
+    }
+    stream.close().await.unwrap();
+
+    let all: Vec<i32> = batches.iter().flat_map(|(ids, _)| ids.clone()).collect();
+    assert_eq!(all, vec![100, 101, 102, 200, 300, 400, 401, 402, 403, 404]);
+    let mut previous = start.clone();
+    for (i, (ids, pos)) in batches.iter().enumerate() {
+        assert!(ids.len() <= 2, "{batches:?}");
+        let txns: std::collections::BTreeSet<i32> = ids.iter().map(|id| id / 100).collect();
+        if txns.len() > 1 {
+            let whole = |t: &i32| {
+                let size = sizes.iter().find(|(n, _)| n == t).unwrap().1;
+                ids.iter().filter(|id| *id / 100 == *t).count() == size
+            };
+            assert!(
+                txns.iter().all(whole),
+                "a part of a transaction merged with another: {batches:?}"
+            );
+        }
+        let last = ids.last().unwrap() / 100;
+        let ends_inside = batches
+            .get(i + 1)
+            .is_some_and(|(next, _)| next[0] / 100 == last);
+        if ends_inside {
+            // Resuming from it replays the whole transaction.
+            assert_eq!(pos, &previous, "{batches:?}");
+        } else {
+            assert_eq!(
+                source.compare_log(pos, &previous).unwrap(),
+                std::cmp::Ordering::Greater,
+                "{batches:?}"
+            );
+        }
+        previous = pos.clone();
+    }
+    // Transactions 1 (3 rows) and 4 (5 rows) were split.
+    assert!(batches.len() >= 5, "{batches:?}");
+}
+
+#[tokio::test]
+async fn a_paused_table_is_copied_again_when_enabled() {
+    use siphon_core::{Flag, StateStore, TableName};
+
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text);
+         INSERT INTO a VALUES (1, 'a'); INSERT INTO b VALUES (1, 'b');",
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.a","public.b"]}"#);
+    succeeded(&e.pass(&p, &source, &sink, &NoopObserver).await);
+    let b = StreamId::new(&e.pipeline, &TableName::new(Some("public"), "b"));
+    e.state.set_flag(&b, Flag::Enabled, false).await.unwrap();
+    e.src_sql("INSERT INTO a VALUES (2, 'a2'); UPDATE b SET v = 'paused' WHERE id = 1;");
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    assert_eq!(report.tables.len(), 1, "{report:?}");
+    e.assert_same("a");
+    assert_eq!(e.dst_sql("SELECT v FROM b"), "b");
+
+    e.state.set_flag(&b, Flag::Enabled, true).await.unwrap();
+    e.src_sql("INSERT INTO b VALUES (2, 'b2');");
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    succeeded(&report);
+    assert_eq!(table(&report, "public.b").rows_read, 2, "{report:?}");
+    e.assert_same("a");
+    e.assert_same("b");
+}
