@@ -1,0 +1,517 @@
+//! `mode: cdc` from PostgreSQL to PostgreSQL through the binary, against real
+//! servers from the testkit: siphon SIGKILLed during the snapshot and during
+//! streaming, the source server restarted while siphon streams, and one source
+//! transaction of a million rows applied in bounded memory.
+//!
+//! Every wait polls a condition with a generous deadline (the tests must pass
+//! on a loaded two-core machine); no fixed sleep is used as synchronization.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use siphon_testkit::Postgres;
+
+/// How long any awaited condition may take.
+const DEADLINE: Duration = Duration::from_secs(600);
+
+/// A source and a target database on one server, a working directory with a
+/// `siphon.yaml` for one cdc pipeline named after the source database (slots are
+/// server-wide, so pipelines never share one).
+struct Setup<'a> {
+    pg: &'a Postgres,
+    /// The target's server (the source's, unless a test needs another).
+    dst_pg: &'a Postgres,
+    src: String,
+    dst: String,
+    pipeline: String,
+    dir: tempfile::TempDir,
+}
+
+impl<'a> Setup<'a> {
+    fn new(pg: &'a Postgres) -> Self {
+        Self::across(pg, pg)
+    }
+
+    /// The source database on `pg`, the target on `dst_pg`.
+    fn across(pg: &'a Postgres, dst_pg: &'a Postgres) -> Self {
+        let src_url = pg.create_database().unwrap();
+        let dst_url = dst_pg.create_database().unwrap();
+        let src = src_url.rsplit('/').next().unwrap().to_string();
+        let dst = dst_url.rsplit('/').next().unwrap().to_string();
+        Setup {
+            pg,
+            dst_pg,
+            pipeline: src.clone(),
+            src,
+            dst,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes the config: `table` in cdc mode with `schedule` and `batch_size`.
+    fn config(&self, table: &str, schedule: &str, batch_size: usize) {
+        let (src, dst) = (self.pg.url_for(&self.src), self.dst_pg.url_for(&self.dst));
+        std::fs::write(
+            self.dir.path().join("siphon.yaml"),
+            format!(
+                "state: sqlite://state.db\nconnections:\n  src: {src}\n  dst: {dst}\n\
+                 pipelines:\n  {}:\n    source: src\n    target: dst\n    mode: cdc\n    tables: [public.{table}]\n\
+                 \x20   schedule: {schedule}\n    batch_size: {batch_size}\n",
+                self.pipeline
+            ),
+        )
+        .unwrap();
+    }
+
+    fn src_sql(&self, sql: &str) -> String {
+        self.pg.query_in(&self.src, sql).unwrap()
+    }
+
+    fn dst_sql(&self, sql: &str) -> String {
+        self.dst_pg.query_in(&self.dst, sql).unwrap()
+    }
+
+    /// A number the target answers, or -1 while it cannot (no table yet).
+    fn dst_number(&self, sql: &str) -> i64 {
+        self.dst_pg
+            .query_in(&self.dst, sql)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(-1)
+    }
+
+    /// `siphon run -f siphon.yaml` (continuous) as a child, killed on drop.
+    fn spawn(&self) -> Siphon {
+        let child = Command::new(env!("CARGO_BIN_EXE_siphon"))
+            .args(["run", "-f", "siphon.yaml"])
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("siphon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        Siphon(Some(child))
+    }
+
+    /// `siphon run -f siphon.yaml --once`, which must succeed; its stdout.
+    fn once(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_siphon"))
+            .args(["run", "-f", "siphon.yaml", "--once"])
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        succeeded(&out)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("siphon.log")).unwrap_or_default()
+    }
+
+    /// Row for row, in PostgreSQL's own text form, with the row count.
+    fn digest(&self, db: &str, table: &str) -> String {
+        let pg = if db == self.dst { self.dst_pg } else { self.pg };
+        pg.query_in(
+                db,
+                &format!("SELECT md5(string_agg(t::text, ',' ORDER BY id)) || ' ' || count(*) FROM {table} t"),
+            )
+            .unwrap_or_default()
+    }
+
+    fn same(&self, table: &str) -> bool {
+        self.digest(&self.dst, table) == self.digest(&self.src, table)
+    }
+
+    fn assert_same(&self, table: &str) {
+        assert_eq!(
+            self.digest(&self.dst, table),
+            self.digest(&self.src, table),
+            "target {table} differs from the source"
+        );
+    }
+
+    /// Asserts the slot exists and never confirmed more than the target's
+    /// committed log checkpoint (the pipeline-level stream, table `*`).
+    fn assert_slot_behind_checkpoint(&self) {
+        let lsn = self.dst_sql(&format!(
+            "SELECT checkpoint::json->'position'->>'lsn' FROM siphon_checkpoints WHERE pipeline = '{}' AND tbl = '*'",
+            self.pipeline
+        ));
+        assert!(!lsn.is_empty(), "no log checkpoint on the target");
+        let ok = self
+            .pg
+            .query(&format!(
+                "SELECT confirmed_flush_lsn <= '{lsn}'::pg_lsn FROM pg_replication_slots \
+                 WHERE slot_name = 'siphon_{}'",
+                self.pipeline
+            ))
+            .unwrap();
+        assert_eq!(
+            ok, "t",
+            "the slot is gone or confirmed past the target's checkpoint {lsn}"
+        );
+    }
+}
+
+fn succeeded(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "siphon failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("FAILED"), "{text}");
+    text
+}
+
+/// A running `siphon run`; SIGKILLed if still running when dropped.
+struct Siphon(Option<Child>);
+
+impl Siphon {
+    fn running(&mut self) -> bool {
+        self.0.as_mut().unwrap().try_wait().unwrap().is_none()
+    }
+
+    fn kill(&mut self) {
+        let mut c = self.0.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn terminate(&mut self) {
+        let mut c = self.0.take().unwrap();
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "siphon exited with {status} after SIGTERM"
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("siphon did not stop after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Siphon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds; fails after [`DEADLINE`] with `what`.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `read` figure of a summary line.
+fn rows_read(text: &str) -> i64 {
+    let after = text
+        .split("read")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary line: {text}"));
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A workload of `n` transactions, each inserting a row with id above 1,000,000
+/// (never deleted: they count progress), updating an existing row and, every
+/// third time, deleting one, with a COMMIT after each. Runs in one psql process.
+fn workload(pg: &Postgres, db: &str, first: i64, n: i64) -> std::thread::JoinHandle<()> {
+    let (psql, port, db) = (pg.bin_dir().join("psql"), pg.port(), db.to_string());
+    let sql = format!(
+        "DO $$ BEGIN
+           FOR i IN {first}..{last} LOOP
+             INSERT INTO t VALUES (1000000 + i, i, 'new ' || i);
+             UPDATE t SET v = v + i, note = 'upd ' || i WHERE id = (i * 7) % 2000 + 1;
+             IF i % 3 = 0 THEN DELETE FROM t WHERE id = (i * 13) % 2000 + 1; END IF;
+             COMMIT;
+             PERFORM pg_sleep(0.002);
+           END LOOP;
+         END $$",
+        last = first + n - 1
+    );
+    std::thread::spawn(move || {
+        // The server may restart meanwhile and cut the connection: errors are
+        // ignored, the committed transactions count.
+        let _ = Command::new(psql)
+            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-p", &port.to_string(), "-d", &db, "-c", &sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    })
+}
+
+const SMALL: &str = "CREATE TABLE t (id bigint PRIMARY KEY, v bigint NOT NULL, note text);
+     INSERT INTO t SELECT g, g, 'row ' || g FROM generate_series(1, 2000) g;";
+
+/// Rows the workload inserted that the target has.
+const PROGRESS: &str = "SELECT count(*) FROM t WHERE id > 1000000";
+
+#[test]
+fn cdc_killed_during_the_snapshot_and_during_streaming_resumes_without_loss() {
+    let pg = Postgres::shared().unwrap();
+
+    // 1. Killed during the snapshot of a large table: the copy resumes from
+    // its last committed chunk.
+    const ROWS: i64 = 200_000;
+    let s = Setup::new(pg);
+    s.src_sql(&format!(
+        "CREATE TABLE big (id bigint PRIMARY KEY, n int, note text, at timestamptz);
+         INSERT INTO big SELECT g, g % 1000, 'note ' || g, timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s'
+           FROM generate_series(1, {ROWS}) g;"
+    ));
+    s.config("big", "continuous", 5000);
+    let mut siphon = s.spawn();
+    let copied = || s.dst_number("SELECT count(*) FROM big");
+    wait_for("the snapshot is a quarter done", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        copied() >= ROWS / 4
+    });
+    siphon.kill();
+    let at_kill = copied();
+    assert!(at_kill < ROWS, "the snapshot finished before the kill");
+    // The chunk checkpoint committed with the rows names the last row copied.
+    let last = s.dst_sql(
+        "SELECT (checkpoint::jsonb #>> '{last_key,key,0,value}') || '/' || (SELECT max(id) FROM big) \
+         FROM siphon_checkpoints WHERE tbl = 'public.big'",
+    );
+    assert_eq!(last, format!("{at_kill}/{at_kill}"));
+    let text = s.once();
+    // Only the rest was read, not the table again.
+    assert_eq!(rows_read(&text), ROWS - at_kill, "{text}");
+    s.assert_same("big");
+    s.assert_slot_behind_checkpoint();
+
+    // 2. Killed while it applies a stream of small transactions.
+    const TXNS: i64 = 3000;
+    let s = Setup::new(pg);
+    s.src_sql(SMALL);
+    s.config("t", "continuous", 200);
+    let mut siphon = s.spawn();
+    wait_for("the snapshot is on the target", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("t")
+    });
+    let load = workload(pg, &s.src, 1, TXNS);
+    let progress = || s.dst_number(PROGRESS);
+    wait_for("some streamed changes are applied", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        let p = progress();
+        assert!(p < TXNS, "every change was applied before the kill");
+        p > 0
+    });
+    siphon.kill();
+    let at_kill = progress();
+    assert!(
+        at_kill > 0 && at_kill < TXNS,
+        "killed at {at_kill} of {TXNS}"
+    );
+    // Right after the crash the slot has not confirmed what the target lacks.
+    s.assert_slot_behind_checkpoint();
+
+    let mut siphon = s.spawn();
+    load.join().unwrap();
+    assert_eq!(
+        s.src_sql("SELECT count(*) FROM t WHERE id > 1000000"),
+        TXNS.to_string(),
+        "the workload did not run to the end"
+    );
+    wait_for("the target caught up with the source", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("t")
+    });
+    siphon.terminate();
+    s.assert_same("t");
+    s.assert_slot_behind_checkpoint();
+}
+
+/// Stops the restarted server (started by `pg_ctl`, not by the testkit) when
+/// the test ends, before the testkit removes its directory.
+struct PgCtl<'a> {
+    pg: &'a Postgres,
+    restarted: bool,
+}
+
+impl PgCtl<'_> {
+    /// `pg_ctl` as the `postgres` account when root (the server refuses root).
+    fn command(&self, args: &[&str]) -> Command {
+        let pg_ctl = self.pg.bin_dir().join("pg_ctl");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let mut cmd = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(pg_ctl);
+            c
+        } else {
+            Command::new(pg_ctl)
+        };
+        cmd.arg("-D")
+            .arg(self.pg.data_dir())
+            .args(args)
+            .current_dir(self.pg.dir())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Restarts the server with its original options (`postmaster.opts`), on
+    /// the same port.
+    fn restart(&mut self) {
+        self.restarted = true;
+        let log = self.pg.dir().join("restart.log");
+        let out = self
+            .command(&["restart", "-m", "fast", "-w", "-t", "300", "-l"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl restart failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PgCtl<'_> {
+    fn drop(&mut self) {
+        if self.restarted {
+            let _ = self
+                .command(&["stop", "-m", "immediate", "-w"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+#[test]
+fn cdc_catches_up_after_the_source_server_restarts() {
+    // Its own source server, so the restart disturbs no other test; the
+    // target is on another server, which stays up.
+    let pg = Postgres::start().unwrap();
+    let mut ctl = PgCtl {
+        pg: &pg,
+        restarted: false,
+    };
+    const TXNS: i64 = 2000;
+    let s = Setup::across(&pg, Postgres::shared().unwrap());
+    s.src_sql(SMALL);
+    s.config("t", "continuous", 200);
+    let mut siphon = s.spawn();
+    wait_for("the snapshot is on the target", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("t")
+    });
+    let load = workload(&pg, &s.src, 1, TXNS);
+    wait_for("some streamed changes are applied", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.dst_number(PROGRESS) > 0
+    });
+    // Restarted while siphon streams and the workload runs (the restart cuts
+    // the workload's connection: what it committed before counts).
+    let started = "SELECT pg_postmaster_start_time()";
+    let before = pg.query(started).unwrap();
+    ctl.restart();
+    load.join().unwrap();
+    assert_ne!(
+        pg.query(started).unwrap(),
+        before,
+        "the server did not restart"
+    );
+    assert_eq!(
+        pg.query("SELECT current_setting('wal_level') || ' ' || current_setting('port')")
+            .unwrap(),
+        format!("logical {}", pg.port())
+    );
+    // More changes after the restart.
+    let load = workload(&pg, &s.src, TXNS + 1, 500);
+    load.join().unwrap();
+    assert_eq!(
+        s.src_sql(&format!(
+            "SELECT count(*) FROM t WHERE id > {}",
+            1000000 + TXNS
+        )),
+        "500",
+        "the workload after the restart did not run"
+    );
+    s.src_sql(
+        "UPDATE t SET note = 'after restart' WHERE id <= 2000; DELETE FROM t WHERE id % 10 = 5;",
+    );
+    wait_for("the target caught up with the restarted source", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("t")
+    });
+    siphon.terminate();
+    s.assert_same("t");
+    s.assert_slot_behind_checkpoint();
+}
+
+#[test]
+fn one_transaction_of_a_million_rows_streams_in_bounded_memory() {
+    const ROWS: i64 = 1_000_000;
+    const LIMIT_KIB: u64 = 200 * 1024;
+    let pg = Postgres::shared().unwrap();
+    let s = Setup::new(pg);
+    s.src_sql(
+        "CREATE TABLE m (id bigint PRIMARY KEY, n int NOT NULL, note text, at timestamptz);
+         INSERT INTO m VALUES (0, 0, 'before', now());",
+    );
+    s.config("m", "continuous", 5000);
+    s.once();
+    s.assert_same("m");
+    // One transaction (a single statement) after the snapshot.
+    s.src_sql(&format!(
+        "INSERT INTO m SELECT g, g % 1000, 'note number ' || g, timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s'
+           FROM generate_series(1, {ROWS}) g;"
+    ));
+    // Peak RSS from /usr/bin/time -v.
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(env!("CARGO_BIN_EXE_siphon"))
+        .args(["run", "-f", "siphon.yaml", "--once"])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let text = succeeded(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let peak: u64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {stderr}"))
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!("peak RSS applying one transaction of {ROWS} rows: {peak} KiB");
+    assert_eq!(rows_read(&text), ROWS, "{text}");
+    s.assert_same("m");
+    s.assert_slot_behind_checkpoint();
+    assert!(
+        peak < LIMIT_KIB,
+        "peak RSS {peak} KiB is over {LIMIT_KIB} KiB"
+    );
+}
