@@ -3,11 +3,13 @@
 //! rusqlite is synchronous: each handle owns one connection and runs every call on
 //! tokio's blocking pool, so a source and a sink work in parallel.
 
+mod datetime;
 mod db;
 mod schema;
 mod sink;
 mod source;
 mod types;
+mod wal;
 
 pub use db::path_from_url;
 pub use sink::SqliteSink;

@@ -11,7 +11,7 @@ use siphon_core::{
 };
 
 use crate::db::{column_list, db_err, placeholders, quote, Db};
-use crate::types::{decode_or_err, rewind_text_timestamp, Bind, Raw};
+use crate::types::{decode_or_err, decode_or_err_with, rewind_text_timestamp, Bind, Raw};
 
 /// Reads tables from a SQLite file, opened read-only.
 #[derive(Debug, Clone)]
@@ -116,18 +116,29 @@ fn read_rows(
     let mut st = conn.prepare_cached(sql).map_err(err)?;
     let mut rows = st.query(params).map_err(err)?;
     let mut out = Vec::new();
-    let mut last = Vec::new();
+    let mut last = vec![Raw::Null; keep.len()];
+    let mut scratch = String::new();
     while let Some(r) = rows.next().map_err(err)? {
         let mut row = Vec::with_capacity(table.columns.len());
         for (i, c) in table.columns.iter().enumerate() {
             let v = r.get_ref(i).map_err(err)?;
-            row.push(decode_or_err(&c.data_type.kind, v, &table.name, &c.name)?);
+            row.push(decode_or_err_with(
+                &c.data_type.kind,
+                v,
+                &table.name,
+                &c.name,
+                &mut scratch,
+            )?);
         }
         out.push(row);
-        last.clear();
-        for &k in keep {
-            last.push(Raw::from_ref(r.get_ref(k).map_err(err)?));
+        // Only the last row's key is kept; reusing the slots spares an allocation
+        // per row for text keys.
+        for (slot, &k) in last.iter_mut().zip(keep) {
+            slot.set_from_ref(r.get_ref(k).map_err(err)?);
         }
+    }
+    if out.is_empty() {
+        last.clear();
     }
     Ok((out, last))
 }

@@ -13,6 +13,8 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use serde::{Deserialize, Serialize};
 use siphon_core::{Decimal, Error, Result, TypeKind, Value};
 
+use crate::datetime;
+
 const TS_FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%dT%H:%M:%S%.f",
@@ -40,6 +42,25 @@ impl Raw {
             ValueRef::Real(f) => Raw::Real(f),
             ValueRef::Text(t) => Raw::Text(String::from_utf8_lossy(t).into_owned()),
             ValueRef::Blob(b) => Raw::Blob(b.to_vec()),
+        }
+    }
+
+    /// Sets `self` to `v` as [`Raw::from_ref`] would, reusing its text or blob
+    /// allocation when it has one.
+    pub(crate) fn set_from_ref(&mut self, v: ValueRef<'_>) {
+        match (self, v) {
+            (Raw::Text(s), ValueRef::Text(t)) => {
+                s.clear();
+                match std::str::from_utf8(t) {
+                    Ok(t) => s.push_str(t),
+                    Err(_) => s.push_str(&String::from_utf8_lossy(t)),
+                }
+            }
+            (Raw::Blob(b), ValueRef::Blob(v)) => {
+                b.clear();
+                b.extend_from_slice(v);
+            }
+            (r, v) => *r = Raw::from_ref(v),
         }
     }
 
@@ -82,7 +103,6 @@ pub(crate) struct Bind<'a>(pub &'a Value);
 
 impl rusqlite::ToSql for Bind<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        let text = |s: String| ToSqlOutput::Owned(SqlValue::Text(s));
         Ok(match self.0 {
             Value::Null => ToSqlOutput::Owned(SqlValue::Null),
             Value::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(*b as i64)),
@@ -95,13 +115,55 @@ impl rusqlite::ToSql for Bind<'_> {
             Value::Text(s) | Value::Json(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Engine { text: s, .. } => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
-            Value::Date(d) => text(d.format("%Y-%m-%d").to_string()),
-            Value::Time(t) => text(t.format("%H:%M:%S%.f").to_string()),
-            Value::Timestamp(t) => text(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
-            Value::TimestampTz(t) => text(t.format("%Y-%m-%d %H:%M:%S%.f+00:00").to_string()),
-            Value::Uuid(u) => text(u.hyphenated().to_string()),
-            Value::Array(_) => text(self.0.to_json().to_string()),
+            Value::Array(_) => ToSqlOutput::Owned(SqlValue::Text(self.0.to_json().to_string())),
+            v @ (Value::Date(_)
+            | Value::Time(_)
+            | Value::Timestamp(_)
+            | Value::TimestampTz(_)
+            | Value::Uuid(_)) => {
+                let mut s = String::with_capacity(40);
+                write_formatted(v, &mut s);
+                ToSqlOutput::Owned(SqlValue::Text(s))
+            }
         })
+    }
+}
+
+/// Appends the canonical text of a date, time, timestamp or UUID, the kinds
+/// siphon writes as text it formats itself; returns false (and appends nothing)
+/// for any other kind.
+fn write_formatted(v: &Value, out: &mut String) -> bool {
+    match v {
+        Value::Date(d) => datetime::write_date(d, out),
+        Value::Time(t) => datetime::write_time(t, out),
+        Value::Timestamp(t) => datetime::write_timestamp(t, out),
+        Value::TimestampTz(t) => {
+            datetime::write_timestamp(&t.naive_utc(), out);
+            out.push_str("+00:00");
+        }
+        Value::Uuid(u) => out.push_str(
+            u.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        ),
+        _ => return false,
+    }
+    true
+}
+
+/// Binds `v` at `index` exactly as [`Bind`] would, formatting the kinds written
+/// as formatted text into `scratch` instead of a new string for each value
+/// (SQLite copies bound text, so `scratch` is free again at once).
+pub(crate) fn bind_value(
+    st: &mut rusqlite::Statement<'_>,
+    index: usize,
+    v: &Value,
+    scratch: &mut String,
+) -> rusqlite::Result<()> {
+    scratch.clear();
+    if write_formatted(v, scratch) {
+        st.raw_bind_parameter(index, scratch.as_str())
+    } else {
+        st.raw_bind_parameter(index, Bind(v))
     }
 }
 
@@ -121,7 +183,37 @@ pub(crate) fn unreadable(kind: &TypeKind, v: ValueRef<'_>) -> String {
 }
 
 /// Decodes a stored value by its column's declared kind. `None` when it does not fit.
+#[cfg(test)]
 pub(crate) fn decode(kind: &TypeKind, v: ValueRef<'_>) -> Option<Value> {
+    decode_with(kind, v, &mut String::new())
+}
+
+/// `n` as an exact decimal with at least `scale` fraction digits, the same value
+/// as `Decimal::from_…(n).with_min_scale(scale)`, built in `scratch` so that
+/// only the result is allocated.
+fn decimal_from_number(
+    n: impl std::fmt::Display,
+    scale: Option<u32>,
+    scratch: &mut String,
+) -> Option<Decimal> {
+    use std::fmt::Write;
+    scratch.clear();
+    // Neither i64 nor a finite f64 prints an exponent: this is plain digits.
+    write!(scratch, "{n}").ok()?;
+    if let Some(scale) = scale {
+        let frac = scratch.split_once('.').map_or(0, |(_, f)| f.len());
+        if frac < scale as usize {
+            if !scratch.contains('.') {
+                scratch.push('.');
+            }
+            scratch.extend(std::iter::repeat_n('0', scale as usize - frac));
+        }
+    }
+    scratch.parse().ok()
+}
+
+/// Like [`decode`], with `scratch` for the text decimals are built in.
+pub(crate) fn decode_with(kind: &TypeKind, v: ValueRef<'_>, scratch: &mut String) -> Option<Value> {
     use TypeKind as K;
     fn text(t: &[u8]) -> Option<&str> {
         std::str::from_utf8(t).ok().map(str::trim)
@@ -162,15 +254,19 @@ pub(crate) fn decode(kind: &TypeKind, v: ValueRef<'_>) -> Option<Value> {
             }
         }
         (K::Decimal { scale, .. }, _) => {
-            let d = match v {
-                ValueRef::Integer(i) => Decimal::from(i),
-                ValueRef::Real(f) => Decimal::from_f64(f)?,
-                ValueRef::Text(t) => text(t)?.parse().ok()?,
+            Value::Decimal(match v {
+                ValueRef::Integer(i) => decimal_from_number(i, *scale, scratch)?,
+                ValueRef::Real(f) if f.is_finite() => decimal_from_number(f, *scale, scratch)?,
+                ValueRef::Text(t) => {
+                    let d: Decimal = text(t)?.parse().ok()?;
+                    let frac = d.as_str().split_once('.').map_or(0, |(_, f)| f.len());
+                    match scale {
+                        // with_min_scale copies even when there is nothing to pad.
+                        Some(s) if frac < *s as usize => d.with_min_scale(*s),
+                        _ => d,
+                    }
+                }
                 _ => return None,
-            };
-            Value::Decimal(match scale {
-                Some(s) => d.with_min_scale(*s),
-                None => d,
             })
         }
         (K::Text { .. } | K::FixedText { .. } | K::Enum { .. }, _) => Value::Text(match v {
@@ -191,18 +287,18 @@ pub(crate) fn decode(kind: &TypeKind, v: ValueRef<'_>) -> Option<Value> {
         (K::Date, ValueRef::Text(t)) => {
             let s = text(t)?;
             Value::Date(
-                NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                    .ok()
+                datetime::parse_date_fast(s)
+                    .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
                     .or_else(|| parse_timestamp(s).map(|ts| ts.date()))?,
             )
         }
         (K::Time, ValueRef::Text(t)) => {
             let s = text(t)?;
-            Value::Time(
+            Value::Time(datetime::parse_time_fast(s).or_else(|| {
                 NaiveTime::parse_from_str(s, "%H:%M:%S%.f")
                     .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M"))
-                    .ok()?,
-            )
+                    .ok()
+            })?)
         }
         (K::Timestamp, ValueRef::Text(t)) => Value::Timestamp(parse_timestamp(text(t)?)?),
         (K::Timestamp, ValueRef::Integer(i)) => {
@@ -227,9 +323,12 @@ pub(crate) fn decode(kind: &TypeKind, v: ValueRef<'_>) -> Option<Value> {
 /// A timestamp in any of the text forms SQLite's date functions write or read;
 /// one with an offset is taken as the UTC instant.
 pub(crate) fn parse_timestamp(s: &str) -> Option<NaiveDateTime> {
-    TS_FORMATS
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    datetime::parse_timestamp_fast(s)
+        .or_else(|| {
+            TS_FORMATS
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        })
         .or_else(|| parse_with_offset(s).map(|t| t.naive_utc()))
         .or_else(|| {
             NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -298,7 +397,18 @@ pub(crate) fn decode_or_err(
     table: &impl std::fmt::Display,
     column: &str,
 ) -> Result<Value> {
-    decode(kind, v).ok_or_else(|| {
+    decode_or_err_with(kind, v, table, column, &mut String::new())
+}
+
+/// Like [`decode_or_err`], with `scratch` for the text decimals are built in.
+pub(crate) fn decode_or_err_with(
+    kind: &TypeKind,
+    v: ValueRef<'_>,
+    table: &impl std::fmt::Display,
+    column: &str,
+    scratch: &mut String,
+) -> Result<Value> {
+    decode_with(kind, v, scratch).ok_or_else(|| {
         Error::bad_input(unreadable(kind, v))
             .table(table)
             .column(column)
@@ -382,6 +492,126 @@ mod tests {
         assert_eq!(ts.to_string(), "2024-02-29 10:11:12");
         assert_eq!(decode(&K::Int32, ValueRef::Integer(1 << 40)), None);
         assert_eq!(decode(&K::Date, ValueRef::Text(b"not a date")), None);
+    }
+
+    #[test]
+    fn decimals_are_read_as_from_f64_and_with_min_scale_read_them() {
+        let reference = |v: ValueRef<'_>, scale: Option<u32>| {
+            let d = match v {
+                ValueRef::Integer(i) => Decimal::from(i),
+                ValueRef::Real(f) => Decimal::from_f64(f)?,
+                ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok()?,
+                _ => return None,
+            };
+            Some(Value::Decimal(match scale {
+                Some(s) => d.with_min_scale(s),
+                None => d,
+            }))
+        };
+        let reals = [
+            0.0,
+            -0.0,
+            0.1,
+            12.3,
+            -12.345,
+            1e-7,
+            123456789.5,
+            1e21,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+        ];
+        let ints = [0, 7, -7, i64::MIN, i64::MAX];
+        let texts: [&[u8]; 9] = [
+            b"12.3",
+            b" 7 ",
+            b"+5.5",
+            b"-0.000",
+            b".",
+            b"1e5",
+            b"12.345678",
+            b"abc",
+            b"",
+        ];
+        for scale in [None, Some(0), Some(2), Some(5)] {
+            let kind = K::Decimal {
+                precision: Some(38),
+                scale,
+            };
+            let mut values: Vec<ValueRef<'_>> = vec![ValueRef::Null, ValueRef::Blob(b"1")];
+            values.extend(reals.iter().map(|&f| ValueRef::Real(f)));
+            values.extend(ints.iter().map(|&i| ValueRef::Integer(i)));
+            values.extend(texts.iter().map(|&t| ValueRef::Text(t)));
+            for v in values {
+                let want = match v {
+                    ValueRef::Null => Some(Value::Null),
+                    v => reference(v, scale),
+                };
+                assert_eq!(decode(&kind, v), want, "{v:?} at scale {scale:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_bound_by_bind_value_are_stored_as_bind_stores_them() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let ts = NaiveDate::from_ymd_opt(2024, 2, 29)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+            .unwrap();
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int16(-3),
+            Value::Int64(i64::MIN),
+            Value::Float32(1.5),
+            Value::Float64(-2.25),
+            Value::Decimal("12.50".parse().unwrap()),
+            Value::Text("naïve".into()),
+            Value::Json(r#"{"a":1}"#.into()),
+            Value::Bytes(vec![0, 1, 2]),
+            Value::Bytes(vec![]),
+            Value::Date(ts.date()),
+            Value::Date(NaiveDate::from_ymd_opt(-44, 3, 15).unwrap()),
+            Value::Time(ts.time()),
+            Value::Timestamp(ts),
+            Value::TimestampTz(ts.and_utc()),
+            Value::Uuid(uuid::Uuid::from_u128(
+                0xABCD_EF01_2345_6789_ABCD_EF01_2345_6789,
+            )),
+            Value::Engine {
+                type_name: "interval".into(),
+                text: "1 day".into(),
+            },
+            Value::Array(vec![Value::Int32(1), Value::Text("a".into())]),
+        ];
+        let last = Bind(values.last().unwrap());
+        let array = last.to_sql().unwrap();
+        assert!(
+            matches!(array, ToSqlOutput::Owned(SqlValue::Text(ref t)) if t == r#"[1,"a"]"#),
+            "{array:?}"
+        );
+        let mut scratch = String::from("left over");
+        for decl in ["", "TEXT", "NUMERIC", "INTEGER", "REAL", "BLOB"] {
+            conn.execute_batch(&format!(
+                "DROP TABLE IF EXISTS t; CREATE TABLE t (a {decl}, b {decl})"
+            ))
+            .unwrap();
+            for v in &values {
+                let mut st = conn.prepare("INSERT INTO t VALUES (?1, ?2)").unwrap();
+                st.raw_bind_parameter(1, Bind(v)).unwrap();
+                bind_value(&mut st, 2, v, &mut scratch).unwrap();
+                st.raw_execute().unwrap();
+            }
+            let differ: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM t WHERE a IS NOT b OR typeof(a) <> typeof(b)",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(differ, 0, "declared {decl:?}");
+        }
     }
 
     #[test]
