@@ -13,6 +13,27 @@ use crate::TableName;
 #[serde(transparent)]
 pub struct Position(pub serde_json::Value);
 
+impl Position {
+    /// A connector's own position value as a `Position`.
+    pub fn encode<T: Serialize>(value: &T) -> crate::Result<Position> {
+        serde_json::to_value(value)
+            .map(Position)
+            .map_err(|e| crate::Error::internal("encoding a position").source(e))
+    }
+
+    /// Reads back what [`Position::encode`] made; an error names the table when
+    /// the position was written by another connector (or an older siphon).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self, table: &TableName) -> crate::Result<T> {
+        serde_json::from_value(self.0.clone()).map_err(|e| {
+            crate::Error::bad_input(
+                "the saved position was not written by this connector; force a full re-sync of the table",
+            )
+            .table(table)
+            .source(e)
+        })
+    }
+}
+
 /// One table inside one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StreamId {

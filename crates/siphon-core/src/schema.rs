@@ -158,6 +158,17 @@ impl TableSchema {
             .map(Vec::as_slice)
     }
 
+    /// The row key, or an error that names the table and says how to give it one.
+    pub fn require_row_key(&self) -> crate::Result<&[usize]> {
+        self.row_key().ok_or_else(|| {
+            crate::Error::bad_input(
+                "the table has no primary key: add a PRIMARY KEY (or a UNIQUE NOT NULL column), since siphon \
+                 reads and writes rows by key",
+            )
+            .table(&self.name)
+        })
+    }
+
     /// The values of `row` at the key positions.
     pub fn key_of(&self, key: &[usize], row: &[crate::Value]) -> Vec<crate::Value> {
         key.iter().map(|&i| row[i].clone()).collect()

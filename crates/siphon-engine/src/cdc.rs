@@ -125,13 +125,7 @@ async fn check<S: LogSource, K: Sink>(
         .check_log_table(&t.source)
         .await
         .map_err(|e| named(e, &t.source))?;
-    if t.source.row_key().is_none() {
-        return Err(Error::bad_input(
-            "the table has no primary key: add a PRIMARY KEY (or a UNIQUE NOT NULL column), since siphon \
-             applies changes by key",
-        )
-        .table(&t.source.name));
-    }
+    t.source.require_row_key()?;
     sink.prepare(&t.target, &spec.schema)
         .await
         .map_err(|e| named(e, &t.source))

@@ -257,13 +257,7 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
 ) -> Result<()> {
     let config = spec.table_config(&table.name);
     let mode = config.mode.unwrap_or(spec.mode);
-    if table.row_key().is_none() {
-        return Err(Error::bad_input(
-            "the table has no primary key: add a PRIMARY KEY (or a UNIQUE NOT NULL column), since siphon \
-             copies and applies rows by key",
-        )
-        .table(&table.name));
-    }
+    table.require_row_key()?;
     let mut target = table.clone();
     if let Some(schema) = &spec.target_schema {
         target.name.schema = Some(schema.clone());

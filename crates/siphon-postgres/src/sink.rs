@@ -16,7 +16,7 @@ use tokio_postgres::{Client, Transaction};
 use crate::conn::{column_list, connect, ident, pg_err, qualified};
 use crate::copy;
 use crate::schema::{self, create_statements};
-use crate::source::{require_key, Param, RawField};
+use crate::source::{Param, RawField};
 use crate::types::{self, PgType};
 
 const CHECKPOINTS: &str = "siphon_checkpoints";
@@ -281,7 +281,7 @@ impl Sink for PostgresSink {
                 Error::internal("the target table is missing").table(&target_name)
             })?;
         }
-        let key = require_key(table)?.to_vec();
+        let key = table.require_row_key()?.to_vec();
         let mut types = Vec::with_capacity(table.columns.len());
         let mut write = Vec::new();
         for (i, col) in table.columns.iter().enumerate() {

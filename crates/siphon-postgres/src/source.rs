@@ -99,33 +99,6 @@ struct Watermark {
     key: Vec<Value>,
 }
 
-fn to_position<T: Serialize>(v: &T) -> Result<Position> {
-    serde_json::to_value(v)
-        .map(Position)
-        .map_err(|e| Error::internal("encoding a PostgreSQL position").source(e))
-}
-
-fn from_position<T: for<'de> Deserialize<'de>>(p: &Position, table: &TableSchema) -> Result<T> {
-    serde_json::from_value(p.0.clone()).map_err(|e| {
-        Error::bad_input(
-            "the saved position was not written by the PostgreSQL connector; force a full re-sync",
-        )
-        .table(&table.name)
-        .source(e)
-    })
-}
-
-/// The row key's positions, or an error saying how to give the table one.
-pub(crate) fn require_key(table: &TableSchema) -> Result<&[usize]> {
-    table.row_key().ok_or_else(|| {
-        Error::bad_input(
-            "the table has no primary key: add one (ALTER TABLE … ADD PRIMARY KEY), since siphon reads and writes \
-             rows by key",
-        )
-        .table(&table.name)
-    })
-}
-
 /// Reads tables from a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresSource {
@@ -355,9 +328,9 @@ impl Source for PostgresSource {
         after: Option<&Position>,
         limit: usize,
     ) -> Result<Chunk> {
-        let key = require_key(table)?.to_vec();
+        let key = table.require_row_key()?.to_vec();
         let pg = self.table(table).await?;
-        let after: Option<KeyPosition> = after.map(|p| from_position(p, table)).transpose()?;
+        let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
         let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
         let cols = select_list(table, &pg);
         let t = name_of(table);
@@ -373,7 +346,7 @@ impl Source for PostgresSource {
         };
         let rows = self.rows(table, &pg, &sql, &params).await?;
         let last = match rows.last() {
-            Some(r) => Some(to_position(&KeyPosition {
+            Some(r) => Some(Position::encode(&KeyPosition {
                 key: table.key_of(&key, r),
             })?),
             None => None,
@@ -388,10 +361,10 @@ impl Source for PostgresSource {
         after: Option<&Position>,
         limit: usize,
     ) -> Result<Chunk> {
-        let key = require_key(table)?.to_vec();
+        let key = table.require_row_key()?.to_vec();
         let ci = cursor_column(table, cursor)?;
         let pg = self.table(table).await?;
-        let after: Option<Watermark> = after.map(|p| from_position(p, table)).transpose()?;
+        let after: Option<Watermark> = after.map(|p| p.decode(&table.name)).transpose()?;
         let c = ident(&cursor.column);
         let order = format!(
             "{c}, {}",
@@ -417,7 +390,7 @@ impl Source for PostgresSource {
         );
         let rows = self.rows(table, &pg, &sql, &params).await?;
         let last = match rows.last() {
-            Some(r) => Some(to_position(&Watermark {
+            Some(r) => Some(Position::encode(&Watermark {
                 cursor: r[ci].clone(),
                 key: table.key_of(&key, r),
             })?),
@@ -454,7 +427,7 @@ impl Source for PostgresSource {
                         .table(&table.name)
                         .column(&cursor.column)
                 })?;
-                to_position(&Watermark {
+                Position::encode(&Watermark {
                     cursor: v,
                     key: vec![],
                 })
@@ -469,7 +442,7 @@ impl Source for PostgresSource {
         cursor: &CursorSpec,
         from: &Position,
     ) -> Result<Position> {
-        let w: Watermark = from_position(from, table)?;
+        let w: Watermark = from.decode(&table.name)?;
         let Some(lookback) = cursor.lookback else {
             return Ok(from.clone());
         };
@@ -501,15 +474,15 @@ impl Source for PostgresSource {
             (Value::Int64(i), Lookback::Amount(n)) => Value::Int64(i.saturating_sub(n)),
             _ => return Err(bad()),
         };
-        to_position(&Watermark {
+        Position::encode(&Watermark {
             cursor: back,
             key: vec![],
         })
     }
 
     fn compare(&self, table: &TableSchema, a: &Position, b: &Position) -> Result<Ordering> {
-        let a: Watermark = from_position(a, table)?;
-        let b: Watermark = from_position(b, table)?;
+        let a: Watermark = a.decode(&table.name)?;
+        let b: Watermark = b.decode(&table.name)?;
         let incomparable =
             || Error::internal("positions hold values that cannot be compared").table(&table.name);
         let mut ord = value_cmp(&a.cursor, &b.cursor).ok_or_else(incomparable)?;
@@ -527,7 +500,7 @@ impl Source for PostgresSource {
     }
 
     async fn existing_keys(&self, table: &TableSchema, keys: &[Row]) -> Result<Vec<bool>> {
-        let key = require_key(table)?.to_vec();
+        let key = table.require_row_key()?.to_vec();
         let pg = self.table(table).await?;
         let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
         let mut found = std::collections::HashSet::new();

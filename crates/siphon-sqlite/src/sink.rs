@@ -12,7 +12,6 @@ use siphon_core::{
 
 use crate::db::{column_list, db_err, placeholders, quote, Db};
 use crate::schema::{create_table_sql, describe, ensure_checkpoints, exists, CHECKPOINTS};
-use crate::source::require_key;
 use crate::types::{bind_value, decode_or_err, Bind};
 use crate::wal::Checkpointer;
 
@@ -60,7 +59,7 @@ struct TableSql {
 
 impl TableSql {
     fn new(t: &TableSchema) -> Result<TableSql> {
-        let key = require_key(t)?.to_vec();
+        let key = t.require_row_key()?.to_vec();
         let name = quote(&t.name.name);
         let cols = column_list(t.columns.iter().map(|c| c.name.as_str()));
         let key_cols = column_list(key.iter().map(|&i| t.columns[i].name.as_str()));
@@ -393,7 +392,7 @@ impl Sink for SqliteSink {
         after: Option<&Row>,
         limit: usize,
     ) -> Result<Vec<Row>> {
-        let key = require_key(table)?.to_vec();
+        let key = table.require_row_key()?.to_vec();
         let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
         let t = quote(&table.name.name);
         let sql = match after {

@@ -33,33 +33,6 @@ struct Watermark {
     key: Vec<Raw>,
 }
 
-fn to_position<T: Serialize>(v: &T) -> Result<Position> {
-    serde_json::to_value(v)
-        .map(Position)
-        .map_err(|e| Error::internal("encoding a SQLite position").source(e))
-}
-
-fn from_position<T: for<'de> Deserialize<'de>>(p: &Position, table: &TableSchema) -> Result<T> {
-    serde_json::from_value(p.0.clone()).map_err(|e| {
-        Error::bad_input(
-            "the saved position was not written by the SQLite connector; force a full re-sync of the table",
-        )
-        .table(&table.name)
-        .source(e)
-    })
-}
-
-/// The row key's column positions, or an error saying how to give the table one.
-pub(crate) fn require_key(table: &TableSchema) -> Result<&[usize]> {
-    table.row_key().ok_or_else(|| {
-        Error::bad_input(
-            "the table has no primary key: add a PRIMARY KEY (or a UNIQUE NOT NULL column), since \
-             siphon reads and writes rows by key",
-        )
-        .table(&table.name)
-    })
-}
-
 /// The cursor column's position, checked against the strategy.
 fn cursor_column(table: &TableSchema, cursor: &CursorSpec) -> Result<usize> {
     let i = table.column_index(&cursor.column).ok_or_else(|| {
@@ -187,8 +160,8 @@ impl Source for SqliteSource {
         after: Option<&Position>,
         limit: usize,
     ) -> Result<Chunk> {
-        let key = require_key(table)?.to_vec();
-        let after: Option<KeyPosition> = after.map(|p| from_position(p, table)).transpose()?;
+        let key = table.require_row_key()?.to_vec();
+        let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
         let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
         let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
         let t = quote(&table.name.name);
@@ -216,7 +189,7 @@ impl Source for SqliteSource {
         let last = if rows.is_empty() {
             None
         } else {
-            Some(to_position(&KeyPosition { key: last })?)
+            Some(Position::encode(&KeyPosition { key: last })?)
         };
         Ok(Chunk { rows, last })
     }
@@ -228,9 +201,9 @@ impl Source for SqliteSource {
         after: Option<&Position>,
         limit: usize,
     ) -> Result<Chunk> {
-        let key = require_key(table)?.to_vec();
+        let key = table.require_row_key()?.to_vec();
         let ci = cursor_column(table, cursor)?;
-        let after: Option<Watermark> = after.map(|p| from_position(p, table)).transpose()?;
+        let after: Option<Watermark> = after.map(|p| p.decode(&table.name)).transpose()?;
         let c = quote(&cursor.column);
         let order = format!(
             "{c}, {}",
@@ -268,7 +241,7 @@ impl Source for SqliteSource {
         let cursor = last.pop().unwrap_or(Raw::Null);
         Ok(Chunk {
             rows,
-            last: Some(to_position(&Watermark { cursor, key })?),
+            last: Some(Position::encode(&Watermark { cursor, key })?),
         })
     }
 
@@ -307,7 +280,7 @@ impl Source for SqliteSource {
             })
             .await?;
         high.map(|cursor| {
-            to_position(&Watermark {
+            Position::encode(&Watermark {
                 cursor,
                 key: vec![],
             })
@@ -321,7 +294,7 @@ impl Source for SqliteSource {
         cursor: &CursorSpec,
         from: &Position,
     ) -> Result<Position> {
-        let w: Watermark = from_position(from, table)?;
+        let w: Watermark = from.decode(&table.name)?;
         let Some(lookback) = cursor.lookback else {
             return Ok(from.clone());
         };
@@ -342,15 +315,15 @@ impl Source for SqliteSource {
             ),
             (other, _) => return Err(bad(&format!("a stored {other:?}"))),
         };
-        to_position(&Watermark {
+        Position::encode(&Watermark {
             cursor: cursor_back,
             key: vec![],
         })
     }
 
     fn compare(&self, table: &TableSchema, a: &Position, b: &Position) -> Result<Ordering> {
-        let a: Watermark = from_position(a, table)?;
-        let b: Watermark = from_position(b, table)?;
+        let a: Watermark = a.decode(&table.name)?;
+        let b: Watermark = b.decode(&table.name)?;
         let mut ord = a.cursor.sqlite_cmp(&b.cursor);
         let mut i = 0;
         while ord == Ordering::Equal {
@@ -366,7 +339,7 @@ impl Source for SqliteSource {
     }
 
     async fn existing_keys(&self, table: &TableSchema, keys: &[Row]) -> Result<Vec<bool>> {
-        let key = require_key(table)?.to_vec();
+        let key = table.require_row_key()?.to_vec();
         let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
         let t = quote(&table.name.name);
         let keys = keys.to_vec();
