@@ -107,6 +107,22 @@ pub struct CursorSpec {
     pub lookback: Option<Lookback>,
 }
 
+impl CursorSpec {
+    /// The cursor column's position in `table`, or an error naming the table and
+    /// column and listing the columns there are.
+    pub fn column_in(&self, table: &crate::TableSchema) -> crate::Result<usize> {
+        table.column_index(&self.column).ok_or_else(|| {
+            let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            crate::Error::bad_input(format!(
+                "the cursor column does not exist; set `cursor` to one of: {}",
+                names.join(", ")
+            ))
+            .table(&table.name)
+            .column(&self.column)
+        })
+    }
+}
+
 /// How a full load replaces the target's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

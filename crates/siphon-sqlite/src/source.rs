@@ -35,19 +35,7 @@ struct Watermark {
 
 /// The cursor column's position, checked against the strategy.
 fn cursor_column(table: &TableSchema, cursor: &CursorSpec) -> Result<usize> {
-    let i = table.column_index(&cursor.column).ok_or_else(|| {
-        Error::bad_input(format!(
-            "the cursor column does not exist; set `cursor` to one of: {}",
-            table
-                .columns
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .table(&table.name)
-        .column(&cursor.column)
-    })?;
+    let i = cursor.column_in(table)?;
     let kind = &table.columns[i].data_type.kind;
     let fits = match cursor.strategy {
         CursorStrategy::Timestamp => !matches!(
