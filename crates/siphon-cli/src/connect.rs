@@ -277,9 +277,10 @@ impl ChangeStream for AnyChangeStream {
         &mut self,
         max_changes: usize,
         until: Option<&Position>,
+        wait: Option<std::time::Duration>,
     ) -> Result<Option<(Batch, Position)>> {
         match self {
-            AnyChangeStream::Postgres(s) => s.next_batch(max_changes, until).await,
+            AnyChangeStream::Postgres(s) => s.next_batch(max_changes, until, wait).await,
         }
     }
 

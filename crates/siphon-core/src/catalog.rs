@@ -220,6 +220,85 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// A size in bytes, written `1073741824`, `512MB` or `1GiB` (units B, kB/KB,
+/// MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| {
+            format!("`{s}` is not a size: write a number and a unit, as `512MB` or `1GiB`")
+        })?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a size: units are B, kB, MB, GB, TB, KiB, MiB, GiB and TiB"
+                ))
+            }
+        };
+        n.checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{s}` is too large a size"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (unit, size) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
+            if n >= size && n.is_multiple_of(size) {
+                return write!(f, "{}{unit}", n / size);
+            }
+        }
+        write!(f, "{n}")
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Number(n) => Ok(ByteSize(n)),
+            Written::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn default_retained_log_warning() -> ByteSize {
+    ByteSize(1 << 30)
+}
+
 fn format_duration(d: Duration) -> String {
     if d.subsec_millis() != 0 || d.as_secs() == 0 {
         format!("{}ms", d.as_millis())
@@ -340,6 +419,10 @@ pub struct PipelineSpec {
     pub delete_detection: DeleteDetection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict: Option<ConflictSpec>,
+    /// `cdc`: the log the source keeps for the pipeline (PostgreSQL: the slot's
+    /// retained WAL) past which each pass logs a warning.
+    #[serde(default = "default_retained_log_warning")]
+    pub retained_log_warning: ByteSize,
     /// Per-table overrides, keyed by table name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tables_config: BTreeMap<String, TableConfig>,
@@ -407,6 +490,35 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units() {
+        assert_eq!("1024".parse::<ByteSize>().unwrap(), ByteSize(1024));
+        assert_eq!("512MB".parse::<ByteSize>().unwrap(), ByteSize(512_000_000));
+        assert_eq!("1GiB".parse::<ByteSize>().unwrap(), ByteSize(1 << 30));
+        assert_eq!(" 2 KiB ".parse::<ByteSize>().unwrap(), ByteSize(2048));
+        let e = "5 parsecs".parse::<ByteSize>().unwrap_err();
+        assert!(e.contains("units are"), "{e}");
+        assert!("99999999999TiB".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(1 << 30).to_string(), "1GiB");
+        assert_eq!(ByteSize(1500).to_string(), "1500");
+        // YAML numbers and strings both work; the default is 1 GiB.
+        let spec: PipelineSpec =
+            serde_json::from_str(r#"{"source":"a","target":"b","retained_log_warning":"10MiB"}"#)
+                .unwrap();
+        assert_eq!(spec.retained_log_warning, ByteSize(10 << 20));
+        let spec: PipelineSpec =
+            serde_json::from_str(r#"{"source":"a","target":"b","retained_log_warning":5}"#)
+                .unwrap();
+        assert_eq!(spec.retained_log_warning, ByteSize(5));
+        let spec: PipelineSpec = serde_json::from_str(r#"{"source":"a","target":"b"}"#).unwrap();
+        assert_eq!(spec.retained_log_warning, ByteSize(1 << 30));
+        let e = serde_json::from_str::<PipelineSpec>(
+            r#"{"source":"a","target":"b","retained_log_warning":"lots"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is not a size"), "{e}");
+    }
     use super::*;
 
     #[test]

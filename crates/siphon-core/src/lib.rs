@@ -15,8 +15,9 @@ pub mod typemap;
 mod value;
 
 pub use catalog::{
-    ConflictPolicy, ConflictSpec, CursorSpec, CursorStrategy, DeleteDetection, FullStrategy,
-    Lookback, Mode, NewTables, PipelineSpec, Schedule, SchemaOptions, TableConfig, TableFilter,
+    ByteSize, ConflictPolicy, ConflictSpec, CursorSpec, CursorStrategy, DeleteDetection,
+    FullStrategy, Lookback, Mode, NewTables, PipelineSpec, Schedule, SchemaOptions, TableConfig,
+    TableFilter,
 };
 pub use change::{ApplyStats, Batch, Change, Op, Row};
 pub use error::{Error, ErrorKind, Result, Retry};

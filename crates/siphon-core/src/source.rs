@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{Batch, CursorSpec, Position, Result, Row, TableFilter, TableSchema};
 
@@ -148,11 +149,14 @@ pub trait ChangeStream: Send {
     /// another. Waits for changes when there are none yet.
     ///
     /// Returns `Ok(None)` once every transaction that committed before `until`
-    /// has been returned (never when `until` is `None`).
+    /// has been returned; from then on it always does. With `wait`, it also
+    /// returns `Ok(None)` when no transaction arrived within `wait` while it had
+    /// nothing in hand; the stream stays open and is read on by the next call.
     fn next_batch(
         &mut self,
         max_changes: usize,
         until: Option<&Position>,
+        wait: Option<Duration>,
     ) -> impl Future<Output = Result<Option<(Batch, Position)>>> + Send;
 
     /// Tells the source that everything up to `committed` is durably on the target,

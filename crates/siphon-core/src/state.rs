@@ -107,6 +107,10 @@ pub struct Execution {
     pub finished_at: Option<DateTime<Utc>>,
     pub status: ExecutionStatus,
     pub error: Option<String>,
+    /// `cdc`: the bytes of log the source kept for the pipeline at the end of the
+    /// execution (PostgreSQL: the replication slot's retained WAL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_log_bytes: Option<u64>,
     pub tables: Vec<TableStats>,
 }
 
@@ -167,6 +171,12 @@ pub trait StateStore: Send + Sync {
         &self,
         execution: u64,
         stats: &TableStats,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Records how many bytes of log the source keeps for the execution's pipeline.
+    fn record_retained_log(
+        &self,
+        execution: u64,
+        bytes: u64,
     ) -> impl Future<Output = Result<()>> + Send;
     fn finish_execution(
         &self,

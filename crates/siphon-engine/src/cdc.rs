@@ -27,6 +27,74 @@ pub fn log_stream(pipeline: &str) -> StreamId {
     StreamId::new(pipeline, &TableName::new(None, "*"))
 }
 
+/// How the passes of a pipeline read its change log.
+///
+/// [`LogSession::once`] streams until the source's position at the start of the
+/// pass and closes the stream (`run --once`, timed schedules).
+/// [`LogSession::follow`] streams without an end point for up to `window` per
+/// pass and keeps the stream open between passes, so a continuous schedule
+/// never stops reading the log: a change reaches the target as soon as its
+/// transaction commits.
+#[derive(Debug)]
+pub struct LogSession<C> {
+    window: Option<Duration>,
+    open: Option<OpenLog<C>>,
+}
+
+/// The longest a following pass streams when the pipeline has `full` or
+/// `incremental` tables too.
+const POLL_WINDOW: Duration = Duration::from_secs(1);
+
+/// A stream kept open between passes, with what it was opened for.
+#[derive(Debug)]
+struct OpenLog<C> {
+    stream: C,
+    /// Where the stream is: the last committed batch's position.
+    position: Position,
+    /// The tables it carries, sorted.
+    tables: Vec<TableName>,
+}
+
+impl<C: ChangeStream> LogSession<C> {
+    /// How long a pass streams: the session's window, cut to
+    /// [`POLL_WINDOW`] when the pass also polls other tables, so that they are
+    /// polled about as often as in a pass without a log.
+    pub(crate) fn window(&self, polls_others: bool) -> Option<Duration> {
+        self.window
+            .map(|w| if polls_others { w.min(POLL_WINDOW) } else { w })
+    }
+
+    /// Each pass catches up with the source's position at its start, then ends.
+    pub fn once() -> Self {
+        LogSession {
+            window: None,
+            open: None,
+        }
+    }
+
+    /// Each pass streams for `window`, and the stream stays open between passes.
+    pub fn follow(window: Duration) -> Self {
+        LogSession {
+            window: Some(window),
+            open: None,
+        }
+    }
+
+    /// Whether a stream is open.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Closes the open stream, if any, telling the source the last position the
+    /// target committed.
+    pub async fn close(&mut self) -> Result<()> {
+        match self.open.take() {
+            Some(open) => open.stream.close().await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Drops a pipeline's log reader at the source (PostgreSQL: its replication slot
 /// and publication) and forgets its log checkpoint on the target, so a later run
 /// starts again with snapshots.
@@ -62,6 +130,8 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
     execution: u64,
+    session: &mut LogSession<S::Stream>,
+    window: Option<Duration>,
 ) -> Result<Outcome> {
     let mut tables = Vec::new();
     for schema in schemas {
@@ -97,6 +167,8 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
         state,
         observer,
         shutdown,
+        session,
+        window,
     )
     .await
     {
@@ -149,12 +221,26 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
     state: &St,
     observer: &dyn Observer,
     shutdown: &Shutdown,
+    session: &mut LogSession<S::Stream>,
+    window: Option<Duration>,
 ) -> Result<()> {
     let ok: Vec<TableSchema> = tables
         .iter()
         .filter(|t| t.error.is_none())
         .map(|t| (*t.source).clone())
         .collect();
+    let mut names: Vec<TableName> = ok.iter().map(|t| t.name.clone()).collect();
+    names.sort();
+    // A stream left open by the last pass goes on only for the same tables; it
+    // is closed before the log is changed for others.
+    let mut kept = session.open.take();
+    if kept.as_ref().is_some_and(|o| o.tables != names) {
+        if let Some(o) = kept.take() {
+            if let Err(e) = o.stream.close().await {
+                tracing::debug!(pipeline, error = %e, "closing the change stream failed");
+            }
+        }
+    }
     if ok.is_empty() {
         return Ok(());
     }
@@ -198,9 +284,16 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
         return Ok(());
     }
 
-    let until = source.log_head().await?;
+    // A pass that follows the log has no end point.
+    let until = match window {
+        Some(_) => None,
+        None => Some(source.log_head().await?),
+    };
+    let deadline = window.map(|w| std::time::Instant::now() + w);
     let streamed_before = from.is_some();
     let mut position = from.unwrap_or(slot_start);
+    // The kept stream must stand where the target's checkpoint does.
+    let mut kept = kept.filter(|o| o.position == position).map(|o| o.stream);
     if !streamed_before {
         // The tables' copies hold everything before the log's start: record it,
         // so the next pass resumes the log instead of copying again.
@@ -226,14 +319,18 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
     loop {
         let open: Vec<Arc<TableSchema>> =
             routes.values().map(|&i| tables[i].source.clone()).collect();
-        let mut stream = match source.stream(pipeline, &open, &position).await {
-            Ok(s) => s,
-            Err(e) if e.kind() == ErrorKind::Connection && attempts < RECONNECTS => {
-                attempts += 1;
-                backoff(pipeline, attempts, &e).await;
-                continue;
-            }
-            Err(e) => return Err(e),
+        let reused = kept.take();
+        let mut stream = match reused {
+            Some(s) => s,
+            None => match source.stream(pipeline, &open, &position).await {
+                Ok(s) => s,
+                Err(e) if e.kind() == ErrorKind::Connection && attempts < RECONNECTS => {
+                    attempts += 1;
+                    backoff(pipeline, attempts, &e).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
         };
         let r = drain(
             pipeline,
@@ -241,7 +338,8 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
             tables,
             &routes,
             &mut stream,
-            &until,
+            until.as_ref(),
+            deadline,
             batch_size,
             &mut position,
             sink,
@@ -251,6 +349,14 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
         )
         .await;
         match r {
+            Ok(()) if window.is_some() && !shutdown.requested() => {
+                session.open = Some(OpenLog {
+                    stream,
+                    position,
+                    tables: names,
+                });
+                break;
+            }
             Ok(()) => {
                 stream.close().await?;
                 break;
@@ -335,8 +441,13 @@ async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
     Ok(())
 }
 
-/// Applies batches until the stream has caught up with `until`, moving
-/// `position` with each committed batch.
+/// How long a following pass waits for the next transaction before it looks at
+/// its deadline and at shutdown again.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// Applies batches until the stream has caught up with `until` or, following
+/// the log, until `deadline` (or shutdown); moves `position` with each
+/// committed batch.
 #[allow(clippy::too_many_arguments)]
 async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
     pipeline: &str,
@@ -344,7 +455,8 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
     tables: &mut [Table],
     routes: &HashMap<TableName, usize>,
     stream: &mut C,
-    until: &Position,
+    until: Option<&Position>,
+    deadline: Option<std::time::Instant>,
     batch_size: usize,
     position: &mut Position,
     sink: &K,
@@ -355,10 +467,21 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
     let log = log_stream(pipeline);
     loop {
         if shutdown.requested() {
-            return Err(Error::new(ErrorKind::Cancelled, "stopped on request"));
+            // Following the log has no end: stopping is its normal end.
+            return match deadline {
+                Some(_) => Ok(()),
+                None => Err(Error::new(ErrorKind::Cancelled, "stopped on request")),
+            };
         }
-        let Some((batch, next)) = stream.next_batch(batch_size, Some(until)).await? else {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             return Ok(());
+        }
+        let wait = deadline.map(|_| FOLLOW_POLL);
+        let Some((batch, next)) = stream.next_batch(batch_size, until, wait).await? else {
+            if until.is_some() {
+                return Ok(());
+            }
+            continue;
         };
         // A table whose shape grew is evolved on the target before any of its rows.
         for change in &batch.changes {

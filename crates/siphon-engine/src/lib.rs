@@ -13,8 +13,8 @@ mod pass;
 mod schedule;
 mod snapshot;
 
-pub use cdc::{drop_log, log_stream};
+pub use cdc::{drop_log, log_stream, LogSession};
 pub use checksum::{table_checksum, TableChecksum};
 pub use observer::{NoopObserver, Observer, Shutdown};
-pub use pass::{run_log_pass, run_pass, PassReport, RETAINED_LOG_WARNING};
+pub use pass::{follow_log_pass, run_log_pass, run_pass, PassReport};
 pub use schedule::{next_delay, validate_schedule};

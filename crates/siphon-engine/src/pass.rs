@@ -8,6 +8,7 @@ use siphon_core::{
     Sink, Source, StateStore, StreamId, StreamState, TableSchema, TableStats,
 };
 
+use crate::cdc::LogSession;
 use crate::snapshot::TableRun;
 use crate::{cdc, incremental, snapshot, Observer, Shutdown};
 
@@ -18,6 +19,8 @@ pub struct PassReport {
     pub status: ExecutionStatus,
     /// One entry per table that ran (paused tables are left out).
     pub tables: Vec<TableStats>,
+    /// `cdc`: the bytes of log the source keeps for the pipeline after the pass.
+    pub retained_log_bytes: Option<u64>,
 }
 
 impl PassReport {
@@ -72,9 +75,45 @@ pub async fn run_log_pass<S: LogSource, K: Sink, St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) -> Result<PassReport> {
+    let mut session = LogSession::once();
+    let report = follow_log_pass(
+        pipeline,
+        spec,
+        source,
+        sink,
+        state,
+        observer,
+        shutdown,
+        &mut session,
+    )
+    .await;
+    session.close().await?;
+    report
+}
+
+/// Like [`run_log_pass`], reading the log as `session` says: with
+/// [`LogSession::follow`], the `cdc` tables stream for the session's window (or
+/// until shutdown, which ends the pass without error) and the stream stays open
+/// in `session` for the next pass, which must use the same source and sink.
+/// Close the session when done.
+#[allow(clippy::too_many_arguments)]
+pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
+    pipeline: &str,
+    spec: &PipelineSpec,
+    source: &S,
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+    session: &mut LogSession<S::Stream>,
+) -> Result<PassReport> {
     let (mut report, tables) =
         run_tables(pipeline, spec, source, sink, state, observer, shutdown).await?;
-    if !tables.is_empty() {
+    if tables.is_empty() {
+        // No cdc table left: nothing may hold the log open.
+        session.close().await?;
+    } else {
+        let window = session.window(!report.tables.is_empty());
         let outcome = cdc::run(
             pipeline,
             spec,
@@ -85,26 +124,53 @@ pub async fn run_log_pass<S: LogSource, K: Sink, St: StateStore>(
             observer,
             shutdown,
             report.execution,
+            session,
+            window,
         )
         .await?;
+        let streaming: Vec<StreamId> = outcome
+            .iter()
+            .filter(|(_, _, e)| e.is_none())
+            .map(|(s, _, _)| s.clone())
+            .collect();
         record(state, observer, &mut report, outcome).await?;
-        if let Ok(Some(bytes)) = source.retained_log(pipeline).await {
-            if bytes > RETAINED_LOG_WARNING {
-                tracing::warn!(pipeline, retained_bytes = bytes, "the source keeps much log for this pipeline; make sure it runs often, or drop its log");
-            } else {
-                tracing::info!(
-                    pipeline,
-                    retained_bytes = bytes,
-                    "log retained at the source"
-                );
+        if session.is_open() {
+            // Their stream goes on between passes.
+            for stream in &streaming {
+                state
+                    .set_stream_state(stream, &StreamState::Streaming)
+                    .await?;
+            }
+        }
+        match source.retained_log(pipeline).await {
+            Ok(Some(bytes)) => {
+                report.retained_log_bytes = Some(bytes);
+                state.record_retained_log(report.execution, bytes).await?;
+                let limit = spec.retained_log_warning;
+                if bytes > limit.0 {
+                    tracing::warn!(
+                        pipeline,
+                        retained_bytes = bytes,
+                        retained_log_warning = %limit,
+                        "the source keeps more log for this pipeline than `retained_log_warning`: \
+                         make sure the pipeline runs often and its target keeps up, or drop its log"
+                    );
+                } else {
+                    tracing::debug!(
+                        pipeline,
+                        retained_bytes = bytes,
+                        "log retained at the source"
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(pipeline, error = %e, "could not read how much log the source keeps")
             }
         }
     }
     finish(state, report).await
 }
-
-/// Retained log (bytes) past which a pass logs a warning.
-pub const RETAINED_LOG_WARNING: u64 = 1 << 30;
 
 /// Stats of a table stream that starts now.
 pub(crate) fn new_stats(table: &TableSchema, mode: Mode) -> TableStats {
@@ -198,6 +264,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
         execution,
         status: ExecutionStatus::Succeeded,
         tables: Vec::new(),
+        retained_log_bytes: None,
     };
     let mut cdc_tables = Vec::new();
     for table in tables {

@@ -176,7 +176,34 @@ impl LogSource for PostgresSource {
             .await
             .map_err(|e| pg_err(e, "reading publications"))?
             .is_some();
+        // Left alone when it already covers exactly these tables: altering it
+        // makes every open replication session reload it.
+        let same = exists && {
+            let mut have: Vec<(String, String)> = self
+                .client
+                .query(
+                    "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
+                     WHERE pubname = $1",
+                    &[&name],
+                )
+                .await
+                .map_err(|e| pg_err(e, "reading the publication's tables"))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let mut want: Vec<(String, String)> = tables
+                .iter()
+                .map(|t| {
+                    let schema = t.name.schema.as_deref().unwrap_or("public");
+                    (schema.to_string(), t.name.name.clone())
+                })
+                .collect();
+            have.sort();
+            want.sort();
+            have == want
+        };
         let sql = match (exists, list.is_empty()) {
+            _ if same => String::new(),
             (false, true) => format!("CREATE PUBLICATION {}", ident(&name)),
             (false, false) => format!(
                 "CREATE PUBLICATION {} FOR TABLE {}",
@@ -768,6 +795,7 @@ impl ChangeStream for PostgresChangeStream {
         &mut self,
         max_changes: usize,
         until: Option<&Position>,
+        wait: Option<Duration>,
     ) -> Result<Option<(Batch, Position)>> {
         let until = until.map(lsn_of).transpose()?;
         if self.done
@@ -786,15 +814,25 @@ impl ChangeStream for PostgresChangeStream {
         loop {
             // Between transactions with changes in hand: return them unless more
             // are already waiting.
-            let idle = !self.in_txn && !out.is_empty();
+            let between = !self.in_txn;
+            let in_hand = !out.is_empty() || !self.todo.is_empty();
             let client = self.client()?;
-            let event = if idle {
-                match tokio::time::timeout(Duration::ZERO, client.recv()).await {
-                    Ok(e) => e,
-                    Err(_) => return self.emit(out, None, position).await,
+            // Waiting is cut short only between transactions, where giving up
+            // loses nothing: `recv` keeps an event it did not return.
+            let event = match (between, in_hand, wait) {
+                (true, true, _) => {
+                    match tokio::time::timeout(Duration::ZERO, client.recv()).await {
+                        Ok(e) => e,
+                        Err(_) => return self.emit(out, None, position).await,
+                    }
                 }
-            } else {
-                client.recv().await
+                (true, false, Some(wait)) => {
+                    match tokio::time::timeout(wait, client.recv()).await {
+                        Ok(e) => e,
+                        Err(_) => return Ok(None),
+                    }
+                }
+                _ => client.recv().await,
             };
             let event = event
                 .map_err(repl_err)?

@@ -496,7 +496,7 @@ async fn batches_hold_whole_transactions_and_split_only_large_ones() {
     let tables: Vec<Arc<_>> = schemas.into_iter().map(Arc::new).collect();
     let mut stream = source.stream(&e.pipeline, &tables, &start).await.unwrap();
     let mut batches = Vec::new();
-    while let Some((batch, pos)) = stream.next_batch(2, Some(&until)).await.unwrap() {
+    while let Some((batch, pos)) = stream.next_batch(2, Some(&until), None).await.unwrap() {
         let ids: Vec<i32> = batch
             .changes
             .iter()
@@ -577,4 +577,142 @@ async fn a_paused_table_is_copied_again_when_enabled() {
     assert_eq!(table(&report, "public.b").rows_read, 2, "{report:?}");
     e.assert_same("a");
     e.assert_same("b");
+}
+
+impl Env {
+    /// The process reading the pipeline's slot, or `None` when none is.
+    fn slot_reader(&self) -> Option<String> {
+        let pid = self
+            .pg
+            .query(&format!(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{}' AND active",
+                log_name(&self.pipeline)
+            ))
+            .unwrap();
+        (!pid.is_empty()).then_some(pid)
+    }
+}
+
+/// A continuous schedule's session: the stream stays open from one pass to the
+/// next (one replication connection throughout), a pass applies changes
+/// committed while it runs, and shutdown ends the pass without error and closes
+/// the stream, the slot confirmed exactly up to the target's checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_session_streams_across_passes_on_one_connection() {
+    use siphon_core::StateStore;
+    use siphon_engine::{follow_log_pass, LogSession};
+    use std::time::Duration;
+
+    let e = env().await;
+    e.src_sql("CREATE TABLE ev (id int PRIMARY KEY, v int); INSERT INTO ev VALUES (1, 1);");
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p = spec(
+        r#"{"source":"a","target":"b","mode":"cdc","tables":["public.ev"],"retained_log_warning":"1kB"}"#,
+    );
+    let shutdown = Shutdown::new();
+    let mut session = LogSession::follow(Duration::from_millis(500));
+    macro_rules! pass {
+        ($session:expr) => {
+            follow_log_pass(
+                &e.pipeline,
+                &p,
+                &source,
+                &sink,
+                &e.state,
+                &NoopObserver,
+                &shutdown,
+                $session,
+            )
+        };
+    }
+
+    let report = pass!(&mut session).await.unwrap();
+    succeeded(&report);
+    e.assert_same("ev");
+    assert!(session.is_open(), "the stream was closed after the pass");
+    let reader = e
+        .slot_reader()
+        .expect("nobody reads the slot between passes");
+    let states = e.state.stream_states().await.unwrap();
+    assert!(
+        states
+            .iter()
+            .any(|(s, st)| s.table.name == "ev" && *st == siphon_core::StreamState::Streaming),
+        "{states:?}"
+    );
+    // Retained log is recorded with the execution.
+    let execution = e.state.execution(report.execution).await.unwrap().unwrap();
+    assert!(
+        execution.retained_log_bytes.is_some(),
+        "no retained log recorded: {execution:?}"
+    );
+    assert_eq!(execution.retained_log_bytes, report.retained_log_bytes);
+
+    e.src_sql("INSERT INTO ev VALUES (2, 2); UPDATE ev SET v = 10 WHERE id = 1;");
+    let report = pass!(&mut session).await.unwrap();
+    succeeded(&report);
+    let ev = table(&report, "public.ev");
+    assert_eq!((ev.inserted, ev.updated), (1, 1), "{ev:?}");
+    e.assert_same("ev");
+    assert_eq!(
+        e.slot_reader().as_deref(),
+        Some(reader.as_str()),
+        "the second pass opened another replication connection"
+    );
+
+    // A pass with a long window applies what commits while it runs, and ends on
+    // shutdown without error.
+    session.close().await.unwrap();
+    assert_eq!(e.slot_reader(), None, "close left the stream open");
+    let writer = {
+        let (pg, src, dst) = (e.pg, e.src.clone(), e.dst.clone());
+        let shutdown = shutdown.clone();
+        tokio::task::spawn_blocking(move || {
+            pg.query_in(
+                &src,
+                "INSERT INTO ev SELECT g, g FROM generate_series(3, 50) g",
+            )
+            .unwrap();
+            let mut seen = String::new();
+            for _ in 0..600 {
+                seen = pg.query_in(&dst, "SELECT count(*) FROM ev").unwrap();
+                if seen == "50" {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            shutdown.request();
+            seen
+        })
+    };
+    let mut session = LogSession::follow(Duration::from_secs(600));
+    let report = pass!(&mut session).await.unwrap();
+    assert!(
+        !session.is_open(),
+        "shutdown left the stream in the session"
+    );
+    assert_eq!(
+        writer.await.unwrap(),
+        "50",
+        "rows committed during the pass did not arrive"
+    );
+    succeeded(&report);
+    assert_eq!(report.status, ExecutionStatus::Succeeded);
+    e.assert_same("ev");
+    assert_eq!(
+        e.slot_reader(),
+        None,
+        "the stream stayed open after shutdown"
+    );
+    let confirmed = e.pg.query(&format!(
+        "SELECT confirmed_flush_lsn = '{}'::pg_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
+        e.checkpoint_lsn(),
+        log_name(&e.pipeline)
+    ))
+    .unwrap();
+    assert_eq!(
+        confirmed, "t",
+        "the slot is not at the target's checkpoint after close"
+    );
 }

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use siphon_core::{Error, ErrorKind, ExecutionStatus, PipelineSpec, Result, StateStore};
-use siphon_engine::{run_log_pass, Observer, PassReport, Shutdown};
+use siphon_core::{Error, ErrorKind, ExecutionStatus, PipelineSpec, Result, Schedule, StateStore};
+use siphon_engine::{follow_log_pass, run_log_pass, LogSession, Observer, PassReport, Shutdown};
 use siphon_state::SqliteStateStore;
 
 use crate::config::{validate_pipeline, ConfigFile, ConnUrl};
-use crate::connect::{open_sink, open_source};
+use crate::connect::{open_sink, open_source, AnyChangeStream, AnySink, AnySource};
 use crate::progress::{summary_line, Bars};
 
 /// Loads a config file's connections and pipelines into the state store. URLs are
@@ -60,14 +60,12 @@ async fn selected<St: StateStore>(
     Ok(out)
 }
 
-/// Opens the pipeline's connectors and runs one pass.
-pub async fn pass<St: StateStore>(
+/// Opens the pipeline's source and target.
+async fn connectors<St: StateStore>(
     name: &str,
     spec: &PipelineSpec,
     state: &St,
-    observer: &dyn Observer,
-    shutdown: &Shutdown,
-) -> Result<PassReport> {
+) -> Result<(AnySource, AnySink)> {
     let connections = state.connections().await?;
     let url = |conn: &str| -> Result<ConnUrl> {
         let written = connections.get(conn).ok_or_else(|| {
@@ -79,8 +77,39 @@ pub async fn pass<St: StateStore>(
     };
     let source = open_source(&spec.source, &url(&spec.source)?).await?;
     let sink = open_sink(&spec.target, &url(&spec.target)?).await?;
+    Ok((source, sink))
+}
+
+/// Opens the pipeline's connectors and runs one pass.
+pub async fn pass<St: StateStore>(
+    name: &str,
+    spec: &PipelineSpec,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+) -> Result<PassReport> {
+    let (source, sink) = connectors(name, spec, state).await?;
     run_log_pass(name, spec, &source, &sink, state, observer, shutdown).await
 }
+
+/// A continuous pipeline's connectors and open change log, kept between passes.
+struct Following {
+    source: AnySource,
+    sink: AnySink,
+    session: LogSession<AnyChangeStream>,
+}
+
+impl Following {
+    async fn close(mut self, name: &str) {
+        if let Err(e) = self.session.close().await {
+            tracing::warn!(pipeline = name, error = %e, "closing the change stream failed");
+        }
+    }
+}
+
+/// How long one pass of a continuous pipeline streams its change log before the
+/// pass is recorded and the next one begins (on the same open stream).
+const FOLLOW_WINDOW: Duration = Duration::from_secs(30);
 
 fn print_report(name: &str, report: &PassReport) {
     for t in &report.tables {
@@ -132,7 +161,9 @@ pub async fn run(state: Arc<SqliteStateStore>, names: &[String], once: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs one pipeline pass after pass on its schedule until shutdown.
+/// Runs one pipeline pass after pass on its schedule until shutdown. A
+/// continuous pipeline keeps its connections and its change stream open from one
+/// pass to the next; they are opened again after a failed pass.
 async fn follow<St: StateStore>(
     name: &str,
     spec: &PipelineSpec,
@@ -140,10 +171,46 @@ async fn follow<St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) {
+    let continuous = spec.schedule == Schedule::Continuous;
+    let mut following: Option<Following> = None;
     let mut failures = 0u32;
     while !shutdown.requested() {
         let started = chrono::Utc::now();
-        let found_work = match pass(name, spec, state, observer, shutdown).await {
+        let result = if continuous {
+            if following.is_none() {
+                following = connectors(name, spec, state)
+                    .await
+                    .map(|(source, sink)| Following {
+                        source,
+                        sink,
+                        session: LogSession::follow(FOLLOW_WINDOW),
+                    })
+                    .map_err(|e| tracing::error!(pipeline = name, error = %e, "cannot connect"))
+                    .ok();
+            }
+            match following.as_mut() {
+                Some(f) => {
+                    follow_log_pass(
+                        name,
+                        spec,
+                        &f.source,
+                        &f.sink,
+                        state,
+                        observer,
+                        shutdown,
+                        &mut f.session,
+                    )
+                    .await
+                }
+                None => Err(Error::new(
+                    ErrorKind::Connection,
+                    "the pipeline's connections could not be opened",
+                )),
+            }
+        } else {
+            pass(name, spec, state, observer, shutdown).await
+        };
+        let found_work = match result {
             Ok(report) => {
                 if report.found_work() {
                     print_report(name, &report);
@@ -161,15 +228,29 @@ async fn follow<St: StateStore>(
                 false
             }
         };
-        let mut delay =
+        if failures > 0 {
+            // A failed pass may have left a connection broken: start afresh.
+            if let Some(f) = following.take() {
+                f.close(name).await;
+            }
+        }
+        let streaming = following.as_ref().is_some_and(|f| f.session.is_open());
+        let mut delay = if streaming {
+            // The pass already waited on the stream: go on reading it.
+            Duration::ZERO
+        } else {
             siphon_engine::next_delay(&spec.schedule, started, chrono::Utc::now(), found_work)
-                .unwrap_or(Duration::from_secs(60));
+                .unwrap_or(Duration::from_secs(60))
+        };
         if failures > 0 {
             // Failing passes back off, doubling up to five minutes.
             delay = delay
                 .max(Duration::from_secs(1u64 << failures.min(8)).min(Duration::from_secs(300)));
         }
         sleep_unless_stopped(delay, shutdown).await;
+    }
+    if let Some(f) = following.take() {
+        f.close(name).await;
     }
     tracing::info!(pipeline = name, "stopped");
 }

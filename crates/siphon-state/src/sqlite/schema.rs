@@ -65,6 +65,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (execution, table_name)
     );
     "#,
+    // 2: the log a cdc pipeline's source kept, recorded with each execution.
+    r#"
+    ALTER TABLE executions ADD COLUMN retained_log_bytes INTEGER;
+    "#,
 ];
 
 /// Brings the file's schema up to date. Safe when several processes open the same

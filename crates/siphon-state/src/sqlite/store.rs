@@ -301,6 +301,25 @@ impl StateStore for SqliteStateStore {
 
     /// Stamps the execution finished now, with `status` and `error`. Fails with
     /// [`siphon_core::ErrorKind::Internal`] when there is no such execution.
+    fn record_retained_log(
+        &self,
+        execution: u64,
+        bytes: u64,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let doing = format!("cannot record the retained log of execution {execution}");
+        self.call(doing, move |conn| {
+            let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+            let changed = conn.execute(
+                "UPDATE executions SET retained_log_bytes = ?1 WHERE id = ?2",
+                params![bytes, execution],
+            )?;
+            if changed == 0 {
+                return Err(missing(execution));
+            }
+            Ok(())
+        })
+    }
+
     fn finish_execution(
         &self,
         execution: u64,
@@ -409,7 +428,7 @@ fn require_execution(conn: &Connection, execution: u64) -> Result<(), Failure> {
 }
 
 const SELECT_EXECUTION: &str =
-    "SELECT id, pipeline, started_at, finished_at, status, error FROM executions";
+    "SELECT id, pipeline, started_at, finished_at, status, error, retained_log_bytes FROM executions";
 
 fn execution_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     Ok(Execution {
@@ -419,6 +438,7 @@ fn execution_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         finished_at: r.get::<_, Option<Stamp>>(3)?.map(|s| s.0),
         status: r.get::<_, StatusName>(4)?.0,
         error: r.get(5)?,
+        retained_log_bytes: r.get::<_, Option<i64>>(6)?.map(|n| n.max(0) as u64),
         tables: Vec::new(),
     })
 }
