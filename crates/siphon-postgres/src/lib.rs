@@ -7,6 +7,7 @@ mod cdc;
 mod conn;
 pub mod copy;
 pub mod pgoutput;
+pub mod replication;
 mod schema;
 mod sink;
 mod source;

@@ -58,6 +58,14 @@ impl Postgres {
     /// `-c name=value` after the defaults (so they override them), e.g.
     /// `&[("max_slot_wal_keep_size", "64MB")]`.
     pub fn start_with_settings(settings: &[(&str, &str)]) -> Result<Self, Error> {
+        Self::start_with_hba(settings, &[])
+    }
+
+    /// Like [`Postgres::start_with_settings`], with `hba` lines put at the top
+    /// of `pg_hba.conf` before the server starts (the first matching line
+    /// wins; the default trust lines stay below them), e.g.
+    /// `&["host all alice 127.0.0.1/32 scram-sha-256"]`.
+    pub fn start_with_hba(settings: &[(&str, &str)], hba: &[&str]) -> Result<Self, Error> {
         let bin_dir = bin_dir()?;
         let initdb = find_binary(&bin_dir.join("initdb").to_string_lossy())?;
         let postgres = find_binary(&bin_dir.join("postgres").to_string_lossy())?;
@@ -102,6 +110,17 @@ impl Postgres {
             .args(["--no-sync", "--no-instructions"]);
         as_account(&mut cmd);
         instance.run_setup(cmd, "initdb.log")?;
+        if !hba.is_empty() {
+            let path = data_dir.join("pg_hba.conf");
+            let defaults = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), &e))?;
+            let mut text = hba.join("\n");
+            text.push('\n');
+            text.push_str(&defaults);
+            // Rewriting keeps the file's owner and mode.
+            std::fs::write(&path, text)
+                .map_err(|e| Error::io(format!("writing {}", path.display()), &e))?;
+        }
 
         let port = instance.launch(
             |port| {

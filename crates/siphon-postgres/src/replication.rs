@@ -1,0 +1,1261 @@
+//! A logical replication client: one walsender session streaming a logical
+//! slot with the `pgoutput` plugin, protocol version 1 or 2 (version 2 with
+//! `streaming 'on'` sends large in-progress transactions in blocks).
+//!
+//! The client speaks the wire protocol itself (messages framed and parsed by
+//! `postgres-protocol`): startup with `replication=database`, authentication
+//! (trust, cleartext password, md5, SCRAM-SHA-256), `START_REPLICATION`, then
+//! the CopyBoth stream. A background task reads the stream ahead into a
+//! bounded channel, answers the server's keepalives and reports the applied
+//! position every status interval. The `pgoutput` payloads are handed over
+//! undecoded ([`crate::pgoutput::decode`] them).
+//!
+//! TLS is not supported: a configuration that requires it is refused rather
+//! than connected in plain text.
+//!
+//! ```no_run
+//! # async fn run(config: tokio_postgres::Config) -> siphon_core::Result<()> {
+//! use siphon_postgres::replication::{Event, ReplicationConfig, ReplicationStream};
+//! let cfg = ReplicationConfig::from_pg_config(&config, "my_slot", "my_pub")?.with_protocol(2, true);
+//! let mut stream = ReplicationStream::connect(cfg).await?;
+//! while let Some(event) = stream.recv().await? {
+//!     if let Event::Data { wal_end, data, .. } = event {
+//!         // decode `data`, apply it, then:
+//!         stream.set_applied(wal_end);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::message::backend::{self, ErrorFields, Header};
+use postgres_protocol::message::frontend;
+use siphon_core::{Error, ErrorKind, Result};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::fallible_iterator::FallibleIterator;
+
+use crate::pgoutput::{
+    decode_replication_message, postgres_timestamp, standby_status_update, Lsn, ReplicationMessage,
+};
+
+/// How many events the background task reads ahead of the caller by default.
+pub const DEFAULT_BUFFER: usize = 1024;
+/// How often the applied position is reported by default.
+pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_millis(500);
+/// How long [`ReplicationStream::shutdown`] waits for the server to end the copy.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddr {
+    /// A host name or IP address, reached over TCP.
+    Tcp(String),
+    /// The directory of the server's unix socket (`.s.PGSQL.<port>` in it).
+    Unix(PathBuf),
+}
+
+/// What [`ReplicationStream::connect`] needs.
+#[derive(Clone)]
+pub struct ReplicationConfig {
+    /// The server.
+    pub addr: ServerAddr,
+    /// Its port (also names the unix socket).
+    pub port: u16,
+    /// The role; it needs the `REPLICATION` attribute.
+    pub user: String,
+    /// The password, if the server asks for one.
+    pub password: Option<Vec<u8>>,
+    /// The database whose changes the slot decodes.
+    pub dbname: String,
+    /// The logical replication slot (made with the `pgoutput` plugin).
+    pub slot: String,
+    /// The publication whose tables are streamed.
+    pub publication: String,
+    /// Where to start; [`Lsn::INVALID`] starts at the slot's confirmed
+    /// position. It is also the applied position reported until
+    /// [`ReplicationStream::set_applied`] moves it, so it must be applied already.
+    pub start_lsn: Lsn,
+    /// The `pgoutput` protocol version: 1, or 2 for streamed transactions.
+    pub proto_version: u32,
+    /// Whether large in-progress transactions are streamed (`streaming 'on'`,
+    /// protocol version 2 only).
+    pub streaming: bool,
+    /// Shown in `pg_stat_replication` and the server log.
+    pub application_name: String,
+    /// How often the applied position is reported to the server; must stay
+    /// well under the server's `wal_sender_timeout`.
+    pub status_interval: Duration,
+    /// How many events are read ahead of the caller.
+    pub buffer: usize,
+    /// How long opening the socket may take; unbounded when `None`.
+    pub connect_timeout: Option<Duration>,
+    /// Server settings for the session (the startup `options` parameter,
+    /// e.g. `-c logical_decoding_work_mem=64kB`), as in the URL's `options`.
+    pub options: Option<String>,
+}
+
+impl fmt::Debug for ReplicationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicationConfig")
+            .field("addr", &self.addr)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .field("slot", &self.slot)
+            .field("publication", &self.publication)
+            .field("start_lsn", &self.start_lsn)
+            .field("proto_version", &self.proto_version)
+            .field("streaming", &self.streaming)
+            .field("application_name", &self.application_name)
+            .field("status_interval", &self.status_interval)
+            .field("buffer", &self.buffer)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl ReplicationConfig {
+    /// The connection settings of `config` (its first host and port, user,
+    /// password, database, connect timeout), streaming `slot` for
+    /// `publication` with protocol version 1 from the slot's confirmed position.
+    /// The application name is the config's, else the slot's name.
+    ///
+    /// Fails when the config requires TLS (`sslmode=require`), which this
+    /// client does not support.
+    pub fn from_pg_config(
+        config: &tokio_postgres::Config,
+        slot: &str,
+        publication: &str,
+    ) -> Result<Self> {
+        match config.get_ssl_mode() {
+            SslMode::Disable | SslMode::Prefer => {}
+            _ => {
+                return Err(Error::config(
+                    "the replication connection does not support TLS, but the URL requires it \
+                     (sslmode=require): use sslmode=disable or prefer, or connect over a unix socket",
+                ))
+            }
+        }
+        let addr = match config.get_hosts().first() {
+            Some(Host::Tcp(h)) => ServerAddr::Tcp(h.clone()),
+            Some(Host::Unix(p)) => ServerAddr::Unix(p.clone()),
+            None => ServerAddr::Tcp("localhost".to_string()),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("postgres").to_string();
+        let dbname = config.get_dbname().unwrap_or(&user).to_string();
+        let application_name = config.get_application_name().unwrap_or(slot).to_string();
+        Ok(ReplicationConfig {
+            addr,
+            port,
+            password: config.get_password().map(<[u8]>::to_vec),
+            user,
+            dbname,
+            slot: slot.to_string(),
+            publication: publication.to_string(),
+            start_lsn: Lsn::INVALID,
+            proto_version: 1,
+            streaming: false,
+            application_name,
+            status_interval: DEFAULT_STATUS_INTERVAL,
+            buffer: DEFAULT_BUFFER,
+            connect_timeout: config.get_connect_timeout().copied(),
+            options: config.get_options().map(str::to_string),
+        })
+    }
+
+    /// Starts at `lsn` (the end of the last applied transaction).
+    pub fn with_start_lsn(mut self, lsn: Lsn) -> Self {
+        self.start_lsn = lsn;
+        self
+    }
+
+    /// The `pgoutput` protocol version and whether to stream large
+    /// transactions (version 2 only; checked by [`ReplicationStream::connect`]).
+    pub fn with_protocol(mut self, proto_version: u32, streaming: bool) -> Self {
+        self.proto_version = proto_version;
+        self.streaming = streaming;
+        self
+    }
+
+    /// The name shown in `pg_stat_replication`.
+    pub fn with_application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = name.into();
+        self
+    }
+
+    /// How often the applied position is reported.
+    pub fn with_status_interval(mut self, interval: Duration) -> Self {
+        self.status_interval = interval;
+        self
+    }
+
+    /// How many events are read ahead of the caller.
+    pub fn with_buffer(mut self, events: usize) -> Self {
+        self.buffer = events;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !matches!(self.proto_version, 1 | 2) {
+            return Err(Error::config(format!(
+                "pgoutput protocol version {} is not supported (use 1 or 2)",
+                self.proto_version
+            )));
+        }
+        if self.streaming && self.proto_version < 2 {
+            return Err(Error::config(
+                "streaming of in-progress transactions needs pgoutput protocol version 2",
+            ));
+        }
+        if self.status_interval.is_zero() {
+            return Err(Error::config("the status interval must be positive"));
+        }
+        if self.buffer == 0 {
+            return Err(Error::config(
+                "the read-ahead buffer must hold at least one event",
+            ));
+        }
+        for (what, value) in [
+            ("slot", &self.slot),
+            ("publication", &self.publication),
+            ("user", &self.user),
+            ("database", &self.dbname),
+            ("application name", &self.application_name),
+            ("options", self.options.as_ref().unwrap_or(&String::new())),
+        ] {
+            if value.contains('\0') {
+                return Err(Error::config(format!(
+                    "the {what} setting contains a NUL byte"
+                )));
+            }
+        }
+        if self.slot.is_empty() || self.publication.is_empty() {
+            return Err(Error::config(
+                "the slot and publication names must not be empty",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `START_REPLICATION` command for this configuration.
+    pub fn start_replication_command(&self) -> String {
+        let mut options = vec![
+            format!(
+                "proto_version {}",
+                quote_literal(&self.proto_version.to_string())
+            ),
+            // pgoutput splits the list as identifiers: quote the name inside the literal.
+            format!(
+                "publication_names {}",
+                quote_literal(&quote_ident(&self.publication))
+            ),
+        ];
+        if self.streaming {
+            options.push("streaming 'on'".to_string());
+        }
+        format!(
+            "START_REPLICATION SLOT {} LOGICAL {} ({})",
+            quote_ident(&self.slot),
+            self.start_lsn,
+            options.join(", ")
+        )
+    }
+}
+
+/// What the server sent, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// XLogData: one `pgoutput` message (undecoded).
+    Data {
+        /// The WAL position of the message.
+        wal_start: Lsn,
+        /// The server's end of WAL when it sent the message.
+        wal_end: Lsn,
+        /// The server's clock when sending (microseconds since 2000-01-01 UTC).
+        server_time: i64,
+        /// The `pgoutput` message.
+        data: Bytes,
+    },
+    /// Primary keepalive: the server is alive and its WAL ends at `wal_end`.
+    /// Replies are sent by the client itself.
+    KeepAlive {
+        /// The server's end of WAL.
+        wal_end: Lsn,
+        /// The server's clock when sending.
+        server_time: i64,
+    },
+}
+
+/// What the background task passes to the caller.
+enum Item {
+    Event(Event),
+    /// The server ended the copy; nothing follows.
+    End,
+    /// The session failed; nothing follows.
+    Failed(Error),
+}
+
+/// A running logical replication session; see the module docs.
+///
+/// Dropping it aborts the background task and closes the connection at once;
+/// [`ReplicationStream::shutdown`] ends the session properly.
+#[derive(Debug)]
+pub struct ReplicationStream {
+    events: mpsc::Receiver<Item>,
+    applied: Arc<AtomicU64>,
+    stop: Option<oneshot::Sender<oneshot::Sender<Result<()>>>>,
+    task: Option<JoinHandle<()>>,
+    ended: bool,
+    slot: String,
+}
+
+impl fmt::Debug for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Event(e) => e.fmt(f),
+            Item::End => f.write_str("End"),
+            Item::Failed(e) => write!(f, "Failed({e})"),
+        }
+    }
+}
+
+impl ReplicationStream {
+    /// Connects, authenticates, starts replication and the background reader.
+    /// Returns once the server accepted `START_REPLICATION`.
+    pub async fn connect(cfg: ReplicationConfig) -> Result<Self> {
+        cfg.validate()?;
+        let mut conn = Conn::open(&cfg).await?;
+        conn.startup(&cfg).await?;
+        conn.start_replication(&cfg).await?;
+        tracing::debug!(slot = %cfg.slot, from = %cfg.start_lsn, proto = cfg.proto_version,
+            streaming = cfg.streaming, "replication started");
+
+        let applied = Arc::new(AtomicU64::new(cfg.start_lsn.0));
+        let (tx, rx) = mpsc::channel(cfg.buffer);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let reader = Reader {
+            conn,
+            tx,
+            applied: applied.clone(),
+            interval: cfg.status_interval,
+            slot: cfg.slot.clone(),
+        };
+        let task = tokio::spawn(reader.run(stop_rx));
+        Ok(ReplicationStream {
+            events: rx,
+            applied,
+            stop: Some(stop_tx),
+            task: Some(task),
+            ended: false,
+            slot: cfg.slot,
+        })
+    }
+
+    /// The next event; `Ok(None)` once the server ended the stream (or after
+    /// an error was returned). Cancel-safe: a dropped call loses no event.
+    pub async fn recv(&mut self) -> Result<Option<Event>> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.events.recv().await {
+            Some(Item::Event(event)) => Ok(Some(event)),
+            Some(Item::End) => {
+                self.ended = true;
+                Ok(None)
+            }
+            Some(Item::Failed(e)) => {
+                self.ended = true;
+                Err(e)
+            }
+            None => {
+                self.ended = true;
+                Err(Error::new(
+                    ErrorKind::Connection,
+                    format!(
+                        "the replication session of slot {:?} ended unexpectedly",
+                        self.slot
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Confirms that everything up to `lsn` is applied: the server may then
+    /// discard that WAL. Reported with the next status update (every status
+    /// interval, and when the server asks). Never moves back.
+    pub fn set_applied(&self, lsn: Lsn) {
+        self.applied.fetch_max(lsn.0, Ordering::AcqRel);
+    }
+
+    /// The position reported as applied.
+    pub fn applied(&self) -> Lsn {
+        Lsn(self.applied.load(Ordering::Acquire))
+    }
+
+    /// Ends the session: reports the applied position, ends the copy, waits
+    /// until the server ended it too and closes the connection. Events not
+    /// received yet are discarded. A session that already failed ends quietly.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let (Some(stop), Some(task)) = (self.stop.take(), self.task.take()) else {
+            return Ok(());
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if stop.send(reply_tx).is_err() {
+            // The copy already ended; the task may still wait to pass on why
+            // (to a receiver nobody reads now).
+            task.abort();
+            return Ok(());
+        }
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, reply_rx).await {
+            Ok(Ok(result)) => {
+                let _ = task.await;
+                result
+            }
+            // The task ended without answering: it had failed already.
+            Ok(Err(_)) => Ok(()),
+            Err(_) => {
+                task.abort();
+                Err(Error::new(
+                    ErrorKind::Connection,
+                    format!(
+                        "the server did not end the replication session of slot {:?} within {}s",
+                        self.slot,
+                        SHUTDOWN_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for ReplicationStream {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Quoting
+
+/// `"name"` with inner double quotes doubled: an identifier for the
+/// replication command grammar and for pgoutput's `publication_names` list.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'` with inner single quotes doubled.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+// ---------------------------------------------------------------------------
+// Server errors
+
+/// The fields of an ErrorResponse that matter here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ServerError {
+    severity: String,
+    code: String,
+    message: String,
+    detail: Option<String>,
+    hint: Option<String>,
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({})", self.severity, self.message, self.code)?;
+        if let Some(d) = &self.detail {
+            write!(f, "; detail: {d}")?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "; hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl ServerError {
+    fn parse(mut fields: ErrorFields<'_>) -> ServerError {
+        let mut e = ServerError::default();
+        // A malformed field list keeps what was read so far.
+        while let Ok(Some(field)) = fields.next() {
+            let value = String::from_utf8_lossy(field.value_bytes()).into_owned();
+            match field.type_() {
+                b'V' => e.severity = value,
+                b'S' if e.severity.is_empty() => e.severity = value,
+                b'C' => e.code = value,
+                b'M' => e.message = value,
+                b'D' => e.detail = Some(value),
+                b'H' => e.hint = Some(value),
+                _ => {}
+            }
+        }
+        e
+    }
+
+    /// The siphon error for this server error, `doing` says what failed.
+    fn into_error(self, doing: &str, slot: &str) -> Error {
+        let code = self.code.as_str();
+        let (kind, what) = match code {
+            // undefined_object: a missing slot loses the position it kept.
+            "42704" if self.message.contains("replication slot") => (
+                ErrorKind::PositionLost,
+                format!("replication slot {slot:?} does not exist (dropped, or never created)"),
+            ),
+            // object_in_use: another session streams the slot.
+            "55006" => (
+                ErrorKind::Connection,
+                format!("replication slot {slot:?} is in use by another session"),
+            ),
+            // admin/crash shutdown, cannot connect now, too many connections,
+            // connection exceptions
+            "57P01" | "57P02" | "57P03" | "53300" => (ErrorKind::Connection, doing.to_string()),
+            c if c.starts_with("08") => (ErrorKind::Connection, doing.to_string()),
+            // authorization / password / missing database: fix the configuration
+            c if c.starts_with("28") || c == "3D000" => (ErrorKind::Config, doing.to_string()),
+            _ => (ErrorKind::Database, doing.to_string()),
+        };
+        Error::new(kind, what).source(self)
+    }
+}
+
+fn io_err(e: std::io::Error, doing: &str) -> Error {
+    Error::new(ErrorKind::Connection, doing.to_string()).source(e)
+}
+
+fn protocol_err(what: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Connection,
+        format!("unexpected reply from the server: {what}"),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The connection
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A backend message: those `postgres-protocol` parses, and CopyBothResponse,
+/// which it does not know.
+enum Backend {
+    Message(backend::Message),
+    CopyBothResponse,
+}
+
+impl fmt::Debug for Backend {
+    /// The message's name (for errors about unexpected messages).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use backend::Message as M;
+        let name = match self {
+            Backend::CopyBothResponse => "CopyBothResponse",
+            Backend::Message(m) => match m {
+                M::AuthenticationOk
+                | M::AuthenticationCleartextPassword
+                | M::AuthenticationMd5Password(_)
+                | M::AuthenticationSasl(_)
+                | M::AuthenticationSaslContinue(_)
+                | M::AuthenticationSaslFinal(_)
+                | M::AuthenticationGss
+                | M::AuthenticationGssContinue(_)
+                | M::AuthenticationKerberosV5
+                | M::AuthenticationScmCredential
+                | M::AuthenticationSspi => "Authentication",
+                M::BackendKeyData(_) => "BackendKeyData",
+                M::BindComplete => "BindComplete",
+                M::CloseComplete => "CloseComplete",
+                M::CommandComplete(_) => "CommandComplete",
+                M::CopyData(_) => "CopyData",
+                M::CopyDone => "CopyDone",
+                M::CopyInResponse(_) => "CopyInResponse",
+                M::CopyOutResponse(_) => "CopyOutResponse",
+                M::DataRow(_) => "DataRow",
+                M::EmptyQueryResponse => "EmptyQueryResponse",
+                M::ErrorResponse(_) => "ErrorResponse",
+                M::NoData => "NoData",
+                M::NoticeResponse(_) => "NoticeResponse",
+                M::NotificationResponse(_) => "NotificationResponse",
+                M::ParameterDescription(_) => "ParameterDescription",
+                M::ParameterStatus(_) => "ParameterStatus",
+                M::ParseComplete => "ParseComplete",
+                M::PortalSuspended => "PortalSuspended",
+                M::ReadyForQuery(_) => "ReadyForQuery",
+                M::RowDescription(_) => "RowDescription",
+                _ => "an unknown message",
+            },
+        };
+        f.write_str(name)
+    }
+}
+
+/// One framed connection: a socket, what was read and not parsed yet, what is
+/// to be written.
+struct Conn {
+    io: Box<dyn Io>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+const COPY_BOTH_RESPONSE_TAG: u8 = b'W';
+
+/// Splits the next backend message off `buf`, `None` until it is complete.
+fn parse_backend(buf: &mut BytesMut) -> std::io::Result<Option<Backend>> {
+    let Some(header) = Header::parse(buf)? else {
+        return Ok(None);
+    };
+    let total = header.len() as usize + 1;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    if header.tag() == COPY_BOTH_RESPONSE_TAG {
+        // Format and column formats: always binary for replication; unused.
+        let _ = buf.split_to(total);
+        return Ok(Some(Backend::CopyBothResponse));
+    }
+    Ok(backend::Message::parse(buf)?.map(Backend::Message))
+}
+
+impl Conn {
+    async fn open(cfg: &ReplicationConfig) -> Result<Conn> {
+        let what = match &cfg.addr {
+            ServerAddr::Tcp(host) => format!("{host}:{}", cfg.port),
+            ServerAddr::Unix(dir) => dir
+                .join(format!(".s.PGSQL.{}", cfg.port))
+                .display()
+                .to_string(),
+        };
+        let doing = format!("cannot connect to PostgreSQL at {what}");
+        let connect = async {
+            let io: Box<dyn Io> = match &cfg.addr {
+                ServerAddr::Tcp(host) => {
+                    let s = tokio::net::TcpStream::connect((host.as_str(), cfg.port)).await?;
+                    s.set_nodelay(true)?;
+                    Box::new(s)
+                }
+                ServerAddr::Unix(dir) => Box::new(
+                    tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{}", cfg.port)))
+                        .await?,
+                ),
+            };
+            Ok::<_, std::io::Error>(io)
+        };
+        let io = match cfg.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, connect)
+                .await
+                .map_err(|_| Error::new(ErrorKind::Connection, format!("{doing}: timed out")))?,
+            None => connect.await,
+        }
+        .map_err(|e| io_err(e, &doing))?;
+        Ok(Conn {
+            io,
+            rbuf: BytesMut::with_capacity(64 * 1024),
+            wbuf: BytesMut::with_capacity(1024),
+        })
+    }
+
+    /// Writes out everything queued in `wbuf`.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.io.write_all(&self.wbuf).await?;
+        self.wbuf.clear();
+        self.io.flush().await
+    }
+
+    /// The next complete message already read, if any.
+    fn next_buffered(&mut self) -> Result<Option<Backend>> {
+        parse_backend(&mut self.rbuf).map_err(protocol_err)
+    }
+
+    /// Reads more from the socket; cancel-safe. Fails at end of input.
+    async fn fill(&mut self) -> Result<()> {
+        let n = self
+            .io
+            .read_buf(&mut self.rbuf)
+            .await
+            .map_err(|e| io_err(e, "reading from the replication connection"))?;
+        if n == 0 {
+            return Err(Error::new(
+                ErrorKind::Connection,
+                "the server closed the replication connection",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn read(&mut self) -> Result<Backend> {
+        loop {
+            if let Some(m) = self.next_buffered()? {
+                return Ok(m);
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn send(&mut self, doing: &str) -> Result<()> {
+        self.flush().await.map_err(|e| io_err(e, doing))
+    }
+
+    /// Startup and authentication, up to ReadyForQuery.
+    async fn startup(&mut self, cfg: &ReplicationConfig) -> Result<()> {
+        let mut params = vec![
+            ("user", cfg.user.as_str()),
+            ("database", cfg.dbname.as_str()),
+            ("replication", "database"),
+            ("application_name", cfg.application_name.as_str()),
+            ("client_encoding", "UTF8"),
+        ];
+        if let Some(options) = &cfg.options {
+            params.push(("options", options.as_str()));
+        }
+        frontend::startup_message(params, &mut self.wbuf).map_err(protocol_err)?;
+        self.send("sending the startup message").await?;
+
+        let password = || {
+            cfg.password.as_deref().ok_or_else(|| {
+                Error::config(format!(
+                    "the server asks for a password for user {:?} and none is configured",
+                    cfg.user
+                ))
+            })
+        };
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            use backend::Message as M;
+            match self.read().await? {
+                Backend::Message(M::AuthenticationOk) => {}
+                Backend::Message(M::AuthenticationCleartextPassword) => {
+                    frontend::password_message(password()?, &mut self.wbuf)
+                        .map_err(protocol_err)?;
+                    self.send("sending the password").await?;
+                }
+                Backend::Message(M::AuthenticationMd5Password(body)) => {
+                    let hash = md5_hash(cfg.user.as_bytes(), password()?, body.salt());
+                    frontend::password_message(hash.as_bytes(), &mut self.wbuf)
+                        .map_err(protocol_err)?;
+                    self.send("sending the password").await?;
+                }
+                Backend::Message(M::AuthenticationSasl(body)) => {
+                    let mechanisms: Vec<String> = body
+                        .mechanisms()
+                        .map(|m| Ok(m.to_string()))
+                        .collect()
+                        .map_err(protocol_err)?;
+                    if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+                        return Err(Error::config(format!(
+                            "the server offers SASL authentication with {} only; \
+                             only {SCRAM_SHA_256} without channel binding (no TLS) is supported",
+                            mechanisms.join(", ")
+                        )));
+                    }
+                    let s = ScramSha256::new(password()?, ChannelBinding::unsupported());
+                    frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut self.wbuf)
+                        .map_err(protocol_err)?;
+                    self.send("sending the SCRAM first message").await?;
+                    scram = Some(s);
+                }
+                Backend::Message(M::AuthenticationSaslContinue(body)) => {
+                    let s = scram
+                        .as_mut()
+                        .ok_or_else(|| protocol_err("SASL continue before SASL start"))?;
+                    s.update(body.data()).map_err(|e| {
+                        Error::new(ErrorKind::Config, "SCRAM authentication failed").source(e)
+                    })?;
+                    frontend::sasl_response(s.message(), &mut self.wbuf).map_err(protocol_err)?;
+                    self.send("sending the SCRAM proof").await?;
+                }
+                Backend::Message(M::AuthenticationSaslFinal(body)) => {
+                    let s = scram
+                        .as_mut()
+                        .ok_or_else(|| protocol_err("SASL final before SASL start"))?;
+                    // Checks the server's signature: it knows the password too.
+                    s.finish(body.data()).map_err(|e| {
+                        Error::new(
+                            ErrorKind::Config,
+                            "SCRAM authentication failed: the server's signature is wrong",
+                        )
+                        .source(e)
+                    })?;
+                }
+                Backend::Message(
+                    M::AuthenticationKerberosV5
+                    | M::AuthenticationGss
+                    | M::AuthenticationGssContinue(_)
+                    | M::AuthenticationSspi
+                    | M::AuthenticationScmCredential,
+                ) => {
+                    return Err(Error::config(
+                        "the server asks for an authentication method the replication client does not \
+                         support (Kerberos, GSSAPI, SSPI or SCM credentials); supported: trust, password, \
+                         md5, scram-sha-256",
+                    ))
+                }
+                Backend::Message(M::ErrorResponse(body)) => {
+                    return Err(ServerError::parse(body.fields()).into_error(
+                        "the server refused the replication connection",
+                        &cfg.slot,
+                    ))
+                }
+                Backend::Message(
+                    M::ParameterStatus(_) | M::BackendKeyData(_) | M::NoticeResponse(_),
+                ) => {}
+                Backend::Message(M::ReadyForQuery(_)) => return Ok(()),
+                other => return Err(protocol_err(format!("{other:?} during startup"))),
+            }
+        }
+    }
+
+    /// Sends `START_REPLICATION` and waits until the copy starts.
+    async fn start_replication(&mut self, cfg: &ReplicationConfig) -> Result<()> {
+        let command = cfg.start_replication_command();
+        frontend::query(&command, &mut self.wbuf).map_err(protocol_err)?;
+        self.send("sending START_REPLICATION").await?;
+        loop {
+            use backend::Message as M;
+            match self.read().await? {
+                Backend::CopyBothResponse => return Ok(()),
+                Backend::Message(M::ErrorResponse(body)) => {
+                    return Err(ServerError::parse(body.fields()).into_error(
+                        &format!("cannot start replication from slot {:?}", cfg.slot),
+                        &cfg.slot,
+                    ))
+                }
+                Backend::Message(M::NoticeResponse(_) | M::ParameterStatus(_)) => {}
+                other => {
+                    return Err(protocol_err(format!(
+                        "{other:?} in answer to START_REPLICATION"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The background task
+
+/// The background task: reads the copy stream, forwards events, reports status.
+struct Reader {
+    conn: Conn,
+    tx: mpsc::Sender<Item>,
+    applied: Arc<AtomicU64>,
+    interval: Duration,
+    slot: String,
+}
+
+/// Why the copy loop stopped.
+enum Stop {
+    /// The caller asked for it; answer there.
+    Requested(oneshot::Sender<Result<()>>),
+    /// The server ended the copy.
+    ServerDone,
+    /// The caller dropped the receiver.
+    Gone,
+}
+
+impl Reader {
+    async fn run(mut self, stop: oneshot::Receiver<oneshot::Sender<Result<()>>>) {
+        match self.copy(stop).await {
+            Ok(Stop::Requested(reply)) => {
+                let result = self.finish(true).await;
+                let _ = reply.send(result);
+            }
+            Ok(Stop::ServerDone) => {
+                let item = match self.finish(false).await {
+                    Ok(()) => Item::End,
+                    Err(e) => Item::Failed(e),
+                };
+                let _ = self.tx.send(item).await;
+            }
+            Ok(Stop::Gone) => {}
+            Err(e) => {
+                tracing::debug!(slot = %self.slot, error = %e, "replication session failed");
+                let _ = self.tx.send(Item::Failed(e)).await;
+            }
+        }
+    }
+
+    /// Queues a standby status update reporting the applied position.
+    fn queue_status(&mut self, reply: bool) -> Result<()> {
+        let applied = Lsn(self.applied.load(Ordering::Acquire));
+        let time = postgres_timestamp(SystemTime::now());
+        let body = standby_status_update(applied, applied, applied, time, reply);
+        frontend::CopyData::new(&body[..])
+            .map_err(protocol_err)?
+            .write(&mut self.conn.wbuf);
+        Ok(())
+    }
+
+    async fn send_status(&mut self) -> Result<()> {
+        self.queue_status(false)?;
+        self.conn.send("sending a status update").await
+    }
+
+    /// Streams until the caller or the server stops it.
+    async fn copy(
+        &mut self,
+        mut stop: oneshot::Receiver<oneshot::Sender<Result<()>>>,
+    ) -> Result<Stop> {
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.interval, self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // An event read but not yet passed on: nothing more is read meanwhile,
+        // so at most `buffer + 1` events are held.
+        let mut pending: Option<Event> = None;
+        loop {
+            while pending.is_none() {
+                let Some(message) = self.conn.next_buffered()? else {
+                    break;
+                };
+                match self.handle(message).await? {
+                    Handled::Event(event) => pending = Some(event),
+                    Handled::Nothing => {}
+                    Handled::ServerDone => return Ok(Stop::ServerDone),
+                }
+            }
+            let tx = &self.tx;
+            let conn = &mut self.conn;
+            let status_due = tokio::select! {
+                biased;
+                reply = &mut stop => {
+                    return Ok(match reply {
+                        Ok(reply) => Stop::Requested(reply),
+                        // The stream was dropped (the abort follows).
+                        Err(_) => Stop::Gone,
+                    });
+                }
+                _ = ticker.tick() => true,
+                permit = tx.reserve(), if pending.is_some() => match permit {
+                    Ok(permit) => {
+                        permit.send(Item::Event(pending.take().expect("checked")));
+                        false
+                    }
+                    Err(_) => return Ok(Stop::Gone),
+                },
+                read = conn.fill(), if pending.is_none() => {
+                    read?;
+                    false
+                }
+            };
+            if status_due {
+                self.send_status().await?;
+            }
+        }
+    }
+
+    /// Handles one message of the copy stream.
+    async fn handle(&mut self, message: Backend) -> Result<Handled> {
+        use backend::Message as M;
+        match message {
+            Backend::Message(M::CopyData(body)) => {
+                let data = Bytes::copy_from_slice(body.data());
+                match decode_replication_message(data).map_err(protocol_err)? {
+                    ReplicationMessage::XLogData {
+                        start,
+                        end,
+                        time,
+                        payload,
+                    } => Ok(Handled::Event(Event::Data {
+                        wal_start: start,
+                        wal_end: end,
+                        server_time: time,
+                        data: payload,
+                    })),
+                    ReplicationMessage::Keepalive { end, time, reply } => {
+                        if reply {
+                            self.send_status().await?;
+                        }
+                        Ok(Handled::Event(Event::KeepAlive {
+                            wal_end: end,
+                            server_time: time,
+                        }))
+                    }
+                }
+            }
+            Backend::Message(M::CopyDone) => Ok(Handled::ServerDone),
+            Backend::Message(M::ErrorResponse(body)) => Err(ServerError::parse(body.fields())
+                .into_error(
+                    &format!("the server ended replication from slot {:?}", self.slot),
+                    &self.slot,
+                )),
+            Backend::Message(M::NoticeResponse(body)) => {
+                tracing::debug!(slot = %self.slot, notice = %ServerError::parse(body.fields()), "server notice");
+                Ok(Handled::Nothing)
+            }
+            Backend::Message(M::ParameterStatus(_)) => Ok(Handled::Nothing),
+            other => Err(protocol_err(format!("{other:?} during replication"))),
+        }
+    }
+
+    /// Ends the copy and the session. `ours`: the caller asked (so send a last
+    /// status update and CopyDone, then discard data until the server's
+    /// CopyDone); else the server already sent CopyDone and is answered.
+    async fn finish(&mut self, ours: bool) -> Result<()> {
+        use backend::Message as M;
+        if ours {
+            self.queue_status(false)?;
+        }
+        frontend::copy_done(&mut self.conn.wbuf);
+        self.conn.send("ending the replication copy").await?;
+        loop {
+            match self.conn.read().await? {
+                // Data in flight is discarded. PostgreSQL may send a last
+                // keepalive even after its own CopyDone.
+                Backend::Message(M::CopyData(_) | M::CopyDone) => {}
+                Backend::Message(
+                    M::CommandComplete(_) | M::NoticeResponse(_) | M::ParameterStatus(_),
+                ) => {}
+                // A copy that ended in the middle of a result set
+                // (START_REPLICATION may answer with one before ReadyForQuery).
+                Backend::Message(M::RowDescription(_) | M::DataRow(_)) => {}
+                Backend::Message(M::ErrorResponse(body)) => {
+                    return Err(ServerError::parse(body.fields()).into_error(
+                        &format!("ending replication from slot {:?}", self.slot),
+                        &self.slot,
+                    ))
+                }
+                Backend::Message(M::ReadyForQuery(_)) => break,
+                other => return Err(protocol_err(format!("{other:?} while ending the copy"))),
+            }
+        }
+        frontend::terminate(&mut self.conn.wbuf);
+        // The server closes the connection on Terminate; a failure to say
+        // goodbye changes nothing.
+        let _ = self.conn.flush().await;
+        let _ = self.conn.io.shutdown().await;
+        Ok(())
+    }
+}
+
+enum Handled {
+    Event(Event),
+    Nothing,
+    ServerDone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ReplicationConfig {
+        let pg: tokio_postgres::Config = "postgres://alice:secret@db.example:6543/shop"
+            .parse()
+            .unwrap();
+        ReplicationConfig::from_pg_config(&pg, "my_slot", "my_pub").unwrap()
+    }
+
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(quote_ident("slot"), "\"slot\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(
+            quote_literal(&quote_ident("My\"Pub's")),
+            "'\"My\"\"Pub''s\"'"
+        );
+    }
+
+    #[test]
+    fn start_replication_command_per_protocol() {
+        let cfg = config().with_start_lsn("16/B374D848".parse().unwrap());
+        assert_eq!(
+            cfg.start_replication_command(),
+            "START_REPLICATION SLOT \"my_slot\" LOGICAL 16/B374D848 (proto_version '1', publication_names '\"my_pub\"')"
+        );
+        let cfg = config().with_protocol(2, true);
+        assert_eq!(
+            cfg.start_replication_command(),
+            "START_REPLICATION SLOT \"my_slot\" LOGICAL 0/0 (proto_version '2', publication_names '\"my_pub\"', streaming 'on')"
+        );
+        let mut cfg = config();
+        cfg.slot = "we\"ird".into();
+        cfg.publication = "O'Pub".into();
+        assert_eq!(
+            cfg.start_replication_command(),
+            "START_REPLICATION SLOT \"we\"\"ird\" LOGICAL 0/0 (proto_version '1', publication_names '\"O''Pub\"')"
+        );
+    }
+
+    #[test]
+    fn config_from_url() {
+        let cfg = config();
+        assert_eq!(cfg.addr, ServerAddr::Tcp("db.example".into()));
+        assert_eq!(cfg.port, 6543);
+        assert_eq!(cfg.user, "alice");
+        assert_eq!(cfg.password.as_deref(), Some(&b"secret"[..]));
+        assert_eq!(cfg.dbname, "shop");
+        assert_eq!(cfg.application_name, "my_slot");
+        assert_eq!(cfg.status_interval, Duration::from_millis(500));
+        assert!(!format!("{cfg:?}").contains("secret"), "{cfg:?}");
+
+        let pg: tokio_postgres::Config =
+            "host=/var/run/postgresql port=5433 user=bob application_name=app"
+                .parse()
+                .unwrap();
+        let cfg = ReplicationConfig::from_pg_config(&pg, "s", "p").unwrap();
+        assert_eq!(cfg.addr, ServerAddr::Unix("/var/run/postgresql".into()));
+        assert_eq!(cfg.dbname, "bob");
+        assert_eq!(cfg.password, None);
+        assert_eq!(cfg.application_name, "app");
+    }
+
+    #[test]
+    fn tls_required_is_refused() {
+        let pg: tokio_postgres::Config = "postgres://u@h/db?sslmode=require".parse().unwrap();
+        let e = ReplicationConfig::from_pg_config(&pg, "s", "p").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("TLS"), "{e}");
+        for mode in ["disable", "prefer"] {
+            let pg: tokio_postgres::Config =
+                format!("postgres://u@h/db?sslmode={mode}").parse().unwrap();
+            assert!(ReplicationConfig::from_pg_config(&pg, "s", "p").is_ok());
+        }
+    }
+
+    #[test]
+    fn invalid_protocol_settings_are_refused() {
+        for (version, streaming) in [(1, true), (3, false), (0, false)] {
+            let e = config()
+                .with_protocol(version, streaming)
+                .validate()
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{version} {streaming}");
+        }
+        assert!(config().with_protocol(2, true).validate().is_ok());
+        assert!(config().with_protocol(2, false).validate().is_ok());
+        let e = config()
+            .with_status_interval(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
+
+    /// A backend message as the server frames it.
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn backend_framing_waits_for_whole_messages() {
+        // CopyBothResponse (which postgres-protocol does not parse), then a
+        // keepalive in CopyData, then ReadyForQuery.
+        let mut keepalive = vec![b'k'];
+        keepalive.extend_from_slice(&0x1_0000_0010u64.to_be_bytes());
+        keepalive.extend_from_slice(&7i64.to_be_bytes());
+        keepalive.push(1);
+        let mut wire = frame(b'W', &[0, 0, 0]);
+        wire.extend(frame(b'd', &keepalive));
+        wire.extend(frame(b'Z', b"I"));
+
+        // Fed one byte at a time, every message comes out exactly once, whole.
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for byte in wire {
+            buf.extend_from_slice(&[byte]);
+            while let Some(m) = parse_backend(&mut buf).unwrap() {
+                out.push(m);
+            }
+        }
+        assert!(buf.is_empty());
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(matches!(out[0], Backend::CopyBothResponse));
+        let Backend::Message(backend::Message::CopyData(body)) = &out[1] else {
+            panic!("{:?}", out[1]);
+        };
+        assert_eq!(
+            decode_replication_message(Bytes::copy_from_slice(body.data())).unwrap(),
+            ReplicationMessage::Keepalive {
+                end: Lsn(0x1_0000_0010),
+                time: 7,
+                reply: true
+            }
+        );
+        assert!(matches!(
+            out[2],
+            Backend::Message(backend::Message::ReadyForQuery(_))
+        ));
+    }
+
+    #[test]
+    fn bad_length_is_an_error() {
+        let mut buf = BytesMut::from(&[b'd', 0, 0, 0, 2][..]);
+        assert!(parse_backend(&mut buf).is_err());
+    }
+
+    #[test]
+    fn error_response_fields_and_kinds() {
+        let mut body = Vec::new();
+        for (t, v) in [
+            (b'S', "ERROR"),
+            (b'V', "ERROR"),
+            (b'C', "42704"),
+            (b'M', "replication slot \"gone\" does not exist"),
+        ] {
+            body.push(t);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut buf = BytesMut::from(&frame(b'E', &body)[..]);
+        let Some(Backend::Message(backend::Message::ErrorResponse(e))) =
+            parse_backend(&mut buf).unwrap()
+        else {
+            panic!("not an error response");
+        };
+        let server = ServerError::parse(e.fields());
+        assert_eq!(server.code, "42704");
+        let e = server.into_error("starting", "gone");
+        assert_eq!(e.kind(), ErrorKind::PositionLost);
+        assert!(e.to_string().contains("\"gone\" does not exist"), "{e}");
+
+        let busy = ServerError {
+            code: "55006".into(),
+            message: "replication slot \"s\" is active for PID 42".into(),
+            ..Default::default()
+        };
+        let e = busy.into_error("starting", "s");
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert!(e.to_string().contains("\"s\" is in use"), "{e}");
+
+        let auth = ServerError {
+            code: "28P01".into(),
+            ..Default::default()
+        };
+        assert_eq!(auth.into_error("x", "s").kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn status_update_frame() {
+        let mut wbuf = BytesMut::new();
+        let body = standby_status_update(Lsn(5), Lsn(5), Lsn(5), 9, false);
+        frontend::CopyData::new(&body[..]).unwrap().write(&mut wbuf);
+        assert_eq!(wbuf[0], b'd');
+        assert_eq!(&wbuf[1..5], &(4 + 34i32).to_be_bytes());
+        assert_eq!(wbuf[5], b'r');
+        for i in 0..3 {
+            let at = 6 + 8 * i;
+            assert_eq!(&wbuf[at..at + 8], &5u64.to_be_bytes());
+        }
+        assert_eq!(wbuf.len(), 1 + 4 + 34);
+    }
+}
