@@ -20,6 +20,7 @@
 #   ROWS        row count (an argument wins)
 #   SIPHON_BIN  binary to run (default: target/release/siphon, built when missing)
 #   BATCH_SIZE  pipeline batch_size (default: siphon's own default)
+#   PARALLEL    pipeline parallel: workers over key ranges (default: siphon's own, 1)
 #   PG_BIN      PostgreSQL binaries (default: /usr/lib/postgresql/15/bin)
 #   PG_FSYNC    fsync setting of the throwaway server: off (default) or on
 #   BENCH_DIR   parent of the scratch directory (default: $TMPDIR or /tmp)
@@ -166,6 +167,7 @@ echo "== $n rows: siphon run --once (mode: full)…" >&2
     echo "    mode: full"
     echo "    tables: [public.orders]"
     [[ -n "${BATCH_SIZE:-}" ]] && echo "    batch_size: $BATCH_SIZE"
+    [[ -n "${PARALLEL:-}" ]] && echo "    parallel: $PARALLEL"
 } >"$work/bench.yaml"
 q -d postgres -c CHECKPOINT; sync
 if ! (cd "$work" && measure "$work/siphon.time" "$work/siphon.log" "$siphon" run -f "$work/bench.yaml" --once); then
@@ -182,7 +184,7 @@ fi
 read -r ss srss _ <"$work/siphon.time"
 
 echo
-echo "PostgreSQL 15 → PostgreSQL 15, same throwaway server (127.0.0.1, fsync=$fsync), $(nproc) CPUs"
+echo "PostgreSQL 15 → PostgreSQL 15, same throwaway server (127.0.0.1, fsync=$fsync), $(nproc) CPUs, parallel ${PARALLEL:-1}"
 awk -v n="$n" -v b="$bs" -v s="$ss" -v r="$srss" 'BEGIN {
     printf "%12s | %10s %13s | %10s %13s | %7s | %10s\n",
            "rows", "baseline s", "baseline r/s", "siphon s", "siphon r/s", "ratio", "siphon RSS"

@@ -4,8 +4,9 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use siphon_core::{
-    ApplyStats, Batch, ChangeStream, Checkpoint, Chunk, CursorSpec, Error, LogSource, Position,
-    Result, Row, SchemaOptions, Sink, Source, StreamId, TableFilter, TableSchema,
+    ApplyStats, Batch, ChangeStream, Checkpoint, Chunk, CursorSpec, Error, LogSource, NativeChunk,
+    NativeFormat, Position, Result, Row, SchemaOptions, Sink, Source, StreamId, TableFilter,
+    TableSchema,
 };
 use siphon_postgres::{PostgresChangeStream, PostgresSink, PostgresSource};
 use siphon_sqlite::{SqliteSink, SqliteSource};
@@ -93,6 +94,40 @@ impl Source for AnySource {
         }
     }
 
+    async fn split_keys(&self, table: &TableSchema, parts: usize) -> Result<Vec<Position>> {
+        match self {
+            AnySource::Sqlite(s) => s.split_keys(table, parts).await,
+            AnySource::Postgres(s) => s.split_keys(table, parts).await,
+        }
+    }
+
+    async fn another(&self) -> Result<Option<AnySource>> {
+        Ok(match self {
+            AnySource::Sqlite(s) => s.another().await?.map(AnySource::Sqlite),
+            AnySource::Postgres(s) => s.another().await?.map(AnySource::Postgres),
+        })
+    }
+
+    async fn native_format(&self, table: &TableSchema) -> Result<Option<NativeFormat>> {
+        match self {
+            AnySource::Sqlite(s) => s.native_format(table).await,
+            AnySource::Postgres(s) => s.native_format(table).await,
+        }
+    }
+
+    async fn read_native(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        until: Option<&Position>,
+        limit: usize,
+    ) -> Result<NativeChunk> {
+        match self {
+            AnySource::Sqlite(s) => s.read_native(table, after, until, limit).await,
+            AnySource::Postgres(s) => s.read_native(table, after, until, limit).await,
+        }
+    }
+
     async fn poll(
         &self,
         table: &TableSchema,
@@ -175,6 +210,32 @@ impl Sink for AnySink {
         match self {
             AnySink::Sqlite(s) => s.load(table, rows, checkpoint).await,
             AnySink::Postgres(s) => s.load(table, rows, checkpoint).await,
+        }
+    }
+
+    async fn another(&self) -> Result<Option<AnySink>> {
+        Ok(match self {
+            AnySink::Sqlite(s) => s.another().await?.map(AnySink::Sqlite),
+            AnySink::Postgres(s) => s.another().await?.map(AnySink::Postgres),
+        })
+    }
+
+    async fn accepts_native(&self, table: &TableSchema, format: &NativeFormat) -> Result<bool> {
+        match self {
+            AnySink::Sqlite(s) => s.accepts_native(table, format).await,
+            AnySink::Postgres(s) => s.accepts_native(table, format).await,
+        }
+    }
+
+    async fn load_native(
+        &self,
+        table: &TableSchema,
+        chunk: NativeChunk,
+        checkpoint: &Checkpoint,
+    ) -> Result<ApplyStats> {
+        match self {
+            AnySink::Sqlite(s) => s.load_native(table, chunk, checkpoint).await,
+            AnySink::Postgres(s) => s.load_native(table, chunk, checkpoint).await,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The binary with PostgreSQL on both sides, against a real server from the
-//! testkit: a full load killed with SIGKILL halfway resumes from its last chunk.
+//! testkit: a full load killed with SIGKILL halfway resumes from its last chunk,
+//! whether one worker or several (`parallel`) load the table.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +11,18 @@ const ROWS: i64 = 300_000;
 
 #[test]
 fn a_postgres_load_killed_halfway_resumes_and_matches_row_for_row() {
+    kill_halfway_and_resume(1);
+}
+
+#[test]
+fn a_parallel_postgres_load_killed_halfway_resumes_every_range() {
+    kill_halfway_and_resume(3);
+}
+
+/// Starts a full load with `parallel` workers, kills it with SIGKILL once half
+/// the rows are on the target, checks the checkpoint claims no row the target
+/// lacks, and resumes it to the end.
+fn kill_halfway_and_resume(parallel: u32) {
     let pg = Postgres::start().unwrap();
     let src = pg.create_database().unwrap();
     let dst = pg.create_database().unwrap();
@@ -33,7 +46,8 @@ fn a_postgres_load_killed_halfway_resumes_and_matches_row_for_row() {
         dir.path().join("siphon.yaml"),
         format!(
             "state: sqlite://state.db\nconnections:\n  src: {src}\n  dst: {dst}\n\
-             pipelines:\n  load:\n    source: src\n    target: dst\n    mode: full\n    tables: [public.orders]\n"
+             pipelines:\n  load:\n    source: src\n    target: dst\n    mode: full\n    tables: [public.orders]\n\
+             \x20   parallel: {parallel}\n"
         ),
     )
     .unwrap();
@@ -62,17 +76,58 @@ fn a_postgres_load_killed_halfway_resumes_and_matches_row_for_row() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    // The checkpoint committed with the rows: it names the last row on the target.
     let at_kill: i64 = copied();
     assert!(at_kill < ROWS);
-    let last = pg
-        .query_in(
-            dst_db,
-            "SELECT (checkpoint::jsonb #>> '{last_key,key,0,value}') || '/' || (SELECT max(id) FROM orders) \
-             FROM siphon_checkpoints WHERE tbl = 'public.orders'",
-        )
-        .unwrap();
-    assert_eq!(last, format!("{at_kill}/{at_kill}"));
+    let claimed = if parallel == 1 {
+        // The checkpoint committed with the rows: it names the last row on the target.
+        let last = pg
+            .query_in(
+                dst_db,
+                "SELECT (checkpoint::jsonb #>> '{last_key,key,0,value}') || '/' || (SELECT max(id) FROM orders) \
+                 FROM siphon_checkpoints WHERE tbl = 'public.orders'",
+            )
+            .unwrap();
+        assert_eq!(last, format!("{at_kill}/{at_kill}"));
+        at_kill
+    } else {
+        // One progress key per range; every row up to a range's progress is on
+        // the target (ids are 1..=ROWS), so the checkpoint is never ahead of it.
+        let ranges = pg
+            .query_in(
+                dst_db,
+                "SELECT string_agg(coalesce(e #>> '{0,key,0,value}', '-') || ':' || coalesce(e #>> '{1,key,0,value}', '-'), ' ' \
+                 ORDER BY n) FROM siphon_checkpoints, \
+                 jsonb_array_elements(checkpoint::jsonb #> '{last_key,parallel_ranges}') WITH ORDINALITY AS r(e, n) \
+                 WHERE tbl = 'public.orders'",
+            )
+            .unwrap();
+        let ranges: Vec<(Option<i64>, Option<i64>)> = ranges
+            .split(' ')
+            .map(|r| {
+                let (p, u) = r.split_once(':').unwrap();
+                (p.parse().ok(), u.parse().ok())
+            })
+            .collect();
+        assert_eq!(ranges.len(), parallel as usize, "{ranges:?}");
+        let mut start = 0;
+        let mut claimed = 0;
+        for (progress, until) in &ranges {
+            let progress = progress.unwrap_or(start);
+            let present: i64 = pg
+                .query_in(
+                    dst_db,
+                    &format!("SELECT count(*) FROM orders WHERE id > {start} AND id <= {progress}"),
+                )
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(present, progress - start, "{ranges:?}");
+            claimed += progress - start;
+            start = until.unwrap_or(ROWS);
+        }
+        assert!(claimed > 0 && claimed <= at_kill, "{claimed} {at_kill}");
+        claimed
+    };
 
     let out = Command::new(env!("CARGO_BIN_EXE_siphon"))
         .args(["run", "-f", "siphon.yaml", "--once"])
@@ -85,9 +140,9 @@ fn a_postgres_load_killed_halfway_resumes_and_matches_row_for_row() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Only the rest was read.
+    // Only what the checkpoint did not claim was read.
     assert!(
-        text.contains(&format!("read {:>9}", ROWS - at_kill)),
+        text.contains(&format!("read {:>9}", ROWS - claimed)),
         "{text}"
     );
 

@@ -369,10 +369,63 @@ pub struct TableConfig {
     pub delete_detection: Option<DeleteDetection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
+    /// Full loads: workers reading the table over key ranges, each with its own
+    /// connections (overrides the pipeline's `parallel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<Parallel>,
+}
+
+/// How many workers load one table in parallel: 1 to [`Parallel::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Parallel(u16);
+
+impl Parallel {
+    /// The most workers one table may have.
+    pub const MAX: u16 = 64;
+
+    /// `n` workers, or an error that names the `parallel` key when `n` is 0 or
+    /// more than [`Parallel::MAX`].
+    pub fn new(n: u64) -> Result<Parallel, String> {
+        match u16::try_from(n) {
+            Ok(n) if (1..=Parallel::MAX).contains(&n) => Ok(Parallel(n)),
+            _ => Err(format!(
+                "`parallel` must be a number of workers from 1 to {}, not {n}",
+                Parallel::MAX
+            )),
+        }
+    }
+
+    pub fn get(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+impl Default for Parallel {
+    fn default() -> Self {
+        Parallel(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for Parallel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        let n = u64::try_from(n).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`parallel` must be a number of workers from 1 to {}, not {n}",
+                Parallel::MAX
+            ))
+        })?;
+        Parallel::new(n).map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_tables() -> Vec<String> {
     vec!["*".to_string()]
+}
+
+fn is_one(p: &Parallel) -> bool {
+    p.get() == 1
 }
 
 fn default_batch_size() -> usize {
@@ -399,6 +452,10 @@ pub struct PipelineSpec {
     /// Rows per chunk and per batch.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Full loads: workers that read each table over key ranges, each with its
+    /// own connections, 1 (the default) to 64.
+    #[serde(default, skip_serializing_if = "is_one")]
+    pub parallel: Parallel,
     #[serde(default)]
     pub schedule: Schedule,
     #[serde(default)]
@@ -434,6 +491,14 @@ impl PipelineSpec {
             include: self.tables.clone(),
             exclude: self.exclude.clone(),
         }
+    }
+
+    /// How many workers load the table: its own `parallel`, else the pipeline's.
+    pub fn parallel(&self, table: &TableName) -> usize {
+        self.table_config(table)
+            .parallel
+            .unwrap_or(self.parallel)
+            .get()
     }
 
     /// The overrides for a table, if any.
@@ -569,6 +634,24 @@ mod tests {
         assert_eq!(p.tables_config["t"].lookback, Some(Lookback::Amount(10)));
         let back: PipelineSpec = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
+        assert_eq!(p.parallel(&TableName::parse("t")), 1);
+        let two: PipelineSpec = serde_json::from_str(
+            r#"{"source":"a","target":"b","parallel":2,"tables_config":{"big":{"parallel":8}}}"#,
+        )
+        .unwrap();
+        assert_eq!(two.parallel(&TableName::parse("t")), 2);
+        assert_eq!(two.parallel(&TableName::parse("big")), 8);
+        for bad in [
+            r#"{"source":"a","target":"b","parallel":0}"#,
+            r#"{"source":"a","target":"b","parallel":65}"#,
+            r#"{"source":"a","target":"b","parallel":-1}"#,
+            r#"{"source":"a","target":"b","tables_config":{"t":{"parallel":0}}}"#,
+        ] {
+            let err = serde_json::from_str::<PipelineSpec>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("`parallel` must be"), "{err}");
+        }
         let bad = r#"{"source":"a","target":"b","colour":"red"}"#;
         let err = serde_json::from_str::<PipelineSpec>(bad)
             .unwrap_err()

@@ -16,14 +16,14 @@ mod value;
 
 pub use catalog::{
     ByteSize, ConflictPolicy, ConflictSpec, CursorSpec, CursorStrategy, DeleteDetection,
-    FullStrategy, Lookback, Mode, NewTables, PipelineSpec, Schedule, SchemaOptions, TableConfig,
-    TableFilter,
+    FullStrategy, Lookback, Mode, NewTables, Parallel, PipelineSpec, Schedule, SchemaOptions,
+    TableConfig, TableFilter,
 };
 pub use change::{ApplyStats, Batch, Change, Op, Row};
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use position::{Checkpoint, Phase, Position, StreamId};
 pub use schema::{Column, DataType, Index, TableName, TableSchema, TypeKind};
 pub use sink::Sink;
-pub use source::{ChangeStream, Chunk, LogSource, Source};
+pub use source::{ChangeStream, Chunk, LogSource, NativeChunk, NativeFormat, Source};
 pub use state::{Execution, ExecutionStatus, Flag, StateStore, StreamState, TableStats};
 pub use value::{Decimal, Value};

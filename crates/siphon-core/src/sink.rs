@@ -2,7 +2,10 @@
 
 use std::future::Future;
 
-use crate::{ApplyStats, Batch, Checkpoint, Result, Row, SchemaOptions, StreamId, TableSchema};
+use crate::{
+    ApplyStats, Batch, Checkpoint, NativeChunk, NativeFormat, Result, Row, SchemaOptions, StreamId,
+    TableSchema,
+};
 
 /// Writes changes to a target and keeps each table stream's checkpoint there.
 ///
@@ -37,6 +40,41 @@ pub trait Sink: Send + Sync {
         rows: Vec<Row>,
         checkpoint: &Checkpoint,
     ) -> impl Future<Output = Result<ApplyStats>> + Send;
+
+    /// Whether [`Sink::load_native`] can write rows encoded as `format` into the
+    /// table unchanged: the same encoding, and every column of the same type.
+    /// Defaults to no.
+    fn accepts_native(
+        &self,
+        _table: &TableSchema,
+        _format: &NativeFormat,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async { Ok(false) }
+    }
+
+    /// Like [`Sink::load`], for rows in a format [`Sink::accepts_native`]
+    /// accepted: written unchanged (upserting by key) with the checkpoint.
+    fn load_native(
+        &self,
+        table: &TableSchema,
+        _chunk: NativeChunk,
+        _checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<ApplyStats>> + Send {
+        let e = crate::Error::internal("this sink has no native load path").table(&table.name);
+        async { Err(e) }
+    }
+
+    /// Another handle on the same database with a connection of its own, for a
+    /// parallel worker, knowing the tables this one prepared; `None` when the
+    /// sink cannot open one (the default). Workers load chunks of one stream
+    /// concurrently, each with the checkpoint that counts only chunks already
+    /// committed, so the stream's checkpoint never runs ahead of the target.
+    fn another(&self) -> impl Future<Output = Result<Option<Self>>> + Send
+    where
+        Self: Sized,
+    {
+        async { Ok(None) }
+    }
 
     /// Applies a batch of changes and the checkpoint it reaches.
     fn apply(

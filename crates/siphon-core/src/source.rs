@@ -15,6 +15,29 @@ pub struct Chunk {
     pub last: Option<Position>,
 }
 
+/// How a source encodes a table's rows on its native path: the encoding's name
+/// and, per column in table order, the exact type each value is encoded as. A
+/// sink that accepts the format writes such rows without decoding them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeFormat {
+    /// The encoding, as its connector names it (`postgresql-binary-tuples`).
+    pub encoding: String,
+    /// Each column's type, as the connector identifies it.
+    pub columns: Vec<String>,
+}
+
+/// Rows read on a source's native path, still encoded as its [`NativeFormat`]
+/// says, and the position just after the last of them.
+#[derive(Debug, Clone, Default)]
+pub struct NativeChunk {
+    /// The encoded rows, one after the other.
+    pub data: Vec<u8>,
+    /// How many rows `data` holds.
+    pub rows: usize,
+    /// Where the next read resumes; `None` when there are no rows.
+    pub last: Option<Position>,
+}
+
 /// Reads tables from a database. A source never writes to the database it reads.
 ///
 /// Positions it returns are its own: only the same connector reads, orders or
@@ -42,6 +65,54 @@ pub trait Source: Send + Sync {
         after: Option<&Position>,
         limit: usize,
     ) -> impl Future<Output = Result<Chunk>> + Send;
+
+    /// The format in which [`Source::read_native`] reads the table, or `None`
+    /// when the source has no native path for it (the default). The engine takes
+    /// the native path only when the sink accepts the format.
+    fn native_format(
+        &self,
+        _table: &TableSchema,
+    ) -> impl Future<Output = Result<Option<NativeFormat>>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Like [`Source::read_chunk`], with the rows left in the table's
+    /// [`NativeFormat`], and only rows whose key is at most `until` when given.
+    /// Positions are those of [`Source::read_chunk`]. Called only when
+    /// [`Source::native_format`] offered a format.
+    fn read_native(
+        &self,
+        table: &TableSchema,
+        _after: Option<&Position>,
+        _until: Option<&Position>,
+        _limit: usize,
+    ) -> impl Future<Output = Result<NativeChunk>> + Send {
+        let e = crate::Error::internal("this source has no native read path").table(&table.name);
+        async { Err(e) }
+    }
+
+    /// Up to `parts - 1` cut keys, ascending, that split the table's key space
+    /// into ranges of about equal width for parallel reads: range `i` holds the
+    /// rows after cut `i - 1` up to and including cut `i` (the first from the
+    /// start, the last to the end). A cut is a position as
+    /// [`Source::read_native`] takes for `after` and `until`. Empty when the
+    /// source cannot split the table (the default), which is then read whole.
+    fn split_keys(
+        &self,
+        _table: &TableSchema,
+        _parts: usize,
+    ) -> impl Future<Output = Result<Vec<Position>>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// Another handle on the same database with a connection of its own, for a
+    /// parallel worker; `None` when the source cannot open one (the default).
+    fn another(&self) -> impl Future<Output = Result<Option<Self>>> + Send
+    where
+        Self: Sized,
+    {
+        async { Ok(None) }
+    }
 
     /// Up to `limit` rows after the watermark `after`, ordered by
     /// `(cursor, primary key)`, so rows sharing one cursor value are never skipped

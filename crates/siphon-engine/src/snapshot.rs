@@ -1,10 +1,15 @@
 //! Full loads: keyset chunks committed with their checkpoint, resumable after a crash.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use siphon_core::{
-    Batch, Change, Checkpoint, Error, ErrorKind, Op, Phase, Position, Result, Sink, Source,
-    StateStore, StreamId, TableSchema, TableStats,
+    Batch, Change, Checkpoint, Error, ErrorKind, NativeChunk, NativeFormat, Op, Phase, Position,
+    Result, Row, Sink, Source, StateStore, StreamId, TableSchema, TableStats,
 };
 use tokio::sync::mpsc;
 
@@ -13,6 +18,23 @@ use crate::{Observer, Shutdown};
 /// Chunks read ahead of the sink: the reader waits when the sink is behind, so
 /// memory holds at most this many chunks plus the one being written.
 const READ_AHEAD: usize = 2;
+
+/// A chunk on its way from the reader to the writer.
+enum Rows {
+    /// Decoded values.
+    Values(Vec<Row>),
+    /// Rows in the source's own encoding, and how many there are.
+    Native(Vec<u8>, usize),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Values(rows) => rows.len(),
+            Rows::Native(_, n) => *n,
+        }
+    }
+}
 
 /// Everything a driver needs for one table stream.
 pub(crate) struct TableRun<'a, S, K, St> {
@@ -76,6 +98,11 @@ impl<S: Source, K: Sink, St: StateStore> TableRun<'_, S, K, St> {
 /// chunk when `from` is a snapshot checkpoint; otherwise empties the target table
 /// first (in the same transaction as the first checkpoint). Ends with
 /// `Streaming { position: resume_position }` committed.
+///
+/// Chunks travel in the source's own encoding when the sink accepts it (see
+/// [`Source::native_format`]). With `parallel` above 1 on that path, workers
+/// copy key ranges of the table at once and `last_key` holds every range's
+/// progress (see [`parallel`]).
 pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
     from: Option<Checkpoint>,
@@ -117,51 +144,375 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         .unwrap_or(None);
     run.observer.table_started(&run.stream, total);
 
-    let (tx, mut rx) = mpsc::channel::<(Vec<siphon_core::Row>, Position)>(READ_AHEAD);
+    let format = run.source.native_format(&run.source_table).await?;
+    let format = match format {
+        Some(f) if run.sink.accepts_native(&run.target_table, &f).await? => {
+            tracing::info!(stream = %run.stream, "rows pass through in the source's own encoding");
+            Some(f)
+        }
+        _ => None,
+    };
+    let abort = AtomicBool::new(false);
+    match plan(run, after, format.is_some()).await? {
+        Plan::Serial(after) => {
+            let checkpoint_for = |last: &Position, _done: bool| {
+                Ok(run.checkpoint(Phase::Snapshot {
+                    last_key: Some(last.clone()),
+                    resume_position: resume_position.clone(),
+                }))
+            };
+            let counts = copy_range(
+                run,
+                format.is_some(),
+                (after, None),
+                &checkpoint_for,
+                &|_, _| {},
+                &abort,
+            )
+            .await?;
+            counts.add_to(stats);
+        }
+        Plan::Parallel(ranges, workers) => {
+            let format = format.ok_or_else(|| {
+                Error::bad_input(
+                    "an interrupted parallel load resumes only when source and target columns still have the same \
+                     types; force a full load of the table",
+                )
+                .table(&run.source_table.name)
+            })?;
+            parallel(run, &format, ranges, workers, &resume_position, stats).await?;
+        }
+    }
+    let cp = run.checkpoint(Phase::Streaming {
+        position: resume_position,
+    });
+    run.apply(Batch::default(), cp, stats).await
+}
+
+/// Rows a copy read and what the sink did with them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    rows_read: u64,
+    inserted: u64,
+    updated: u64,
+}
+
+impl Counts {
+    fn add_to(self, stats: &mut TableStats) {
+        stats.rows_read += self.rows_read;
+        stats.inserted += self.inserted;
+        stats.updated += self.updated;
+    }
+}
+
+/// How a load reads the table.
+enum Plan {
+    /// In one key order, after this key.
+    Serial(Option<Position>),
+    /// Over key ranges, by up to this many workers.
+    Parallel(Vec<RangeState>, usize),
+}
+
+/// A key range of a parallel load: the key of the last row copied (or where the
+/// range starts), the key it ends at (inclusive), and whether it is done.
+type RangeState = (Option<Position>, Option<Position>, bool);
+
+/// The key under which a snapshot checkpoint holds the ranges of a parallel
+/// load, instead of one connector position.
+const RANGES: &str = "parallel_ranges";
+
+fn encode_ranges(ranges: &[RangeState]) -> Result<Position> {
+    Position::encode(&BTreeMap::from([(RANGES, ranges)]))
+}
+
+/// The ranges of a parallel load's checkpoint; `None` for a serial one.
+fn decode_ranges(
+    pos: &Position,
+    run: &TableRun<'_, impl Source, impl Sink, impl StateStore>,
+) -> Option<Result<Vec<RangeState>>> {
+    pos.0.get(RANGES)?;
+    Some(
+        pos.decode::<BTreeMap<String, Vec<RangeState>>>(&run.source_table.name)
+            .map(|mut m| m.remove(RANGES).unwrap_or_default()),
+    )
+}
+
+/// Workers configured for the table: the pipeline's `parallel` (or the table's),
+/// as the catalog in the state store says; 1 when it says nothing.
+async fn workers_for<S: Source, K: Sink, St: StateStore>(run: &TableRun<'_, S, K, St>) -> usize {
+    match run.state.pipelines().await {
+        Ok(pipelines) => pipelines
+            .get(&run.stream.pipeline)
+            .map_or(1, |spec| spec.parallel(&run.source_table.name)),
+        Err(e) => {
+            tracing::warn!(stream = %run.stream, error = %e, "could not read `parallel`; loading with one worker");
+            1
+        }
+    }
+}
+
+/// Serial or parallel: an interrupted load goes on as it started; a new one is
+/// parallel when configured, on the native path, and the source can split the key.
+async fn plan<S: Source, K: Sink, St: StateStore>(
+    run: &TableRun<'_, S, K, St>,
+    after: Option<Position>,
+    native: bool,
+) -> Result<Plan> {
+    let workers = workers_for(run).await;
+    if let Some(pos) = &after {
+        return Ok(match decode_ranges(pos, run) {
+            Some(ranges) => Plan::Parallel(ranges?, workers),
+            None => Plan::Serial(after),
+        });
+    }
+    if workers < 2 {
+        return Ok(Plan::Serial(None));
+    }
+    if !native {
+        tracing::info!(stream = %run.stream, workers, "loading with one worker: parallel loads need source and target of one kind with the same column types");
+        return Ok(Plan::Serial(None));
+    }
+    let cuts = run.source.split_keys(&run.source_table, workers).await?;
+    if cuts.is_empty() {
+        tracing::info!(stream = %run.stream, workers, "loading with one worker: the table is empty or its first key column is not an integer");
+        return Ok(Plan::Serial(None));
+    }
+    let mut bounds = vec![None];
+    bounds.extend(cuts.into_iter().map(Some));
+    bounds.push(None);
+    let ranges = bounds
+        .windows(2)
+        .map(|w| (w[0].clone(), w[1].clone(), false))
+        .collect::<Vec<_>>();
+    tracing::info!(stream = %run.stream, ranges = ranges.len(), "loading key ranges in parallel");
+    Ok(Plan::Parallel(ranges, workers))
+}
+
+/// Loads the ranges not done yet with up to `workers` workers, each with its
+/// own source and sink connections. Every chunk commits with a checkpoint that
+/// holds its own range's new progress and the others' committed progress, so a
+/// resume never skips a row; it may re-read a chunk another worker committed
+/// at the same moment, which the sink absorbs by upserting.
+async fn parallel<S: Source, K: Sink, St: StateStore>(
+    run: &TableRun<'_, S, K, St>,
+    format: &NativeFormat,
+    ranges: Vec<RangeState>,
+    workers: usize,
+    resume_position: &Option<Position>,
+    stats: &mut TableStats,
+) -> Result<()> {
+    let todo: VecDeque<usize> = (0..ranges.len()).filter(|&i| !ranges[i].2).collect();
+    let mut handles = Vec::new();
+    while handles.len() + 1 < workers.min(todo.len()) {
+        let (Some(source), Some(sink)) = (run.source.another().await?, run.sink.another().await?)
+        else {
+            tracing::info!(stream = %run.stream, "the connectors cannot open more connections; fewer workers");
+            break;
+        };
+        if !sink.accepts_native(&run.target_table, format).await? {
+            return Err(
+                Error::internal("a second target connection refused the rows' format")
+                    .table(&run.target_table.name),
+            );
+        }
+        handles.push((source, sink));
+    }
+    let copy_of = |source, sink| TableRun {
+        stream: run.stream.clone(),
+        source_table: run.source_table.clone(),
+        target_table: run.target_table.clone(),
+        source,
+        sink,
+        state: run.state,
+        batch_size: run.batch_size,
+        observer: run.observer,
+        shutdown: run.shutdown,
+    };
+    let mut runs = vec![copy_of(run.source, run.sink)];
+    runs.extend(handles.iter().map(|(source, sink)| copy_of(source, sink)));
+    tracing::info!(stream = %run.stream, workers = runs.len(), ranges = todo.len(), "parallel load");
+    let committed = Mutex::new(ranges);
+    let todo = Mutex::new(todo);
+    let abort = AtomicBool::new(false);
+    let jobs = runs
+        .iter()
+        .map(|run| worker(run, &committed, &todo, &abort, resume_position))
+        .collect();
+    let mut first_error = None;
+    for outcome in join_all::<_>(jobs).await {
+        match outcome {
+            Ok(counts) => counts.add_to(stats),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One worker of a parallel load: copies ranges from `todo` until none is left.
+async fn worker<S: Source, K: Sink, St: StateStore>(
+    run: &TableRun<'_, S, K, St>,
+    committed: &Mutex<Vec<RangeState>>,
+    todo: &Mutex<VecDeque<usize>>,
+    abort: &AtomicBool,
+    resume_position: &Option<Position>,
+) -> Result<Counts> {
+    let mut counts = Counts::default();
+    loop {
+        let next = todo.lock().map_err(|_| poisoned())?.pop_front();
+        let Some(i) = next else {
+            return Ok(counts);
+        };
+        let (after, until, _) = committed.lock().map_err(|_| poisoned())?[i].clone();
+        let checkpoint_for = |last: &Position, done: bool| {
+            let mut ranges = committed.lock().map_err(|_| poisoned())?.clone();
+            ranges[i].0 = Some(last.clone());
+            ranges[i].2 = done;
+            Ok(run.checkpoint(Phase::Snapshot {
+                last_key: Some(encode_ranges(&ranges)?),
+                resume_position: resume_position.clone(),
+            }))
+        };
+        let on_commit = |last: &Position, done: bool| {
+            if let Ok(mut ranges) = committed.lock() {
+                ranges[i].0 = Some(last.clone());
+                ranges[i].2 = done;
+            }
+        };
+        let copied = copy_range(
+            run,
+            true,
+            (after, until),
+            &checkpoint_for,
+            &on_commit,
+            abort,
+        )
+        .await
+        .inspect_err(|_| abort.store(true, AtomicOrdering::Relaxed))?;
+        counts.rows_read += copied.rows_read;
+        counts.inserted += copied.inserted;
+        counts.updated += copied.updated;
+    }
+}
+
+fn poisoned() -> Error {
+    Error::internal("a parallel load's shared state is poisoned")
+}
+
+/// Runs futures concurrently on the current task; their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// Copies the rows after `range.0` up to `range.1` in key order, one chunk per
+/// target transaction with the checkpoint `checkpoint_for(last key, range
+/// done)` gives; `on_commit` learns each committed chunk's last key. The reader
+/// runs [`READ_AHEAD`] chunks ahead of the sink. Stops early when `abort` is set.
+async fn copy_range<S: Source, K: Sink, St: StateStore>(
+    run: &TableRun<'_, S, K, St>,
+    native: bool,
+    range: (Option<Position>, Option<Position>),
+    checkpoint_for: &(dyn Fn(&Position, bool) -> Result<Checkpoint> + Sync),
+    on_commit: &(dyn Fn(&Position, bool) + Sync),
+    abort: &AtomicBool,
+) -> Result<Counts> {
+    let (after, until) = range;
+    if until.is_some() && !native {
+        return Err(Error::internal(
+            "key ranges are read on the native path only",
+        ));
+    }
+    let (tx, mut rx) = mpsc::channel::<(Rows, Position, bool)>(READ_AHEAD);
     // The reader owns the sender, so the channel closes when it ends.
     let reader = async move {
         let mut after = after;
         loop {
             run.stop_requested()?;
-            let chunk = run
-                .source
-                .read_chunk(&run.source_table, after.as_ref(), run.batch_size)
-                .await?;
-            let n = chunk.rows.len();
-            let Some(last) = chunk.last else {
+            if abort.load(AtomicOrdering::Relaxed) {
+                return Ok(());
+            }
+            let (rows, last) = if native {
+                let chunk = run
+                    .source
+                    .read_native(
+                        &run.source_table,
+                        after.as_ref(),
+                        until.as_ref(),
+                        run.batch_size,
+                    )
+                    .await?;
+                (Rows::Native(chunk.data, chunk.rows), chunk.last)
+            } else {
+                let chunk = run
+                    .source
+                    .read_chunk(&run.source_table, after.as_ref(), run.batch_size)
+                    .await?;
+                (Rows::Values(chunk.rows), chunk.last)
+            };
+            let done = rows.len() < run.batch_size;
+            let Some(last) = last else {
                 return Ok(());
             };
-            if tx.send((chunk.rows, last.clone())).await.is_err() {
+            if tx.send((rows, last.clone(), done)).await.is_err() {
                 return Ok(()); // the writer stopped; its error is reported
             }
-            if n < run.batch_size {
+            if done {
                 return Ok(());
             }
             after = Some(last);
         }
     };
     let writer = async {
-        while let Some((rows, last)) = rx.recv().await {
+        let mut counts = Counts::default();
+        while let Some((rows, last, done)) = rx.recv().await {
             let n = rows.len() as u64;
-            let cp = run.checkpoint(Phase::Snapshot {
-                last_key: Some(last),
-                resume_position: resume_position.clone(),
-            });
-            let done = run.sink.load(&run.target_table, rows, &cp).await?;
-            stats.rows_read += n;
-            stats.inserted += done.inserted;
-            stats.updated += done.updated;
+            let cp = checkpoint_for(&last, done)?;
+            let applied = match rows {
+                Rows::Values(rows) => run.sink.load(&run.target_table, rows, &cp).await?,
+                Rows::Native(data, rows) => {
+                    let chunk = NativeChunk {
+                        data,
+                        rows,
+                        last: None,
+                    };
+                    run.sink.load_native(&run.target_table, chunk, &cp).await?
+                }
+            };
+            counts.rows_read += n;
+            counts.inserted += applied.inserted;
+            counts.updated += applied.updated;
+            on_commit(&last, done);
             run.remember(&cp).await;
             run.observer.rows_committed(&run.stream, n);
         }
-        Ok::<(), Error>(())
+        Ok::<Counts, Error>(counts)
     };
     let (read, written) = tokio::join!(reader, writer);
     // A writer error closes the channel and ends the reader: report the writer's.
-    written?;
+    let counts = written?;
     read?;
-    let cp = run.checkpoint(Phase::Streaming {
-        position: resume_position,
-    });
-    run.apply(Batch::default(), cp, stats).await
+    Ok(counts)
 }

@@ -17,6 +17,20 @@ pub(crate) async fn connect(url: &str, what: &str) -> Result<Client> {
     Ok(client)
 }
 
+/// Like [`connect`], from an already parsed URL.
+pub(crate) async fn connect_config(config: &tokio_postgres::Config, what: &str) -> Result<Client> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| pg_err(e, &format!("cannot connect to the {what}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
 /// Maps a driver error to siphon's kinds: lost connections are retried, the rest
 /// are database errors; the server's message and code are kept.
 pub(crate) fn pg_err(e: tokio_postgres::Error, doing: &str) -> Error {

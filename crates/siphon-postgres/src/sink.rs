@@ -7,16 +7,16 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use siphon_core::{
-    ApplyStats, Batch, Checkpoint, Error, Op, Result, Row, SchemaOptions, Sink, StreamId,
-    TableName, TableSchema, Value,
+    ApplyStats, Batch, Checkpoint, Error, NativeChunk, NativeFormat, Op, Result, Row,
+    SchemaOptions, Sink, StreamId, TableName, TableSchema, Value,
 };
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, Statement, Transaction};
 
-use crate::conn::{column_list, connect, ident, pg_err, qualified};
+use crate::conn::{column_list, connect, connect_config, ident, pg_err, qualified};
 use crate::copy;
 use crate::schema::{self, create_statements};
-use crate::source::{Param, RawField};
+use crate::source::{Param, RawField, NATIVE_ENCODING};
 use crate::types::{self, PgType};
 
 const CHECKPOINTS: &str = "siphon_checkpoints";
@@ -38,6 +38,13 @@ struct TargetTable {
 pub struct PostgresSink {
     client: Arc<tokio::sync::Mutex<Client>>,
     tables: Arc<Mutex<HashMap<TableName, Arc<TargetTable>>>>,
+    /// The checkpoint upsert, prepared once: every chunk writes one.
+    write_checkpoint: Statement,
+    /// Per table, its `COPY … FROM STDIN` of every column, prepared once for
+    /// native loads.
+    native_copy: Arc<Mutex<HashMap<TableName, Statement>>>,
+    /// The parsed URL, for further connections (its `Debug` hides the password).
+    config: Arc<tokio_postgres::Config>,
 }
 
 fn schema_of(t: &TableSchema) -> String {
@@ -51,7 +58,18 @@ impl PostgresSink {
     /// Connects to the database named by a `postgres://` URL and creates the
     /// checkpoint table when missing.
     pub async fn connect(url: &str) -> Result<PostgresSink> {
+        let config = url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| Error::config("the PostgreSQL URL cannot be parsed").source(e))?;
         let client = connect(url, "target").await?;
+        PostgresSink::with_client(client, Arc::new(config), Arc::default()).await
+    }
+
+    async fn with_client(
+        client: Client,
+        config: Arc<tokio_postgres::Config>,
+        tables: Arc<Mutex<HashMap<TableName, Arc<TargetTable>>>>,
+    ) -> Result<PostgresSink> {
         client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS public.{CHECKPOINTS} (pipeline text NOT NULL, tbl text NOT NULL, \
@@ -59,9 +77,19 @@ impl PostgresSink {
             ))
             .await
             .map_err(|e| pg_err(e, "creating the siphon_checkpoints table"))?;
+        let write_checkpoint = client
+            .prepare(&format!(
+                "INSERT INTO public.{CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at) VALUES ($1, $2, $3, now()) \
+                 ON CONFLICT (pipeline, tbl) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()"
+            ))
+            .await
+            .map_err(|e| pg_err(e, "preparing the checkpoint statement"))?;
         Ok(PostgresSink {
             client: Arc::new(tokio::sync::Mutex::new(client)),
-            tables: Arc::default(),
+            tables,
+            write_checkpoint,
+            native_copy: Arc::default(),
+            config,
         })
     }
 
@@ -139,6 +167,17 @@ async fn upsert(
     )
     .await
     .map_err(werr)?;
+    merge_stage(tx, t, &stage_name, &cols).await.map_err(werr)
+}
+
+/// Inserts the staged rows into the table, updating those whose key exists.
+/// Returns (inserted, updated).
+async fn merge_stage(
+    tx: &Transaction<'_>,
+    t: &TargetTable,
+    stage_name: &str,
+    cols: &str,
+) -> std::result::Result<(u64, u64), tokio_postgres::Error> {
     let keys = column_list(t.key.iter().map(|&i| t.columns[i].as_str()));
     let sets: Vec<String> = t
         .write
@@ -156,8 +195,38 @@ async fn upsert(
          RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
         t.name
     );
-    let r = tx.query_one(&sql, &[]).await.map_err(werr)?;
+    let r = tx.query_one(&sql, &[]).await?;
     Ok((r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
+}
+
+/// `COPY` of every column of the table into `into` (the table or its staging
+/// copy), in binary.
+fn native_copy_sql(t: &TargetTable, into: &str) -> String {
+    format!(
+        "COPY {into} ({}) FROM STDIN (FORMAT binary)",
+        column_list(t.columns.iter().map(String::as_str))
+    )
+}
+
+/// Sends native rows (binary COPY tuples) framed as a whole binary COPY stream.
+async fn copy_native_into<T>(
+    tx: &Transaction<'_>,
+    copy: &T,
+    tuples: Bytes,
+) -> std::result::Result<u64, tokio_postgres::Error>
+where
+    T: ?Sized + tokio_postgres::ToStatement,
+{
+    let sink = tx.copy_in(copy).await?;
+    futures_util::pin_mut!(sink);
+    let mut header = Vec::with_capacity(19);
+    copy::write_header(&mut header);
+    let mut trailer = Vec::with_capacity(2);
+    copy::write_trailer(&mut trailer);
+    sink.feed(Bytes::from(header)).await?;
+    sink.feed(tuples).await?;
+    sink.send(Bytes::from(trailer)).await?;
+    sink.finish().await
 }
 
 /// Deletes rows by key through a staging table.
@@ -197,19 +266,52 @@ async fn delete(
     .map_err(werr)
 }
 
-async fn write_checkpoint(tx: &Transaction<'_>, cp: &Checkpoint) -> Result<()> {
+/// Writes the checkpoint with the sink's prepared statement.
+async fn write_checkpoint(tx: &Transaction<'_>, stmt: &Statement, cp: &Checkpoint) -> Result<()> {
     let json = serde_json::to_string(cp)
         .map_err(|e| Error::internal("encoding a checkpoint").source(e))?;
     tx.execute(
-        &format!(
-            "INSERT INTO public.{CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at) VALUES ($1, $2, $3, now()) \
-             ON CONFLICT (pipeline, tbl) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()"
-        ),
+        stmt,
         &[&cp.stream.pipeline, &cp.stream.table.to_string(), &json],
     )
     .await
     .map_err(|e| pg_err(e, "writing the checkpoint"))?;
     Ok(())
+}
+
+impl PostgresSink {
+    /// Upserts native rows through a staging table, with the checkpoint, in one
+    /// transaction.
+    async fn upsert_native(
+        &self,
+        client: &mut Client,
+        t: &TargetTable,
+        table: &TableSchema,
+        tuples: Bytes,
+        checkpoint: &Checkpoint,
+    ) -> Result<ApplyStats> {
+        let werr = |e| pg_err(e, &format!("loading {}", table.name));
+        let tx = client.transaction().await.map_err(werr)?;
+        let stage = "siphon_stage_native";
+        let cols = column_list(t.columns.iter().map(String::as_str));
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {} WITH NO DATA",
+            t.name
+        ))
+        .await
+        .map_err(werr)?;
+        copy_native_into(&tx, native_copy_sql(t, stage).as_str(), tuples)
+            .await
+            .map_err(werr)?;
+        let (inserted, updated) = merge_stage(&tx, t, stage, &cols).await.map_err(werr)?;
+        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
+        tx.commit().await.map_err(werr)?;
+        Ok(ApplyStats {
+            inserted,
+            updated,
+            deleted: 0,
+        })
+    }
 }
 
 impl Sink for PostgresSink {
@@ -382,9 +484,79 @@ impl Sink for PostgresSink {
                 }
                 Err(e) => return Err(werr(e)),
             };
-        write_checkpoint(&tx, checkpoint).await?;
+        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
         tx.commit().await.map_err(werr)?;
         Ok(stats)
+    }
+
+    async fn accepts_native(&self, table: &TableSchema, format: &NativeFormat) -> Result<bool> {
+        let t = self.target(table)?;
+        // Generated target columns are not written, so their values cannot pass.
+        let accepted = format.encoding == NATIVE_ENCODING
+            && t.write.len() == t.columns.len()
+            && format.columns.len() == t.types.len()
+            && t.types
+                .iter()
+                .zip(&format.columns)
+                .all(|(ty, id)| ty.native_id().as_deref() == Some(id.as_str()));
+        if accepted {
+            let client = self.client.lock().await;
+            let copy = client
+                .prepare(&native_copy_sql(&t, &t.name))
+                .await
+                .map_err(|e| pg_err(e, "preparing a COPY").table(&table.name))?;
+            self.native_copy
+                .lock()
+                .map_err(|_| Error::internal("statement cache poisoned"))?
+                .insert(table.name.clone(), copy);
+        }
+        Ok(accepted)
+    }
+
+    async fn load_native(
+        &self,
+        table: &TableSchema,
+        chunk: NativeChunk,
+        checkpoint: &Checkpoint,
+    ) -> Result<ApplyStats> {
+        let t = self.target(table)?;
+        let copy = self
+            .native_copy
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&table.name).cloned())
+            .ok_or_else(|| Error::internal("native loads were not accepted").table(&table.name))?;
+        let mut client = self.client.lock().await;
+        let werr = |e| pg_err(e, &format!("loading {}", table.name));
+        let tuples = Bytes::from(chunk.data);
+        let tx = client.transaction().await.map_err(werr)?;
+        // Most chunks land in a table that does not hold their keys yet: COPY
+        // them straight in. If a key is there already, the transaction is void:
+        // upsert through a staging table in a new one (keyset chunks never repeat
+        // a key within themselves).
+        let stats = match copy_native_into(&tx, &copy, tuples.clone()).await {
+            Ok(n) => ApplyStats {
+                inserted: n,
+                ..Default::default()
+            },
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                tx.rollback().await.map_err(werr)?;
+                return self
+                    .upsert_native(&mut client, &t, table, tuples, checkpoint)
+                    .await;
+            }
+            Err(e) => return Err(werr(e)),
+        };
+        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
+        tx.commit().await.map_err(werr)?;
+        Ok(stats)
+    }
+
+    async fn another(&self) -> Result<Option<PostgresSink>> {
+        let client = connect_config(&self.config, "target").await?;
+        PostgresSink::with_client(client, self.config.clone(), self.tables.clone())
+            .await
+            .map(Some)
     }
 
     async fn apply(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
@@ -442,7 +614,7 @@ impl Sink for PostgresSink {
             stage += 1;
             i = j.max(i + 1);
         }
-        write_checkpoint(&tx, checkpoint).await?;
+        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
         tx.commit().await.map_err(|e| pg_err(e, "committing"))?;
         Ok(stats)
     }

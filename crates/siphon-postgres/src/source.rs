@@ -5,15 +5,16 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use siphon_core::{
-    Chunk, CursorSpec, CursorStrategy, Error, Lookback, Position, Result, Row, Source, TableFilter,
-    TableName, TableSchema, TypeKind, Value,
+    Chunk, CursorSpec, CursorStrategy, Error, Lookback, NativeChunk, NativeFormat, Position,
+    Result, Row, Source, TableFilter, TableName, TableSchema, TypeKind, Value,
 };
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 use tokio_postgres::Client;
 
-use crate::conn::{column_list, connect, ident, pg_err, qualified};
+use crate::conn::{column_list, connect, connect_config, ident, pg_err, qualified};
 use crate::schema::{self, PgTable};
 use crate::types::{self, PgType};
 
@@ -84,6 +85,10 @@ pub(crate) fn decode_row(
     }
     Ok(out)
 }
+
+/// The encoding of the native path: binary COPY tuples (field count, then each
+/// field's length and bytes), without the stream's header and trailer.
+pub(crate) const NATIVE_ENCODING: &str = "postgresql-binary-tuples";
 
 /// Where a snapshot resumes: the key of the last row copied.
 #[derive(Debug, Serialize, Deserialize)]
@@ -340,6 +345,163 @@ impl Source for PostgresSource {
             None => None,
         };
         Ok(Chunk { rows, last })
+    }
+
+    async fn native_format(&self, table: &TableSchema) -> Result<Option<NativeFormat>> {
+        let key = table.require_row_key()?;
+        let pg = self.table(table).await?;
+        // The checkpoint holds the last row's key, decoded.
+        if key.iter().any(|&i| !pg.types[i].binary_supported()) {
+            return Ok(None);
+        }
+        let columns: Option<Vec<String>> = pg.types.iter().map(PgType::native_id).collect();
+        Ok(columns.map(|columns| NativeFormat {
+            encoding: NATIVE_ENCODING.to_string(),
+            columns,
+        }))
+    }
+
+    async fn read_native(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        until: Option<&Position>,
+        limit: usize,
+    ) -> Result<NativeChunk> {
+        let key = table.require_row_key()?.to_vec();
+        let pg = self.table(table).await?;
+        let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
+        let until: Option<KeyPosition> = until.map(|p| p.decode(&table.name)).transpose()?;
+        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+        let mut params = Vec::new();
+        let mut filters = Vec::new();
+        for (bound, op) in [(&after, ">"), (&until, "<=")] {
+            if let Some(b) = bound {
+                // A cut from `split_keys` holds a prefix of the key.
+                let n = b.key.len().min(key.len());
+                filters.push(format!(
+                    "({}) {op} ({})",
+                    column_list(key[..n].iter().map(|&i| table.columns[i].name.as_str())),
+                    placeholders(params.len() + 1, n)
+                ));
+                params.extend(b.key.iter().zip(&key).map(|(v, &i)| Param(v, &pg.types[i])));
+            }
+        }
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", filters.join(" AND "))
+        };
+        // Every column in binary, whether or not siphon has a codec for its type:
+        // the values are not decoded here, and the target's type is the same.
+        let sql = format!(
+            "SELECT {} FROM {}{filter} ORDER BY {key_cols} LIMIT {limit}",
+            column_list(table.columns.iter().map(|c| c.name.as_str())),
+            name_of(table)
+        );
+        let rerr = |e| pg_err(e, &format!("reading {}", table.name));
+        let stmt = self.client.prepare(&sql).await.map_err(rerr)?;
+        let rows = self
+            .client
+            .query_raw(&stmt, params.iter().map(|p| p as &(dyn ToSql + Sync)))
+            .await
+            .map_err(rerr)?;
+        futures_util::pin_mut!(rows);
+        let width = table.columns.len();
+        let count = i16::try_from(width)
+            .map_err(|_| Error::bad_input("too many columns for binary COPY").table(&table.name))?
+            .to_be_bytes();
+        let mut chunk = NativeChunk {
+            data: Vec::with_capacity(limit.min(1 << 16) * 128),
+            ..NativeChunk::default()
+        };
+        let mut last = None;
+        while let Some(row) = rows.next().await {
+            let row = row.map_err(rerr)?;
+            // A binary COPY tuple: the field count, then each field's length
+            // (-1 for NULL) and bytes, exactly as the server sent them.
+            chunk.data.extend_from_slice(&count);
+            for i in 0..width {
+                let raw: Option<RawField<'_>> = row.try_get(i).map_err(rerr)?;
+                match raw {
+                    None => chunk.data.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(RawField(b)) => {
+                        let len = i32::try_from(b.len()).map_err(|_| {
+                            Error::bad_input("a value is too large for binary COPY")
+                                .table(&table.name)
+                                .column(&table.columns[i].name)
+                        })?;
+                        chunk.data.extend_from_slice(&len.to_be_bytes());
+                        chunk.data.extend_from_slice(b);
+                    }
+                }
+            }
+            chunk.rows += 1;
+            last = Some(row);
+        }
+        if let Some(row) = last {
+            let mut k = Vec::with_capacity(key.len());
+            for &i in &key {
+                let raw: Option<RawField<'_>> = row.try_get(i).map_err(rerr)?;
+                k.push(match raw {
+                    None => Value::Null,
+                    Some(RawField(b)) => types::decode_binary(&pg.types[i], b).map_err(|e| {
+                        Error::bad_input(format!("cannot read the key: {e}"))
+                            .table(&table.name)
+                            .column(&table.columns[i].name)
+                    })?,
+                });
+            }
+            chunk.last = Some(Position::encode(&KeyPosition { key: k })?);
+        }
+        Ok(chunk)
+    }
+
+    async fn split_keys(&self, table: &TableSchema, parts: usize) -> Result<Vec<Position>> {
+        let key = table.require_row_key()?;
+        let first = &table.columns[key[0]];
+        let make: fn(i64) -> Value = match first.data_type.kind {
+            TypeKind::Int16 => |v| Value::Int16(v as i16),
+            TypeKind::Int32 => |v| Value::Int32(v as i32),
+            TypeKind::Int64 => Value::Int64,
+            _ => return Ok(Vec::new()),
+        };
+        if parts < 2 {
+            return Ok(Vec::new());
+        }
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT min({c})::int8, max({c})::int8 FROM {}",
+                    name_of(table),
+                    c = ident(&first.name)
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_err(e, &format!("reading the key range of {}", table.name)))?;
+        let (Some(lo), Some(hi)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+        else {
+            return Ok(Vec::new());
+        };
+        let width = i128::from(hi) - i128::from(lo);
+        let mut cuts: Vec<i64> = (1..parts as i128)
+            .map(|i| (i128::from(lo) + width * i / parts as i128) as i64)
+            .filter(|&c| c < hi)
+            .collect();
+        cuts.dedup();
+        cuts.into_iter()
+            .map(|c| Position::encode(&KeyPosition { key: vec![make(c)] }))
+            .collect()
+    }
+
+    async fn another(&self) -> Result<Option<PostgresSource>> {
+        Ok(Some(PostgresSource {
+            client: Arc::new(connect_config(&self.config, "source").await?),
+            tables: self.tables.clone(),
+            config: self.config.clone(),
+        }))
     }
 
     async fn poll(

@@ -309,6 +309,28 @@ impl PgType {
         PgType::builtin(oid, name).unwrap_or_else(|| PgType::text_only(oid, name))
     }
 
+    /// What identifies the type's binary format across databases, for passing
+    /// values between two PostgreSQL databases without decoding them: a built-in
+    /// type by OID and `format_type()` name (modifiers included), an enum by its
+    /// qualified name (its values travel as label text). `None` for other user
+    /// types (domains, composites, arrays of user types): their OIDs differ from
+    /// one database to another, and binary arrays and records carry them.
+    pub fn native_id(&self) -> Option<String> {
+        /// PostgreSQL's `FirstNormalObjectId`: OIDs below it are built in.
+        const FIRST_USER_OID: u32 = 16384;
+        let element_builtin = self
+            .element
+            .as_deref()
+            .is_none_or(|e| e.oid < FIRST_USER_OID && e.element.is_none());
+        if self.oid < FIRST_USER_OID && element_builtin {
+            return Some(format!("{}:{}", self.oid, self.name));
+        }
+        if self.element.is_none() && matches!(self.kind, TypeKind::Enum { .. }) {
+            return Some(format!("enum:{}", self.name));
+        }
+        None
+    }
+
     /// Whether [`decode_binary`] and [`encode_binary`] handle this type (and its
     /// elements); when not, read it in text format.
     pub fn binary_supported(&self) -> bool {
