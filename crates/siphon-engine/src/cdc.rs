@@ -465,23 +465,31 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
     shutdown: &Shutdown,
 ) -> Result<()> {
     let log = log_stream(pipeline);
+    let wait = deadline.map(|_| FOLLOW_POLL);
+    let past_deadline = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
+    // The batch read while the previous one was applied: it is always applied
+    // before the pass ends, since the stream has moved past it.
+    let mut ahead: Option<(Batch, Position)> = None;
     loop {
-        if shutdown.requested() {
-            // Following the log has no end: stopping is its normal end.
-            return match deadline {
-                Some(_) => Ok(()),
-                None => Err(Error::new(ErrorKind::Cancelled, "stopped on request")),
-            };
-        }
-        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            return Ok(());
-        }
-        let wait = deadline.map(|_| FOLLOW_POLL);
-        let Some((batch, next)) = stream.next_batch(batch_size, until, wait).await? else {
-            if until.is_some() {
-                return Ok(());
+        let (batch, next) = match ahead.take() {
+            Some(b) => b,
+            None => {
+                if shutdown.requested() {
+                    // Following the log has no end: stopping is its normal end.
+                    return match deadline {
+                        Some(_) => Ok(()),
+                        None => Err(Error::new(ErrorKind::Cancelled, "stopped on request")),
+                    };
+                }
+                if past_deadline() {
+                    return Ok(());
+                }
+                match stream.next_batch(batch_size, until, wait).await? {
+                    Some(b) => b,
+                    None if until.is_some() => return Ok(()),
+                    None => continue,
+                }
             }
-            continue;
         };
         // A table whose shape grew is evolved on the target before any of its rows.
         for change in &batch.changes {
@@ -540,7 +548,30 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
                 position: Some(next.clone()),
             },
         };
-        let done = sink.apply(Batch { changes }, &cp).await?;
+        // The target applies this batch while the next one is read and decoded.
+        let read_on = !shutdown.requested() && !past_deadline();
+        let (done, read) = tokio::join!(sink.apply(Batch { changes }, &cp), async {
+            match read_on {
+                true => Some(stream.next_batch(batch_size, until, wait).await),
+                false => None,
+            }
+        });
+        let done = done?;
+        let mut failed = None;
+        let finished = match read {
+            Some(Ok(Some(b))) => {
+                ahead = Some(b);
+                false
+            }
+            // Caught up with `until`.
+            Some(Ok(None)) => until.is_some(),
+            // Reported once what was applied is accounted for.
+            Some(Err(e)) => {
+                failed = Some(e);
+                true
+            }
+            None => false,
+        };
         if let Err(e) = state.save_checkpoint(&cp).await {
             tracing::warn!(pipeline, error = %e, "could not copy the checkpoint to the state store");
         }
@@ -563,6 +594,12 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
             if read > 0 {
                 observer.rows_committed(&t.stream, read);
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if finished {
+            return Ok(());
         }
     }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
 use serde::{Deserialize, Serialize};
 use siphon_core::{
     Batch, Change, ChangeStream, Column, DataType, Error, ErrorKind, LogSource, Op, Position,
@@ -18,7 +17,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use crate::conn::{column_list, ident, pg_err, qualified};
-use crate::pgoutput::{self, Lsn, Message, RelationColumn, TupleColumn, TupleData};
+use crate::pgoutput::{self, Decoder, Lsn, Message, RelationColumn, TupleColumn, TupleData};
+use crate::replication::{Event, ReplicationConfig, ReplicationStream};
 use crate::schema;
 use crate::source::{decode_row, name_of, select_list, Param, PostgresSource};
 use crate::types::{self, PgType};
@@ -85,30 +85,29 @@ impl PostgresSource {
             .map(|n| n.max(0) as u64))
     }
 
-    /// The replication connection's settings, from the source's URL.
-    fn replication_config(&self, slot: &str, start: Lsn) -> ReplicationConfig {
-        let c = &self.config;
-        let host = match c.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            Some(tokio_postgres::config::Host::Unix(p)) => p.to_string_lossy().into_owned(),
-            None => "localhost".to_string(),
+    /// The replication connection's settings, from the source's URL: protocol
+    /// version 2 with large transactions streamed as they are written where the
+    /// server has it (PostgreSQL 14+), else version 1.
+    async fn replication_config(&self, slot: &str, start: Lsn) -> Result<ReplicationConfig> {
+        let version: i32 = self
+            .client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| pg_err(e, "reading the server version"))?
+            .get(0);
+        let (proto, streaming) = if version >= 140000 {
+            (2, true)
+        } else {
+            (1, false)
         };
-        let port = c.get_ports().first().copied().unwrap_or(5432);
-        let user = c.get_user().unwrap_or("postgres").to_string();
-        let password = c
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .unwrap_or_default();
-        let database = c.get_dbname().unwrap_or(&user).to_string();
-        ReplicationConfig::new(host, user, password, database, slot, slot)
-            .with_port(port)
-            .with_start_lsn(pgwire_replication::Lsn::from_u64(start.0))
+        Ok(ReplicationConfig::from_pg_config(&self.config, slot, slot)?
+            .with_start_lsn(start)
+            .with_protocol(proto, streaming)
             // Confirmed positions reach the server within half a second.
             .with_status_interval(Duration::from_millis(500))
-            .with_wakeup_interval(Duration::from_secs(5))
             // Bounded read-ahead: a slow target slows the reader.
-            .with_buffer_size(1024)
-            .with_application_name(slot.to_string())
+            .with_buffer(1024)
+            .with_application_name(slot.to_string()))
     }
 }
 
@@ -283,9 +282,8 @@ impl LogSource for PostgresSource {
             let pg = self.table(t).await?;
             known.insert(t.name.clone(), (t.clone(), pg.types.clone()));
         }
-        let cfg = self.replication_config(&slot, start);
-        let mut client = ReplicationClient::connect(cfg).await.map_err(repl_err)?;
-        client.wait_started().await.map_err(repl_err)?;
+        let cfg = self.replication_config(&slot, start).await?;
+        let client = ReplicationStream::connect(cfg).await?;
         tracing::debug!(pipeline, %slot, from = %start, "replication started");
         Ok(PostgresChangeStream {
             client: Some(client),
@@ -301,6 +299,11 @@ impl LogSource for PostgresSource {
             in_txn: false,
             split: false,
             done: false,
+            decoder: Decoder::new(),
+            moved: std::time::Instant::now(),
+            streamed: HashMap::new(),
+            block: None,
+            replay: None,
         })
     }
 
@@ -351,26 +354,6 @@ impl LogSource for PostgresSource {
     }
 }
 
-fn repl_err(e: pgwire_replication::PgWireError) -> Error {
-    let kind = match &e {
-        pgwire_replication::PgWireError::Io(_) | pgwire_replication::PgWireError::Task(_) => {
-            ErrorKind::Connection
-        }
-        pgwire_replication::PgWireError::Server(m) if m.contains("does not exist") => {
-            ErrorKind::PositionLost
-        }
-        pgwire_replication::PgWireError::Server(m)
-            // Shut down or terminated; 55006: the slot is still held by the
-            // session being replaced.
-            if ["57P01", "57P02", "57P03", "55006"].iter().any(|c| m.contains(c)) =>
-        {
-            ErrorKind::Connection
-        }
-        _ => ErrorKind::Database,
-    };
-    Error::new(kind, "logical replication").source(e)
-}
-
 /// How the columns of a Relation message map onto a table's schema.
 #[derive(Debug, Clone)]
 struct Relation {
@@ -387,7 +370,7 @@ struct Relation {
 /// change; the later changes that made them so follow in the log, so the target
 /// converges.
 pub struct PostgresChangeStream {
-    client: Option<ReplicationClient>,
+    client: Option<ReplicationStream>,
     query: Arc<Client>,
     slot: String,
     /// Tables of the pipeline by name: their schema and column types.
@@ -406,6 +389,16 @@ pub struct PostgresChangeStream {
     /// The transaction being read was split over batches: its end ends a batch.
     split: bool,
     done: bool,
+    decoder: Decoder,
+    /// Blocks of large transactions streamed before they committed (protocol
+    /// 2), by xid, kept on disk until their commit or abort.
+    streamed: HashMap<u32, Spill>,
+    /// The xid of the stream block being read.
+    block: Option<u32>,
+    /// A committed streamed transaction being read back, and where it ends.
+    replay: Option<(Replay, Lsn)>,
+    /// When a batch was last returned.
+    moved: std::time::Instant,
 }
 
 impl std::fmt::Debug for PostgresChangeStream {
@@ -422,15 +415,13 @@ impl Drop for PostgresChangeStream {
     /// A stream dropped without [`ChangeStream::close`] (after an error) ends its
     /// replication session at once, so the slot is free for the next attempt.
     fn drop(&mut self) {
-        if let Some(mut c) = self.client.take() {
-            c.stop();
-            c.abort();
-        }
+        // Dropping the session aborts it.
+        self.client.take();
     }
 }
 
 impl PostgresChangeStream {
-    fn client(&mut self) -> Result<&mut ReplicationClient> {
+    fn client(&mut self) -> Result<&mut ReplicationStream> {
         self.client
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::Connection, "the replication stream is closed"))
@@ -636,6 +627,7 @@ impl PostgresChangeStream {
         split: Option<usize>,
         position: Lsn,
     ) -> Result<Option<(Batch, Position)>> {
+        self.moved = std::time::Instant::now();
         let keep = self.fill(&mut out).await?;
         if let Some(at) = split {
             let at = keep[..at].iter().filter(|k| **k).count();
@@ -784,6 +776,221 @@ fn decode(ty: &PgType, b: &Bytes) -> std::result::Result<Value, String> {
 /// inserted before `until`. `until` is an insert position, which after a record
 /// ending on a page boundary points past the next page's header (24 bytes, 40 at
 /// a segment start), where no record can start: that gap counts as reached.
+/// How long an idle stream waits before it moves the checkpoint to the
+/// position a keepalive reported.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(10);
+
+/// What the change stream reads next: transaction bounds and changes, in
+/// commit order (a streamed transaction is read back whole at its commit).
+enum TxnEvent {
+    Begin {
+        final_lsn: Lsn,
+    },
+    Commit {
+        end_lsn: Lsn,
+    },
+    Change(Message),
+    /// `urgent`: the server waits for the client to confirm `wal_end`.
+    KeepAlive {
+        wal_end: Lsn,
+        urgent: bool,
+    },
+}
+
+fn unreadable(e: pgoutput::DecodeError) -> Error {
+    Error::internal("the replication stream sent a message siphon cannot read").source(e)
+}
+
+fn spill_err(e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        "cannot keep a large streamed transaction in a temporary file (see TMPDIR)",
+    )
+    .source(e)
+}
+
+/// The blocks of one large transaction that PostgreSQL streamed before it
+/// committed, kept in an unnamed temporary file (length-prefixed `pgoutput`
+/// messages) so that memory stays bounded whatever its size.
+struct Spill {
+    file: std::io::BufWriter<std::fs::File>,
+    len: u64,
+    /// Subtransactions by the offset of their first change, in order.
+    subxacts: Vec<(u32, u64)>,
+}
+
+impl Spill {
+    fn new() -> Result<Spill> {
+        Ok(Spill {
+            file: std::io::BufWriter::with_capacity(
+                1 << 16,
+                tempfile::tempfile().map_err(spill_err)?,
+            ),
+            len: 0,
+            subxacts: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, top: u32, xid: Option<u32>, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        if let Some(x) = xid.filter(|x| *x != top) {
+            if !self.subxacts.iter().any(|(s, _)| *s == x) {
+                self.subxacts.push((x, self.len));
+            }
+        }
+        let n = u32::try_from(data.len())
+            .map_err(|_| Error::internal("a pgoutput message over 4 GiB"))?;
+        self.file.write_all(&n.to_be_bytes()).map_err(spill_err)?;
+        self.file.write_all(data).map_err(spill_err)?;
+        self.len += 4 + u64::from(n);
+        Ok(())
+    }
+
+    /// Forgets a rolled back subtransaction: its changes and those of the
+    /// subtransactions after it (PostgreSQL sends a subtransaction's changes
+    /// after those of the subtransactions it started before).
+    fn abort(&mut self, subxid: u32) -> Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        let Some(at) = self.subxacts.iter().position(|(s, _)| *s == subxid) else {
+            return Ok(());
+        };
+        let offset = self.subxacts[at].1;
+        self.file.flush().map_err(spill_err)?;
+        self.file.get_mut().set_len(offset).map_err(spill_err)?;
+        self.file.seek(SeekFrom::Start(offset)).map_err(spill_err)?;
+        self.len = offset;
+        self.subxacts.truncate(at);
+        Ok(())
+    }
+
+    fn into_replay(self) -> Result<Replay> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = self
+            .file
+            .into_inner()
+            .map_err(|e| spill_err(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(spill_err)?;
+        Ok(Replay {
+            reader: Some(std::io::BufReader::with_capacity(1 << 16, file)),
+        })
+    }
+}
+
+/// A committed streamed transaction read back from its [`Spill`].
+struct Replay {
+    reader: Option<std::io::BufReader<std::fs::File>>,
+}
+
+impl Replay {
+    fn next(&mut self) -> Result<Option<Bytes>> {
+        use std::io::Read;
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(None);
+        };
+        let mut n = [0u8; 4];
+        match reader.read_exact(&mut n) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.reader = None;
+                return Ok(None);
+            }
+            Err(e) => return Err(spill_err(e)),
+        }
+        let mut data = vec![0u8; u32::from_be_bytes(n) as usize];
+        reader.read_exact(&mut data).map_err(spill_err)?;
+        Ok(Some(Bytes::from(data)))
+    }
+}
+
+impl PostgresChangeStream {
+    /// The next transaction bound, change or keepalive; `None` when `wait`
+    /// passed first. Blocks of streamed transactions go to their spill files
+    /// as they come; at its Stream Commit a transaction is read back whole.
+    async fn next_event(&mut self, wait: Option<Duration>) -> Result<Option<TxnEvent>> {
+        loop {
+            if let Some((replay, end_lsn)) = &mut self.replay {
+                match replay.next()? {
+                    Some(data) => {
+                        let msg = pgoutput::decode(data, true).map_err(unreadable)?;
+                        return Ok(Some(TxnEvent::Change(msg)));
+                    }
+                    None => {
+                        let end_lsn = *end_lsn;
+                        self.replay = None;
+                        return Ok(Some(TxnEvent::Commit { end_lsn }));
+                    }
+                }
+            }
+            let client = self.client()?;
+            let event = match wait {
+                Some(w) => match tokio::time::timeout(w, client.recv()).await {
+                    Ok(e) => e?,
+                    Err(_) => return Ok(None),
+                },
+                None => client.recv().await?,
+            };
+            let data = match event {
+                Some(Event::Data { data, .. }) => data,
+                Some(Event::KeepAlive {
+                    wal_end,
+                    reply_requested,
+                    ..
+                }) => {
+                    return Ok(Some(TxnEvent::KeepAlive {
+                        wal_end,
+                        urgent: reply_requested,
+                    }))
+                }
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Connection,
+                        "the replication stream ended",
+                    ))
+                }
+            };
+            let msg = self.decoder.decode(data.clone()).map_err(unreadable)?;
+            match msg {
+                Message::Begin { final_lsn, .. } => return Ok(Some(TxnEvent::Begin { final_lsn })),
+                Message::Commit { end_lsn, .. } => return Ok(Some(TxnEvent::Commit { end_lsn })),
+                Message::StreamStart { xid, .. } => self.block = Some(xid),
+                Message::StreamStop => self.block = None,
+                Message::StreamCommit {
+                    xid,
+                    commit_lsn,
+                    end_lsn,
+                    ..
+                } => {
+                    let replay = match self.streamed.remove(&xid) {
+                        Some(spill) => spill.into_replay()?,
+                        None => Replay { reader: None },
+                    };
+                    self.replay = Some((replay, end_lsn));
+                    return Ok(Some(TxnEvent::Begin {
+                        final_lsn: commit_lsn,
+                    }));
+                }
+                Message::StreamAbort { xid, subxid, .. } => {
+                    if xid == subxid {
+                        self.streamed.remove(&xid);
+                    } else if let Some(spill) = self.streamed.get_mut(&xid) {
+                        spill.abort(subxid)?;
+                    }
+                }
+                msg => match self.block {
+                    Some(top) => {
+                        let spill = match self.streamed.entry(top) {
+                            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(e) => e.insert(Spill::new()?),
+                        };
+                        spill.push(top, msg.stream_xid(), &data)?;
+                    }
+                    None => return Ok(Some(TxnEvent::Change(msg))),
+                },
+            }
+        }
+    }
+}
+
 fn reached(sent: Lsn, until: Lsn) -> bool {
     const PAGE: u64 = 8192;
     const LONG_HEADER: u64 = 40;
@@ -798,6 +1005,7 @@ impl ChangeStream for PostgresChangeStream {
         wait: Option<Duration>,
     ) -> Result<Option<(Batch, Position)>> {
         let until = until.map(lsn_of).transpose()?;
+        let give_up = wait.map(|w| std::time::Instant::now() + w);
         if self.done
             || until
                 .is_some_and(|u| reached(self.start, u) && !self.in_txn && self.pending.is_empty())
@@ -816,30 +1024,31 @@ impl ChangeStream for PostgresChangeStream {
             // are already waiting.
             let between = !self.in_txn;
             let in_hand = !out.is_empty() || !self.todo.is_empty();
-            let client = self.client()?;
             // Waiting is cut short only between transactions, where giving up
-            // loses nothing: `recv` keeps an event it did not return.
+            // loses nothing: the session keeps an event it did not return.
             let event = match (between, in_hand, wait) {
-                (true, true, _) => {
-                    match tokio::time::timeout(Duration::ZERO, client.recv()).await {
-                        Ok(e) => e,
-                        Err(_) => return self.emit(out, None, position).await,
+                (true, true, _) => match self.next_event(Some(Duration::ZERO)).await? {
+                    Some(e) => e,
+                    None => return self.emit(out, None, position).await,
+                },
+                // `wait` bounds the whole call: keepalives do not extend it.
+                (true, false, Some(_)) => {
+                    let left = give_up
+                        .map(|t| t.saturating_duration_since(std::time::Instant::now()))
+                        .unwrap_or_default();
+                    match self.next_event(Some(left)).await? {
+                        Some(e) => e,
+                        None => return Ok(None),
                     }
                 }
-                (true, false, Some(wait)) => {
-                    match tokio::time::timeout(wait, client.recv()).await {
-                        Ok(e) => e,
-                        Err(_) => return Ok(None),
-                    }
-                }
-                _ => client.recv().await,
+                _ => self
+                    .next_event(None)
+                    .await?
+                    .ok_or_else(|| Error::internal("the change stream stopped waiting"))?,
             };
-            let event = event
-                .map_err(repl_err)?
-                .ok_or_else(|| Error::new(ErrorKind::Connection, "the replication stream ended"))?;
             match event {
-                ReplicationEvent::Begin { final_lsn, .. } => {
-                    if until.is_some_and(|u| final_lsn.as_u64() >= u.0) {
+                TxnEvent::Begin { final_lsn } => {
+                    if until.is_some_and(|u| final_lsn >= u) {
                         // Committed after `until`: stop before it.
                         self.done = true;
                         if out.is_empty() {
@@ -850,10 +1059,10 @@ impl ChangeStream for PostgresChangeStream {
                     self.in_txn = true;
                     txn_start = out.len();
                 }
-                ReplicationEvent::Commit { end_lsn, .. } => {
+                TxnEvent::Commit { end_lsn } => {
                     self.in_txn = false;
                     let was_split = std::mem::take(&mut self.split);
-                    self.committed = Lsn(end_lsn.as_u64());
+                    self.committed = end_lsn;
                     position = self.committed;
                     if until.is_some_and(|u| self.committed >= u) {
                         self.done = true;
@@ -867,11 +1076,7 @@ impl ChangeStream for PostgresChangeStream {
                         return self.emit(out, None, position).await;
                     }
                 }
-                ReplicationEvent::XLogData { data, .. } => {
-                    let msg = pgoutput::decode(data, false).map_err(|e| {
-                        Error::internal("the replication stream sent a message siphon cannot read")
-                            .source(e)
-                    })?;
+                TxnEvent::Change(msg) => {
                     self.change(msg, &mut out).await?;
                     if self.in_txn && out.len() >= max {
                         let at = if txn_start > 0 {
@@ -888,21 +1093,30 @@ impl ChangeStream for PostgresChangeStream {
                         return self.emit(out, Some(at), position).await;
                     }
                 }
-                ReplicationEvent::KeepAlive { wal_end, .. } => {
-                    if !self.in_txn && until.is_some_and(|u| reached(Lsn(wal_end.as_u64()), u)) {
-                        self.done = true;
-                        if out.is_empty() {
-                            return Ok(None);
-                        }
+                TxnEvent::KeepAlive { wal_end, urgent } => {
+                    if self.in_txn {
+                        continue;
+                    }
+                    let at_end = until.is_some_and(|u| reached(wal_end, u));
+                    if !out.is_empty() {
+                        self.done |= at_end;
                         return self.emit(out, None, position).await;
                     }
-                }
-                ReplicationEvent::Message { .. } => {}
-                ReplicationEvent::StoppedAt { .. } => {
-                    return Err(Error::new(
-                        ErrorKind::Connection,
-                        "the replication stream stopped",
-                    ));
+                    // Idle, with every transaction before `wal_end` applied:
+                    // an empty batch moves the checkpoint there, so the source
+                    // may drop that log (which may hold only other tables'
+                    // changes) and a server shutting down stops waiting.
+                    let due = urgent || at_end || self.moved.elapsed() >= IDLE_CHECKPOINT;
+                    if wal_end > self.committed && due {
+                        self.done |= at_end;
+                        self.committed = wal_end;
+                        self.moved = std::time::Instant::now();
+                        return Ok(Some((Batch::default(), to_position(wal_end))));
+                    }
+                    if at_end {
+                        self.done = true;
+                        return Ok(None);
+                    }
                 }
             }
         }
@@ -913,14 +1127,14 @@ impl ChangeStream for PostgresChangeStream {
         if lsn > self.confirmed {
             self.confirmed = lsn;
             if let Some(c) = &self.client {
-                c.update_applied_lsn(pgwire_replication::Lsn::from_u64(lsn.0));
+                c.set_applied(lsn);
             }
         }
         Ok(())
     }
 
     async fn close(mut self) -> Result<()> {
-        if let Some(mut c) = self.client.take() {
+        if let Some(c) = self.client.take() {
             if let Err(e) = c.shutdown().await {
                 tracing::debug!(error = %e, "replication stream ended with an error");
             }

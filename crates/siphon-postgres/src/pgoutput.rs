@@ -661,6 +661,20 @@ impl Decoder {
 }
 
 impl Message {
+    /// The (sub)transaction xid a message inside a stream block carries.
+    pub fn stream_xid(&self) -> Option<u32> {
+        match self {
+            Message::Relation { xid, .. }
+            | Message::Type { xid, .. }
+            | Message::Insert { xid, .. }
+            | Message::Update { xid, .. }
+            | Message::Delete { xid, .. }
+            | Message::Truncate { xid, .. }
+            | Message::LogicalMessage { xid, .. } => *xid,
+            _ => None,
+        }
+    }
+
     /// The message kind as PostgreSQL's documentation names it, e.g. `Stream Commit`.
     pub fn name(&self) -> &'static str {
         match self {

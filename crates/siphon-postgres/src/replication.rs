@@ -297,6 +297,10 @@ pub enum Event {
         wal_end: Lsn,
         /// The server's clock when sending.
         server_time: i64,
+        /// The server asked for a reply (already sent, with the applied
+        /// position): it waits for the applied position to reach `wal_end`,
+        /// e.g. to shut down.
+        reply_requested: bool,
     },
 }
 
@@ -985,6 +989,7 @@ impl Reader {
                         Ok(Handled::Event(Event::KeepAlive {
                             wal_end: end,
                             server_time: time,
+                            reply_requested: reply,
                         }))
                     }
                 }
