@@ -304,10 +304,17 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
     let todo: VecDeque<usize> = (0..ranges.len()).filter(|&i| !ranges[i].2).collect();
     let mut handles = Vec::new();
     while handles.len() + 1 < workers.min(todo.len()) {
-        let (Some(source), Some(sink)) = (run.source.another().await?, run.sink.another().await?)
-        else {
-            tracing::info!(stream = %run.stream, "the connectors cannot open more connections; fewer workers");
-            break;
+        // A server out of connection slots means fewer workers, not a failed load.
+        let (source, sink) = match (run.source.another().await, run.sink.another().await) {
+            (Ok(Some(source)), Ok(Some(sink))) => (source, sink),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(stream = %run.stream, workers = handles.len() + 1, error = %e, "cannot open more connections; loading with fewer workers");
+                break;
+            }
+            _ => {
+                tracing::info!(stream = %run.stream, workers = handles.len() + 1, "the connectors cannot open more connections; loading with fewer workers");
+                break;
+            }
         };
         if !sink.accepts_native(&run.target_table, format).await? {
             return Err(
