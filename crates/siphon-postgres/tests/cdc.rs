@@ -795,3 +795,60 @@ async fn large_transactions_streamed_before_commit_arrive_whole() {
         "PostgreSQL streamed {streamed:?} transactions; the test did not exercise streaming"
     );
 }
+
+/// A stream with nothing to apply still moves the checkpoint (and the slot) to
+/// the position the server reports, so the slot does not hold the WAL written
+/// for other tables meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_moves_the_checkpoint_past_other_tables_changes() {
+    use siphon_engine::{follow_log_pass, LogSession};
+    use std::time::Duration;
+
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE mine (id int PRIMARY KEY); CREATE TABLE other (id int PRIMARY KEY);
+         INSERT INTO mine VALUES (1);",
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.mine"]}"#);
+    succeeded(&e.pass(&p, &source, &sink, &NoopObserver).await);
+    let before = e.checkpoint_lsn();
+    e.src_sql("INSERT INTO other SELECT g FROM generate_series(1, 10000) g;");
+    let written = e.src_sql("SELECT pg_current_wal_insert_lsn()");
+
+    // Longer than the 10 s an idle stream waits before it moves the checkpoint.
+    let mut session = LogSession::follow(Duration::from_secs(13));
+    let report = follow_log_pass(
+        &e.pipeline,
+        &p,
+        &source,
+        &sink,
+        &e.state,
+        &NoopObserver,
+        &Shutdown::new(),
+        &mut session,
+    )
+    .await
+    .unwrap();
+    session.close().await.unwrap();
+    succeeded(&report);
+    assert_eq!(table(&report, "public.mine").rows_read, 0);
+    let after = e.checkpoint_lsn();
+    let moved =
+        e.pg.query(&format!(
+        "SELECT '{after}'::pg_lsn >= '{written}'::pg_lsn AND '{after}'::pg_lsn > '{before}'::pg_lsn"
+    ))
+        .unwrap();
+    assert_eq!(
+        moved, "t",
+        "checkpoint {before} → {after}, other tables' WAL ends at {written}"
+    );
+    e.assert_slot_behind_checkpoint();
+    let confirmed = e.pg.query(&format!(
+        "SELECT confirmed_flush_lsn >= '{written}'::pg_lsn FROM pg_replication_slots WHERE slot_name = '{}'",
+        log_name(&e.pipeline)
+    ))
+    .unwrap();
+    assert_eq!(confirmed, "t", "the slot still holds the other tables' WAL");
+}
