@@ -550,6 +550,7 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
         };
         // The target applies this batch while the next one is read and decoded.
         let read_on = !shutdown.requested() && !past_deadline();
+        let (batch_len, applying) = (changes.len(), std::time::Instant::now());
         let (done, read) = tokio::join!(sink.apply(Batch { changes }, &cp), async {
             match read_on {
                 true => Some(stream.next_batch(batch_size, until, wait).await),
@@ -557,6 +558,12 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
             }
         });
         let done = done?;
+        tracing::trace!(
+            pipeline,
+            changes = batch_len,
+            took_ms = applying.elapsed().as_millis() as u64,
+            "batch applied"
+        );
         let mut failed = None;
         let finished = match read {
             Some(Ok(Some(b))) => {

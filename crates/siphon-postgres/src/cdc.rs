@@ -951,7 +951,20 @@ impl PostgresChangeStream {
             let msg = self.decoder.decode(data.clone()).map_err(unreadable)?;
             match msg {
                 Message::Begin { final_lsn, .. } => return Ok(Some(TxnEvent::Begin { final_lsn })),
-                Message::Commit { end_lsn, .. } => return Ok(Some(TxnEvent::Commit { end_lsn })),
+                Message::Commit {
+                    end_lsn,
+                    commit_time,
+                    ..
+                } => {
+                    tracing::trace!(
+                        %end_lsn,
+                        behind_ms = (pgoutput::postgres_timestamp(std::time::SystemTime::now())
+                            - commit_time)
+                            / 1000,
+                        "transaction received"
+                    );
+                    return Ok(Some(TxnEvent::Commit { end_lsn }));
+                }
                 Message::StreamStart { xid, .. } => self.block = Some(xid),
                 Message::StreamStop => self.block = None,
                 Message::StreamCommit {
