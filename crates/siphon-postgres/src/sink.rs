@@ -45,6 +45,81 @@ pub struct PostgresSink {
     native_copy: Arc<Mutex<HashMap<TableName, Statement>>>,
     /// The parsed URL, for further connections (its `Debug` hides the password).
     config: Arc<tokio_postgres::Config>,
+    /// This connection's staging tables and statements for change batches.
+    staging: Arc<Staging>,
+}
+
+/// The staging tables a connection created for change batches, and the
+/// statements it prepared on them. A staging table is created once per
+/// connection, table shape and use within a transaction (`ON COMMIT DELETE
+/// ROWS`: every transaction finds it empty), so a batch costs no catalog
+/// changes and no files created and removed.
+#[derive(Debug, Default)]
+struct Staging {
+    tables: Mutex<std::collections::HashSet<String>>,
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+impl Staging {
+    /// The staging table for the `n`-th run of changes of a transaction into
+    /// `target` with `columns`; created if missing.
+    async fn table(
+        &self,
+        tx: &Transaction<'_>,
+        n: usize,
+        target: &str,
+        columns: &str,
+    ) -> std::result::Result<String, tokio_postgres::Error> {
+        let shape = xxhash_rust::xxh3::xxh3_64(format!("{target}\0{columns}").as_bytes());
+        let name = format!("siphon_stage_{n}_{shape:016x}");
+        let known = self
+            .tables
+            .lock()
+            .map(|t| t.contains(&name))
+            .unwrap_or(false);
+        if !known {
+            tx.batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS AS \
+                 SELECT {columns} FROM {target} WITH NO DATA"
+            ))
+            .await?;
+            if let Ok(mut t) = self.tables.lock() {
+                t.insert(name.clone());
+            }
+        }
+        Ok(name)
+    }
+
+    /// `sql`, prepared once.
+    async fn statement(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &str,
+    ) -> std::result::Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self
+            .statements
+            .lock()
+            .ok()
+            .and_then(|m| m.get(sql).cloned())
+        {
+            return Ok(s);
+        }
+        let s = tx.prepare(sql).await?;
+        if let Ok(mut m) = self.statements.lock() {
+            m.insert(sql.to_string(), s.clone());
+        }
+        Ok(s)
+    }
+
+    /// Forgets everything: after a failed transaction, tables it created are gone.
+    fn clear(&self) {
+        if let Ok(mut t) = self.tables.lock() {
+            t.clear();
+        }
+        if let Ok(mut m) = self.statements.lock() {
+            m.clear();
+        }
+    }
 }
 
 fn schema_of(t: &TableSchema) -> String {
@@ -90,6 +165,7 @@ impl PostgresSink {
             write_checkpoint,
             native_copy: Arc::default(),
             config,
+            staging: Arc::default(),
         })
     }
 
@@ -117,17 +193,15 @@ fn copy_data(t: &TargetTable, rows: &[&Row], cols: &[usize], table: &TableSchema
     Ok(Bytes::from(buf))
 }
 
-async fn copy_into(
+async fn copy_into<T>(
     tx: &Transaction<'_>,
-    target: &str,
-    columns: &str,
+    copy: &T,
     data: Bytes,
-) -> std::result::Result<u64, tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {target} ({columns}) FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
+) -> std::result::Result<u64, tokio_postgres::Error>
+where
+    T: ?Sized + tokio_postgres::ToStatement,
+{
+    let sink = tx.copy_in(copy).await?;
     futures_util::pin_mut!(sink);
     sink.send(data).await?;
     sink.finish().await
@@ -141,6 +215,7 @@ async fn upsert(
     table: &TableSchema,
     rows: &[&Row],
     stage: usize,
+    staging: &Staging,
 ) -> Result<(u64, u64)> {
     let mut last: HashMap<Vec<u8>, usize> = HashMap::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
@@ -152,22 +227,23 @@ async fn upsert(
     let rows: Vec<&Row> = keep.into_iter().map(|i| rows[i]).collect();
     let werr = |e| pg_err(e, &format!("writing {}", table.name));
     let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
-    let stage_name = format!("siphon_stage_{stage}");
-    tx.batch_execute(&format!(
-        "CREATE TEMP TABLE {stage_name} ON COMMIT DROP AS SELECT {cols} FROM {} WITH NO DATA",
-        t.name
-    ))
-    .await
-    .map_err(werr)?;
-    copy_into(
-        tx,
-        &stage_name,
-        &cols,
-        copy_data(t, &rows, &t.write, table)?,
-    )
-    .await
-    .map_err(werr)?;
-    merge_stage(tx, t, &stage_name, &cols).await.map_err(werr)
+    let stage_name = staging
+        .table(tx, stage, &t.name, &cols)
+        .await
+        .map_err(werr)?;
+    let copy = staging
+        .statement(
+            tx,
+            &format!("COPY {stage_name} ({cols}) FROM STDIN (FORMAT binary)"),
+        )
+        .await
+        .map_err(werr)?;
+    copy_into(tx, &copy, copy_data(t, &rows, &t.write, table)?)
+        .await
+        .map_err(werr)?;
+    merge_stage(tx, t, &stage_name, &cols, Some(staging))
+        .await
+        .map_err(werr)
 }
 
 /// Inserts the staged rows into the table, updating those whose key exists.
@@ -177,6 +253,7 @@ async fn merge_stage(
     t: &TargetTable,
     stage_name: &str,
     cols: &str,
+    staging: Option<&Staging>,
 ) -> std::result::Result<(u64, u64), tokio_postgres::Error> {
     let keys = column_list(t.key.iter().map(|&i| t.columns[i].as_str()));
     let sets: Vec<String> = t
@@ -195,7 +272,13 @@ async fn merge_stage(
          RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
         t.name
     );
-    let r = tx.query_one(&sql, &[]).await?;
+    let r = match staging {
+        Some(staging) => {
+            tx.query_one(&staging.statement(tx, &sql).await?, &[])
+                .await?
+        }
+        None => tx.query_one(&sql, &[]).await?,
+    };
     Ok((r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
 }
 
@@ -236,17 +319,22 @@ async fn delete(
     table: &TableSchema,
     rows: &[&Row],
     stage: usize,
+    staging: &Staging,
 ) -> Result<u64> {
     let werr = |e| pg_err(e, &format!("deleting from {}", table.name));
     let keys = column_list(t.key.iter().map(|&i| t.columns[i].as_str()));
-    let stage_name = format!("siphon_stage_{stage}");
-    tx.batch_execute(&format!(
-        "CREATE TEMP TABLE {stage_name} ON COMMIT DROP AS SELECT {keys} FROM {} WITH NO DATA",
-        t.name
-    ))
-    .await
-    .map_err(werr)?;
-    copy_into(tx, &stage_name, &keys, copy_data(t, rows, &t.key, table)?)
+    let stage_name = staging
+        .table(tx, stage, &t.name, &keys)
+        .await
+        .map_err(werr)?;
+    let copy = staging
+        .statement(
+            tx,
+            &format!("COPY {stage_name} ({keys}) FROM STDIN (FORMAT binary)"),
+        )
+        .await
+        .map_err(werr)?;
+    copy_into(tx, &copy, copy_data(t, rows, &t.key, table)?)
         .await
         .map_err(werr)?;
     let on: Vec<String> = t
@@ -254,16 +342,13 @@ async fn delete(
         .iter()
         .map(|&i| format!("t.{c} = s.{c}", c = ident(&t.columns[i])))
         .collect();
-    tx.execute(
-        &format!(
-            "DELETE FROM {} t USING {stage_name} s WHERE {}",
-            t.name,
-            on.join(" AND ")
-        ),
-        &[],
-    )
-    .await
-    .map_err(werr)
+    let sql = format!(
+        "DELETE FROM {} t USING {stage_name} s WHERE {}",
+        t.name,
+        on.join(" AND ")
+    );
+    let stmt = staging.statement(tx, &sql).await.map_err(werr)?;
+    tx.execute(&stmt, &[]).await.map_err(werr)
 }
 
 /// Writes the checkpoint with the sink's prepared statement.
@@ -282,6 +367,119 @@ async fn write_checkpoint(tx: &Transaction<'_>, stmt: &Statement, cp: &Checkpoin
 impl PostgresSink {
     /// Upserts native rows through a staging table, with the checkpoint, in one
     /// transaction.
+    /// Loads a chunk of rows and its checkpoint in one transaction: by COPY, or
+    /// by upsert when some keys are there already.
+    async fn load_rows(
+        &self,
+        table: &TableSchema,
+        rows: Vec<Row>,
+        checkpoint: &Checkpoint,
+    ) -> Result<ApplyStats> {
+        let t = self.target(table)?;
+        let mut client = self.client.lock().await;
+        let werr = |e| pg_err(e, &format!("loading {}", table.name));
+        let tx = client.transaction().await.map_err(werr)?;
+        let refs: Vec<&Row> = rows.iter().collect();
+        // Most chunks land in a table that does not hold their keys yet: COPY them
+        // straight in. If a key is there already, fall back to the upsert path.
+        tx.batch_execute("SAVEPOINT siphon_load")
+            .await
+            .map_err(werr)?;
+        let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
+        let copy = format!("COPY {} ({cols}) FROM STDIN (FORMAT binary)", t.name);
+        let stats = match copy_into(&tx, copy.as_str(), copy_data(&t, &refs, &t.write, table)?)
+            .await
+        {
+            Ok(n) => {
+                tx.batch_execute("RELEASE SAVEPOINT siphon_load")
+                    .await
+                    .map_err(werr)?;
+                ApplyStats {
+                    inserted: n,
+                    ..Default::default()
+                }
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT siphon_load")
+                    .await
+                    .map_err(werr)?;
+                let (inserted, updated) = upsert(&tx, &t, table, &refs, 0, &self.staging).await?;
+                ApplyStats {
+                    inserted,
+                    updated,
+                    deleted: 0,
+                }
+            }
+            Err(e) => return Err(werr(e)),
+        };
+        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
+        tx.commit().await.map_err(werr)?;
+        Ok(stats)
+    }
+
+    /// Applies a batch of changes and its checkpoint in one transaction.
+    async fn apply_changes(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
+        let mut client = self.client.lock().await;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_err(e, "starting a transaction"))?;
+        let mut stats = ApplyStats::default();
+        let changes = &batch.changes;
+        let mut i = 0;
+        let mut stage = 0;
+        while i < changes.len() {
+            let table = &changes[i].table;
+            let t = self.target(table)?;
+            let upserting = matches!(changes[i].op, Op::Insert(_) | Op::Update { .. });
+            let deleting = matches!(changes[i].op, Op::Delete(_));
+            // A run of changes of one kind to one table goes in one statement.
+            let mut j = i;
+            let mut rows: Vec<&Row> = Vec::new();
+            while j < changes.len() && std::sync::Arc::ptr_eq(&changes[j].table, table) {
+                match (&changes[j].op, upserting, deleting) {
+                    (Op::Insert(r) | Op::Update { after: r, .. }, true, _) => rows.push(r),
+                    (Op::Delete(r), _, true) => rows.push(r),
+                    _ => break,
+                }
+                j += 1;
+            }
+            match &changes[i].op {
+                Op::Insert(_) | Op::Update { .. } => {
+                    let (ins, upd) = upsert(&tx, &t, table, &rows, stage, &self.staging).await?;
+                    stats.inserted += ins;
+                    stats.updated += upd;
+                }
+                Op::Delete(_) => {
+                    stats.deleted += delete(&tx, &t, table, &rows, stage, &self.staging).await?
+                }
+                Op::Truncate => {
+                    let n = tx
+                        .query_one(&format!("SELECT count(*) FROM {}", t.name), &[])
+                        .await
+                        .map_err(|e| pg_err(e, "counting rows"))?
+                        .get::<_, i64>(0);
+                    tx.batch_execute(&format!("TRUNCATE {}", t.name))
+                        .await
+                        .map_err(|e| pg_err(e, &format!("truncating {}", table.name)))?;
+                    stats.deleted += n as u64;
+                    j = i + 1;
+                }
+                Op::Schema(_) => {
+                    return Err(
+                        Error::internal("schema changes are applied through prepare")
+                            .table(&table.name),
+                    )
+                }
+            }
+            stage += 1;
+            i = j.max(i + 1);
+        }
+        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
+        tx.commit().await.map_err(|e| pg_err(e, "committing"))?;
+        Ok(stats)
+    }
+
     async fn upsert_native(
         &self,
         client: &mut Client,
@@ -303,7 +501,9 @@ impl PostgresSink {
         copy_native_into(&tx, native_copy_sql(t, stage).as_str(), tuples)
             .await
             .map_err(werr)?;
-        let (inserted, updated) = merge_stage(&tx, t, stage, &cols).await.map_err(werr)?;
+        let (inserted, updated) = merge_stage(&tx, t, stage, &cols, None)
+            .await
+            .map_err(werr)?;
         write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
         tx.commit().await.map_err(werr)?;
         Ok(ApplyStats {
@@ -449,44 +649,12 @@ impl Sink for PostgresSink {
         rows: Vec<Row>,
         checkpoint: &Checkpoint,
     ) -> Result<ApplyStats> {
-        let t = self.target(table)?;
-        let mut client = self.client.lock().await;
-        let werr = |e| pg_err(e, &format!("loading {}", table.name));
-        let tx = client.transaction().await.map_err(werr)?;
-        let refs: Vec<&Row> = rows.iter().collect();
-        // Most chunks land in a table that does not hold their keys yet: COPY them
-        // straight in. If a key is there already, fall back to the upsert path.
-        tx.batch_execute("SAVEPOINT siphon_load")
-            .await
-            .map_err(werr)?;
-        let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
-        let stats =
-            match copy_into(&tx, &t.name, &cols, copy_data(&t, &refs, &t.write, table)?).await {
-                Ok(n) => {
-                    tx.batch_execute("RELEASE SAVEPOINT siphon_load")
-                        .await
-                        .map_err(werr)?;
-                    ApplyStats {
-                        inserted: n,
-                        ..Default::default()
-                    }
-                }
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT siphon_load")
-                        .await
-                        .map_err(werr)?;
-                    let (inserted, updated) = upsert(&tx, &t, table, &refs, 0).await?;
-                    ApplyStats {
-                        inserted,
-                        updated,
-                        deleted: 0,
-                    }
-                }
-                Err(e) => return Err(werr(e)),
-            };
-        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
-        tx.commit().await.map_err(werr)?;
-        Ok(stats)
+        let r = self.load_rows(table, rows, checkpoint).await;
+        if r.is_err() {
+            // The transaction rolled back, with any staging table it created.
+            self.staging.clear();
+        }
+        r
     }
 
     async fn accepts_native(&self, table: &TableSchema, format: &NativeFormat) -> Result<bool> {
@@ -560,65 +728,13 @@ impl Sink for PostgresSink {
     }
 
     async fn apply(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
-        let mut client = self.client.lock().await;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| pg_err(e, "starting a transaction"))?;
-        let mut stats = ApplyStats::default();
-        let changes = &batch.changes;
-        let mut i = 0;
-        let mut stage = 0;
-        while i < changes.len() {
-            let table = &changes[i].table;
-            let t = self.target(table)?;
-            let upserting = matches!(changes[i].op, Op::Insert(_) | Op::Update { .. });
-            let deleting = matches!(changes[i].op, Op::Delete(_));
-            // A run of changes of one kind to one table goes in one statement.
-            let mut j = i;
-            let mut rows: Vec<&Row> = Vec::new();
-            while j < changes.len() && std::sync::Arc::ptr_eq(&changes[j].table, table) {
-                match (&changes[j].op, upserting, deleting) {
-                    (Op::Insert(r) | Op::Update { after: r, .. }, true, _) => rows.push(r),
-                    (Op::Delete(r), _, true) => rows.push(r),
-                    _ => break,
-                }
-                j += 1;
-            }
-            match &changes[i].op {
-                Op::Insert(_) | Op::Update { .. } => {
-                    let (ins, upd) = upsert(&tx, &t, table, &rows, stage).await?;
-                    stats.inserted += ins;
-                    stats.updated += upd;
-                }
-                Op::Delete(_) => stats.deleted += delete(&tx, &t, table, &rows, stage).await?,
-                Op::Truncate => {
-                    let n = tx
-                        .query_one(&format!("SELECT count(*) FROM {}", t.name), &[])
-                        .await
-                        .map_err(|e| pg_err(e, "counting rows"))?
-                        .get::<_, i64>(0);
-                    tx.batch_execute(&format!("TRUNCATE {}", t.name))
-                        .await
-                        .map_err(|e| pg_err(e, &format!("truncating {}", table.name)))?;
-                    stats.deleted += n as u64;
-                    j = i + 1;
-                }
-                Op::Schema(_) => {
-                    return Err(
-                        Error::internal("schema changes are applied through prepare")
-                            .table(&table.name),
-                    )
-                }
-            }
-            stage += 1;
-            i = j.max(i + 1);
+        let r = self.apply_changes(batch, checkpoint).await;
+        if r.is_err() {
+            // The transaction rolled back, with any staging table it created.
+            self.staging.clear();
         }
-        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
-        tx.commit().await.map_err(|e| pg_err(e, "committing"))?;
-        Ok(stats)
+        r
     }
-
     async fn read_keys(
         &self,
         table: &TableSchema,
