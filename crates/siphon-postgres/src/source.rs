@@ -111,6 +111,8 @@ pub struct PostgresSource {
     tables: Arc<Mutex<HashMap<TableName, Arc<PgTable>>>>,
     /// The parsed URL, for replication connections (its `Debug` hides the password).
     pub(crate) config: Arc<tokio_postgres::Config>,
+    /// Bytes of the last full native chunk read, to size the next one's buffer.
+    native_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl PostgresSource {
@@ -123,6 +125,7 @@ impl PostgresSource {
             client: Arc::new(connect(url, "source").await?),
             tables: Arc::default(),
             config: Arc::new(config),
+            native_bytes: Arc::default(),
         })
     }
 
@@ -411,8 +414,15 @@ impl Source for PostgresSource {
         let count = i16::try_from(width)
             .map_err(|_| Error::bad_input("too many columns for binary COPY").table(&table.name))?
             .to_be_bytes();
+        // Sized like the last full chunk, so the buffer is not grown (and its
+        // capacity doubled) while rows arrive.
+        let hint = self.native_bytes.load(std::sync::atomic::Ordering::Relaxed);
         let mut chunk = NativeChunk {
-            data: Vec::with_capacity(limit.min(1 << 16) * 128),
+            data: Vec::with_capacity(if hint > 0 {
+                hint + hint / 16
+            } else {
+                limit.min(1 << 16) * 128
+            }),
             ..NativeChunk::default()
         };
         let mut last = None;
@@ -438,6 +448,10 @@ impl Source for PostgresSource {
             }
             chunk.rows += 1;
             last = Some(row);
+        }
+        if chunk.rows == limit {
+            self.native_bytes
+                .store(chunk.data.len(), std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(row) = last {
             let mut k = Vec::with_capacity(key.len());
@@ -501,6 +515,7 @@ impl Source for PostgresSource {
             client: Arc::new(connect_config(&self.config, "source").await?),
             tables: self.tables.clone(),
             config: self.config.clone(),
+            native_bytes: Arc::default(),
         }))
     }
 
