@@ -469,9 +469,9 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
     let past_deadline = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
     // The batch read while the previous one was applied: it is always applied
     // before the pass ends, since the stream has moved past it.
-    let mut ahead: Option<(Batch, Position)> = None;
+    let mut ahead: std::collections::VecDeque<(Batch, Position)> = Default::default();
     loop {
-        let (batch, next) = match ahead.take() {
+        let (batch, next) = match ahead.pop_front() {
             Some(b) => b,
             None => {
                 if shutdown.requested() {
@@ -551,12 +551,22 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
         // The target applies this batch while the next one is read and decoded.
         let read_on = !shutdown.requested() && !past_deadline();
         let (batch_len, applying) = (changes.len(), std::time::Instant::now());
-        let (done, read) = tokio::join!(sink.apply(Batch { changes }, &cp), async {
-            match read_on {
-                true => Some(stream.next_batch(batch_size, until, wait).await),
-                false => None,
+        let applied = std::sync::atomic::AtomicBool::new(false);
+        let (done, read) = tokio::join!(
+            async {
+                let r = sink.apply(Batch { changes }, &cp).await;
+                applied.store(true, std::sync::atomic::Ordering::Release);
+                r
+            },
+            async {
+                match read_on {
+                    true => Some(
+                        read_while_applying(stream, batch_size, until, wait, &next, &applied).await,
+                    ),
+                    false => None,
+                }
             }
-        });
+        );
         let done = done?;
         tracing::trace!(
             pipeline,
@@ -566,12 +576,12 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
         );
         let mut failed = None;
         let finished = match read {
-            Some(Ok(Some(b))) => {
-                ahead = Some(b);
+            Some(Ok(Some(read))) => {
+                ahead.extend(read);
                 false
             }
-            // Caught up with `until`.
-            Some(Ok(None)) => until.is_some(),
+            // Caught up with `until`, once what was read ahead is applied.
+            Some(Ok(None)) => until.is_some() && ahead.is_empty(),
             // Reported once what was applied is accounted for.
             Some(Err(e)) => {
                 failed = Some(e);
@@ -609,6 +619,53 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
             return Ok(());
         }
     }
+}
+
+/// How often reading while a batch is applied looks whether it is applied.
+const MERGE_POLL: Duration = Duration::from_millis(2);
+
+/// Reads the next batch while the target applies the one at `applying`, and
+/// goes on reading whole transactions into it until that apply is done or the
+/// batch is full: returning earlier would not apply it any sooner, and a
+/// larger batch costs the target less per change. A batch that ends inside a
+/// transaction (split, its position not moved) or does not fit is not merged
+/// but kept to follow. `Ok(None)` as from [`ChangeStream::next_batch`].
+async fn read_while_applying<C: ChangeStream>(
+    stream: &mut C,
+    batch_size: usize,
+    until: Option<&Position>,
+    wait: Option<Duration>,
+    applying: &Position,
+    applied: &std::sync::atomic::AtomicBool,
+) -> Result<Option<Vec<(Batch, Position)>>> {
+    use std::sync::atomic::Ordering as AtomicOrdering;
+    let Some((mut batch, mut position)) = stream.next_batch(batch_size, until, wait).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(2);
+    // A split batch takes nothing after it.
+    let mut open = position != *applying;
+    while open && batch.changes.len() < batch_size && !applied.load(AtomicOrdering::Acquire) {
+        match stream
+            .next_batch(batch_size, until, Some(MERGE_POLL))
+            .await?
+        {
+            Some((more, at)) => {
+                if at != position && batch.changes.len() + more.changes.len() <= batch_size {
+                    batch.changes.extend(more.changes);
+                    position = at;
+                } else {
+                    out.push((more, at));
+                    open = false;
+                }
+            }
+            // Nothing yet (or, with `until`, maybe nothing more).
+            None if until.is_none() => {}
+            None => open = false,
+        }
+    }
+    out.insert(0, (batch, position));
+    Ok(Some(out))
 }
 
 /// A row of `from`'s shape as a row of `to`'s, by column name (columns `from`
