@@ -431,6 +431,7 @@ async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
         sink,
         state,
         batch_size: config.batch_size.unwrap_or(spec.batch_size).max(1),
+        parallel: spec.parallel(&t.source.name),
         observer,
         shutdown,
     };

@@ -340,6 +340,7 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
         state.remove_checkpoint(stream).await?;
     }
     let checkpoint = sink.checkpoint(stream).await?;
+    let parallel = spec.parallel(&table.name);
     let run = TableRun {
         stream: stream.clone(),
         source_table: Arc::new(table),
@@ -348,6 +349,7 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
         sink,
         state,
         batch_size: config.batch_size.unwrap_or(spec.batch_size).max(1),
+        parallel,
         observer,
         shutdown,
     };

@@ -54,6 +54,8 @@ pub(crate) struct TableRun<'a, S, K, St> {
     pub sink: &'a K,
     pub state: &'a St,
     pub batch_size: usize,
+    /// Workers for a new full load (`parallel`).
+    pub parallel: usize,
     pub observer: &'a dyn Observer,
     pub shutdown: &'a Shutdown,
 }
@@ -251,20 +253,6 @@ fn decode_ranges(
     )
 }
 
-/// Workers configured for the table: the pipeline's `parallel` (or the table's),
-/// as the catalog in the state store says; 1 when it says nothing.
-async fn workers_for<S: Source, K: Sink, St: StateStore>(run: &TableRun<'_, S, K, St>) -> usize {
-    match run.state.pipelines().await {
-        Ok(pipelines) => pipelines
-            .get(&run.stream.pipeline)
-            .map_or(1, |spec| spec.parallel(&run.source_table.name)),
-        Err(e) => {
-            tracing::warn!(stream = %run.stream, error = %e, "could not read `parallel`; loading with one worker");
-            1
-        }
-    }
-}
-
 /// Serial or parallel: an interrupted load goes on as it started; a new one is
 /// parallel when configured, on the native path, and the source can split the key.
 async fn plan<S: Source, K: Sink, St: StateStore>(
@@ -272,7 +260,7 @@ async fn plan<S: Source, K: Sink, St: StateStore>(
     after: Option<Position>,
     native: bool,
 ) -> Result<Plan> {
-    let workers = workers_for(run).await;
+    let workers = run.parallel.max(1);
     if let Some(pos) = &after {
         return Ok(match decode_ranges(pos, run) {
             Some(ranges) => Plan::Parallel(ranges?, workers),
@@ -346,6 +334,7 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
         sink,
         state: run.state,
         batch_size: run.batch_size,
+        parallel: run.parallel,
         observer: run.observer,
         shutdown: run.shutdown,
     };

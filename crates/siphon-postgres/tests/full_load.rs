@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use siphon_core::{
     Checkpoint, ExecutionStatus, Phase, PipelineSpec, Position, SchemaOptions, Sink, Source,
-    StateStore, StreamId, TableFilter, TableName, TableSchema,
+    StreamId, TableFilter, TableName, TableSchema,
 };
 use siphon_engine::{run_pass, NoopObserver, Observer, Shutdown};
 use siphon_postgres::{PostgresSink, PostgresSource};
@@ -186,8 +186,6 @@ async fn a_parallel_load_stopped_halfway_resumes_every_range() {
             "tables_config":{"public.items":{"parallel":3}}}"#,
     )
     .unwrap();
-    // The engine reads `parallel` from the catalog, as `siphon run` keeps it.
-    state.put_pipeline("p", &spec).await.unwrap();
     let source = PostgresSource::connect(&src_url).await.unwrap();
     let sink = PostgresSink::connect(&dst_url).await.unwrap();
 
