@@ -468,8 +468,9 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
     let log = log_stream(pipeline);
     let wait = deadline.map(|_| FOLLOW_POLL);
     let past_deadline = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
-    // The batch read while the previous one was applied: it is always applied
-    // before the pass ends, since the stream has moved past it.
+    // What was read while the previous batch was applied (a batch, and one
+    // that could not be merged into it): always applied before the pass ends,
+    // since the stream has moved past it.
     let mut ahead: std::collections::VecDeque<(Batch, Position)> = Default::default();
     loop {
         let (batch, next) = match ahead.pop_front() {
@@ -550,7 +551,9 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
             },
         };
         // The target applies this batch while the next one is read and decoded.
-        let read_on = !shutdown.requested() && !past_deadline();
+        // One batch is read ahead at most: with one in hand already, reading
+        // more would only queue it in memory.
+        let read_on = ahead.is_empty() && !shutdown.requested() && !past_deadline();
         let (batch_len, applying) = (changes.len(), std::time::Instant::now());
         let applied = std::sync::atomic::AtomicBool::new(false);
         let (done, read) = tokio::join!(
