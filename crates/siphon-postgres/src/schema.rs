@@ -51,6 +51,12 @@ async fn type_of(
         t
     } else if category == "A" && elem != 0 {
         let element = Box::pin(type_of(client, elem, typmod, cache)).await?;
+        // An array of a domain is an array of its base type, as the domain is.
+        let name = if element.oid == elem && is_domain(client, elem).await? {
+            format!("{}[]", element.name)
+        } else {
+            name
+        };
         PgType::from_catalog(oid, &name, 'b', Some(element), vec![])
     } else if typtype == "e" {
         let labels: Vec<String> = client
@@ -237,6 +243,47 @@ async fn describe(
     })
 }
 
+async fn is_domain(client: &Client, oid: u32) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT typtype = 'd' FROM pg_type WHERE oid = $1::oid",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_err(e, "reading a column type"))?;
+    Ok(row.get(0))
+}
+
+/// The enum types a column's kind uses, itself or as array elements.
+fn enums_in(kind: &TypeKind) -> Option<(&str, &[String])> {
+    match kind {
+        TypeKind::Enum { name, labels } => Some((name, labels)),
+        TypeKind::Array { element } => enums_in(element),
+        _ => None,
+    }
+}
+
+/// The schema part of a qualified name as [`ident`] quotes it (`"s"."t"`), or
+/// `None` for an unqualified one.
+fn schema_part(qualified: &str) -> Option<String> {
+    let rest = qualified.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                out.push('"');
+            } else {
+                return (chars.next() == Some('.')).then_some(out);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
 /// The statements that create a table (and any enum type it uses) on a
 /// PostgreSQL target, for a schema read from any engine.
 pub(crate) fn create_statements(t: &TableSchema, schema: &str) -> Vec<String> {
@@ -244,7 +291,10 @@ pub(crate) fn create_statements(t: &TableSchema, schema: &str) -> Vec<String> {
     let mut cols = Vec::new();
     for c in &t.columns {
         let ty = if t.origin == Engine::Postgres {
-            if let TypeKind::Enum { name, labels } = &c.data_type.kind {
+            if let Some((name, labels)) = enums_in(&c.data_type.kind) {
+                if let Some(s) = schema_part(name).filter(|s| s != schema) {
+                    out.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&s)));
+                }
                 let labels: Vec<String> = labels.iter().map(|l| literal(l)).collect();
                 // CREATE TYPE has no IF NOT EXISTS: a DO block ignores an existing one.
                 out.push(format!(
@@ -281,4 +331,17 @@ pub(crate) fn create_statements(t: &TableSchema, schema: &str) -> Vec<String> {
         cols.join(",\n  ")
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_of_a_quoted_qualified_name() {
+        assert_eq!(schema_part(r#""kinds"."color""#).as_deref(), Some("kinds"));
+        assert_eq!(schema_part(r#""a""b"."t""#).as_deref(), Some(r#"a"b"#));
+        assert_eq!(schema_part(r#""color""#), None);
+        assert_eq!(schema_part("color"), None);
+    }
 }

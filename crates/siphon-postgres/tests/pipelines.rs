@@ -280,3 +280,43 @@ async fn sqlite_to_postgres_full_and_incremental() {
         .unwrap();
     assert_eq!(sum, want);
 }
+
+/// Types the target lacks are made from what the source declares: an enum in
+/// another schema used only inside an array (schema and type created), and an
+/// array of a domain (an array of the domain's base type).
+#[tokio::test]
+async fn enum_arrays_from_other_schemas_and_domain_arrays_are_created() {
+    let pg = Postgres::shared().unwrap();
+    let src_url = pg.create_database().unwrap();
+    let dst_url = pg.create_database().unwrap();
+    let (src_db, dst_db) = (db(pg, &src_url), db(pg, &dst_url));
+    pg.query_in(
+        &src_db,
+        "CREATE SCHEMA kinds;
+         CREATE TYPE kinds.color AS ENUM ('red', 'green');
+         CREATE DOMAIN cents AS numeric(12,2) CHECK (VALUE >= 0);
+         CREATE TABLE palette (id int PRIMARY KEY, colors kinds.color[], prices cents[]);
+         INSERT INTO palette VALUES (1, '{red,green}', '{1.50,2.00}'), (2, '{}', NULL), (3, NULL, '{{1,2},{3,4}}');",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteStateStore::open(dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let source = PostgresSource::connect(&src_url).await.unwrap();
+    let sink = PostgresSink::connect(&dst_url).await.unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"full","tables":["public.palette"]}"#);
+    let report = pass(&p, &source, &sink, &state).await;
+    assert_eq!(report.tables[0].inserted, 3);
+    let columns = "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) \
+                   FROM pg_attribute WHERE attrelid = 'palette'::regclass AND attnum > 0";
+    assert_eq!(
+        pg.query_in(&dst_db, columns).unwrap(),
+        "id integer, colors kinds.color[], prices numeric(12,2)[]"
+    );
+    let dump = "SELECT string_agg(p::text, E'\\n' ORDER BY id) FROM palette p";
+    assert_eq!(
+        pg.query_in(&dst_db, dump).unwrap(),
+        pg.query_in(&src_db, dump).unwrap()
+    );
+}
