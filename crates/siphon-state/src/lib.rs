@@ -7,4 +7,4 @@
 
 mod sqlite;
 
-pub use sqlite::{SqliteStateStore, DEFAULT_PATH};
+pub use sqlite::{SqliteStateStore, DEFAULT_PATH, KEPT_EXECUTIONS};

@@ -690,3 +690,51 @@ async fn opening_a_directory_fails_with_the_path() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn history_keeps_the_newest_executions_of_each_pipeline() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStateStore::open(db(&dir))
+        .await
+        .unwrap()
+        .keep_executions(3);
+    let mut app = Vec::new();
+    for n in 0..6 {
+        let id = store.start_execution("app").await.unwrap();
+        let t = stats(
+            "public.users",
+            Mode::Cdc,
+            n,
+            ExecutionStatus::Succeeded,
+            None,
+        );
+        store.record_table(id, &t).await.unwrap();
+        store.record_retained_log(id, 100 + n).await.unwrap();
+        store
+            .finish_execution(id, ExecutionStatus::Succeeded, None)
+            .await
+            .unwrap();
+        app.push(id);
+        if n < 2 {
+            store.start_execution("office").await.unwrap();
+        }
+    }
+    let kept: Vec<u64> = store
+        .executions(Some("app"), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(kept, vec![app[5], app[4], app[3]]);
+    // The other pipeline's history is its own.
+    assert_eq!(
+        store.executions(Some("office"), 100).await.unwrap().len(),
+        2
+    );
+    // Removed with their tables; kept ones whole.
+    assert_eq!(store.execution(app[0]).await.unwrap(), None);
+    let newest = store.execution(app[5]).await.unwrap().unwrap();
+    assert_eq!(newest.tables.len(), 1);
+    assert_eq!(newest.retained_log_bytes, Some(105));
+}

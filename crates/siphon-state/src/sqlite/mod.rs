@@ -38,7 +38,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqliteStateStore {
     path: Arc<PathBuf>,
     conn: Arc<Mutex<Connection>>,
+    /// Executions kept per pipeline; older ones are removed as new ones start.
+    pub(crate) kept_executions: u64,
 }
+
+/// Executions kept per pipeline by default: about a week of a continuous `cdc`
+/// pipeline, which records one execution per 30 s of streaming.
+pub const KEPT_EXECUTIONS: u64 = 20_000;
 
 impl SqliteStateStore {
     /// Opens the store at `path`, creating the file and its parent directories when
@@ -65,7 +71,15 @@ impl SqliteStateStore {
         Ok(SqliteStateStore {
             path,
             conn: Arc::new(Mutex::new(conn)),
+            kept_executions: KEPT_EXECUTIONS,
         })
+    }
+
+    /// Keeps the newest `n` executions of each pipeline (at least 1) instead of
+    /// [`KEPT_EXECUTIONS`].
+    pub fn keep_executions(mut self, n: u64) -> Self {
+        self.kept_executions = n.max(1);
+        self
     }
 
     /// Opens the store a `sqlite://` URL names: `sqlite://.siphon/state.db` is

@@ -246,6 +246,7 @@ impl StateStore for SqliteStateStore {
     /// every process that shares the file, and are never reused.
     fn start_execution(&self, pipeline: &str) -> impl Future<Output = Result<u64>> + Send {
         let pipeline = pipeline.to_owned();
+        let kept = i64::try_from(self.kept_executions).unwrap_or(i64::MAX);
         let doing = format!("cannot start an execution of pipeline `{pipeline}`");
         self.call(doing, move |conn| {
             let id = conn.query_row(
@@ -257,6 +258,13 @@ impl StateStore for SqliteStateStore {
                     StatusName(ExecutionStatus::Running)
                 ],
                 |r| r.get(0),
+            )?;
+            // History is bounded: executions of the pipeline older than its
+            // newest `kept` go (their tables with them).
+            conn.execute(
+                "DELETE FROM executions WHERE pipeline = ?1 AND id <= (SELECT id FROM executions \
+                 WHERE pipeline = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                params![pipeline, kept],
             )?;
             Ok(id)
         })
