@@ -104,6 +104,17 @@ impl<'a> Setup<'a> {
         succeeded(&out)
     }
 
+    /// How many executions in the state store failed.
+    fn failed_executions(&self) -> i64 {
+        let db = rusqlite::Connection::open(self.dir.path().join("state.db")).unwrap();
+        db.query_row(
+            "SELECT count(*) FROM executions WHERE status = 'failed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
     /// The status of the newest execution in the state store, and the log the
     /// source retained then.
     fn last_execution(&self) -> (String, Option<i64>) {
@@ -493,6 +504,8 @@ fn cdc_catches_up_after_the_source_server_restarts() {
     siphon.terminate();
     s.assert_same("t");
     s.assert_slot_behind_checkpoint();
+    // The connections were opened again within the pass: no execution failed.
+    assert_eq!(s.failed_executions(), 0, "{}", s.log());
 }
 
 #[test]

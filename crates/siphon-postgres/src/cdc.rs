@@ -14,7 +14,6 @@ use siphon_core::{
     Result, Row, TableName, TableSchema, Value,
 };
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
 
 use crate::conn::{column_list, ident, pg_err, qualified};
 use crate::pgoutput::{self, Decoder, Lsn, Message, RelationColumn, TupleColumn, TupleData};
@@ -72,7 +71,8 @@ impl PostgresSource {
     /// (`pg_current_wal_lsn() - restart_lsn`), or `None` without a slot.
     async fn retained_wal(&self, pipeline: &str) -> Result<Option<u64>> {
         let row = self
-            .client
+            .client()
+            .await?
             .query_opt(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 FROM pg_replication_slots \
                  WHERE slot_name = $1",
@@ -90,7 +90,8 @@ impl PostgresSource {
     /// server has it (PostgreSQL 14+), else version 1.
     async fn replication_config(&self, slot: &str, start: Lsn) -> Result<ReplicationConfig> {
         let version: i32 = self
-            .client
+            .client()
+            .await?
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await
             .map_err(|e| pg_err(e, "reading the server version"))?
@@ -126,7 +127,8 @@ impl LogSource for PostgresSource {
     async fn check_log_table(&self, table: &TableSchema) -> Result<()> {
         let schema = table.name.schema.clone().unwrap_or_else(|| "public".into());
         let row = self
-            .client
+            .client()
+            .await?
             .query_one(
                 "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
@@ -150,7 +152,8 @@ impl LogSource for PostgresSource {
     async fn prepare_log(&self, pipeline: &str, tables: &[TableSchema]) -> Result<Position> {
         let name = log_name(pipeline);
         let level: String = self
-            .client
+            .client()
+            .await?
             .query_one("SHOW wal_level", &[])
             .await
             .map_err(|e| pg_err(e, "reading wal_level"))?
@@ -170,7 +173,8 @@ impl LogSource for PostgresSource {
             })
             .collect();
         let exists = self
-            .client
+            .client()
+            .await?
             .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
             .await
             .map_err(|e| pg_err(e, "reading publications"))?
@@ -179,7 +183,8 @@ impl LogSource for PostgresSource {
         // makes every open replication session reload it.
         let same = exists && {
             let mut have: Vec<(String, String)> = self
-                .client
+                .client()
+                .await?
                 .query(
                     "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
                      WHERE pubname = $1",
@@ -217,13 +222,15 @@ impl LogSource for PostgresSource {
             (true, true) => String::new(),
         };
         if !sql.is_empty() {
-            self.client
+            self.client()
+                .await?
                 .batch_execute(&sql)
                 .await
                 .map_err(|e| pg_err(e, "creating the publication"))?;
         }
         let slot = self
-            .client
+            .client()
+            .await?
             .query_opt(
                 "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
                 &[&name],
@@ -238,7 +245,8 @@ impl LogSource for PostgresSource {
             })?,
             None => {
                 tracing::info!(pipeline, slot = %name, "creating the replication slot");
-                self.client
+                self.client()
+                    .await?
                     .query_one(
                         "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
                         &[&name],
@@ -255,10 +263,11 @@ impl LogSource for PostgresSource {
     }
 
     async fn log_head(&self) -> Result<Position> {
+        // The insert position: the write position lags behind commits made
+        // with synchronous_commit off.
         let lsn: String = self
-            .client
-            // The insert position: the write position lags behind commits made
-            // with synchronous_commit off.
+            .client()
+            .await?
             .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
             .await
             .map_err(|e| pg_err(e, "reading the WAL position"))?
@@ -287,7 +296,7 @@ impl LogSource for PostgresSource {
         tracing::debug!(pipeline, %slot, from = %start, "replication started");
         Ok(PostgresChangeStream {
             client: Some(client),
-            query: self.client.clone(),
+            query: self.clone(),
             slot,
             known,
             relations: HashMap::new(),
@@ -310,7 +319,8 @@ impl LogSource for PostgresSource {
     async fn drop_log(&self, pipeline: &str) -> Result<()> {
         let name = log_name(pipeline);
         // An active slot cannot be dropped: end the session that holds it first.
-        self.client
+        self.client()
+            .await?
             .execute(
                 "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL",
                 &[&name],
@@ -320,7 +330,8 @@ impl LogSource for PostgresSource {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let r = self
-                .client
+                .client()
+                .await?
                 .execute(
                     "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
                     &[&name],
@@ -338,7 +349,8 @@ impl LogSource for PostgresSource {
                 Err(e) => return Err(pg_err(e, "dropping the replication slot")),
             }
         }
-        self.client
+        self.client()
+            .await?
             .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", ident(&name)))
             .await
             .map_err(|e| pg_err(e, "dropping the publication"))?;
@@ -371,7 +383,8 @@ struct Relation {
 /// converges.
 pub struct PostgresChangeStream {
     client: Option<ReplicationStream>,
-    query: Arc<Client>,
+    /// The source, for the values the log did not carry and the slot's state.
+    query: PostgresSource,
     slot: String,
     /// Tables of the pipeline by name: their schema and column types.
     known: HashMap<TableName, (Arc<TableSchema>, Vec<PgType>)>,
@@ -456,7 +469,7 @@ impl PostgresChangeStream {
             .filter(|c| schema.column_index(&c.name).is_none())
             .collect();
         if !missing.is_empty() {
-            let current = schema::find(&self.query, &tname).await?;
+            let current = schema::find(&*self.query.client().await?, &tname).await?;
             let mut grown = (*schema).clone();
             for c in missing {
                 let found = current.as_ref().and_then(|t| {
@@ -592,9 +605,15 @@ impl PostgresChangeStream {
                 );
                 let refs: Vec<&(dyn ToSql + Sync)> =
                     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                let rows = self.query.query(&sql, &refs).await.map_err(|e| {
-                    pg_err(e, "reading the values the log did not carry").table(&table.name)
-                })?;
+                let rows = self
+                    .query
+                    .client()
+                    .await?
+                    .query(&sql, &refs)
+                    .await
+                    .map_err(|e| {
+                        pg_err(e, "reading the values the log did not carry").table(&table.name)
+                    })?;
                 for r in rows {
                     let row = decode_row(&r, &types, &table)?;
                     found.insert(key_bytes(&table, &key, &row), row);
@@ -1158,6 +1177,8 @@ impl ChangeStream for PostgresChangeStream {
         loop {
             let r = self
                 .query
+                .client()
+                .await?
                 .query_opt(
                     "SELECT active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
                     &[&self.slot],
@@ -1176,7 +1197,13 @@ impl ChangeStream for PostgresChangeStream {
                     "SELECT pg_replication_slot_advance($1, '{}'::pg_lsn)",
                     self.confirmed
                 );
-                if let Err(e) = self.query.execute(&sql, &[&self.slot]).await {
+                if let Err(e) = self
+                    .query
+                    .client()
+                    .await?
+                    .execute(&sql, &[&self.slot])
+                    .await
+                {
                     tracing::debug!(error = %e, "could not advance the replication slot");
                 }
                 return Ok(());

@@ -107,7 +107,8 @@ struct Watermark {
 /// Reads tables from a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresSource {
-    pub(crate) client: Arc<Client>,
+    /// The query connection; see [`PostgresSource::client`].
+    conn: Arc<QueryConn>,
     tables: Arc<Mutex<HashMap<TableName, Arc<PgTable>>>>,
     /// The parsed URL, for replication connections (its `Debug` hides the password).
     pub(crate) config: Arc<tokio_postgres::Config>,
@@ -115,14 +116,59 @@ pub struct PostgresSource {
     native_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// A source's query connection, opened again when the server closed it (a
+/// restart, a terminated backend, an idle timeout): the next query after that
+/// reconnects instead of failing the pass.
+#[derive(Debug)]
+struct QueryConn {
+    current: std::sync::RwLock<Arc<Client>>,
+    reconnecting: tokio::sync::Mutex<()>,
+}
+
+impl QueryConn {
+    fn new(client: Client) -> QueryConn {
+        QueryConn {
+            current: std::sync::RwLock::new(Arc::new(client)),
+            reconnecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn get(&self) -> Arc<Client> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
 impl PostgresSource {
+    /// The query connection, reconnected first if the server closed it.
+    pub(crate) async fn client(&self) -> Result<Arc<Client>> {
+        let c = self.conn.get();
+        if !c.is_closed() {
+            return Ok(c);
+        }
+        let _one = self.conn.reconnecting.lock().await;
+        let c = self.conn.get();
+        if !c.is_closed() {
+            return Ok(c);
+        }
+        tracing::info!("the source connection was closed; reconnecting");
+        let fresh = Arc::new(connect_config(&self.config, "source").await?);
+        match self.conn.current.write() {
+            Ok(mut w) => *w = fresh.clone(),
+            Err(poisoned) => *poisoned.into_inner() = fresh.clone(),
+        }
+        Ok(fresh)
+    }
+
     /// Connects to the database named by a `postgres://` URL.
     pub async fn connect(url: &str) -> Result<PostgresSource> {
         let config = url
             .parse::<tokio_postgres::Config>()
             .map_err(|e| Error::config("the PostgreSQL URL cannot be parsed").source(e))?;
         Ok(PostgresSource {
-            client: Arc::new(connect(url, "source").await?),
+            conn: Arc::new(QueryConn::new(connect(url, "source").await?)),
             tables: Arc::default(),
             config: Arc::new(config),
             native_bytes: Arc::default(),
@@ -139,9 +185,11 @@ impl PostgresSource {
         {
             return Ok(found);
         }
-        let found = schema::find(&self.client, &t.name).await?.ok_or_else(|| {
-            Error::bad_input("the table no longer exists at the source").table(&t.name)
-        })?;
+        let found = schema::find(&*self.client().await?, &t.name)
+            .await?
+            .ok_or_else(|| {
+                Error::bad_input("the table no longer exists at the source").table(&t.name)
+            })?;
         let found = Arc::new(found);
         if let Ok(mut m) = self.tables.lock() {
             m.insert(t.name.clone(), found.clone());
@@ -159,12 +207,14 @@ impl PostgresSource {
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let stmt = self
-            .client
+            .client()
+            .await?
             .prepare(sql)
             .await
             .map_err(|e| pg_err(e, &format!("reading {}", t.name)))?;
         let rows = self
-            .client
+            .client()
+            .await?
             .query(&stmt, &refs)
             .await
             .map_err(|e| pg_err(e, &format!("reading {}", t.name)))?;
@@ -280,7 +330,7 @@ fn decimal_cmp(a: &str, b: &str) -> Ordering {
 
 impl Source for PostgresSource {
     async fn discover(&self, filter: &TableFilter) -> Result<Vec<TableSchema>> {
-        let tables = schema::discover(&self.client, filter).await?;
+        let tables = schema::discover(&*self.client().await?, filter).await?;
         let mut cache = self
             .tables
             .lock()
@@ -297,7 +347,8 @@ impl Source for PostgresSource {
 
     async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
         let row = self
-            .client
+            .client()
+            .await?
             .query_one(
                 "SELECT GREATEST(c.reltuples, 0)::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1 AND c.relname = $2",
@@ -311,7 +362,8 @@ impl Source for PostgresSource {
             return Ok(Some(n as u64));
         }
         let row = self
-            .client
+            .client()
+            .await?
             .query_one(&format!("SELECT count(*) FROM {}", name_of(table)), &[])
             .await
             .map_err(|e| pg_err(e, "counting rows"))?;
@@ -403,9 +455,10 @@ impl Source for PostgresSource {
             name_of(table)
         );
         let rerr = |e| pg_err(e, &format!("reading {}", table.name));
-        let stmt = self.client.prepare(&sql).await.map_err(rerr)?;
+        let stmt = self.client().await?.prepare(&sql).await.map_err(rerr)?;
         let rows = self
-            .client
+            .client()
+            .await?
             .query_raw(&stmt, params.iter().map(|p| p as &(dyn ToSql + Sync)))
             .await
             .map_err(rerr)?;
@@ -484,7 +537,8 @@ impl Source for PostgresSource {
             return Ok(Vec::new());
         }
         let row = self
-            .client
+            .client()
+            .await?
             .query_one(
                 &format!(
                     "SELECT min({c})::int8, max({c})::int8 FROM {}",
@@ -512,7 +566,9 @@ impl Source for PostgresSource {
 
     async fn another(&self) -> Result<Option<PostgresSource>> {
         Ok(Some(PostgresSource {
-            client: Arc::new(connect_config(&self.config, "source").await?),
+            conn: Arc::new(QueryConn::new(
+                connect_config(&self.config, "source").await?,
+            )),
             tables: self.tables.clone(),
             config: self.config.clone(),
             native_bytes: Arc::default(),
@@ -577,7 +633,8 @@ impl Source for PostgresSource {
             name_of(table)
         );
         let rows = self
-            .client
+            .client()
+            .await?
             .query(&sql, &[])
             .await
             .map_err(|e| pg_err(e, "reading the highest cursor"))?;
@@ -690,7 +747,8 @@ impl Source for PostgresSource {
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
             let rows = self
-                .client
+                .client()
+                .await?
                 .query(&sql, &refs)
                 .await
                 .map_err(|e| pg_err(e, "looking up keys"))?;
