@@ -90,6 +90,27 @@ impl Staging {
         Ok(name)
     }
 
+    /// Copies binary COPY `data` of `columns` into the staging table for the
+    /// `n`-th run of changes into `target`; returns its name.
+    async fn fill(
+        &self,
+        tx: &Transaction<'_>,
+        n: usize,
+        target: &str,
+        columns: &str,
+        data: Bytes,
+    ) -> std::result::Result<String, tokio_postgres::Error> {
+        let name = self.table(tx, n, target, columns).await?;
+        let copy = self
+            .statement(
+                tx,
+                &format!("COPY {name} ({columns}) FROM STDIN (FORMAT binary)"),
+            )
+            .await?;
+        copy_into(tx, &copy, data).await?;
+        Ok(name)
+    }
+
     /// `sql`, prepared once.
     async fn statement(
         &self,
@@ -227,18 +248,9 @@ async fn upsert(
     let rows: Vec<&Row> = keep.into_iter().map(|i| rows[i]).collect();
     let werr = |e| pg_err(e, &format!("writing {}", table.name));
     let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
+    let data = copy_data(t, &rows, &t.write, table)?;
     let stage_name = staging
-        .table(tx, stage, &t.name, &cols)
-        .await
-        .map_err(werr)?;
-    let copy = staging
-        .statement(
-            tx,
-            &format!("COPY {stage_name} ({cols}) FROM STDIN (FORMAT binary)"),
-        )
-        .await
-        .map_err(werr)?;
-    copy_into(tx, &copy, copy_data(t, &rows, &t.write, table)?)
+        .fill(tx, stage, &t.name, &cols, data)
         .await
         .map_err(werr)?;
     merge_stage(tx, t, &stage_name, &cols, Some(staging))
@@ -323,18 +335,9 @@ async fn delete(
 ) -> Result<u64> {
     let werr = |e| pg_err(e, &format!("deleting from {}", table.name));
     let keys = column_list(t.key.iter().map(|&i| t.columns[i].as_str()));
+    let data = copy_data(t, rows, &t.key, table)?;
     let stage_name = staging
-        .table(tx, stage, &t.name, &keys)
-        .await
-        .map_err(werr)?;
-    let copy = staging
-        .statement(
-            tx,
-            &format!("COPY {stage_name} ({keys}) FROM STDIN (FORMAT binary)"),
-        )
-        .await
-        .map_err(werr)?;
-    copy_into(tx, &copy, copy_data(t, rows, &t.key, table)?)
+        .fill(tx, stage, &t.name, &keys, data)
         .await
         .map_err(werr)?;
     let on: Vec<String> = t
