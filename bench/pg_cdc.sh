@@ -48,7 +48,7 @@
 # Needs bash, psql, python3, awk, runuser.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 seed="${SEED:-100000}"
 updates="${UPDATES:-500000}"
 txsize="${TX_SIZE:-1000}"
@@ -57,62 +57,22 @@ catchup="${CATCHUP_TIMEOUT:-600}"
 for v in "$seed" "$updates" "$txsize" "$sample_ms" "$catchup"; do
     [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "error: '$v' is not a positive integer" >&2; exit 2; }
 done
-pgbin="${PG_BIN:-/usr/lib/postgresql/15/bin}"
-fsync="${PG_FSYNC:-off}"
-[[ -x "$pgbin/postgres" ]] || { echo "error: no PostgreSQL server in $pgbin" >&2; exit 2; }
-command -v psql >/dev/null || { echo "error: psql is required" >&2; exit 2; }
-command -v python3 >/dev/null || { echo "error: python3 is required" >&2; exit 2; }
-
-siphon="${SIPHON_BIN:-$repo/target/release/siphon}"
-if [[ ! -x "$siphon" ]]; then
-    echo "building the release binary (cargo build --release -p siphon-cli)…" >&2
-    (cd "$repo" && cargo build --release -p siphon-cli) >&2
-fi
-[[ -x "$siphon" ]] || { echo "error: $siphon was not built" >&2; exit 1; }
-
-work="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/siphon-pgcdc.XXXXXX")"
-chmod 755 "$work"
-pgdir="$work/pg"      # owned by postgres: data directory, server log, socket
-pgdata="$pgdir/data"
+pg_require
+bench_siphon
+bench_workdir siphon-pgcdc
 siphon_pid=""
 sampler_pids=""
 cleanup() {
     [[ -n "$siphon_pid" ]] && kill "$siphon_pid" 2>/dev/null || true
     for p in $sampler_pids; do kill "$p" 2>/dev/null || true; done
-    if [[ -f "$pgdata/postmaster.pid" ]]; then
-        runuser -u postgres -- "$pgbin/pg_ctl" -D "$pgdata" -m immediate -w stop >/dev/null 2>&1 || true
-    fi
-    if [[ "${KEEP:-0}" == 1 ]]; then
-        echo "kept $work" >&2
-    else
-        rm -rf "$work"
-    fi
+    pg_stop
+    bench_remove_workdir
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- throwaway server -------------------------------------------------------
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$pgdata" && chown -R postgres: "$pgdir" && chmod 700 "$pgdata"
-runuser -u postgres -- "$pgbin/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --no-locale >"$work/initdb.log" 2>&1 \
-    || { cat "$work/initdb.log" >&2; exit 1; }
-cat >>"$pgdata/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$pgdir'
-wal_level = logical
-max_wal_senders = 20
-max_replication_slots = 20
-max_logical_replication_workers = 8
-fsync = $fsync
-shared_buffers = 256MB
-max_wal_size = 8GB
-checkpoint_timeout = 30min
-CONF
-runuser -u postgres -- "$pgbin/pg_ctl" -D "$pgdata" -l "$pgdir/server.log" -w -t 60 start >/dev/null \
-    || { cat "$pgdir/server.log" >&2; exit 1; }
-q() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"; }
-url() { echo "postgres://postgres@127.0.0.1:$port/$1"; }
+pg_start 'max_logical_replication_workers = 8'
 for db in src dst sub; do q -d postgres -c "CREATE DATABASE $db"; done
 
 ddl="CREATE TABLE items (

@@ -25,7 +25,7 @@
 # it is installed, else from polling VmHWM in /proc/PID/status; GNU time is not used.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 if [[ $# -gt 0 ]]; then
     sizes="$*"
 else
@@ -36,20 +36,10 @@ for n in $sizes; do
 done
 command -v sqlite3 >/dev/null || { echo "error: the sqlite3 CLI is required (apt-get install sqlite3)" >&2; exit 2; }
 
-siphon="${SIPHON_BIN:-$repo/target/release/siphon}"
-if [[ ! -x "$siphon" ]]; then
-    echo "building the release binary (cargo build --release -p siphon-cli)…" >&2
-    (cd "$repo" && cargo build --release -p siphon-cli) >&2
-fi
-[[ -x "$siphon" ]] || { echo "error: $siphon was not built" >&2; exit 1; }
-
-work="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/siphon-bench.XXXXXX")"
+bench_siphon
+bench_workdir siphon-bench
 cleanup() {
-    if [[ "${KEEP:-0}" == 1 ]]; then
-        echo "kept $work" >&2
-    else
-        rm -rf "$work"
-    fi
+    bench_remove_workdir
 }
 trap cleanup EXIT
 
