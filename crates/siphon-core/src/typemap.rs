@@ -44,7 +44,11 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
             K::Int32 => "INT".into(),
             K::Int64 => "BIGINT".into(),
             K::Float32 | K::Float64 => "DOUBLE".into(),
-            K::Decimal { precision, scale } => dec(precision, scale, "NUMERIC", "NUMERIC"),
+            // TEXT affinity (the name holds `TEXT`, not `INT`): SQLite keeps every
+            // digit, where a NUMERIC column would turn the text into a 15-digit real.
+            K::Decimal { precision, scale } => {
+                dec(precision, scale, "DECIMAL_TEXT", "DECIMAL_TEXT")
+            }
             K::Text { max_len: Some(n) } => format!("VARCHAR({n})"),
             K::Text { max_len: None } => "TEXT".into(),
             K::FixedText { len } => format!("CHAR({len})"),
@@ -54,7 +58,8 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
             K::Timestamp => "TIMESTAMP".into(),
             K::TimestampTz => "TIMESTAMPTZ".into(),
             K::Uuid => "UUID".into(),
-            K::Json | K::Array { .. } => "JSON".into(),
+            // TEXT affinity: a document that is a bare number (`1.0`) stays as written.
+            K::Json | K::Array { .. } => "JSON_TEXT".into(),
             K::Engine { .. } | K::Enum { .. } => "TEXT".into(),
         },
         Engine::Postgres => match kind {
@@ -212,6 +217,8 @@ pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
     };
     let specific = match engine {
         Engine::Sqlite => match base {
+            "decimal_text" | "numeric_text" => Some(decimal()),
+            "json_text" => Some(K::Json),
             "int" | "mediumint" => Some(K::Int32),
             "integer" => Some(K::Int64),
             "tinyint" => Some(K::Int16),
@@ -273,6 +280,290 @@ pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
         other => other,
     }
 }
+
+/// How a SQLite column stores what is written to it, from its declared type by
+/// SQLite's own rules (<https://sqlite.org/datatype3.html>, "Determination of
+/// column affinity"): the first of these the upper-cased declared type contains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteAffinity {
+    /// `INT`: numeric text becomes a number, and a real without a fraction an integer.
+    Integer,
+    /// `CHAR`, `CLOB` or `TEXT`: numbers become text (reals with 15 digits).
+    Text,
+    /// `BLOB`, or no declared type: stored as written.
+    Blob,
+    /// `REAL`, `FLOA` or `DOUB`: numeric text and integers become reals.
+    Real,
+    /// Anything else (`NUMERIC`, `DECIMAL`, `DATE`, `BOOLEAN`, `JSON`, `UUID`, …):
+    /// numeric text becomes a number, and a real without a fraction an integer.
+    Numeric,
+}
+
+impl SqliteAffinity {
+    /// The affinity of a column declared `declared`.
+    pub fn of(declared: &str) -> SqliteAffinity {
+        let d = declared.to_ascii_uppercase();
+        let has = |w: &str| d.contains(w);
+        if has("INT") {
+            SqliteAffinity::Integer
+        } else if has("CHAR") || has("CLOB") || has("TEXT") {
+            SqliteAffinity::Text
+        } else if has("BLOB") || d.trim().is_empty() {
+            SqliteAffinity::Blob
+        } else if has("REAL") || has("FLOA") || has("DOUB") {
+            SqliteAffinity::Real
+        } else {
+            SqliteAffinity::Numeric
+        }
+    }
+}
+
+/// A kind's name for messages and documentation: `decimal(12,2)`, `text`,
+/// `timestamp with time zone`, `array of integer`.
+pub fn kind_name(kind: &TypeKind) -> String {
+    use TypeKind as K;
+    match kind {
+        K::Bool => "boolean".into(),
+        K::Int16 => "16-bit integer".into(),
+        K::Int32 => "32-bit integer".into(),
+        K::Int64 => "64-bit integer".into(),
+        K::Float32 => "32-bit float".into(),
+        K::Float64 => "64-bit float".into(),
+        K::Decimal {
+            precision: Some(p),
+            scale: Some(s),
+        } => format!("decimal({p},{s})"),
+        K::Decimal { .. } => "decimal".into(),
+        K::Text { max_len: Some(n) } => format!("text of at most {n} characters"),
+        K::Text { max_len: None } => "text".into(),
+        K::FixedText { len } => format!("text of {len} characters"),
+        K::Bytes { .. } => "bytes".into(),
+        K::Date => "date".into(),
+        K::Time => "time".into(),
+        K::Timestamp => "timestamp".into(),
+        K::TimestampTz => "timestamp with time zone".into(),
+        K::Uuid => "uuid".into(),
+        K::Json => "JSON".into(),
+        K::Engine { name } if name.is_empty() => "the value as stored".into(),
+        K::Engine { name } => format!("{name}, in its text form"),
+        K::Array { element } => format!("array of {}", kind_name(element)),
+        K::Enum { .. } => "enum label".into(),
+    }
+}
+
+/// The engines siphon reads and writes today, in the order the mapping table
+/// lists them.
+pub const SUPPORTED: [Engine; 2] = [Engine::Postgres, Engine::Sqlite];
+
+/// The engine's name as users know it.
+pub fn engine_name(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "PostgreSQL",
+        Engine::Mysql => "MySQL",
+        Engine::SqlServer => "SQL Server",
+        Engine::Sqlite => "SQLite",
+    }
+}
+
+/// The declared types the mapping table shows for a source engine, each with the
+/// kind its source reads it as: `None` for [`parse_native`] of the name, as the
+/// source does; given for an entry that describes types rather than naming one.
+fn examples(engine: Engine) -> Vec<(&'static str, Option<TypeKind>)> {
+    use TypeKind as K;
+    match engine {
+        Engine::Postgres => vec![
+            ("boolean", None),
+            ("smallint", None),
+            ("integer", None),
+            ("bigint", None),
+            ("real", None),
+            ("double precision", None),
+            ("numeric(12,2)", None),
+            ("numeric", None),
+            ("varchar(16)", None),
+            ("text", None),
+            ("char(3)", None),
+            ("bytea", None),
+            ("date", None),
+            ("time", None),
+            ("timestamp", None),
+            ("timestamptz", None),
+            ("uuid", None),
+            ("json", None),
+            ("jsonb", None),
+            ("integer[]", None),
+            (
+                "an enum (`mood`)",
+                Some(K::Enum {
+                    name: "public.mood".into(),
+                    labels: vec!["sad".into(), "ok".into()],
+                }),
+            ),
+            ("interval", None),
+            ("timetz", None),
+            (
+                "`inet`, and any other type (ranges, geometry, `xml`, …)",
+                Some(K::Engine {
+                    name: "inet".into(),
+                }),
+            ),
+        ],
+        Engine::Sqlite => vec![
+            ("BOOLEAN", None),
+            ("SMALLINT", None),
+            ("INT", None),
+            ("INTEGER", None),
+            ("BIGINT", None),
+            ("REAL", None),
+            ("DOUBLE", None),
+            ("NUMERIC(12,2)", None),
+            ("DECIMAL_TEXT(12,2)", None),
+            ("NUMERIC", None),
+            ("VARCHAR(16)", None),
+            ("TEXT", None),
+            ("CHAR(3)", None),
+            ("BLOB", None),
+            ("DATE", None),
+            ("TIME", None),
+            ("TIMESTAMP", None),
+            ("DATETIME", None),
+            ("TIMESTAMPTZ", None),
+            ("UUID", None),
+            ("JSON", None),
+            ("JSON_TEXT", None),
+            (
+                "any other name, or none",
+                Some(K::Engine { name: "".into() }),
+            ),
+        ],
+        Engine::Mysql | Engine::SqlServer => vec![],
+    }
+}
+
+/// How a value of `kind` is held in SQLite's storage, as siphon writes it into a
+/// column declared `declared`.
+fn sqlite_storage(kind: &TypeKind, declared: &str) -> &'static str {
+    use TypeKind as K;
+    let affinity = SqliteAffinity::of(declared);
+    match kind {
+        K::Decimal { .. } if affinity != SqliteAffinity::Text => {
+            "INTEGER or REAL when that holds the value exactly, else refused; \
+             `NaN`, `Infinity`, `-Infinity` as text"
+        }
+        K::Json if affinity != SqliteAffinity::Text => {
+            "TEXT; a bare-number document that SQLite would change is refused"
+        }
+        K::Engine { name } if name.is_empty() => "as stored",
+        K::Bool => "INTEGER 0 or 1",
+        K::Int16 | K::Int32 | K::Int64 => "INTEGER",
+        K::Float32 | K::Float64 => {
+            "REAL; NaN as the text `NaN`, ±infinity as SQLite's REAL infinity (`9e999`)"
+        }
+        K::Decimal { .. } => {
+            "TEXT with every digit (`-12.50`); `NaN`, `Infinity`, `-Infinity` as text"
+        }
+        K::Text { .. } | K::FixedText { .. } => "TEXT",
+        K::Bytes { .. } => "BLOB",
+        K::Date => "TEXT `YYYY-MM-DD`; `infinity`, `-infinity` as text",
+        K::Time => "TEXT `HH:MM:SS[.ffffff]`; `24:00:00` as text",
+        K::Timestamp => "TEXT `YYYY-MM-DD HH:MM:SS[.ffffff]`; `infinity`, `-infinity` as text",
+        K::TimestampTz => {
+            "TEXT in UTC, `YYYY-MM-DD HH:MM:SS[.ffffff]+00:00`; `infinity`, `-infinity` as text"
+        }
+        K::Uuid => "TEXT, lower-case with hyphens",
+        K::Json => "TEXT, the document as the source wrote it",
+        K::Array { .. } => "TEXT, a JSON array (lower bounds are not kept)",
+        K::Enum { .. } => "TEXT, the label",
+        K::Engine { .. } => "TEXT, the source's own text form",
+    }
+}
+
+/// The type mapping between every pair of [`SUPPORTED`] engines, as a markdown
+/// table: for each type a source declares, the kind siphon reads it as and the
+/// type each target declares, computed by the same [`parse_native`] and
+/// [`native_type`] the connectors call, followed by notes on what changes. The
+/// README's "Type mapping" section is this text.
+pub fn mapping_markdown() -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = write!(out, "| from | source type | read as |");
+    for target in SUPPORTED {
+        let _ = write!(out, " to {} |", engine_name(target));
+    }
+    out.push_str(" stored in SQLite as |\n| --- | --- | --- |");
+    for _ in SUPPORTED {
+        out.push_str(" --- |");
+    }
+    out.push_str(" --- |\n");
+    for origin in SUPPORTED {
+        for (declared, given) in examples(origin) {
+            // A described entry is shown as written; a type name as code.
+            let shown = match given {
+                Some(_) => declared.to_string(),
+                None => format!("`{declared}`"),
+            };
+            let kind = given.unwrap_or_else(|| parse_native(origin, declared));
+            let column = Column {
+                name: "c".into(),
+                data_type: crate::DataType::new(kind.clone(), true),
+                native_type: declared.into(),
+                generated: false,
+            };
+            let _ = write!(
+                out,
+                "| {} | {shown} | {} |",
+                engine_name(origin),
+                kind_name(&kind)
+            );
+            for target in SUPPORTED {
+                let cell = if target == origin {
+                    "same".to_string()
+                } else {
+                    format!("`{}`", native_type(target, origin, &column))
+                };
+                let _ = write!(out, " {cell} |");
+            }
+            let in_sqlite = native_type(Engine::Sqlite, origin, &column);
+            let _ = writeln!(out, " {} |", sqlite_storage(&kind, &in_sqlite));
+        }
+    }
+    out.push('\n');
+    for note in NOTES {
+        out.push_str("- ");
+        out.push_str(note);
+        out.push('\n');
+    }
+    out
+}
+
+/// What the table cannot say in a cell: each way a value or a type changes
+/// between engines, and what siphon does instead of changing it silently.
+const NOTES: &[&str] = &[
+    "\"same\": between two engines of one kind the declared type is kept verbatim \
+     (`numeric(12,2)`, `varchar(16)`, enums, `DECIMAL_TEXT(12,2)`).",
+    "`DECIMAL_TEXT(p,s)` and `JSON_TEXT` have SQLite's TEXT affinity, so SQLite keeps the text \
+     as written; a column declared `NUMERIC`, `DECIMAL` or `JSON` would turn numeric-looking \
+     text into an INTEGER or a REAL of about 15 digits. siphon reads them back as \
+     `numeric(p,s)` and `jsonb`.",
+    "Into an existing SQLite column whose affinity would change a value (a decimal with more \
+     digits than a REAL keeps into `NUMERIC(38,10)`, the text `007` into `INTEGER`, a bigint \
+     above 2^53 into `REAL`), the table stops with an error naming the column; nothing is \
+     rounded. A float into a TEXT column is written with every digit.",
+    "Values SQLite itself stored as REAL in a `NUMERIC`/`DECIMAL` column are read as the \
+     shortest decimal that reads back as the same float (`12.3` at scale 2 is `12.30`).",
+    "PostgreSQL `real` becomes SQLite `DOUBLE` and comes back as `double precision` (every \
+     value fits). SQLite keeps no negative zero: `-0` is stored as `0`.",
+    "`timestamptz` is an instant: SQLite text with an offset (`+02:00`) is read as that \
+     instant and written in UTC; text without an offset is taken as UTC. A SQLite \
+     `TIMESTAMP` with an offset is read as the UTC time.",
+    "Types without a portable kind (`interval`, `timetz`, `inet`, ranges, geometry, `xml`, \
+     composites, …) travel as PostgreSQL's text form, exactly, into a SQLite `TEXT` column, and \
+     come back to PostgreSQL as `text`. Array lower bounds other than 1 are not kept in SQLite.",
+    "Between SQLite files values are read by their declared type and written in the forms \
+     above: the same values, but a UUID stored as a blob or in capitals is written as \
+     lower-case text, a timestamp with `T` or an offset as `YYYY-MM-DD HH:MM:SS` in UTC, and a \
+     boolean stored as text (`'yes'`) as 1.",
+];
 
 #[cfg(test)]
 mod tests {
@@ -425,7 +716,7 @@ mod tests {
         );
         assert_eq!(
             native_type(Engine::Sqlite, Engine::Postgres, &col),
-            "NUMERIC(12,2)"
+            "DECIMAL_TEXT(12,2)"
         );
     }
 }

@@ -40,8 +40,117 @@ pub enum Value {
 }
 
 impl Value {
+    /// PostgreSQL's `time '24:00:00'`, the end of a day. chrono has no time after
+    /// 23:59:59.999999999 but a leap second, so siphon holds it as 23:59:59 plus
+    /// one whole second, which no engine siphon reads produces otherwise.
+    pub const END_OF_DAY: NaiveTime = match NaiveTime::from_hms_nano_opt(23, 59, 59, 1_000_000_000)
+    {
+        Some(t) => t,
+        None => panic!("a leap second is a valid NaiveTime"),
+    };
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
+    }
+
+    /// The text an engine without the value itself stores for one of the special
+    /// values siphon carries, `None` for every other value:
+    ///
+    /// | value | text |
+    /// | --- | --- |
+    /// | float or numeric NaN | `NaN` |
+    /// | float or numeric ±infinity | `Infinity`, `-Infinity` |
+    /// | date, timestamp, timestamptz `±infinity` (chrono's `MAX` and `MIN`) | `infinity`, `-infinity` |
+    /// | time `24:00:00` ([`Value::END_OF_DAY`]) | `24:00:00` |
+    ///
+    /// These are PostgreSQL's own spellings; [`Value::from_special_text`] reads them
+    /// back.
+    pub fn special_text(&self) -> Option<&'static str> {
+        fn float(f: f64) -> Option<&'static str> {
+            if f.is_nan() {
+                Some(NAN)
+            } else if f.is_infinite() {
+                Some(if f > 0.0 { INFINITY } else { NEG_INFINITY })
+            } else {
+                None
+            }
+        }
+        fn ends<T: PartialEq>(v: &T, max: &T, min: &T) -> Option<&'static str> {
+            if v == max {
+                Some("infinity")
+            } else if v == min {
+                Some("-infinity")
+            } else {
+                None
+            }
+        }
+        match self {
+            Value::Float32(f) => float(f64::from(*f)),
+            Value::Float64(f) => float(*f),
+            Value::Decimal(d) => match d.as_str() {
+                NAN => Some(NAN),
+                INFINITY => Some(INFINITY),
+                NEG_INFINITY => Some(NEG_INFINITY),
+                _ => None,
+            },
+            Value::Date(d) => ends(d, &NaiveDate::MAX, &NaiveDate::MIN),
+            Value::Timestamp(t) => ends(t, &NaiveDateTime::MAX, &NaiveDateTime::MIN),
+            Value::TimestampTz(t) => ends(&t.naive_utc(), &NaiveDateTime::MAX, &NaiveDateTime::MIN),
+            Value::Time(t) if *t == Value::END_OF_DAY => Some("24:00:00"),
+            _ => None,
+        }
+    }
+
+    /// The special value of a column of `kind` that `text` spells (see
+    /// [`Value::special_text`]; case does not matter, and `inf` is read as
+    /// `Infinity`), or `None` when `text` is no special value of that kind.
+    pub fn from_special_text(kind: &crate::TypeKind, text: &str) -> Option<Value> {
+        use crate::TypeKind as K;
+        let t = text.trim();
+        if t.len() > 9 {
+            return None;
+        }
+        let lower = t.to_ascii_lowercase();
+        let sign = match lower.as_str() {
+            "infinity" | "+infinity" | "inf" | "+inf" => Some(false),
+            "-infinity" | "-inf" => Some(true),
+            _ => None,
+        };
+        let nan = lower == "nan";
+        Some(match kind {
+            K::Float32 if nan => Value::Float32(f32::NAN),
+            K::Float32 => Value::Float32(match sign? {
+                false => f32::INFINITY,
+                true => f32::NEG_INFINITY,
+            }),
+            K::Float64 if nan => Value::Float64(f64::NAN),
+            K::Float64 => Value::Float64(match sign? {
+                false => f64::INFINITY,
+                true => f64::NEG_INFINITY,
+            }),
+            K::Decimal { .. } if nan => Value::Decimal(Decimal::nan()),
+            K::Decimal { .. } => Value::Decimal(Decimal::infinity(sign?)),
+            K::Date => Value::Date(if sign? {
+                NaiveDate::MIN
+            } else {
+                NaiveDate::MAX
+            }),
+            K::Timestamp => Value::Timestamp(if sign? {
+                NaiveDateTime::MIN
+            } else {
+                NaiveDateTime::MAX
+            }),
+            K::TimestampTz => Value::TimestampTz(
+                if sign? {
+                    NaiveDateTime::MIN
+                } else {
+                    NaiveDateTime::MAX
+                }
+                .and_utc(),
+            ),
+            K::Time if matches!(t, "24:00:00" | "24:00") => Value::Time(Value::END_OF_DAY),
+            _ => return None,
+        })
     }
 
     /// A short name of the variant, for error messages.
@@ -170,10 +279,16 @@ impl fmt::Display for Value {
 }
 
 /// An exact decimal number held as its decimal text (`-123.4500`), so that no digit
-/// is lost between engines whatever the precision (38 digits and more).
+/// is lost between engines whatever the precision (38 digits and more). It may
+/// also be one of PostgreSQL's numeric specials, held as `NaN`, `Infinity` or
+/// `-Infinity` ([`Decimal::is_finite`] tells them apart).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Decimal(String);
+
+const NAN: &str = "NaN";
+const INFINITY: &str = "Infinity";
+const NEG_INFINITY: &str = "-Infinity";
 
 /// The text is not a plain decimal number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -186,11 +301,30 @@ impl Decimal {
         &self.0
     }
 
+    /// `NaN`: PostgreSQL's numeric not-a-number.
+    pub fn nan() -> Decimal {
+        Decimal(NAN.to_string())
+    }
+
+    /// `Infinity`, or `-Infinity` when `negative`: PostgreSQL's numeric infinities.
+    pub fn infinity(negative: bool) -> Decimal {
+        Decimal(if negative { NEG_INFINITY } else { INFINITY }.to_string())
+    }
+
+    /// Whether this is a number, not `NaN` or `±Infinity`.
+    pub fn is_finite(&self) -> bool {
+        !matches!(self.0.as_str(), NAN | INFINITY | NEG_INFINITY)
+    }
+
     /// The value from an `f64` (a float read where a decimal was declared), in the
-    /// shortest text that reads back as the same float.
+    /// shortest text that reads back as the same float; NaN and the infinities
+    /// become the decimal ones.
     pub fn from_f64(v: f64) -> Option<Decimal> {
-        if !v.is_finite() {
-            return None;
+        if v.is_nan() {
+            return Some(Decimal::nan());
+        }
+        if v.is_infinite() {
+            return Some(Decimal::infinity(v < 0.0));
         }
         let s = format!("{v}");
         // `{}` never uses exponents for f64, so this is always plain digits.
@@ -198,8 +332,12 @@ impl Decimal {
     }
 
     /// The same number with `scale` digits after the point, padding with zeros; a
-    /// longer fraction is kept as it is, since cutting it would lose digits.
+    /// longer fraction is kept as it is, since cutting it would lose digits. `NaN`
+    /// and `±Infinity` are returned as they are.
     pub fn with_min_scale(&self, scale: u32) -> Decimal {
+        if !self.is_finite() {
+            return self.clone();
+        }
         let (int, frac) = self.0.split_once('.').unwrap_or((&self.0, ""));
         if frac.len() >= scale as usize {
             return self.clone();
@@ -213,8 +351,11 @@ impl Decimal {
     }
 
     /// The number without leading zeros, trailing fractional zeros or `-0`: equal
-    /// numbers have equal normalized text.
+    /// numbers have equal normalized text (`NaN` and `±Infinity` as they are).
     pub fn normalized(&self) -> String {
+        if !self.is_finite() {
+            return self.0.clone();
+        }
         let (neg, body) = match self.0.strip_prefix('-') {
             Some(rest) => (true, rest),
             None => (false, self.0.strip_prefix('+').unwrap_or(&self.0)),
@@ -239,8 +380,19 @@ impl Decimal {
 impl FromStr for Decimal {
     type Err = DecimalParseError;
 
+    /// Reads a plain decimal (`-12.50`, `+7`, `.5`; no exponent), or `NaN`,
+    /// `Infinity`, `-Infinity` in any case and with `inf` for `Infinity`, as
+    /// PostgreSQL's numeric input does; the specials are kept in that spelling.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
+        if t.len() <= 9 {
+            match t.to_ascii_lowercase().as_str() {
+                "nan" => return Ok(Decimal::nan()),
+                "infinity" | "+infinity" | "inf" | "+inf" => return Ok(Decimal::infinity(false)),
+                "-infinity" | "-inf" => return Ok(Decimal::infinity(true)),
+                _ => {}
+            }
+        }
         let body = t.strip_prefix(['-', '+']).unwrap_or(t);
         let (int, frac) = body.split_once('.').unwrap_or((body, ""));
         let digits_ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
@@ -315,7 +467,96 @@ mod tests {
             "7.00"
         );
         assert_eq!(Decimal::from_f64(0.1).unwrap().as_str(), "0.1");
-        assert!(Decimal::from_f64(f64::NAN).is_none());
+        assert_eq!(Decimal::from_f64(f64::NAN), Some(Decimal::nan()));
+        assert_eq!(
+            Decimal::from_f64(f64::NEG_INFINITY),
+            Some(Decimal::infinity(true))
+        );
+    }
+
+    #[test]
+    fn decimal_specials_are_read_in_postgresql_spellings_and_kept() {
+        for (text, want) in [
+            ("NaN", "NaN"),
+            ("nan", "NaN"),
+            (" Infinity ", "Infinity"),
+            ("inf", "Infinity"),
+            ("+infinity", "Infinity"),
+            ("-Infinity", "-Infinity"),
+            ("-INF", "-Infinity"),
+        ] {
+            let d: Decimal = text.parse().unwrap();
+            assert_eq!(d.as_str(), want, "{text:?}");
+            assert!(!d.is_finite());
+            assert_eq!(d.normalized(), want);
+            assert_eq!(d.with_min_scale(2).as_str(), want);
+        }
+        for bad in ["-nan", "infinite", "Infinityx", "+-inf"] {
+            assert!(bad.parse::<Decimal>().is_err(), "{bad:?} accepted");
+        }
+        assert!("12.50".parse::<Decimal>().unwrap().is_finite());
+    }
+
+    #[test]
+    fn special_values_have_one_text_and_read_back() {
+        use crate::TypeKind as K;
+        let dec = K::Decimal {
+            precision: Some(12),
+            scale: Some(2),
+        };
+        let cases = [
+            (K::Float64, Value::Float64(f64::INFINITY), "Infinity"),
+            (K::Float64, Value::Float64(f64::NEG_INFINITY), "-Infinity"),
+            (K::Float32, Value::Float32(f32::NEG_INFINITY), "-Infinity"),
+            (dec.clone(), Value::Decimal(Decimal::nan()), "NaN"),
+            (
+                dec.clone(),
+                Value::Decimal(Decimal::infinity(true)),
+                "-Infinity",
+            ),
+            (K::Date, Value::Date(NaiveDate::MAX), "infinity"),
+            (K::Date, Value::Date(NaiveDate::MIN), "-infinity"),
+            (
+                K::Timestamp,
+                Value::Timestamp(NaiveDateTime::MAX),
+                "infinity",
+            ),
+            (
+                K::Timestamp,
+                Value::Timestamp(NaiveDateTime::MIN),
+                "-infinity",
+            ),
+            (
+                K::TimestampTz,
+                Value::TimestampTz(NaiveDateTime::MAX.and_utc()),
+                "infinity",
+            ),
+            (K::Time, Value::Time(Value::END_OF_DAY), "24:00:00"),
+        ];
+        for (kind, v, text) in cases {
+            assert_eq!(v.special_text(), Some(text), "{v:?}");
+            assert_eq!(Value::from_special_text(&kind, text), Some(v.clone()));
+        }
+        assert_eq!(Value::Float64(f64::NAN).special_text(), Some("NaN"));
+        assert!(matches!(
+            Value::from_special_text(&K::Float64, "NaN"),
+            Some(Value::Float64(f)) if f.is_nan()
+        ));
+        assert_eq!(Value::END_OF_DAY.to_string(), "23:59:60");
+        for ordinary in [
+            Value::Float64(1.5),
+            Value::Decimal("1".parse().unwrap()),
+            Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
+            Value::Text("NaN".into()),
+        ] {
+            assert_eq!(ordinary.special_text(), None, "{ordinary:?}");
+        }
+        assert_eq!(Value::from_special_text(&K::Int64, "infinity"), None);
+        assert_eq!(Value::from_special_text(&K::Date, "NaN"), None);
+        assert_eq!(
+            Value::from_special_text(&K::Text { max_len: None }, "NaN"),
+            None
+        );
     }
 
     #[test]

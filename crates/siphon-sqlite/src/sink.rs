@@ -7,13 +7,15 @@ use std::sync::Arc;
 use rusqlite::{params, CachedStatement, OptionalExtension, ToSql, Transaction};
 use siphon_core::{
     ApplyStats, Batch, Checkpoint, Error, Op, Result, Row, SchemaOptions, Sink, StreamId,
-    TableSchema,
+    TableSchema, Value,
 };
 
 use crate::db::{column_list, db_err, placeholders, quote, Db};
 use crate::schema::{create_table_sql, describe, ensure_checkpoints, exists, CHECKPOINTS};
-use crate::types::{bind_value, decode_or_err, Bind};
+use crate::types::{bind_value, decode_or_err, fit, Affinity, Bind};
 use crate::wal::Checkpointer;
+
+mod swap;
 
 /// Writes to a SQLite file, created when missing. The file is switched to WAL
 /// journaling so readers are not blocked while siphon writes, and the WAL is
@@ -55,10 +57,47 @@ struct TableSql {
     /// Columns written (all of them), and the key positions.
     key: Vec<usize>,
     ncols: usize,
+    /// Each column's affinity in the target table, which decides how a value is
+    /// bound so that SQLite keeps it (see [`fit`]).
+    affinity: Vec<Affinity>,
+    /// Each column's declared type in the target table, for messages.
+    declared: Vec<String>,
+}
+
+/// Why a row could not be written.
+enum WriteError {
+    Sql(rusqlite::Error),
+    /// SQLite would change the value of this column (by position): why.
+    Unfit(usize, String),
+}
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> WriteError {
+        WriteError::Sql(e)
+    }
 }
 
 impl TableSql {
-    fn new(t: &TableSchema) -> Result<TableSql> {
+    /// The statements for `t`, and how its target table (read on `conn`) stores
+    /// each column.
+    fn new(t: &TableSchema, conn: &rusqlite::Connection) -> rusqlite::Result<Result<TableSql>> {
+        let mut declared_in_target = std::collections::HashMap::new();
+        {
+            let mut st = conn.prepare_cached("SELECT name, type FROM pragma_table_info(?1)")?;
+            let mut rows = st.query([&t.name.name])?;
+            while let Some(r) = rows.next()? {
+                declared_in_target.insert(r.get::<_, String>(0)?, r.get::<_, String>(1)?);
+            }
+        }
+        let declared: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| declared_in_target.remove(&c.name).unwrap_or_default())
+            .collect();
+        Ok(TableSql::with_declared(t, declared))
+    }
+
+    fn with_declared(t: &TableSchema, declared: Vec<String>) -> Result<TableSql> {
         let key = t.require_row_key()?.to_vec();
         let name = quote(&t.name.name);
         let cols = column_list(t.columns.iter().map(|c| c.name.as_str()));
@@ -100,7 +139,36 @@ impl TableSql {
             truncate: format!("DELETE FROM {name}"),
             key,
             ncols: t.columns.len(),
+            affinity: declared.iter().map(|d| Affinity::of(d)).collect(),
+            declared,
         })
+    }
+
+    /// The error for a value SQLite would change: names the column, what would
+    /// happen, and the type to declare instead.
+    fn unfit(&self, path: &Path, t: &TableSchema, column: usize, why: &str) -> Error {
+        let c = &t.columns[column];
+        let fix =
+            siphon_core::typemap::native_type(siphon_core::typemap::Engine::Sqlite, t.origin, c);
+        Error::bad_input(format!(
+            "{why} in this column, declared `{}` in the target {} (SQLite's {:?} affinity); siphon \
+             refuses to change a value: declare the column `{fix}` (drop the target table to have siphon \
+             create it so), or change the value at the source",
+            self.declared[column],
+            path.display(),
+            self.affinity[column],
+        ))
+        .table(&t.name)
+        .column(&c.name)
+    }
+
+    /// `e` as a siphon error naming the table (and the column, when a value would
+    /// have been changed).
+    fn write_error(&self, path: &Path, t: &TableSchema, e: WriteError) -> Error {
+        match e {
+            WriteError::Sql(e) => write_err(path, t, e),
+            WriteError::Unfit(i, why) => self.unfit(path, t, i, &why),
+        }
     }
 
     /// Prepares the table's upsert statements on `tx`, for many rows.
@@ -135,15 +203,40 @@ struct Upserter<'a> {
     scratch: String,
 }
 
+/// Binds `v`, the value of column `column`, at `index` in the form that its
+/// target column keeps unchanged.
+fn bind_fitting(
+    st: &mut rusqlite::Statement<'_>,
+    index: usize,
+    v: &Value,
+    affinity: Affinity,
+    column: usize,
+    scratch: &mut String,
+) -> std::result::Result<(), WriteError> {
+    match fit(v, affinity) {
+        Ok(None) => bind_value(st, index, v, scratch)?,
+        Ok(Some(form)) => st.raw_bind_parameter(index, form)?,
+        Err(why) => return Err(WriteError::Unfit(column, why)),
+    }
+    Ok(())
+}
+
 impl Upserter<'_> {
     /// Inserts the row, or updates it when its key exists: returns (inserted, updated).
-    fn upsert(&mut self, row: &Row) -> rusqlite::Result<(u64, u64)> {
+    fn upsert(&mut self, row: &Row) -> std::result::Result<(u64, u64), WriteError> {
         let sql = self.sql;
         if row.len() != sql.ncols {
-            return Err(rusqlite::Error::InvalidParameterCount(row.len(), sql.ncols));
+            return Err(rusqlite::Error::InvalidParameterCount(row.len(), sql.ncols).into());
         }
         for (i, v) in row.iter().enumerate() {
-            bind_value(&mut self.insert, i + 1, v, &mut self.scratch)?;
+            bind_fitting(
+                &mut self.insert,
+                i + 1,
+                v,
+                sql.affinity[i],
+                i,
+                &mut self.scratch,
+            )?;
         }
         // `ON CONFLICT DO NOTHING`: no change means the key exists.
         if self.insert.raw_execute()? == 1 {
@@ -157,10 +250,18 @@ impl Upserter<'_> {
             None => self.update.insert(self.tx.prepare_cached(update_sql)?),
         };
         for (i, v) in row.iter().enumerate() {
-            bind_value(update, i + 1, v, &mut self.scratch)?;
+            bind_fitting(update, i + 1, v, sql.affinity[i], i, &mut self.scratch)?;
         }
         for (j, &i) in sql.key.iter().enumerate() {
-            bind_value(update, sql.ncols + j + 1, &row[i], &mut self.scratch)?;
+            let index = sql.ncols + j + 1;
+            bind_fitting(
+                update,
+                index,
+                &row[i],
+                sql.affinity[i],
+                i,
+                &mut self.scratch,
+            )?;
         }
         Ok((0, update.raw_execute()? as u64))
     }
@@ -299,13 +400,15 @@ impl Sink for SqliteSink {
         let (stats, rows) = self
             .db
             .run(move |c| {
-                let sql = TableSql::new(&t)?;
                 let werr = |e| write_err(&path, &t, e);
                 let tx = c.transaction().map_err(werr)?;
+                let sql = TableSql::new(&t, &tx).map_err(werr)??;
                 let mut stats = ApplyStats::default();
                 let mut upserter = sql.upserter(&tx).map_err(werr)?;
                 for row in &rows {
-                    let (i, u) = upserter.upsert(row).map_err(werr)?;
+                    let (i, u) = upserter
+                        .upsert(row)
+                        .map_err(|e| sql.write_error(&path, &t, e))?;
                     stats.inserted += i;
                     stats.updated += u;
                 }
@@ -345,8 +448,8 @@ impl Sink for SqliteSink {
                         .count();
                     let (run, tail) = rest.split_at(len);
                     rest = tail;
-                    let sql = TableSql::new(t)?;
                     let werr = |e| write_err(&path, t, e);
+                    let sql = TableSql::new(t, &tx).map_err(werr)??;
                     let mut upserter = None;
                     for ch in run {
                         match &ch.op {
@@ -355,7 +458,8 @@ impl Sink for SqliteSink {
                                     Some(w) => w,
                                     None => upserter.insert(sql.upserter(&tx).map_err(werr)?),
                                 };
-                                let (i, u) = w.upsert(row).map_err(werr)?;
+                                let (i, u) =
+                                    w.upsert(row).map_err(|e| sql.write_error(&path, t, e))?;
                                 stats.inserted += i;
                                 stats.updated += u;
                             }
@@ -384,6 +488,31 @@ impl Sink for SqliteSink {
                 Ok(stats)
             })
             .await
+    }
+
+    async fn swap_refusal(&self, _table: &TableSchema) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    async fn open_shadow(
+        &self,
+        table: &TableSchema,
+        resume: Option<&siphon_core::TableName>,
+    ) -> Result<(TableSchema, bool)> {
+        self.shadow_open(table, resume).await
+    }
+
+    async fn swap_in(
+        &self,
+        table: &TableSchema,
+        shadow: &TableSchema,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64> {
+        self.shadow_swap_in(table, shadow, checkpoint).await
+    }
+
+    async fn drop_shadow(&self, shadow: &siphon_core::TableName) -> Result<()> {
+        self.shadow_drop(shadow).await
     }
 
     async fn read_keys(
@@ -499,5 +628,90 @@ mod tests {
             .unwrap();
         assert_eq!(n, 5);
         assert_eq!(sink.checkpoint(&cp.stream).await.unwrap(), Some(cp));
+    }
+
+    #[tokio::test]
+    async fn a_value_the_target_column_would_change_is_refused_naming_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("target.db");
+        let sink = SqliteSink::open(&path).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        // A table made before decimals were stored as text: NUMERIC affinity.
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, amount NUMERIC(38,10), at TIMESTAMP)",
+        )
+        .unwrap();
+        let mut table = describe(&conn, &path, "t").unwrap().unwrap();
+        table.origin = siphon_core::typemap::Engine::Postgres;
+        let cp = checkpoint(&table);
+        let exact = vec![row(1, "12.5000000000", "2024-01-01 00:00:00")];
+        sink.load(&table, exact, &cp).await.unwrap();
+        let wide = vec![row(
+            2,
+            "12345678901234567890.1234567891",
+            "2024-01-01 00:00:00",
+        )];
+        let err = sink.load(&table, wide, &cp).await.unwrap_err().to_string();
+        for part in [
+            "amount",
+            "t",
+            "12345678901234567890.1234567891",
+            "DECIMAL_TEXT(38,10)",
+        ] {
+            assert!(err.contains(part), "{part:?} missing from: {err}");
+        }
+        let stored: Vec<String> = conn
+            .prepare("SELECT quote(amount) FROM t ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(stored, ["12.5"]);
+    }
+
+    #[tokio::test]
+    async fn created_tables_keep_decimals_as_text_with_their_declared_scale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("target.db");
+        let sink = SqliteSink::open(&path).unwrap();
+        let scratch = rusqlite::Connection::open_in_memory().unwrap();
+        scratch
+            .execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, amount NUMERIC(38,10), at TIMESTAMP)",
+            )
+            .unwrap();
+        let mut table = describe(&scratch, Path::new(":memory:"), "t")
+            .unwrap()
+            .unwrap();
+        table.origin = siphon_core::typemap::Engine::Postgres;
+        sink.prepare(&table, &SchemaOptions::default())
+            .await
+            .unwrap();
+        let cp = checkpoint(&table);
+        let rows = vec![row(
+            1,
+            "12345678901234567890.1234567891",
+            "2024-01-01 00:00:00",
+        )];
+        sink.load(&table, rows, &cp).await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let (declared, stored): (String, String) = conn
+            .query_row(
+                "SELECT (SELECT type FROM pragma_table_info('t') WHERE name = 'amount'), quote(amount) FROM t",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(declared, "DECIMAL_TEXT(38,10)");
+        assert_eq!(stored, "'12345678901234567890.1234567891'");
+        let back = describe(&conn, &path, "t").unwrap().unwrap();
+        assert_eq!(
+            back.columns[1].data_type.kind,
+            siphon_core::TypeKind::Decimal {
+                precision: Some(38),
+                scale: Some(10)
+            }
+        );
     }
 }

@@ -109,6 +109,9 @@ impl rusqlite::ToSql for Bind<'_> {
             Value::Int16(v) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*v))),
             Value::Int32(v) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*v))),
             Value::Int64(v) => ToSqlOutput::Owned(SqlValue::Integer(*v)),
+            // SQLite turns a bound NaN into NULL: it is stored as the text `NaN`.
+            Value::Float32(v) if v.is_nan() => ToSqlOutput::Borrowed(ValueRef::Text(b"NaN")),
+            Value::Float64(v) if v.is_nan() => ToSqlOutput::Borrowed(ValueRef::Text(b"NaN")),
             Value::Float32(v) => ToSqlOutput::Owned(SqlValue::Real(f64::from(*v))),
             Value::Float64(v) => ToSqlOutput::Owned(SqlValue::Real(*v)),
             Value::Decimal(d) => ToSqlOutput::Borrowed(ValueRef::Text(d.as_str().as_bytes())),
@@ -131,8 +134,17 @@ impl rusqlite::ToSql for Bind<'_> {
 
 /// Appends the canonical text of a date, time, timestamp or UUID, the kinds
 /// siphon writes as text it formats itself; returns false (and appends nothing)
-/// for any other kind.
+/// for any other kind. The special values among them (`±infinity`, `24:00:00`)
+/// are written as [`Value::special_text`] spells them.
 fn write_formatted(v: &Value, out: &mut String) -> bool {
+    if let (
+        Value::Date(_) | Value::Time(_) | Value::Timestamp(_) | Value::TimestampTz(_),
+        Some(t),
+    ) = (v, v.special_text())
+    {
+        out.push_str(t);
+        return true;
+    }
     match v {
         Value::Date(d) => datetime::write_date(d, out),
         Value::Time(t) => datetime::write_time(t, out),
@@ -177,8 +189,9 @@ pub(crate) fn unreadable(kind: &TypeKind, v: ValueRef<'_>) -> String {
         ValueRef::Blob(b) => format!("a blob of {} bytes", b.len()),
     };
     format!(
-        "{shown} cannot be read as {kind:?}; correct the value, or declare the column with a \
-         type that fits it (TEXT keeps anything)"
+        "{shown} cannot be read as {}; correct the value, or declare the column with a \
+         type that fits it (TEXT keeps anything)",
+        siphon_core::typemap::kind_name(kind)
     )
 }
 
@@ -257,6 +270,7 @@ pub(crate) fn decode_with(kind: &TypeKind, v: ValueRef<'_>, scratch: &mut String
             Value::Decimal(match v {
                 ValueRef::Integer(i) => decimal_from_number(i, *scale, scratch)?,
                 ValueRef::Real(f) if f.is_finite() => decimal_from_number(f, *scale, scratch)?,
+                ValueRef::Real(f) => Decimal::from_f64(f)?,
                 ValueRef::Text(t) => {
                     let d: Decimal = text(t)?.parse().ok()?;
                     let frac = d.as_str().split_once('.').map_or(0, |(_, f)| f.len());
@@ -286,25 +300,42 @@ pub(crate) fn decode_with(kind: &TypeKind, v: ValueRef<'_>, scratch: &mut String
         (K::Bytes { .. }, ValueRef::Text(t)) => Value::Bytes(t.to_vec()),
         (K::Date, ValueRef::Text(t)) => {
             let s = text(t)?;
-            Value::Date(
-                datetime::parse_date_fast(s)
-                    .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-                    .or_else(|| parse_timestamp(s).map(|ts| ts.date()))?,
-            )
+            match datetime::parse_date_fast(s)
+                .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                .or_else(|| parse_timestamp(s).map(|ts| ts.date()))
+            {
+                Some(d) => Value::Date(d),
+                None => Value::from_special_text(kind, s)?,
+            }
         }
         (K::Time, ValueRef::Text(t)) => {
             let s = text(t)?;
-            Value::Time(datetime::parse_time_fast(s).or_else(|| {
+            match datetime::parse_time_fast(s).or_else(|| {
                 NaiveTime::parse_from_str(s, "%H:%M:%S%.f")
                     .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M"))
                     .ok()
-            })?)
+            }) {
+                Some(t) => Value::Time(t),
+                None => Value::from_special_text(kind, s)?,
+            }
         }
-        (K::Timestamp, ValueRef::Text(t)) => Value::Timestamp(parse_timestamp(text(t)?)?),
+        (K::Timestamp, ValueRef::Text(t)) => {
+            let s = text(t)?;
+            match parse_timestamp(s) {
+                Some(t) => Value::Timestamp(t),
+                None => Value::from_special_text(kind, s)?,
+            }
+        }
         (K::Timestamp, ValueRef::Integer(i)) => {
             Value::Timestamp(DateTime::from_timestamp(i, 0)?.naive_utc())
         }
-        (K::TimestampTz, ValueRef::Text(t)) => Value::TimestampTz(parse_timestamptz(text(t)?)?),
+        (K::TimestampTz, ValueRef::Text(t)) => {
+            let s = text(t)?;
+            match parse_timestamptz(s) {
+                Some(t) => Value::TimestampTz(t),
+                None => Value::from_special_text(kind, s)?,
+            }
+        }
         (K::TimestampTz, ValueRef::Integer(i)) => {
             Value::TimestampTz(DateTime::from_timestamp(i, 0)?)
         }
@@ -413,6 +444,127 @@ pub(crate) fn decode_or_err_with(
             .table(table)
             .column(column)
     })
+}
+
+pub(crate) use siphon_core::typemap::SqliteAffinity as Affinity;
+
+/// Whether SQLite turns numeric-looking text into a number in a column of `a`.
+fn converts_text(a: Affinity) -> bool {
+    matches!(a, Affinity::Integer | Affinity::Real | Affinity::Numeric)
+}
+
+/// The number SQLite makes of `s` in a column of `affinity` (which converts text):
+/// `None` when `s` is no integer or real literal (SQLite keeps it as text).
+fn numeric_form(s: &str, affinity: Affinity) -> Option<SqlValue> {
+    let t = s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
+    let b = t.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut mantissa = digits(&mut i);
+    let mut integer = true;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        mantissa += digits(&mut i);
+        integer = false;
+    }
+    if mantissa == 0 {
+        return None;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return None;
+        }
+        integer = false;
+    }
+    if i != b.len() {
+        return None;
+    }
+    let real = |f: f64| {
+        if affinity != Affinity::Real && f.fract() == 0.0 && f.abs() < 9.2e18 {
+            SqlValue::Integer(f as i64)
+        } else {
+            SqlValue::Real(f)
+        }
+    };
+    Some(match (integer, t.parse::<i64>()) {
+        (true, Ok(n)) if affinity == Affinity::Real => SqlValue::Real(n as f64),
+        (true, Ok(n)) => SqlValue::Integer(n),
+        _ => real(t.parse::<f64>().ok()?),
+    })
+}
+
+/// How a stored number reads back as text (what siphon's reader makes of it).
+fn number_text(v: &SqlValue) -> Option<String> {
+    match v {
+        SqlValue::Integer(i) => Some(i.to_string()),
+        SqlValue::Real(f) => Some(f.to_string()),
+        _ => None,
+    }
+}
+
+/// The form to bind `v` in, for a column of `affinity`, so that SQLite stores
+/// what siphon reads back as `v`: `Ok(None)` to bind it as [`bind_value`] does,
+/// `Ok(Some(form))` to bind `form` instead, and `Err(why)` when SQLite would
+/// change it whatever the form (the text `007` in a `NUMERIC` column becomes 7; a
+/// 30-digit decimal in a `NUMERIC(38,10)` column becomes a 15-digit real).
+pub(crate) fn fit(v: &Value, affinity: Affinity) -> std::result::Result<Option<SqlValue>, String> {
+    const EXACT_IN_F64: u64 = 1 << 53;
+    match (affinity, v) {
+        // SQLite would write the real with 15 digits: write every digit.
+        (Affinity::Text, Value::Float32(f)) => Ok(Some(SqlValue::Text(
+            v.special_text()
+                .map_or_else(|| f.to_string(), str::to_string),
+        ))),
+        (Affinity::Text, Value::Float64(f)) => Ok(Some(SqlValue::Text(
+            v.special_text()
+                .map_or_else(|| f.to_string(), str::to_string),
+        ))),
+        (Affinity::Real, Value::Int64(i)) if i.unsigned_abs() > EXACT_IN_F64 => Err(format!(
+            "the integer {i} would be stored as a float, which holds 53 bits"
+        )),
+        (a, Value::Decimal(d)) if converts_text(a) && d.is_finite() => {
+            let n = d.normalized();
+            let int = (!n.contains('.')).then(|| n.parse::<i64>().ok()).flatten();
+            match int {
+                Some(i) if a != Affinity::Real || i.unsigned_abs() <= EXACT_IN_F64 => {
+                    Ok(Some(SqlValue::Integer(i)))
+                }
+                _ => {
+                    let f: f64 = n.parse().map_err(|_| format!("{d} is not a number"))?;
+                    match Decimal::from_f64(f) {
+                        Some(back) if back.normalized() == n => Ok(Some(SqlValue::Real(f))),
+                        _ => Err(format!(
+                            "the decimal {d} would be stored as the float {f:e}, which keeps about 15 digits"
+                        )),
+                    }
+                }
+            }
+        }
+        (a, Value::Text(t) | Value::Json(t) | Value::Engine { text: t, .. })
+            if converts_text(a) =>
+        {
+            match numeric_form(t, a) {
+                None => Ok(None),
+                Some(n) if number_text(&n).as_deref() == Some(t.as_str()) => Ok(Some(n)),
+                Some(n) => Err(format!(
+                    "the text '{}' would be stored as the number {}",
+                    t.chars().take(64).collect::<String>(),
+                    number_text(&n).unwrap_or_default()
+                )),
+            }
+        }
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -612,6 +764,242 @@ mod tests {
                 .unwrap();
             assert_eq!(differ, 0, "declared {decl:?}");
         }
+    }
+
+    /// Writes `v` into a fresh column declared `declared` as the sink does, and
+    /// returns how SQLite stored it (`typeof`, `quote`) and what reads back.
+    fn store(declared: &str, kind: &TypeKind, v: &Value) -> (String, String, Option<Value>) {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("CREATE TABLE t (c {declared})"))
+            .unwrap();
+        let mut st = conn.prepare("INSERT INTO t VALUES (?1)").unwrap();
+        match fit(v, Affinity::of(declared)).unwrap() {
+            Some(form) => st.raw_bind_parameter(1, form).unwrap(),
+            None => bind_value(&mut st, 1, v, &mut String::new()).unwrap(),
+        }
+        st.raw_execute().unwrap();
+        conn.query_row("SELECT typeof(c), quote(c), c FROM t", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, decode(kind, r.get_ref(2)?)))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn special_values_are_stored_as_text_and_read_back() {
+        let dec = K::Decimal {
+            precision: Some(12),
+            scale: Some(2),
+        };
+        let cases = [
+            ("DOUBLE", K::Float64, Value::Float64(f64::NAN), "'NaN'"),
+            (
+                "DOUBLE",
+                K::Float64,
+                Value::Float64(f64::INFINITY),
+                "9.0e+999",
+            ),
+            (
+                "DOUBLE",
+                K::Float64,
+                Value::Float64(f64::NEG_INFINITY),
+                "-9.0e+999",
+            ),
+            ("DOUBLE", K::Float64, Value::Float32(f32::NAN), "'NaN'"),
+            (
+                "DECIMAL_TEXT(12,2)",
+                dec.clone(),
+                Value::Decimal(Decimal::nan()),
+                "'NaN'",
+            ),
+            (
+                "DECIMAL_TEXT(12,2)",
+                dec.clone(),
+                Value::Decimal(Decimal::infinity(false)),
+                "'Infinity'",
+            ),
+            (
+                "NUMERIC(12,2)",
+                dec.clone(),
+                Value::Decimal(Decimal::infinity(true)),
+                "'-Infinity'",
+            ),
+            ("DATE", K::Date, Value::Date(NaiveDate::MAX), "'infinity'"),
+            ("DATE", K::Date, Value::Date(NaiveDate::MIN), "'-infinity'"),
+            (
+                "TIMESTAMP",
+                K::Timestamp,
+                Value::Timestamp(NaiveDateTime::MAX),
+                "'infinity'",
+            ),
+            (
+                "TIMESTAMP",
+                K::Timestamp,
+                Value::Timestamp(NaiveDateTime::MIN),
+                "'-infinity'",
+            ),
+            (
+                "TIMESTAMPTZ",
+                K::TimestampTz,
+                Value::TimestampTz(NaiveDateTime::MIN.and_utc()),
+                "'-infinity'",
+            ),
+            (
+                "TIME",
+                K::Time,
+                Value::Time(Value::END_OF_DAY),
+                "'24:00:00'",
+            ),
+        ];
+        for (declared, kind, v, quoted) in cases {
+            let (_, stored, back) = store(declared, &kind, &v);
+            assert_eq!(stored, quoted, "{v:?} in {declared}");
+            let back = back.unwrap_or_else(|| panic!("{v:?} in {declared} unreadable"));
+            match (&v, &back) {
+                (Value::Float32(a), Value::Float64(b)) => assert!(a.is_nan() && b.is_nan()),
+                (Value::Float64(a), Value::Float64(b)) if a.is_nan() => assert!(b.is_nan()),
+                _ => assert_eq!(back, v, "{declared}"),
+            }
+        }
+        // Text other tools write for them is read too.
+        assert_eq!(
+            decode(&K::Timestamp, ValueRef::Text(b"Infinity")),
+            Some(Value::Timestamp(NaiveDateTime::MAX))
+        );
+        assert_eq!(
+            decode(&dec, ValueRef::Text(b"-inf")),
+            Some(Value::Decimal(Decimal::infinity(true)))
+        );
+        assert_eq!(
+            decode(&dec, ValueRef::Real(f64::INFINITY)),
+            Some(Value::Decimal(Decimal::infinity(false)))
+        );
+        assert_eq!(decode(&K::Date, ValueRef::Text(b"NaN")), None);
+    }
+
+    #[test]
+    fn dates_outside_four_digit_years_read_back() {
+        for (y, m, d) in [(-44, 3, 15), (10_000, 1, 1), (0, 2, 29), (262_000, 12, 31)] {
+            let day = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            let ts = day.and_hms_micro_opt(23, 59, 59, 999_999).unwrap();
+            for (declared, kind, v) in [
+                ("DATE", K::Date, Value::Date(day)),
+                ("TIMESTAMP", K::Timestamp, Value::Timestamp(ts)),
+                (
+                    "TIMESTAMPTZ",
+                    K::TimestampTz,
+                    Value::TimestampTz(ts.and_utc()),
+                ),
+            ] {
+                let (_, stored, back) = store(declared, &kind, &v);
+                assert_eq!(back, Some(v.clone()), "{declared} stored as {stored}");
+            }
+        }
+    }
+
+    #[test]
+    fn exact_decimals_keep_every_digit_in_text_columns() {
+        let kind = K::Decimal {
+            precision: Some(38),
+            scale: Some(10),
+        };
+        for text in [
+            "12345678901234567890.1234567891",
+            "-1234567890123456789012345678.0000000001",
+            "0.0000000000",
+            "9999999999999999999999999999.9999999999",
+        ] {
+            let v = Value::Decimal(text.parse().unwrap());
+            let (ty, stored, back) = store("DECIMAL_TEXT(38,10)", &kind, &v);
+            assert_eq!((ty.as_str(), back), ("text", Some(v)), "{stored}");
+        }
+    }
+
+    #[test]
+    fn values_sqlite_would_change_are_refused_or_written_so_they_survive() {
+        let dec = |s: &str| Value::Decimal(s.parse().unwrap());
+        // A NUMERIC column keeps what a number holds exactly, as a number.
+        assert_eq!(
+            fit(&dec("12.50"), Affinity::Numeric),
+            Ok(Some(SqlValue::Real(12.5)))
+        );
+        assert_eq!(
+            fit(&dec("-42"), Affinity::Numeric),
+            Ok(Some(SqlValue::Integer(-42)))
+        );
+        let err = fit(&dec("12345678901234567890.1234567891"), Affinity::Numeric).unwrap_err();
+        assert!(err.contains("12345678901234567890.1234567891"), "{err}");
+        assert!(fit(&dec("9007199254740993"), Affinity::Real).is_err());
+        assert!(fit(&Value::Int64((1 << 53) + 1), Affinity::Real).is_err());
+        assert_eq!(fit(&Value::Int64(1 << 53), Affinity::Real), Ok(None));
+        // Text that SQLite would read as a number.
+        assert!(fit(&Value::Text("007".into()), Affinity::Integer).is_err());
+        assert!(fit(&Value::Json("1.0".into()), Affinity::Numeric).is_err());
+        assert!(fit(&Value::Text(" 12".into()), Affinity::Numeric).is_err());
+        assert_eq!(
+            fit(&Value::Json("12".into()), Affinity::Numeric),
+            Ok(Some(SqlValue::Integer(12)))
+        );
+        assert_eq!(fit(&Value::Text("12a".into()), Affinity::Integer), Ok(None));
+        assert_eq!(fit(&Value::Text("007".into()), Affinity::Text), Ok(None));
+        // A float into a TEXT column gets every digit, not SQLite's 15.
+        assert_eq!(
+            fit(&Value::Float64(0.1 + 0.2), Affinity::Text),
+            Ok(Some(SqlValue::Text("0.30000000000000004".into())))
+        );
+        let (_, stored, _) = store(
+            "TEXT",
+            &K::Text { max_len: None },
+            &Value::Float64(0.1 + 0.2),
+        );
+        assert_eq!(stored, "'0.30000000000000004'");
+        // What `fit` says SQLite does is what SQLite does.
+        for (declared, v) in [
+            ("NUMERIC(12,2)", dec("12.50")),
+            ("NUMERIC", dec("7")),
+            ("REAL", dec("0.1")),
+            ("INTEGER", Value::Text("12".into())),
+            ("JSON", Value::Json("1.5".into())),
+            ("JSON", Value::Json("{\"a\":1}".into())),
+        ] {
+            let kind = match &v {
+                Value::Json(_) => K::Json,
+                Value::Text(_) => K::Text { max_len: None },
+                _ => K::Decimal {
+                    precision: None,
+                    scale: None,
+                },
+            };
+            let (_, stored, back) = store(declared, &kind, &v);
+            let same = match (&back, &v) {
+                (Some(Value::Decimal(a)), Value::Decimal(b)) => a.normalized() == b.normalized(),
+                (b, v) => b.as_ref() == Some(v),
+            };
+            assert!(
+                same,
+                "{v:?} in {declared} stored as {stored}, read as {back:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn negative_zero_is_stored_as_zero() {
+        let (ty, _, back) = store("DOUBLE", &K::Float64, &Value::Float64(-0.0));
+        assert_eq!(ty, "real");
+        let Some(Value::Float64(f)) = back else {
+            panic!("{back:?}")
+        };
+        assert_eq!(f, 0.0);
+        assert!(
+            f.is_sign_positive(),
+            "SQLite kept the sign of -0.0: update the README"
+        );
+    }
+
+    #[test]
+    fn unreadable_values_are_described_in_words() {
+        let msg = unreadable(&K::Timestamp, ValueRef::Text(b"+262142-12-31"));
+        assert!(msg.contains("cannot be read as timestamp;"), "{msg}");
+        assert!(!msg.contains("Timestamp"), "{msg}");
     }
 
     #[test]
