@@ -12,7 +12,7 @@
 //! | smallint, integer, bigint | `Int16`, `Int32`, `Int64` |
 //! | oid | `Int64` |
 //! | real, double precision | `Float32`, `Float64` (NaN and ±Infinity included) |
-//! | numeric | `Decimal`, scale kept (`12.30`); NaN and ±Infinity are errors |
+//! | numeric | `Decimal`, scale kept (`12.30`); NaN and ±Infinity as `Decimal`'s `NaN`, `Infinity`, `-Infinity` |
 //! | text, varchar, char(n), name, "char", enums | `Text` |
 //! | bytea | `Bytes` |
 //! | date, time, timestamp, timestamptz | `Date`, `Time`, `Timestamp`, `TimestampTz`; `±infinity` is chrono's `MAX`/`MIN` |
@@ -777,8 +777,6 @@ const NUMERIC_NAN: u16 = 0xC000;
 const NUMERIC_PINF: u16 = 0xD000;
 const NUMERIC_NINF: u16 = 0xF000;
 const NUMERIC_DSCALE_MASK: u16 = 0x3FFF;
-const NO_DECIMAL: &str =
-    "siphon decimals are finite numbers; cast the column to double precision or filter the row";
 
 /// numeric's binary form: ndigits, weight (of the first digit, in base-10000
 /// places), sign, display scale, then base-10000 digits; printed exactly as
@@ -798,19 +796,12 @@ fn decode_numeric(ty: &PgType, raw: &[u8]) -> Result<Decimal, CodecError> {
     if raw.len() != 8 + 2 * ndigits {
         return Err(bad("length does not match the digit count"));
     }
-    let special = match sign {
-        NUMERIC_POS | NUMERIC_NEG => None,
-        NUMERIC_NAN => Some("NaN"),
-        NUMERIC_PINF => Some("Infinity"),
-        NUMERIC_NINF => Some("-Infinity"),
+    match sign {
+        NUMERIC_POS | NUMERIC_NEG => {}
+        NUMERIC_NAN => return Ok(Decimal::nan()),
+        NUMERIC_PINF => return Ok(Decimal::infinity(false)),
+        NUMERIC_NINF => return Ok(Decimal::infinity(true)),
         _ => return Err(bad("unknown sign")),
-    };
-    if let Some(value) = special {
-        return Err(CodecError::Unrepresentable {
-            ty: ty.name.clone(),
-            value: value.into(),
-            hint: NO_DECIMAL,
-        });
     }
     if dscale & NUMERIC_DSCALE_MASK != dscale {
         return Err(bad("display scale out of range"));
@@ -906,6 +897,15 @@ fn encode_numeric_value(ty: &PgType, v: &Value, out: &mut Vec<u8>) -> Result<(),
         return encode_numeric_text(ty, d.as_str(), out);
     }
     match v {
+        Value::Decimal(d) if !d.is_finite() => {
+            let sign = match d.as_str() {
+                "NaN" => NUMERIC_NAN,
+                "Infinity" => NUMERIC_PINF,
+                _ => NUMERIC_NINF,
+            };
+            numeric_header(out, 0, 0, sign, 0);
+            Ok(())
+        }
         Value::Decimal(d) => encode_numeric_text(ty, d.as_str(), out),
         Value::Int16(_) | Value::Int32(_) | Value::Int64(_) => {
             encode_numeric_text(ty, &v.to_string(), out)
@@ -1834,16 +1834,10 @@ pub fn decode_text(ty: &PgType, text: &str) -> Result<Value, CodecError> {
         // Parsed at its own width: through f64 a few values would round twice.
         Wire::Float4 => Value::Float32(parse_float(text).ok_or_else(|| err("not a real"))?),
         Wire::Float8 => Value::Float64(parse_float(text).ok_or_else(|| err("not a double"))?),
-        Wire::Numeric => match text.trim() {
-            v @ ("NaN" | "Infinity" | "-Infinity") => {
-                return Err(CodecError::Unrepresentable {
-                    ty: ty.name.clone(),
-                    value: v.into(),
-                    hint: NO_DECIMAL,
-                })
-            }
-            t => Value::Decimal(Decimal::from_str(t).map_err(|_| err("not a decimal number"))?),
-        },
+        // NaN, Infinity and -Infinity included.
+        Wire::Numeric => {
+            Value::Decimal(Decimal::from_str(text).map_err(|_| err("not a decimal number"))?)
+        }
         Wire::Text | Wire::Char => Value::Text(text.to_string()),
         Wire::Bytea => Value::Bytes(
             parse_bytea(text).ok_or_else(|| err("not bytea hex (\\x…) or escape text"))?,
@@ -2298,13 +2292,13 @@ mod tests {
         ] {
             let mut raw = Vec::new();
             numeric_header(&mut raw, 0, 0, sign, 0);
-            let e = decode_binary(&n, &raw).unwrap_err();
-            assert!(e.to_string().contains(name), "{e}");
-            assert!(decode_text(&n, name)
-                .unwrap_err()
-                .to_string()
-                .contains(name));
-            // Floats keep them on the way in.
+            let special = Value::Decimal(name.parse().unwrap());
+            assert_eq!(decode_binary(&n, &raw).unwrap(), special);
+            assert_eq!(decode_text(&n, name).unwrap(), special);
+            let mut out = Vec::new();
+            encode_binary(&n, &special, &mut out).unwrap();
+            assert_eq!(out, raw);
+            // Text keeps them on the way in.
             let mut out = Vec::new();
             encode_binary(&n, &Value::Text(name.into()), &mut out).unwrap();
             assert_eq!(out, raw);
