@@ -558,7 +558,15 @@ const NOTES: &[&str] = &[
      `TIMESTAMP` with an offset is read as the UTC time.",
     "Types without a portable kind (`interval`, `timetz`, `inet`, ranges, geometry, `xml`, \
      composites, …) travel as PostgreSQL's text form, exactly, into a SQLite `TEXT` column, and \
-     come back to PostgreSQL as `text`. Array lower bounds other than 1 are not kept in SQLite.",
+     come back to PostgreSQL as `text`; enums come back as `text` too.",
+    "Arrays become JSON arrays in SQLite (decimals as strings, bytes as `\\x` hex) and come back \
+     to PostgreSQL as `jsonb`; lower bounds other than 1 are not kept. JSON from SQLite is \
+     written to PostgreSQL as `jsonb`, which PostgreSQL normalises (whitespace, key order, \
+     duplicate keys).",
+    "A value a SQLite column holds that does not read as its declared type stops the table with \
+     an error naming the column, rather than being guessed: a `BOOLEAN` other than 0, 1 or a \
+     true/false word (`2`), an `INTEGER` with a fraction, a float column's integer beyond \
+     2^53, a date stored as a Julian day number.",
     "Between SQLite files values are read by their declared type and written in the forms \
      above: the same values, but a UUID stored as a blob or in capitals is written as \
      lower-case text, a timestamp with `T` or an offset as `YYYY-MM-DD HH:MM:SS` in UTC, and a \

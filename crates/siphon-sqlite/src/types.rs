@@ -233,8 +233,9 @@ pub(crate) fn decode_with(kind: &TypeKind, v: ValueRef<'_>, scratch: &mut String
     }
     Some(match (kind, v) {
         (_, ValueRef::Null) => Value::Null,
-        (K::Bool, ValueRef::Integer(i)) => Value::Bool(i != 0),
-        (K::Bool, ValueRef::Real(f)) => Value::Bool(f != 0.0),
+        // Another number is not a boolean: reading 2 as true would change it.
+        (K::Bool, ValueRef::Integer(i @ (0 | 1))) => Value::Bool(i == 1),
+        (K::Bool, ValueRef::Real(f)) if f == 0.0 || f == 1.0 => Value::Bool(f == 1.0),
         (K::Bool, ValueRef::Text(t)) => match text(t)?.to_ascii_lowercase().as_str() {
             "1" | "t" | "true" | "y" | "yes" => Value::Bool(true),
             "0" | "f" | "false" | "n" | "no" => Value::Bool(false),
@@ -256,7 +257,8 @@ pub(crate) fn decode_with(kind: &TypeKind, v: ValueRef<'_>, scratch: &mut String
         (K::Float32 | K::Float64, _) => {
             let f = match v {
                 ValueRef::Real(f) => f,
-                ValueRef::Integer(i) => i as f64,
+                // Beyond 2^53 an integer has no exact float.
+                ValueRef::Integer(i) if i.unsigned_abs() <= 1 << 53 => i as f64,
                 ValueRef::Text(t) => text(t)?.parse().ok()?,
                 _ => return None,
             };
@@ -643,6 +645,17 @@ mod tests {
         let ts = decode(&K::Timestamp, ValueRef::Text(b"2024-02-29T10:11:12Z")).unwrap();
         assert_eq!(ts.to_string(), "2024-02-29 10:11:12");
         assert_eq!(decode(&K::Int32, ValueRef::Integer(1 << 40)), None);
+        assert_eq!(decode(&K::Bool, ValueRef::Integer(2)), None);
+        assert_eq!(decode(&K::Bool, ValueRef::Real(0.5)), None);
+        assert_eq!(
+            decode(&K::Bool, ValueRef::Integer(1)),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(decode(&K::Float64, ValueRef::Integer((1 << 53) + 1)), None);
+        assert_eq!(
+            decode(&K::Float64, ValueRef::Integer(-(1 << 53))),
+            Some(Value::Float64(-9007199254740992.0))
+        );
         assert_eq!(decode(&K::Date, ValueRef::Text(b"not a date")), None);
     }
 
