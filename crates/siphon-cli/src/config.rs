@@ -1,12 +1,15 @@
 //! `siphon.yaml`: reading, `${VAR}` expansion and validation, with errors that name
 //! the key (and the line, where the parser knows it) and never show a secret.
+//!
+//! What is stored is checked as written: `${VAR}` stays unexpanded until a
+//! connection is opened, so a variable needs to be set only where siphon runs.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
-use siphon_core::{Error, PipelineSpec, Result};
+use siphon_core::{Error, Mode, PipelineSpec, Result};
 
 /// The config file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -35,6 +38,10 @@ pub enum Kind {
     File,
 }
 
+/// What to say about the kinds that work, in every refusal.
+pub const WORKING_KINDS: &str =
+    "siphon replicates postgres:// and sqlite:// connections today (MySQL, SQL Server, NATS, Kafka and files come later)";
+
 impl Kind {
     fn from_scheme(s: &str) -> Option<Kind> {
         Some(match s {
@@ -47,6 +54,16 @@ impl Kind {
             "file" => Kind::File,
             _ => return None,
         })
+    }
+
+    /// Whether this version of siphon can read from and write to this kind.
+    pub fn replicated(self) -> bool {
+        matches!(self, Kind::Postgres | Kind::Sqlite)
+    }
+
+    /// Whether this kind has a change log siphon reads (`mode: cdc`).
+    pub fn has_log(self) -> bool {
+        matches!(self, Kind::Postgres)
     }
 }
 
@@ -64,49 +81,73 @@ impl ConnUrl {
         &self.expanded
     }
 
-    /// Expands and parses a URL as written under `key` in the config.
+    /// Expands and parses a URL as written under `key` in the config, to open it:
+    /// a `${VAR}` that is not set is an error naming the variable.
     pub fn parse(key: &str, written: &str) -> Result<ConnUrl> {
         let expanded = expand_env(key, written)?;
-        let bad = |why: &str| {
-            Error::config(format!(
-                "{key}: cannot parse URL `{}`: {why}",
-                redact(&expanded)
-            ))
-        };
-        let (scheme, rest) = expanded.split_once("://").ok_or_else(|| {
-            bad("it has no scheme; write it as postgres://…, mysql://…, sqlite://path.db")
-        })?;
-        let kind = Kind::from_scheme(scheme).ok_or_else(|| {
-            bad(&format!(
-                "unknown scheme `{scheme}`; use postgres, mysql, sqlserver, sqlite, nats, kafka or file"
-            ))
-        })?;
-        match kind {
-            Kind::Sqlite | Kind::File => {
-                if rest.is_empty() {
-                    return Err(bad("it names no file"));
-                }
+        let kind = shape(key, &expanded)?;
+        Ok(ConnUrl { kind, expanded })
+    }
+
+    /// Checks a URL as it is stored, `${VAR}` unexpanded (a variable need not be
+    /// set): the scheme must name a kind siphon replicates today. Returns the
+    /// kind, or `None` when a variable stands for the scheme itself.
+    pub fn check_stored(key: &str, written: &str) -> Result<Option<Kind>> {
+        placeholders(key, written)?;
+        let scheme_part = written.split("://").next().unwrap_or_default();
+        if scheme_part.contains("${") || (!written.contains("://") && written.contains("${")) {
+            return Ok(None);
+        }
+        let kind = shape(key, written)?;
+        if !kind.replicated() {
+            return Err(Error::config(format!(
+                "{key}: `{}` cannot be stored: {WORKING_KINDS}",
+                redact(written)
+            )));
+        }
+        Ok(Some(kind))
+    }
+}
+
+/// The kind a URL names, after checking its shape. Parts that hold a `${VAR}`
+/// are not checked further (their value is not known yet).
+fn shape(key: &str, url: &str) -> Result<Kind> {
+    let bad =
+        |why: &str| Error::config(format!("{key}: cannot parse URL `{}`: {why}", redact(url)));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        bad("it has no scheme; write it as postgres://…, mysql://…, sqlite://path.db")
+    })?;
+    let kind = Kind::from_scheme(scheme).ok_or_else(|| {
+        bad(&format!(
+            "unknown scheme `{scheme}`; use postgres or sqlite ({WORKING_KINDS})"
+        ))
+    })?;
+    match kind {
+        Kind::Sqlite | Kind::File => {
+            if rest.is_empty() {
+                return Err(bad("it names no file"));
             }
-            _ => {
-                let authority = rest.split(['/', '?']).next().unwrap_or_default();
-                let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-                if host_port.is_empty() {
-                    return Err(bad("it names no host"));
-                }
-                if let Some((_, port)) = host_port
-                    .rsplit_once(':')
-                    .filter(|_| !host_port.ends_with(']'))
-                {
-                    if port.parse::<u16>().is_err() {
-                        return Err(bad(&format!(
-                            "port `{port}` is not a number from 0 to 65535"
-                        )));
-                    }
+        }
+        _ => {
+            let query = rest.find('?').unwrap_or(rest.len());
+            let at = rest[..query].rfind('@').map_or(0, |i| i + 1);
+            let authority = rest[at..].split(['/', '?']).next().unwrap_or_default();
+            if authority.is_empty() {
+                return Err(bad("it names no host"));
+            }
+            if let Some((_, port)) = authority
+                .rsplit_once(':')
+                .filter(|_| !authority.ends_with(']') && !authority.contains("${"))
+            {
+                if port.parse::<u16>().is_err() {
+                    return Err(bad(&format!(
+                        "port `{port}` is not a number from 0 to 65535"
+                    )));
                 }
             }
         }
-        Ok(ConnUrl { kind, expanded })
     }
+    Ok(kind)
 }
 
 impl fmt::Display for ConnUrl {
@@ -121,24 +162,130 @@ impl fmt::Debug for ConnUrl {
     }
 }
 
-/// The URL with any password (`user:password@`) and `password=` parameter hidden.
+/// Schemes whose user-only userinfo (`postgres://app@host`) is a user name; in
+/// any other scheme (`nats://TOKEN@host`) it is a secret.
+fn userinfo_is_a_name(scheme: &str) -> bool {
+    matches!(
+        scheme,
+        "postgres" | "postgresql" | "mysql" | "mariadb" | "sqlserver" | "mssql"
+    )
+}
+
+/// Whether a setting (`password=…`, `Pwd=…`, `token=…`) holds a secret.
+fn secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.ends_with("password")
+        || k.ends_with("token")
+        || k.ends_with("secret")
+        || matches!(k.as_str(), "pwd" | "passwd" | "pass" | "apikey" | "api_key")
+}
+
+/// `***` for a secret; a lone `${VAR}` is shown, since it names a variable and
+/// holds no secret itself.
+fn mask(secret: &str) -> String {
+    let lone_var =
+        secret.starts_with("${") && secret.ends_with('}') && secret.matches("${").count() == 1;
+    if lone_var {
+        secret.to_string()
+    } else {
+        "***".to_string()
+    }
+}
+
+/// The URL with every secret replaced by `***`: the password of `user:password@`,
+/// a token written alone before `@` (`nats://TOKEN@host`), and the value of any
+/// query parameter or `key=value` setting named password, pwd, token or secret
+/// (in any case: `Password=`, `PWD=`, `sslpassword=`).
 pub fn redact(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let authority = &rest[..end];
-        if let Some((userinfo, host)) = authority.rsplit_once('@') {
-            if let Some((user, _)) = userinfo.split_once(':') {
-                out = format!("{scheme}://{user}:***@{host}{}", &rest[end..]);
-            }
+    redact_settings(&redact_userinfo(url))
+}
+
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    if matches!(scheme, "sqlite" | "file") {
+        return url.to_string();
+    }
+    let query = rest.find('?').unwrap_or(rest.len());
+    let Some(at) = rest[..query].rfind('@') else {
+        return url.to_string();
+    };
+    let (userinfo, host) = rest.split_at(at);
+    let shown = match userinfo.split_once(':') {
+        Some((user, secret)) => format!("{user}:{}", mask(secret)),
+        None if userinfo_is_a_name(scheme) => userinfo.to_string(),
+        None => mask(userinfo),
+    };
+    format!("{scheme}://{shown}{host}")
+}
+
+fn redact_settings(s: &str) -> String {
+    let bytes = s.as_bytes();
+    // In `a=1;b=2` strings values may hold spaces; elsewhere spaces separate.
+    let spaces_separate = !s.contains(';');
+    let separator = |b: u8| b == b'&' || b == b';' || (spaces_separate && b.is_ascii_whitespace());
+    let mut out = String::with_capacity(s.len());
+    let (mut copied, mut from) = (0, 0);
+    while let Some(offset) = s[from..].find('=') {
+        let eq = from + offset;
+        let mut key_end = eq;
+        while key_end > 0 && bytes[key_end - 1] == b' ' {
+            key_end -= 1;
         }
+        let mut key_start = key_end;
+        while key_start > 0
+            && (bytes[key_start - 1].is_ascii_alphanumeric() || bytes[key_start - 1] == b'_')
+        {
+            key_start -= 1;
+        }
+        let mut value_start = eq + 1;
+        while value_start < bytes.len() && bytes[value_start] == b' ' {
+            value_start += 1;
+        }
+        let value_end = match bytes.get(value_start) {
+            Some(&quote) if quote == b'\'' || quote == b'"' => {
+                let mut j = value_start + 1;
+                while j < bytes.len() && bytes[j] != quote {
+                    j += if bytes[j] == b'\\' { 2 } else { 1 };
+                }
+                (j + 1).min(bytes.len())
+            }
+            _ => {
+                let mut j = value_start;
+                while j < bytes.len() && !separator(bytes[j]) {
+                    j += 1;
+                }
+                j
+            }
+        };
+        // A backslash before a multi-byte character may leave `value_end`
+        // inside it: move to the next character boundary.
+        let value_end = (value_end..=bytes.len())
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(bytes.len());
+        if secret_key(&s[key_start..key_end]) && value_end > value_start {
+            out.push_str(&s[copied..value_start]);
+            out.push_str(&mask(&s[value_start..value_end]));
+            copied = value_end;
+        }
+        from = value_end.max(eq + 1);
     }
-    if let Some(i) = out.find("password=") {
-        let tail = &out[i + 9..];
-        let end = tail.find('&').unwrap_or(tail.len());
-        out = format!("{}password=***{}", &out[..i], &tail[end..]);
-    }
+    out.push_str(&s[copied..]);
     out
+}
+
+/// Checks that every `${` has its `}`.
+fn placeholders(key: &str, s: &str) -> Result<()> {
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| Error::config(format!("{key}: `${{` without a closing `}}`")))?;
+        rest = &after[end + 1..];
+    }
+    Ok(())
 }
 
 /// Replaces each `${VAR}` with the variable's value; a missing variable is an error
@@ -153,8 +300,12 @@ pub fn expand_env(key: &str, s: &str) -> Result<String> {
             .find('}')
             .ok_or_else(|| Error::config(format!("{key}: `${{` without a closing `}}`")))?;
         let var = &after[..end];
-        let value = std::env::var(var)
-            .map_err(|_| Error::config(format!("{key}: environment variable {var} is not set")))?;
+        let value = std::env::var(var).map_err(|_| {
+            Error::config(format!(
+                "{key}: environment variable {var} is not set; it is read when the connection is \
+                 opened: set it in the environment siphon runs in"
+            ))
+        })?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -162,39 +313,81 @@ pub fn expand_env(key: &str, s: &str) -> Result<String> {
     Ok(out)
 }
 
+/// A `sqlite://` URL with a relative path made relative to `dir` (absolute);
+/// any other URL, an absolute path, or a path that starts with `${VAR}` is
+/// returned as written.
+pub fn resolve_url(url: &str, dir: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return url.to_string();
+    };
+    if rest.is_empty() || rest.starts_with('/') || rest.starts_with("${") || rest.starts_with(':') {
+        return url.to_string();
+    }
+    let base = dir.to_string_lossy();
+    format!("sqlite://{}/{rest}", base.trim_end_matches('/'))
+}
+
 impl ConfigFile {
-    /// Reads and validates a config file.
+    /// Reads and checks a config file. Relative `sqlite://` paths in it (the
+    /// connections' and `state`) are made relative to the file's folder, whatever
+    /// the working directory; `${VAR}` is left unexpanded.
     pub fn load(path: &Path) -> Result<ConfigFile> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::config(format!("cannot read config file {}", path.display())).source(e)
         })?;
-        let file = ConfigFile::parse(&text)
+        let mut file = ConfigFile::parse(&text)
             .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+        let absolute = std::fs::canonicalize(path)
+            .or_else(|_| std::path::absolute(path))
+            .map_err(|e| {
+                Error::config(format!("cannot find the folder of {}", path.display())).source(e)
+            })?;
+        let dir = absolute.parent().unwrap_or(Path::new("/"));
+        file.state = file.state.map(|s| resolve_url(&s, dir));
+        for url in file.connections.values_mut() {
+            *url = resolve_url(url, dir);
+        }
         Ok(file)
     }
 
-    /// Parses and validates config text.
+    /// Parses config text and checks each entry on its own (URLs and pipeline
+    /// settings); references between entries are checked by [`Self::validate`].
     pub fn parse(text: &str) -> Result<ConfigFile> {
         let file: ConfigFile =
             serde_norway::from_str(text).map_err(|e| Error::config(e.to_string()))?;
-        file.validate(&BTreeMap::new())?;
+        file.check_entries()?;
         Ok(file)
     }
 
-    /// Checks every URL and every reference. `known` holds connections already in
-    /// the catalog, which pipelines may also name.
-    pub fn validate(&self, known: &BTreeMap<String, String>) -> Result<()> {
+    fn check_entries(&self) -> Result<()> {
         if let Some(state) = &self.state {
-            ConnUrl::parse("state", state)?;
+            placeholders("state", state)?;
+            if !state.starts_with("${") && shape("state", state)? != Kind::Sqlite {
+                return Err(Error::config(format!(
+                    "state: {} cannot hold siphon's state in this version; use a sqlite:// URL",
+                    redact(state)
+                )));
+            }
         }
         for (name, url) in &self.connections {
-            ConnUrl::parse(&format!("connections.{name}"), url)?;
+            ConnUrl::check_stored(&format!("connections.{name}"), url)?;
         }
+        for (name, p) in &self.pipelines {
+            validate_pipeline(name, p)?;
+        }
+        Ok(())
+    }
+
+    /// Checks every URL, setting and reference. `known` holds connections already
+    /// in the catalog, which pipelines may also name.
+    pub fn validate(&self, known: &BTreeMap<String, String>) -> Result<()> {
+        self.check_entries()?;
         for (name, p) in &self.pipelines {
             for (field, conn) in [("source", &p.source), ("target", &p.target)] {
                 if !self.connections.contains_key(conn) && !known.contains_key(conn) {
                     let mut names: Vec<&String> =
                         self.connections.keys().chain(known.keys()).collect();
+                    names.sort();
                     names.dedup();
                     return Err(Error::config(format!(
                         "pipelines.{name}.{field}: unknown connection `{conn}`; defined: {}",
@@ -210,13 +403,16 @@ impl ConfigFile {
                     )));
                 }
             }
-            validate_pipeline(name, p)?;
+            let source = self.connections.get(&p.source).or(known.get(&p.source));
+            if let Some(url) = source {
+                validate_source(name, p, url)?;
+            }
         }
         Ok(())
     }
 }
 
-/// Checks a pipeline's own settings.
+/// Checks a pipeline's own settings: refuses what this version cannot do.
 pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
     if p.batch_size == 0 {
         return Err(Error::config(format!(
@@ -228,6 +424,27 @@ pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
             "pipelines.{name}.tables: list at least one table or glob"
         )));
     }
+    let merge = |key: &str| {
+        Error::config(format!(
+            "{key}: mode `merge` (two-way sync) is not available in this version; use `full`, \
+             `incremental` or `cdc`"
+        ))
+    };
+    if p.mode == Mode::Merge {
+        return Err(merge(&format!("pipelines.{name}.mode")));
+    }
+    if p.conflict.is_some() {
+        return Err(Error::config(format!(
+            "pipelines.{name}.conflict: conflict handling belongs to mode `merge`, which is not \
+             available in this version; remove `conflict`"
+        )));
+    }
+    if p.schema.routines {
+        return Err(Error::config(format!(
+            "pipelines.{name}.schema.routines: copying procedures, functions and triggers is not \
+             available in this version; remove it or set it to false"
+        )));
+    }
     siphon_engine::validate_schedule(&p.schedule)
         .map_err(|e| Error::config(format!("pipelines.{name}.schedule: {e}")))?;
     for (t, c) in &p.tables_config {
@@ -236,8 +453,40 @@ pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
                 "pipelines.{name}.tables_config.{t}.batch_size: must be at least 1"
             )));
         }
+        if c.mode == Some(Mode::Merge) {
+            return Err(merge(&format!("pipelines.{name}.tables_config.{t}.mode")));
+        }
     }
     Ok(())
+}
+
+/// Checks that the pipeline's source can do what the pipeline asks: `cdc` needs
+/// a source with a change log. `source_url` is the source connection as written.
+pub fn validate_source(name: &str, p: &PipelineSpec, source_url: &str) -> Result<()> {
+    let key = format!("connections.{}", p.source);
+    let Some(kind) = ConnUrl::check_stored(&key, source_url)? else {
+        return Ok(());
+    };
+    if kind.has_log() {
+        return Ok(());
+    }
+    let cdc_key = if p.mode == Mode::Cdc {
+        Some(format!("pipelines.{name}.mode"))
+    } else {
+        p.tables_config
+            .iter()
+            .find(|(_, c)| c.mode == Some(Mode::Cdc))
+            .map(|(t, _)| format!("pipelines.{name}.tables_config.{t}.mode"))
+    };
+    match cdc_key {
+        Some(k) => Err(Error::config(format!(
+            "{k}: `cdc` reads the source's change log, and source `{}` ({}) has none siphon can \
+             read: cdc needs a PostgreSQL source; use mode `full` or `incremental` for this source",
+            p.source,
+            redact(source_url)
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +519,35 @@ mod tests {
     }
 
     #[test]
+    fn every_form_of_secret_is_masked() {
+        for (url, shown) in [
+            ("postgres://app:pw/1@db/app", "postgres://app:***@db/app"),
+            ("postgres://app@db/app", "postgres://app@db/app"),
+            ("nats://s3cr3tToken@nats:4222", "nats://***@nats:4222"),
+            ("redis://:pw@cache:6379", "redis://:***@cache:6379"),
+            (
+                "postgres://db/app?user=a&Password=x&PWD=y",
+                "postgres://db/app?user=a&Password=***&PWD=***",
+            ),
+            (
+                "sqlserver://h:1433;database=x;Password=a b;encrypt=true",
+                "sqlserver://h:1433;database=x;Password=***;encrypt=true",
+            ),
+            (
+                "host=db password='a b' sslpassword=z token=t dbname=app",
+                "host=db password=*** sslpassword=*** token=*** dbname=app",
+            ),
+            (
+                "postgres://app:${APP_PW}@db/app?pwd=${X}",
+                "postgres://app:${APP_PW}@db/app?pwd=${X}",
+            ),
+            ("sqlite://data/a@b.db", "sqlite://data/a@b.db"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
+
+    #[test]
     fn urls_are_checked() {
         assert_eq!(
             ConnUrl::parse("k", "sqlite://data/app.db").unwrap().kind,
@@ -293,16 +571,51 @@ mod tests {
     }
 
     #[test]
+    fn stored_urls_keep_variables_and_refuse_other_kinds() {
+        let k = ConnUrl::check_stored("c", "postgres://a:${SIPHON_TEST_SURELY_UNSET}@h:${P}/d");
+        assert_eq!(k.unwrap(), Some(Kind::Postgres));
+        assert_eq!(ConnUrl::check_stored("c", "${WHOLE_URL}").unwrap(), None);
+        for bad in [
+            "mysql://r:pw@h/x",
+            "nats://tok@h",
+            "sqlserver://h",
+            "kafka://h:9092",
+        ] {
+            let e = ConnUrl::check_stored("c", bad).unwrap_err().to_string();
+            assert!(e.contains("postgres:// and sqlite://"), "{e}");
+            assert!(!e.contains("pw@") && !e.contains("tok@"), "{e}");
+        }
+    }
+
+    #[test]
     fn env_vars_expand_or_name_the_missing_one() {
         std::env::set_var("SIPHON_TEST_PW", "pw");
         assert_eq!(expand_env("k", "a:${SIPHON_TEST_PW}@h").unwrap(), "a:pw@h");
         let e = expand_env("connections.r", "${SIPHON_TEST_SURELY_UNSET}")
             .unwrap_err()
             .to_string();
-        assert_eq!(
-            e,
-            "connections.r: environment variable SIPHON_TEST_SURELY_UNSET is not set"
+        assert!(
+            e.starts_with(
+                "connections.r: environment variable SIPHON_TEST_SURELY_UNSET is not set"
+            ),
+            "{e}"
         );
+    }
+
+    #[test]
+    fn relative_sqlite_paths_follow_the_config_file() {
+        let dir = Path::new("/etc/siphon");
+        assert_eq!(
+            resolve_url("sqlite://data/a.db?x=1", dir),
+            "sqlite:///etc/siphon/data/a.db?x=1"
+        );
+        for kept in [
+            "sqlite:///abs.db",
+            "sqlite://${DATA}/a.db",
+            "postgres://h/db",
+        ] {
+            assert_eq!(resolve_url(kept, dir), kept);
+        }
     }
 
     #[test]
@@ -314,11 +627,41 @@ mod tests {
         let e = ConfigFile::parse(
             "connections:\n  a: sqlite://a.db\npipelines:\n  p:\n    source: a\n    target: b\n",
         )
+        .unwrap()
+        .validate(&BTreeMap::new())
         .unwrap_err()
         .to_string();
         assert!(
             e.contains("pipelines.p.target: unknown connection `b`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn what_this_version_cannot_do_is_refused() {
+        let file = |extra: &str| {
+            format!(
+                "connections:\n  a: sqlite://a.db\n  b: sqlite://b.db\npipelines:\n  p:\n    source: a\n    target: b\n{extra}"
+            )
+        };
+        for (extra, wanted) in [
+            ("    mode: merge\n", "pipelines.p.mode: mode `merge`"),
+            (
+                "    tables_config:\n      t: { mode: merge }\n",
+                "pipelines.p.tables_config.t.mode",
+            ),
+            ("    mode: cdc\n", "pipelines.p.mode: `cdc`"),
+            (
+                "    tables_config:\n      t: { mode: cdc }\n",
+                "cdc needs a PostgreSQL source",
+            ),
+            ("    schema: { routines: true }\n", "schema.routines"),
+        ] {
+            let e = ConfigFile::parse(&file(extra))
+                .and_then(|f| f.validate(&BTreeMap::new()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(wanted), "{extra}: {e}");
+        }
     }
 }

@@ -6,20 +6,28 @@ mod config;
 mod connect;
 mod progress;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use siphon_core::ErrorKind;
+use siphon_core::{Error, ErrorKind};
 
-/// Keeps tables in a target database in step with a source database.
+/// siphon keeps tables in a target database in step with a source database: full
+/// loads, incremental polling by a cursor column, and log-based change data capture.
+///
+/// Full loads are chunked by key and resume after a crash; incremental runs read
+/// the rows whose cursor moved; `cdc` follows PostgreSQL's logical replication.
+/// Connections and pipelines are written in a config file (`./siphon.yaml` is used
+/// when present) or added with `siphon connection` and `siphon sync`; `siphon run`
+/// runs them. Start with `siphon quickstart`.
 #[derive(Debug, Parser)]
-#[command(name = "siphon", version, about, propagate_version = true)]
+#[command(name = "siphon", version, propagate_version = true)]
 struct Cli {
-    /// State store URL [default: sqlite://.siphon/state.db, or the config file's `state`].
-    #[arg(long, global = true, env = "SIPHON_STATE")]
+    /// State store URL [default: the config file's `state`, else sqlite://.siphon/state.db].
+    #[arg(long, global = true, env = "SIPHON_STATE", value_name = "URL")]
     state: Option<String>,
-    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    /// More log output: -v info, -vv debug (default: warnings and errors); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
@@ -30,7 +38,7 @@ struct Cli {
 enum Command {
     /// Embedded demo: builds a SQLite source, syncs it fully, changes it, syncs incrementally, verifies.
     Quickstart {
-        /// Folder for the demo's files (emptied first).
+        /// Folder for the demo's files: created when missing; must be empty or a previous quickstart's.
         #[arg(long, default_value = "siphon-quickstart")]
         dir: PathBuf,
         /// Rows in the demo's orders table.
@@ -39,19 +47,21 @@ enum Command {
     },
     /// Runs pipelines: once (`--once`), or on their schedules until stopped (Ctrl-C stops gracefully).
     Run {
-        /// Config file to apply first.
-        #[arg(short = 'f', long = "file")]
+        /// Config file to apply first; its pipelines are the ones run [default: ./siphon.yaml when present].
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: Option<PathBuf>,
-        /// Pipelines to run [default: all].
+        /// Pipelines to run [default: the config file's, else every stored pipeline].
+        #[arg(value_name = "PIPELINE")]
         pipelines: Vec<String>,
-        /// One pass and exit: full tables copied, incremental tables polled until no new rows.
+        /// One pass and exit: full tables copied, incremental tables polled until no new rows, cdc streamed to the source's current position.
         #[arg(long)]
         once: bool,
     },
     /// Loads a config file's connections and pipelines into the state store.
     Apply {
-        #[arg(short = 'f', long = "file")]
-        file: PathBuf,
+        /// Config file to load [default: ./siphon.yaml].
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Named database endpoints.
     #[command(subcommand)]
@@ -61,9 +71,11 @@ enum Command {
     Sync(commands::catalog::SyncCommand),
 }
 
-fn init_logs(verbose: u8, default: &str) {
+/// Logs go to stderr: warnings and errors by default, `-v` info, `-vv` debug,
+/// `RUST_LOG` overrides. Colours only when stderr is a terminal.
+fn init_logs(verbose: u8) {
     let level = match verbose {
-        0 => default,
+        0 => "warn",
         1 => "info",
         _ => "debug",
     };
@@ -72,14 +84,14 @@ fn init_logs(verbose: u8, default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
         .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Quickstart { .. });
-    init_logs(cli.verbose, if quiet { "warn" } else { "info" });
+    init_logs(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,9 +120,20 @@ async fn dispatch(cli: Cli) -> siphon_core::Result<ExitCode> {
     match cli.command {
         Command::Quickstart { dir, rows } => commands::quickstart::run(&dir, rows).await,
         Command::Apply { file } => {
-            let file = config::ConfigFile::load(&file)?;
+            let Some((path, file)) = commands::config_file(file)? else {
+                return Err(Error::config(format!(
+                    "apply: no config file: pass one with -f FILE, or write {}",
+                    commands::DEFAULT_CONFIG
+                )));
+            };
             let state = commands::open_state(state_flag.as_deref(), file.state.as_deref()).await?;
             commands::run::apply(&state, &file).await?;
+            println!(
+                "applied {}: {} connections, {} pipelines",
+                path.display(),
+                file.connections.len(),
+                file.pipelines.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -118,23 +141,34 @@ async fn dispatch(cli: Cli) -> siphon_core::Result<ExitCode> {
             pipelines,
             once,
         } => {
-            let file = file.map(|f| config::ConfigFile::load(&f)).transpose()?;
+            let file = commands::config_file(file)?;
             let state = commands::open_state(
                 state_flag.as_deref(),
-                file.as_ref().and_then(|f| f.state.as_deref()),
+                file.as_ref().and_then(|(_, f)| f.state.as_deref()),
             )
             .await?;
-            if let Some(f) = &file {
+            let mut names = pipelines;
+            if let Some((path, f)) = &file {
                 commands::run::apply(&state, f).await?;
+                if names.is_empty() {
+                    if f.pipelines.is_empty() {
+                        return Err(Error::config(format!(
+                            "{} defines no pipelines: add them under `pipelines:`, or name stored \
+                             pipelines to run",
+                            path.display()
+                        )));
+                    }
+                    names = f.pipelines.keys().cloned().collect();
+                }
             }
-            commands::run::run(std::sync::Arc::new(state), &pipelines, once).await
+            commands::run::run(std::sync::Arc::new(state), &names, once).await
         }
         Command::Connection(c) => {
-            let state = commands::open_state(state_flag.as_deref(), None).await?;
+            let state = commands::open_catalog_state(state_flag.as_deref()).await?;
             commands::catalog::connection(&state, c).await
         }
         Command::Sync(c) => {
-            let state = commands::open_state(state_flag.as_deref(), None).await?;
+            let state = commands::open_catalog_state(state_flag.as_deref()).await?;
             commands::catalog::sync(&state, c).await
         }
     }

@@ -50,7 +50,9 @@ fn bad_config_exits_2_naming_the_key_and_hiding_secrets() {
             &["connections.app: cannot parse URL", "99999", "app:***@db"],
         ),
         (
-            "connections:\n  app: postgres://app:${SIPHON_TEST_UNSET_PW}@db/app\n",
+            // Stored unexpanded; needed when the pipeline opens the connection.
+            "connections:\n  app: postgres://app:${SIPHON_TEST_UNSET_PW}@db/app\n  out: sqlite://out.db\n\
+             pipelines:\n  p:\n    source: app\n    target: out\n",
             &["connections.app: environment variable SIPHON_TEST_UNSET_PW is not set"],
         ),
         ("pipelines: [1, 2]\n", &["pipelines: invalid type"]),

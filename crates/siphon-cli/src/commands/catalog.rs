@@ -1,74 +1,114 @@
-//! `siphon connection …` and `siphon sync …`: editing the catalog and table flags.
+//! `siphon connection …` and `siphon sync …`: editing the catalog and table flags,
+//! and removing a pipeline with what it holds on its source and target.
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use siphon_core::{
-    Error, Flag, Mode, PipelineSpec, Result, Source, StateStore, StreamId, TableName,
+    Error, Flag, LogSource, Mode, NewTables, PipelineSpec, Result, Sink, Source, StateStore,
+    StreamId, StreamState, TableName,
 };
 
-use crate::config::{redact, validate_pipeline, ConnUrl};
-use crate::connect::open_source;
+use crate::config::{redact, resolve_url, validate_pipeline, validate_source, ConnUrl, Kind};
+use crate::connect::{open_sink, open_source, AnySink, AnySource};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
-    /// Adds or replaces a connection (`${VAR}` is kept unexpanded).
-    Add { name: String, url: String },
-    /// Lists connections, passwords hidden.
+    /// Adds or replaces a connection; the URL is stored as written, `${VAR}` unexpanded (read when the connection is opened).
+    Add {
+        /// Connection name, as pipelines' `--source` and `--target` name it.
+        name: String,
+        /// postgres://user:password@host:5432/db or sqlite://path.db (a relative path is taken from the working directory).
+        url: String,
+    },
+    /// Lists connections, secrets hidden.
     List,
     /// Removes a connection.
-    Remove { name: String },
+    Remove {
+        /// Connection to remove.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
     /// Adds or replaces a pipeline.
     Add {
+        /// Pipeline name.
         name: String,
+        /// Source connection name.
         #[arg(long)]
         source: String,
+        /// Target connection name.
         #[arg(long)]
         target: String,
+        /// How the tables are kept in step.
         #[arg(long, value_enum, default_value = "full")]
         mode: ModeArg,
-        /// Table globs [default: all].
-        #[arg(long, num_args = 1..)]
+        /// Globs of tables to replicate (`schema.table` or bare names, `*` and `?`) [default: all].
+        #[arg(long, num_args = 1.., value_name = "GLOB")]
         tables: Vec<String>,
-        #[arg(long, num_args = 1..)]
+        /// Globs of tables to leave out.
+        #[arg(long, num_args = 1.., value_name = "GLOB")]
         exclude: Vec<String>,
-        /// Incremental cursor column.
-        #[arg(long)]
+        /// Incremental cursor column (required for `incremental`).
+        #[arg(long, value_name = "COLUMN")]
         cursor: Option<String>,
     },
-    /// Lists pipelines and the state of their tables.
+    /// Lists pipelines, their tables, each table's state and pending flags (paused, resync requested).
     List,
-    /// Enables a pipeline's tables (or one table).
+    /// Enables a pipeline's tables (or one table); says whether a paused cdc table is copied again.
     Enable {
+        /// Pipeline name.
         name: String,
-        #[arg(long)]
+        /// One table the pipeline selects (`schema.table`, or the bare name when only one table has it) [default: all].
+        #[arg(long, value_name = "TABLE")]
         table: Option<String>,
     },
     /// Pauses a pipeline's tables (or one table).
     Disable {
+        /// Pipeline name.
         name: String,
-        #[arg(long)]
+        /// One table the pipeline selects (`schema.table`, or the bare name when only one table has it) [default: all].
+        #[arg(long, value_name = "TABLE")]
         table: Option<String>,
     },
-    /// Makes the next run truncate and reload a pipeline's tables (or one table).
+    /// Makes the next run reload a pipeline's tables (or one table) from scratch.
     Resync {
+        /// Pipeline name.
         name: String,
-        #[arg(long)]
+        /// One table the pipeline selects (`schema.table`, or the bare name when only one table has it) [default: all].
+        #[arg(long, value_name = "TABLE")]
         table: Option<String>,
     },
-    /// Removes a pipeline from the catalog.
-    Remove { name: String },
+    /// Removes a pipeline: drops its replication slot and publication on the source, forgets its checkpoints on the target, then removes it from the catalog.
+    Remove {
+        /// Pipeline name.
+        name: String,
+        /// Do not ask for confirmation (needed when there is no terminal to ask on).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Keep the replication slot and publication on the source (their names are printed, with how to drop them later).
+        #[arg(long)]
+        keep_slot: bool,
+        /// Remove the pipeline from the catalog even when its source or target cannot be reached (what is left behind is printed).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
+/// A pipeline's mode on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ModeArg {
+    /// Copy every row on each run.
     Full,
+    /// Poll a cursor column for rows changed since the last run.
     Incremental,
+    /// Follow the source's change log (PostgreSQL sources).
     Cdc,
+    /// Two-way sync: not available in this version (refused).
     Merge,
 }
 
@@ -83,12 +123,18 @@ impl From<ModeArg> for Mode {
     }
 }
 
+/// Runs a `siphon connection` command.
 pub async fn connection<St: StateStore>(state: &St, cmd: ConnectionCommand) -> Result<ExitCode> {
     match cmd {
         ConnectionCommand::Add { name, url } => {
-            ConnUrl::parse(&format!("connections.{name}"), &url)?;
+            ConnUrl::check_stored(&format!("connections.{name}"), &url)?;
+            let cwd = std::env::current_dir().map_err(|e| {
+                Error::config("cannot read the working directory, which relative paths need")
+                    .source(e)
+            })?;
+            let url = resolve_url(&url, &cwd);
             state.put_connection(&name, &url).await?;
-            println!("connection {name} saved");
+            println!("connection {name} saved: {}", redact(&url));
         }
         ConnectionCommand::List => {
             for (name, url) in state.connections().await? {
@@ -105,40 +151,111 @@ pub async fn connection<St: StateStore>(state: &St, cmd: ConnectionCommand) -> R
     Ok(ExitCode::SUCCESS)
 }
 
-/// The streams a command acts on: one table, or every table the pipeline selects.
-async fn streams<St: StateStore>(
-    state: &St,
-    name: &str,
-    table: Option<String>,
-) -> Result<Vec<StreamId>> {
-    let spec = state
-        .pipelines()
-        .await?
-        .remove(name)
-        .ok_or_else(|| Error::config(format!("unknown pipeline `{name}`")))?;
-    if let Some(t) = table {
-        return Ok(vec![StreamId::new(name, &TableName::parse(&t))]);
-    }
-    let connections = state.connections().await?;
-    let written = connections.get(&spec.source).ok_or_else(|| {
+/// The stored pipeline `name`, or a config error.
+async fn pipeline<St: StateStore>(state: &St, name: &str) -> Result<PipelineSpec> {
+    let mut all = state.pipelines().await?;
+    all.remove(name).ok_or_else(|| {
         Error::config(format!(
-            "pipelines.{name}: connection `{}` is not defined",
-            spec.source
+            "unknown pipeline `{name}`; defined: {}",
+            if all.is_empty() {
+                "none".to_string()
+            } else {
+                all.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        ))
+    })
+}
+
+/// A connection's URL, expanded to open it.
+fn url_of(connections: &BTreeMap<String, String>, pipeline: &str, conn: &str) -> Result<ConnUrl> {
+    let written = connections.get(conn).ok_or_else(|| {
+        Error::config(format!(
+            "pipelines.{pipeline}: connection `{conn}` is not defined"
         ))
     })?;
-    let source = open_source(
-        &spec.source,
-        &ConnUrl::parse(&format!("connections.{}", spec.source), written)?,
-    )
-    .await?;
+    ConnUrl::parse(&format!("connections.{conn}"), written)
+}
+
+/// The tables a pipeline selects, as its source lists them now.
+async fn selected_tables(
+    connections: &BTreeMap<String, String>,
+    name: &str,
+    spec: &PipelineSpec,
+) -> Result<Vec<TableName>> {
+    let source = open_source(&spec.source, &url_of(connections, name, &spec.source)?).await?;
     Ok(source
         .discover(&spec.filter())
         .await?
-        .iter()
-        .map(|t| StreamId::new(name, &t.name))
+        .into_iter()
+        .map(|t| t.name)
         .collect())
 }
 
+/// `names` for a message, the first 50 of them.
+fn listing(names: &[TableName]) -> String {
+    let mut shown: Vec<String> = names.iter().take(50).map(|t| t.to_string()).collect();
+    if names.len() > 50 {
+        shown.push(format!("and {} more", names.len() - 50));
+    }
+    shown.join(", ")
+}
+
+/// The table `wanted` names among those a pipeline selects: `schema.table`, or a
+/// bare name that only one of them has.
+fn pick(pipeline: &str, wanted: &str, tables: &[TableName]) -> Result<TableName> {
+    if let Some(t) = tables.iter().find(|t| t.to_string() == wanted) {
+        return Ok(t.clone());
+    }
+    let bare: Vec<TableName> = tables
+        .iter()
+        .filter(|t| t.schema.is_some() && t.name == wanted)
+        .cloned()
+        .collect();
+    match bare.len() {
+        1 => return Ok(bare[0].clone()),
+        0 => {}
+        _ => {
+            return Err(Error::config(format!(
+                "--table {wanted}: several tables of pipeline `{pipeline}` have this name: {}; \
+                 write it as schema.table",
+                listing(&bare)
+            )))
+        }
+    }
+    Err(Error::config(format!(
+        "--table {wanted}: pipeline `{pipeline}` does not select this table; it selects: {}",
+        if tables.is_empty() {
+            "no table (check its `tables` and `exclude` globs against the source)".to_string()
+        } else {
+            listing(tables)
+        }
+    )))
+}
+
+/// The streams a command acts on: one table the pipeline selects, or all of them.
+async fn streams<St: StateStore>(
+    state: &St,
+    name: &str,
+    spec: &PipelineSpec,
+    table: Option<&str>,
+) -> Result<Vec<StreamId>> {
+    let connections = state.connections().await?;
+    let tables = selected_tables(&connections, name, spec).await?;
+    Ok(match table {
+        Some(t) => vec![StreamId::new(name, &pick(name, t, &tables)?)],
+        None => tables.iter().map(|t| StreamId::new(name, t)).collect(),
+    })
+}
+
+/// Whether a table is paused now: its flag, or the pipeline's `new_tables`.
+async fn paused<St: StateStore>(state: &St, spec: &PipelineSpec, s: &StreamId) -> Result<bool> {
+    Ok(match state.flag(s, Flag::Enabled).await? {
+        Some(enabled) => !enabled,
+        None => spec.new_tables == NewTables::Paused,
+    })
+}
+
+/// Runs a `siphon sync` command.
 pub async fn sync<St: StateStore>(state: &St, cmd: SyncCommand) -> Result<ExitCode> {
     match cmd {
         SyncCommand::Add {
@@ -168,50 +285,300 @@ pub async fn sync<St: StateStore>(state: &St, cmd: SyncCommand) -> Result<ExitCo
                 }
             }
             validate_pipeline(&name, &spec)?;
+            validate_source(&name, &spec, &connections[&spec.source])?;
             state.put_pipeline(&name, &spec).await?;
             println!("pipeline {name} saved");
         }
-        SyncCommand::List => {
-            let states = state.stream_states().await?;
-            for (name, p) in state.pipelines().await? {
-                println!(
-                    "{name}: {} -> {}  mode {}  tables {:?}  schedule {}",
-                    p.source, p.target, p.mode, p.tables, p.schedule
-                );
-                for (s, st) in states.iter().filter(|(s, _)| s.pipeline == name) {
-                    println!("  {:<30} {st}", s.table.to_string());
-                }
-            }
-        }
+        SyncCommand::List => list(state).await?,
         SyncCommand::Enable { name, table } => {
-            set(state, &name, table, Flag::Enabled, true).await?
+            set(state, &name, table.as_deref(), Flag::Enabled, true).await?
         }
         SyncCommand::Disable { name, table } => {
-            set(state, &name, table, Flag::Enabled, false).await?
+            set(state, &name, table.as_deref(), Flag::Enabled, false).await?
         }
         SyncCommand::Resync { name, table } => {
-            set(state, &name, table, Flag::ForceFullLoad, true).await?
+            set(state, &name, table.as_deref(), Flag::ForceFullLoad, true).await?
         }
-        SyncCommand::Remove { name } => {
-            if !state.remove_pipeline(&name).await? {
-                return Err(Error::config(format!("unknown pipeline `{name}`")));
-            }
-            println!("pipeline {name} removed");
-        }
+        SyncCommand::Remove {
+            name,
+            yes,
+            keep_slot,
+            force,
+        } => return remove(state, &name, yes, keep_slot, force).await,
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `sync list`: each pipeline, then each table it selects (as its source lists
+/// them, and any that ran before) with its pending flags and its state.
+async fn list<St: StateStore>(state: &St) -> Result<()> {
+    let states = state.stream_states().await?;
+    let connections = state.connections().await?;
+    let pipelines = state.pipelines().await?;
+    if pipelines.is_empty() {
+        println!("no pipelines: add one with `siphon sync add`, or write it in siphon.yaml and run `siphon apply`");
+    }
+    for (name, p) in pipelines {
+        println!(
+            "{name}: {} -> {}  mode {}  tables {:?}  schedule {}",
+            p.source, p.target, p.mode, p.tables, p.schedule
+        );
+        let mut tables: Vec<TableName> = states
+            .iter()
+            .filter(|(s, _)| s.pipeline == name && s.table.name != "*")
+            .map(|(s, _)| s.table.clone())
+            .collect();
+        match selected_tables(&connections, &name, &p).await {
+            Ok(found) => tables.extend(found),
+            Err(e) => println!(
+                "  (the source's tables cannot be listed, so only tables that ran are shown: {e})"
+            ),
+        }
+        tables.sort();
+        tables.dedup();
+        for t in tables {
+            let s = StreamId::new(&name, &t);
+            let mut flags = Vec::new();
+            if paused(state, &p, &s).await? {
+                flags.push("paused");
+            }
+            if state.flag(&s, Flag::ForceFullLoad).await? == Some(true) {
+                flags.push("resync requested");
+            }
+            let now = states
+                .iter()
+                .find(|(x, _)| *x == s)
+                .map_or("not run yet".to_string(), |(_, st)| st.to_string());
+            let flags = if flags.is_empty() {
+                "-".to_string()
+            } else {
+                flags.join(", ")
+            };
+            println!("  {:<30} {flags:<28} {now}", t.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Sets a flag on one table or all the pipeline selects; enabling a paused `cdc`
+/// table also says whether the next run copies it again.
 async fn set<St: StateStore>(
     state: &St,
     name: &str,
-    table: Option<String>,
+    table: Option<&str>,
     flag: Flag,
     value: bool,
 ) -> Result<()> {
-    for s in streams(state, name, table).await? {
+    let spec = pipeline(state, name).await?;
+    let mut resumed = Vec::new();
+    for s in streams(state, name, &spec, table).await? {
+        let mode = spec.table_config(&s.table).mode.unwrap_or(spec.mode);
+        if flag == Flag::Enabled && value && mode == Mode::Cdc && paused(state, &spec, &s).await? {
+            resumed.push(s.clone());
+        }
         state.set_flag(&s, flag, value).await?;
         println!("{s}: {} = {value}", flag.as_str());
     }
+    if !resumed.is_empty() {
+        say_reload(state, name, &spec, &resumed).await?;
+    }
     Ok(())
+}
+
+/// For paused `cdc` tables just enabled: whether the next run copies each one
+/// again. A pass that runs while a `cdc` table is paused resets its checkpoint
+/// (the pipeline's log moves on without it, so its changes are not kept): such a
+/// table is snapshotted again. One that no pass skipped goes on from its checkpoint.
+async fn say_reload<St: StateStore>(
+    state: &St,
+    name: &str,
+    spec: &PipelineSpec,
+    enabled: &[StreamId],
+) -> Result<()> {
+    let states = state.stream_states().await?;
+    let connections = state.connections().await?;
+    let sink = match url_of(&connections, name, &spec.target) {
+        Ok(url) => open_sink(&spec.target, &url).await,
+        Err(e) => Err(e),
+    };
+    for s in enabled {
+        let was_skipped = states
+            .iter()
+            .any(|(x, st)| x == s && *st == StreamState::Paused);
+        let ran = states.iter().any(|(x, _)| x == s);
+        let checkpoint = match &sink {
+            Ok(sink) => Some(sink.checkpoint(s).await.map(|c| c.is_some())),
+            Err(_) => None,
+        };
+        let reloads = match checkpoint {
+            Some(Ok(has)) => !has,
+            _ => was_skipped,
+        };
+        let why = if reloads && !ran {
+            "it has not been copied yet: the next run copies it (snapshot), then streams its changes"
+        } else if reloads {
+            "the next run copies it again (snapshot), then streams: a run went on while it was \
+             paused, which reset its checkpoint, because the changes made while a cdc table is \
+             paused are not kept"
+        } else {
+            "the next run streams it from its checkpoint, without copying it again: no run went \
+             on while it was paused, so the source's log still holds its changes"
+        };
+        println!("{s}: {why}");
+    }
+    Ok(())
+}
+
+/// `sync remove`: asks first (unless `yes`), drops the pipeline's slot and
+/// publication (unless `keep_slot`), forgets its checkpoints on the target, then
+/// removes it from the catalog. Nothing is removed when the source or target
+/// cannot be reached, unless `force`.
+async fn remove<St: StateStore>(
+    state: &St,
+    name: &str,
+    yes: bool,
+    keep_slot: bool,
+    force: bool,
+) -> Result<ExitCode> {
+    let spec = pipeline(state, name).await?;
+    let connections = state.connections().await?;
+    let slot = siphon_postgres::log_name(name);
+    let written_source = connections.get(&spec.source).map(String::as_str);
+    let has_log = written_source.is_some_and(|u| {
+        ConnUrl::check_stored("source", u)
+            .map(|k| k.is_none_or(|k| k.has_log()))
+            .unwrap_or(true)
+    });
+    let drop_slot = has_log && !keep_slot;
+    let (src, dst) = (&spec.source, &spec.target);
+
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::config(format!(
+                "sync remove {name}: asks for confirmation, and there is no terminal to ask on; \
+                 run `siphon sync remove {name} --yes` to remove it without asking"
+            )));
+        }
+        let mut plan = vec![format!("Remove pipeline `{name}`?")];
+        if drop_slot {
+            plan.push(format!(
+                "  - drop replication slot and publication `{slot}` on `{src}`"
+            ));
+        }
+        plan.push(format!(
+            "  - forget its checkpoints on `{dst}` (its tables are copied again if a pipeline of this name is added)"
+        ));
+        plan.push("  - remove it, its flags and its table states from the catalog".into());
+        eprint!("{}\nType yes to go on: ", plan.join("\n"));
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "yes" | "Y" | "YES") {
+            println!("nothing was removed");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+
+    let manual_drop =
+        format!("SELECT pg_drop_replication_slot('{slot}'); DROP PUBLICATION {slot};");
+    let mut left = Vec::new();
+    let unreachable = |role: &str, conn: &str, e: Error| {
+        Error::new(
+            e.kind(),
+            format!(
+                "sync remove {name}: cannot reach {role} `{conn}` ({e}); nothing was removed: try \
+                 again when it can be reached, or add --force to remove the pipeline from the \
+                 catalog anyway"
+            ),
+        )
+    };
+    let source: Option<AnySource> = if drop_slot {
+        let opened = match url_of(&connections, name, src) {
+            Ok(url) => open_source(src, &url).await,
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(s) => Some(s),
+            Err(e) if force => {
+                left.push(format!(
+                    "replication slot and publication `{slot}` on `{src}` ({e}); when it can be \
+                     reached, drop them there: {manual_drop}"
+                ));
+                None
+            }
+            Err(e) => return Err(unreachable("source", src, e)),
+        }
+    } else {
+        None
+    };
+    let target_url = url_of(&connections, name, dst);
+    // A SQLite target that was never written holds no checkpoint: do not create it.
+    let never_written = target_url.as_ref().is_ok_and(|u| {
+        u.kind == Kind::Sqlite
+            && siphon_sqlite::path_from_url(u.expose()).is_ok_and(|p| !p.exists())
+    });
+    let sink: Option<AnySink> = if never_written {
+        None
+    } else {
+        let opened = match target_url {
+            Ok(url) => open_sink(dst, &url).await,
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(s) => Some(s),
+            Err(e) if force => {
+                left.push(format!(
+                    "the checkpoints of `{name}` on `{dst}` ({e}); when it can be reached, \
+                     delete them there: DELETE FROM siphon_checkpoints WHERE pipeline = '{name}';"
+                ));
+                None
+            }
+            Err(e) => return Err(unreachable("target", dst, e)),
+        }
+    };
+
+    let mut tables: Vec<TableName> = state
+        .stream_states()
+        .await?
+        .into_iter()
+        .filter(|(s, _)| s.pipeline == name)
+        .map(|(s, _)| s.table)
+        .collect();
+    if let Some(source) = &source {
+        source.drop_log(name).await.map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!(
+                    "sync remove {name}: dropping replication slot and publication `{slot}` on \
+                     `{src}` failed ({e}); nothing else was removed"
+                ),
+            )
+        })?;
+        println!("dropped replication slot and publication {slot} on {src}");
+        if let Ok(found) = source.discover(&spec.filter()).await {
+            tables.extend(found.into_iter().map(|t| t.name));
+        }
+    }
+    if let Some(sink) = &sink {
+        tables.push(siphon_engine::log_stream(name).table);
+        tables.sort();
+        tables.dedup();
+        for t in &tables {
+            sink.reset(&StreamId::new(name, t)).await?;
+        }
+        println!("forgot the checkpoints of {name} on {dst}");
+    }
+    state.remove_pipeline(name).await?;
+    println!("pipeline {name} removed, with its flags, table states and checkpoint copies");
+    if has_log && keep_slot {
+        println!(
+            "kept replication slot and publication {slot} on {src}: the slot keeps WAL on the \
+             source until it is dropped ({manual_drop}), and a pipeline added later as `{name}` \
+             would use them"
+        );
+    }
+    for l in &left {
+        println!("left behind: {l}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,16 +1,39 @@
-//! The commands behind the CLI.
+//! The commands behind the CLI, and where they find the config file and the
+//! state store.
 
 pub mod catalog;
 pub mod quickstart;
 pub mod run;
 
+use std::path::{Path, PathBuf};
+
 use siphon_core::{Error, Result};
 use siphon_state::SqliteStateStore;
 
-use crate::config::{ConnUrl, Kind};
+use crate::config::{ConfigFile, ConnUrl, Kind};
 
 /// The state store when none is named.
 pub const DEFAULT_STATE: &str = "sqlite://.siphon/state.db";
+
+/// The config file used when `-f` names none, in the working directory.
+pub const DEFAULT_CONFIG: &str = "siphon.yaml";
+
+/// The config file named by `-f`, else `./siphon.yaml` when it exists (said at
+/// info level), else none.
+pub fn config_file(flag: Option<PathBuf>) -> Result<Option<(PathBuf, ConfigFile)>> {
+    let path = match flag {
+        Some(p) => p,
+        None if Path::new(DEFAULT_CONFIG).is_file() => {
+            tracing::info!(
+                "using ./{DEFAULT_CONFIG} from the working directory (pass -f to use another file)"
+            );
+            PathBuf::from(DEFAULT_CONFIG)
+        }
+        None => return Ok(None),
+    };
+    let file = ConfigFile::load(&path)?;
+    Ok(Some((path, file)))
+}
 
 /// Opens the state store named by `--state` / `SIPHON_STATE`, else the config file's
 /// `state`, else the default.
@@ -27,4 +50,15 @@ pub async fn open_state(flag: Option<&str>, file: Option<&str>) -> Result<Sqlite
             "{key}: {url} cannot hold siphon's state in this version; use a sqlite:// URL"
         ))),
     }
+}
+
+/// The state store for `connection` and `sync` commands: as [`open_state`], with
+/// the `state` of `./siphon.yaml` when that file exists, so these commands see what
+/// `siphon run` in the same folder uses.
+pub async fn open_catalog_state(flag: Option<&str>) -> Result<SqliteStateStore> {
+    if flag.is_some() {
+        return open_state(flag, None).await;
+    }
+    let file = config_file(None)?;
+    open_state(None, file.as_ref().and_then(|(_, f)| f.state.as_deref())).await
 }

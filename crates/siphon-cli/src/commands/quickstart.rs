@@ -133,13 +133,66 @@ fn change_source(path: &Path, rows: u64) -> Result<(u64, u64, u64)> {
     Ok((updated, inserts, deleted))
 }
 
-pub async fn run(dir: &Path, rows: u64) -> Result<ExitCode> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .map_err(|e| Error::config(format!("cannot empty {}", dir.display())).source(e))?;
+/// Marks a folder as made by quickstart; a rerun replaces only [`OWN_FILES`] there.
+pub const MARKER: &str = ".siphon-quickstart";
+
+/// The files quickstart writes in its folder (each SQLite file with its journal
+/// and WAL companions): the only ones a rerun removes.
+const OWN_FILES: [&str; 4] = ["source.db", "target.db", "state.db", "siphon.yaml"];
+
+/// Makes `dir` ready for a run without removing anything quickstart did not
+/// create: a missing or empty folder is used, a previous quickstart's folder has
+/// quickstart's own files removed (any other file in it stays), and any other
+/// folder with something in it is refused.
+fn prepare_dir(dir: &Path) -> Result<()> {
+    let d = dir.display();
+    let cannot =
+        |what: &str, e: std::io::Error| Error::config(format!("cannot {what} {d}")).source(e);
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::config(format!(
+            "quickstart: {d} is a file, not a folder; pick a folder with --dir"
+        )));
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::config(format!("cannot create {}", dir.display())).source(e))?;
+    if dir.is_dir() {
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| cannot("read", e))?
+            .next()
+            .is_none();
+        if !empty {
+            if !dir.join(MARKER).is_file() {
+                return Err(Error::config(format!(
+                    "quickstart: {d} is not empty and is not a folder quickstart made (it has no \
+                     {MARKER} file), and quickstart never deletes files it did not create: pick \
+                     a new or empty folder with --dir"
+                )));
+            }
+            for own in OWN_FILES {
+                for suffix in ["", "-journal", "-wal", "-shm"] {
+                    let path = dir.join(format!("{own}{suffix}"));
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(cannot(&format!("remove {own}{suffix} from"), e)),
+                    }
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| cannot("create", e))?;
+    std::fs::write(
+        dir.join(MARKER),
+        format!(
+            "This folder was made by `siphon quickstart`. Running it again here replaces {} \
+             (and their -journal, -wal and -shm files) and leaves every other file alone.\n",
+            OWN_FILES.join(", ")
+        ),
+    )
+    .map_err(|e| cannot("write the marker file in", e))
+}
+
+/// Runs the demo in `dir` with `rows` orders.
+pub async fn run(dir: &Path, rows: u64) -> Result<ExitCode> {
+    prepare_dir(dir)?;
     let source_path = dir.join("source.db");
     let d = dir.display();
     println!("siphon quickstart — everything lives in {d}/\n");
@@ -153,8 +206,9 @@ pub async fn run(dir: &Path, rows: u64) -> Result<ExitCode> {
     let config = format!(
         "# The quickstart's pipeline; run it again with:\n\
          #   siphon run -f {d}/siphon.yaml --once\n\
-         state: sqlite://{d}/state.db\n\
-         connections:\n  source: sqlite://{d}/source.db\n  target: sqlite://{d}/target.db\n\
+         # Paths are relative to this file's folder.\n\
+         state: sqlite://state.db\n\
+         connections:\n  source: sqlite://source.db\n  target: sqlite://target.db\n\
          pipelines:\n  quickstart:\n    source: source\n    target: target\n    mode: incremental\n    \
          cursor: updated_at\n    strategy: timestamp\n    delete_detection: key_diff\n    tables: [\"*\"]\n"
     );
