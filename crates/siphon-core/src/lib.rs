@@ -22,7 +22,9 @@ pub use catalog::{
 pub use change::{ApplyStats, Batch, Change, Op, Row};
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use position::{Checkpoint, Phase, Position, StreamId};
-pub use schema::{Column, DataType, Index, TableName, TableSchema, TypeKind};
+pub use schema::{
+    Column, DataType, Index, Partition, Partitioning, TableName, TableSchema, TypeKind,
+};
 pub use sink::Sink;
 pub use source::{ChangeStream, Chunk, LogSource, NativeChunk, NativeFormat, Source};
 pub use state::{Execution, ExecutionStatus, Flag, StateStore, StreamState, TableStats};

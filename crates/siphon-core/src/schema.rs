@@ -138,6 +138,35 @@ pub struct TableSchema {
     pub unique_keys: Vec<Vec<usize>>,
     #[serde(default)]
     pub indexes: Vec<Index>,
+    /// How the table is split into partitions, when it is a partitioned table;
+    /// rows are read and written through the table itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioning: Option<Partitioning>,
+}
+
+/// A partitioned table's partition key and partitions, in the syntax of the
+/// engine named by the table's `origin`; only a target of that engine recreates
+/// them, any other creates one plain table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partitioning {
+    /// The partition key as the engine prints it: `RANGE (created_on)`.
+    pub key: String,
+    /// The partitions, ordered by name.
+    pub partitions: Vec<Partition>,
+}
+
+/// One partition of a partitioned table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    /// The partition's table name; on a target it is created in the schema of
+    /// the partitioned table.
+    pub name: String,
+    /// Which rows it holds, as the engine prints it:
+    /// `FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`, `DEFAULT`.
+    pub bound: String,
+    /// Its own partitions, when it is partitioned in turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioning: Option<Partitioning>,
 }
 
 impl TableSchema {

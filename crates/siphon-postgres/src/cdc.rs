@@ -16,6 +16,7 @@ use siphon_core::{
 use tokio_postgres::types::ToSql;
 
 use crate::conn::{column_list, ident, pg_err, qualified};
+use crate::partition;
 use crate::pgoutput::{self, Decoder, Lsn, Message, RelationColumn, TupleColumn, TupleData};
 use crate::replication::{Event, ReplicationConfig, ReplicationStream};
 use crate::schema;
@@ -130,7 +131,8 @@ impl LogSource for PostgresSource {
             .client()
             .await?
             .query_one(
-                "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+                "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), \
+                        c.relkind = 'p' \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
                 &[&schema, &table.name.name],
             )
@@ -138,6 +140,14 @@ impl LogSource for PostgresSource {
             .map_err(|e| pg_err(e, "reading the table's replica identity").table(&table.name))?;
         let ident: String = row.get(0);
         let has_pk: bool = row.get(1);
+        if row.get::<_, bool>(2) {
+            // Published through its root, a partitioned table's changes are
+            // logged by each partition's replica identity.
+            if table.row_key().is_none() {
+                return Err(no_identity(&table.name));
+            }
+            return partition::check_logged(&*self.client().await?, &table.name).await;
+        }
         let ok = match ident.as_str() {
             "f" | "i" => true,
             "d" => has_pk,
@@ -172,13 +182,36 @@ impl LogSource for PostgresSource {
                 )
             })
             .collect();
-        let exists = self
+        // Partitioned tables are published as themselves (PostgreSQL 13+):
+        // otherwise their changes arrive under each partition's name.
+        let version: i32 = self
             .client()
             .await?
-            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await
-            .map_err(|e| pg_err(e, "reading publications"))?
-            .is_some();
+            .map_err(|e| pg_err(e, "reading the server version"))?
+            .get(0);
+        let via_root = version >= 130000;
+        let found = self
+            .client()
+            .await?
+            .query_opt(
+                if via_root {
+                    "SELECT pubviaroot FROM pg_publication WHERE pubname = $1"
+                } else {
+                    "SELECT true FROM pg_publication WHERE pubname = $1"
+                },
+                &[&name],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading publications"))?;
+        let exists = found.is_some();
+        let root_ok = found.is_none_or(|r| r.get::<_, bool>(0));
+        let with = if via_root {
+            " WITH (publish_via_partition_root = true)"
+        } else {
+            ""
+        };
         // Left alone when it already covers exactly these tables: altering it
         // makes every open replication session reload it.
         let same = exists && {
@@ -206,11 +239,11 @@ impl LogSource for PostgresSource {
             want.sort();
             have == want
         };
-        let sql = match (exists, list.is_empty()) {
+        let mut sql = match (exists, list.is_empty()) {
             _ if same => String::new(),
-            (false, true) => format!("CREATE PUBLICATION {}", ident(&name)),
+            (false, true) => format!("CREATE PUBLICATION {}{with}", ident(&name)),
             (false, false) => format!(
-                "CREATE PUBLICATION {} FOR TABLE {}",
+                "CREATE PUBLICATION {} FOR TABLE {}{with}",
                 ident(&name),
                 list.join(", ")
             ),
@@ -221,10 +254,29 @@ impl LogSource for PostgresSource {
             ),
             (true, true) => String::new(),
         };
+        if !root_ok {
+            sql.push_str(&format!(
+                "; ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+                ident(&name)
+            ));
+            for t in tables.iter().filter(|t| t.partitioning.is_some()) {
+                tracing::warn!(
+                    pipeline,
+                    table = %t.name,
+                    "the publication {name} sent the changes of {}'s partitions under their own names, which \
+                     siphon did not apply: it now sends them as {}; copy the table again with \
+                     `siphon sync resync {pipeline} --table {}`",
+                    t.name,
+                    t.name,
+                    t.name
+                );
+            }
+        }
+        let sql = sql.trim_start_matches("; ");
         if !sql.is_empty() {
             self.client()
                 .await?
-                .batch_execute(&sql)
+                .batch_execute(sql)
                 .await
                 .map_err(|e| pg_err(e, "creating the publication"))?;
         }

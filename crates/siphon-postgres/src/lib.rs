@@ -6,6 +6,7 @@
 mod cdc;
 mod conn;
 pub mod copy;
+mod partition;
 pub mod pgoutput;
 pub mod replication;
 mod schema;

@@ -7,6 +7,7 @@ use siphon_core::{Column, DataType, Index, Result, TableFilter, TableName, Table
 use tokio_postgres::Client;
 
 use crate::conn::{column_list, ident, literal, pg_err, qualified};
+use crate::partition;
 use crate::types::PgType;
 
 /// A table as this connector needs it: the portable schema and each column's
@@ -114,6 +115,8 @@ pub(crate) async fn discover(client: &Client, filter: &TableFilter) -> Result<Ve
             out.push(describe(client, r.get(0), name, &mut cache).await?);
         }
     }
+    let selected: Vec<TableName> = out.iter().map(|t| t.schema.name.clone()).collect();
+    partition::warn_unselected(client, filter, &selected).await?;
     Ok(out)
 }
 
@@ -230,6 +233,7 @@ async fn describe(
             });
         }
     }
+    let partitioning = partition::read(client, oid, &name).await?;
     Ok(PgTable {
         schema: TableSchema {
             name,
@@ -238,6 +242,7 @@ async fn describe(
             primary_key,
             unique_keys,
             indexes,
+            partitioning,
         },
         types,
     })
@@ -326,10 +331,12 @@ pub(crate) fn create_statements(t: &TableSchema, schema: &str) -> Vec<String> {
         ));
     }
     out.push(format!(
-        "CREATE TABLE {} (\n  {}\n)",
+        "CREATE TABLE {} (\n  {}\n){}",
         qualified(Some(schema), &t.name.name),
-        cols.join(",\n  ")
+        cols.join(",\n  "),
+        partition::partition_by(t)
     ));
+    out.extend(partition::create_partitions(t, schema));
     out
 }
 

@@ -31,6 +31,8 @@ struct TargetTable {
     key: Vec<usize>,
     /// Source column positions that are written.
     write: Vec<usize>,
+    /// A partitioned table, whose `RETURNING` cannot read system columns.
+    partitioned: bool,
 }
 
 /// Writes to a PostgreSQL database.
@@ -279,11 +281,15 @@ async fn merge_stage(
     } else {
         format!("UPDATE SET {}", sets.join(", "))
     };
-    let sql = format!(
+    let sql = if t.partitioned {
+        crate::partition::merge_sql(&t.name, cols, stage_name, &keys, &action)
+    } else {
+        format!(
         "WITH w AS (INSERT INTO {} ({cols}) SELECT {cols} FROM {stage_name} ON CONFLICT ({keys}) DO {action} \
          RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
         t.name
-    );
+    )
+    };
     let r = match staging {
         Some(staging) => {
             tx.query_one(&staging.statement(tx, &sql).await?, &[])
@@ -550,6 +556,7 @@ impl Sink for PostgresSink {
             }
             found = schema::find(&client, &target_name).await?;
         }
+        crate::partition::add_missing(&client, table, &schema).await?;
         let mut target = found
             .ok_or_else(|| Error::internal("the created table is missing").table(&target_name))?;
         let mut added = false;
@@ -605,6 +612,7 @@ impl Sink for PostgresSink {
             types,
             key,
             write,
+            partitioned: target.schema.partitioning.is_some(),
         };
         self.tables
             .lock()

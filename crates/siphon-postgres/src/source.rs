@@ -361,6 +361,13 @@ impl Source for PostgresSource {
         if n > 0 {
             return Ok(Some(n as u64));
         }
+        // A partitioned table's own statistics stay empty: its partitions have them.
+        if table.partitioning.is_some() {
+            let client = self.client().await?;
+            if let Some(n) = crate::partition::estimate_rows(&client, &table.name).await? {
+                return Ok(Some(n));
+            }
+        }
         let row = self
             .client()
             .await?

@@ -112,6 +112,7 @@ pub(crate) fn describe(
         primary_key,
         unique_keys,
         indexes,
+        partitioning: None,
     }))
 }
 
