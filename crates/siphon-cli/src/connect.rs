@@ -239,6 +239,43 @@ impl Sink for AnySink {
         }
     }
 
+    async fn swap_refusal(&self, table: &TableSchema) -> Result<Option<String>> {
+        match self {
+            AnySink::Sqlite(s) => s.swap_refusal(table).await,
+            AnySink::Postgres(s) => s.swap_refusal(table).await,
+        }
+    }
+
+    async fn open_shadow(
+        &self,
+        table: &TableSchema,
+        resume: Option<&siphon_core::TableName>,
+    ) -> Result<(TableSchema, bool)> {
+        match self {
+            AnySink::Sqlite(s) => s.open_shadow(table, resume).await,
+            AnySink::Postgres(s) => s.open_shadow(table, resume).await,
+        }
+    }
+
+    async fn swap_in(
+        &self,
+        table: &TableSchema,
+        shadow: &TableSchema,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64> {
+        match self {
+            AnySink::Sqlite(s) => s.swap_in(table, shadow, checkpoint).await,
+            AnySink::Postgres(s) => s.swap_in(table, shadow, checkpoint).await,
+        }
+    }
+
+    async fn drop_shadow(&self, shadow: &siphon_core::TableName) -> Result<()> {
+        match self {
+            AnySink::Sqlite(s) => s.drop_shadow(shadow).await,
+            AnySink::Postgres(s) => s.drop_shadow(shadow).await,
+        }
+    }
+
     async fn apply(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
         match self {
             AnySink::Sqlite(s) => s.apply(batch, checkpoint).await,
@@ -255,6 +292,13 @@ impl Sink for AnySink {
         match self {
             AnySink::Sqlite(s) => s.read_keys(table, after, limit).await,
             AnySink::Postgres(s) => s.read_keys(table, after, limit).await,
+        }
+    }
+
+    async fn finish_tables(&self, options: &SchemaOptions) -> Result<()> {
+        match self {
+            AnySink::Sqlite(s) => s.finish_tables(options).await,
+            AnySink::Postgres(s) => s.finish_tables(options).await,
         }
     }
 }

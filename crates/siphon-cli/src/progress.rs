@@ -49,6 +49,14 @@ impl Observer for Bars {
         }
     }
 
+    fn table_resumed(&self, stream: &StreamId, rows: u64) {
+        if let Some(bar) = self.bar(stream) {
+            bar.set_position(rows);
+            // The rate and eta count from here, not from the rows copied before.
+            bar.reset_eta();
+        }
+    }
+
     fn rows_committed(&self, stream: &StreamId, rows: u64) {
         if let Some(bar) = self.bar(stream) {
             bar.inc(rows);
@@ -63,6 +71,8 @@ impl Observer for Bars {
 }
 
 /// One line per table: what it read and wrote, how long it took, and any error.
+/// A full load that replaced the target's previous rows says so (`replaced N`),
+/// apart from the rows deleted one by one; a stopped table says `stopped`.
 pub fn summary_line(pipeline: &str, t: &TableStats) -> String {
     let secs = t
         .finished_at
@@ -70,10 +80,19 @@ pub fn summary_line(pipeline: &str, t: &TableStats) -> String {
         .unwrap_or(0.0);
     let status = match (&t.status, &t.error) {
         (ExecutionStatus::Failed, Some(e)) => format!("FAILED: {e}"),
+        (ExecutionStatus::Stopped, _) => {
+            "stopped on request (the rows above are committed; the next run goes on from there)"
+                .to_string()
+        }
         (s, _) => s.as_str().to_string(),
     };
+    let replaced = if t.replaced > 0 {
+        format!("  replaced the previous {} rows", t.replaced)
+    } else {
+        String::new()
+    };
     format!(
-        "{pipeline}/{:<20} {:<11} read {:>9}  inserted {:>9}  updated {:>9}  deleted {:>7}  {secs:>7.2}s  {status}",
+        "{pipeline}/{:<20} {:<11} read {:>9}  inserted {:>9}  updated {:>9}  deleted {:>7}{replaced}  {secs:>7.2}s  {status}",
         t.table.to_string(),
         t.mode.to_string(),
         t.rows_read,

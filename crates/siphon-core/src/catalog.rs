@@ -127,9 +127,75 @@ impl CursorSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum FullStrategy {
-    /// Empty the target table, then load it chunk by chunk.
+    /// Empty the target table, then load it chunk by chunk: readers see the table
+    /// empty, then growing, until the load ends.
     #[default]
     Truncate,
+    /// Load into a shadow table and swap it in with one transaction: readers see
+    /// the previous complete copy until the new one replaces it, and a load that
+    /// fails leaves the previous copy in place.
+    Swap,
+}
+
+/// The `strategy` key of a pipeline or table: for `incremental` tables what the
+/// cursor column holds, for `full` tables how the target's rows are replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Timestamp,
+    Sequence,
+    Version,
+    Truncate,
+    Swap,
+}
+
+impl Strategy {
+    /// The cursor strategy, when this is one.
+    pub fn cursor(self) -> Option<CursorStrategy> {
+        match self {
+            Strategy::Timestamp => Some(CursorStrategy::Timestamp),
+            Strategy::Sequence => Some(CursorStrategy::Sequence),
+            Strategy::Version => Some(CursorStrategy::Version),
+            Strategy::Truncate | Strategy::Swap => None,
+        }
+    }
+
+    /// The full-load strategy, when this is one.
+    pub fn full(self) -> Option<FullStrategy> {
+        match self {
+            Strategy::Truncate => Some(FullStrategy::Truncate),
+            Strategy::Swap => Some(FullStrategy::Swap),
+            _ => None,
+        }
+    }
+
+    /// Whether the strategy means something for tables in `mode`.
+    pub fn fits(self, mode: Mode) -> bool {
+        match mode {
+            Mode::Full => self.full().is_some(),
+            Mode::Incremental => self.cursor().is_some(),
+            Mode::Cdc | Mode::Merge => false,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Timestamp => "timestamp",
+            Strategy::Sequence => "sequence",
+            Strategy::Version => "version",
+            Strategy::Truncate => "truncate",
+            Strategy::Swap => "swap",
+        }
+    }
+}
+
+/// What `strategy` may be for tables in `mode`, for error messages.
+fn strategies_for(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Full => "`truncate` or `swap`",
+        Mode::Incremental => "`timestamp`, `sequence` or `version`",
+        Mode::Cdc | Mode::Merge => "nothing: leave `strategy` out",
+    }
 }
 
 /// What happens to a table that matches a pipeline but has no flag yet.
@@ -361,8 +427,9 @@ pub struct TableConfig {
     /// The incremental cursor column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// `incremental`: `timestamp`, `sequence` or `version`; `full`: `truncate` or `swap`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<CursorStrategy>,
+    pub strategy: Option<Strategy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookback: Option<Lookback>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -468,8 +535,12 @@ pub struct PipelineSpec {
     /// Default incremental cursor column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-    #[serde(default)]
-    pub strategy: CursorStrategy,
+    /// `incremental` tables: what the cursor holds (`timestamp`, the default,
+    /// `sequence` or `version`); `full` tables: how a load replaces the target's
+    /// rows (`truncate` or `swap`; unset, a reload swaps when the target holds a
+    /// complete copy and the target can swap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookback: Option<Lookback>,
     #[serde(default)]
@@ -499,6 +570,56 @@ impl PipelineSpec {
             .parallel
             .unwrap_or(self.parallel)
             .get()
+    }
+
+    /// The cursor strategy of an incremental table: its own `strategy`, else the
+    /// pipeline's, else `timestamp`.
+    pub fn cursor_strategy(&self, table: &TableName) -> CursorStrategy {
+        self.table_config(table)
+            .strategy
+            .and_then(Strategy::cursor)
+            .or_else(|| self.strategy.and_then(Strategy::cursor))
+            .unwrap_or_default()
+    }
+
+    /// The full-load strategy a user set for a table: its own `strategy`, else
+    /// the pipeline's; `None` when neither is a full-load strategy.
+    pub fn full_strategy(&self, table: &TableName) -> Option<FullStrategy> {
+        self.table_config(table)
+            .strategy
+            .and_then(Strategy::full)
+            .or_else(|| self.strategy.and_then(Strategy::full))
+    }
+
+    /// Checks that each `strategy` fits the mode of the tables it applies to:
+    /// the pipeline's for its `mode`, each `tables_config` entry's for that
+    /// table's mode. The error names the key (`strategy`,
+    /// `tables_config.T.strategy`) and says what it may be.
+    pub fn check_strategies(&self) -> Result<(), String> {
+        if let Some(s) = self.strategy {
+            if !s.fits(self.mode) {
+                return Err(format!(
+                    "strategy: `{}` does not apply to mode `{}`; for `{}` tables it is {}",
+                    s.as_str(),
+                    self.mode,
+                    self.mode,
+                    strategies_for(self.mode)
+                ));
+            }
+        }
+        for (t, c) in &self.tables_config {
+            let mode = c.mode.unwrap_or(self.mode);
+            if let Some(s) = c.strategy {
+                if !s.fits(mode) {
+                    return Err(format!(
+                        "tables_config.{t}.strategy: `{}` does not apply to mode `{mode}`; for `{mode}` tables it is {}",
+                        s.as_str(),
+                        strategies_for(mode)
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The overrides for a table, if any.
@@ -599,6 +720,52 @@ mod tests {
         assert!(!f.matches(&TableName::parse("sales.items")));
         assert!(glob_match("a?c*", "abcdef"));
         assert!(!glob_match("a?c", "abcd"));
+    }
+
+    #[test]
+    fn strategies_fit_their_mode() {
+        let p: PipelineSpec = serde_json::from_str(
+            r#"{"source":"a","target":"b","mode":"full","strategy":"swap",
+                "tables_config":{"t":{"mode":"incremental","strategy":"sequence"},"u":{"strategy":"truncate"}}}"#,
+        )
+        .unwrap();
+        p.check_strategies().unwrap();
+        assert_eq!(
+            p.full_strategy(&TableName::parse("x")),
+            Some(FullStrategy::Swap)
+        );
+        assert_eq!(
+            p.full_strategy(&TableName::parse("u")),
+            Some(FullStrategy::Truncate)
+        );
+        assert_eq!(
+            p.cursor_strategy(&TableName::parse("t")),
+            CursorStrategy::Sequence
+        );
+        let unset: PipelineSpec = serde_json::from_str(r#"{"source":"a","target":"b"}"#).unwrap();
+        assert_eq!(unset.full_strategy(&TableName::parse("x")), None);
+        assert_eq!(
+            unset.cursor_strategy(&TableName::parse("x")),
+            CursorStrategy::Timestamp
+        );
+        let bad: PipelineSpec = serde_json::from_str(
+            r#"{"source":"a","target":"b","mode":"incremental","strategy":"swap"}"#,
+        )
+        .unwrap();
+        let e = bad.check_strategies().unwrap_err();
+        assert!(
+            e.starts_with("strategy:") && e.contains("`timestamp`"),
+            "{e}"
+        );
+        let bad: PipelineSpec = serde_json::from_str(
+            r#"{"source":"a","target":"b","mode":"full","tables_config":{"t":{"strategy":"version"}}}"#,
+        )
+        .unwrap();
+        let e = bad.check_strategies().unwrap_err();
+        assert!(
+            e.starts_with("tables_config.t.strategy:") && e.contains("`swap`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod value;
 pub use catalog::{
     ByteSize, ConflictPolicy, ConflictSpec, CursorSpec, CursorStrategy, DeleteDetection,
     FullStrategy, Lookback, Mode, NewTables, Parallel, PipelineSpec, Schedule, SchemaOptions,
-    TableConfig, TableFilter,
+    Strategy, TableConfig, TableFilter,
 };
 pub use change::{ApplyStats, Batch, Change, Op, Row};
 pub use error::{Error, ErrorKind, Result, Retry};

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use crate::{
     ApplyStats, Batch, Checkpoint, NativeChunk, NativeFormat, Result, Row, SchemaOptions, StreamId,
-    TableSchema,
+    TableName, TableSchema,
 };
 
 /// Writes changes to a target and keeps each table stream's checkpoint there.
@@ -76,6 +76,54 @@ pub trait Sink: Send + Sync {
         async { Ok(None) }
     }
 
+    /// Why the sink cannot load `table` (prepared) into a shadow table and swap
+    /// it in (`strategy: swap`), or `None` when it can. The reason is shown to
+    /// the user with the table's name. Defaults to "not supported".
+    fn swap_refusal(
+        &self,
+        _table: &TableSchema,
+    ) -> impl Future<Output = Result<Option<String>>> + Send {
+        async {
+            Ok(Some(
+                "this kind of target cannot swap a table in".to_string(),
+            ))
+        }
+    }
+
+    /// Opens the shadow table of a swap load of `table` (prepared): with
+    /// `resume`, the shadow an interrupted load left, when it still exists;
+    /// otherwise a new, empty one (any older shadow of that name is dropped)
+    /// with the target table's definition. Returns the shadow's schema, which
+    /// [`Sink::load`], [`Sink::accepts_native`] and [`Sink::load_native`] then
+    /// take, and whether it resumed an existing shadow.
+    fn open_shadow(
+        &self,
+        table: &TableSchema,
+        _resume: Option<&TableName>,
+    ) -> impl Future<Output = Result<(TableSchema, bool)>> + Send {
+        let e = crate::Error::internal("this sink cannot swap tables").table(&table.name);
+        async { Err(e) }
+    }
+
+    /// Replaces `table` with its loaded `shadow` and writes `checkpoint`, in one
+    /// target transaction: readers see the old rows or the new ones, never a
+    /// mix, an empty table or a missing one. Returns how many rows the replaced
+    /// copy held.
+    fn swap_in(
+        &self,
+        table: &TableSchema,
+        _shadow: &TableSchema,
+        _checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        let e = crate::Error::internal("this sink cannot swap tables").table(&table.name);
+        async { Err(e) }
+    }
+
+    /// Drops a shadow table that will not be swapped in, if it exists.
+    fn drop_shadow(&self, _shadow: &TableName) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// Applies a batch of changes and the checkpoint it reaches.
     fn apply(
         &self,
@@ -90,4 +138,13 @@ pub trait Sink: Send + Sync {
         after: Option<&Row>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Row>>> + Send;
+
+    /// Called once at the end of each pass, after its tables are loaded: creates
+    /// what must follow the data among the tables this sink prepared (foreign
+    /// keys, views, sequence positions) and reports what it does not carry.
+    /// Idempotent; an object it cannot create is reported, not an error.
+    /// Defaults to nothing.
+    fn finish_tables(&self, _options: &SchemaOptions) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 }

@@ -14,7 +14,7 @@ use crate::{Checkpoint, Mode, PipelineSpec, Result, StreamId, TableName};
 pub enum Flag {
     /// The stream runs (`true`) or is paused (`false`).
     Enabled,
-    /// The next run truncates and reloads the table; cleared when the reload is done.
+    /// The next run reloads the table; cleared when the reload is done.
     ForceFullLoad,
 }
 
@@ -62,6 +62,9 @@ pub enum ExecutionStatus {
     Running,
     Succeeded,
     Failed,
+    /// Ended early on a stop request (Ctrl-C, SIGTERM): what it committed stays,
+    /// with its checkpoint, and the next run goes on from there.
+    Stopped,
 }
 
 impl ExecutionStatus {
@@ -70,6 +73,7 @@ impl ExecutionStatus {
             ExecutionStatus::Running => "running",
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Stopped => "stopped",
         }
     }
 
@@ -78,6 +82,7 @@ impl ExecutionStatus {
             "running" => Some(ExecutionStatus::Running),
             "succeeded" => Some(ExecutionStatus::Succeeded),
             "failed" => Some(ExecutionStatus::Failed),
+            "stopped" => Some(ExecutionStatus::Stopped),
             _ => None,
         }
     }
@@ -91,11 +96,20 @@ pub struct TableStats {
     pub rows_read: u64,
     pub inserted: u64,
     pub updated: u64,
+    /// Rows deleted one by one (replicated deletes, rows gone from the source).
     pub deleted: u64,
+    /// Rows of the target's previous copy that a full load replaced: emptied
+    /// (`truncate`) or swapped out (`swap`). Not counted in `deleted`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replaced: u64,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub status: ExecutionStatus,
     pub error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One run of one pipeline.

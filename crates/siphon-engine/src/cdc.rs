@@ -27,18 +27,27 @@ pub fn log_stream(pipeline: &str) -> StreamId {
     StreamId::new(pipeline, &TableName::new(None, "*"))
 }
 
-/// How the passes of a pipeline read its change log.
+/// How the passes of a pipeline read its change log, and copy its `full` tables.
 ///
 /// [`LogSession::once`] streams until the source's position at the start of the
-/// pass and closes the stream (`run --once`, timed schedules).
+/// pass and closes the stream (`run --once`, timed schedules); each pass copies
+/// the `full` tables.
 /// [`LogSession::follow`] streams without an end point for up to `window` per
 /// pass and keeps the stream open between passes, so a continuous schedule
 /// never stops reading the log: a change reaches the target as soon as its
-/// transaction commits.
+/// transaction commits. Its passes copy a `full` table only when it has no
+/// complete copy or a reload was forced.
 #[derive(Debug)]
 pub struct LogSession<C> {
     window: Option<Duration>,
     open: Option<OpenLog<C>>,
+}
+
+impl<C> LogSession<C> {
+    /// Whether each pass copies the `full` tables again (not when following).
+    pub fn reloads_full(&self) -> bool {
+        self.window.is_none()
+    }
 }
 
 /// The longest a following pass streams when the pipeline has `full` or
@@ -419,9 +428,7 @@ async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
         }
         _ => None,
     };
-    state
-        .set_stream_state(&t.stream, &StreamState::Snapshotting { rows: 0 })
-        .await?;
+    snapshot::mark_loading(state, &t.stream).await?;
     let config = spec.table_config(&t.source.name);
     let run = TableRun {
         stream: t.stream.clone(),

@@ -7,6 +7,7 @@
 
 mod cdc;
 mod checksum;
+mod full;
 mod incremental;
 mod observer;
 mod pass;
@@ -16,5 +17,5 @@ mod snapshot;
 pub use cdc::{drop_log, log_stream, LogSession};
 pub use checksum::{table_checksum, TableChecksum};
 pub use observer::{NoopObserver, Observer, Shutdown};
-pub use pass::{follow_log_pass, run_log_pass, run_pass, PassReport};
+pub use pass::{follow_log_pass, run_log_pass, run_pass, PassReport, NO_EXECUTION};
 pub use schedule::{next_delay, validate_schedule};

@@ -10,6 +10,9 @@ use siphon_core::{StreamId, TableStats};
 pub trait Observer: Send + Sync {
     /// A table stream starts copying; `total` is the source's row estimate.
     fn table_started(&self, _stream: &StreamId, _total: Option<u64>) {}
+    /// The table stream resumes an interrupted copy that had committed `rows`
+    /// rows already (called right after [`Observer::table_started`]).
+    fn table_resumed(&self, _stream: &StreamId, _rows: u64) {}
     /// `rows` more rows were committed on the target.
     fn rows_committed(&self, _stream: &StreamId, _rows: u64) {}
     /// A table stream ended (its stats say how).
@@ -39,5 +42,13 @@ impl Shutdown {
 
     pub fn requested(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once a stop was requested (checked every 50 ms), for racing
+    /// work that has no chunk boundary to stop at, such as opening a connection.
+    pub async fn stopped(&self) {
+        while !self.requested() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }

@@ -4,17 +4,23 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use siphon_core::{
-    CursorSpec, Error, ExecutionStatus, Flag, LogSource, Mode, NewTables, PipelineSpec, Result,
-    Sink, Source, StateStore, StreamId, StreamState, TableSchema, TableStats,
+    CursorSpec, Error, ErrorKind, ExecutionStatus, Flag, LogSource, Mode, NewTables, Phase,
+    PipelineSpec, Result, Sink, Source, StateStore, StreamId, StreamState, TableSchema, TableStats,
 };
 
 use crate::cdc::LogSession;
 use crate::snapshot::TableRun;
-use crate::{cdc, incremental, snapshot, Observer, Shutdown};
+use crate::{cdc, full, incremental, snapshot, Observer, Shutdown};
+
+/// [`PassReport::execution`] of a following pass that had nothing to run (every
+/// `full` table holds its copy, and no other table is selected): no execution
+/// is recorded for it.
+pub const NO_EXECUTION: u64 = 0;
 
 /// What a pass did.
 #[derive(Debug, Clone)]
 pub struct PassReport {
+    /// The execution recorded in the state store, or [`NO_EXECUTION`].
     pub execution: u64,
     pub status: ExecutionStatus,
     /// One entry per table that ran (paused tables are left out).
@@ -45,8 +51,10 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) -> Result<PassReport> {
-    let (mut report, cdc) =
-        run_tables(pipeline, spec, source, sink, state, observer, shutdown).await?;
+    let (mut report, cdc) = run_tables(
+        pipeline, spec, source, sink, state, observer, shutdown, true,
+    )
+    .await?;
     let mut outcome = Vec::new();
     for table in cdc {
         let stream = StreamId::new(pipeline, &table.name);
@@ -59,6 +67,7 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
         outcome.push((stream, stats, Some(e)));
     }
     record(state, observer, &mut report, outcome).await?;
+    finish_tables(pipeline, spec, sink).await;
     finish(state, report).await
 }
 
@@ -94,7 +103,10 @@ pub async fn run_log_pass<S: LogSource, K: Sink, St: StateStore>(
 /// Like [`run_log_pass`], reading the log as `session` says: with
 /// [`LogSession::follow`], the `cdc` tables stream for the session's window (or
 /// until shutdown, which ends the pass without error) and the stream stays open
-/// in `session` for the next pass, which must use the same source and sink.
+/// in `session` for the next pass, which must use the same source and sink;
+/// and `full` tables are copied only when they have no complete copy (none
+/// yet, or an interrupted one) or a reload was forced, so a continuous run
+/// copies each once instead of reloading it pass after pass.
 /// Close the session when done.
 #[allow(clippy::too_many_arguments)]
 pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
@@ -107,8 +119,17 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
     shutdown: &Shutdown,
     session: &mut LogSession<S::Stream>,
 ) -> Result<PassReport> {
-    let (mut report, tables) =
-        run_tables(pipeline, spec, source, sink, state, observer, shutdown).await?;
+    let (mut report, tables) = run_tables(
+        pipeline,
+        spec,
+        source,
+        sink,
+        state,
+        observer,
+        shutdown,
+        session.reloads_full(),
+    )
+    .await?;
     if tables.is_empty() {
         // No cdc table left: nothing may hold the log open.
         session.close().await?;
@@ -169,6 +190,7 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
             }
         }
     }
+    finish_tables(pipeline, spec, sink).await;
     finish(state, report).await
 }
 
@@ -181,6 +203,7 @@ pub(crate) fn new_stats(table: &TableSchema, mode: Mode) -> TableStats {
         inserted: 0,
         updated: 0,
         deleted: 0,
+        replaced: 0,
         started_at: Utc::now(),
         finished_at: None,
         status: ExecutionStatus::Running,
@@ -201,8 +224,19 @@ async fn record<St: StateStore>(
                 stats.status = ExecutionStatus::Succeeded;
                 state.set_stream_state(&stream, &StreamState::Idle).await?;
             }
+            Some(e) if e.kind() == ErrorKind::Cancelled => {
+                tracing::info!(stream = %stream, rows = stats.rows_read, "stopped on request");
+                stats.status = ExecutionStatus::Stopped;
+                stats.error = Some(e.to_string());
+                if report.status == ExecutionStatus::Succeeded {
+                    report.status = ExecutionStatus::Stopped;
+                }
+                // The stream state stays where the stop left it (a load's
+                // `snapshotting (N rows)`), which a resumed load starts from.
+            }
             Some(e) => {
-                tracing::error!(stream = %stream, error = %e, "table stream failed");
+                // The caller reports it (the run's summary), once.
+                tracing::debug!(stream = %stream, error = %e, "table stream failed");
                 stats.status = ExecutionStatus::Failed;
                 stats.error = Some(e.to_string());
                 report.status = ExecutionStatus::Failed;
@@ -223,13 +257,27 @@ async fn record<St: StateStore>(
     Ok(())
 }
 
+/// Lets the sink create what follows the data (foreign keys, views, sequence
+/// positions) once the pass's tables are loaded.
+async fn finish_tables<K: Sink>(pipeline: &str, spec: &PipelineSpec, sink: &K) {
+    if let Err(e) = sink.finish_tables(&spec.schema).await {
+        tracing::warn!(pipeline, error = %e, "could not finish the target's tables");
+    }
+}
+
 async fn finish<St: StateStore>(state: &St, report: PassReport) -> Result<PassReport> {
+    if report.execution == NO_EXECUTION {
+        return Ok(report);
+    }
     let failed = report
         .tables
         .iter()
         .filter(|t| t.status == ExecutionStatus::Failed)
         .count();
     let error = (failed > 0).then(|| format!("{failed} of {} tables failed", report.tables.len()));
+    if report.status == ExecutionStatus::Stopped {
+        tracing::info!(execution = report.execution, "the pass stopped on request");
+    }
     state
         .finish_execution(report.execution, report.status, error.as_deref())
         .await?;
@@ -238,6 +286,9 @@ async fn finish<St: StateStore>(state: &St, report: PassReport) -> Result<PassRe
 
 /// Runs the pipeline's `full` and `incremental` tables; returns the report so
 /// far and the enabled `cdc` tables, which share one log and run together.
+/// Without `reload_full`, a `full` table that holds a complete copy is left
+/// alone (and out of the report) unless a reload was forced.
+#[allow(clippy::too_many_arguments)]
 async fn run_tables<S: Source, K: Sink, St: StateStore>(
     pipeline: &str,
     spec: &PipelineSpec,
@@ -246,11 +297,12 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
     state: &St,
     observer: &dyn Observer,
     shutdown: &Shutdown,
+    reload_full: bool,
 ) -> Result<(PassReport, Vec<TableSchema>)> {
-    let execution = state.start_execution(pipeline).await?;
     let tables = match source.discover(&spec.filter()).await {
         Ok(t) => t,
         Err(e) => {
+            let execution = state.start_execution(pipeline).await?;
             state
                 .finish_execution(execution, ExecutionStatus::Failed, Some(&e.to_string()))
                 .await?;
@@ -260,12 +312,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
     if tables.is_empty() {
         tracing::warn!(pipeline, include = ?spec.tables, "no source table matches the pipeline's `tables`");
     }
-    let mut report = PassReport {
-        execution,
-        status: ExecutionStatus::Succeeded,
-        tables: Vec::new(),
-        retained_log_bytes: None,
-    };
+    let mut to_run = Vec::new();
     let mut cdc_tables = Vec::new();
     for table in tables {
         let stream = StreamId::new(pipeline, &table.name);
@@ -291,6 +338,24 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
             cdc_tables.push(table);
             continue;
         }
+        if mode == Mode::Full && !reload_full && !full_copy_due(sink, state, &stream).await {
+            continue;
+        }
+        to_run.push((stream, table, mode));
+    }
+    // A following pass with nothing to do leaves no empty execution behind.
+    let execution = if to_run.is_empty() && cdc_tables.is_empty() && !reload_full {
+        NO_EXECUTION
+    } else {
+        state.start_execution(pipeline).await?
+    };
+    let mut report = PassReport {
+        execution,
+        status: ExecutionStatus::Succeeded,
+        tables: Vec::new(),
+        retained_log_bytes: None,
+    };
+    for (stream, table, mode) in to_run {
         let mut stats = new_stats(&table, mode);
         state.record_table(execution, &stats).await?;
         let outcome = run_table(
@@ -336,7 +401,11 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
     let force = state.flag(stream, Flag::ForceFullLoad).await? == Some(true);
     if force {
         tracing::info!(%stream, "forced full load");
-        sink.reset(stream).await?;
+        if mode != Mode::Full {
+            // A full load starts over by itself, and needs to know whether the
+            // target holds a complete copy (to swap the new one in).
+            sink.reset(stream).await?;
+        }
         state.remove_checkpoint(stream).await?;
     }
     let checkpoint = sink.checkpoint(stream).await?;
@@ -353,15 +422,11 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
         observer,
         shutdown,
     };
-    state
-        .set_stream_state(stream, &StreamState::Snapshotting { rows: 0 })
-        .await?;
+    snapshot::mark_loading(state, stream).await?;
     match mode {
         Mode::Full => {
-            // A finished load starts over; an interrupted one resumes.
-            let from =
-                checkpoint.filter(|c| matches!(c.phase, siphon_core::Phase::Snapshot { .. }));
-            snapshot::run(&run, from, None, stats).await?;
+            let strategy = spec.full_strategy(&run.source_table.name);
+            full::run(&run, checkpoint, force, strategy, stats).await?;
         }
         Mode::Incremental => {
             let column = config.cursor.or_else(|| spec.cursor.clone()).ok_or_else(|| {
@@ -373,7 +438,7 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
             })?;
             let cursor = CursorSpec {
                 column,
-                strategy: config.strategy.unwrap_or(spec.strategy),
+                strategy: spec.cursor_strategy(&run.source_table.name),
                 lookback: config.lookback.or(spec.lookback),
             };
             let deletes = config.delete_detection.unwrap_or(spec.delete_detection);
@@ -394,6 +459,25 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
         state.clear_flag(stream, Flag::ForceFullLoad).await?;
     }
     Ok(())
+}
+
+/// Whether a continuous run copies a `full` table now: when it has no complete
+/// copy (never copied, or a copy was interrupted) or a reload was forced. When
+/// that cannot be read, the table runs, and its error is reported there.
+async fn full_copy_due<K: Sink, St: StateStore>(sink: &K, state: &St, stream: &StreamId) -> bool {
+    if let Ok(Some(true)) = state.flag(stream, Flag::ForceFullLoad).await {
+        return true;
+    }
+    match sink.checkpoint(stream).await {
+        Ok(Some(cp)) if matches!(cp.phase, Phase::Streaming { .. }) => {
+            tracing::debug!(%stream, "holds a complete copy: not copied again until `siphon sync resync`");
+            if let Err(e) = state.set_stream_state(stream, &StreamState::Idle).await {
+                tracing::debug!(%stream, error = %e, "could not record the stream state");
+            }
+            false
+        }
+        _ => true,
+    }
 }
 
 /// Adds the table name to an error that lacks one.

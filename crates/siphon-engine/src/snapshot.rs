@@ -3,13 +3,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use siphon_core::{
     Batch, Change, Checkpoint, Error, ErrorKind, NativeChunk, NativeFormat, Op, Phase, Position,
-    Result, Row, Sink, Source, StateStore, StreamId, TableSchema, TableStats,
+    Result, Row, Sink, Source, StateStore, StreamId, StreamState, TableName, TableSchema,
+    TableStats,
 };
 use tokio::sync::mpsc;
 
@@ -95,6 +96,15 @@ impl<S: Source, K: Sink, St: StateStore> TableRun<'_, S, K, St> {
         Ok(())
     }
 
+    /// Records how many rows the running load has copied, for `status` and for
+    /// the progress of a resumed load. Not fatal, like [`TableRun::remember`].
+    pub(crate) async fn record_progress(&self, rows: u64) {
+        let state = StreamState::Snapshotting { rows };
+        if let Err(e) = self.state.set_stream_state(&self.stream, &state).await {
+            tracing::debug!(stream = %self.stream, error = %e, "could not record the load's progress");
+        }
+    }
+
     pub(crate) fn stop_requested(&self) -> Result<()> {
         if self.shutdown.requested() {
             return Err(Error::new(ErrorKind::Cancelled, "stopped on request")
@@ -126,35 +136,115 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
             last_key
         }
         _ => {
-            let truncate = Change {
-                table: run.target_table.clone(),
-                op: Op::Truncate,
-            };
-            let cp = run.checkpoint(Phase::Snapshot {
-                last_key: None,
-                resume_position: resume_position.clone(),
-            });
-            let done = run
-                .sink
-                .apply(
-                    Batch {
-                        changes: vec![truncate],
-                    },
-                    &cp,
-                )
-                .await?;
-            stats.deleted += done.deleted;
-            run.remember(&cp).await;
+            empty_target(run, resume_position.clone(), stats).await?;
             None
         }
     };
+    copy(run, after, None, &resume_position, stats).await?;
+    let cp = run.checkpoint(Phase::Streaming {
+        position: resume_position,
+    });
+    run.apply(Batch::default(), cp, stats).await
+}
+
+/// Empties the target table, with the first checkpoint of a new load; the rows
+/// it held are counted as replaced, not deleted.
+async fn empty_target<S: Source, K: Sink, St: StateStore>(
+    run: &TableRun<'_, S, K, St>,
+    resume_position: Option<Position>,
+    stats: &mut TableStats,
+) -> Result<()> {
+    let truncate = Change {
+        table: run.target_table.clone(),
+        op: Op::Truncate,
+    };
+    let cp = run.checkpoint(Phase::Snapshot {
+        last_key: None,
+        resume_position,
+    });
+    let done = run
+        .sink
+        .apply(
+            Batch {
+                changes: vec![truncate],
+            },
+            &cp,
+        )
+        .await?;
+    stats.replaced += done.deleted;
+    run.remember(&cp).await;
+    Ok(())
+}
+
+/// Copies the rows after `after` into the run's target table (a shadow table
+/// when `shadow` names it, whose name then wraps each checkpoint's key), one
+/// chunk per target transaction. The counts of every committed chunk are in
+/// `stats`, also when the copy stops or fails part way.
+pub(crate) async fn copy<S: Source, K: Sink, St: StateStore>(
+    run: &TableRun<'_, S, K, St>,
+    after: Option<Position>,
+    shadow: Option<&TableName>,
+    resume_position: &Option<Position>,
+    stats: &mut TableStats,
+) -> Result<()> {
     let total = run
         .source
         .estimate_rows(&run.source_table)
         .await
         .unwrap_or(None);
     run.observer.table_started(&run.stream, total);
+    // A resumed load's progress starts at the rows it had copied.
+    let done_before = match after {
+        Some(_) => rows_copied(run).await,
+        None => 0,
+    };
+    if done_before > 0 {
+        run.observer.table_resumed(&run.stream, done_before);
+    }
+    let tally = Tally::new(done_before);
+    let r = copy_counted(run, after, shadow, resume_position, &tally).await;
+    tally.add_to(stats);
+    r
+}
 
+/// Records that the stream is loading, keeping the rows an interrupted load
+/// had copied (its progress resumes from them).
+pub(crate) async fn mark_loading<St: StateStore>(state: &St, stream: &StreamId) -> Result<()> {
+    let current = state
+        .stream_states()
+        .await?
+        .into_iter()
+        .find(|(s, _)| s == stream)
+        .map(|(_, st)| st);
+    if !matches!(current, Some(StreamState::Snapshotting { .. })) {
+        state
+            .set_stream_state(stream, &StreamState::Snapshotting { rows: 0 })
+            .await?;
+    }
+    Ok(())
+}
+
+/// The rows an interrupted load had copied, as the state store last recorded.
+async fn rows_copied<S: Source, K: Sink, St: StateStore>(run: &TableRun<'_, S, K, St>) -> u64 {
+    match run.state.stream_states().await {
+        Ok(states) => states
+            .into_iter()
+            .find_map(|(s, st)| match st {
+                StreamState::Snapshotting { rows } if s == run.stream => Some(rows),
+                _ => None,
+            })
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+async fn copy_counted<S: Source, K: Sink, St: StateStore>(
+    run: &TableRun<'_, S, K, St>,
+    after: Option<Position>,
+    shadow: Option<&TableName>,
+    resume_position: &Option<Position>,
+    tally: &Tally,
+) -> Result<()> {
     let format = run.source.native_format(&run.source_table).await?;
     let format = match format {
         Some(f) if run.sink.accepts_native(&run.target_table, &f).await? => {
@@ -164,11 +254,17 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         _ => None,
     };
     let abort = AtomicBool::new(false);
+    let key = |last: Option<Position>| -> Result<Option<Position>> {
+        match shadow {
+            Some(s) => swap_key(s, last).map(Some),
+            None => Ok(last),
+        }
+    };
     match plan(run, after, format.is_some()).await? {
         Plan::Serial(after) => {
             let checkpoint_for = |last: &Position, _done: bool| {
                 Ok(run.checkpoint(Phase::Snapshot {
-                    last_key: Some(last.clone()),
+                    last_key: key(Some(last.clone()))?,
                     resume_position: resume_position.clone(),
                 }))
             };
@@ -176,7 +272,7 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
                 Some(_) => run.batch_size.saturating_mul(NATIVE_CHUNK_FACTOR),
                 None => run.batch_size,
             };
-            let counts = copy_range(
+            copy_range(
                 run,
                 format.is_some(),
                 limit,
@@ -184,9 +280,9 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
                 &checkpoint_for,
                 &|_, _| {},
                 &abort,
+                tally,
             )
-            .await?;
-            counts.add_to(stats);
+            .await
         }
         Plan::Parallel(ranges, workers) => {
             let format = format.ok_or_else(|| {
@@ -196,28 +292,70 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
                 )
                 .table(&run.source_table.name)
             })?;
-            parallel(run, &format, ranges, workers, &resume_position, stats).await?;
+            parallel(run, &format, ranges, workers, resume_position, &key, tally).await
         }
     }
-    let cp = run.checkpoint(Phase::Streaming {
-        position: resume_position,
-    });
-    run.apply(Batch::default(), cp, stats).await
 }
 
-/// Rows a copy read and what the sink did with them.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    rows_read: u64,
-    inserted: u64,
-    updated: u64,
+/// The key under which a swap load's checkpoint names its shadow table, around
+/// the connector's key.
+const SWAP: &str = "swap_into";
+
+/// A swap load's checkpoint key: the shadow table and the last key copied into it.
+pub(crate) fn swap_key(shadow: &TableName, last: Option<Position>) -> Result<Position> {
+    Position::encode(&BTreeMap::from([(SWAP, (shadow.clone(), last))]))
 }
 
-impl Counts {
-    fn add_to(self, stats: &mut TableStats) {
-        stats.rows_read += self.rows_read;
-        stats.inserted += self.inserted;
-        stats.updated += self.updated;
+/// Splits a snapshot checkpoint's key: the shadow table of a swap load (if it
+/// is one) and the connector's key.
+pub(crate) fn split_swap_key(
+    last_key: Option<Position>,
+    table: &TableName,
+) -> Result<(Option<TableName>, Option<Position>)> {
+    match last_key {
+        Some(p) if p.0.get(SWAP).is_some() => {
+            let mut m = p.decode::<BTreeMap<String, (TableName, Option<Position>)>>(table)?;
+            let (shadow, key) = m
+                .remove(SWAP)
+                .ok_or_else(|| Error::internal("a swap checkpoint lost its shadow").table(table))?;
+            Ok((Some(shadow), key))
+        }
+        other => Ok((None, other)),
+    }
+}
+
+/// Counts of committed chunks, shared by the workers of a load.
+struct Tally {
+    /// Rows copied before this run (a resumed load), for the progress record.
+    before: u64,
+    rows_read: AtomicU64,
+    inserted: AtomicU64,
+    updated: AtomicU64,
+}
+
+impl Tally {
+    fn new(before: u64) -> Tally {
+        Tally {
+            before,
+            rows_read: AtomicU64::new(0),
+            inserted: AtomicU64::new(0),
+            updated: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds a committed chunk; returns the rows the load has copied in all.
+    fn add(&self, rows: u64, applied: &siphon_core::ApplyStats) -> u64 {
+        self.inserted
+            .fetch_add(applied.inserted, AtomicOrdering::Relaxed);
+        self.updated
+            .fetch_add(applied.updated, AtomicOrdering::Relaxed);
+        self.before + self.rows_read.fetch_add(rows, AtomicOrdering::Relaxed) + rows
+    }
+
+    fn add_to(&self, stats: &mut TableStats) {
+        stats.rows_read += self.rows_read.load(AtomicOrdering::Relaxed);
+        stats.inserted += self.inserted.load(AtomicOrdering::Relaxed);
+        stats.updated += self.updated.load(AtomicOrdering::Relaxed);
     }
 }
 
@@ -301,7 +439,8 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
     ranges: Vec<RangeState>,
     workers: usize,
     resume_position: &Option<Position>,
-    stats: &mut TableStats,
+    key: &(dyn Fn(Option<Position>) -> Result<Option<Position>> + Sync),
+    tally: &Tally,
 ) -> Result<()> {
     let todo: VecDeque<usize> = (0..ranges.len()).filter(|&i| !ranges[i].2).collect();
     let mut handles = Vec::new();
@@ -346,12 +485,12 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
     let abort = AtomicBool::new(false);
     let jobs = runs
         .iter()
-        .map(|run| worker(run, &committed, &todo, &abort, resume_position))
+        .map(|run| worker(run, &committed, &todo, &abort, resume_position, key, tally))
         .collect();
     let mut first_error = None;
     for outcome in join_all::<_>(jobs).await {
         match outcome {
-            Ok(counts) => counts.add_to(stats),
+            Ok(()) => {}
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -370,12 +509,13 @@ async fn worker<S: Source, K: Sink, St: StateStore>(
     todo: &Mutex<VecDeque<usize>>,
     abort: &AtomicBool,
     resume_position: &Option<Position>,
-) -> Result<Counts> {
-    let mut counts = Counts::default();
+    key: &(dyn Fn(Option<Position>) -> Result<Option<Position>> + Sync),
+    tally: &Tally,
+) -> Result<()> {
     loop {
         let next = todo.lock().map_err(|_| poisoned())?.pop_front();
         let Some(i) = next else {
-            return Ok(counts);
+            return Ok(());
         };
         let (after, until, _) = committed.lock().map_err(|_| poisoned())?[i].clone();
         let checkpoint_for = |last: &Position, done: bool| {
@@ -383,7 +523,7 @@ async fn worker<S: Source, K: Sink, St: StateStore>(
             ranges[i].0 = Some(last.clone());
             ranges[i].2 = done;
             Ok(run.checkpoint(Phase::Snapshot {
-                last_key: Some(encode_ranges(&ranges)?),
+                last_key: key(Some(encode_ranges(&ranges)?))?,
                 resume_position: resume_position.clone(),
             }))
         };
@@ -393,7 +533,7 @@ async fn worker<S: Source, K: Sink, St: StateStore>(
                 ranges[i].2 = done;
             }
         };
-        let copied = copy_range(
+        copy_range(
             run,
             true,
             run.batch_size,
@@ -401,12 +541,10 @@ async fn worker<S: Source, K: Sink, St: StateStore>(
             &checkpoint_for,
             &on_commit,
             abort,
+            tally,
         )
         .await
         .inspect_err(|_| abort.store(true, AtomicOrdering::Relaxed))?;
-        counts.rows_read += copied.rows_read;
-        counts.inserted += copied.inserted;
-        counts.updated += copied.updated;
     }
 }
 
@@ -442,6 +580,8 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 /// `limit` rows, one per target transaction with the checkpoint `checkpoint_for(last key, range
 /// done)` gives; `on_commit` learns each committed chunk's last key. The reader
 /// runs [`READ_AHEAD`] chunks ahead of the sink. Stops early when `abort` is set.
+/// Each committed chunk is counted in `tally` at once.
+#[allow(clippy::too_many_arguments)]
 async fn copy_range<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
     native: bool,
@@ -450,7 +590,8 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
     checkpoint_for: &(dyn Fn(&Position, bool) -> Result<Checkpoint> + Sync),
     on_commit: &(dyn Fn(&Position, bool) + Sync),
     abort: &AtomicBool,
-) -> Result<Counts> {
+    tally: &Tally,
+) -> Result<()> {
     let (after, until) = range;
     if until.is_some() && !native {
         return Err(Error::internal(
@@ -492,8 +633,9 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
             after = Some(last);
         }
     };
-    let writer = async {
-        let mut counts = Counts::default();
+    // The writer owns the receiver: when it fails, the channel closes and the
+    // reader, perhaps waiting to hand over a chunk, ends.
+    let writer = async move {
         while let Some((rows, last, done)) = rx.recv().await {
             let n = rows.len() as u64;
             let cp = checkpoint_for(&last, done)?;
@@ -508,18 +650,16 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
                     run.sink.load_native(&run.target_table, chunk, &cp).await?
                 }
             };
-            counts.rows_read += n;
-            counts.inserted += applied.inserted;
-            counts.updated += applied.updated;
+            let copied = tally.add(n, &applied);
             on_commit(&last, done);
             run.remember(&cp).await;
+            run.record_progress(copied).await;
             run.observer.rows_committed(&run.stream, n);
         }
-        Ok::<Counts, Error>(counts)
+        Ok::<(), Error>(())
     };
     let (read, written) = tokio::join!(reader, writer);
     // A writer error closes the channel and ends the reader: report the writer's.
-    let counts = written?;
-    read?;
-    Ok(counts)
+    written?;
+    read
 }

@@ -198,6 +198,16 @@ impl Observer for StopAfter {
     }
 }
 
+/// Remembers where a resumed load's progress starts.
+#[derive(Default)]
+struct ResumedAt(AtomicU64);
+
+impl Observer for ResumedAt {
+    fn table_resumed(&self, _s: &StreamId, rows: u64) {
+        self.0.store(rows, Ordering::SeqCst);
+    }
+}
+
 #[tokio::test]
 async fn an_interrupted_full_load_resumes_from_its_last_chunk() {
     let f = Fixture::new().await;
@@ -225,29 +235,39 @@ async fn an_interrupted_full_load_resumes_from_its_last_chunk() {
     };
     let first = f.pass_observed(&p, &obs, &stop).await;
     let s = stats(&first, "items");
-    assert_eq!(s.status, ExecutionStatus::Failed);
+    assert_eq!(s.status, ExecutionStatus::Stopped);
+    assert_eq!(first.status, ExecutionStatus::Stopped);
     assert!(s.error.as_deref().unwrap().contains("stopped on request"));
     let copied: i64 = f
         .target_conn()
         .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
         .unwrap();
     assert!((7000..20_000).contains(&copied), "copied {copied}");
+    // A stopped pass reports the rows it committed.
+    assert_eq!(s.rows_read, copied as u64);
+    assert_eq!(s.inserted, copied as u64);
 
-    let second = f.pass(&p).await;
+    let resumed = ResumedAt::default();
+    let second = f.pass_observed(&p, &resumed, &Shutdown::new()).await;
     let s = stats(&second, "items");
     assert_eq!(s.status, ExecutionStatus::Succeeded);
+    // Its progress starts at the rows the stopped pass had copied.
+    assert_eq!(resumed.0.load(Ordering::SeqCst), copied as u64);
     // It read only what was missing: it did not start over.
     assert_eq!(s.rows_read, 20_000 - copied as u64);
     let (a, b) = f.sides("items").await;
     assert_eq!(a, b);
 
-    // A finished full load starts over on the next run (truncate, then copy).
+    // A finished full load starts over on the next run: into a shadow table
+    // swapped in at the end, the previous copy counted as replaced, not deleted.
     let third = f.pass(&p).await;
     let s = stats(&third, "items");
     assert_eq!(
-        (s.rows_read, s.deleted, s.inserted),
-        (20_000, 20_000, 20_000)
+        (s.rows_read, s.deleted, s.replaced, s.inserted),
+        (20_000, 0, 20_000, 20_000)
     );
+    let (a, b) = f.sides("items").await;
+    assert_eq!(a, b);
 }
 
 #[tokio::test]

@@ -19,11 +19,13 @@ use crate::schema::{self, create_statements};
 use crate::source::{Param, RawField, NATIVE_ENCODING};
 use crate::types::{self, PgType};
 
+mod swap;
+
 const CHECKPOINTS: &str = "siphon_checkpoints";
 
 /// A target table as written: its name, and for each source column (in source
 /// order) the target column's type; generated target columns are never written.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct TargetTable {
     name: String,
     columns: Vec<String>,
@@ -746,6 +748,31 @@ impl Sink for PostgresSink {
         }
         r
     }
+    async fn swap_refusal(&self, table: &TableSchema) -> Result<Option<String>> {
+        self.refuse_swap(table).await
+    }
+
+    async fn open_shadow(
+        &self,
+        table: &TableSchema,
+        resume: Option<&TableName>,
+    ) -> Result<(TableSchema, bool)> {
+        self.shadow_open(table, resume).await
+    }
+
+    async fn swap_in(
+        &self,
+        table: &TableSchema,
+        shadow: &TableSchema,
+        checkpoint: &Checkpoint,
+    ) -> Result<u64> {
+        self.shadow_swap_in(table, shadow, checkpoint).await
+    }
+
+    async fn drop_shadow(&self, shadow: &TableName) -> Result<()> {
+        self.shadow_drop(shadow).await
+    }
+
     async fn read_keys(
         &self,
         table: &TableSchema,

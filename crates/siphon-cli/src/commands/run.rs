@@ -1,11 +1,14 @@
 //! `siphon apply` and `siphon run`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use siphon_core::{Error, ErrorKind, ExecutionStatus, PipelineSpec, Result, Schedule, StateStore};
+use siphon_core::{
+    Error, ErrorKind, ExecutionStatus, Mode, PipelineSpec, Result, Schedule, StateStore,
+};
 use siphon_engine::{follow_log_pass, run_log_pass, LogSession, Observer, PassReport, Shutdown};
 use siphon_state::SqliteStateStore;
 
@@ -80,7 +83,60 @@ async fn connectors<St: StateStore>(
     Ok((source, sink))
 }
 
-/// Opens the pipeline's connectors and runs one pass.
+/// How long a pass may go on after a stop request before it is abandoned: a
+/// driver stops at its next chunk boundary, and a step that waits on a server
+/// longer than this is cut short (an unfinished target transaction rolls back).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// `work`, unless a stop is requested first: then `None` at once.
+async fn unless_stopped<F: Future>(shutdown: &Shutdown, work: F) -> Option<F::Output> {
+    tokio::select! {
+        r = work => Some(r),
+        _ = shutdown.stopped() => None,
+    }
+}
+
+/// Opens the pipeline's connectors, unless a stop is requested first.
+async fn connect<St: StateStore>(
+    name: &str,
+    spec: &PipelineSpec,
+    state: &St,
+    shutdown: &Shutdown,
+) -> Result<(AnySource, AnySink)> {
+    unless_stopped(shutdown, connectors(name, spec, state))
+        .await
+        .unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::Cancelled,
+                "stopped while connecting to the source or the target; nothing was copied",
+            ))
+        })
+}
+
+/// Runs a pass, and gives it [`STOP_GRACE`] to end once a stop is requested.
+async fn bounded<F: Future<Output = Result<PassReport>>>(
+    shutdown: &Shutdown,
+    pass: F,
+) -> Result<PassReport> {
+    let grace = async {
+        shutdown.stopped().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    tokio::select! {
+        r = pass => r,
+        _ = grace => Err(Error::new(
+            ErrorKind::Cancelled,
+            format!(
+                "stopped: the pass was waiting on a server and did not reach a chunk boundary within {}s of \
+                 the stop request; what it committed stays, with its checkpoint",
+                STOP_GRACE.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Opens the pipeline's connectors and runs one pass. A stop request ends it
+/// while it connects at once, and while it runs at its next chunk boundary.
 pub async fn pass<St: StateStore>(
     name: &str,
     spec: &PipelineSpec,
@@ -88,8 +144,12 @@ pub async fn pass<St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) -> Result<PassReport> {
-    let (source, sink) = connectors(name, spec, state).await?;
-    run_log_pass(name, spec, &source, &sink, state, observer, shutdown).await
+    let (source, sink) = connect(name, spec, state, shutdown).await?;
+    bounded(
+        shutdown,
+        run_log_pass(name, spec, &source, &sink, state, observer, shutdown),
+    )
+    .await
 }
 
 /// A continuous pipeline's connectors and open change log, kept between passes.
@@ -117,6 +177,87 @@ fn print_report(name: &str, report: &PassReport) {
     }
 }
 
+/// What a continuous run does with the pipeline, said once at its start.
+fn plan_line(name: &str, spec: &PipelineSpec) -> String {
+    let mut modes = vec![spec.mode];
+    modes.extend(spec.tables_config.values().filter_map(|c| c.mode));
+    modes.sort_by_key(|m| m.to_string());
+    modes.dedup();
+    let continuous = spec.schedule == Schedule::Continuous;
+    let does: Vec<String> = modes
+        .iter()
+        .map(|m| match (m, continuous) {
+            (Mode::Full, true) => "full tables are copied once (when they have no complete copy), \
+                                   then again only after `siphon sync resync`"
+                .to_string(),
+            (Mode::Full, false) => {
+                format!("full tables are copied at each run ({})", spec.schedule)
+            }
+            (Mode::Incremental, true) => "incremental tables are polled continuously".to_string(),
+            (Mode::Incremental, false) => {
+                format!(
+                    "incremental tables are polled at each run ({})",
+                    spec.schedule
+                )
+            }
+            (Mode::Cdc, true) => "cdc tables stream their changes continuously".to_string(),
+            (Mode::Cdc, false) => format!(
+                "cdc tables catch up with the change log at each run ({})",
+                spec.schedule
+            ),
+            (Mode::Merge, _) => "merge tables are not available in this version".to_string(),
+        })
+        .collect();
+    format!(
+        "pipeline {name}: {} -> {}, mode {}, tables {}, schedule {}: {}; Ctrl-C stops",
+        spec.source,
+        spec.target,
+        spec.mode,
+        spec.tables.join(", "),
+        spec.schedule,
+        does.join("; ")
+    )
+}
+
+/// The failures a following pipeline printed, per table (`""` for the
+/// pipeline itself), so each is printed once when it happens and once when
+/// it is over, not again at every pass.
+#[derive(Default)]
+struct Failures(HashMap<String, String>);
+
+impl Failures {
+    /// Prints a failure unless it is the one printed last for `key`.
+    fn failed(&mut self, key: &str, error: &str, line: String) {
+        if self.0.get(key).map(String::as_str) != Some(error) {
+            eprintln!("{line}");
+            self.0.insert(key.to_string(), error.to_string());
+        }
+    }
+
+    /// Forgets `key`'s failure; whether there was one.
+    fn recovered(&mut self, key: &str) -> bool {
+        self.0.remove(key).is_some()
+    }
+
+    /// Prints what a pass did: tables that found work, failures once, and
+    /// recoveries.
+    fn report(&mut self, name: &str, report: &PassReport) {
+        if self.recovered("") {
+            eprintln!("pipeline {name}: its passes run again");
+        }
+        for t in &report.tables {
+            let key = t.table.to_string();
+            let line = summary_line(name, t);
+            match (&t.status, &t.error) {
+                (ExecutionStatus::Failed, Some(e)) => self.failed(&key, e, line),
+                _ if self.recovered(&key) => println!("{line}  (recovered)"),
+                _ if t.rows_read > 0 || t.deleted > 0 || t.replaced > 0 => println!("{line}"),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Runs the pipelines once, or on their schedules until Ctrl-C or SIGTERM.
 pub async fn run(state: Arc<SqliteStateStore>, names: &[String], once: bool) -> Result<ExitCode> {
     let pipelines = selected(state.as_ref(), names).await?;
@@ -127,10 +268,17 @@ pub async fn run(state: Arc<SqliteStateStore>, names: &[String], once: bool) -> 
         let mut failed = false;
         let mut config_error = false;
         for (name, spec) in &pipelines {
+            if shutdown.requested() {
+                eprintln!("pipeline {name}: not run: stopped on request");
+                continue;
+            }
             match pass(name, spec, state.as_ref(), bars.as_ref(), &shutdown).await {
                 Ok(report) => {
                     print_report(name, &report);
                     failed |= report.status == ExecutionStatus::Failed;
+                }
+                Err(e) if e.kind() == ErrorKind::Cancelled => {
+                    eprintln!("pipeline {name}: {e}");
                 }
                 Err(e) => {
                     eprintln!("error: pipeline {name}: {e}");
@@ -142,8 +290,14 @@ pub async fn run(state: Arc<SqliteStateStore>, names: &[String], once: bool) -> 
         return Ok(match (config_error, failed) {
             (true, _) => ExitCode::from(2),
             (false, true) => ExitCode::FAILURE,
+            // Stopped by Ctrl-C or SIGTERM, as shells report it.
+            _ if shutdown.requested() => ExitCode::from(130),
             _ => ExitCode::SUCCESS,
         });
+    }
+
+    for (name, spec) in &pipelines {
+        eprintln!("{}", plan_line(name, spec));
     }
 
     let mut tasks = Vec::new();
@@ -158,6 +312,7 @@ pub async fn run(state: Arc<SqliteStateStore>, names: &[String], once: bool) -> 
             tracing::error!(error = %e, "a pipeline task ended abnormally");
         }
     }
+    // A following run ends on Ctrl-C or SIGTERM: that is its normal end.
     Ok(ExitCode::SUCCESS)
 }
 
@@ -174,47 +329,48 @@ async fn follow<St: StateStore>(
     let continuous = spec.schedule == Schedule::Continuous;
     let mut following: Option<Following> = None;
     let mut failures = 0u32;
+    let mut printed = Failures::default();
     while !shutdown.requested() {
         let started = chrono::Utc::now();
         let result = if continuous {
-            if following.is_none() {
-                following = connectors(name, spec, state)
+            let opened = match following {
+                Some(_) => Ok(()),
+                None => connect(name, spec, state, shutdown)
                     .await
-                    .map(|(source, sink)| Following {
-                        source,
-                        sink,
-                        session: LogSession::follow(FOLLOW_WINDOW),
-                    })
-                    .map_err(|e| tracing::error!(pipeline = name, error = %e, "cannot connect"))
-                    .ok();
-            }
-            match following.as_mut() {
-                Some(f) => {
-                    follow_log_pass(
-                        name,
-                        spec,
-                        &f.source,
-                        &f.sink,
-                        state,
-                        observer,
+                    .map(|(source, sink)| {
+                        following = Some(Following {
+                            source,
+                            sink,
+                            session: LogSession::follow(FOLLOW_WINDOW),
+                        });
+                    }),
+            };
+            match (opened, following.as_mut()) {
+                (Ok(()), Some(f)) => {
+                    bounded(
                         shutdown,
-                        &mut f.session,
+                        follow_log_pass(
+                            name,
+                            spec,
+                            &f.source,
+                            &f.sink,
+                            state,
+                            observer,
+                            shutdown,
+                            &mut f.session,
+                        ),
                     )
                     .await
                 }
-                None => Err(Error::new(
-                    ErrorKind::Connection,
-                    "the pipeline's connections could not be opened",
-                )),
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => Err(Error::internal("the pipeline's connections are missing")),
             }
         } else {
             pass(name, spec, state, observer, shutdown).await
         };
         let found_work = match result {
             Ok(report) => {
-                if report.found_work() {
-                    print_report(name, &report);
-                }
+                printed.report(name, &report);
                 failures = if report.status == ExecutionStatus::Failed {
                     failures + 1
                 } else {
@@ -222,8 +378,13 @@ async fn follow<St: StateStore>(
                 };
                 report.found_work()
             }
+            Err(e) if e.kind() == ErrorKind::Cancelled => {
+                eprintln!("pipeline {name}: {e}");
+                false
+            }
             Err(e) => {
-                tracing::error!(pipeline = name, error = %e, "pass failed");
+                let msg = e.to_string();
+                printed.failed("", &msg, format!("error: pipeline {name}: {msg}"));
                 failures += 1;
                 false
             }

@@ -465,6 +465,8 @@ fn execution_tables(conn: &Connection, execution: u64) -> rusqlite::Result<Vec<T
             inserted: r.get(3)?,
             updated: r.get(4)?,
             deleted: r.get(5)?,
+            // Shown in the run's summary; the history does not keep it.
+            replaced: 0,
             started_at: r.get::<_, Stamp>(6)?.0,
             finished_at: r.get::<_, Option<Stamp>>(7)?.map(|s| s.0),
             status: r.get::<_, StatusName>(8)?.0,

@@ -1,0 +1,249 @@
+//! `full` reloads PostgreSQL→PostgreSQL through the binary: with `strategy:
+//! swap` a reader counting the target during reloads never sees fewer rows than
+//! the source has, and the table keeps its indexes and constraint names; by
+//! default a reload over a complete copy swaps too, so a reload that fails
+//! part way leaves the previous copy whole, and the next run resumes it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use siphon_testkit::Postgres;
+
+fn siphon(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_siphon"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SIPHON_STATE")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run siphon")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn db_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+/// The number after `word` in a summary line.
+fn figure(line: &str, word: &str) -> u64 {
+    let mut it = line.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == word {
+            return it.next().unwrap().parse().unwrap();
+        }
+    }
+    panic!("no `{word}` in {line}")
+}
+
+fn config(dir: &Path, src: &str, dst: &str, extra: &str) {
+    std::fs::write(
+        dir.join("siphon.yaml"),
+        format!(
+            "state: sqlite://state.db\nconnections:\n  src: {src}\n  dst: {dst}\n\
+             pipelines:\n  p:\n    source: src\n    target: dst\n    mode: full\n    tables: [public.items]\n\
+             \x20   batch_size: 2000\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn readers_never_see_a_partial_table_while_swap_reloads_run() {
+    const ROWS: i64 = 100_000;
+    let pg = Postgres::start().unwrap();
+    let (src, dst) = (pg.create_database().unwrap(), pg.create_database().unwrap());
+    let (src_db, dst_db) = (db_name(&src), db_name(&dst));
+    pg.query_in(
+        &src_db,
+        &format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, code text NOT NULL, note text);
+             CREATE UNIQUE INDEX items_code_key ON items (code);
+             CREATE INDEX items_note_idx ON items (note);
+             INSERT INTO items SELECT i, 'c' || i, 'note ' || i FROM generate_series(1, {ROWS}) i;"
+        ),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, "    strategy: swap\n");
+    let first = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+    assert!(first.status.success(), "{first:?}");
+    let line = stdout(&first);
+    assert_eq!(figure(&line, "inserted"), ROWS as u64, "{line}");
+    assert_eq!(figure(&line, "deleted"), 0, "{line}");
+    let indexes =
+        "SELECT string_agg(indexname || ':' || regexp_replace(indexdef, '^.* USING ', ''), ',' \
+                   ORDER BY indexname) FROM pg_indexes WHERE tablename = 'items'";
+    let before = pg.query_in(&dst_db, indexes).unwrap();
+    assert!(before.contains("items_code_key"), "{before}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let (psql, url) = (pg.bin_dir().join("psql"), dst.clone());
+        std::thread::spawn(move || {
+            let (mut reads, mut least, mut errors) = (0u64, i64::MAX, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let out = Command::new(&psql)
+                    .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", &url, "-c"])
+                    .arg("SELECT count(*) FROM items")
+                    .output();
+                match out {
+                    Ok(o) if o.status.success() => {
+                        let n: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+                        least = least.min(n);
+                        reads += 1;
+                    }
+                    Ok(o) => errors.push(String::from_utf8_lossy(&o.stderr).to_string()),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (reads, least, errors)
+        })
+    };
+    for _ in 0..3 {
+        let again = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+        assert!(again.status.success(), "{again:?}");
+        let line = stdout(&again);
+        assert!(
+            line.contains(&format!("replaced the previous {ROWS} rows")),
+            "{line}"
+        );
+        assert_eq!(figure(&line, "deleted"), 0, "{line}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (reads, least, errors) = reader.join().unwrap();
+    assert!(errors.is_empty(), "the reader failed: {errors:?}");
+    assert!(reads > 0);
+    assert_eq!(least, ROWS, "a reader saw {least} rows during a reload");
+    // The swapped-in table has the indexes and names the old one had, and no
+    // shadow is left behind.
+    assert_eq!(pg.query_in(&dst_db, indexes).unwrap(), before);
+    assert_eq!(
+        pg.query_in(
+            &dst_db,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '%siphon_new%'"
+        )
+        .unwrap(),
+        "0"
+    );
+}
+
+#[test]
+fn a_reload_that_fails_part_way_keeps_the_previous_copy_and_resumes() {
+    const ROWS: i64 = 100_000;
+    let pg = Postgres::start().unwrap();
+    let (src, dst) = (pg.create_database().unwrap(), pg.create_database().unwrap());
+    let (src_db, dst_db) = (db_name(&src), db_name(&dst));
+    pg.query_in(
+        &src_db,
+        &format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, note text);
+             INSERT INTO items SELECT i, 'n' || i FROM generate_series(1, {ROWS}) i;"
+        ),
+    )
+    .unwrap();
+    // The target's column is narrower than what the source may hold.
+    pg.query_in(
+        &dst_db,
+        "CREATE TABLE items (id bigint PRIMARY KEY, note varchar(20))",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, "");
+    let first = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+    assert!(first.status.success(), "{first:?}");
+    let dump = "SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM items";
+    let good = pg.query_in(&dst_db, dump).unwrap();
+    assert!(good.starts_with(&format!("{ROWS}:")), "{good}");
+
+    // A late row no longer fits: the reload fails at it.
+    pg.query_in(
+        &src_db,
+        "UPDATE items SET note = repeat('x', 50) WHERE id = 90000; UPDATE items SET note = 'new' WHERE id = 1",
+    )
+    .unwrap();
+    let failed = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+    assert!(!failed.status.success(), "{failed:?}");
+    assert!(stdout(&failed).contains("FAILED"), "{failed:?}");
+    assert_eq!(
+        pg.query_in(&dst_db, dump).unwrap(),
+        good,
+        "a failed reload changed the target's copy"
+    );
+
+    // Fixed at the source, the next run resumes the new copy and swaps it in.
+    pg.query_in(&src_db, "UPDATE items SET note = 'short' WHERE id = 90000")
+        .unwrap();
+    let again = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+    assert!(again.status.success(), "{again:?}");
+    let line = stdout(&again);
+    // It read only what the failed run had not committed.
+    assert!(figure(&line, "read") < ROWS as u64, "{line}");
+    assert!(
+        line.contains(&format!("replaced the previous {ROWS} rows")),
+        "{line}"
+    );
+    assert_eq!(
+        pg.query_in(&dst_db, dump).unwrap(),
+        pg.query_in(&src_db, dump).unwrap()
+    );
+    assert_eq!(
+        pg.query_in(&dst_db, "SELECT note FROM items WHERE id = 1")
+            .unwrap(),
+        "new"
+    );
+}
+
+#[test]
+fn swap_is_refused_for_a_table_a_view_reads() {
+    let pg = Postgres::start().unwrap();
+    let (src, dst) = (pg.create_database().unwrap(), pg.create_database().unwrap());
+    let (src_db, dst_db) = (db_name(&src), db_name(&dst));
+    pg.query_in(
+        &src_db,
+        "CREATE TABLE items (id bigint PRIMARY KEY, note text);
+         INSERT INTO items SELECT i, 'n' || i FROM generate_series(1, 100) i;",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, "    strategy: swap\n");
+    let first = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+    assert!(first.status.success(), "{first:?}");
+    pg.query_in(
+        &dst_db,
+        "CREATE VIEW recent AS SELECT * FROM items WHERE id > 50",
+    )
+    .unwrap();
+    let refused = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    let text = format!(
+        "{}{}",
+        stdout(&refused),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        text.contains("views depend on it")
+            && text.contains("recent")
+            && text.contains("strategy: truncate"),
+        "{text}"
+    );
+    assert_eq!(
+        pg.query_in(&dst_db, "SELECT count(*) FROM recent").unwrap(),
+        "50"
+    );
+
+    // A strategy that does not fit the mode is a config error naming the key.
+    config(dir.path(), &src, &dst, "    strategy: sequence\n");
+    let bad = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let text = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(
+        text.contains("pipelines.p.strategy") && text.contains("`swap`"),
+        "{text}"
+    );
+}
