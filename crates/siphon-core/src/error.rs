@@ -90,6 +90,12 @@ impl Error {
         self
     }
 
+    /// Keeps an underlying cause that is already boxed (a driver's inner error).
+    pub fn boxed_source(mut self, e: Box<dyn std::error::Error + Send + Sync + 'static>) -> Error {
+        self.source = Some(e);
+        self
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

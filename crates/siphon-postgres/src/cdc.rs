@@ -102,7 +102,7 @@ impl PostgresSource {
         } else {
             (1, false)
         };
-        Ok(ReplicationConfig::from_pg_config(&self.config, slot, slot)?
+        Ok(self.config.replication_config(slot, slot)?
             .with_start_lsn(start)
             .with_protocol(proto, streaming)
             // Confirmed positions reach the server within half a second.

@@ -15,5 +15,6 @@ mod source;
 pub mod types;
 
 pub use cdc::{log_name, PostgresChangeStream};
+pub use conn::check_url;
 pub use sink::PostgresSink;
 pub use source::PostgresSource;

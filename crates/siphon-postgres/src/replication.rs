@@ -13,6 +13,12 @@
 //! TLS is not supported: a configuration that requires it is refused rather
 //! than connected in plain text.
 //!
+//! Time is bounded throughout: connecting, starting up and authenticating
+//! take at most [`ReplicationConfig::connect_timeout`]; once streaming, a
+//! server that sends nothing for half of [`ReplicationConfig::timeout`] is
+//! asked for a reply, and one still silent at the full timeout fails the
+//! stream (as PostgreSQL's own `wal_receiver_timeout` does).
+//!
 //! ```no_run
 //! # async fn run(config: tokio_postgres::Config) -> siphon_core::Result<()> {
 //! use siphon_postgres::replication::{Event, ReplicationConfig, ReplicationStream};
@@ -55,6 +61,10 @@ pub const DEFAULT_BUFFER: usize = 1024;
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_millis(500);
 /// How long [`ReplicationStream::shutdown`] waits for the server to end the copy.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting may take by default (see [`ReplicationConfig::connect_timeout`]).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = crate::conn::DEFAULT_CONNECT_TIMEOUT;
+/// How long the stream may stay silent by default (see [`ReplicationConfig::timeout`]).
+pub const DEFAULT_TIMEOUT: Duration = crate::conn::DEFAULT_REPLICATION_TIMEOUT;
 
 /// Where the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +108,14 @@ pub struct ReplicationConfig {
     pub status_interval: Duration,
     /// How many events are read ahead of the caller.
     pub buffer: usize,
-    /// How long opening the socket may take; unbounded when `None`.
+    /// How long connecting, starting up and authenticating may take;
+    /// unbounded when `None`.
     pub connect_timeout: Option<Duration>,
+    /// How long the server may send nothing (no data, no keepalive) before the
+    /// stream fails with a [`ErrorKind::Connection`] error; at half of it the
+    /// server is asked for a reply. Also bounds `START_REPLICATION` and each
+    /// write. Unbounded when `None`.
+    pub timeout: Option<Duration>,
     /// Server settings for the session (the startup `options` parameter,
     /// e.g. `-c logical_decoding_work_mem=64kB`), as in the URL's `options`.
     pub options: Option<String>,
@@ -122,6 +138,7 @@ impl fmt::Debug for ReplicationConfig {
             .field("status_interval", &self.status_interval)
             .field("buffer", &self.buffer)
             .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
             .field("options", &self.options)
             .finish()
     }
@@ -129,8 +146,9 @@ impl fmt::Debug for ReplicationConfig {
 
 impl ReplicationConfig {
     /// The connection settings of `config` (its first host and port, user,
-    /// password, database, connect timeout), streaming `slot` for
-    /// `publication` with protocol version 1 from the slot's confirmed position.
+    /// password, database, connect timeout, else [`DEFAULT_CONNECT_TIMEOUT`]),
+    /// streaming `slot` for `publication` with protocol version 1 from the
+    /// slot's confirmed position, failing after [`DEFAULT_TIMEOUT`] of silence.
     /// The application name is the config's, else the slot's name.
     ///
     /// Fails when the config requires TLS (`sslmode=require`), which this
@@ -172,7 +190,13 @@ impl ReplicationConfig {
             application_name,
             status_interval: DEFAULT_STATUS_INTERVAL,
             buffer: DEFAULT_BUFFER,
-            connect_timeout: config.get_connect_timeout().copied(),
+            connect_timeout: Some(
+                config
+                    .get_connect_timeout()
+                    .copied()
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            ),
+            timeout: Some(DEFAULT_TIMEOUT),
             options: config.get_options().map(str::to_string),
         })
     }
@@ -209,6 +233,24 @@ impl ReplicationConfig {
         self
     }
 
+    /// How long the server may stay silent; `None`: no limit.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Where the server is, for messages: `host:port` or the socket's path.
+    fn endpoint(&self) -> String {
+        match &self.addr {
+            ServerAddr::Tcp(host) if host.contains(':') => format!("[{host}]:{}", self.port),
+            ServerAddr::Tcp(host) => format!("{host}:{}", self.port),
+            ServerAddr::Unix(dir) => dir
+                .join(format!(".s.PGSQL.{}", self.port))
+                .display()
+                .to_string(),
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         if !matches!(self.proto_version, 1 | 2) {
             return Err(Error::config(format!(
@@ -219,6 +261,11 @@ impl ReplicationConfig {
         if self.streaming && self.proto_version < 2 {
             return Err(Error::config(
                 "streaming of in-progress transactions needs pgoutput protocol version 2",
+            ));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::config(
+                "the replication timeout must be positive (or none)",
             ));
         }
         if self.status_interval.is_zero() {
@@ -342,8 +389,24 @@ impl ReplicationStream {
     /// Returns once the server accepted `START_REPLICATION`.
     pub async fn connect(cfg: ReplicationConfig) -> Result<Self> {
         cfg.validate()?;
-        let mut conn = Conn::open(&cfg).await?;
-        conn.startup(&cfg).await?;
+        let opening = async {
+            let mut conn = Conn::open(&cfg).await?;
+            conn.startup(&cfg).await?;
+            Ok::<_, Error>(conn)
+        };
+        let mut conn = match cfg.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, opening).await.map_err(|_| {
+                crate::conn::timed_out(
+                    &format!(
+                        "cannot connect to PostgreSQL at {} for replication",
+                        cfg.endpoint()
+                    ),
+                    limit,
+                )
+            })??,
+            None => opening.await?,
+        };
+        conn.io_timeout = cfg.timeout;
         conn.start_replication(&cfg).await?;
         tracing::debug!(slot = %cfg.slot, from = %cfg.start_lsn, proto = cfg.proto_version,
             streaming = cfg.streaming, "replication started");
@@ -356,6 +419,7 @@ impl ReplicationStream {
             tx,
             applied: applied.clone(),
             interval: cfg.status_interval,
+            silence: cfg.timeout,
             slot: cfg.slot.clone(),
         };
         let task = tokio::spawn(reader.run(stop_rx));
@@ -616,6 +680,10 @@ struct Conn {
     io: Box<dyn Io>,
     rbuf: BytesMut,
     wbuf: BytesMut,
+    /// Bounds each wait for the server in [`Conn::read`] and [`Conn::send`].
+    io_timeout: Option<Duration>,
+    /// `host:port` or the socket's path, for messages.
+    endpoint: String,
 }
 
 const COPY_BOTH_RESPONSE_TAG: u8 = b'W';
@@ -639,41 +707,51 @@ fn parse_backend(buf: &mut BytesMut) -> std::io::Result<Option<Backend>> {
 }
 
 impl Conn {
+    /// Opens the socket (unbounded in time: the caller bounds the whole startup).
     async fn open(cfg: &ReplicationConfig) -> Result<Conn> {
-        let what = match &cfg.addr {
-            ServerAddr::Tcp(host) => format!("{host}:{}", cfg.port),
-            ServerAddr::Unix(dir) => dir
-                .join(format!(".s.PGSQL.{}", cfg.port))
-                .display()
-                .to_string(),
-        };
-        let doing = format!("cannot connect to PostgreSQL at {what}");
-        let connect = async {
-            let io: Box<dyn Io> = match &cfg.addr {
-                ServerAddr::Tcp(host) => {
-                    let s = tokio::net::TcpStream::connect((host.as_str(), cfg.port)).await?;
-                    s.set_nodelay(true)?;
-                    Box::new(s)
+        let endpoint = cfg.endpoint();
+        let io: std::io::Result<Box<dyn Io>> = match &cfg.addr {
+            ServerAddr::Tcp(host) => {
+                match tokio::net::TcpStream::connect((host.as_str(), cfg.port)).await {
+                    Ok(s) => s.set_nodelay(true).map(|()| Box::new(s) as Box<dyn Io>),
+                    Err(e) => Err(e),
                 }
-                ServerAddr::Unix(dir) => Box::new(
-                    tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{}", cfg.port)))
-                        .await?,
-                ),
-            };
-            Ok::<_, std::io::Error>(io)
+            }
+            ServerAddr::Unix(dir) => {
+                tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{}", cfg.port)))
+                    .await
+                    .map(|s| Box::new(s) as Box<dyn Io>)
+            }
         };
-        let io = match cfg.connect_timeout {
-            Some(limit) => tokio::time::timeout(limit, connect)
-                .await
-                .map_err(|_| Error::new(ErrorKind::Connection, format!("{doing}: timed out")))?,
-            None => connect.await,
-        }
-        .map_err(|e| io_err(e, &doing))?;
+        let io = io.map_err(|e| {
+            let (kind, why) = crate::conn::io_refusal(&e);
+            Error::new(
+                kind,
+                format!("cannot connect to PostgreSQL at {endpoint} for replication: {why}"),
+            )
+            .source(e)
+        })?;
         Ok(Conn {
             io,
             rbuf: BytesMut::with_capacity(64 * 1024),
             wbuf: BytesMut::with_capacity(1024),
+            io_timeout: None,
+            endpoint,
         })
+    }
+
+    /// The error for a server that sent nothing for `limit`.
+    fn silent(&self, limit: Duration, doing: &str) -> Error {
+        Error::new(
+            ErrorKind::Connection,
+            format!(
+                "the PostgreSQL server at {} timed out: nothing received for {} s while {doing} \
+                 (replication_timeout={} in the URL); the server or the network may be down",
+                self.endpoint,
+                limit.as_secs_f64(),
+                limit.as_secs()
+            ),
+        )
     }
 
     /// Writes out everything queued in `wbuf`.
@@ -690,31 +768,51 @@ impl Conn {
 
     /// Reads more from the socket; cancel-safe. Fails at end of input.
     async fn fill(&mut self) -> Result<()> {
-        let n = self
-            .io
-            .read_buf(&mut self.rbuf)
-            .await
-            .map_err(|e| io_err(e, "reading from the replication connection"))?;
+        let n = self.io.read_buf(&mut self.rbuf).await.map_err(|e| {
+            io_err(
+                e,
+                &format!(
+                    "reading from the replication connection to {}",
+                    self.endpoint
+                ),
+            )
+        })?;
         if n == 0 {
             return Err(Error::new(
                 ErrorKind::Connection,
-                "the server closed the replication connection",
+                format!(
+                    "the server at {} closed the replication connection",
+                    self.endpoint
+                ),
             ));
         }
         Ok(())
     }
 
+    /// The next message, waiting at most the I/O timeout for each read.
     async fn read(&mut self) -> Result<Backend> {
         loop {
             if let Some(m) = self.next_buffered()? {
                 return Ok(m);
             }
-            self.fill().await?;
+            match self.io_timeout {
+                Some(limit) => tokio::time::timeout(limit, self.fill())
+                    .await
+                    .map_err(|_| self.silent(limit, "waiting for an answer"))??,
+                None => self.fill().await?,
+            }
         }
     }
 
+    /// Writes out `wbuf`, waiting at most the I/O timeout.
     async fn send(&mut self, doing: &str) -> Result<()> {
-        self.flush().await.map_err(|e| io_err(e, doing))
+        match self.io_timeout {
+            Some(limit) => match tokio::time::timeout(limit, self.flush()).await {
+                Ok(r) => r.map_err(|e| io_err(e, doing)),
+                Err(_) => Err(self.silent(limit, doing)),
+            },
+            None => self.flush().await.map_err(|e| io_err(e, doing)),
+        }
     }
 
     /// Startup and authentication, up to ReadyForQuery.
@@ -812,10 +910,30 @@ impl Conn {
                     ))
                 }
                 Backend::Message(M::ErrorResponse(body)) => {
-                    return Err(ServerError::parse(body.fields()).into_error(
-                        "the server refused the replication connection",
-                        &cfg.slot,
-                    ))
+                    let server = ServerError::parse(body.fields());
+                    let tls = match &cfg.addr {
+                        ServerAddr::Tcp(host)
+                            if crate::conn::without_encryption(&server.code, &server.message) =>
+                        {
+                            crate::conn::offers_tls(host, cfg.port).await
+                        }
+                        _ => None,
+                    };
+                    let (kind, why) = crate::conn::refusal(
+                        &server.code,
+                        &server.message,
+                        &cfg.user,
+                        &cfg.dbname,
+                        tls,
+                    );
+                    return Err(Error::new(
+                        kind,
+                        format!(
+                            "cannot connect to PostgreSQL at {} for replication: {why}",
+                            self.endpoint
+                        ),
+                    )
+                    .source(server));
                 }
                 Backend::Message(
                     M::ParameterStatus(_) | M::BackendKeyData(_) | M::NoticeResponse(_),
@@ -861,7 +979,19 @@ struct Reader {
     tx: mpsc::Sender<Item>,
     applied: Arc<AtomicU64>,
     interval: Duration,
+    /// How long the server may send nothing; see [`ReplicationConfig::timeout`].
+    silence: Option<Duration>,
     slot: String,
+}
+
+/// What woke the copy loop up, besides a message.
+enum Wake {
+    Nothing,
+    StatusDue,
+    /// Half the silence allowed has passed: ask the server for a reply.
+    Ping,
+    /// The whole silence allowed has passed.
+    Silent(Duration),
 }
 
 /// Why the copy loop stopped.
@@ -912,6 +1042,12 @@ impl Reader {
         self.conn.send("sending a status update").await
     }
 
+    /// Sends a status update that asks the server to answer at once.
+    async fn ping(&mut self) -> Result<()> {
+        self.queue_status(true)?;
+        self.conn.send("asking the server for a reply").await
+    }
+
     /// Streams until the caller or the server stops it.
     async fn copy(
         &mut self,
@@ -923,6 +1059,10 @@ impl Reader {
         // An event read but not yet passed on: nothing more is read meanwhile,
         // so at most `buffer + 1` events are held.
         let mut pending: Option<Event> = None;
+        // Silence is counted only while reading: not while the caller is
+        // slow to take events (the server's messages then wait in the socket).
+        let mut heard = tokio::time::Instant::now();
+        let mut pinged = false;
         loop {
             while pending.is_none() {
                 let Some(message) = self.conn.next_buffered()? else {
@@ -936,7 +1076,9 @@ impl Reader {
             }
             let tx = &self.tx;
             let conn = &mut self.conn;
-            let status_due = tokio::select! {
+            let silence = self.silence;
+            let alarm = silence.map(|limit| heard + if pinged { limit } else { limit / 2 });
+            let wake = tokio::select! {
                 biased;
                 reply = &mut stop => {
                     return Ok(match reply {
@@ -945,21 +1087,39 @@ impl Reader {
                         Err(_) => Stop::Gone,
                     });
                 }
-                _ = ticker.tick() => true,
+                _ = ticker.tick() => Wake::StatusDue,
                 permit = tx.reserve(), if pending.is_some() => match permit {
                     Ok(permit) => {
                         permit.send(Item::Event(pending.take().expect("checked")));
-                        false
+                        heard = tokio::time::Instant::now();
+                        Wake::Nothing
                     }
                     Err(_) => return Ok(Stop::Gone),
                 },
                 read = conn.fill(), if pending.is_none() => {
                     read?;
-                    false
+                    heard = tokio::time::Instant::now();
+                    pinged = false;
+                    Wake::Nothing
                 }
+                _ = sleep_until(alarm), if alarm.is_some() && pending.is_none() => match silence {
+                    Some(limit) if pinged => Wake::Silent(limit),
+                    _ => Wake::Ping,
+                },
             };
-            if status_due {
-                self.send_status().await?;
+            match wake {
+                Wake::Nothing => {}
+                Wake::StatusDue => self.send_status().await?,
+                Wake::Ping => {
+                    tracing::debug!(slot = %self.slot, "the server is silent; asking it for a reply");
+                    self.ping().await?;
+                    pinged = true;
+                }
+                Wake::Silent(limit) => {
+                    return Err(self
+                        .conn
+                        .silent(limit, &format!("streaming from slot {:?}", self.slot)))
+                }
             }
         }
     }
@@ -1053,6 +1213,14 @@ enum Handled {
     Event(Event),
     Nothing,
     ServerDone,
+}
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub struct PostgresSink {
     /// native loads.
     native_copy: Arc<Mutex<HashMap<TableName, Statement>>>,
     /// The parsed URL, for further connections (its `Debug` hides the password).
-    config: Arc<tokio_postgres::Config>,
+    config: Arc<crate::conn::ConnConfig>,
     /// This connection's staging tables and statements for change batches.
     staging: Arc<Staging>,
 }
@@ -158,16 +158,14 @@ impl PostgresSink {
     /// Connects to the database named by a `postgres://` URL and creates the
     /// checkpoint table when missing.
     pub async fn connect(url: &str) -> Result<PostgresSink> {
-        let config = url
-            .parse::<tokio_postgres::Config>()
-            .map_err(|e| Error::config("the PostgreSQL URL cannot be parsed").source(e))?;
+        let config = crate::conn::ConnConfig::parse(url)?;
         let client = connect(url, "target").await?;
         PostgresSink::with_client(client, Arc::new(config), Arc::default()).await
     }
 
     async fn with_client(
         client: Client,
-        config: Arc<tokio_postgres::Config>,
+        config: Arc<crate::conn::ConnConfig>,
         tables: Arc<Mutex<HashMap<TableName, Arc<TargetTable>>>>,
     ) -> Result<PostgresSink> {
         client

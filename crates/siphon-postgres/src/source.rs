@@ -111,7 +111,7 @@ pub struct PostgresSource {
     conn: Arc<QueryConn>,
     tables: Arc<Mutex<HashMap<TableName, Arc<PgTable>>>>,
     /// The parsed URL, for replication connections (its `Debug` hides the password).
-    pub(crate) config: Arc<tokio_postgres::Config>,
+    pub(crate) config: Arc<crate::conn::ConnConfig>,
     /// Bytes of the last full native chunk read, to size the next one's buffer.
     native_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -164,9 +164,7 @@ impl PostgresSource {
 
     /// Connects to the database named by a `postgres://` URL.
     pub async fn connect(url: &str) -> Result<PostgresSource> {
-        let config = url
-            .parse::<tokio_postgres::Config>()
-            .map_err(|e| Error::config("the PostgreSQL URL cannot be parsed").source(e))?;
+        let config = crate::conn::ConnConfig::parse(url)?;
         Ok(PostgresSource {
             conn: Arc::new(QueryConn::new(connect(url, "source").await?)),
             tables: Arc::default(),

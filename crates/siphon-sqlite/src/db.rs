@@ -21,6 +21,10 @@ pub fn path_from_url(url: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// How long a statement waits for another connection or process to release
+/// a lock on the file before it fails.
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
     path: Arc<PathBuf>,
@@ -52,7 +56,7 @@ impl Db {
             )
             .source(e)
         })?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| db_err(path, "busy_timeout", e))?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Db {
@@ -95,13 +99,21 @@ impl Db {
 
 /// A database error with what was being done and the file it concerns.
 pub(crate) fn db_err(path: &Path, doing: &str, e: rusqlite::Error) -> Error {
-    let kind = match e.sqlite_error_code() {
+    match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            ErrorKind::Connection
+            Error::new(
+                ErrorKind::Connection,
+                format!(
+                "{doing} ({}): the file is locked by another connection or process, still after \
+                 waiting {} s; run again once it is released",
+                path.display(),
+                BUSY_TIMEOUT.as_secs()
+            ),
+            )
+            .source(e)
         }
-        _ => ErrorKind::Database,
-    };
-    Error::new(kind, format!("{doing} ({})", path.display())).source(e)
+        _ => Error::new(ErrorKind::Database, format!("{doing} ({})", path.display())).source(e),
+    }
 }
 
 /// `"name"` with inner quotes doubled.
