@@ -21,6 +21,7 @@ fn patterns_naming_only_partitions_or_views_are_warned_about() {
         "CREATE TABLE m (id int, day date, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
          CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
          CREATE TABLE m_2025 PARTITION OF m FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         CREATE TABLE plain (id int PRIMARY KEY);
          CREATE VIEW recent AS SELECT * FROM m WHERE day > '2025-01-01';
          INSERT INTO m VALUES (1, '2024-02-02'), (2, '2025-02-02');",
     )
@@ -33,7 +34,8 @@ fn patterns_naming_only_partitions_or_views_are_warned_about() {
              pipelines:\n\
              \x20 parts:\n    source: src\n    target: dst\n    mode: full\n    tables: [public.m_*]\n\
              \x20 views:\n    source: src\n    target: dst\n    mode: full\n    tables: [public.rec*]\n\
-             \x20 whole:\n    source: src\n    target: dst\n    mode: full\n    tables: [public.m]\n"
+             \x20 whole:\n    source: src\n    target: dst\n    mode: full\n    tables: [public.m]\n\
+             \x20 others:\n    source: src\n    target: dst\n    mode: full\n    tables: [public.*]\n    exclude: [public.m]\n"
         ),
     )
     .unwrap();
@@ -53,7 +55,8 @@ fn patterns_naming_only_partitions_or_views_are_warned_about() {
         stderr.contains("public.recent is a view, which holds no rows of its own"),
         "{stderr}"
     );
-    // The partitioned table itself is selected without a warning about its partitions.
+    // Neither the pipeline that selects the partitioned table nor the one that
+    // excludes it is warned about its partitions.
     assert_eq!(
         stderr.matches("is a partition of").count(),
         2,

@@ -280,8 +280,9 @@ fn reason(name: &TableName, kind: &str, root: Option<&TableName>) -> String {
 }
 
 /// Warns about what the filter names that siphon does not copy, one warning
-/// per `tables` pattern: partitions whose partitioned table is not selected
-/// (its rows are copied through it), foreign tables and materialized views,
+/// per `tables` pattern: partitions whose partitioned table is neither
+/// selected (its rows are copied through it) nor excluded, foreign tables and
+/// materialized views,
 /// and views when a pattern names nothing else. `selected` are the tables
 /// discovery returned. Each warning is given once per database and process,
 /// not again every pass.
@@ -312,6 +313,10 @@ pub(crate) async fn warn_unselected(
             return Ok(());
         }
     };
+    let excluded = TableFilter {
+        include: filter.exclude.clone(),
+        exclude: Vec::new(),
+    };
     for pattern in &filter.include {
         let one = TableFilter {
             include: vec![pattern.clone()],
@@ -333,9 +338,13 @@ pub(crate) async fn warn_unselected(
             let root = r
                 .get::<_, Option<String>>(4)
                 .map(|n| TableName::new(r.get::<_, Option<String>>(3).as_deref(), &n));
-            let copied_through_root = root.as_ref().is_some_and(|root| selected.contains(root));
+            // A partition is copied through its partitioned table, or left out
+            // with it when `exclude` names the table.
+            let covered = root
+                .as_ref()
+                .is_some_and(|root| selected.contains(root) || excluded.matches(root));
             let shown = match (&root, kind.as_str()) {
-                (Some(_), _) => !copied_through_root,
+                (Some(_), _) => !covered,
                 (None, "v") => !selects_a_table,
                 (None, _) => true,
             };
