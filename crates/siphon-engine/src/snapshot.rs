@@ -637,6 +637,9 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
     // reader, perhaps waiting to hand over a chunk, ends.
     let writer = async move {
         while let Some((rows, last, done)) = rx.recv().await {
+            // Chunks read ahead are dropped on a stop request: a stop ends the
+            // load after the chunk being written, as the README promises.
+            run.stop_requested()?;
             let n = rows.len() as u64;
             let cp = checkpoint_for(&last, done)?;
             let applied = match rows {
