@@ -567,10 +567,12 @@ const NOTES: &[&str] = &[
      an error naming the column, rather than being guessed: a `BOOLEAN` other than 0, 1 or a \
      true/false word (`2`), an `INTEGER` with a fraction, a float column's integer beyond \
      2^53, a date stored as a Julian day number.",
-    "Between SQLite files values are read by their declared type and written in the forms \
-     above: the same values, but a UUID stored as a blob or in capitals is written as \
-     lower-case text, a timestamp with `T` or an offset as `YYYY-MM-DD HH:MM:SS` in UTC, and a \
-     boolean stored as text (`'yes'`) as 1.",
+    "Between SQLite files a full load (and the first copy of an `incremental` table) carries \
+     every value exactly as SQLite stored it, when the target's columns are declared as the \
+     source's. Rows that incremental polling picks up later are read by their declared type \
+     and written in the forms above: the same values, but a UUID stored as a blob or in \
+     capitals is written as lower-case text, a timestamp with `T` or an offset as \
+     `YYYY-MM-DD HH:MM:SS` in UTC, and a boolean stored as text (`'yes'`) as 1.",
 ];
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 mod datetime;
 mod db;
+mod native;
 mod schema;
 mod sink;
 mod source;

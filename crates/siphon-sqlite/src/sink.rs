@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, CachedStatement, OptionalExtension, ToSql, Transaction};
 use siphon_core::{
-    ApplyStats, Batch, Checkpoint, Error, Op, Result, Row, SchemaOptions, Sink, StreamId,
-    TableSchema, Value,
+    ApplyStats, Batch, Checkpoint, Error, NativeChunk, NativeFormat, Op, Result, Row,
+    SchemaOptions, Sink, StreamId, TableSchema, Value,
 };
 
 use crate::db::{column_list, db_err, placeholders, quote, Db};
@@ -81,20 +82,29 @@ impl TableSql {
     /// The statements for `t`, and how its target table (read on `conn`) stores
     /// each column.
     fn new(t: &TableSchema, conn: &rusqlite::Connection) -> rusqlite::Result<Result<TableSql>> {
-        let mut declared_in_target = std::collections::HashMap::new();
-        {
-            let mut st = conn.prepare_cached("SELECT name, type FROM pragma_table_info(?1)")?;
-            let mut rows = st.query([&t.name.name])?;
-            while let Some(r) = rows.next()? {
-                declared_in_target.insert(r.get::<_, String>(0)?, r.get::<_, String>(1)?);
-            }
-        }
-        let declared: Vec<String> = t
-            .columns
-            .iter()
-            .map(|c| declared_in_target.remove(&c.name).unwrap_or_default())
+        let declared = TableSql::declared(t, conn)?
+            .into_iter()
+            .map(Option::unwrap_or_default)
             .collect();
         Ok(TableSql::with_declared(t, declared))
+    }
+
+    /// The declared type of each of `t`'s columns in the target table, `None`
+    /// for a column the target lacks.
+    fn declared(
+        t: &TableSchema,
+        conn: &rusqlite::Connection,
+    ) -> rusqlite::Result<Vec<Option<String>>> {
+        let mut in_target = std::collections::HashMap::new();
+        let mut st = conn.prepare_cached("SELECT name, type FROM pragma_table_info(?1)")?;
+        let mut rows = st.query([&t.name.name])?;
+        while let Some(r) = rows.next()? {
+            in_target.insert(r.get::<_, String>(0)?, r.get::<_, String>(1)?);
+        }
+        Ok(t.columns
+            .iter()
+            .map(|c| in_target.remove(&c.name))
+            .collect())
     }
 
     fn with_declared(t: &TableSchema, declared: Vec<String>) -> Result<TableSql> {
@@ -222,6 +232,33 @@ fn bind_fitting(
 }
 
 impl Upserter<'_> {
+    /// Like [`Upserter::upsert`], for a row of stored values bound as they are
+    /// (the native path between SQLite files).
+    fn upsert_stored(&mut self, row: &[ValueRef<'_>]) -> rusqlite::Result<(u64, u64)> {
+        let sql = self.sql;
+        for (i, v) in row.iter().enumerate() {
+            self.insert
+                .raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(*v))?;
+        }
+        if self.insert.raw_execute()? == 1 {
+            return Ok((1, 0));
+        }
+        let Some(update_sql) = &sql.update else {
+            return Ok((0, 0));
+        };
+        let update = match &mut self.update {
+            Some(st) => st,
+            None => self.update.insert(self.tx.prepare_cached(update_sql)?),
+        };
+        for (i, v) in row.iter().enumerate() {
+            update.raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(*v))?;
+        }
+        for (j, &i) in sql.key.iter().enumerate() {
+            update.raw_bind_parameter(sql.ncols + j + 1, ToSqlOutput::Borrowed(row[i]))?;
+        }
+        Ok((0, update.raw_execute()? as u64))
+    }
+
     /// Inserts the row, or updates it when its key exists: returns (inserted, updated).
     fn upsert(&mut self, row: &Row) -> std::result::Result<(u64, u64), WriteError> {
         let sql = self.sql;
@@ -426,6 +463,78 @@ impl Sink for SqliteSink {
         // at once. It holds one chunk for a moment, not more.
         drop(tokio::task::spawn_blocking(move || drop(rows)));
         Ok(stats)
+    }
+
+    /// Stored values from a SQLite source, when every column of the target table
+    /// is declared exactly as at the source (so has the same affinity, which
+    /// stores those values unchanged) and none is generated.
+    async fn accepts_native(&self, table: &TableSchema, format: &NativeFormat) -> Result<bool> {
+        if format.encoding != crate::native::ENCODING
+            || format.columns.len() != table.columns.len()
+            || table.columns.iter().any(|c| c.generated)
+        {
+            return Ok(false);
+        }
+        let t = table.clone();
+        let wanted = format.columns.clone();
+        let path = self.db.path().to_path_buf();
+        self.db
+            .run(move |c| {
+                let declared = TableSql::declared(&t, c)
+                    .map_err(|e| db_err(&path, "reading the target's columns", e))?;
+                Ok(declared
+                    .iter()
+                    .zip(&wanted)
+                    .all(|(have, want)| have.as_deref() == Some(want.as_str())))
+            })
+            .await
+    }
+
+    async fn load_native(
+        &self,
+        table: &TableSchema,
+        chunk: NativeChunk,
+        checkpoint: &Checkpoint,
+    ) -> Result<ApplyStats> {
+        let t = table.clone();
+        let cp = checkpoint.clone();
+        let path = self.db.path().to_path_buf();
+        let wal = self.wal.clone();
+        self.db
+            .run(move |c| {
+                let werr = |e| write_err(&path, &t, e);
+                let tx = c.transaction().map_err(werr)?;
+                let sql = TableSql::new(&t, &tx).map_err(werr)??;
+                let mut stats = ApplyStats::default();
+                let mut upserter = sql.upserter(&tx).map_err(werr)?;
+                let mut values = crate::native::Values::new(&chunk.data);
+                let mut row = Vec::with_capacity(sql.ncols);
+                for _ in 0..chunk.rows {
+                    row.clear();
+                    for _ in 0..sql.ncols {
+                        row.push(values.next_value().ok_or_else(|| {
+                            Error::internal("a native chunk ended inside a row").table(&t.name)
+                        })?);
+                    }
+                    let (i, u) = upserter.upsert_stored(&row).map_err(werr)?;
+                    stats.inserted += i;
+                    stats.updated += u;
+                }
+                if !values.is_empty() {
+                    return Err(
+                        Error::internal("a native chunk holds more rows than it says")
+                            .table(&t.name),
+                    );
+                }
+                drop(upserter);
+                write_checkpoint(&tx, &cp).map_err(werr)?;
+                tx.commit().map_err(werr)?;
+                if let Some(wal) = &wal {
+                    wal.committed(c);
+                }
+                Ok(stats)
+            })
+            .await
     }
 
     async fn apply(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
@@ -668,6 +777,87 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(stored, ["12.5"]);
+    }
+
+    /// Every row of `table` as SQLite stores it (`quote()` of each column).
+    fn stored_rows(path: &Path, table: &str, cols: &str) -> Vec<String> {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let quoted: Vec<String> = cols.split(',').map(|c| format!("quote({c})")).collect();
+        let sql = format!(
+            "SELECT {} FROM {table} ORDER BY id",
+            quoted.join(" || ' ' || ")
+        );
+        let mut st = conn.prepare(&sql).unwrap();
+        let rows = st.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    #[tokio::test]
+    async fn sqlite_to_sqlite_full_loads_keep_stored_values_exactly() {
+        use siphon_core::{Source, TableFilter};
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("source.db"), dir.path().join("target.db"));
+        let cols = "id,u,at,tz,flag,amount,note,raw,doc,other";
+        rusqlite::Connection::open(&src)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, u UUID, at TIMESTAMP, tz TIMESTAMPTZ, flag BOOLEAN,
+                   amount NUMERIC(12,2), note TEXT, raw BLOB, doc JSON, other);
+                 INSERT INTO t VALUES
+                   (1, x'00112233445566778899aabbccddeeff', '2024-02-29T10:11:12Z', '2024-02-29 10:11:12+02:00',
+                    'yes', 12.5, '007', x'00ff', '{ \"a\" : 1 }', 1.5),
+                   (2, 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', 1700000000, '2024-02-29T10:11:12.5Z', 1,
+                    '12.345', 'naïve', x'', '[1, 2]', x'01'),
+                   (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+            )
+            .unwrap();
+        let source = crate::SqliteSource::open(&src).unwrap();
+        let table = source
+            .discover(&TableFilter {
+                include: vec!["t".into()],
+                exclude: vec![],
+            })
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        let sink = SqliteSink::open(&dst).unwrap();
+        sink.prepare(&table, &SchemaOptions::default())
+            .await
+            .unwrap();
+        let format = source.native_format(&table).await.unwrap().unwrap();
+        assert!(sink.accepts_native(&table, &format).await.unwrap());
+        let cp = checkpoint(&table);
+        let mut after = None;
+        let mut inserted = 0;
+        loop {
+            let chunk = source
+                .read_native(&table, after.as_ref(), None, 2)
+                .await
+                .unwrap();
+            if chunk.rows == 0 {
+                break;
+            }
+            after = chunk.last.clone();
+            inserted += sink.load_native(&table, chunk, &cp).await.unwrap().inserted;
+        }
+        assert_eq!(inserted, 3);
+        let want = stored_rows(&src, "t", cols);
+        assert!(want[0].starts_with("1 X'00112233"), "{want:?}");
+        assert_eq!(stored_rows(&dst, "t", cols), want);
+
+        // A target column declared otherwise (here TEXT for the UUID) may store
+        // the values otherwise: no native path.
+        let other = dir.path().join("other.db");
+        rusqlite::Connection::open(&other)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, u TEXT, at TIMESTAMP, tz TIMESTAMPTZ, flag BOOLEAN,
+                   amount NUMERIC(12,2), note TEXT, raw BLOB, doc JSON, other)",
+            )
+            .unwrap();
+        let sink = SqliteSink::open(&other).unwrap();
+        assert!(!sink.accepts_native(&table, &format).await.unwrap());
     }
 
     #[tokio::test]

@@ -6,8 +6,8 @@ use std::path::Path;
 use rusqlite::{Connection, ToSql};
 use serde::{Deserialize, Serialize};
 use siphon_core::{
-    Chunk, CursorSpec, CursorStrategy, Error, Lookback, Position, Result, Row, Source, TableFilter,
-    TableSchema, TypeKind,
+    Chunk, CursorSpec, CursorStrategy, Error, Lookback, NativeChunk, NativeFormat, Position,
+    Result, Row, Source, TableFilter, TableSchema, TypeKind,
 };
 
 use crate::db::{column_list, db_err, placeholders, quote, Db};
@@ -104,6 +104,34 @@ fn read_rows(
     Ok((out, last))
 }
 
+/// Runs a row query and returns every column's stored value in the native
+/// encoding, the number of rows, and the stored values of `keep` in the last one.
+fn read_stored(
+    conn: &Connection,
+    path: &Path,
+    table: &TableSchema,
+    sql: &str,
+    params: &[&dyn ToSql],
+    keep: &[usize],
+) -> Result<(Vec<u8>, usize, Vec<Raw>)> {
+    let err = |e| db_err(path, &format!("reading {}", table.name), e);
+    let mut st = conn.prepare_cached(sql).map_err(err)?;
+    let mut rows = st.query(params).map_err(err)?;
+    let mut data = Vec::new();
+    let mut n = 0;
+    let mut last = vec![Raw::Null; keep.len()];
+    while let Some(r) = rows.next().map_err(err)? {
+        for i in 0..table.columns.len() {
+            crate::native::push(&mut data, r.get_ref(i).map_err(err)?);
+        }
+        for (slot, &k) in last.iter_mut().zip(keep) {
+            slot.set_from_ref(r.get_ref(k).map_err(err)?);
+        }
+        n += 1;
+    }
+    Ok((data, n, last))
+}
+
 impl SqliteSource {
     /// Opens the file read-only; it must exist.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteSource> {
@@ -180,6 +208,74 @@ impl Source for SqliteSource {
             Some(Position::encode(&KeyPosition { key: last })?)
         };
         Ok(Chunk { rows, last })
+    }
+
+    /// Tables read from SQLite offer their stored values, described by each
+    /// column's declared type: a SQLite target whose columns are declared the
+    /// same stores them unchanged.
+    async fn native_format(&self, table: &TableSchema) -> Result<Option<NativeFormat>> {
+        if table.origin != siphon_core::typemap::Engine::Sqlite {
+            return Ok(None);
+        }
+        Ok(Some(NativeFormat {
+            encoding: crate::native::ENCODING.to_string(),
+            columns: table
+                .columns
+                .iter()
+                .map(|c| c.native_type.clone())
+                .collect(),
+        }))
+    }
+
+    async fn read_native(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        until: Option<&Position>,
+        limit: usize,
+    ) -> Result<NativeChunk> {
+        let key = table.require_row_key()?.to_vec();
+        let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
+        let until: Option<KeyPosition> = until.map(|p| p.decode(&table.name)).transpose()?;
+        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+        let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
+        let tuple = format!("({})", placeholders(key.len()));
+        let mut filters = Vec::new();
+        if after.is_some() {
+            filters.push(format!("({key_cols}) > {tuple}"));
+        }
+        if until.is_some() {
+            filters.push(format!("({key_cols}) <= {tuple}"));
+        }
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {cols} FROM {} {filter} ORDER BY {key_cols} LIMIT ?",
+            quote(&table.name.name)
+        );
+        let table = table.clone();
+        let path = self.db.path().to_path_buf();
+        let (data, rows, last) = self
+            .db
+            .run(move |c| {
+                let limit = limit as i64;
+                let mut params: Vec<&dyn ToSql> = Vec::new();
+                for p in [&after, &until].into_iter().flatten() {
+                    params.extend(p.key.iter().map(|r| r as &dyn ToSql));
+                }
+                params.push(&limit);
+                read_stored(c, &path, &table, &sql, &params, &key)
+            })
+            .await?;
+        let last = if rows == 0 {
+            None
+        } else {
+            Some(Position::encode(&KeyPosition { key: last })?)
+        };
+        Ok(NativeChunk { data, rows, last })
     }
 
     async fn poll(
