@@ -2,7 +2,8 @@
 //! swap` a reader counting the target during reloads never sees fewer rows than
 //! the source has, and the table keeps its indexes and constraint names; by
 //! default a reload over a complete copy swaps too, so a reload that fails
-//! part way leaves the previous copy whole, and the next run resumes it.
+//! part way leaves the previous copy whole, and the next run resumes it; a
+//! continuous run reloads only on `sync resync`, and swaps then too.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -82,29 +83,7 @@ fn readers_never_see_a_partial_table_while_swap_reloads_run() {
     assert!(before.contains("items_code_key"), "{before}");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let stop = stop.clone();
-        let (psql, url) = (pg.bin_dir().join("psql"), dst.clone());
-        std::thread::spawn(move || {
-            let (mut reads, mut least, mut errors) = (0u64, i64::MAX, Vec::new());
-            while !stop.load(Ordering::SeqCst) {
-                let out = Command::new(&psql)
-                    .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", &url, "-c"])
-                    .arg("SELECT count(*) FROM items")
-                    .output();
-                match out {
-                    Ok(o) if o.status.success() => {
-                        let n: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
-                        least = least.min(n);
-                        reads += 1;
-                    }
-                    Ok(o) => errors.push(String::from_utf8_lossy(&o.stderr).to_string()),
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            (reads, least, errors)
-        })
-    };
+    let reader = count_in_a_loop(pg.bin_dir().join("psql"), dst.clone(), stop.clone());
     for _ in 0..3 {
         let again = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
         assert!(again.status.success(), "{again:?}");
@@ -246,4 +225,120 @@ fn swap_is_refused_for_a_table_a_view_reads() {
         text.contains("pipelines.p.strategy") && text.contains("`swap`"),
         "{text}"
     );
+}
+
+/// Counts `items` with psql in a loop until `stop`; returns (reads, least
+/// count seen, errors).
+fn count_in_a_loop(
+    psql: std::path::PathBuf,
+    url: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(u64, i64, Vec<String>)> {
+    std::thread::spawn(move || {
+        let (mut reads, mut least, mut errors) = (0u64, i64::MAX, Vec::new());
+        while !stop.load(Ordering::SeqCst) {
+            let out = Command::new(&psql)
+                .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", &url, "-c"])
+                .arg("SELECT count(*) FROM items")
+                .output();
+            match out {
+                Ok(o) if o.status.success() => {
+                    let n: i64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+                    least = least.min(n);
+                    reads += 1;
+                }
+                Ok(o) => errors.push(String::from_utf8_lossy(&o.stderr).to_string()),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        (reads, least, errors)
+    })
+}
+
+#[test]
+fn a_continuous_swap_pipeline_reloads_on_resync_without_readers_seeing_a_partial_table() {
+    const ROWS: i64 = 50_000;
+    let pg = Postgres::start().unwrap();
+    let (src, dst) = (pg.create_database().unwrap(), pg.create_database().unwrap());
+    let (src_db, dst_db) = (db_name(&src), db_name(&dst));
+    pg.query_in(
+        &src_db,
+        &format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, note text);
+             INSERT INTO items SELECT i, 'n' || i FROM generate_series(1, {ROWS}) i;"
+        ),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, "    strategy: swap\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_siphon"))
+        .args(["run", "-f", "siphon.yaml"])
+        .current_dir(dir.path())
+        .env_remove("SIPHON_STATE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let on_target = || {
+        pg.query_in(&dst_db, "SELECT count(*) FROM items")
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(-1)
+    };
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait("the first copy", &|| on_target() == ROWS);
+    let state = dir.path().join("state.db");
+    let loads = || {
+        rusqlite::Connection::open(&state)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM execution_tables WHERE table_name = 'public.items' \
+                     AND status = 'succeeded'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    wait("the first copy's record", &|| loads() == 1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = count_in_a_loop(pg.bin_dir().join("psql"), dst.clone(), stop.clone());
+    for n in 2..=3 {
+        pg.query_in(
+            &src_db,
+            &format!("INSERT INTO items VALUES ({}, 'more')", ROWS + n),
+        )
+        .unwrap();
+        let out = siphon(
+            dir.path(),
+            &["sync", "resync", "p", "--table", "public.items"],
+        );
+        assert!(out.status.success(), "{out:?}");
+        wait("the forced reload", &|| loads() == n);
+        assert_eq!(on_target(), ROWS + n - 1);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (reads, least, errors) = reader.join().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "siphon did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(errors.is_empty(), "the reader failed: {errors:?}");
+    assert!(reads > 0);
+    assert!(least >= ROWS, "a reader saw {least} rows during a reload");
 }

@@ -471,9 +471,6 @@ async fn full_copy_due<K: Sink, St: StateStore>(sink: &K, state: &St, stream: &S
     match sink.checkpoint(stream).await {
         Ok(Some(cp)) if matches!(cp.phase, Phase::Streaming { .. }) => {
             tracing::debug!(%stream, "holds a complete copy: not copied again until `siphon sync resync`");
-            if let Err(e) = state.set_stream_state(stream, &StreamState::Idle).await {
-                tracing::debug!(%stream, error = %e, "could not record the stream state");
-            }
             false
         }
         _ => true,
