@@ -340,3 +340,61 @@ async fn a_sqlite_column_that_would_round_a_decimal_stops_the_table() {
         "a rounded value was written: {rounded:?}"
     );
 }
+
+/// Decimals another program wrote as text into a SQLite column declared
+/// `DECIMAL_TEXT(p,s)` are read exactly, and a text that is no number stops the
+/// table with an error naming the column and the value.
+#[tokio::test]
+async fn decimals_other_programs_wrote_as_text_reach_postgres_exactly() {
+    let pg = Postgres::shared().unwrap();
+    let dst_url = pg.create_database().unwrap();
+    let dst = db_name(&dst_url);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.db");
+    let c = rusqlite::Connection::open(&file).unwrap();
+    c.execute_batch(
+        "CREATE TABLE ledger (id INTEGER PRIMARY KEY, amount DECIMAL_TEXT(40,10), note TEXT);
+         INSERT INTO ledger VALUES
+           (1, '123456789012345678901234567890.1234567891', 'a'),
+           (2, '-0.0000000001', 'b'),
+           (3, ' 42 ', 'c'),
+           (4, 'nan', 'd');",
+    )
+    .unwrap();
+    let state = SqliteStateStore::open(dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let source = SqliteSource::open(&file).unwrap();
+    let sink = PostgresSink::connect(&dst_url).await.unwrap();
+    let full = spec(
+        r#"{"source":"a","target":"b","mode":"full","tables":["ledger"],"target_schema":"public"}"#,
+    );
+    succeeded(&pass("p", &full, &source, &sink, &state).await);
+    assert_eq!(
+        pg.query_in(
+            &dst,
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'ledger'::regclass AND attname = 'amount'"
+        )
+        .unwrap(),
+        "numeric(40,10)"
+    );
+    assert_eq!(
+        pg.query_in(
+            &dst,
+            "SELECT string_agg(amount::text, ' ' ORDER BY id) FROM ledger"
+        )
+        .unwrap(),
+        "123456789012345678901234567890.1234567891 -0.0000000001 42.0000000000 NaN"
+    );
+
+    c.execute("INSERT INTO ledger VALUES (5, '12,50', 'e')", [])
+        .unwrap();
+    let report = pass("p", &full, &source, &sink, &state).await;
+    let t = &report.tables[0];
+    assert_eq!(t.status, ExecutionStatus::Failed, "{t:?}");
+    let err = t.error.clone().unwrap_or_default();
+    for part in ["ledger", "amount", "'12,50'", "decimal(40,10)"] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+}
