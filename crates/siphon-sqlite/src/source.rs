@@ -393,6 +393,12 @@ impl Source for SqliteSource {
             (Raw::Int(i), Lookback::Duration(d)) => Raw::Int(i.saturating_sub(secs(d))),
             (Raw::Real(f), Lookback::Amount(n)) => Raw::Real(f - n as f64),
             (Raw::Real(f), Lookback::Duration(d)) => Raw::Real(f - d.as_secs_f64()),
+            // ±infinity moved back by any time is itself.
+            (Raw::Text(s), Lookback::Duration(_))
+                if matches!(s.as_str(), "infinity" | "-infinity") =>
+            {
+                Raw::Text(s.clone())
+            }
             (Raw::Text(s), Lookback::Duration(d)) => Raw::Text(
                 rewind_text_timestamp(s, secs(d))
                     .ok_or_else(|| bad(&format!("the value '{s}'")))?,
@@ -465,5 +471,55 @@ impl Source for SqliteSource {
                     .collect())
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siphon_core::Value;
+
+    #[tokio::test]
+    async fn polling_with_lookback_goes_past_an_infinite_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("source.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, at TIMESTAMP);
+                 INSERT INTO t VALUES (1, '-infinity'), (2, '2024-01-01 00:00:00'), (3, 'infinity');",
+            )
+            .unwrap();
+        let source = SqliteSource::open(&path).unwrap();
+        let table = source
+            .discover(&TableFilter {
+                include: vec!["t".into()],
+                exclude: vec![],
+            })
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        let cursor = CursorSpec {
+            column: "at".into(),
+            strategy: CursorStrategy::Timestamp,
+            lookback: Some(Lookback::Duration(std::time::Duration::from_secs(300))),
+        };
+        let all = source.poll(&table, &cursor, None, 10).await.unwrap();
+        let ats: Vec<&Value> = all.rows.iter().map(|r| &r[1]).collect();
+        assert_eq!(
+            ats,
+            [
+                &Value::Timestamp(chrono::NaiveDateTime::MIN),
+                &Value::Timestamp("2024-01-01T00:00:00".parse().unwrap()),
+                &Value::Timestamp(chrono::NaiveDateTime::MAX),
+            ],
+            "±infinity sort as the ends of time"
+        );
+        let high = source.cursor_high(&table, &cursor).await.unwrap().unwrap();
+        let back = source.rewind(&table, &cursor, &high).unwrap();
+        let again = source.poll(&table, &cursor, Some(&back), 10).await.unwrap();
+        assert_eq!(again.rows.len(), 1);
+        assert_eq!(again.rows[0][0], Value::Int64(3));
     }
 }
