@@ -243,6 +243,16 @@ fn swap_reloads_never_show_a_reader_fewer_rows_than_the_source() {
     let (reads, least) = reader.join().unwrap();
     assert!(reads > 0);
     assert_eq!(least, ROWS, "a reader saw {least} rows during a reload");
+    // The history keeps what each reload replaced.
+    assert_eq!(
+        count(
+            &dir.path().join("state.db"),
+            &format!(
+                "SELECT count(*) FROM execution_tables WHERE replaced = {ROWS} AND deleted = 0"
+            )
+        ),
+        3
+    );
     // The shadow table is gone once swapped in.
     assert_eq!(
         count(

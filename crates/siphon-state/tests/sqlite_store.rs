@@ -43,7 +43,7 @@ fn stats(
         inserted: rows / 2,
         updated: rows / 3,
         deleted: rows / 5,
-        replaced: 0,
+        replaced: rows / 7,
         started_at: at(rows as i64, 123_456_789),
         finished_at: (status != ExecutionStatus::Running)
             .then(|| at(rows as i64 + 60, 987_654_321)),

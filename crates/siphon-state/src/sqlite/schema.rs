@@ -69,6 +69,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE executions ADD COLUMN retained_log_bytes INTEGER;
     "#,
+    // 3: rows of the target's previous copy a full load replaced (emptied or
+    // swapped out), counted apart from rows deleted one by one.
+    r#"
+    ALTER TABLE execution_tables ADD COLUMN replaced INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings the file's schema up to date. Safe when several processes open the same

@@ -286,8 +286,8 @@ impl StateStore for SqliteStateStore {
             require_execution(&tx, execution)?;
             tx.execute(
                 "INSERT OR REPLACE INTO execution_tables (execution, table_name, mode, rows_read,
-                     inserted, updated, deleted, started_at, finished_at, status, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     inserted, updated, deleted, started_at, finished_at, status, error, replaced)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     execution,
                     stats.table.to_string(),
@@ -300,6 +300,7 @@ impl StateStore for SqliteStateStore {
                     stats.finished_at.map(Stamp),
                     StatusName(stats.status),
                     stats.error,
+                    stats.replaced,
                 ],
             )?;
             tx.commit()?;
@@ -454,7 +455,7 @@ fn execution_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
 fn execution_tables(conn: &Connection, execution: u64) -> rusqlite::Result<Vec<TableStats>> {
     let mut stmt = conn.prepare_cached(
         "SELECT table_name, mode, rows_read, inserted, updated, deleted, started_at,
-             finished_at, status, error
+             finished_at, status, error, replaced
          FROM execution_tables WHERE execution = ?1 ORDER BY started_at, table_name",
     )?;
     let rows = stmt.query_map([execution], |r| {
@@ -465,8 +466,7 @@ fn execution_tables(conn: &Connection, execution: u64) -> rusqlite::Result<Vec<T
             inserted: r.get(3)?,
             updated: r.get(4)?,
             deleted: r.get(5)?,
-            // Shown in the run's summary; the history does not keep it.
-            replaced: 0,
+            replaced: r.get(10)?,
             started_at: r.get::<_, Stamp>(6)?.0,
             finished_at: r.get::<_, Option<Stamp>>(7)?.map(|s| s.0),
             status: r.get::<_, StatusName>(8)?.0,
