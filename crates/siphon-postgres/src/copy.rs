@@ -42,7 +42,7 @@ use std::borrow::Borrow;
 use bytes::Bytes;
 use siphon_core::Value;
 
-use crate::types::{decode_binary, write_field, CodecError, PgType};
+use crate::types::{decode_binary, encode_binary, encode_text, write_field, CodecError, PgType};
 
 /// The first 11 bytes of every binary COPY stream.
 pub const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -88,10 +88,11 @@ pub enum CopyError {
         /// Rows read before the end.
         rows: u64,
     },
-    /// A field's value could not be decoded or encoded.
-    #[error("column {column} (0-based): {source}")]
+    /// A field's value could not be decoded or encoded. The message does not
+    /// name the column: the caller, who knows its name, adds it.
+    #[error("{source}")]
     Column {
-        /// The column's position in the row.
+        /// The column's position in the row (0 is the first).
         column: usize,
         /// What the codec said.
         #[source]
@@ -444,6 +445,133 @@ impl<'a> RawRow<'a> {
         }
         Ok(())
     }
+}
+
+/// The data format of a `COPY … FROM STDIN` siphon writes: binary where siphon
+/// has a binary codec for every column's type, else PostgreSQL's text format,
+/// in which every type has a form (its input function's) that gives back the
+/// very same datum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The binary format: header, tuples of length-prefixed fields, trailer.
+    Binary,
+    /// The text format: tab-separated fields in each type's text form, `\N`
+    /// for NULL, backslash escapes, one line per row.
+    Text,
+}
+
+impl Format {
+    /// The format for columns of `types`: [`Format::Binary`] when
+    /// [`PgType::binary_supported`] holds for each.
+    pub fn of<T: Borrow<PgType>>(types: &[T]) -> Format {
+        if types.iter().all(|t| t.borrow().binary_supported()) {
+            Format::Binary
+        } else {
+            Format::Text
+        }
+    }
+
+    /// The `FORMAT` option of the COPY statement: `binary` or `text`.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Format::Binary => "binary",
+            Format::Text => "text",
+        }
+    }
+
+    /// Appends what comes before the first row.
+    pub fn write_header(self, out: &mut Vec<u8>) {
+        if self == Format::Binary {
+            write_header(out);
+        }
+    }
+
+    /// Appends one row, as [`write_row`] does for the binary format. On error
+    /// `out` is left as it was.
+    pub fn write_row<V, T>(
+        self,
+        out: &mut Vec<u8>,
+        row: impl IntoIterator<Item = V>,
+        types: &[T],
+    ) -> Result<(), CopyError>
+    where
+        V: Borrow<Value>,
+        T: Borrow<PgType>,
+    {
+        if self == Format::Binary {
+            return write_row(out, row, types);
+        }
+        let start = out.len();
+        let result = write_text_row(out, row, types);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Appends what ends the data.
+    pub fn write_trailer(self, out: &mut Vec<u8>) {
+        if self == Format::Binary {
+            write_trailer(out);
+        }
+    }
+}
+
+fn write_text_row<V, T>(
+    out: &mut Vec<u8>,
+    row: impl IntoIterator<Item = V>,
+    types: &[T],
+) -> Result<(), CopyError>
+where
+    V: Borrow<Value>,
+    T: Borrow<PgType>,
+{
+    let mut row = row.into_iter();
+    let mut text = String::new();
+    let mut scratch = Vec::new();
+    for (column, ty) in types.iter().enumerate() {
+        let Some(v) = row.next() else {
+            return Err(CopyError::FieldCount {
+                expected: types.len(),
+                got: column,
+            });
+        };
+        if column > 0 {
+            out.push(b'\t');
+        }
+        if v.borrow().is_null() {
+            out.extend_from_slice(b"\\N");
+            continue;
+        }
+        // A value the binary format would refuse (a number too large for the
+        // column, …) is refused here as well, with the same error.
+        if ty.borrow().binary_supported() {
+            scratch.clear();
+            encode_binary(ty.borrow(), v.borrow(), &mut scratch)
+                .map_err(|source| CopyError::Column { column, source })?;
+        }
+        text.clear();
+        encode_text(ty.borrow(), v.borrow(), &mut text)
+            .map_err(|source| CopyError::Column { column, source })?;
+        for &b in text.as_bytes() {
+            match b {
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b => out.push(b),
+            }
+        }
+    }
+    let extra = row.count();
+    if extra > 0 {
+        return Err(CopyError::FieldCount {
+            expected: types.len(),
+            got: types.len() + extra,
+        });
+    }
+    out.push(b'\n');
+    Ok(())
 }
 
 /// Appends the binary COPY header (signature, no flags, no extension).
@@ -871,5 +999,45 @@ mod tests {
             }
             let _ = r.finish();
         }
+    }
+
+    #[test]
+    fn text_format_for_types_without_a_binary_codec() {
+        let inet = PgType::text_only(869, "inet");
+        let int = PgType::builtin(23, "integer").unwrap();
+        let text = PgType::builtin(25, "text").unwrap();
+        assert_eq!(Format::of(&[&int, &text]), Format::Binary);
+        assert_eq!(Format::of(&[&int, &inet]), Format::Text);
+        assert_eq!(Format::Text.as_sql(), "text");
+        let types = [&int, &inet, &text];
+        let row = [
+            Value::Int32(7),
+            Value::Engine {
+                type_name: "inet".into(),
+                text: "10.0.0.1/8".into(),
+            },
+            Value::Text("tab\there\nline \\N".into()),
+        ];
+        let mut out = Vec::new();
+        Format::Text.write_header(&mut out);
+        Format::Text.write_row(&mut out, &row, &types).unwrap();
+        Format::Text
+            .write_row(&mut out, [Value::Null, Value::Null, Value::Null], &types)
+            .unwrap();
+        Format::Text.write_trailer(&mut out);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "7\t10.0.0.1/8\ttab\\there\\nline \\\\N\n\\N\t\\N\t\\N\n"
+        );
+        // A value that cannot be written names its column's position and leaves
+        // the buffer as it was.
+        let bad = [Value::Text("x\0".into()), Value::Null, Value::Null];
+        let before = out.len();
+        let types = [&text, &inet, &text];
+        match Format::Text.write_row(&mut out, &bad, &types) {
+            Err(CopyError::Column { column: 0, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out.len(), before);
     }
 }

@@ -77,6 +77,10 @@ async fn type_of(
             labels,
         )
     } else {
+        // A composite or extension type: its definition, for a target to create it.
+        if oid >= 16384 {
+            crate::types::defined::read(client, oid, &name).await?;
+        }
         PgType::from_catalog(
             oid,
             &name,

@@ -94,7 +94,7 @@ impl Staging {
         Ok(name)
     }
 
-    /// Copies binary COPY `data` of `columns` into the staging table for the
+    /// Copies COPY `data` (in `format`) of `columns` into the staging table for the
     /// `n`-th run of changes into `target`; returns its name.
     async fn fill(
         &self,
@@ -102,13 +102,16 @@ impl Staging {
         n: usize,
         target: &str,
         columns: &str,
-        data: Bytes,
+        (data, format): (Bytes, copy::Format),
     ) -> std::result::Result<String, tokio_postgres::Error> {
         let name = self.table(tx, n, target, columns).await?;
         let copy = self
             .statement(
                 tx,
-                &format!("COPY {name} ({columns}) FROM STDIN (FORMAT binary)"),
+                &format!(
+                    "COPY {name} ({columns}) FROM STDIN (FORMAT {})",
+                    format.as_sql()
+                ),
             )
             .await?;
         copy_into(tx, &copy, data).await?;
@@ -201,19 +204,39 @@ impl PostgresSink {
     }
 }
 
-/// Encodes rows (their written columns) as binary COPY data.
-fn copy_data(t: &TargetTable, rows: &[&Row], cols: &[usize], table: &TableSchema) -> Result<Bytes> {
+/// Encodes rows (their columns `cols`) as COPY data, in binary where siphon has
+/// a binary codec for every column's type, else in text (see [`copy::Format`]).
+fn copy_data(
+    t: &TargetTable,
+    rows: &[&Row],
+    cols: &[usize],
+    table: &TableSchema,
+) -> Result<(Bytes, copy::Format)> {
     let types: Vec<&PgType> = cols.iter().map(|&i| &t.types[i]).collect();
     let mut buf = Vec::with_capacity(64 + rows.len() * 64);
-    copy::write_header(&mut buf);
+    format.write_header(&mut buf);
     for row in rows {
-        copy::write_row(&mut buf, cols.iter().map(|&i| &row[i]), &types).map_err(|e| {
-            Error::bad_input(format!("a value does not fit the target column: {e}"))
-                .table(&table.name)
-        })?;
+        format
+            .write_row(&mut buf, cols.iter().map(|&i| &row[i]), &types)
+            .map_err(|e| {
+                let column = match &e {
+                    copy::CopyError::Column { column, .. } => cols.get(*column),
+                    _ => None,
+                };
+                let err = Error::bad_input(format!(
+                    "a value does not fit the target column: {e}; change the target column's type to hold it, \
+                     or change the value at the source"
+                ))
+                .table(&table.name);
+                match column {
+                    Some(&i) => err.column(&t.columns[i]),
+                    None => err,
+                }
+            })?;
+    let format = copy::Format::of(&types);
     }
-    copy::write_trailer(&mut buf);
-    Ok(Bytes::from(buf))
+    format.write_trailer(&mut buf);
+    Ok((Bytes::from(buf), format))
 }
 
 async fn copy_into<T>(
@@ -395,9 +418,13 @@ impl PostgresSink {
             .await
             .map_err(werr)?;
         let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
-        let copy = format!("COPY {} ({cols}) FROM STDIN (FORMAT binary)", t.name);
-        let stats = match copy_into(&tx, copy.as_str(), copy_data(&t, &refs, &t.write, table)?)
-            .await
+        let (data, format) = copy_data(&t, &refs, &t.write, table)?;
+        let copy = format!(
+            "COPY {} ({cols}) FROM STDIN (FORMAT {})",
+            t.name,
+            format.as_sql()
+        );
+        let stats = match copy_into(&tx, copy.as_str(), data).await
         {
             Ok(n) => {
                 tx.batch_execute("RELEASE SAVEPOINT siphon_load")
@@ -536,7 +563,9 @@ impl Sink for PostgresSink {
                 )
                 .table(&target_name));
             }
-            let mut ddl = create_statements(table, &schema);
+            // Composite and extension types the columns use come first.
+            let mut ddl = crate::types::defined::statements_for(table);
+            ddl.extend(create_statements(table, &schema));
             if options.indexes {
                 for ix in &table.indexes {
                     ddl.push(format!(
