@@ -295,3 +295,55 @@ async fn a_value_the_target_column_cannot_hold_names_table_column_and_fix() {
     assert!(!error.contains("0-based"), "{error}");
     assert!(!error.contains("text format"), "{error}");
 }
+
+/// The values past what other engines hold reach SQLite as PostgreSQL's own
+/// text, unchanged: the end of a day, the last timestamp and date, an array's
+/// bounds.
+#[tokio::test]
+async fn far_values_reach_sqlite_as_their_exact_text() {
+    let pg = Postgres::shared().unwrap();
+    let src_url = pg.create_database().unwrap();
+    let src = src_url.rsplit('/').next().unwrap().to_string();
+    pg.query_in(
+        &src,
+        "CREATE TABLE far (id int PRIMARY KEY, t time, ts timestamp, d date, a int[]);
+         INSERT INTO far VALUES (1, '24:00:00', '294276-12-31 23:59:59.999999', '5874897-12-31', '[0:1]={7,8}'),
+           (2, '12:00:00', '2020-01-01 00:00:00', '2020-01-01', '{1,2}');",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("target.db");
+    let state = SqliteStateStore::open(dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let source = PostgresSource::connect(&src_url).await.unwrap();
+    let sink = siphon_sqlite::SqliteSink::open(&file).unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"full","tables":["public.far"]}"#);
+    let report = run_pass(
+        "p",
+        &p,
+        &source,
+        &sink,
+        &state,
+        &NoopObserver,
+        &Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    Env::succeeded(&report);
+    let c = rusqlite::Connection::open(&file).unwrap();
+    let row: (String, String, String, String) = c
+        .query_row("SELECT t, ts, d, a FROM far WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            "24:00:00".to_string(),
+            "294276-12-31 23:59:59.999999".to_string(),
+            "5874897-12-31".to_string(),
+            "[0:1]={7,8}".to_string()
+        )
+    );
+}
