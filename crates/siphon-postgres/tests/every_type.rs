@@ -35,7 +35,7 @@ const DDL: &str = "
       c_num numeric, c_num2 numeric(10,2), c_f8 double precision, c_f4 real,
       a_int int[], a_text text[], a_inet inet[], a_ts timestamp[], a_num numeric[],
       c_comp comp, a_comp comp[], c_hstore hstore, c_citext citext, c_mood mood, a_mood mood[],
-      c_json jsonb, c_uuid uuid, c_bytea bytea
+      c_json jsonb, c_uuid uuid, c_bytea bytea, a_box box[]
     );
 ";
 
@@ -52,7 +52,8 @@ const ROWS: &str = "
       12.5, 3.10, 0.1, 0.1,
       '[0:1]={7,8}', '{{a,b},{\"c d\",NULL}}', '{127.0.0.1,::1/128}', '{\"2020-01-01 00:00:00\",infinity}', '{NaN,1.5,-Infinity}',
       ROW(1, 'x \"y\"', '{1.50,NULL}'), ARRAY[ROW(2, NULL, NULL)::comp, NULL], 'a=>1, \"b c\"=>NULL', 'MiXeD', 'ok', '{sad,happy}',
-      '{\"k\": [1, null]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff');
+      '{\"k\": [1, null]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff',
+      '{(2,2),(0,0);NULL;(1,1),(0,0)}');
     INSERT INTO every (id, rev) VALUES (2, 2);
     INSERT INTO every (id, rev, c_money, c_varbit, c_tsv, c_xml, c_timetz, c_lsn, c_interval,
       c_time, c_ts, c_tstz, c_date, c_num, c_num2, c_f8, c_f4, a_int, a_text, c_comp, c_hstore, c_citext)
@@ -74,7 +75,8 @@ const ROWS: &str = "
 const CHANGES: &str = "
     UPDATE every SET rev = 10, c_inet = '::ffff:1.2.3.4', c_bit = B'00000', r_num = '(,)', g_point = '(0,0)',
       c_time = '24:00:00', c_num = 'NaN', a_int = '[5:6]={1,NULL}', c_hstore = c_hstore || 'z=>9'::hstore,
-      c_comp = ROW(3, 'three', NULL), c_tsq = 'x:* <-> y' WHERE id = 1;
+      c_comp = ROW(3, 'three', NULL), c_tsq = 'x:* <-> y',
+      a_box = a_box || '(5,5),(4,4)'::box WHERE id = 1;
     UPDATE every SET rev = 11, c_ts = '-infinity', c_date = '5874897-12-31', c_f8 = 'NaN' WHERE id = 3;
     UPDATE every SET rev = 12, c_citext = 'UPPER' WHERE id = 2;
     INSERT INTO every SELECT 7, 13, c_inet, c_cidr, c_mac, c_mac8, c_money, c_bit, c_varbit, c_tsv, c_tsq,
@@ -82,7 +84,7 @@ const CHANGES: &str = "
       g_point, g_line, g_lseg, g_box, g_path, g_polygon, g_circle, c_xml, c_timetz, c_lsn, c_interval,
       '24:00:00', '294276-12-31 23:59:59.999999', '294276-12-31 23:59:59.999999+00', c_date,
       'Infinity', c_num2, c_f8, c_f4, a_int, a_text, a_inet, a_ts, a_num, c_comp, a_comp, c_hstore, c_citext,
-      c_mood, a_mood, c_json, c_uuid, c_bytea FROM every WHERE id = 1;
+      c_mood, a_mood, c_json, c_uuid, c_bytea, a_box FROM every WHERE id = 1;
     DELETE FROM every WHERE id = 4;
 ";
 

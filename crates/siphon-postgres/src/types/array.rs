@@ -102,8 +102,7 @@ pub(super) fn push_literal(
     items: &[Value],
     out: &mut String,
 ) -> Result<(), CodecError> {
-    // box is the one built-in type whose array delimiter is `;`.
-    let delim = if elem.oid == 603 { ';' } else { ',' };
+    let delim = char::from(delimiter(elem));
     out.push('{');
     let mut text = String::new();
     for (i, item) in items.iter().enumerate() {
@@ -142,6 +141,16 @@ pub(super) fn push_literal(
     }
     out.push('}');
     Ok(())
+}
+
+/// The delimiter between the elements of an array of `elem` in text form
+/// (`typdelim`): `;` for box, the one built-in type that has another, else `,`.
+fn delimiter(elem: &PgType) -> u8 {
+    if elem.oid == 603 {
+        b';'
+    } else {
+        b','
+    }
 }
 
 /// Reads the bounds decoration of an array's text form (`[0:1][-2:-1]=`), as
@@ -407,7 +416,7 @@ impl ArrayText<'_> {
             } else {
                 items.push(self.element(elem)?);
             }
-            if self.eat(b',') {
+            if self.eat(delimiter(elem)) {
                 continue;
             }
             if self.eat(b'}') {
@@ -450,7 +459,7 @@ impl ArrayText<'_> {
             loop {
                 match self.s.get(self.i) {
                     None => return Err(None),
-                    Some(b',' | b'}') => break,
+                    Some(&c) if c == b'}' || c == delimiter(elem) => break,
                     Some(b'{' | b'"') => return Err(None),
                     Some(b'\\') => {
                         self.push_run(run)?;

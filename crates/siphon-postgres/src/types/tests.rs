@@ -576,6 +576,20 @@ fn arrays() {
         "size 2, lower bound 0"
     );
     assert!(decode_text(&i4, "[0:1={5,6}").is_err());
+    // box arrays separate elements with `;`, whose text holds commas.
+    let boxes = PgType::array(1020, "box[]", PgType::text_only(603, "box"));
+    let b = |t: &str| Value::Engine {
+        type_name: "box".into(),
+        text: t.into(),
+    };
+    let v = a(vec![b("(2,2),(0,0)"), Value::Null, b("(1,1),(0,0)")]);
+    assert_eq!(
+        decode_text(&boxes, "{(2,2),(0,0);NULL;(1,1),(0,0)}").unwrap(),
+        v
+    );
+    let mut written = String::new();
+    encode_text(&boxes, &v, &mut written).unwrap();
+    assert_eq!(written, "{(2,2),(0,0);NULL;(1,1),(0,0)}");
     assert!(decode_text(&i4, "[0:1]={5,x}").is_err());
     let txt = ty(1009, "text[]");
     check(
