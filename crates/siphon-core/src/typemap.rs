@@ -472,7 +472,9 @@ fn sqlite_storage(kind: &TypeKind, declared: &str) -> &'static str {
         }
         K::Uuid => "TEXT, lower-case with hyphens",
         K::Json => "TEXT, the document as the source wrote it",
-        K::Array { .. } => "TEXT, a JSON array (lower bounds are not kept)",
+        K::Array { .. } => {
+            "TEXT, a JSON array (PostgreSQL's array text when a lower bound is not 1)"
+        }
         K::Enum { .. } => "TEXT, the label",
         K::Engine { .. } => "TEXT, the source's own text form",
     }
@@ -560,9 +562,13 @@ const NOTES: &[&str] = &[
      composites, …) travel as PostgreSQL's text form, exactly, into a SQLite `TEXT` column, and \
      come back to PostgreSQL as `text`; enums come back as `text` too.",
     "Arrays become JSON arrays in SQLite (decimals as strings, bytes as `\\x` hex) and come back \
-     to PostgreSQL as `jsonb`; lower bounds other than 1 are not kept. JSON from SQLite is \
-     written to PostgreSQL as `jsonb`, which PostgreSQL normalises (whitespace, key order, \
-     duplicate keys).",
+     to PostgreSQL as `jsonb`; an array whose lower bound is not 1 is stored as PostgreSQL's \
+     array text (`[0:1]={7,8}`), which is not JSON and stops a load from SQLite into `jsonb` \
+     with an error. JSON from SQLite is written to PostgreSQL as `jsonb`, which PostgreSQL \
+     normalises (whitespace, key order, duplicate keys).",
+    "Dates and timestamps past year 262142 (PostgreSQL reaches 5874897 and 294276) are stored \
+     as PostgreSQL's text (`294276-12-31 23:59:59.999999`) and read back as that text, which \
+     PostgreSQL takes as the same value.",
     "A value a SQLite column holds that does not read as its declared type stops the table with \
      an error naming the column, rather than being guessed: a `BOOLEAN` other than 0, 1 or a \
      true/false word (`2`), an `INTEGER` with a fraction, a float column's integer beyond \

@@ -398,3 +398,47 @@ async fn decimals_other_programs_wrote_as_text_reach_postgres_exactly() {
         assert!(err.contains(part), "{part:?} missing from: {err}");
     }
 }
+
+/// Values past what SQLite's dates and chrono hold (time 24:00:00, PostgreSQL's
+/// last timestamp and date) and ±infinity go PostgreSQL→SQLite→PostgreSQL
+/// unchanged.
+#[tokio::test]
+async fn far_and_infinite_times_round_trip_through_sqlite() {
+    let pg = Postgres::shared().unwrap();
+    let src_url = pg.create_database().unwrap();
+    let back_url = pg.create_database().unwrap();
+    let (src, back) = (db_name(&src_url), db_name(&back_url));
+    pg.query_in(
+        &src,
+        "CREATE TABLE far (id int PRIMARY KEY, t time, ts timestamp, tstz timestamptz, d date);
+         INSERT INTO far VALUES
+           (1, '24:00:00', '294276-12-31 23:59:59.999999', '294276-12-31 23:59:59.999999+00', '5874897-12-31'),
+           (2, '00:00:00', 'infinity', '-infinity', 'infinity'),
+           (3, '23:59:59.999999', '4713-01-01 00:00:00 BC', '2000-01-01 00:00:00+00', '4713-01-01 BC');",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("middle.db");
+    let state = SqliteStateStore::open(dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let source = PostgresSource::connect(&src_url).await.unwrap();
+    let sink = SqliteSink::open(&file).unwrap();
+    let full = spec(r#"{"source":"a","target":"b","mode":"full","tables":["public.far"]}"#);
+    succeeded(&pass("to_sqlite", &full, &source, &sink, &state).await);
+    assert_eq!(
+        stored(&file, "far", "t || ' ' || ts || ' ' || d"),
+        [
+            "24:00:00 294276-12-31 23:59:59.999999 5874897-12-31",
+            "00:00:00 infinity infinity",
+            "23:59:59.999999 -4712-01-01 00:00:00 -4712-01-01",
+        ]
+    );
+    let middle = SqliteSource::open(&file).unwrap();
+    let target = PostgresSink::connect(&back_url).await.unwrap();
+    let full_back = spec(
+        r#"{"source":"b","target":"c","mode":"full","tables":["far"],"target_schema":"public"}"#,
+    );
+    succeeded(&pass("to_postgres", &full_back, &middle, &target, &state).await);
+    assert_eq!(dump(pg, &back, "far"), dump(pg, &src, "far"));
+}

@@ -307,7 +307,7 @@ pub(crate) fn decode_with(kind: &TypeKind, v: ValueRef<'_>, scratch: &mut String
                 .or_else(|| parse_timestamp(s).map(|ts| ts.date()))
             {
                 Some(d) => Value::Date(d),
-                None => Value::from_special_text(kind, s)?,
+                None => Value::from_special_text(kind, s).or_else(|| beyond_chrono(kind, s))?,
             }
         }
         (K::Time, ValueRef::Text(t)) => {
@@ -325,7 +325,7 @@ pub(crate) fn decode_with(kind: &TypeKind, v: ValueRef<'_>, scratch: &mut String
             let s = text(t)?;
             match parse_timestamp(s) {
                 Some(t) => Value::Timestamp(t),
-                None => Value::from_special_text(kind, s)?,
+                None => Value::from_special_text(kind, s).or_else(|| beyond_chrono(kind, s))?,
             }
         }
         (K::Timestamp, ValueRef::Integer(i)) => {
@@ -335,7 +335,7 @@ pub(crate) fn decode_with(kind: &TypeKind, v: ValueRef<'_>, scratch: &mut String
             let s = text(t)?;
             match parse_timestamptz(s) {
                 Some(t) => Value::TimestampTz(t),
-                None => Value::from_special_text(kind, s)?,
+                None => Value::from_special_text(kind, s).or_else(|| beyond_chrono(kind, s))?,
             }
         }
         (K::TimestampTz, ValueRef::Integer(i)) => {
@@ -350,6 +350,28 @@ pub(crate) fn decode_with(kind: &TypeKind, v: ValueRef<'_>, scratch: &mut String
         }
         (K::Engine { .. }, ValueRef::Blob(b)) => Value::Bytes(b.to_vec()),
         _ => return None,
+    })
+}
+
+/// A date or timestamp past chrono's last year (262142) as PostgreSQL writes it,
+/// which reaches year 5874897 for dates and 294276 for timestamps
+/// (`294276-12-31 23:59:59.999999`): carried as that text, which PostgreSQL
+/// reads back as the same value. Only a year of six or seven digits followed by
+/// `-` is taken; anything else is not a date.
+fn beyond_chrono(kind: &TypeKind, s: &str) -> Option<Value> {
+    let year = s.bytes().take_while(u8::is_ascii_digit).count();
+    if !(6..=7).contains(&year) || s.as_bytes().get(year) != Some(&b'-') {
+        return None;
+    }
+    let type_name = match kind {
+        TypeKind::Date => "date",
+        TypeKind::Timestamp => "timestamp",
+        TypeKind::TimestampTz => "timestamptz",
+        _ => return None,
+    };
+    Some(Value::Engine {
+        type_name: type_name.into(),
+        text: s.to_string(),
     })
 }
 
@@ -887,6 +909,30 @@ mod tests {
             Some(Value::Decimal(Decimal::infinity(false)))
         );
         assert_eq!(decode(&K::Date, ValueRef::Text(b"NaN")), None);
+    }
+
+    #[test]
+    fn dates_past_chronos_years_are_carried_as_postgresqls_text() {
+        for (kind, text) in [
+            (K::Timestamp, "294276-12-31 23:59:59.999999"),
+            (K::Date, "5874897-12-31"),
+            (K::TimestampTz, "294276-12-31 23:59:59.999999+00"),
+        ] {
+            let Some(Value::Engine { text: got, .. }) =
+                decode(&kind, ValueRef::Text(text.as_bytes()))
+            else {
+                panic!("{text} not carried");
+            };
+            assert_eq!(got, text);
+        }
+        for not_a_date in ["12345678-01-01", "294276", "294276/12/31", "x294276-12-31"] {
+            assert_eq!(
+                decode(&K::Date, ValueRef::Text(not_a_date.as_bytes())),
+                None,
+                "{not_a_date}"
+            );
+        }
+        assert_eq!(decode(&K::Time, ValueRef::Text(b"294276-12-31")), None);
     }
 
     #[test]
