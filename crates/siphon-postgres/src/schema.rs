@@ -77,17 +77,19 @@ async fn type_of(
             labels,
         )
     } else {
-        // A composite or extension type: its definition, for a target to create it.
-        if oid >= 16384 {
-            crate::types::defined::read(client, oid, &name).await?;
+        // A composite or extension type: its definition, for a target to create
+        // it; one whose binary form is text's (citext) reads and writes as text.
+        if oid >= 16384 && crate::types::defined::read(client, oid, &name).await? {
+            PgType::text_like(oid, &name)
+        } else {
+            PgType::from_catalog(
+                oid,
+                &name,
+                typtype.chars().next().unwrap_or('b'),
+                None,
+                vec![],
+            )
         }
-        PgType::from_catalog(
-            oid,
-            &name,
-            typtype.chars().next().unwrap_or('b'),
-            None,
-            vec![],
-        )
     };
     cache.insert((oid, typmod), out.clone());
     Ok(out)

@@ -28,15 +28,29 @@ fn known() -> &'static Mutex<HashMap<String, Vec<String>>> {
 /// when it is a composite type or belongs to an extension, and keeps the
 /// statements that create it (dependencies first: the types of a composite's
 /// attributes, the enums among them) for [`statements_for`]. Other types are
-/// left alone.
-pub(crate) async fn read(client: &Client, oid: u32, name: &str) -> Result<()> {
+/// left alone. Returns whether the type's binary format is text's: its send
+/// and receive functions are the built-in `textsend` and `textrecv` (citext).
+pub(crate) async fn read(client: &Client, oid: u32, name: &str) -> Result<bool> {
     let mut out = Vec::new();
     if define(client, oid, &mut out, 0).await? {
         if let Ok(mut k) = known().lock() {
             k.insert(name.to_string(), out);
         }
     }
-    Ok(())
+    let row = client
+        .query_one(
+            "SELECT coalesce(r.prosrc = 'textrecv' AND s.prosrc = 'textsend' \
+                    AND r.prolang = 12 AND s.prolang = 12, false) \
+             FROM pg_type t JOIN pg_proc r ON r.oid = t.typreceive JOIN pg_proc s ON s.oid = t.typsend \
+             WHERE t.oid = $1::oid AND t.typtype = 'b'",
+            &[&oid],
+        )
+        .await;
+    Ok(match row {
+        Ok(r) => r.get(0),
+        // No row: not a base type with send and receive functions.
+        Err(_) => false,
+    })
 }
 
 /// Appends the statements creating type `oid` to `out`; false when it is
@@ -178,6 +192,13 @@ fn engine_name(kind: &TypeKind) -> Option<&str> {
     }
 }
 
+/// The type a column's declared type names, without array brackets or a
+/// generation expression (`citext[]` → `citext`).
+fn declared_name(native: &str) -> &str {
+    let base = native.split(" GENERATED ").next().unwrap_or(native);
+    base.trim_end_matches("[]")
+}
+
 /// The statements that create the composite and extension types `table`'s
 /// columns use, as read by discovery, each once, in dependency order. Run them
 /// before the table's `CREATE TABLE`; each does nothing when its type exists.
@@ -187,7 +208,10 @@ pub(crate) fn statements_for(table: &TableSchema) -> Vec<String> {
     };
     let mut out: Vec<String> = Vec::new();
     for c in &table.columns {
-        let Some(stmts) = engine_name(&c.data_type.kind).and_then(|n| known.get(n)) else {
+        let Some(stmts) = engine_name(&c.data_type.kind)
+            .and_then(|n| known.get(n))
+            .or_else(|| known.get(declared_name(&c.native_type)))
+        else {
             continue;
         };
         for s in stmts {
@@ -228,7 +252,10 @@ mod tests {
         let message = e.as_db_error().map(|d| d.message().to_string()).unwrap();
         assert!(message.contains("column type thing"), "{message}");
         assert!(message.contains("extension siphon_absent"), "{message}");
-        assert!(message.contains("install it on the target server"), "{message}");
+        assert!(
+            message.contains("install it on the target server"),
+            "{message}"
+        );
         for _ in 0..2 {
             client
                 .batch_execute(&extension_statement("citext", "public", "citext"))
@@ -236,7 +263,10 @@ mod tests {
                 .unwrap();
         }
         let n: i64 = client
-            .query_one("SELECT count(*) FROM pg_extension WHERE extname = 'citext'", &[])
+            .query_one(
+                "SELECT count(*) FROM pg_extension WHERE extname = 'citext'",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);

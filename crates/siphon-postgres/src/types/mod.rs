@@ -309,6 +309,19 @@ impl PgType {
         }
     }
 
+    /// A user-defined type whose binary format is text's (its send and receive
+    /// functions are PostgreSQL's `textsend` and `textrecv`, as citext's are):
+    /// its values are [`Value::Text`] and travel in binary.
+    pub fn text_like(oid: u32, name: &str) -> PgType {
+        PgType {
+            oid,
+            name: name.to_string(),
+            kind: TypeKind::Text { max_len: None },
+            element: None,
+            labels: Vec::new(),
+        }
+    }
+
     /// The type of a column from what discovery reads in `pg_catalog`: the type's
     /// OID (a domain already resolved to its base type), its `format_type()` name,
     /// its `typtype`, its element type when it is an array, and its labels when it
