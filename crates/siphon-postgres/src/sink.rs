@@ -213,6 +213,7 @@ fn copy_data(
     table: &TableSchema,
 ) -> Result<(Bytes, copy::Format)> {
     let types: Vec<&PgType> = cols.iter().map(|&i| &t.types[i]).collect();
+    let format = copy::Format::of(&types);
     let mut buf = Vec::with_capacity(64 + rows.len() * 64);
     format.write_header(&mut buf);
     for row in rows {
@@ -233,7 +234,6 @@ fn copy_data(
                     None => err,
                 }
             })?;
-    let format = copy::Format::of(&types);
     }
     format.write_trailer(&mut buf);
     Ok((Bytes::from(buf), format))
