@@ -385,6 +385,9 @@ pub struct SchemaOptions {
     pub indexes: bool,
     /// Copy procedures, functions and triggers between engines of the same kind.
     pub routines: bool,
+    /// Create the source's views whose tables the pipeline all selects, after
+    /// those tables (PostgreSQL to PostgreSQL).
+    pub views: bool,
 }
 
 impl Default for SchemaOptions {
@@ -394,6 +397,7 @@ impl Default for SchemaOptions {
             evolve: true,
             indexes: true,
             routines: false,
+            views: false,
         }
     }
 }

@@ -23,7 +23,8 @@ pub use change::{ApplyStats, Batch, Change, Op, Row};
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use position::{Checkpoint, Phase, Position, StreamId};
 pub use schema::{
-    Column, DataType, Index, Partition, Partitioning, TableName, TableSchema, TypeKind,
+    Column, DataType, Index, ObjectKind, Partition, Partitioning, SchemaObject, SequenceState,
+    TableName, TableSchema, TypeKind,
 };
 pub use sink::Sink;
 pub use source::{ChangeStream, Chunk, LogSource, NativeChunk, NativeFormat, Source};

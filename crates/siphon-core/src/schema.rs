@@ -142,6 +142,71 @@ pub struct TableSchema {
     /// rows are read and written through the table itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitioning: Option<Partitioning>,
+    /// What belongs with the table beyond its columns and keys (defaults,
+    /// constraints, sequences, indexes, foreign keys, comments, views), and
+    /// what siphon found but does not carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<SchemaObject>,
+}
+
+/// One object that belongs with a table, in the SQL of the engine it was read
+/// from (`origin`). Only a target of that engine recreates it; names in the
+/// object's `schema` are left unqualified in `definition`, so a target runs it
+/// with its own schema first on the search path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaObject {
+    pub kind: ObjectKind,
+    /// The object's name as the source names it (`orders_total_check`).
+    pub name: String,
+    /// The statements that recreate it on an engine of the same kind.
+    pub definition: String,
+    pub origin: crate::typemap::Engine,
+    /// The schema its unqualified names are in, where the engine has schemas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Tables that must exist on the target before it can be created (a
+    /// foreign key's referenced table, the tables a view reads).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<TableName>,
+    /// A sequence's position at the source when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<SequenceState>,
+}
+
+/// What kind of object a [`SchemaObject`] is; the order is the order a target
+/// creates them in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// The name of the primary key or of a unique constraint.
+    Key,
+    /// A sequence owned by a column, or an identity column and its sequence.
+    Sequence,
+    /// A column default.
+    Default,
+    Check,
+    /// A secondary index (unique, expression and partial indexes included).
+    Index,
+    /// A comment on the table or one of its columns.
+    Comment,
+    /// A foreign key; created after the data is loaded.
+    ForeignKey,
+    /// A view over the selected tables; created after them.
+    View,
+    /// Found at the source, not recreated on a target: named in a warning.
+    NotCarried {
+        reason: String,
+    },
+}
+
+/// A sequence's position, as `setval(sequence, last_value, is_called)` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceState {
+    /// The column that owns it (whose default or identity draws from it).
+    pub column: String,
+    pub last_value: i64,
+    pub is_called: bool,
+    pub increment: i64,
 }
 
 /// A partitioned table's partition key and partitions, in the syntax of the

@@ -6,6 +6,7 @@
 mod cdc;
 mod conn;
 pub mod copy;
+mod objects;
 mod partition;
 pub mod pgoutput;
 pub mod replication;
@@ -16,5 +17,6 @@ pub mod types;
 
 pub use cdc::{log_name, PostgresChangeStream};
 pub use conn::check_url;
+pub use objects::target::sync_sequences;
 pub use sink::PostgresSink;
 pub use source::PostgresSource;

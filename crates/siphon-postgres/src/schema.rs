@@ -123,6 +123,7 @@ pub(crate) async fn discover(client: &Client, filter: &TableFilter) -> Result<Ve
     }
     let selected: Vec<TableName> = out.iter().map(|t| t.schema.name.clone()).collect();
     partition::warn_unselected(client, filter, &selected).await?;
+    crate::objects::attach(client, filter, &mut out).await?;
     Ok(out)
 }
 
@@ -249,6 +250,7 @@ async fn describe(
             unique_keys,
             indexes,
             partitioning,
+            objects: Vec::new(),
         },
         types,
     })

@@ -51,6 +51,10 @@ pub struct PostgresSink {
     config: Arc<crate::conn::ConnConfig>,
     /// This connection's staging tables and statements for change batches.
     staging: Arc<Staging>,
+    /// Whether this connection applies with `session_replication_role = replica`.
+    replica: bool,
+    /// The prepared tables' constraints, sequences, indexes and views.
+    pub(crate) objects: Arc<crate::objects::Registry>,
 }
 
 /// The staging tables a connection created for change batches, and the
@@ -185,7 +189,10 @@ impl PostgresSink {
             ))
             .await
             .map_err(|e| pg_err(e, "preparing the checkpoint statement"))?;
+        let replica = crate::objects::replica_role(&client).await;
         Ok(PostgresSink {
+            replica,
+            objects: Arc::default(),
             client: Arc::new(tokio::sync::Mutex::new(client)),
             tables,
             write_checkpoint,
@@ -308,7 +315,7 @@ async fn merge_stage(
         crate::partition::merge_sql(&t.name, cols, stage_name, &keys, &action)
     } else {
         format!(
-        "WITH w AS (INSERT INTO {} ({cols}) SELECT {cols} FROM {stage_name} ON CONFLICT ({keys}) DO {action} \
+        "WITH w AS (INSERT INTO {} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {stage_name} ON CONFLICT ({keys}) DO {action} \
          RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
         t.name
     )
@@ -495,9 +502,7 @@ impl PostgresSink {
                         .await
                         .map_err(|e| pg_err(e, "counting rows"))?
                         .get::<_, i64>(0);
-                    tx.batch_execute(&format!("TRUNCATE {}", t.name))
-                        .await
-                        .map_err(|e| pg_err(e, &format!("truncating {}", table.name)))?;
+                    crate::objects::empty_table(&tx, &t.name, self.replica, &table.name).await?;
                     stats.deleted += n as u64;
                     j = i + 1;
                 }
@@ -556,6 +561,7 @@ impl Sink for PostgresSink {
         let target_name = TableName::new(Some(&schema), &table.name.name);
         let client = self.client.lock().await;
         let mut found = schema::find(&client, &target_name).await?;
+        let created = found.is_none();
         if found.is_none() {
             if !options.create {
                 return Err(Error::bad_input(
@@ -567,7 +573,12 @@ impl Sink for PostgresSink {
             let mut ddl = crate::types::defined::statements_for(table);
             ddl.extend(create_statements(table, &schema));
             if options.indexes {
-                for ix in &table.indexes {
+                // Indexes the source defines exactly come with its objects.
+                for ix in table
+                    .indexes
+                    .iter()
+                    .filter(|ix| !crate::objects::defines_index(table, &ix.name))
+                {
                     ddl.push(format!(
                         "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
                         if ix.unique { "UNIQUE " } else { "" },
@@ -647,7 +658,15 @@ impl Sink for PostgresSink {
             .lock()
             .map_err(|_| Error::internal("table cache poisoned"))?
             .insert(table.name.clone(), Arc::new(tt));
+        self.objects
+            .prepared(&client, table, &schema, options, created)
+            .await;
         Ok(())
+    }
+
+    async fn finish_tables(&self, options: &SchemaOptions) -> Result<()> {
+        let client = self.client.lock().await;
+        self.objects.finish(&client, options, self.replica).await
     }
 
     async fn checkpoint(&self, stream: &StreamId) -> Result<Option<Checkpoint>> {

@@ -113,6 +113,7 @@ pub(crate) fn describe(
         unique_keys,
         indexes,
         partitioning: None,
+        objects: Vec::new(),
     }))
 }
 

@@ -97,6 +97,11 @@ pub enum SyncCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Moves the target's copies of the sequences owned by a pipeline's tables (serial and identity columns) forward to the source's positions (PostgreSQL to PostgreSQL).
+    Sequences {
+        /// Pipeline name.
+        name: String,
+    },
 }
 
 /// A pipeline's mode on the command line.
@@ -305,6 +310,7 @@ pub async fn sync<St: StateStore>(state: &St, cmd: SyncCommand) -> Result<ExitCo
             keep_slot,
             force,
         } => return remove(state, &name, yes, keep_slot, force).await,
+        SyncCommand::Sequences { name } => super::sequences::sync(state, &name).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod quickstart;
 pub mod run;
+pub mod sequences;
 
 use std::path::{Path, PathBuf};
 
