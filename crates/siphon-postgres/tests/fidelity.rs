@@ -492,3 +492,82 @@ async fn objects_follow_their_tables_into_the_target_schema() {
     .unwrap();
     assert_eq!(moved.len(), 3, "{moved:?}");
 }
+
+#[tokio::test]
+async fn without_session_replication_role_foreign_keys_are_listed_and_a_referenced_reload_is_refused(
+) {
+    let e = env().await;
+    let dst_url = e.pg.create_database().unwrap();
+    let dst = name_of(&dst_url);
+    // An ordinary user that may create schemas and tables on the target, no more.
+    let user = format!("{dst}_owner");
+    e.pg.query(&format!("CREATE ROLE \"{user}\" LOGIN"))
+        .unwrap();
+    e.pg.query_in(
+        &dst,
+        &format!(
+            "GRANT CREATE ON DATABASE \"{dst}\" TO \"{user}\"; GRANT CREATE, USAGE ON SCHEMA public TO \"{user}\""
+        ),
+    )
+    .unwrap();
+    let user_url = dst_url.replacen("postgres@", &format!("{user}@"), 1);
+    assert_ne!(user_url, dst_url);
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&user_url).await.unwrap();
+    let p = spec("full");
+    let stop = Shutdown::new();
+    succeeded(
+        &run_pass("p", &p, &source, &sink, &e.state, &NoopObserver, &stop)
+            .await
+            .unwrap(),
+    );
+    assert_same_rows(&e, &dst, "public");
+    let listed = sink.not_carried();
+    for fk in ["orders_customer_id_fkey", "order_lines_order_id_fkey"] {
+        assert!(
+            listed
+                .iter()
+                .any(|l| l.contains(fk)
+                    && l.contains("GRANT SET ON PARAMETER session_replication_role")),
+            "{fk} is not listed with the fix: {listed:?}"
+        );
+    }
+    assert_eq!(
+        e.pg.query_in(
+            &dst,
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
+        )
+        .unwrap(),
+        "0"
+    );
+
+    // A foreign key added on the target: reloading the table it references is
+    // refused with the key and the fix, and the table keeps its rows.
+    e.pg.query_in(
+        &dst,
+        "ALTER TABLE orders ADD CONSTRAINT orders_keep_customer FOREIGN KEY (customer_id) REFERENCES customers (id)",
+    )
+    .unwrap();
+    let report = run_pass("p", &p, &source, &sink, &e.state, &NoopObserver, &stop)
+        .await
+        .unwrap();
+    let customers = report
+        .tables
+        .iter()
+        .find(|t| t.table.name == "customers")
+        .unwrap();
+    assert_eq!(customers.status, ExecutionStatus::Failed, "{report:?}");
+    let error = customers.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("orders_keep_customer")
+            && error.contains("GRANT SET ON PARAMETER session_replication_role"),
+        "{error}"
+    );
+    assert_eq!(
+        e.pg.query_in(&dst, "SELECT count(*) FROM customers")
+            .unwrap(),
+        "3"
+    );
+    let _ =
+        e.pg.query_in(&dst, &format!("DROP OWNED BY \"{user}\" CASCADE"));
+}
