@@ -139,6 +139,18 @@ async fn read_table(
             con = literal(&con),
         );
         out.push(object(ObjectKind::Key, &con, sql, schema));
+        // A target creates keys as plain PRIMARY KEY / UNIQUE column lists.
+        let plain = def
+            .strip_prefix("PRIMARY KEY (")
+            .or_else(|| def.strip_prefix("UNIQUE ("))
+            .is_some_and(|rest| rest.ends_with(')') && !rest.contains('('));
+        if !plain {
+            out.push(not_carried(
+                format!("options of constraint {con} on {name} ({def})"),
+                "the target's key is a plain column list",
+                schema,
+            ));
+        }
     }
 
     // Sequences owned by a column (serial) and identity columns.
