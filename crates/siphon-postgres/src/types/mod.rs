@@ -15,12 +15,13 @@
 //! | numeric | `Decimal`, scale kept (`12.30`); NaN and ±Infinity as `Decimal`'s `NaN`, `Infinity`, `-Infinity` |
 //! | text, varchar, char(n), name, "char", enums | `Text` |
 //! | bytea | `Bytes` |
-//! | date, time, timestamp, timestamptz | `Date`, `Time`, `Timestamp`, `TimestampTz`; `±infinity` is chrono's `MAX`/`MIN` |
+//! | date, time, timestamp, timestamptz | `Date`, `Time`, `Timestamp`, `TimestampTz`; `±infinity` is chrono's `MAX`/`MIN`, `24:00:00` is [`Value::END_OF_DAY`]; past chrono's last year (PostgreSQL reaches 294276 and 5874897) `Engine { type_name, text }` with PostgreSQL's text |
 //! | interval | `Engine { type_name: "interval", text }`, ISO 8601 as IntervalStyle `iso_8601` prints it |
 //! | json, jsonb | `Json` (jsonb as PostgreSQL prints it) |
 //! | uuid | `Uuid` |
-//! | arrays of the above | `Array`, one nesting level per dimension (lower bounds are not kept) |
-//! | any other type | `Engine { type_name, text }`, text format only |
+//! | citext and other types whose send and receive functions are text's | `Text` |
+//! | arrays of the above | `Array`, one nesting level per dimension; an array with a lower bound other than 1 is `Engine { type_name, text }` with its text form (`[0:1]={7,8}`), which keeps the bounds |
+//! | any other type (inet, money, ranges, geometry, xml, timetz, composites, hstore, …) | `Engine { type_name, text }`: no binary codec; written by text-format COPY (see [`encode_text`]) |
 //!
 //! Decoding never panics on malformed input and never allocates from a length
 //! it has not checked against the bytes it holds.
