@@ -35,22 +35,29 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         }
         None => (false, None),
     };
-    let interrupted = if force { None } else { interrupted };
     let swap = choose(run, strategy, complete).await?;
+    // An interrupted load resumes unless a reload was forced or the strategy
+    // changed; a new swap load starts over in a new shadow table.
+    let interrupted = match interrupted {
+        Some((Some(shadow), key)) if swap && !force => {
+            return swap_load(run, Some((shadow, key)), stats).await
+        }
+        Some((Some(shadow), _)) if !swap => {
+            // A shadow load the strategy no longer wants: its table goes.
+            run.sink.drop_shadow(&shadow).await?;
+            None
+        }
+        _ if force => None,
+        other => other,
+    };
     match (swap, interrupted) {
-        (true, Some((Some(shadow), key))) => swap_load(run, Some((shadow, key)), stats).await,
         (true, _) => swap_load(run, None, stats).await,
-        (false, Some((None, key))) => {
+        (false, Some((_, key))) => {
             let from = run.checkpoint(Phase::Snapshot {
                 last_key: key,
                 resume_position: None,
             });
             snapshot::run(run, Some(from), None, stats).await
-        }
-        (false, Some((Some(shadow), _))) => {
-            // A shadow load the strategy no longer wants: its table goes.
-            run.sink.drop_shadow(&shadow).await?;
-            snapshot::run(run, None, None, stats).await
         }
         (false, None) => snapshot::run(run, None, None, stats).await,
     }

@@ -386,3 +386,62 @@ async fn a_table_without_a_key_is_refused_with_the_fix() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_stopped_swap_reload_keeps_the_live_copy_and_resumes_into_its_shadow() {
+    let f = Fixture::new().await;
+    let mut src = f.source_conn();
+    src.execute_batch("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        .unwrap();
+    let tx = src.transaction().unwrap();
+    for i in 1..=20_000i64 {
+        tx.execute(
+            "INSERT INTO items VALUES (?1, ?2)",
+            params![i, format!("item {i}")],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let p =
+        spec(r#"{"source":"s","target":"t","mode":"full","strategy":"swap","batch_size":1000}"#);
+    assert_eq!(
+        stats(&f.pass(&p).await, "items").status,
+        ExecutionStatus::Succeeded
+    );
+    src.execute("UPDATE items SET name = 'new'", []).unwrap();
+
+    // A reload stopped part way: the live table keeps its complete copy.
+    let stop = Shutdown::new();
+    let obs = StopAfter {
+        rows: AtomicU64::new(0),
+        after: 7000,
+        stop: stop.clone(),
+    };
+    let stopped = f.pass_observed(&p, &obs, &stop).await;
+    let s = stats(&stopped, "items");
+    assert_eq!(s.status, ExecutionStatus::Stopped);
+    let t = f.target_conn();
+    let count = |sql: &str| t.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(
+        count("SELECT count(*) FROM items WHERE name LIKE 'item %'"),
+        20_000
+    );
+    let shadowed = count("SELECT count(*) FROM items_siphon_new");
+    assert_eq!(shadowed as u64, s.rows_read);
+    assert!((7000..20_000).contains(&shadowed), "{shadowed}");
+
+    // The next pass resumes into the same shadow and swaps it in.
+    let resumed = f.pass(&p).await;
+    let s = stats(&resumed, "items");
+    assert_eq!(s.status, ExecutionStatus::Succeeded);
+    assert_eq!(s.rows_read, 20_000 - shadowed as u64);
+    assert_eq!((s.deleted, s.replaced), (0, 20_000));
+    assert_eq!(
+        count("SELECT count(*) FROM items WHERE name = 'new'"),
+        20_000
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM sqlite_schema WHERE name = 'items_siphon_new'"),
+        0
+    );
+}
