@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
-use siphon_core::{Error, Mode, PipelineSpec, Result};
+use siphon_core::{Error, Mode, PipelineSpec, Result, TableFilter, TableName};
 
 /// The config file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -407,6 +407,10 @@ impl ConfigFile {
             if let Some(url) = source {
                 validate_source(name, p, url)?;
             }
+            let target = self.connections.get(&p.target).or(known.get(&p.target));
+            if let (Some(s), Some(t)) = (source, target) {
+                validate_endpoints(name, p, s, t)?;
+            }
         }
         Ok(())
     }
@@ -460,6 +464,84 @@ pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a pipeline whose target tables would be its source tables: the same
+/// SQLite file, or the same PostgreSQL database without a `target_schema` that
+/// keeps the copies apart. A load empties its target first, so such a pipeline
+/// would empty the source and report success. `source_url` and `target_url` are
+/// the connections as written; ones that differ only by a `${VAR}` are not
+/// compared (their values are not known yet).
+pub fn validate_endpoints(
+    name: &str,
+    p: &PipelineSpec,
+    source_url: &str,
+    target_url: &str,
+) -> Result<()> {
+    let same_text = source_url == target_url;
+    if !same_text && (source_url.contains("${") || target_url.contains("${")) {
+        return Ok(());
+    }
+    let kinds = (
+        ConnUrl::check_stored("source", source_url).ok().flatten(),
+        ConnUrl::check_stored("target", target_url).ok().flatten(),
+    );
+    let refuse = |what: &str, fix: &str| {
+        Err(Error::config(format!(
+            "pipelines.{name}: source `{}` and target `{}` are {what} ({}), so the pipeline would \
+             write into the tables it reads and a load would empty them: {fix}",
+            p.source,
+            p.target,
+            redact(source_url)
+        )))
+    };
+    match kinds {
+        (Some(Kind::Sqlite), Some(Kind::Sqlite)) => {
+            let file = |url: &str| {
+                siphon_sqlite::path_from_url(url).map(|f| std::fs::canonicalize(&f).unwrap_or(f))
+            };
+            match (file(source_url), file(target_url)) {
+                (Ok(a), Ok(b)) if a == b => {
+                    refuse("the same SQLite file", "point the target at another file")
+                }
+                _ => Ok(()),
+            }
+        }
+        (Some(Kind::Postgres), Some(Kind::Postgres))
+            if same_text || siphon_postgres::same_database(source_url, target_url) =>
+        {
+            let fix = "point the target at another database, or set `target_schema` to a schema \
+                       the pipeline's `tables` do not select";
+            match &p.target_schema {
+                None => refuse("the same PostgreSQL database", fix),
+                Some(schema) => {
+                    // A selected table in `target_schema` would be copied onto itself.
+                    let bare = TableName::new(None, schema);
+                    let reads_it = p.tables.iter().any(|glob| {
+                        let schema_glob = glob.split('.').next().unwrap_or_default();
+                        !glob.contains('.')
+                            || TableFilter {
+                                include: vec![schema_glob.to_string()],
+                                exclude: Vec::new(),
+                            }
+                            .matches(&bare)
+                    });
+                    if reads_it {
+                        refuse(
+                            &format!(
+                                "the same PostgreSQL database and `tables` selects tables in \
+                                 target_schema `{schema}`"
+                            ),
+                            fix,
+                        )
+                    } else {
+                        Ok(())
+                    }
+                }
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks that the pipeline's source can do what the pipeline asks: `cdc` needs

@@ -58,7 +58,57 @@ pub fn check_url(url: &str) -> Result<()> {
     ConnConfig::parse(url).map(|_| ())
 }
 
+/// Whether two PostgreSQL URLs name the same database on the same server, as
+/// far as their text tells without connecting: the same database name and a
+/// host and port in common (`localhost`, `127.0.0.1` and `::1` are one host; a
+/// unix socket is one host per folder). A URL that does not parse names no
+/// database, so the answer is then `false`.
+pub fn same_database(a: &str, b: &str) -> bool {
+    let (Ok(a), Ok(b)) = (ConnConfig::parse(a), ConnConfig::parse(b)) else {
+        return false;
+    };
+    let db = |c: &ConnConfig| c.get_dbname().or(c.get_user()).map(str::to_string);
+    if db(&a) != db(&b) {
+        return false;
+    }
+    let (a, b) = (a.places(), b.places());
+    a.iter().any(|p| b.contains(p))
+}
+
 impl ConnConfig {
+    /// Each host (or unix socket folder) and port the URL may connect to, with
+    /// the loopback names made one.
+    fn places(&self) -> Vec<(String, u16)> {
+        let ports = self.pg.get_ports();
+        let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let loopback = |h: &str| {
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            if matches!(h, "localhost" | "127.0.0.1" | "::1") {
+                "loopback".to_string()
+            } else {
+                h.to_ascii_lowercase()
+            }
+        };
+        let mut out: Vec<(String, u16)> = self
+            .pg
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| match h {
+                Host::Tcp(name) => (loopback(name), port(i)),
+                Host::Unix(dir) => (format!("unix:{}", dir.display()), port(i)),
+            })
+            .collect();
+        out.extend(
+            self.pg
+                .get_hostaddrs()
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (loopback(&a.to_string()), port(i))),
+        );
+        out
+    }
+
     /// Parses `url`: the driver's parameters, plus `replication_timeout`.
     pub(crate) fn parse(url: &str) -> Result<ConnConfig> {
         let params = Params::scan(url);

@@ -16,7 +16,7 @@ mod source;
 pub mod types;
 
 pub use cdc::{log_name, PostgresChangeStream};
-pub use conn::check_url;
+pub use conn::{check_url, same_database};
 pub use objects::target::sync_sequences;
 pub use sink::PostgresSink;
 pub use source::PostgresSource;

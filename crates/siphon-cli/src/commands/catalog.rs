@@ -11,7 +11,9 @@ use siphon_core::{
     StreamId, StreamState, TableName,
 };
 
-use crate::config::{redact, resolve_url, validate_pipeline, validate_source, ConnUrl, Kind};
+use crate::config::{
+    redact, resolve_url, validate_endpoints, validate_pipeline, validate_source, ConnUrl, Kind,
+};
 use crate::connect::{open_sink, open_source, AnySink, AnySource};
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +140,19 @@ pub async fn connection<St: StateStore>(state: &St, cmd: ConnectionCommand) -> R
                     .source(e)
             })?;
             let url = resolve_url(&url, &cwd);
+            // A replaced connection must not make a pipeline read and write one database.
+            let mut connections = state.connections().await?;
+            connections.insert(name.clone(), url.clone());
+            for (p, spec) in state.pipelines().await? {
+                if spec.source != name && spec.target != name {
+                    continue;
+                }
+                if let (Some(s), Some(t)) =
+                    (connections.get(&spec.source), connections.get(&spec.target))
+                {
+                    validate_endpoints(&p, &spec, s, t)?;
+                }
+            }
             state.put_connection(&name, &url).await?;
             println!("connection {name} saved: {}", redact(&url));
         }
@@ -291,6 +306,12 @@ pub async fn sync<St: StateStore>(state: &St, cmd: SyncCommand) -> Result<ExitCo
             }
             validate_pipeline(&name, &spec)?;
             validate_source(&name, &spec, &connections[&spec.source])?;
+            validate_endpoints(
+                &name,
+                &spec,
+                &connections[&spec.source],
+                &connections[&spec.target],
+            )?;
             state.put_pipeline(&name, &spec).await?;
             println!("pipeline {name} saved");
         }
