@@ -350,6 +350,46 @@ impl ConfigFile {
         Ok(file)
     }
 
+    /// Refuses a file that would point a stored pipeline it does not define at
+    /// another database: connection names are shared by everything in a state
+    /// store, so a file that stores connection `src` with a new URL would make a
+    /// pipeline of another file (or of `siphon sync add`) read or write that
+    /// database from its next pass on. `connections` and `pipelines` are the
+    /// store's.
+    pub fn check_shared(
+        &self,
+        path: &Path,
+        connections: &BTreeMap<String, String>,
+        pipelines: &BTreeMap<String, PipelineSpec>,
+    ) -> Result<()> {
+        for (conn, url) in &self.connections {
+            let Some(stored) = connections.get(conn).filter(|s| *s != url) else {
+                continue;
+            };
+            let users: Vec<&str> = pipelines
+                .iter()
+                .filter(|(name, spec)| {
+                    !self.pipelines.contains_key(*name)
+                        && (&spec.source == conn || &spec.target == conn)
+                })
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !users.is_empty() {
+                return Err(Error::config(format!(
+                    "{}: connections.{conn}: the state store already has connection `{conn}` as {}, \
+                     used by pipeline {} that this file does not define; storing {} would make it \
+                     read or write another database. Give the connection another name in this file, \
+                     or keep this file's pipelines in a state store of their own (`state:`)",
+                    path.display(),
+                    redact(stored),
+                    users.join(", "),
+                    redact(url)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Parses config text and checks each entry on its own (URLs and pipeline
     /// settings); references between entries are checked by [`Self::validate`].
     pub fn parse(text: &str) -> Result<ConfigFile> {

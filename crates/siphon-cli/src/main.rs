@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use siphon_core::{Error, ErrorKind};
+use siphon_core::{Error, ErrorKind, StateStore};
 
 /// siphon keeps tables in a target database in step with a source database: full
 /// loads, incremental polling by a cursor column, and log-based change data capture.
@@ -127,6 +127,11 @@ async fn dispatch(cli: Cli) -> siphon_core::Result<ExitCode> {
                 )));
             };
             let state = commands::open_state(state_flag.as_deref(), file.state.as_deref()).await?;
+            file.check_shared(
+                &path,
+                &state.connections().await?,
+                &state.pipelines().await?,
+            )?;
             commands::run::apply(&state, &file).await?;
             println!(
                 "applied {}: {} connections, {} pipelines",
@@ -149,6 +154,7 @@ async fn dispatch(cli: Cli) -> siphon_core::Result<ExitCode> {
             .await?;
             let mut names = pipelines;
             if let Some((path, f)) = &file {
+                f.check_shared(path, &state.connections().await?, &state.pipelines().await?)?;
                 commands::run::apply(&state, f).await?;
                 if names.is_empty() {
                     if f.pipelines.is_empty() {
