@@ -493,6 +493,26 @@ pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
     }
     siphon_engine::validate_schedule(&p.schedule)
         .map_err(|e| Error::config(format!("pipelines.{name}.schedule: {e}")))?;
+    // `incremental` reads rows by a cursor column: without one anywhere, every
+    // table would fail at its first run.
+    let no_cursor = |key: &str| {
+        Error::config(format!(
+            "{key}: mode `incremental` needs a cursor column: set `cursor` (`--cursor COLUMN` with \
+             `siphon sync add`), or per table in `tables_config`, or use mode `full`"
+        ))
+    };
+    if p.cursor.is_none() {
+        if p.mode == Mode::Incremental && p.tables_config.values().all(|c| c.cursor.is_none()) {
+            return Err(no_cursor(&format!("pipelines.{name}.mode")));
+        }
+        if let Some((t, _)) = p
+            .tables_config
+            .iter()
+            .find(|(_, c)| c.mode == Some(Mode::Incremental) && c.cursor.is_none())
+        {
+            return Err(no_cursor(&format!("pipelines.{name}.tables_config.{t}")));
+        }
+    }
     for (t, c) in &p.tables_config {
         if c.batch_size == Some(0) {
             return Err(Error::config(format!(
