@@ -289,8 +289,10 @@ impl PostgresSink {
         let owned = tx
             .query(
                 "SELECT s.oid::regclass::text, a.attname::text, d.deptype::text, s.relname::text, \
-                        coalesce(pg_get_serial_sequence($2::text, a.attname), '') FROM pg_depend d \
+                        coalesce(pg_get_serial_sequence($2::text, a.attname), ''), \
+                        format_type(ps.seqtypid, NULL) FROM pg_depend d \
                  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+                 JOIN pg_sequence ps ON ps.seqrelid = s.oid \
                  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
                  WHERE d.classid = 'pg_class'::regclass AND d.refobjid = $1::text::regclass \
                    AND d.deptype IN ('a', 'i')",
@@ -307,6 +309,12 @@ impl PostgresSink {
             );
             let (old_name, new_seq) = (o.get::<_, String>(3), o.get::<_, String>(4));
             if kind == "i" && !new_seq.is_empty() {
+                // `LIKE … INCLUDING ALL` makes every identity sequence bigint
+                // (PostgreSQL 15), whatever the column's type: give it the old one's.
+                steps.push(format!(
+                    "ALTER SEQUENCE {new_seq} AS {}",
+                    o.get::<_, String>(5)
+                ));
                 // The new identity sequence takes the old one's name once it is gone.
                 seq_renames.push(format!(
                     "ALTER SEQUENCE {new_seq} RENAME TO {}",
