@@ -601,7 +601,15 @@ impl PipelineSpec {
     /// `tables_config.T.strategy`) and says what it may be.
     pub fn check_strategies(&self) -> Result<(), String> {
         if let Some(s) = self.strategy {
-            if !s.fits(self.mode) {
+            // A pipeline-wide strategy may be meant for the tables that
+            // `tables_config` gives another mode. `timestamp` is also what
+            // catalogs written before full strategies existed hold for every
+            // pipeline: it applies to incremental tables only, so it is harmless.
+            let some_table_fits = self
+                .tables_config
+                .values()
+                .any(|c| c.mode.is_some_and(|m| s.fits(m)));
+            if !s.fits(self.mode) && !some_table_fits && s != Strategy::Timestamp {
                 return Err(format!(
                     "strategy: `{}` does not apply to mode `{}`; for `{}` tables it is {}",
                     s.as_str(),
@@ -761,6 +769,22 @@ mod tests {
             e.starts_with("strategy:") && e.contains("`timestamp`"),
             "{e}"
         );
+        // Stored catalogs hold `timestamp` for every pipeline, and a
+        // pipeline-wide cursor strategy may be meant for its incremental tables.
+        for ok in [
+            r#"{"source":"a","target":"b","mode":"full","strategy":"timestamp"}"#,
+            r#"{"source":"a","target":"b","mode":"cdc","strategy":"timestamp"}"#,
+            r#"{"source":"a","target":"b","mode":"full","strategy":"sequence",
+                "tables_config":{"t":{"mode":"incremental","cursor":"id"}}}"#,
+        ] {
+            let p: PipelineSpec = serde_json::from_str(ok).unwrap();
+            p.check_strategies().unwrap();
+        }
+        let bad: PipelineSpec = serde_json::from_str(
+            r#"{"source":"a","target":"b","mode":"full","strategy":"sequence"}"#,
+        )
+        .unwrap();
+        assert!(bad.check_strategies().is_err());
         let bad: PipelineSpec = serde_json::from_str(
             r#"{"source":"a","target":"b","mode":"full","tables_config":{"t":{"strategy":"version"}}}"#,
         )
