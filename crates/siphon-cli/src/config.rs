@@ -105,6 +105,12 @@ impl ConnUrl {
                 redact(written)
             )));
         }
+        if kind == Kind::Postgres && !written.contains("${") {
+            // Parameters and settings siphon would refuse when opening it
+            // (`sslmode=require`, a bad `connect_timeout`) are refused now.
+            siphon_postgres::check_url(written)
+                .map_err(|e| Error::config(format!("{key}: `{}`: {e}", redact(written))))?;
+        }
         Ok(Some(kind))
     }
 }

@@ -375,6 +375,15 @@ fn what_cannot_work_is_refused_when_stored() {
         );
         assert!(!out.contains("hunter2"), "secret leaked: {out}");
     }
+    // Options a PostgreSQL connection cannot use are refused too.
+    for url in [
+        "postgres://app:hunter2@127.0.0.1:5432/app?sslmode=require",
+        "postgres://app:hunter2@127.0.0.1:5432/app?connect_timeout=soon",
+    ] {
+        let out = fails(siphon(d, &["connection", "add", "x", url]), 2);
+        assert!(out.contains("connections.x"), "{url}: {out}");
+        assert!(!out.contains("hunter2"), "secret leaked: {out}");
+    }
     assert_eq!(
         ok(siphon(d, &["connection", "list"])).trim(),
         "",
