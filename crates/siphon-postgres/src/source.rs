@@ -173,6 +173,33 @@ impl PostgresSource {
         })
     }
 
+    /// Who holds the replication slot of `pipeline` open right now, as
+    /// `process N (application A, from ADDRESS)`, or `None` when no session uses
+    /// it (or there is no slot). A holder is normally a running `siphon run` of
+    /// that pipeline.
+    pub async fn log_in_use(&self, pipeline: &str) -> Result<Option<String>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT s.active_pid, coalesce(a.application_name, ''), \
+                        coalesce(host(a.client_addr), 'a local socket') \
+                 FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid \
+                 WHERE s.slot_name = $1 AND s.active_pid IS NOT NULL",
+                &[&crate::log_name(pipeline)],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading who uses the replication slot"))?;
+        Ok(rows.first().map(|r| {
+            format!(
+                "process {} (application `{}`, from {})",
+                r.get::<_, i32>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2)
+            )
+        }))
+    }
+
     /// The column types of a discovered table (discovering it when needed).
     pub(crate) async fn table(&self, t: &TableSchema) -> Result<Arc<PgTable>> {
         if let Some(found) = self

@@ -571,6 +571,27 @@ async fn remove<St: StateStore>(
         .filter(|(s, _)| s.pipeline == name)
         .map(|(s, _)| s.table)
         .collect();
+    if let Some(AnySource::Postgres(pg)) = &source {
+        // Dropping a slot a running `siphon run` streams from ends its session,
+        // and that run then creates the slot, the publication and the copies
+        // again for a pipeline no longer in the catalog.
+        let holder = pg.log_in_use(name).await?;
+        match holder {
+            Some(h) if !force => {
+                return Err(Error::config(format!(
+                    "sync remove {name}: the pipeline is running: its replication slot `{slot}` on \
+                     `{src}` is in use by {h}; stop that `siphon run` first (Ctrl-C), then remove \
+                     the pipeline; nothing was removed (--force removes it anyway, and a run that \
+                     goes on creates the slot again)"
+                )));
+            }
+            Some(h) => left.push(format!(
+                "{h} was streaming from slot `{slot}`: if it is a `siphon run` that goes on, it \
+                 creates the slot again; stop it, then drop them: {manual_drop}"
+            )),
+            None => {}
+        }
+    }
     if let Some(source) = &source {
         source.drop_log(name).await.map_err(|e| {
             Error::new(
