@@ -89,7 +89,32 @@ fn init_logs(verbose: u8) {
         .init();
 }
 
+/// Exit status when stdout is closed under siphon (128 + SIGPIPE, as a shell
+/// reports a tool that a closed pipe ended).
+const CLOSED_STDOUT: i32 = 141;
+
+/// A reader that closes siphon's stdout (`siphon sync list | head`) ends siphon
+/// quietly, as it ends other command-line tools, instead of with a panic
+/// message: printing to a closed pipe panics in `println!`. Committed work is
+/// not affected, since every chunk commits with its checkpoint.
+fn end_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("os error 32") {
+            std::process::exit(CLOSED_STDOUT);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    end_quietly_when_stdout_closes();
     let cli = Cli::parse();
     init_logs(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
