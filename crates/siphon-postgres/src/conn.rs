@@ -530,6 +530,13 @@ pub(crate) fn refusal(
                  or reach the server through a TLS tunnel (stunnel, an SSH tunnel)"
             ),
         ),
+        "28000" if message.starts_with("role ") && message.ends_with("does not exist") => (
+            ErrorKind::Config,
+            format!(
+                "user {user:?} does not exist on the server: fix the user in the URL, or create it \
+                 (CREATE ROLE … LOGIN)"
+            ),
+        ),
         c if c.starts_with("28") => (
             ErrorKind::Config,
             format!(
@@ -720,6 +727,16 @@ mod tests {
         );
         assert_eq!(kind, ErrorKind::Config);
         assert!(why.contains("database \"shop\" does not exist"), "{why}");
+        let (kind, why) = refusal(
+            "28000",
+            "role \"ghost\" does not exist",
+            "ghost",
+            "shop",
+            None,
+        );
+        assert_eq!(kind, ErrorKind::Config);
+        assert!(why.starts_with("user \"ghost\" does not exist"), "{why}");
+        assert!(!why.contains("pg_hba"), "{why}");
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         assert!(io_refusal(&refused).1.starts_with("connection refused"));
     }
