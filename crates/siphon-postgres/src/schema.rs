@@ -233,6 +233,18 @@ async fn describe(
             .map(|a| position(a).map(|p| columns[p].name.clone()))
             .collect();
         if let Some(columns) = cols {
+            // Without a primary key, a unique index made with CREATE UNIQUE INDEX
+            // (not a constraint) is a key as much as a UNIQUE constraint is.
+            if primary_key.is_empty() && i.get::<_, bool>(1) {
+                let key: Vec<usize> = i
+                    .get::<_, Vec<i16>>(2)
+                    .into_iter()
+                    .filter_map(position)
+                    .collect();
+                if !unique_keys.contains(&key) {
+                    unique_keys.push(key);
+                }
+            }
             indexes.push(Index {
                 name: i.get(0),
                 columns,
@@ -333,9 +345,25 @@ pub(crate) fn create_statements(t: &TableSchema, schema: &str) -> Vec<String> {
         ));
     }
     for k in &t.unique_keys {
+        let names: Vec<&str> = k.iter().map(|&i| t.columns[i].name.as_str()).collect();
+        // A key that is a unique index at the source (a table without a primary
+        // key) takes the index's name, so creating that index afterwards finds it
+        // there rather than adding a second one.
+        let index = t.indexes.iter().find(|ix| {
+            t.primary_key.is_empty()
+                && ix.unique
+                && ix
+                    .columns
+                    .iter()
+                    .map(String::as_str)
+                    .eq(names.iter().copied())
+        });
+        let constraint = index.map_or(String::new(), |ix| {
+            format!("CONSTRAINT {} ", ident(&ix.name))
+        });
         cols.push(format!(
-            "UNIQUE ({})",
-            column_list(k.iter().map(|&i| t.columns[i].name.as_str()))
+            "{constraint}UNIQUE ({})",
+            column_list(names.iter().copied())
         ));
     }
     out.push(format!(
