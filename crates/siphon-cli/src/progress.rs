@@ -1,7 +1,8 @@
 //! Progress bars and run summaries on the terminal.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use siphon_core::{ExecutionStatus, StreamId, TableStats};
@@ -12,6 +13,28 @@ use siphon_engine::Observer;
 pub struct Bars {
     multi: MultiProgress,
     bars: Mutex<HashMap<StreamId, ProgressBar>>,
+    /// Per bar, the rows a resumed load had already copied: its rate and eta
+    /// count only the rows copied since.
+    resumed_at: Mutex<HashMap<StreamId, Arc<AtomicU64>>>,
+}
+
+/// Rows per second copied since the bar started, or since a resumed load's
+/// rows already copied.
+fn rate(s: &ProgressState, base: &AtomicU64) -> f64 {
+    rate_since(
+        s.pos(),
+        base.load(Ordering::Relaxed),
+        s.elapsed().as_secs_f64(),
+    )
+}
+
+/// Rows per second over `secs` for a bar at `pos` that started at `base`.
+fn rate_since(pos: u64, base: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        pos.saturating_sub(base) as f64 / secs
+    } else {
+        0.0
+    }
 }
 
 impl Bars {
@@ -19,6 +42,7 @@ impl Bars {
         Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: Mutex::default(),
+            resumed_at: Mutex::default(),
         }
     }
 
@@ -29,19 +53,40 @@ impl Bars {
 
 impl Observer for Bars {
     fn table_started(&self, stream: &StreamId, total: Option<u64>) {
+        let base = Arc::new(AtomicU64::new(0));
+        let (for_rate, for_eta) = (base.clone(), base.clone());
         let bar = match total {
             Some(n) => ProgressBar::new(n).with_style(
                 ProgressStyle::with_template(
-                    "{prefix:>24} [{bar:30}] {human_pos}/{human_len} rows  {rate}  eta {eta}",
+                    "{prefix:>24} [{bar:30}] {human_pos}/{human_len} rows  {rate}  eta {left}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{:.0} rows/s", s.per_sec());
-                })
+                .with_key(
+                    "rate",
+                    move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} rows/s", rate(s, &for_rate));
+                    },
+                )
+                .with_key(
+                    "left",
+                    move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let per_sec = rate(s, &for_eta);
+                        let left = s.len().unwrap_or(0).saturating_sub(s.pos());
+                        if per_sec > 0.0 {
+                            let secs = (left as f64 / per_sec).round() as u64;
+                            let _ = write!(w, "{}m{:02}s", secs / 60, secs % 60);
+                        } else {
+                            let _ = write!(w, "-");
+                        }
+                    },
+                )
                 .progress_chars("=> "),
             ),
             None => ProgressBar::new_spinner(),
         };
+        if let Ok(mut bases) = self.resumed_at.lock() {
+            bases.insert(stream.clone(), base);
+        }
         let bar = self.multi.add(bar);
         bar.set_prefix(stream.to_string());
         if let Ok(mut bars) = self.bars.lock() {
@@ -51,9 +96,17 @@ impl Observer for Bars {
 
     fn table_resumed(&self, stream: &StreamId, rows: u64) {
         if let Some(bar) = self.bar(stream) {
-            bar.set_position(rows);
             // The rate and eta count from here, not from the rows copied before.
-            bar.reset_eta();
+            if let Some(base) = self
+                .resumed_at
+                .lock()
+                .ok()
+                .and_then(|b| b.get(stream).cloned())
+            {
+                base.store(rows, Ordering::Relaxed);
+            }
+            bar.set_position(rows);
+            bar.reset_elapsed();
         }
     }
 
@@ -64,6 +117,9 @@ impl Observer for Bars {
     }
 
     fn table_finished(&self, stream: &StreamId, _stats: &TableStats) {
+        if let Ok(mut bases) = self.resumed_at.lock() {
+            bases.remove(stream);
+        }
         if let Some(bar) = self.bars.lock().ok().and_then(|mut b| b.remove(stream)) {
             bar.finish_and_clear();
         }
@@ -100,4 +156,17 @@ pub fn summary_line(pipeline: &str, t: &TableStats) -> String {
         t.updated,
         t.deleted,
     )
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::rate_since;
+
+    #[test]
+    fn a_resumed_load_counts_only_the_rows_copied_since() {
+        // 1,000,000 rows were copied before; 5,000 more in 2 s is 2,500 rows/s.
+        assert_eq!(rate_since(1_005_000, 1_000_000, 2.0), 2_500.0);
+        assert_eq!(rate_since(1_000_000, 1_000_000, 0.0), 0.0);
+        assert_eq!(rate_since(10, 0, 5.0), 2.0);
+    }
 }
