@@ -383,3 +383,101 @@ fn identity_sequences_keep_their_type_and_position_across_a_swap() {
         "501"
     );
 }
+
+#[test]
+fn a_swap_waiting_for_a_long_transaction_does_not_hold_up_other_readers() {
+    let pg = Postgres::start().unwrap();
+    let (src, dst) = (pg.create_database().unwrap(), pg.create_database().unwrap());
+    let (src_db, dst_db) = (db_name(&src), db_name(&dst));
+    pg.query_in(
+        &src_db,
+        "CREATE TABLE items (id bigint PRIMARY KEY, code text NOT NULL);
+         INSERT INTO items SELECT i, 'c' || i FROM generate_series(1, 1000) i;",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, "    strategy: swap\n");
+    let first = siphon(dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+    assert!(first.status.success(), "{first:?}");
+
+    // A reader holds the table in a long transaction.
+    let psql = pg.bin_dir().join("psql");
+    let mut holder = Command::new(&psql)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &dst])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = holder.stdin.as_mut().unwrap();
+        writeln!(stdin, "BEGIN; SELECT count(*) FROM items;").unwrap();
+        stdin.flush().unwrap();
+    }
+    let holding = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                   WHERE c.relname = 'items' AND l.mode = 'AccessShareLock' AND l.granted";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while pg.query_in(&dst_db, holding).unwrap() == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder never got its lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // The reload waits for it to end...
+    let run = Command::new(env!("CARGO_BIN_EXE_siphon"))
+        .args(["run", "-f", "siphon.yaml", "--once"])
+        .current_dir(dir.path())
+        .env_remove("SIPHON_STATE")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the loaded copy waits for the lock (its session last ran the lock
+    // request, or rolled it back to try again)...
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND (query LIKE 'LOCK TABLE%items%' OR query LIKE '%siphon_swap_lock%')";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while pg.query_in(&dst_db, waiting).unwrap() == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the swap never asked for its lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // ...other readers still read the table: a lock request queued until the
+    // holder ends would hold each of them up until then.
+    for _ in 0..10 {
+        let read = Command::new(&psql)
+            .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", &dst, "-c"])
+            .arg("SET lock_timeout = '20s'; SELECT count(*) FROM items")
+            .output()
+            .unwrap();
+        assert!(
+            read.status.success(),
+            "a reader was held up by the waiting swap: {}",
+            String::from_utf8_lossy(&read.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "1000");
+    }
+    {
+        use std::io::Write;
+        let stdin = holder.stdin.as_mut().unwrap();
+        writeln!(stdin, "COMMIT;").unwrap();
+    }
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains("replaced the previous 1000 rows"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("waiting for other transactions"),
+        "{out:?}"
+    );
+}

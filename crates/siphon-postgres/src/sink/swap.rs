@@ -269,9 +269,9 @@ impl PostgresSink {
             .await
             .map_err(err)?;
         let tx = client.transaction().await.map_err(err)?;
-        tx.batch_execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", t.name))
+        lock_for_swap(&tx, &t.name)
             .await
-            .map_err(err)?;
+            .map_err(|e| e.table(&table.name))?;
         if let Some(why) = refusal(&tx, &t.name).await? {
             return Err(Error::bad_input(format!(
                 "the new copy was loaded but cannot be swapped in: {why}; fix that, or set `strategy: truncate`"
@@ -397,4 +397,57 @@ impl PostgresSink {
         self.staging.clear();
         Ok(replaced)
     }
+}
+
+/// How long one request for the swap's lock may wait. A request that waits
+/// queues every later reader of the table behind it, so it gives up soon and
+/// lets them in before asking again.
+const LOCK_TRY: &str = "2s";
+
+/// How many times the swap asks for its lock before it gives up (about five
+/// minutes of tries); the loaded shadow stays, and the next run swaps it in.
+const LOCK_TRIES: u32 = 100;
+
+/// Takes the exclusive lock the swap needs on `table` inside `tx`, without
+/// stalling the table's readers behind a long transaction that holds it: each
+/// request waits at most [`LOCK_TRY`], and between requests readers go on.
+async fn lock_for_swap(tx: &tokio_postgres::Transaction<'_>, table: &str) -> Result<()> {
+    let err = |e| pg_err(e, "locking the table to swap the new copy in");
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{LOCK_TRY}'; SAVEPOINT siphon_swap_lock"
+    ))
+    .await
+    .map_err(err)?;
+    let lock = format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
+    for attempt in 1..=LOCK_TRIES {
+        match tx.batch_execute(&lock).await {
+            Ok(()) => {
+                tx.batch_execute("RELEASE SAVEPOINT siphon_swap_lock; SET LOCAL lock_timeout = 0")
+                    .await
+                    .map_err(err)?;
+                return Ok(());
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT siphon_swap_lock")
+                    .await
+                    .map_err(err)?;
+                if attempt == 1 || attempt % 10 == 0 {
+                    tracing::warn!(
+                        table,
+                        attempt,
+                        "the new copy is loaded; waiting for other transactions on the table to end before swapping it in"
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Err(Error::new(
+        siphon_core::ErrorKind::Database,
+        format!(
+            "other transactions held {table} through {LOCK_TRIES} tries to swap the new copy in; \
+             the new copy stays loaded and the next run swaps it in (see pg_stat_activity for long transactions)"
+        ),
+    ))
 }
