@@ -102,7 +102,9 @@ impl PostgresSource {
         } else {
             (1, false)
         };
-        Ok(self.config.replication_config(slot, slot)?
+        Ok(self
+            .config
+            .replication_config(slot, slot)?
             .with_start_lsn(start)
             .with_protocol(proto, streaming)
             // Confirmed positions reach the server within half a second.

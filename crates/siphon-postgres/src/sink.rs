@@ -431,8 +431,7 @@ impl PostgresSink {
             t.name,
             format.as_sql()
         );
-        let stats = match copy_into(&tx, copy.as_str(), data).await
-        {
+        let stats = match copy_into(&tx, copy.as_str(), data).await {
             Ok(n) => {
                 tx.batch_execute("RELEASE SAVEPOINT siphon_load")
                     .await
