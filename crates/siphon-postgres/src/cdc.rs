@@ -115,11 +115,23 @@ impl PostgresSource {
     }
 }
 
-/// The error for a table whose updates and deletes PostgreSQL cannot log by key.
+/// The error for a table without a key siphon can address rows by.
 fn no_identity(table: &TableName) -> Error {
     Error::bad_input(
-        "the table has no primary key, so PostgreSQL's log cannot say which row an UPDATE or DELETE \
-         changed: add a primary key (ALTER TABLE … ADD PRIMARY KEY (…)) or run ALTER TABLE … REPLICA IDENTITY FULL",
+        "the table has no primary key and no unique index on NOT NULL columns, and siphon \
+         addresses rows by key (tables without any key are not replicated yet): add a primary key \
+         (ALTER TABLE … ADD PRIMARY KEY (…)), or a unique index on NOT NULL columns and \
+         ALTER TABLE … REPLICA IDENTITY USING INDEX …",
+    )
+    .table(table)
+}
+
+/// The error for a table with a key that PostgreSQL's log does not carry.
+fn key_not_logged(table: &TableName) -> Error {
+    Error::bad_input(
+        "the table's key is a unique index, but its replica identity does not log it, so \
+         PostgreSQL's log cannot say which row an UPDATE or DELETE changed: add a primary key, \
+         or run ALTER TABLE … REPLICA IDENTITY USING INDEX <that index> (or REPLICA IDENTITY FULL)",
     )
     .table(table)
 }
@@ -155,8 +167,11 @@ impl LogSource for PostgresSource {
             "d" => has_pk,
             _ => false,
         };
-        if !ok || table.row_key().is_none() {
+        if table.row_key().is_none() {
             return Err(no_identity(&table.name));
+        }
+        if !ok {
+            return Err(key_not_logged(&table.name));
         }
         Ok(())
     }

@@ -350,6 +350,27 @@ async fn table_without_key_stops_with_the_fix_and_replica_identity_full_works() 
 }
 
 #[tokio::test]
+async fn a_table_without_any_key_is_refused_without_advice_it_already_followed() {
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE history (tid int, delta int, note text);
+         ALTER TABLE history REPLICA IDENTITY FULL;
+         INSERT INTO history VALUES (1, 5, 'a'), (1, 5, 'a');",
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.history"]}"#);
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    let history = table(&report, "public.history");
+    assert_eq!(history.status, ExecutionStatus::Failed);
+    let error = history.error.clone().unwrap();
+    assert!(error.contains("public.history"), "{error}");
+    assert!(error.contains("no unique index"), "{error}");
+    // It already has REPLICA IDENTITY FULL: that is not offered as the fix.
+    assert!(!error.contains("REPLICA IDENTITY FULL"), "{error}");
+}
+
+#[tokio::test]
 async fn drop_log_removes_the_slot_and_the_publication() {
     let e = env().await;
     e.src_sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
