@@ -382,3 +382,43 @@ fn a_failing_table_is_printed_once_while_a_continuous_run_goes_on() {
         "{err}"
     );
 }
+
+#[test]
+fn a_running_pipeline_follows_the_catalog_and_stops_when_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Connection::open(dir.path().join("source.db")).unwrap();
+    src.execute_batch(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, at TIMESTAMP);
+         INSERT INTO events VALUES (1, '2026-01-01 00:00:01');",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("siphon.yaml"),
+        "state: sqlite://state.db\nconnections:\n  src: sqlite://source.db\n  dst: sqlite://target.db\n\
+         pipelines:\n  p:\n    source: src\n    target: dst\n    mode: incremental\n    cursor: at\n",
+    )
+    .unwrap();
+    let child = spawn(dir.path(), &["run", "-f", "siphon.yaml"]);
+    let target = dir.path().join("target.db");
+    wait_until("the first copy", 60, || {
+        count(&target, "SELECT count(*) FROM events") == 1
+    });
+    // Removed while it runs: the run stops the pipeline (its only one, so it
+    // exits) and writes no more to the target.
+    let out = siphon(dir.path(), &["sync", "remove", "p", "--yes"]);
+    assert!(out.status.success(), "{out:?}");
+    let (status, _out, err) = finish(child, 120);
+    assert!(status.success(), "{status:?}\n{err}");
+    assert!(
+        err.contains("pipeline p: removed from the catalog"),
+        "{err}"
+    );
+    src.execute("INSERT INTO events VALUES (2, '2026-01-01 00:00:02')", [])
+        .unwrap();
+    assert_eq!(count(&target, "SELECT count(*) FROM events"), 1);
+    assert_eq!(
+        count(&target, "SELECT count(*) FROM siphon_checkpoints"),
+        0,
+        "the removed pipeline's checkpoint came back"
+    );
+}

@@ -316,9 +316,35 @@ pub async fn run(state: Arc<SqliteStateStore>, names: &[String], once: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the catalog holds for a running pipeline now.
+enum Catalogued {
+    Same,
+    Changed(Box<PipelineSpec>),
+    Removed,
+}
+
+/// Reads the pipeline's spec from the state store again, so a run follows
+/// `sync remove` and edits made while it runs. A state store that cannot be
+/// read leaves the spec as it was.
+async fn catalogued<St: StateStore>(name: &str, spec: &PipelineSpec, state: &St) -> Catalogued {
+    match state.pipelines().await {
+        Ok(mut all) => match all.remove(name) {
+            None => Catalogued::Removed,
+            Some(now) if &now != spec => Catalogued::Changed(Box::new(now)),
+            Some(_) => Catalogued::Same,
+        },
+        Err(e) => {
+            tracing::warn!(pipeline = name, error = %e, "could not read the catalog; going on with the pipeline as it was");
+            Catalogued::Same
+        }
+    }
+}
+
 /// Runs one pipeline pass after pass on its schedule until shutdown. A
 /// continuous pipeline keeps its connections and its change stream open from one
-/// pass to the next; they are opened again after a failed pass.
+/// pass to the next; they are opened again after a failed pass. Before each
+/// pass the pipeline is read from the catalog again: a removed pipeline stops,
+/// a changed one goes on as it now is.
 async fn follow<St: StateStore>(
     name: &str,
     spec: &PipelineSpec,
@@ -326,11 +352,27 @@ async fn follow<St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) {
-    let continuous = spec.schedule == Schedule::Continuous;
+    let mut spec = spec.clone();
     let mut following: Option<Following> = None;
     let mut failures = 0u32;
     let mut printed = Failures::default();
     while !shutdown.requested() {
+        match catalogued(name, &spec, state).await {
+            Catalogued::Same => {}
+            Catalogued::Removed => {
+                eprintln!("pipeline {name}: removed from the catalog; this run stops it");
+                break;
+            }
+            Catalogued::Changed(now) => {
+                eprintln!("pipeline {name}: changed in the catalog; it goes on as it now is");
+                if let Some(f) = following.take() {
+                    f.close(name).await;
+                }
+                spec = *now;
+            }
+        }
+        let spec = &spec;
+        let continuous = spec.schedule == Schedule::Continuous;
         let started = chrono::Utc::now();
         let result = if continuous {
             let opened = match following {
