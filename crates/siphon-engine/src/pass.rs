@@ -67,7 +67,11 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
         outcome.push((stream, stats, Some(e)));
     }
     record(state, observer, &mut report, outcome).await?;
-    finish_tables(pipeline, spec, sink).await;
+    if report.execution != NO_EXECUTION {
+        // A pass that ran nothing (a continuous run's idle pass) changed
+        // nothing that follows the data.
+        finish_tables(pipeline, spec, sink).await;
+    }
     finish(state, report).await
 }
 
@@ -190,7 +194,11 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
             }
         }
     }
-    finish_tables(pipeline, spec, sink).await;
+    if report.execution != NO_EXECUTION {
+        // A pass that ran nothing (a continuous run's idle pass) changed
+        // nothing that follows the data.
+        finish_tables(pipeline, spec, sink).await;
+    }
     finish(state, report).await
 }
 
