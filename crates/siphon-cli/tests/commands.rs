@@ -614,12 +614,11 @@ fn connection_list_masks_every_form_of_secret() {
             "b",
             "postgres://db/app?user=app&password=Hunter2b&sslmode=disable",
         ),
-        ("c", "postgresql://app@db/app?PASSWORD=Hunter2c"),
-        ("d", "postgres://db/app?sslpassword=Hunter2d&Pwd=Hunter2e"),
     ] {
         ok(siphon(d, &["connection", "add", name, url]));
     }
-    // Kinds `connection add` refuses today may still be in a store written by
+    // URLs `connection add` refuses today (kinds not replicated yet, parameters
+    // the PostgreSQL driver does not take) may still be in a store written by
     // another version: they are masked too.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -630,6 +629,8 @@ fn connection_list_masks_every_form_of_secret() {
             .await
             .unwrap();
         for (name, url) in [
+            ("c", "postgresql://app@db/app?PASSWORD=Hunter2c"),
+            ("d", "postgres://db/app?sslpassword=Hunter2d&Pwd=Hunter2e"),
             ("e", "nats://Hunter2f@nats:4222"),
             (
                 "f",
