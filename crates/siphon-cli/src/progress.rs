@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use siphon_core::{ExecutionStatus, StreamId, TableStats};
+use siphon_core::{ExecutionStatus, Mode, StreamId, TableStats};
 use siphon_engine::Observer;
 
 /// One bar per table stream, drawn on stderr when it is a terminal.
@@ -142,10 +142,11 @@ pub fn summary_line(pipeline: &str, t: &TableStats) -> String {
         }
         (s, _) => s.as_str().to_string(),
     };
-    let replaced = if t.replaced > 0 {
-        format!("  replaced the previous {} rows", t.replaced)
-    } else {
-        String::new()
+    let replaced = match (t.replaced, t.mode) {
+        (0, _) => String::new(),
+        // A replicated TRUNCATE, or the table emptied for a new snapshot.
+        (n, Mode::Cdc) => format!("  emptied {n} rows"),
+        (n, _) => format!("  replaced the previous {n} rows"),
     };
     format!(
         "{pipeline}/{:<20} {:<11} read {:>9}  inserted {:>9}  updated {:>9}  deleted {:>7}{replaced}  {secs:>7.2}s  {status}",

@@ -42,7 +42,10 @@ pub struct Batch {
 pub struct ApplyStats {
     pub inserted: u64,
     pub updated: u64,
+    /// Rows deleted one by one (by key, or one matching row).
     pub deleted: u64,
+    /// Rows removed by emptying a table (`Op::Truncate`), apart from `deleted`.
+    pub emptied: u64,
 }
 
 impl std::ops::AddAssign for ApplyStats {
@@ -50,5 +53,6 @@ impl std::ops::AddAssign for ApplyStats {
         self.inserted += o.inserted;
         self.updated += o.updated;
         self.deleted += o.deleted;
+        self.emptied += o.emptied;
     }
 }

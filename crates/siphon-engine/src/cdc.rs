@@ -515,7 +515,8 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
                 }
             }
         }
-        let mut counts: HashMap<usize, (u64, u64, u64, u64)> = HashMap::new();
+        // Per table: changes read, inserts, updates, deletes, truncates.
+        let mut counts: HashMap<usize, (u64, u64, u64, u64, u64)> = HashMap::new();
         let mut changes = Vec::with_capacity(batch.changes.len());
         for change in batch.changes {
             let Some(&i) = routes.get(&change.table.name) else {
@@ -544,7 +545,10 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
                     c.3 += 1;
                     Op::Delete(widen(r))
                 }
-                Op::Truncate => Op::Truncate,
+                Op::Truncate => {
+                    c.4 += 1;
+                    Op::Truncate
+                }
             };
             changes.push(Change {
                 table: t.target.clone(),
@@ -607,7 +611,27 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
         stream.confirm(&next).await?;
         *position = next;
         let single = counts.len() == 1;
-        for (i, (read, ins, upd, del)) in counts {
+        // Rows a TRUNCATE removed are counted for the table it emptied when the
+        // batch emptied one table; several emptied at once (TRUNCATE a, b, or
+        // CASCADE) are reported together, since the target counts them together.
+        let truncated: Vec<usize> = counts
+            .iter()
+            .filter(|(_, c)| c.4 > 0)
+            .map(|(&i, _)| i)
+            .collect();
+        if truncated.len() > 1 {
+            let names: Vec<String> = truncated
+                .iter()
+                .map(|&i| tables[i].stream.table.to_string())
+                .collect();
+            tracing::info!(
+                pipeline,
+                tables = names.join(", "),
+                rows = done.emptied,
+                "one TRUNCATE emptied several tables on the target"
+            );
+        }
+        for (i, (read, ins, upd, del, _)) in counts {
             let t = &mut tables[i];
             t.stats.rows_read += read;
             if single {
@@ -618,6 +642,9 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
                 t.stats.inserted += ins;
                 t.stats.updated += upd;
                 t.stats.deleted += del;
+            }
+            if truncated == [i] {
+                t.stats.replaced += done.emptied;
             }
             if read > 0 {
                 observer.rows_committed(&t.stream, read);

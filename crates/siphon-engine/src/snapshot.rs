@@ -171,7 +171,7 @@ async fn empty_target<S: Source, K: Sink, St: StateStore>(
             &cp,
         )
         .await?;
-    stats.replaced += done.deleted;
+    stats.replaced += done.emptied + done.deleted;
     run.remember(&cp).await;
     Ok(())
 }

@@ -449,7 +449,7 @@ impl PostgresSink {
                 ApplyStats {
                     inserted,
                     updated,
-                    deleted: 0,
+                    ..Default::default()
                 }
             }
             Err(e) => return Err(werr(e)),
@@ -502,7 +502,7 @@ impl PostgresSink {
                         .map_err(|e| pg_err(e, "counting rows"))?
                         .get::<_, i64>(0);
                     crate::objects::empty_table(&tx, &t.name, self.replica, &table.name).await?;
-                    stats.deleted += n as u64;
+                    stats.emptied += n as u64;
                     j = i + 1;
                 }
                 Op::Schema(_) => {
@@ -549,7 +549,7 @@ impl PostgresSink {
         Ok(ApplyStats {
             inserted,
             updated,
-            deleted: 0,
+            ..Default::default()
         })
     }
 }

@@ -186,6 +186,9 @@ async fn postgres_to_postgres_snapshot_then_streamed_changes() {
     assert_eq!(e.dst_sql("SELECT count(*) FROM items WHERE id = 2"), "0");
     let items = table(&report, "public.items");
     assert_eq!(items.rows_read, 11, "{items:?}");
+    // The TRUNCATE is reported as emptying the table, not as deletes.
+    let notes = table(&report, "public.notes");
+    assert_eq!((notes.replaced, notes.deleted), (2, 0), "{notes:?}");
     e.assert_slot_behind_checkpoint();
 
     // A pass with nothing new streams nothing; then only the new change.

@@ -576,7 +576,7 @@ impl Sink for SqliteSink {
                                 stats.deleted += sql.delete(&tx, row).map_err(werr)?
                             }
                             Op::Truncate => {
-                                stats.deleted +=
+                                stats.emptied +=
                                     tx.execute(&sql.truncate, []).map_err(werr)? as u64;
                             }
                             Op::Schema(_) => {
