@@ -532,7 +532,12 @@ async fn batches_hold_whole_transactions_and_split_only_large_ones() {
                 op => panic!("{op:?}"),
             })
             .collect();
-        batches.push((ids, pos));
+        // An idle moment can bring a batch with no change that only moves the
+        // position forward (a keepalive, on a loaded machine): it says nothing
+        // about how transactions are grouped.
+        if !ids.is_empty() {
+            batches.push((ids, pos));
+        }
     }
     stream.close().await.unwrap();
 
