@@ -146,7 +146,8 @@ impl LogSource for PostgresSource {
             .await?
             .query_one(
                 "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), \
-                        c.relkind = 'p' \
+                        c.relkind = 'p', \
+                        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND NOT i.indimmediate) \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
                 &[&schema, &table.name.name],
             )
@@ -162,13 +163,25 @@ impl LogSource for PostgresSource {
             }
             return partition::check_logged(&*self.client().await?, &table.name).await;
         }
+        // PostgreSQL logs no key for a DEFERRABLE primary key, and once the
+        // table is published it refuses the application's UPDATE and DELETE.
+        let deferrable_pk: bool = row.get(3);
         let ok = match ident.as_str() {
             "f" | "i" => true,
-            "d" => has_pk,
+            "d" => has_pk && !deferrable_pk,
             _ => false,
         };
         if table.row_key().is_none() {
             return Err(no_identity(&table.name));
+        }
+        if !ok && deferrable_pk && ident == "d" {
+            return Err(Error::bad_input(
+                "the table's primary key is DEFERRABLE, which PostgreSQL cannot use as its replica \
+                 identity: published, the table's UPDATE and DELETE would fail at the source, so siphon \
+                 leaves it out. Run ALTER TABLE … REPLICA IDENTITY FULL (or make the key NOT \
+                 DEFERRABLE), or replicate the table with `mode: full` or `incremental`",
+            )
+            .table(&table.name));
         }
         if !ok {
             return Err(key_not_logged(&table.name));

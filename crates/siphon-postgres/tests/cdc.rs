@@ -374,6 +374,44 @@ async fn a_table_without_any_key_is_refused_without_advice_it_already_followed()
 }
 
 #[tokio::test]
+async fn a_deferrable_primary_key_is_refused_and_never_breaks_writes_at_the_source() {
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE deferred (id int PRIMARY KEY DEFERRABLE, v int);
+         CREATE TABLE plain (id int PRIMARY KEY, v int);
+         INSERT INTO deferred VALUES (1, 1); INSERT INTO plain VALUES (1, 1);",
+    );
+    let source = PostgresSource::connect(&e.src_url).await.unwrap();
+    let sink = PostgresSink::connect(&e.dst_url).await.unwrap();
+    let p = spec(r#"{"source":"a","target":"b","mode":"cdc","tables":["public.*"]}"#);
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    let deferred = table(&report, "public.deferred");
+    assert_eq!(deferred.status, ExecutionStatus::Failed);
+    let error = deferred.error.clone().unwrap();
+    assert!(
+        error.contains("public.deferred") && error.contains("DEFERRABLE"),
+        "{error}"
+    );
+    assert!(error.contains("REPLICA IDENTITY FULL"), "{error}");
+    assert_eq!(
+        table(&report, "public.plain").status,
+        ExecutionStatus::Succeeded
+    );
+    // Not published: the application's writes to it still work.
+    e.src_sql("UPDATE deferred SET v = 2 WHERE id = 1; DELETE FROM deferred WHERE id = 1;");
+    // With the fix the user is told to make, it replicates.
+    e.src_sql("ALTER TABLE deferred REPLICA IDENTITY FULL; INSERT INTO deferred VALUES (3, 3);");
+    let report = e.pass(&p, &source, &sink, &NoopObserver).await;
+    assert_eq!(
+        table(&report, "public.deferred").status,
+        ExecutionStatus::Succeeded
+    );
+    e.src_sql("UPDATE deferred SET v = 30 WHERE id = 3;");
+    succeeded(&e.pass(&p, &source, &sink, &NoopObserver).await);
+    e.assert_same("deferred");
+}
+
+#[tokio::test]
 async fn drop_log_removes_the_slot_and_the_publication() {
     let e = env().await;
     e.src_sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
