@@ -175,10 +175,14 @@ impl PostgresSink {
         config: Arc<crate::conn::ConnConfig>,
         tables: Arc<Mutex<HashMap<TableName, Arc<TargetTable>>>>,
     ) -> Result<PostgresSink> {
+        // Several first runs may create it at once: CREATE TABLE IF NOT EXISTS
+        // alone then fails on the catalog's unique index, so they take turns.
         client
             .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS public.{CHECKPOINTS} (pipeline text NOT NULL, tbl text NOT NULL, \
-                 checkpoint text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, tbl))"
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('siphon.{CHECKPOINTS}')); \
+                 CREATE TABLE IF NOT EXISTS public.{CHECKPOINTS} (pipeline text NOT NULL, tbl text NOT NULL, \
+                 checkpoint text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, tbl)); \
+                 COMMIT"
             ))
             .await
             .map_err(|e| pg_err(e, "creating the siphon_checkpoints table"))?;

@@ -152,3 +152,22 @@ async fn staging_tables_are_reused_and_a_failed_batch_leaves_the_sink_usable() {
     let kept: i64 = stages().parse().unwrap();
     assert!((1..=3).contains(&kept), "{kept} staging tables");
 }
+
+#[tokio::test]
+async fn first_runs_racing_to_create_the_checkpoint_table_all_connect() {
+    let pg = Postgres::start().unwrap();
+    // Each round a fresh database, and eight sinks opening it at once.
+    for _ in 0..5 {
+        let url = pg.create_database().unwrap();
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { PostgresSink::connect(&url).await.map(|_| ()) })
+            })
+            .collect();
+        for open in opens {
+            let opened = open.await.unwrap();
+            assert!(opened.is_ok(), "a sink failed to open: {opened:?}");
+        }
+    }
+}
