@@ -136,6 +136,77 @@ fn key_not_logged(table: &TableName) -> Error {
     .table(table)
 }
 
+/// How long creating a slot may take before siphon says what it waits for.
+const SLOT_WAIT_FIRST_REPORT: Duration = Duration::from_secs(2);
+
+/// How often it says so again while it still waits.
+const SLOT_WAIT_REPORT: Duration = Duration::from_secs(10);
+
+/// Logs the source's open transactions a slot being created waits for: their
+/// backend pid, how long they have been open and what they last ran. Reads
+/// them on a connection of its own (`watcher`, opened on first use), since the
+/// slot's connection is busy.
+async fn report_slot_wait(
+    config: &crate::conn::ConnConfig,
+    watcher: &mut Option<tokio_postgres::Client>,
+    pipeline: &str,
+    slot: &str,
+) {
+    if watcher.is_none() {
+        match crate::conn::connect_config(config, "source").await {
+            Ok(c) => *watcher = Some(c),
+            Err(e) => {
+                tracing::warn!(pipeline, slot, error = %e, "creating the replication slot is taking long; cannot see why");
+                return;
+            }
+        }
+    }
+    let Some(client) = watcher.as_ref() else {
+        return;
+    };
+    let open = client
+        .query(
+            "SELECT pid, coalesce(extract(epoch FROM now() - xact_start)::bigint, 0), \
+                    coalesce(datname::text, ''), left(coalesce(query, ''), 80) \
+             FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
+               AND coalesce(query, '') NOT LIKE '%pg_create_logical_replication_slot%' \
+             ORDER BY xact_start LIMIT 5",
+            &[],
+        )
+        .await;
+    match open {
+        Ok(rows) if !rows.is_empty() => {
+            let list: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    format!(
+                        "pid {} in database {} open for {} s (last statement: {})",
+                        r.get::<_, i32>(0),
+                        r.get::<_, String>(2),
+                        r.get::<_, i64>(1),
+                        r.get::<_, String>(3)
+                    )
+                })
+                .collect();
+            tracing::warn!(
+                pipeline,
+                slot,
+                "creating the replication slot waits for transactions open at the source to end: {}; \
+                 it goes on as soon as they commit or roll back",
+                list.join("; ")
+            );
+        }
+        Ok(_) => tracing::info!(
+            pipeline,
+            slot,
+            "creating the replication slot is taking long"
+        ),
+        Err(e) => {
+            tracing::debug!(pipeline, slot, error = %e, "could not read the source's open transactions")
+        }
+    }
+}
+
 impl LogSource for PostgresSource {
     type Stream = PostgresChangeStream;
 
@@ -327,14 +398,27 @@ impl LogSource for PostgresSource {
             })?,
             None => {
                 tracing::info!(pipeline, slot = %name, "creating the replication slot");
-                self.client()
-                    .await?
-                    .query_one(
-                        "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-                        &[&name],
-                    )
-                    .await
-                    .map_err(|e| pg_err(e, "creating the replication slot"))?
+                let client = self.client().await?;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
+                let create = client.query_one(
+                    "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &params,
+                );
+                tokio::pin!(create);
+                // The slot waits for every transaction open at the source to
+                // end: say which ones, while it waits.
+                let mut watcher = None;
+                let start = tokio::time::Instant::now() + SLOT_WAIT_FIRST_REPORT;
+                let mut tick = tokio::time::interval_at(start, SLOT_WAIT_REPORT);
+                let row = loop {
+                    tokio::select! {
+                        row = &mut create => break row,
+                        _ = tick.tick() => {
+                            report_slot_wait(&self.config, &mut watcher, pipeline, &name).await
+                        }
+                    }
+                };
+                row.map_err(|e| pg_err(e, "creating the replication slot"))?
                     .get(0)
             }
         };
