@@ -21,7 +21,7 @@ pub use catalog::{
 };
 pub use change::{ApplyStats, Batch, Change, Op, Row};
 pub use error::{Error, ErrorKind, Result, Retry};
-pub use position::{Checkpoint, Phase, Position, StreamId};
+pub use position::{Checkpoint, LegacyKey, Phase, Position, StreamId};
 pub use schema::{
     Column, DataType, Index, ObjectKind, Partition, Partitioning, SchemaObject, SequenceState,
     TableName, TableSchema, TypeKind,

@@ -50,6 +50,37 @@ impl StreamId {
     }
 }
 
+/// What a table key stored before [`TableName::key`] existed becomes. Such keys
+/// were a table's display form (`schema.table`), which two tables can share:
+/// `"a"."b.c"` and `"a.b"."c"` both wrote `a.b.c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyKey {
+    /// The stored string is the table's key today (no part holds `.` or `"`).
+    Kept,
+    /// The table's key today; the stored row moves to it.
+    Renamed(String),
+    /// More than one `.`: any of several tables may have written it, so no table
+    /// may resume from it. Its rows go, and the table is copied again.
+    Ambiguous,
+}
+
+impl LegacyKey {
+    /// Classifies `stored`, a table key written by a siphon that keyed tables by
+    /// their display form. Only for rows known to be of that form: a key that
+    /// [`TableName::key`] wrote may be classified wrongly.
+    pub fn of(stored: &str) -> LegacyKey {
+        if stored.matches('.').count() > 1 {
+            return LegacyKey::Ambiguous;
+        }
+        let key = TableName::parse(stored).key();
+        if key == stored {
+            LegacyKey::Kept
+        } else {
+            LegacyKey::Renamed(key)
+        }
+    }
+}
+
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.pipeline, self.table)

@@ -27,6 +27,72 @@ impl TableName {
             None => TableName::new(None, s),
         }
     }
+
+    /// The name as one string that no other name shares, for keying a table
+    /// stream in storage (state stores, target checkpoint tables).
+    ///
+    /// A name whose parts hold no `.` and no `"` keeps its display form
+    /// (`schema.table`, or `table`), so keys stored before this form existed stay
+    /// valid. Any other name has each part double-quoted with `"` doubled:
+    /// `"a"."b.c"` and `"a.b"."c"` are two keys, where both display as `a.b.c`.
+    /// [`TableName::from_key`] reads it back.
+    pub fn key(&self) -> String {
+        let plain = |p: &str| !p.contains(['.', '"']);
+        if self.schema.as_deref().is_none_or(plain) && plain(&self.name) {
+            return self.to_string();
+        }
+        let quote = |p: &str| format!("\"{}\"", p.replace('"', "\"\""));
+        match &self.schema {
+            Some(s) => format!("{}.{}", quote(s), quote(&self.name)),
+            None => quote(&self.name),
+        }
+    }
+
+    /// The name [`TableName::key`] made `key` from; `None` when `key` is not such
+    /// a key (a plain key with more than one `.` or with a `"`, or a quoted one
+    /// that is not one or two quoted parts joined by `.`).
+    pub fn from_key(key: &str) -> Option<TableName> {
+        if !key.starts_with('"') {
+            if key.contains('"') || key.matches('.').count() > 1 {
+                return None;
+            }
+            return Some(TableName::parse(key));
+        }
+        let mut parts = Vec::new();
+        let mut chars = key.chars().peekable();
+        while chars.next() == Some('"') {
+            let mut part = String::new();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+            parts.push(part);
+            match chars.next() {
+                None => break,
+                Some('.') if parts.len() == 1 => {}
+                Some(_) => return None,
+            }
+            if chars.peek() != Some(&'"') {
+                return None;
+            }
+        }
+        if chars.next().is_some() {
+            return None;
+        }
+        let table = match parts.as_slice() {
+            [name] => TableName::new(None, name),
+            [schema, name] => TableName::new(Some(schema), name),
+            _ => return None,
+        };
+        // One name, one key: a quoted key for a plain name is not one.
+        (table.key() == key).then_some(table)
+    }
 }
 
 impl fmt::Display for TableName {

@@ -6,6 +6,7 @@
 //! writer waits for another's lock instead of failing), and write transactions that
 //! take the write lock up front.
 
+mod keys;
 mod schema;
 mod sql;
 mod store;

@@ -3,15 +3,23 @@
 //! `PRAGMA user_version` counts the migrations a file has had. Migrations are only
 //! ever appended: a released one is never edited, since files out there ran it.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::Failure;
 
+/// One step of the schema: statements, or code where rows must be rewritten.
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>) -> Result<(), Failure>),
+}
+
+use Migration::{Code, Sql};
+
 /// Migration `n` (from 1) takes a file from `user_version` n − 1 to n.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: the first schema. Tables are named by `TableName`'s Display (`schema.table`
     // or a bare name), timestamps are RFC 3339 text in UTC.
-    r#"
+    Sql(r#"
     CREATE TABLE connections (
         name TEXT PRIMARY KEY NOT NULL,
         url  TEXT NOT NULL
@@ -64,23 +72,32 @@ const MIGRATIONS: &[&str] = &[
         error       TEXT,
         PRIMARY KEY (execution, table_name)
     );
-    "#,
+    "#),
     // 2: the log a cdc pipeline's source kept, recorded with each execution.
-    r#"
+    Sql(r#"
     ALTER TABLE executions ADD COLUMN retained_log_bytes INTEGER;
-    "#,
+    "#),
     // 3: rows of the target's previous copy a full load replaced (emptied or
     // swapped out), counted apart from rows deleted one by one.
-    r#"
+    Sql(r#"
     ALTER TABLE execution_tables ADD COLUMN replaced INTEGER NOT NULL DEFAULT 0;
-    "#,
+    "#),
+    // 4: tables are keyed by `TableName::key`, which no two tables share.
+    Code(super::keys::migrate),
 ];
 
 /// Brings the file's schema up to date. Safe when several processes open the same
 /// file at once: the check and the migrations run under the write lock, so exactly
 /// one of them migrates and the others see its result.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), Failure> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Brings the file's schema to version `target` (at most the latest), as
+/// [`migrate`] does.
+pub(super) fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), Failure> {
     let latest = MIGRATIONS.len() as i64;
+    let target = target.min(MIGRATIONS.len());
     // Up to date is the common case; checking it first needs no write lock.
     if user_version(conn)? == latest {
         return Ok(());
@@ -93,8 +110,15 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), Failure> {
              upgrade siphon, or point --state at another file"
         )));
     }
-    for (done, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        tx.execute_batch(sql)?;
+    for (done, step) in MIGRATIONS[..target]
+        .iter()
+        .enumerate()
+        .skip(version.max(0) as usize)
+    {
+        match step {
+            Sql(sql) => tx.execute_batch(sql)?,
+            Code(run) => run(&tx)?,
+        }
         tx.pragma_update(None, "user_version", done as i64 + 1)?;
     }
     tx.commit()?;

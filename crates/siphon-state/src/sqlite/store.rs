@@ -176,7 +176,7 @@ impl StateStore for SqliteStateStore {
                  ORDER BY pipeline, table_name",
             )?;
             let rows = stmt.query_map([], |r| {
-                let table = TableName::parse(&r.get::<_, String>(1)?);
+                let table = table_of(&r.get::<_, String>(1)?);
                 let stream = StreamId {
                     pipeline: r.get(0)?,
                     table,
@@ -290,7 +290,7 @@ impl StateStore for SqliteStateStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     execution,
-                    stats.table.to_string(),
+                    stats.table.key(),
                     ModeName(stats.mode),
                     stats.rows_read,
                     stats.inserted,
@@ -408,9 +408,16 @@ impl StateStore for SqliteStateStore {
     }
 }
 
-/// The columns a stream is stored under: its pipeline and its table's display name.
+/// The columns a stream is stored under: its pipeline and its table's key.
 fn key(stream: &StreamId) -> (String, String) {
-    (stream.pipeline.clone(), stream.table.to_string())
+    (stream.pipeline.clone(), stream.table.key())
+}
+
+/// The table a stored key names. Execution history from before keys existed may
+/// hold a display name that more than one table shares; it is read as
+/// `schema.table` split at the first `.`.
+fn table_of(stored: &str) -> TableName {
+    TableName::from_key(stored).unwrap_or_else(|| TableName::parse(stored))
 }
 
 /// Decodes JSON text; `what` names the value when it cannot.
@@ -460,7 +467,7 @@ fn execution_tables(conn: &Connection, execution: u64) -> rusqlite::Result<Vec<T
     )?;
     let rows = stmt.query_map([execution], |r| {
         Ok(TableStats {
-            table: TableName::parse(&r.get::<_, String>(0)?),
+            table: table_of(&r.get::<_, String>(0)?),
             mode: r.get::<_, ModeName>(1)?.0,
             rows_read: r.get(2)?,
             inserted: r.get(3)?,
