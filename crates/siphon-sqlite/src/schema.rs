@@ -157,14 +157,92 @@ pub(crate) fn create_table_sql(t: &TableSchema) -> String {
     )
 }
 
-/// Creates the checkpoint table when missing.
-pub(crate) fn ensure_checkpoints(conn: &Connection, path: &std::path::Path) -> Result<()> {
-    conn.execute_batch(&format!(
+/// The `key_version` of a checkpoint row whose `tbl` is [`TableName::key`]; rows
+/// an older siphon wrote have none (`tbl` is the table's display form).
+pub(crate) const KEY_VERSION: i64 = 2;
+
+/// Creates the checkpoint table when missing, and moves rows an older siphon
+/// keyed by display form to [`TableName::key`] (see [`siphon_core::LegacyKey`]):
+/// a key with more than one `.` is removed with a warning, since two tables may
+/// have shared it, and that table is copied again. Idempotent; when several
+/// processes open the file at once, the write lock taken first makes them take
+/// turns.
+pub(crate) fn ensure_checkpoints(conn: &mut Connection, path: &std::path::Path) -> Result<()> {
+    let err = |e| db_err(path, "creating the siphon_checkpoints table", e);
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (\
            pipeline TEXT NOT NULL, tbl TEXT NOT NULL, checkpoint TEXT NOT NULL, updated_at TEXT NOT NULL, \
-           PRIMARY KEY (pipeline, tbl))"
+           key_version INTEGER, PRIMARY KEY (pipeline, tbl))"
     ))
-    .map_err(|e| db_err(path, "creating the siphon_checkpoints table", e))
+    .map_err(err)?;
+    let has_version: bool = tx
+        .query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'key_version'",
+            [CHECKPOINTS],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if !has_version {
+        tx.execute_batch(&format!(
+            "ALTER TABLE {CHECKPOINTS} ADD COLUMN key_version INTEGER"
+        ))
+        .map_err(err)?;
+    }
+    let err = |e| {
+        db_err(
+            path,
+            "moving siphon_checkpoints rows to unambiguous table keys",
+            e,
+        )
+    };
+    let legacy: Vec<(String, String)> = tx
+        .prepare(&format!(
+            "SELECT pipeline, tbl FROM {CHECKPOINTS} WHERE key_version IS NULL"
+        ))
+        .and_then(|mut st| {
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(err)?;
+    for (pipeline, tbl) in legacy {
+        let done = match siphon_core::LegacyKey::of(&tbl) {
+            siphon_core::LegacyKey::Kept => tx.execute(
+                &format!(
+                    "UPDATE {CHECKPOINTS} SET key_version = ?3 WHERE pipeline = ?1 AND tbl = ?2"
+                ),
+                rusqlite::params![pipeline, tbl, KEY_VERSION],
+            ),
+            // A row already under the new key is the newer siphon's: it wins.
+            siphon_core::LegacyKey::Renamed(key) => tx.execute(
+                &format!(
+                    "UPDATE OR IGNORE {CHECKPOINTS} SET tbl = ?3, key_version = ?4 \
+                     WHERE pipeline = ?1 AND tbl = ?2"
+                ),
+                rusqlite::params![pipeline, tbl, key, KEY_VERSION],
+            ),
+            siphon_core::LegacyKey::Ambiguous => {
+                tracing::warn!(
+                    target_db = %path.display(),
+                    pipeline = %pipeline,
+                    table = %tbl,
+                    "removed the checkpoint of `{tbl}` from {CHECKPOINTS}: several tables have \
+                     names that read `{tbl}` and any of them may have written it; such a table is copied again"
+                );
+                Ok(0)
+            }
+        };
+        done.map_err(err)?;
+    }
+    // What is left unmoved: ambiguous keys, and renames a newer row took.
+    tx.execute(
+        &format!("DELETE FROM {CHECKPOINTS} WHERE key_version IS NULL"),
+        [],
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)
 }
 
 /// Whether a table exists.

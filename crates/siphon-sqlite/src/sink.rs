@@ -12,7 +12,9 @@ use siphon_core::{
 };
 
 use crate::db::{column_list, db_err, placeholders, quote, Db};
-use crate::schema::{create_table_sql, describe, ensure_checkpoints, exists, CHECKPOINTS};
+use crate::schema::{
+    create_table_sql, describe, ensure_checkpoints, exists, CHECKPOINTS, KEY_VERSION,
+};
 use crate::types::{bind_value, decode_or_err, fit, Affinity, Bind};
 use crate::wal::Checkpointer;
 
@@ -308,10 +310,17 @@ fn write_checkpoint(tx: &Transaction<'_>, cp: &Checkpoint) -> rusqlite::Result<(
     let json = serde_json::to_string(cp)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     tx.prepare_cached(&format!(
-        "INSERT INTO {CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (pipeline, tbl) DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = excluded.updated_at"
+        "INSERT INTO {CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at, key_version) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (pipeline, tbl) DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = excluded.updated_at, \
+         key_version = excluded.key_version"
     ))?
-    .execute(params![cp.stream.pipeline, cp.stream.table.to_string(), json, chrono::Utc::now().to_rfc3339()])?;
+    .execute(params![
+        cp.stream.pipeline,
+        cp.stream.table.key(),
+        json,
+        chrono::Utc::now().to_rfc3339(),
+        KEY_VERSION
+    ])?;
     Ok(())
 }
 
@@ -384,7 +393,7 @@ impl Sink for SqliteSink {
 
     async fn checkpoint(&self, stream: &StreamId) -> Result<Option<Checkpoint>> {
         let path = self.db.path().to_path_buf();
-        let (p, t) = (stream.pipeline.clone(), stream.table.to_string());
+        let (p, t) = (stream.pipeline.clone(), stream.table.key());
         let json: Option<String> = self
             .db
             .run(move |c| {
@@ -411,7 +420,7 @@ impl Sink for SqliteSink {
 
     async fn reset(&self, stream: &StreamId) -> Result<()> {
         let path = self.db.path().to_path_buf();
-        let (p, t) = (stream.pipeline.clone(), stream.table.to_string());
+        let (p, t) = (stream.pipeline.clone(), stream.table.key());
         self.db
             .run(move |c| {
                 c.execute(
