@@ -19,6 +19,7 @@ use crate::schema::{self, create_statements};
 use crate::source::{Param, RawField, NATIVE_ENCODING};
 use crate::types::{self, PgType};
 
+mod checkpoints;
 mod swap;
 
 const CHECKPOINTS: &str = "siphon_checkpoints";
@@ -175,21 +176,14 @@ impl PostgresSink {
         config: Arc<crate::conn::ConnConfig>,
         tables: Arc<Mutex<HashMap<TableName, Arc<TargetTable>>>>,
     ) -> Result<PostgresSink> {
-        // Several first runs may create it at once: CREATE TABLE IF NOT EXISTS
-        // alone then fails on the catalog's unique index, so they take turns.
-        client
-            .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('siphon.{CHECKPOINTS}')); \
-                 CREATE TABLE IF NOT EXISTS public.{CHECKPOINTS} (pipeline text NOT NULL, tbl text NOT NULL, \
-                 checkpoint text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, tbl)); \
-                 COMMIT"
-            ))
-            .await
-            .map_err(|e| pg_err(e, "creating the siphon_checkpoints table"))?;
+        let mut client = client;
+        checkpoints::ensure(&mut client).await?;
         let write_checkpoint = client
             .prepare(&format!(
-                "INSERT INTO public.{CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at) VALUES ($1, $2, $3, now()) \
-                 ON CONFLICT (pipeline, tbl) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()"
+                "INSERT INTO public.{CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at, key_version) \
+                 VALUES ($1, $2, $3, now(), {}) ON CONFLICT (pipeline, tbl) DO UPDATE SET \
+                 checkpoint = EXCLUDED.checkpoint, updated_at = now(), key_version = EXCLUDED.key_version",
+                checkpoints::KEY_VERSION
             ))
             .await
             .map_err(|e| pg_err(e, "preparing the checkpoint statement"))?;
@@ -400,7 +394,7 @@ async fn write_checkpoint(tx: &Transaction<'_>, stmt: &Statement, cp: &Checkpoin
         .map_err(|e| Error::internal("encoding a checkpoint").source(e))?;
     tx.execute(
         stmt,
-        &[&cp.stream.pipeline, &cp.stream.table.to_string(), &json],
+        &[&cp.stream.pipeline, &cp.stream.table.key(), &json],
     )
     .await
     .map_err(|e| pg_err(e, "writing the checkpoint"))?;
@@ -679,7 +673,7 @@ impl Sink for PostgresSink {
                 &format!(
                     "SELECT checkpoint FROM public.{CHECKPOINTS} WHERE pipeline = $1 AND tbl = $2"
                 ),
-                &[&stream.pipeline, &stream.table.to_string()],
+                &[&stream.pipeline, &stream.table.key()],
             )
             .await
             .map_err(|e| pg_err(e, "reading a checkpoint"))?;
@@ -698,7 +692,7 @@ impl Sink for PostgresSink {
         client
             .execute(
                 &format!("DELETE FROM public.{CHECKPOINTS} WHERE pipeline = $1 AND tbl = $2"),
-                &[&stream.pipeline, &stream.table.to_string()],
+                &[&stream.pipeline, &stream.table.key()],
             )
             .await
             .map_err(|e| pg_err(e, "removing a checkpoint"))?;
