@@ -13,8 +13,8 @@ use crate::snapshot::{self, TableRun};
 /// copies the table by key; the watermark it then polls from is taken before that
 /// copy starts, so rows changed during the copy are read again afterwards. Each
 /// pass polls in `(cursor, key)` order until the source has nothing newer, moving
-/// the checkpoint with each committed batch and never backward (a `lookback`
-/// re-reads a window behind it).
+/// the checkpoint with each committed batch and never backward (a `lookback`, or
+/// the source's own window for late commits, re-reads a window behind it).
 pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
     cursor: &CursorSpec,
@@ -42,9 +42,12 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         }
     };
 
-    let mut after: Option<Position> = match (&saved, cursor.lookback) {
-        (Some(p), Some(_)) => Some(run.source.rewind(&run.source_table, cursor, p)?),
-        _ => saved.clone(),
+    // The source decides how far back a pass re-reads: `lookback` when set, and
+    // for some cursors a window of its own (PostgreSQL: timestamp cursors whose
+    // watermark did not see every open transaction), else nothing.
+    let mut after: Option<Position> = match &saved {
+        Some(p) => Some(run.source.rewind(&run.source_table, cursor, p)?),
+        None => None,
     };
     loop {
         run.stop_requested()?;

@@ -9,6 +9,7 @@ pub mod copy;
 mod objects;
 mod partition;
 pub mod pgoutput;
+mod poll;
 pub mod replication;
 mod schema;
 mod sink;

@@ -102,6 +102,30 @@ struct KeyPosition {
 struct Watermark {
     cursor: Value,
     key: Vec<Value>,
+    /// Set when the poll that made it saw every transaction still open and read
+    /// only rows below the oldest one's start (see [`crate::poll`]): no row
+    /// below it can commit later. Otherwise a pass by a timestamp cursor with no
+    /// `lookback` re-reads [`crate::poll::DEFAULT_LOOKBACK`] behind it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    settled: bool,
+}
+
+/// The bound a poll of `table` by `cursor` at column `ci` reads below, for
+/// timestamp cursors of type `timestamp` or `timestamptz`; `None` otherwise.
+async fn poll_bound(
+    client: &Client,
+    table: &TableSchema,
+    cursor: &CursorSpec,
+    ci: usize,
+) -> Result<Option<crate::poll::Bound>> {
+    let timed = matches!(
+        table.columns[ci].data_type.kind,
+        TypeKind::Timestamp | TypeKind::TimestampTz
+    );
+    if cursor.strategy != CursorStrategy::Timestamp || !timed {
+        return Ok(None);
+    }
+    crate::poll::bound(client, table).await.map(Some)
 }
 
 /// Reads tables from a PostgreSQL database.
@@ -624,6 +648,7 @@ impl Source for PostgresSource {
             column_list(key.iter().map(|&i| table.columns[i].name.as_str()))
         );
         let cols = select_list(table, &pg);
+        let bound = poll_bound(&*self.client().await?, table, cursor, ci).await?;
         let mut params = Vec::new();
         let filter = match &after {
             None => format!("{c} IS NOT NULL"),
@@ -637,8 +662,13 @@ impl Source for PostgresSource {
                 format!("({order}) > ({})", placeholders(1, 1 + key.len()))
             }
         };
+        // The server wrote the bound as timestamptz text: quoting it is enough.
+        let below = match bound.as_ref().and_then(|b| b.before.as_deref()) {
+            Some(at) => format!(" AND {c} < '{}'::timestamptz", at.replace('\'', "''")),
+            None => String::new(),
+        };
         let sql = format!(
-            "SELECT {cols} FROM {} WHERE {filter} ORDER BY {order} LIMIT {limit}",
+            "SELECT {cols} FROM {} WHERE {filter}{below} ORDER BY {order} LIMIT {limit}",
             name_of(table)
         );
         let rows = self.rows(table, &pg, &sql, &params).await?;
@@ -646,6 +676,7 @@ impl Source for PostgresSource {
             Some(r) => Some(Position::encode(&Watermark {
                 cursor: r[ci].clone(),
                 key: table.key_of(&key, r),
+                settled: bound.as_ref().is_some_and(|b| b.exact),
             })?),
             None => None,
         };
@@ -659,14 +690,24 @@ impl Source for PostgresSource {
     ) -> Result<Option<Position>> {
         let ci = cursor_column(table, cursor)?;
         let pg = self.table(table).await?;
+        let client = self.client().await?;
+        // Rows of transactions open now may commit below the highest value
+        // later: polling after the snapshot starts at the oldest one's start.
+        let bound = poll_bound(&client, table, cursor, ci).await?;
+        let c = ident(&cursor.column);
+        let high = match bound.as_ref().and_then(|b| b.before.as_deref()) {
+            Some(at) => format!(
+                "least(max({c}), '{}'::timestamptz::{})",
+                at.replace('\'', "''"),
+                pg.types[ci].name
+            ),
+            None => format!("max({c})"),
+        };
         let sql = format!(
-            "SELECT max({}) FROM {}",
-            ident(&cursor.column),
+            "SELECT CASE WHEN max({c}) IS NULL THEN NULL ELSE {high} END FROM {}",
             name_of(table)
         );
-        let rows = self
-            .client()
-            .await?
+        let rows = client
             .query(&sql, &[])
             .await
             .map_err(|e| pg_err(e, "reading the highest cursor"))?;
@@ -684,6 +725,7 @@ impl Source for PostgresSource {
                 Position::encode(&Watermark {
                     cursor: v,
                     key: vec![],
+                    settled: bound.as_ref().is_some_and(|b| b.exact),
                 })
                 .map(Some)
             }
@@ -697,8 +739,21 @@ impl Source for PostgresSource {
         from: &Position,
     ) -> Result<Position> {
         let w: Watermark = from.decode(&table.name)?;
-        let Some(lookback) = cursor.lookback else {
-            return Ok(from.clone());
+        // A timestamp cursor without a `lookback` of its own re-reads a default
+        // window behind a watermark that did not see every open transaction
+        // (see `crate::poll`), and behind those older siphons wrote.
+        let lookback = match cursor.lookback {
+            Some(l) => l,
+            None if cursor.strategy == CursorStrategy::Timestamp
+                && !w.settled
+                && matches!(
+                    w.cursor,
+                    Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_)
+                ) =>
+            {
+                Lookback::Duration(crate::poll::DEFAULT_LOOKBACK)
+            }
+            None => return Ok(from.clone()),
         };
         let bad = || {
             Error::bad_input(format!(
@@ -731,6 +786,7 @@ impl Source for PostgresSource {
         Position::encode(&Watermark {
             cursor: back,
             key: vec![],
+            settled: false,
         })
     }
 
