@@ -220,11 +220,26 @@ fn listing(names: &[TableName]) -> String {
     shown.join(", ")
 }
 
-/// The table `wanted` names among those a pipeline selects: `schema.table`, or a
-/// bare name that only one of them has.
+/// The table `wanted` names among those a pipeline selects: its key
+/// ([`TableName::key`]: `schema.table`, with each part double-quoted when a part
+/// holds `.` or `"`), its `schema.table` form when no other table reads the same,
+/// or a bare name that only one of them has.
 fn pick(pipeline: &str, wanted: &str, tables: &[TableName]) -> Result<TableName> {
-    if let Some(t) = tables.iter().find(|t| t.to_string() == wanted) {
+    if let Some(t) = tables.iter().find(|t| t.key() == wanted) {
         return Ok(t.clone());
+    }
+    let shown: Vec<&TableName> = tables.iter().filter(|t| t.to_string() == wanted).collect();
+    match shown.as_slice() {
+        [t] => return Ok((*t).clone()),
+        [] => {}
+        several => {
+            let keys: Vec<String> = several.iter().map(|t| format!("'{}'", t.key())).collect();
+            return Err(Error::config(format!(
+                "--table {wanted}: several tables of pipeline `{pipeline}` read `{wanted}`: \
+                 name one with its parts quoted: {}",
+                keys.join(", ")
+            )));
+        }
     }
     let bare: Vec<TableName> = tables
         .iter()
@@ -629,4 +644,24 @@ async fn remove<St: StateStore>(
         println!("left behind: {l}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_is_named_by_its_key_when_another_reads_the_same() {
+        let tables = [
+            TableName::new(Some("a"), "b.c"),
+            TableName::new(Some("a.b"), "c"),
+            TableName::new(Some("public"), "orders"),
+        ];
+        assert_eq!(pick("p", r#""a.b"."c""#, &tables).unwrap(), tables[1]);
+        assert_eq!(pick("p", r#""a"."b.c""#, &tables).unwrap(), tables[0]);
+        assert_eq!(pick("p", "public.orders", &tables).unwrap(), tables[2]);
+        assert_eq!(pick("p", "orders", &tables).unwrap(), tables[2]);
+        let err = pick("p", "a.b.c", &tables).unwrap_err().to_string();
+        assert!(err.contains(r#"'"a"."b.c"', '"a.b"."c"'"#), "{err}");
+    }
 }

@@ -246,7 +246,7 @@ impl Failures {
             eprintln!("pipeline {name}: its passes run again");
         }
         for t in &report.tables {
-            let key = t.table.to_string();
+            let key = t.table.key();
             let line = summary_line(name, t);
             match (&t.status, &t.error) {
                 (ExecutionStatus::Failed, Some(e)) => self.failed(&key, e, line),
