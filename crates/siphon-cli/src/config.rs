@@ -9,7 +9,9 @@ use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
-use siphon_core::{Error, Mode, PipelineSpec, Result, TableFilter, TableName};
+use siphon_core::{
+    CursorStrategy, Error, Lookback, Mode, PipelineSpec, Result, Strategy, TableFilter, TableName,
+};
 
 /// The config file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -519,6 +521,12 @@ pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
             return Err(no_cursor(&format!("pipelines.{name}.tables_config.{t}")));
         }
     }
+    check_lookback(&format!("pipelines.{name}"), p.lookback, p.strategy)?;
+    for (t, c) in &p.tables_config {
+        let strategy = c.strategy.filter(|s| s.cursor().is_some()).or(p.strategy);
+        let key = format!("pipelines.{name}.tables_config.{t}");
+        check_lookback(&key, c.lookback.or(p.lookback), strategy)?;
+    }
     for (t, c) in &p.tables_config {
         if c.batch_size == Some(0) {
             return Err(Error::config(format!(
@@ -530,6 +538,31 @@ pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a `lookback` that does not fit its cursor strategy (`key` names where
+/// it applies): a duration for `timestamp` cursors, a number of values for
+/// `sequence` and `version` ones (`0s` and `0` re-read nothing).
+fn check_lookback(key: &str, lookback: Option<Lookback>, strategy: Option<Strategy>) -> Result<()> {
+    let cursor = strategy.and_then(Strategy::cursor).unwrap_or_default();
+    match (lookback, cursor) {
+        (Some(Lookback::Amount(n)), CursorStrategy::Timestamp) => Err(Error::config(format!(
+            "{key}.lookback: a `timestamp` cursor re-reads a time window: write a duration \
+                 such as `5m` or `30s`, not the number {n}"
+        ))),
+        (Some(Lookback::Duration(_)), CursorStrategy::Sequence | CursorStrategy::Version) => {
+            Err(Error::config(format!(
+                "{key}.lookback: a `{}` cursor re-reads a number of values: write a number such \
+                 as `1000`, not a duration",
+                if cursor == CursorStrategy::Sequence {
+                    "sequence"
+                } else {
+                    "version"
+                }
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a pipeline whose target tables would be its source tables: the same
@@ -812,6 +845,48 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(wanted), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_lookback_must_fit_its_cursor() {
+        let file = |extra: &str| {
+            format!(
+                "connections:\n  a: sqlite://a.db\n  b: sqlite://b.db\npipelines:\n  p:\n    source: a\n    \
+                 target: b\n    mode: incremental\n    cursor: at\n{extra}"
+            )
+        };
+        let check = |extra: &str| {
+            ConfigFile::parse(&file(extra)).and_then(|f| f.validate(&BTreeMap::new()))
+        };
+        for (extra, wanted) in [
+            (
+                "    lookback: 300\n",
+                "pipelines.p.lookback: a `timestamp` cursor",
+            ),
+            (
+                "    strategy: sequence\n    lookback: 5m\n",
+                "pipelines.p.lookback: a `sequence` cursor",
+            ),
+            (
+                "    lookback: 100\n    tables_config:\n      t: { strategy: timestamp }\n",
+                "pipelines.p.lookback: a `timestamp`",
+            ),
+            (
+                "    strategy: version\n    tables_config:\n      t: { lookback: 30s }\n",
+                "pipelines.p.tables_config.t.lookback: a `version` cursor",
+            ),
+        ] {
+            let e = check(extra).unwrap_err().to_string();
+            assert!(e.contains(wanted), "{extra}: {e}");
+        }
+        for fits in [
+            "    lookback: 5m\n",
+            "    lookback: 0s\n",
+            "    strategy: sequence\n    lookback: 1000\n",
+            "    strategy: sequence\n    tables_config:\n      t: { strategy: timestamp, lookback: 1m }\n",
+        ] {
+            check(fits).unwrap_or_else(|e| panic!("{fits}: {e}"));
         }
     }
 }
