@@ -579,6 +579,12 @@ pub(crate) fn pg_err(e: tokio_postgres::Error, doing: &str) -> Error {
             Some("57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" | "08001" | "08004") => {
                 ErrorKind::Connection
             }
+            // Data exceptions, integrity constraint violations (a CHECK, a
+            // foreign key), and statements the schema or privileges refuse:
+            // the same input fails again until someone fixes it.
+            Some(c) if c.starts_with("22") || c.starts_with("23") || c.starts_with("42") => {
+                ErrorKind::BadInput
+            }
             _ => ErrorKind::Database,
         }
     };

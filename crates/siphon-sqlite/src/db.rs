@@ -112,6 +112,11 @@ pub(crate) fn db_err(path: &Path, doing: &str, e: rusqlite::Error) -> Error {
             )
             .source(e)
         }
+        // A CHECK, NOT NULL or foreign key refused the row: it fails again
+        // until someone fixes it.
+        Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            Error::new(ErrorKind::BadInput, format!("{doing} ({})", path.display())).source(e)
+        }
         _ => Error::new(ErrorKind::Database, format!("{doing} ({})", path.display())).source(e),
     }
 }

@@ -413,11 +413,14 @@ async fn follow<St: StateStore>(
         let found_work = match result {
             Ok(report) => {
                 printed.report(name, &report);
-                failures = if report.status == ExecutionStatus::Failed {
-                    failures + 1
-                } else {
-                    0
-                };
+                // Some tables failing while others go on is no reason to
+                // start afresh: that would hold up the others.
+                let all_failed = report.status == ExecutionStatus::Failed
+                    && report
+                        .tables
+                        .iter()
+                        .all(|t| t.status == ExecutionStatus::Failed);
+                failures = if all_failed { failures + 1 } else { 0 };
                 report.found_work()
             }
             Err(e) if e.kind() == ErrorKind::Cancelled => {

@@ -1,0 +1,66 @@
+//! Table isolation in a shared change log: a table whose changes the target
+//! refuses stops alone, and the log goes on for the others.
+
+use siphon_core::{Error, ErrorKind, Sink, StateStore, StreamState, TableName};
+
+use super::Table;
+
+/// Whether an error applying a batch may be one table's alone: the target
+/// refused its data or its schema, which fails again until someone fixes it.
+/// Connection losses, server trouble (out of memory or disk), the state store
+/// and stop requests concern every table, and are retried as a whole.
+pub(super) fn isolatable(e: &Error) -> bool {
+    e.kind() == ErrorKind::BadInput
+}
+
+/// The streaming table `e` concerns: the one it names (by target or source
+/// name), or the only one the failed batch touched.
+pub(super) fn culprit(e: &Error, tables: &[Table], touched: &[usize]) -> Option<usize> {
+    if let Some(name) = e.table_name() {
+        let named = |t: &TableName| t.to_string() == name;
+        if let Some(&i) = touched
+            .iter()
+            .find(|&&i| named(&tables[i].target.name) || named(&tables[i].source.name))
+        {
+            return Some(i);
+        }
+    }
+    match touched {
+        [only] => Some(*only),
+        _ => None,
+    }
+}
+
+/// Stops one table of a shared log: records why, with the fix, in its state
+/// and forgets its checkpoint, since the log moves on without it (its next run
+/// copies it afresh). The other tables are not touched.
+pub(super) async fn stop_table<K: Sink, St: StateStore>(
+    pipeline: &str,
+    t: &mut Table,
+    cause: Error,
+    sink: &K,
+    state: &St,
+) {
+    let table = t.source.name.to_string();
+    let e = Error::new(
+        cause.kind(),
+        format!(
+            "this table stopped streaming while the pipeline's other tables go on; fix the cause, \
+             then copy it again with `siphon sync resync {pipeline} --table {table}`"
+        ),
+    )
+    .table(&table)
+    .source(cause);
+    tracing::error!(pipeline, table = %table, error = %e, "table stream failed");
+    if let Err(r) = sink.reset(&t.stream).await {
+        tracing::warn!(stream = %t.stream, error = %r, "could not reset the checkpoint");
+    }
+    let failed = StreamState::Failed {
+        error: e.to_string(),
+    };
+    if let Err(r) = state.set_stream_state(&t.stream, &failed).await {
+        tracing::warn!(stream = %t.stream, error = %r, "could not record the table's failure");
+    }
+    t.error = Some(e);
+    t.stopped = true;
+}
