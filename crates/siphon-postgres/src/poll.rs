@@ -29,11 +29,34 @@ pub(crate) const DEFAULT_LOOKBACK: Duration = Duration::from_secs(5 * 60);
 pub(crate) struct Bound {
     /// Rows whose cursor is at or after this instant (`timestamptz` text as the
     /// server wrote it) wait for a later poll; `None` when no transaction is
-    /// open in the database.
+    /// open in the database. See [`Bound::sql`].
     pub before: Option<String>,
     /// Whether every transaction that can still commit was seen. When not, the
     /// watermarks a poll makes say so, and a pass re-reads a window behind them.
     pub exact: bool,
+}
+
+impl Bound {
+    /// The bound as a `timestamptz` SQL expression for a cursor column declared
+    /// `native_type`, when there is one. A column with fewer fractional digits
+    /// rounds a transaction's start to the nearest unit, down by half a unit at
+    /// most: the bound is moved down by one unit, so that rounding never puts an
+    /// open transaction's row below it.
+    pub fn sql(&self, native_type: &str) -> Option<String> {
+        let at = self.before.as_deref()?;
+        let digits = native_type
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .and_then(|(p, _)| p.trim().parse::<u32>().ok())
+            .unwrap_or(6)
+            .min(6);
+        let unit = 10u64.pow(6 - digits);
+        // The server wrote `at` as timestamptz text: quoting it is enough.
+        Some(format!(
+            "('{}'::timestamptz - interval '{unit} microseconds')",
+            at.replace('\'', "''")
+        ))
+    }
 }
 
 /// Reads the bound before the rows: a transaction that commits in between is
@@ -112,4 +135,34 @@ fn announce(database: &str, table: &TableSchema, why_not: Option<&str>) {
         ),
     }
     said.insert(key, now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coarser_column_moves_the_bound_down_by_its_unit() {
+        let b = Bound {
+            before: Some("2026-12-01 20:00:00.4+00".into()),
+            exact: true,
+        };
+        let at = "'2026-12-01 20:00:00.4+00'::timestamptz";
+        for (native, unit) in [
+            ("timestamp with time zone", 1),
+            ("timestamp(6) without time zone", 1),
+            ("timestamp(3) with time zone", 1000),
+            ("timestamp(0) without time zone", 1_000_000),
+        ] {
+            assert_eq!(
+                b.sql(native).unwrap(),
+                format!("({at} - interval '{unit} microseconds')")
+            );
+        }
+        let none = Bound {
+            before: None,
+            exact: true,
+        };
+        assert_eq!(none.sql("timestamptz"), None);
+    }
 }

@@ -662,9 +662,9 @@ impl Source for PostgresSource {
                 format!("({order}) > ({})", placeholders(1, 1 + key.len()))
             }
         };
-        // The server wrote the bound as timestamptz text: quoting it is enough.
-        let below = match bound.as_ref().and_then(|b| b.before.as_deref()) {
-            Some(at) => format!(" AND {c} < '{}'::timestamptz", at.replace('\'', "''")),
+        let native = &table.columns[ci].native_type;
+        let below = match bound.as_ref().and_then(|b| b.sql(native)) {
+            Some(at) => format!(" AND {c} < {at}"),
             None => String::new(),
         };
         let sql = format!(
@@ -695,12 +695,9 @@ impl Source for PostgresSource {
         // later: polling after the snapshot starts at the oldest one's start.
         let bound = poll_bound(&client, table, cursor, ci).await?;
         let c = ident(&cursor.column);
-        let high = match bound.as_ref().and_then(|b| b.before.as_deref()) {
-            Some(at) => format!(
-                "least(max({c}), '{}'::timestamptz::{})",
-                at.replace('\'', "''"),
-                pg.types[ci].name
-            ),
+        let native = &table.columns[ci].native_type;
+        let high = match bound.as_ref().and_then(|b| b.sql(native)) {
+            Some(at) => format!("least(max({c}), {at}::{})", pg.types[ci].name),
             None => format!("max({c})"),
         };
         let sql = format!(
