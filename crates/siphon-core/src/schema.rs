@@ -177,6 +177,70 @@ pub struct Column {
     /// Computed by the engine; read, never written on a target.
     #[serde(default)]
     pub generated: bool,
+    /// The column's identity at the source where the engine has one that
+    /// survives a rename (PostgreSQL's `attnum`): two shapes of one table name
+    /// the same column by it, whatever its name in each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<i64>,
+}
+
+impl Column {
+    /// Whether every value a column of type `self` holds fits a column of type
+    /// `to` unchanged, so a target column can be altered from the one to the
+    /// other without losing or refusing a value: integers to wider integers,
+    /// exact numerics or text; text to longer or unbounded text; numeric to a
+    /// larger precision with the same scale; a time or timestamp to a larger
+    /// fractional precision. The same type counts as widening.
+    pub fn widens_to(&self, to: &Column) -> bool {
+        use TypeKind as K;
+        let (a, b) = (&self.data_type.kind, &to.data_type.kind);
+        let rank = |k: &K| match k {
+            K::Int16 => Some(5),
+            K::Int32 => Some(10),
+            K::Int64 => Some(19),
+            _ => None,
+        };
+        match (a, b) {
+            _ if a == b => fraction_digits(&self.native_type) <= fraction_digits(&to.native_type),
+            (K::Int16 | K::Int32 | K::Int64, K::Int16 | K::Int32 | K::Int64) => rank(a) <= rank(b),
+            (K::Int16 | K::Int32 | K::Int64, K::Decimal { precision, scale }) => match precision {
+                None => true,
+                Some(p) => rank(a).is_some_and(|r| *p >= r + scale.unwrap_or(0)),
+            },
+            (K::Int16 | K::Int32 | K::Int64 | K::Decimal { .. }, K::Text { max_len: None }) => true,
+            (
+                K::Decimal {
+                    precision: Some(p),
+                    scale: s,
+                },
+                K::Decimal {
+                    precision: p2,
+                    scale: s2,
+                },
+            ) => s == s2 && p2.is_none_or(|p2| p2 >= *p),
+            (K::Text { max_len: Some(n) }, K::Text { max_len: m }) => m.is_none_or(|m| m >= *n),
+            (K::FixedText { .. } | K::Text { .. } | K::Enum { .. }, K::Text { max_len: None }) => {
+                true
+            }
+            (K::Bytes { max_len: Some(n) }, K::Bytes { max_len: m }) => m.is_none_or(|m| m >= *n),
+            _ => false,
+        }
+    }
+}
+
+/// The fractional-second precision a declared type names (`timestamp(3)` is
+/// 3); 6, the most, when it names none.
+fn fraction_digits(native: &str) -> u32 {
+    let lower = native.to_ascii_lowercase();
+    let timed = lower.starts_with("time") || lower.starts_with("interval");
+    match (timed, lower.split_once('(')) {
+        (true, Some((_, rest))) => rest
+            .split(')')
+            .next()
+            .and_then(|d| d.trim().parse().ok())
+            .unwrap_or(6),
+        _ => 6,
+    }
 }
 
 /// A secondary index.
@@ -304,6 +368,18 @@ impl TableSchema {
     /// Position of a column by name.
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// Position of the column that `other` (another shape of this table) holds
+    /// at `i`: by [`Column::source_id`] when both shapes have ids, else by name.
+    pub fn same_column(&self, other: &TableSchema, i: usize) -> Option<usize> {
+        let col = other.columns.get(i)?;
+        match col.source_id {
+            Some(id) if self.columns.iter().all(|c| c.source_id.is_some()) => {
+                self.columns.iter().position(|c| c.source_id == Some(id))
+            }
+            _ => self.column_index(&col.name),
+        }
     }
 
     /// The key used to address single rows: the primary key, or else the first

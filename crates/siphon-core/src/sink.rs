@@ -14,9 +14,13 @@ use crate::{
 /// call that takes a checkpoint commits the data and the checkpoint in one target
 /// transaction, or neither. Calls for one stream come one at a time, in order.
 pub trait Sink: Send + Sync {
-    /// Creates the table when it is missing (`options.create`), adds columns the
-    /// source gained (`options.evolve`), and checks that the target can take the
-    /// table's rows. `table` carries the target's name.
+    /// Creates the table when it is missing (`options.create`), evolves it to
+    /// the source's shape (`options.evolve`: adds columns the source gained,
+    /// renames those it renamed where [`crate::Column::source_id`] says so,
+    /// widens types), and checks that the target can take the table's rows;
+    /// a change it cannot apply safely is a `BadInput` error that names the
+    /// table, the column and the statement to run. `table` carries the
+    /// target's name.
     fn prepare(
         &self,
         table: &TableSchema,
@@ -124,7 +128,11 @@ pub trait Sink: Send + Sync {
         async { Ok(()) }
     }
 
-    /// Applies a batch of changes and the checkpoint it reaches.
+    /// Applies a batch of changes and the checkpoint it reaches. An error that
+    /// one table's changes caused (the target refused a value or a row) names
+    /// that table, as the batch's changes name it, and has the kind `BadInput`
+    /// when applying it again cannot succeed: the engine then stops that table
+    /// alone and goes on with the others.
     fn apply(
         &self,
         batch: Batch,
@@ -138,6 +146,30 @@ pub trait Sink: Send + Sync {
         after: Option<&Row>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Row>>> + Send;
+
+    /// Columns of `table` (positions, after [`Sink::prepare`]) that prepare
+    /// added to a target table that held rows already: those rows still wait
+    /// for the source's values of them, which the engine reads and hands to
+    /// [`Sink::fill`]. Kept across restarts until a fill says it is done.
+    /// Defaults to none.
+    fn unfilled(&self, _table: &TableSchema) -> impl Future<Output = Result<Vec<usize>>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// Sets `columns` of the target rows that have the keys of `rows` (whole
+    /// rows of `table`, as the source holds them now) to the rows' values,
+    /// leaving every other column and every row the target lacks alone. With
+    /// `done`, the columns no longer wait ([`Sink::unfilled`]). Idempotent.
+    fn fill(
+        &self,
+        table: &TableSchema,
+        _columns: &[usize],
+        _rows: Vec<Row>,
+        _done: bool,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let e = crate::Error::internal("this sink cannot fill added columns").table(&table.name);
+        async { Err(e) }
+    }
 
     /// Called once at the end of each pass, after its tables are loaded: creates
     /// what must follow the data among the tables this sink prepared (foreign

@@ -510,6 +510,7 @@ pub fn mapping_markdown() -> String {
                 data_type: crate::DataType::new(kind.clone(), true),
                 native_type: declared.into(),
                 generated: false,
+                source_id: None,
             };
             let _ = write!(
                 out,
@@ -725,6 +726,7 @@ mod tests {
             ),
             native_type: "numeric(12,2)".into(),
             generated: false,
+            source_id: None,
         };
         assert_eq!(
             native_type(Engine::Postgres, Engine::Postgres, &col),

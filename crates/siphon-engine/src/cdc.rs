@@ -207,7 +207,7 @@ async fn check<S: LogSource, K: Sink>(
         .await
         .map_err(|e| named(e, &t.source))?;
     t.source.require_row_key()?;
-    sink.prepare(&t.target, &spec.schema)
+    crate::evolve::prepare(source, sink, &t.source, &t.target, &spec.schema)
         .await
         .map_err(|e| named(e, &t.source))
 }
@@ -342,6 +342,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
             },
         };
         let r = drain(
+            source,
             pipeline,
             spec,
             tables,
@@ -457,7 +458,8 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// the log, until `deadline` (or shutdown); moves `position` with each
 /// committed batch.
 #[allow(clippy::too_many_arguments)]
-async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
+async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>(
+    source: &S,
     pipeline: &str,
     spec: &PipelineSpec,
     tables: &mut [Table],
@@ -500,14 +502,16 @@ async fn drain<C: ChangeStream, K: Sink, St: StateStore>(
                 }
             }
         };
-        // A table whose shape grew is evolved on the target before any of its rows.
+        // A table whose shape changed (columns added, renamed, dropped or
+        // widened) is evolved on the target before any of its rows; rows the
+        // target held already get the source's values of added columns.
         for change in &batch.changes {
             if let Op::Schema(s) = &change.op {
                 if let Some(&i) = routes.get(&s.name) {
                     let t = &mut tables[i];
                     let mut target = (**s).clone();
                     target.name = t.target.name.clone();
-                    sink.prepare(&target, &spec.schema)
+                    crate::evolve::prepare(source, sink, s, &target, &spec.schema)
                         .await
                         .map_err(|e| named(e, s))?;
                     t.source = s.clone();
@@ -706,8 +710,9 @@ async fn read_while_applying<C: ChangeStream>(
     Ok(Some(out))
 }
 
-/// A row of `from`'s shape as a row of `to`'s, by column name (columns `from`
-/// lacks are NULL).
+/// A row of `from`'s shape as a row of `to`'s: columns matched by their
+/// source id where the source has ids (so a renamed column keeps its values),
+/// else by name; columns `from` lacks are NULL.
 fn reshape(
     from: &Arc<TableSchema>,
     to: &Arc<TableSchema>,
@@ -718,9 +723,10 @@ fn reshape(
     }
     to.columns
         .iter()
-        .map(|c| {
-            from.column_index(&c.name)
-                .and_then(|i| row.get(i).cloned())
+        .enumerate()
+        .map(|(i, _)| {
+            from.same_column(to, i)
+                .and_then(|j| row.get(j).cloned())
                 .unwrap_or(siphon_core::Value::Null)
         })
         .collect()

@@ -7,6 +7,7 @@
 
 mod cdc;
 mod checksum;
+mod evolve;
 mod full;
 mod incremental;
 mod observer;

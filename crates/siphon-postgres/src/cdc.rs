@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use siphon_core::{
-    Batch, Change, ChangeStream, Column, DataType, Error, ErrorKind, LogSource, Op, Position,
-    Result, Row, TableName, TableSchema, Value,
+    Batch, Change, ChangeStream, Error, ErrorKind, LogSource, Op, Position, Result, Row, TableName,
+    TableSchema, Value,
 };
 use tokio_postgres::types::ToSql;
 
@@ -20,9 +20,10 @@ use crate::partition;
 use crate::pgoutput::{self, Decoder, Lsn, Message, RelationColumn, TupleColumn, TupleData};
 use crate::replication::{Event, ReplicationConfig, ReplicationStream};
 use crate::schema;
-use crate::source::{decode_row, name_of, select_list, Param, PostgresSource};
+use crate::source::{decode_row, name_of, Param, PostgresSource};
 use crate::types::{self, PgType};
 
+mod shape;
 mod stream;
 
 pub use stream::PostgresChangeStream;

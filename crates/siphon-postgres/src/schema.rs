@@ -95,6 +95,41 @@ async fn type_of(
     Ok(out)
 }
 
+/// One attribute of a table as the catalog has it now, dropped ones included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attribute {
+    pub attnum: i64,
+    /// The column's name; a dropped column keeps a placeholder.
+    pub name: String,
+    pub dropped: bool,
+    /// The column's type oid; 0 once dropped.
+    pub type_oid: u32,
+}
+
+/// Every user attribute of a table, dropped ones included, in `attnum` order;
+/// empty when the table does not exist.
+pub(crate) async fn attributes(client: &Client, name: &TableName) -> Result<Vec<Attribute>> {
+    let schema = name.schema.clone().unwrap_or_else(|| "public".into());
+    let rows = client
+        .query(
+            "SELECT a.attnum::int8, a.attname::text, a.attisdropped, a.atttypid FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 ORDER BY a.attnum",
+            &[&schema, &name.name],
+        )
+        .await
+        .map_err(|e| pg_err(e, "reading the table's columns").table(name))?;
+    Ok(rows
+        .iter()
+        .map(|r| Attribute {
+            attnum: r.get(0),
+            name: r.get(1),
+            dropped: r.get(2),
+            type_oid: r.get(3),
+        })
+        .collect())
+}
+
 /// Every ordinary or partitioned table the filter selects (partitions are read
 /// through their parent), with columns, keys and indexes.
 pub(crate) async fn discover(client: &Client, filter: &TableFilter) -> Result<Vec<PgTable>> {
@@ -183,6 +218,7 @@ async fn describe(
             data_type: DataType::new(ty.kind.clone(), !c.get::<_, bool>(4)),
             native_type: native,
             generated,
+            source_id: Some(i64::from(c.get::<_, i16>(0))),
         });
         types.push(ty);
         attnums.push(c.get::<_, i16>(0));

@@ -20,6 +20,7 @@ use crate::source::{Param, RawField, NATIVE_ENCODING};
 use crate::types::{self, PgType};
 
 mod checkpoints;
+mod evolve;
 mod swap;
 
 const CHECKPOINTS: &str = "siphon_checkpoints";
@@ -556,7 +557,7 @@ impl Sink for PostgresSink {
     async fn prepare(&self, table: &TableSchema, options: &SchemaOptions) -> Result<()> {
         let schema = schema_of(table);
         let target_name = TableName::new(Some(&schema), &table.name.name);
-        let client = self.client.lock().await;
+        let mut client = self.client.lock().await;
         let mut found = schema::find(&client, &target_name).await?;
         let created = found.is_none();
         if found.is_none() {
@@ -596,39 +597,8 @@ impl Sink for PostgresSink {
         crate::partition::add_missing(&client, table, &schema).await?;
         let mut target = found
             .ok_or_else(|| Error::internal("the created table is missing").table(&target_name))?;
-        let mut added = false;
-        for col in &table.columns {
-            if target.schema.column_index(&col.name).is_some() {
-                continue;
-            }
-            if !options.evolve {
-                return Err(Error::bad_input("the target table lacks this source column; add it or set `schema.evolve: true`")
-                    .table(&target_name)
-                    .column(&col.name));
-            }
-            let ty = siphon_core::typemap::native_type(
-                siphon_core::typemap::Engine::Postgres,
-                table.origin,
-                col,
-            );
-            client
-                .batch_execute(&format!(
-                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {ty}",
-                    qualified(Some(&schema), &table.name.name),
-                    ident(&col.name)
-                ))
-                .await
-                .map_err(|e| {
-                    pg_err(e, "adding a column")
-                        .table(&target_name)
-                        .column(&col.name)
-                })?;
-            added = true;
-        }
-        if added {
-            target = schema::find(&client, &target_name).await?.ok_or_else(|| {
-                Error::internal("the target table is missing").table(&target_name)
-            })?;
+        if evolve::evolve(&mut client, table, &schema, &target, options, created).await? {
+            target = evolve::reread(&client, &target_name).await?;
         }
         let key = table.require_row_key()?.to_vec();
         let mut types = Vec::with_capacity(table.columns.len());
@@ -659,6 +629,20 @@ impl Sink for PostgresSink {
             .prepared(&client, table, &schema, options, created)
             .await;
         Ok(())
+    }
+
+    async fn unfilled(&self, table: &TableSchema) -> Result<Vec<usize>> {
+        self.unfilled_columns(table).await
+    }
+
+    async fn fill(
+        &self,
+        table: &TableSchema,
+        columns: &[usize],
+        rows: Vec<Row>,
+        done: bool,
+    ) -> Result<()> {
+        self.fill_columns(table, columns, rows, done).await
     }
 
     async fn finish_tables(&self, options: &SchemaOptions) -> Result<()> {

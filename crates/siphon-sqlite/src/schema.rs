@@ -67,6 +67,7 @@ pub(crate) fn describe(
             data_type: DataType::new(kind, !*notnull && *pk_pos == 0),
             native_type: declared.clone(),
             generated: *hidden == 2 || *hidden == 3,
+            source_id: None,
         });
     }
     pk.sort();

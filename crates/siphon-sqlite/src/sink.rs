@@ -18,6 +18,7 @@ use crate::schema::{
 use crate::types::{bind_value, decode_or_err, fit, Affinity, Bind};
 use crate::wal::Checkpointer;
 
+mod evolve;
 mod swap;
 
 /// Writes to a SQLite file, created when missing. The file is switched to WAL
@@ -368,26 +369,32 @@ impl Sink for SqliteSink {
                         }
                     }
                     tx.commit().map_err(|e| db_err(&path, "creating a table", e))?;
-                    return Ok(());
                 }
                 let existing = describe(c, &path, name)?.unwrap_or_else(|| t.clone());
-                for col in &t.columns {
-                    if existing.column_index(&col.name).is_some() {
-                        continue;
-                    }
-                    if !options.evolve {
-                        return Err(Error::bad_input(
-                            "the target table lacks this source column; add it or set `schema.evolve: true`",
-                        )
-                        .table(&t.name)
-                        .column(&col.name));
-                    }
-                    let ty = siphon_core::typemap::native_type(siphon_core::typemap::Engine::Sqlite, t.origin, col);
-                    c.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {} {ty}", quote(name), quote(&col.name)))
-                        .map_err(|e| write_err(&path, &t, e))?;
-                }
-                Ok(())
+                evolve::evolve(c, &path, &t, &existing, &options)
             })
+            .await
+    }
+
+    async fn unfilled(&self, table: &TableSchema) -> Result<Vec<usize>> {
+        let (t, path) = (table.clone(), self.db.path().to_path_buf());
+        self.db.run(move |c| evolve::unfilled(c, &path, &t)).await
+    }
+
+    async fn fill(
+        &self,
+        table: &TableSchema,
+        columns: &[usize],
+        rows: Vec<Row>,
+        done: bool,
+    ) -> Result<()> {
+        let (t, path, columns) = (
+            table.clone(),
+            self.db.path().to_path_buf(),
+            columns.to_vec(),
+        );
+        self.db
+            .run(move |c| evolve::fill(c, &path, &t, &columns, &rows, done))
             .await
     }
 

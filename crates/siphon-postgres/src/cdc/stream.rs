@@ -7,8 +7,15 @@ use super::*;
 #[derive(Debug, Clone)]
 pub(super) struct Relation {
     table: Arc<TableSchema>,
-    /// Per message column: its position in `table.columns` and its type.
-    columns: Vec<Option<(usize, PgType)>>,
+    /// Per message column: its position in `table.columns` and the type to
+    /// decode its values with (`None` when the column's type changed since:
+    /// its value is then read from the source); `None` for a column the table
+    /// no longer has.
+    columns: Vec<Option<(usize, Option<PgType>)>>,
+    /// The message's columns as sent (name, type oid, type modifier) and the
+    /// `attnum` each was taken for, to tell the next message's shape from it.
+    sent: Vec<(String, u32, i32)>,
+    ids: Vec<Option<i64>>,
 }
 
 /// The changes of a PostgreSQL replication slot, one source transaction after
@@ -77,8 +84,14 @@ impl PostgresChangeStream {
             .ok_or_else(|| Error::new(ErrorKind::Connection, "the replication stream is closed"))
     }
 
-    /// Learns a table's shape from a Relation message; a column the schema lacks
-    /// yields a schema change.
+    /// Learns how a Relation message's columns map onto the table's shape.
+    /// A message whose columns differ from the last one's (or, first, from the
+    /// shape the stream was opened with) is matched by `attnum` against the
+    /// catalog (see [`super::shape`]); when the catalog's shape differs from
+    /// the known one (columns added, renamed, dropped or retyped, another
+    /// primary key), the catalog's becomes the table's shape, announced by an
+    /// [`Op::Schema`] change, and the rows of the batch read so far are
+    /// reshaped to it.
     async fn relation(
         &mut self,
         oid: u32,
@@ -99,64 +112,173 @@ impl PostgresChangeStream {
             self.relations.insert(oid, None);
             return Ok(());
         };
-        let mut schema = schema;
-        let mut types = types;
-        let missing: Vec<&RelationColumn> = columns
+        let sent: Vec<(String, u32, i32)> = columns
             .iter()
-            .filter(|c| schema.column_index(&c.name).is_none())
+            .map(|c| (c.name.clone(), c.type_oid, c.type_modifier))
             .collect();
-        if !missing.is_empty() {
-            let current = schema::find(&*self.query.client().await?, &tname).await?;
-            let mut grown = (*schema).clone();
-            for c in missing {
-                let found = current.as_ref().and_then(|t| {
-                    t.schema
-                        .column_index(&c.name)
-                        .map(|i| (t.schema.columns[i].clone(), t.types[i].clone()))
-                });
-                let (col, ty) = match found {
-                    Some((mut col, ty)) => {
-                        col.data_type.nullable = true;
-                        (col, ty)
-                    }
-                    // Dropped since: carry it as text.
-                    None => {
-                        let ty = PgType::from_catalog(25, "text", 'b', None, vec![]);
-                        (
-                            Column {
-                                name: c.name.clone(),
-                                data_type: DataType::new(ty.kind.clone(), true),
-                                native_type: "text".into(),
-                                generated: false,
-                            },
-                            ty,
-                        )
-                    }
-                };
-                tracing::info!(table = %tname, column = %col.name, "the source table gained a column");
-                grown.columns.push(col);
-                types.push(ty);
+        let previous = self.relations.get(&oid).cloned().flatten();
+        // Generated columns are never sent (PostgreSQL 15).
+        let carried: Vec<usize> = (0..schema.columns.len())
+            .filter(|&i| !schema.columns[i].generated)
+            .collect();
+        let unchanged = match &previous {
+            Some(p) => p.sent == sent && Arc::ptr_eq(&p.table, &schema),
+            None => {
+                carried.len() == columns.len()
+                    && carried.iter().zip(columns).all(|(&i, c)| {
+                        schema.columns[i].name == c.name && types[i].oid == c.type_oid
+                    })
             }
-            schema = Arc::new(grown);
-            self.known
-                .insert(tname.clone(), (schema.clone(), types.clone()));
-            out.push(Change {
-                table: schema.clone(),
-                op: Op::Schema(schema.clone()),
-            });
+        };
+        if unchanged {
+            let map = match &previous {
+                Some(p) => p.columns.clone(),
+                None => carried
+                    .iter()
+                    .map(|&i| Some((i, Some(types[i].clone()))))
+                    .collect(),
+            };
+            let ids = match &previous {
+                Some(p) => p.ids.clone(),
+                None => carried
+                    .iter()
+                    .map(|&i| schema.columns[i].source_id)
+                    .collect(),
+            };
+            self.relations.insert(
+                oid,
+                Some(Relation {
+                    table: schema,
+                    columns: map,
+                    sent,
+                    ids,
+                }),
+            );
+            return Ok(());
         }
-        let cols = columns
+        let client = self.query.client().await?;
+        let attributes = schema::attributes(&client, &tname).await?;
+        let current = schema::find(&client, &tname).await?;
+        drop(client);
+        let mut names: HashMap<String, i64> = schema
+            .columns
             .iter()
-            .map(|c| schema.column_index(&c.name).map(|i| (i, types[i].clone())))
+            .filter_map(|c| c.source_id.map(|id| (c.name.clone(), id)))
+            .collect();
+        if let Some(p) = &previous {
+            for ((n, _, _), id) in p.sent.iter().zip(&p.ids) {
+                if let Some(id) = id {
+                    names.insert(n.clone(), *id);
+                }
+            }
+        }
+        let ids = super::shape::resolve(columns, &names, &attributes);
+        // The catalog's shape, keeping what discovery attached to the table.
+        let (table, types) = match current {
+            Some(current) => {
+                let mut next = (*schema).clone();
+                next.columns = current.schema.columns;
+                for c in next.columns.iter_mut() {
+                    // An added column is nullable on the target: its rows
+                    // have no value until they are filled.
+                    if !schema
+                        .columns
+                        .iter()
+                        .any(|k| k.source_id.is_some() && k.source_id == c.source_id)
+                    {
+                        c.data_type.nullable = true;
+                    }
+                }
+                next.primary_key = current.schema.primary_key;
+                next.unique_keys = current.schema.unique_keys;
+                if next.columns == schema.columns && next.primary_key == schema.primary_key {
+                    (schema, types)
+                } else {
+                    tracing::info!(table = %tname, "the source table's shape changed");
+                    let next = Arc::new(next);
+                    self.known
+                        .insert(tname.clone(), (next.clone(), current.types.clone()));
+                    self.reshape_batch(&next, out);
+                    out.push(Change {
+                        table: next.clone(),
+                        op: Op::Schema(next.clone()),
+                    });
+                    (next, current.types)
+                }
+            }
+            // Dropped since: its changes map onto the shape known.
+            None => (schema, types),
+        };
+        let map = columns
+            .iter()
+            .zip(&ids)
+            .map(|(c, id)| {
+                let i = table
+                    .columns
+                    .iter()
+                    .position(|k| id.is_some() && k.source_id == *id)?;
+                let ty = (types[i].oid == c.type_oid).then(|| types[i].clone());
+                Some((i, ty))
+            })
             .collect();
         self.relations.insert(
             oid,
             Some(Relation {
-                table: schema,
-                columns: cols,
+                table,
+                columns: map,
+                sent,
+                ids,
             }),
         );
         Ok(())
+    }
+
+    /// Rows of the batch being read that have an older shape of a table are
+    /// given its new shape; the values they lack are read from the source with
+    /// the others ([`PostgresChangeStream::fill`]).
+    fn reshape_batch(&mut self, new: &Arc<TableSchema>, out: &mut [Change]) {
+        for (index, change) in out.iter_mut().enumerate() {
+            if change.table.name != new.name || Arc::ptr_eq(&change.table, new) {
+                continue;
+            }
+            let from = change.table.clone();
+            let moved = |missing: &[usize]| -> Vec<usize> {
+                missing
+                    .iter()
+                    .filter_map(|&m| new.same_column(&from, m))
+                    .collect()
+            };
+            let (op, added) = match std::mem::replace(&mut change.op, Op::Truncate) {
+                Op::Insert(r) => {
+                    let (r, added) = super::shape::reshape_row(&from, new, &r);
+                    (Op::Insert(r), added)
+                }
+                Op::Update { before, after } => {
+                    let (after, added) = super::shape::reshape_row(&from, new, &after);
+                    let before = before.map(|b| super::shape::reshape_row(&from, new, &b).0);
+                    (Op::Update { before, after }, added)
+                }
+                // Only its key is used.
+                Op::Delete(r) => (
+                    Op::Delete(super::shape::reshape_row(&from, new, &r).0),
+                    vec![],
+                ),
+                op => (op, vec![]),
+            };
+            change.op = op;
+            change.table = new.clone();
+            match self.todo.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, missing)) => {
+                    let mut m = moved(missing);
+                    m.extend(added);
+                    m.sort_unstable();
+                    m.dedup();
+                    *missing = m;
+                }
+                None if !added.is_empty() => self.todo.push((index, added)),
+                None => {}
+            }
+        }
     }
 
     /// Decodes a tuple into a row of the relation's table; the positions of
@@ -166,7 +288,8 @@ impl PostgresChangeStream {
         let mut row = vec![Value::Null; t.columns.len()];
         let mut seen = vec![false; t.columns.len()];
         for (col, map) in tuple.0.iter().zip(&rel.columns) {
-            let Some((i, ty)) = map else { continue };
+            // A column the table lost, or one whose type changed since.
+            let Some((i, Some(ty))) = map else { continue };
             match col {
                 TupleColumn::Null => seen[*i] = true,
                 TupleColumn::UnchangedToast => {}
@@ -210,17 +333,52 @@ impl PostgresChangeStream {
                 .row_key()
                 .ok_or_else(|| no_identity(&table.name))?
                 .to_vec();
-            let (_, types) = self
-                .known
-                .get(&table.name)
-                .ok_or_else(|| Error::internal("unknown table").table(&table.name))?;
-            // Schemas only grow at the end: an older shape is a prefix.
-            let types: Vec<PgType> = types[..table.columns.len()].to_vec();
-            let pg = crate::schema::PgTable {
-                schema: (*table).clone(),
-                types: types.clone(),
+            let types: Vec<PgType> = match self.known.get(&table.name) {
+                Some((known, types)) if Arc::ptr_eq(known, &table) => types.clone(),
+                _ => {
+                    return Err(Error::internal(
+                        "a change of an older shape of the table was left in the batch",
+                    )
+                    .table(&table.name))
+                }
             };
-            let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+            // Read by attnum: the columns may have been renamed (or dropped)
+            // at the source since the shape was known.
+            let attributes =
+                crate::schema::attributes(&*self.query.client().await?, &table.name).await?;
+            let now: Vec<Option<String>> = table
+                .columns
+                .iter()
+                .map(|c| match c.source_id {
+                    Some(id) => attributes
+                        .iter()
+                        .find(|a| a.attnum == id && !a.dropped)
+                        .map(|a| a.name.clone()),
+                    None => Some(c.name.clone()),
+                })
+                .collect();
+            let mut key_names = Vec::with_capacity(key.len());
+            for &i in &key {
+                key_names.push(now[i].clone().ok_or_else(|| {
+                    Error::bad_input(
+                        "a key column was dropped at the source while its changes were still in the log; \
+                         copy the table again with `siphon sync resync PIPELINE --table TABLE`",
+                    )
+                    .table(&table.name)
+                    .column(&table.columns[i].name)
+                })?);
+            }
+            let select: Vec<String> = now
+                .iter()
+                .zip(&types)
+                .map(|(n, ty)| match n {
+                    // Gone at the source: the table's next shape drops it.
+                    None => "NULL::text".to_string(),
+                    Some(n) if ty.binary_supported() => ident(n),
+                    Some(n) => format!("{}::text", ident(n)),
+                })
+                .collect();
+            let key_cols = column_list(key_names.iter().map(String::as_str));
             let mut found: HashMap<Vec<u8>, Row> = HashMap::new();
             for part in ns.chunks(500) {
                 let mut params = Vec::new();
@@ -236,7 +394,7 @@ impl PostgresChangeStream {
                 }
                 let sql = format!(
                     "SELECT {} FROM {} WHERE ({key_cols}) IN (VALUES {})",
-                    select_list(&table, &pg),
+                    select.join(", "),
                     name_of(&table),
                     tuples.join(", ")
                 );

@@ -1,0 +1,452 @@
+//! Evolving an existing PostgreSQL target table to a new shape of its source
+//! table: renamed columns renamed, added ones added (and their existing rows
+//! filled from the source later), widened types widened, and changes that
+//! cannot be applied safely refused with the statement to run.
+//!
+//! Which target column holds which source column is kept in
+//! `public.siphon_columns`, by the source's column id (PostgreSQL's `attnum`),
+//! so a rename is told from a drop and an add even across runs.
+
+use siphon_core::typemap::{self, Engine};
+use siphon_core::{Error, Result, Row, SchemaOptions, TableName, TableSchema};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Transaction};
+
+use super::{PostgresSink, TargetTable};
+use crate::conn::{column_list, ident, pg_err, qualified};
+use crate::schema::{self, PgTable};
+use crate::source::Param;
+
+/// The table of source column ids per target table.
+const COLUMNS: &str = "siphon_columns";
+
+/// A source column as the target last took it.
+#[derive(Debug, Clone)]
+struct Known {
+    source_id: i64,
+    name: String,
+    native_type: String,
+    key_pos: Option<i32>,
+    filled: bool,
+}
+
+/// Creates `public.siphon_columns` when missing; first runs that race take turns.
+async fn ensure_columns_table(client: &Client) -> Result<()> {
+    client
+        .batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtext('siphon.{COLUMNS}')); \
+             CREATE TABLE IF NOT EXISTS public.{COLUMNS} (tbl text NOT NULL, source_id int8 NOT NULL, \
+             name text NOT NULL, native_type text NOT NULL, key_pos int4, filled bool NOT NULL DEFAULT true, \
+             PRIMARY KEY (tbl, source_id)); COMMIT"
+        ))
+        .await
+        .map_err(|e| pg_err(e, "creating the siphon_columns table"))
+}
+
+async fn known_columns(tx: &Transaction<'_>, tbl: &str) -> Result<Vec<Known>> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT source_id, name, native_type, key_pos, filled FROM public.{COLUMNS} WHERE tbl = $1"
+            ),
+            &[&tbl],
+        )
+        .await
+        .map_err(|e| pg_err(e, "reading siphon_columns"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Known {
+            source_id: r.get(0),
+            name: r.get(1),
+            native_type: r.get(2),
+            key_pos: r.get(3),
+            filled: r.get(4),
+        })
+        .collect())
+}
+
+/// The error for a change siphon does not make on the target by itself.
+fn refused(target: &TableName, column: Option<&str>, what: &str) -> Error {
+    let e = Error::bad_input(what.to_string()).table(target);
+    match column {
+        Some(c) => e.column(c),
+        None => e,
+    }
+}
+
+/// Brings the existing target table `target` (found as `found`) to the shape
+/// of `table`, in one transaction, and records the source's column ids.
+/// Returns whether the table changed. Columns added to a table that was not
+/// `created` just now are recorded as waiting to be filled.
+pub(super) async fn evolve(
+    client: &mut Client,
+    table: &TableSchema,
+    schema: &str,
+    found: &PgTable,
+    options: &SchemaOptions,
+    created: bool,
+) -> Result<bool> {
+    let target = &found.schema.name;
+    let ids = !table.columns.is_empty() && table.columns.iter().all(|c| c.source_id.is_some());
+    let q = qualified(Some(schema), &table.name.name);
+    let tbl = target.to_string();
+    if ids {
+        ensure_columns_table(client).await?;
+    }
+    let werr = |e| pg_err(e, "changing the target table").table(target);
+    let tx = client.transaction().await.map_err(werr)?;
+    let known = match ids {
+        true => known_columns(&tx, &tbl).await?,
+        false => Vec::new(),
+    };
+    let known_of = |id: Option<i64>| known.iter().find(|k| Some(k.source_id) == id);
+    let mut names: Vec<String> = found
+        .schema
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let mut changed = false;
+    let mut unfilled = Vec::new();
+    let need_evolve = |column: &str, what: &str| -> Result<()> {
+        match options.evolve {
+            true => Ok(()),
+            false => Err(refused(
+                target,
+                Some(column),
+                &format!("{what}; change the target table alike, or set `schema.evolve: true`"),
+            )),
+        }
+    };
+
+    // Renamed at the source: the same column id under another name.
+    for col in &table.columns {
+        if names.contains(&col.name) {
+            continue;
+        }
+        let Some(k) = known_of(col.source_id) else {
+            continue;
+        };
+        if k.name == col.name || !names.contains(&k.name) || table.column_index(&k.name).is_some() {
+            continue;
+        }
+        need_evolve(
+            &col.name,
+            &format!("the source renamed column {} to {}", k.name, col.name),
+        )?;
+        tx.batch_execute(&format!(
+            "ALTER TABLE {q} RENAME COLUMN {} TO {}",
+            ident(&k.name),
+            ident(&col.name)
+        ))
+        .await
+        .map_err(werr)?;
+        tracing::info!(table = %target, from = %k.name, to = %col.name, "renamed a column on the target as at the source");
+        for n in names.iter_mut().filter(|n| **n == k.name) {
+            *n = col.name.clone();
+        }
+        changed = true;
+    }
+
+    // Added at the source.
+    for col in &table.columns {
+        if names.contains(&col.name) {
+            continue;
+        }
+        need_evolve(&col.name, "the target table lacks this source column")?;
+        let ty = typemap::native_type(Engine::Postgres, table.origin, col);
+        tx.batch_execute(&format!(
+            "ALTER TABLE {q} ADD COLUMN {} {ty}",
+            ident(&col.name)
+        ))
+        .await
+        .map_err(|e| pg_err(e, "adding a column").table(target).column(&col.name))?;
+        names.push(col.name.clone());
+        if !created && !col.generated {
+            unfilled.extend(col.source_id);
+        }
+        changed = true;
+    }
+
+    // Retyped at the source since the target last took the column.
+    for col in &table.columns {
+        let Some(k) = known_of(col.source_id) else {
+            continue;
+        };
+        if k.native_type == col.native_type || table.origin != Engine::Postgres {
+            continue;
+        }
+        let Some(j) = found
+            .schema
+            .columns
+            .iter()
+            .position(|c| c.name == col.name || c.name == k.name)
+        else {
+            continue;
+        };
+        let have = &found.schema.columns[j];
+        let ty = typemap::native_type(Engine::Postgres, table.origin, col);
+        if have.native_type == ty || col.widens_to(have) {
+            // The target column holds every value already.
+            continue;
+        }
+        if !have.widens_to(col) {
+            return Err(refused(
+                target,
+                Some(&col.name),
+                &format!(
+                    "the source changed column {} from {} to {}, which could lose or refuse values on the target, \
+                     so siphon leaves that to you: run `ALTER TABLE {q} ALTER COLUMN {} TYPE {ty} USING {}::{ty}` on \
+                     the target, or drop the target table and copy it again with `siphon sync resync PIPELINE \
+                     --table {}`",
+                    col.name,
+                    have.native_type,
+                    ty,
+                    ident(&col.name),
+                    ident(&col.name),
+                    table.name
+                ),
+            ));
+        }
+        need_evolve(
+            &col.name,
+            &format!("the source widened column {} to {ty}", col.name),
+        )?;
+        tx.batch_execute(&format!(
+            "ALTER TABLE {q} ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}",
+            c = ident(&col.name)
+        ))
+        .await
+        .map_err(|e| {
+            pg_err(e, "widening a column")
+                .table(target)
+                .column(&col.name)
+        })?;
+        tracing::info!(table = %target, column = %col.name, to = %ty, "widened a column on the target as at the source");
+        changed = true;
+    }
+
+    // Dropped at the source: the target keeps the column and its values, and
+    // takes rows without it.
+    for k in &known {
+        let gone = !table
+            .columns
+            .iter()
+            .any(|c| c.source_id == Some(k.source_id));
+        let here = found
+            .schema
+            .columns
+            .iter()
+            .find(|c| c.name == k.name && !c.data_type.nullable);
+        if let (true, Some(c)) = (gone, here) {
+            if table.column_index(&c.name).is_none()
+                && !found
+                    .schema
+                    .primary_key
+                    .iter()
+                    .any(|&i| found.schema.columns[i].name == c.name)
+            {
+                tx.batch_execute(&format!(
+                    "ALTER TABLE {q} ALTER COLUMN {} DROP NOT NULL",
+                    ident(&c.name)
+                ))
+                .await
+                .map_err(werr)?;
+                changed = true;
+            }
+        }
+    }
+
+    // Another primary key at the source.
+    let key_ids: Vec<i64> = table
+        .primary_key
+        .iter()
+        .filter_map(|&i| table.columns[i].source_id)
+        .collect();
+    let mut was: Vec<&Known> = known.iter().filter(|k| k.key_pos.is_some()).collect();
+    was.sort_by_key(|k| k.key_pos);
+    let was: Vec<i64> = was.iter().map(|k| k.source_id).collect();
+    let source_key: Vec<&str> = table
+        .primary_key
+        .iter()
+        .map(|&i| table.columns[i].name.as_str())
+        .collect();
+    let target_key: Vec<String> = found
+        .schema
+        .primary_key
+        .iter()
+        .map(|&i| names.get(i).cloned().unwrap_or_default())
+        .collect();
+    if !was.is_empty() && was != key_ids && source_key != target_key {
+        let constraint: Option<String> = tx
+            .query_opt(
+                "SELECT conname::text FROM pg_constraint WHERE conrelid = $1::text::regclass AND contype = 'p'",
+                &[&q],
+            )
+            .await
+            .map_err(werr)?
+            .map(|r| r.get(0));
+        let drop = constraint
+            .map(|c| format!("DROP CONSTRAINT {}, ", ident(&c)))
+            .unwrap_or_default();
+        return Err(refused(
+            target,
+            source_key.first().copied(),
+            &format!(
+                "the source's primary key is now ({}), the target's is ({}), and siphon writes rows by key: run \
+                 `ALTER TABLE {q} {drop}ADD PRIMARY KEY ({})` on the target, or drop the target table and copy \
+                 it again with `siphon sync resync PIPELINE --table {}`",
+                source_key.join(", "),
+                target_key.join(", "),
+                column_list(source_key.iter().copied()),
+                table.name
+            ),
+        ));
+    }
+
+    if ids {
+        tx.execute(
+            &format!("DELETE FROM public.{COLUMNS} WHERE tbl = $1"),
+            &[&tbl],
+        )
+        .await
+        .map_err(werr)?;
+        let insert = format!(
+            "INSERT INTO public.{COLUMNS} (tbl, source_id, name, native_type, key_pos, filled) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        );
+        for (i, col) in table.columns.iter().enumerate() {
+            let Some(id) = col.source_id else { continue };
+            let key_pos = table
+                .primary_key
+                .iter()
+                .position(|&k| k == i)
+                .map(|p| p as i32);
+            let filled = !unfilled.contains(&id) && known_of(Some(id)).is_none_or(|k| k.filled);
+            tx.execute(
+                &insert,
+                &[&tbl, &id, &col.name, &col.native_type, &key_pos, &filled],
+            )
+            .await
+            .map_err(werr)?;
+        }
+    }
+    tx.commit().await.map_err(werr)?;
+    Ok(changed)
+}
+
+impl PostgresSink {
+    /// See [`siphon_core::Sink::unfilled`].
+    pub(super) async fn unfilled_columns(&self, table: &TableSchema) -> Result<Vec<usize>> {
+        let client = self.client.lock().await;
+        let t = self.target(table)?;
+        let exists: Option<bool> = client
+            .query_one(
+                &format!("SELECT to_regclass('public.{COLUMNS}') IS NOT NULL"),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading siphon_columns"))?
+            .get(0);
+        if exists != Some(true) {
+            return Ok(Vec::new());
+        }
+        let tbl = target_name(&t, table).to_string();
+        let ids: Vec<i64> = client
+            .query(
+                &format!("SELECT source_id FROM public.{COLUMNS} WHERE tbl = $1 AND NOT filled"),
+                &[&tbl],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading siphon_columns"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(table
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.source_id.is_some_and(|id| ids.contains(&id)))
+            .map(|(i, _)| i)
+            .collect())
+    }
+
+    /// See [`siphon_core::Sink::fill`]: one UPDATE per 1,000 rows, by key.
+    pub(super) async fn fill_columns(
+        &self,
+        table: &TableSchema,
+        columns: &[usize],
+        rows: Vec<Row>,
+        done: bool,
+    ) -> Result<()> {
+        let t = self.target(table)?;
+        let mut client = self.client.lock().await;
+        let werr = |e| pg_err(e, &format!("filling added columns of {}", table.name));
+        let tx = client.transaction().await.map_err(werr)?;
+        if !columns.is_empty() {
+            let cols: Vec<usize> = t.key.iter().chain(columns).copied().collect();
+            let sets: Vec<String> = columns
+                .iter()
+                .map(|&i| format!("{c} = v.{c}", c = ident(&t.columns[i])))
+                .collect();
+            let on: Vec<String> = t
+                .key
+                .iter()
+                .map(|&i| format!("t.{c} = v.{c}", c = ident(&t.columns[i])))
+                .collect();
+            let alias = column_list(cols.iter().map(|&i| t.columns[i].as_str()));
+            for part in rows.chunks(1000) {
+                let mut params = Vec::with_capacity(part.len() * cols.len());
+                let mut tuples = Vec::with_capacity(part.len());
+                for row in part {
+                    let mut tuple = Vec::with_capacity(cols.len());
+                    for &i in &cols {
+                        params.push(Param(&row[i], &t.types[i]));
+                        tuple.push(format!("${}::{}", params.len(), t.types[i].name));
+                    }
+                    tuples.push(format!("({})", tuple.join(", ")));
+                }
+                let sql = format!(
+                    "UPDATE {} t SET {} FROM (VALUES {}) AS v ({alias}) WHERE {}",
+                    t.name,
+                    sets.join(", "),
+                    tuples.join(", "),
+                    on.join(" AND ")
+                );
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                tx.execute(&sql, &refs).await.map_err(werr)?;
+            }
+        }
+        if done {
+            let ids: Vec<i64> = columns
+                .iter()
+                .filter_map(|&i| table.columns[i].source_id)
+                .collect();
+            tx.execute(
+                &format!(
+                    "UPDATE public.{COLUMNS} SET filled = true WHERE tbl = $1 AND source_id = ANY($2)"
+                ),
+                &[&target_name(&t, table).to_string(), &ids],
+            )
+            .await
+            .map_err(werr)?;
+        }
+        tx.commit().await.map_err(werr)
+    }
+}
+
+/// The target table's name as `siphon_columns` keys it.
+fn target_name(_t: &TargetTable, table: &TableSchema) -> TableName {
+    TableName::new(
+        Some(table.name.schema.as_deref().unwrap_or("public")),
+        &table.name.name,
+    )
+}
+
+/// Reads the target table again after it changed.
+pub(super) async fn reread(client: &Client, name: &TableName) -> Result<PgTable> {
+    schema::find(client, name)
+        .await?
+        .ok_or_else(|| Error::internal("the target table is missing").table(name))
+}

@@ -1,0 +1,218 @@
+//! Evolving an existing SQLite target table to a new shape of its source
+//! table: renamed columns renamed (SQLite 3.25+), added ones added. Types need
+//! no change (SQLite columns have an affinity, not a size), and columns the
+//! source dropped stay with their values.
+//!
+//! Which target column holds which source column is kept in `siphon_columns`,
+//! by the source's column id, so a rename is told from a drop and an add even
+//! across runs.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
+use siphon_core::{Error, Result, Row, SchemaOptions, TableSchema};
+
+use crate::db::{db_err, quote};
+use crate::types::bind_value;
+
+/// The table of source column ids per target table.
+const COLUMNS: &str = "siphon_columns";
+
+/// Brings the target table (`existing` as found) to the shape of `t`, in one
+/// transaction, and records the source's column ids.
+pub(super) fn evolve(
+    c: &mut Connection,
+    path: &Path,
+    t: &TableSchema,
+    existing: &TableSchema,
+    options: &SchemaOptions,
+) -> Result<()> {
+    let name = &t.name.name;
+    let ids = !t.columns.is_empty() && t.columns.iter().all(|c| c.source_id.is_some());
+    let err = |e| db_err(path, "changing the target table", e);
+    let tx = c.transaction().map_err(err)?;
+    let mut known: Vec<(i64, String, bool)> = Vec::new();
+    let mut unfilled: Vec<i64> = Vec::new();
+    if ids {
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {COLUMNS} (tbl TEXT NOT NULL, source_id INTEGER NOT NULL, \
+             name TEXT NOT NULL, filled INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (tbl, source_id))"
+        ))
+        .map_err(err)?;
+        let mut stmt = tx
+            .prepare(&format!(
+                "SELECT source_id, name, filled FROM {COLUMNS} WHERE tbl = ?1"
+            ))
+            .map_err(err)?;
+        known = stmt
+            .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)?;
+    }
+    let mut names: Vec<String> = existing.columns.iter().map(|c| c.name.clone()).collect();
+    let refuse = |column: &str, what: &str| {
+        Error::bad_input(format!(
+            "{what}; change the target table alike, or set `schema.evolve: true`"
+        ))
+        .table(&t.name)
+        .column(column)
+    };
+    for col in &t.columns {
+        if names.contains(&col.name) {
+            continue;
+        }
+        let was = known
+            .iter()
+            .find(|(id, _, _)| Some(*id) == col.source_id)
+            .map(|(_, n, _)| n.clone())
+            .filter(|n| *n != col.name && names.contains(n) && t.column_index(n).is_none());
+        if !options.evolve {
+            let what = match &was {
+                Some(n) => format!("the source renamed column {n} to {}", col.name),
+                None => "the target table lacks this source column".to_string(),
+            };
+            return Err(refuse(&col.name, &what));
+        }
+        let sql = match &was {
+            Some(n) => format!(
+                "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                quote(name),
+                quote(n),
+                quote(&col.name)
+            ),
+            None => {
+                let ty = siphon_core::typemap::native_type(
+                    siphon_core::typemap::Engine::Sqlite,
+                    t.origin,
+                    col,
+                );
+                format!(
+                    "ALTER TABLE {} ADD COLUMN {} {ty}",
+                    quote(name),
+                    quote(&col.name)
+                )
+            }
+        };
+        tx.execute_batch(&sql)
+            .map_err(|e| db_err(path, "changing the target table", e))
+            .map_err(|e| e.table(&t.name).column(&col.name))?;
+        match was {
+            Some(n) => {
+                for x in names.iter_mut().filter(|x| **x == n) {
+                    *x = col.name.clone();
+                }
+            }
+            None => {
+                names.push(col.name.clone());
+                if !col.generated {
+                    unfilled.extend(col.source_id);
+                }
+            }
+        }
+    }
+    if ids {
+        tx.execute(&format!("DELETE FROM {COLUMNS} WHERE tbl = ?1"), [name])
+            .map_err(err)?;
+        for col in &t.columns {
+            let was_filled = known
+                .iter()
+                .find(|(id, _, _)| Some(*id) == col.source_id)
+                .is_none_or(|k| k.2);
+            let filled = was_filled && !col.source_id.is_some_and(|id| unfilled.contains(&id));
+            tx.execute(
+                &format!(
+                    "INSERT INTO {COLUMNS} (tbl, source_id, name, filled) VALUES (?1, ?2, ?3, ?4)"
+                ),
+                params![name, col.source_id, col.name, filled],
+            )
+            .map_err(err)?;
+        }
+    }
+    tx.commit().map_err(err)
+}
+
+/// Positions in `t` of the columns that wait for the source's values in rows
+/// the table held when they were added (see `siphon_core::Sink::unfilled`).
+pub(super) fn unfilled(c: &Connection, path: &Path, t: &TableSchema) -> Result<Vec<usize>> {
+    let err = |e| db_err(path, "reading siphon_columns", e);
+    let exists: Option<i64> = c
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [COLUMNS],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    if exists.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut st = c
+        .prepare(&format!(
+            "SELECT source_id FROM {COLUMNS} WHERE tbl = ?1 AND NOT filled"
+        ))
+        .map_err(err)?;
+    let ids: Vec<i64> = st
+        .query_map([&t.name.name], |r| r.get(0))
+        .map_err(err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(err)?;
+    Ok(t.columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.source_id.is_some_and(|id| ids.contains(&id)))
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Sets `columns` of the rows with the keys of `rows` to the rows' values, in
+/// one transaction; with `done`, the columns no longer wait.
+pub(super) fn fill(
+    c: &mut Connection,
+    path: &Path,
+    t: &TableSchema,
+    columns: &[usize],
+    rows: &[Row],
+    done: bool,
+) -> Result<()> {
+    let err = |e| db_err(path, &format!("filling added columns of {}", t.name), e);
+    let key = t.require_row_key()?.to_vec();
+    let tx = c.transaction().map_err(err)?;
+    if !columns.is_empty() {
+        let sets: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| format!("{} = ?{}", quote(&t.columns[i].name), n + 1))
+            .collect();
+        let on: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| format!("{} = ?{}", quote(&t.columns[i].name), columns.len() + n + 1))
+            .collect();
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {}",
+            quote(&t.name.name),
+            sets.join(", "),
+            on.join(" AND ")
+        );
+        let mut st = tx.prepare_cached(&sql).map_err(err)?;
+        let mut scratch = String::new();
+        for row in rows {
+            for (n, &i) in columns.iter().chain(&key).enumerate() {
+                bind_value(&mut st, n + 1, &row[i], &mut scratch).map_err(err)?;
+            }
+            st.raw_execute().map_err(err)?;
+        }
+    }
+    if done {
+        for &i in columns {
+            let id: &dyn ToSql = &t.columns[i].source_id;
+            tx.execute(
+                &format!("UPDATE {COLUMNS} SET filled = 1 WHERE tbl = ?1 AND source_id = ?2"),
+                params![t.name.name, id],
+            )
+            .map_err(err)?;
+        }
+    }
+    tx.commit().map_err(err)
+}
