@@ -44,19 +44,24 @@ impl Bound {
     /// open transaction's row below it.
     pub fn sql(&self, native_type: &str) -> Option<String> {
         let at = self.before.as_deref()?;
-        let digits = native_type
-            .split_once('(')
-            .and_then(|(_, rest)| rest.split_once(')'))
-            .and_then(|(p, _)| p.trim().parse::<u32>().ok())
-            .unwrap_or(6)
-            .min(6);
-        let unit = 10u64.pow(6 - digits);
+        let unit = 10u64.pow(6 - fraction_digits(native_type));
         // The server wrote `at` as timestamptz text: quoting it is enough.
         Some(format!(
             "('{}'::timestamptz - interval '{unit} microseconds')",
             at.replace('\'', "''")
         ))
     }
+}
+
+/// The fractional digits of seconds a `timestamp` or `timestamptz` column
+/// declared `native_type` keeps (`timestamp(0) with time zone`: 0), 6 at most.
+pub(crate) fn fraction_digits(native_type: &str) -> u32 {
+    native_type
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(p, _)| p.trim().parse::<u32>().ok())
+        .unwrap_or(6)
+        .min(6)
 }
 
 /// Reads the bound before the rows: a transaction that commits in between is

@@ -738,17 +738,31 @@ impl Source for PostgresSource {
         let w: Watermark = from.decode(&table.name)?;
         // A timestamp cursor without a `lookback` of its own re-reads a default
         // window behind a watermark that did not see every open transaction
-        // (see `crate::poll`), and behind those older siphons wrote.
+        // (see `crate::poll`), and behind those older siphons wrote. Behind one
+        // that did, a column of less than microseconds re-reads the rows that
+        // share its cursor value: a transaction begun since may have written
+        // that value again (rounded to it) with a lower key.
         let lookback = match cursor.lookback {
             Some(l) => l,
             None if cursor.strategy == CursorStrategy::Timestamp
-                && !w.settled
                 && matches!(
                     w.cursor,
                     Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_)
                 ) =>
             {
-                Lookback::Duration(crate::poll::DEFAULT_LOOKBACK)
+                if !w.settled {
+                    Lookback::Duration(crate::poll::DEFAULT_LOOKBACK)
+                } else if table.column_index(&cursor.column).is_some_and(|i| {
+                    crate::poll::fraction_digits(&table.columns[i].native_type) < 6
+                }) {
+                    return Position::encode(&Watermark {
+                        cursor: w.cursor,
+                        key: vec![],
+                        settled: true,
+                    });
+                } else {
+                    return Ok(from.clone());
+                }
             }
             None => return Ok(from.clone()),
         };

@@ -140,3 +140,37 @@ async fn a_row_committed_late_during_the_first_copy_is_copied() {
     pg.query_in(&db(&src_url), EVENTS).unwrap();
     late_commit_is_copied(&src_url, &src_url, &dst_url, true).await;
 }
+
+/// A row written after a pass with the same cursor value as the last row it
+/// read and a lower key (a `timestamp(0)` column gives transactions of one
+/// second the same value) is copied by the next pass.
+#[tokio::test]
+async fn a_later_row_with_the_watermark_value_and_a_lower_key_is_copied() {
+    let pg = Postgres::shared().unwrap();
+    let src_url = pg.create_database().unwrap();
+    let dst_url = pg.create_database().unwrap();
+    let (src_db, dst_db) = (db(&src_url), db(&dst_url));
+    pg.query_in(
+        &src_db,
+        "CREATE TABLE events (id bigint PRIMARY KEY, note text,
+                              updated_at timestamp(0) with time zone NOT NULL DEFAULT now());
+         INSERT INTO events (id, note, updated_at) VALUES (100, 'first', '2026-01-01 00:00:00+00');",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = SqliteStateStore::open(dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let source = PostgresSource::connect(&src_url).await.unwrap();
+    let sink = PostgresSink::connect(&dst_url).await.unwrap();
+    pass(&source, &sink, &state).await;
+    pass(&source, &sink, &state).await;
+    pg.query_in(
+        &src_db,
+        "INSERT INTO events (id, note, updated_at) VALUES (1, 'same second', '2026-01-01 00:00:00+00')",
+    )
+    .unwrap();
+    pass(&source, &sink, &state).await;
+    let ids = "SELECT string_agg(id::text, ',' ORDER BY id) FROM events";
+    assert_eq!(pg.query_in(&dst_db, ids).unwrap(), "1,100");
+}
