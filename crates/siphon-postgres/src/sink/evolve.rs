@@ -21,7 +21,7 @@ use crate::source::Param;
 const COLUMNS: &str = "siphon_columns";
 
 /// A source column as the target last took it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Known {
     source_id: i64,
     name: String,
@@ -91,7 +91,17 @@ pub(super) async fn evolve(
     let q = qualified(Some(schema), &table.name.name);
     let tbl = target.to_string();
     if ids {
-        ensure_columns_table(client).await?;
+        let exists: bool = client
+            .query_one(
+                &format!("SELECT to_regclass('public.{COLUMNS}') IS NOT NULL"),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading siphon_columns"))?
+            .get(0);
+        if !exists {
+            ensure_columns_table(client).await?;
+        }
     }
     let werr = |e| pg_err(e, "changing the target table").table(target);
     let tx = client.transaction().await.map_err(werr)?;
@@ -305,30 +315,56 @@ pub(super) async fn evolve(
     }
 
     if ids {
-        tx.execute(
-            &format!("DELETE FROM public.{COLUMNS} WHERE tbl = $1"),
-            &[&tbl],
-        )
-        .await
-        .map_err(werr)?;
-        let insert = format!(
-            "INSERT INTO public.{COLUMNS} (tbl, source_id, name, native_type, key_pos, filled) \
-             VALUES ($1, $2, $3, $4, $5, $6)"
-        );
-        for (i, col) in table.columns.iter().enumerate() {
-            let Some(id) = col.source_id else { continue };
-            let key_pos = table
-                .primary_key
+        let rows: Vec<Known> = table
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, col)| {
+                let id = col.source_id?;
+                Some(Known {
+                    source_id: id,
+                    name: col.name.clone(),
+                    native_type: col.native_type.clone(),
+                    key_pos: table
+                        .primary_key
+                        .iter()
+                        .position(|&k| k == i)
+                        .map(|p| p as i32),
+                    filled: !unfilled.contains(&id) && known_of(Some(id)).is_none_or(|k| k.filled),
+                })
+            })
+            .collect();
+        // Written again only when it changed: most prepares change nothing.
+        let same = rows.len() == known.len()
+            && rows
                 .iter()
-                .position(|&k| k == i)
-                .map(|p| p as i32);
-            let filled = !unfilled.contains(&id) && known_of(Some(id)).is_none_or(|k| k.filled);
+                .all(|r| known_of(Some(r.source_id)).is_some_and(|k| k == r));
+        if !same {
             tx.execute(
-                &insert,
-                &[&tbl, &id, &col.name, &col.native_type, &key_pos, &filled],
+                &format!("DELETE FROM public.{COLUMNS} WHERE tbl = $1"),
+                &[&tbl],
             )
             .await
             .map_err(werr)?;
+            let insert = format!(
+                "INSERT INTO public.{COLUMNS} (tbl, source_id, name, native_type, key_pos, filled) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"
+            );
+            for r in &rows {
+                tx.execute(
+                    &insert,
+                    &[
+                        &tbl,
+                        &r.source_id,
+                        &r.name,
+                        &r.native_type,
+                        &r.key_pos,
+                        &r.filled,
+                    ],
+                )
+                .await
+                .map_err(werr)?;
+            }
         }
     }
     tx.commit().await.map_err(werr)?;

@@ -112,21 +112,29 @@ pub(super) fn evolve(
         }
     }
     if ids {
-        tx.execute(&format!("DELETE FROM {COLUMNS} WHERE tbl = ?1"), [name])
-            .map_err(err)?;
-        for col in &t.columns {
-            let was_filled = known
-                .iter()
-                .find(|(id, _, _)| Some(*id) == col.source_id)
-                .is_none_or(|k| k.2);
-            let filled = was_filled && !col.source_id.is_some_and(|id| unfilled.contains(&id));
-            tx.execute(
-                &format!(
-                    "INSERT INTO {COLUMNS} (tbl, source_id, name, filled) VALUES (?1, ?2, ?3, ?4)"
-                ),
-                params![name, col.source_id, col.name, filled],
-            )
-            .map_err(err)?;
+        let rows: Vec<(i64, String, bool)> = t
+            .columns
+            .iter()
+            .filter_map(|col| {
+                let id = col.source_id?;
+                let was_filled = known.iter().find(|k| k.0 == id).is_none_or(|k| k.2);
+                Some((id, col.name.clone(), was_filled && !unfilled.contains(&id)))
+            })
+            .collect();
+        // Written again only when it changed: most prepares change nothing.
+        let same = rows.len() == known.len() && rows.iter().all(|r| known.contains(r));
+        if !same {
+            tx.execute(&format!("DELETE FROM {COLUMNS} WHERE tbl = ?1"), [name])
+                .map_err(err)?;
+            for (id, col, filled) in &rows {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {COLUMNS} (tbl, source_id, name, filled) VALUES (?1, ?2, ?3, ?4)"
+                    ),
+                    params![name, id, col, filled],
+                )
+                .map_err(err)?;
+            }
         }
     }
     tx.commit().map_err(err)
