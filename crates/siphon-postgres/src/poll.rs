@@ -27,8 +27,8 @@ pub(crate) const DEFAULT_LOOKBACK: Duration = Duration::from_secs(5 * 60);
 /// What a poll may read now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Bound {
-    /// Rows whose cursor is at or after this instant (`timestamptz` text as the
-    /// server wrote it) wait for a later poll; `None` when no transaction is
+    /// Rows whose cursor is at or after this instant (ISO 8601 text in UTC, as
+    /// the server wrote it) wait for a later poll; `None` when no transaction is
     /// open in the database. See [`Bound::sql`].
     pub before: Option<String>,
     /// Whether every transaction that can still commit was seen. When not, the
@@ -45,7 +45,7 @@ impl Bound {
     pub fn sql(&self, native_type: &str) -> Option<String> {
         let at = self.before.as_deref()?;
         let unit = 10u64.pow(6 - fraction_digits(native_type));
-        // The server wrote `at` as timestamptz text: quoting it is enough.
+        // The server wrote `at` as ISO 8601 text: quoting it is enough.
         Some(format!(
             "('{}'::timestamptz - interval '{unit} microseconds')",
             at.replace('\'', "''")
@@ -70,7 +70,8 @@ pub(crate) fn fraction_digits(native_type: &str) -> u32 {
 pub(crate) async fn bound(client: &Client, table: &TableSchema) -> Result<Bound> {
     let row = client
         .query_one(
-            "SELECT min(a.xact_start) FILTER (WHERE a.backend_type = 'client backend')::text, \
+            "SELECT to_char(min(a.xact_start) FILTER (WHERE a.backend_type = 'client backend') \
+                            AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
                     count(*) FILTER (WHERE a.usesysid IS NOT NULL AND NOT pg_has_role(a.usesysid, 'USAGE') \
                                      AND NOT pg_has_role('pg_read_all_stats', 'USAGE')), \
                     (SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()), \
