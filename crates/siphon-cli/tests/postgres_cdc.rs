@@ -64,6 +64,33 @@ impl<'a> Setup<'a> {
         .unwrap();
     }
 
+    /// Writes the config: every table of `public` in one continuous cdc
+    /// pipeline.
+    fn config_all(&self) {
+        let (src, dst) = (self.pg.url_for(&self.src), self.dst_pg.url_for(&self.dst));
+        std::fs::write(
+            self.dir.path().join("siphon.yaml"),
+            format!(
+                "state: sqlite://state.db\nconnections:\n  src: {src}\n  dst: {dst}\n\
+                 pipelines:\n  {}:\n    source: src\n    target: dst\n    mode: cdc\n    tables: [\"public.*\"]\n\
+                 \x20   schedule: continuous\n",
+                self.pipeline
+            ),
+        )
+        .unwrap();
+    }
+
+    /// The state the store shows for a table stream of the pipeline.
+    fn stream_state(&self, table: &str) -> String {
+        let db = rusqlite::Connection::open(self.dir.path().join("state.db")).unwrap();
+        db.query_row(
+            "SELECT state FROM stream_states WHERE pipeline = ?1 AND table_name = ?2",
+            [&self.pipeline, &format!("public.{table}")],
+            |r| r.get(0),
+        )
+        .unwrap_or_default()
+    }
+
     fn src_sql(&self, sql: &str) -> String {
         self.pg.query_in(&self.src, sql).unwrap()
     }
@@ -554,4 +581,126 @@ fn one_transaction_of_a_million_rows_streams_in_bounded_memory() {
         peak < LIMIT_KIB,
         "peak RSS {peak} KiB is over {LIMIT_KIB} KiB"
     );
+}
+
+/// In one continuous `cdc` pipeline, a table whose target refuses a change
+/// (a CHECK constraint) stops alone: the other table keeps receiving changes,
+/// the slot keeps advancing, and the failed table's state names the fix.
+#[test]
+fn a_table_the_target_refuses_stops_alone() {
+    let pg = Postgres::shared().unwrap();
+    let s = Setup::new(pg);
+    s.src_sql(
+        "CREATE TABLE a (id int PRIMARY KEY, v int); CREATE TABLE b (id int PRIMARY KEY, v int);
+         INSERT INTO a VALUES (1, 1); INSERT INTO b VALUES (1, 1);",
+    );
+    s.config_all();
+    let mut siphon = s.spawn();
+    wait_for("both tables are copied", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("a") && s.same("b") && s.stream_state("b").contains("streaming")
+    });
+    s.dst_sql("ALTER TABLE b ADD CONSTRAINT small CHECK (v < 100) NOT VALID");
+    // One source transaction touching both tables, then more for `a` alone.
+    s.src_sql("BEGIN; INSERT INTO b VALUES (2, 500); INSERT INTO a VALUES (2, 2); COMMIT;");
+    s.src_sql("INSERT INTO a SELECT g, g FROM generate_series(3, 50) g");
+    wait_for("table a goes on streaming", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("a")
+    });
+    wait_for("table b is marked failed", || {
+        s.stream_state("b").contains("failed")
+    });
+    let state = s.stream_state("b");
+    assert!(
+        state.contains("small"),
+        "the constraint is not named: {state}"
+    );
+    assert!(
+        state.contains("siphon sync resync"),
+        "the fix is not named: {state}"
+    );
+    // Later changes of `a` still arrive, and the slot moves past b's change.
+    s.src_sql("INSERT INTO a VALUES (100, 100)");
+    wait_for("a later change of a arrives", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.dst_number("SELECT count(*) FROM a WHERE id = 100") == 1
+    });
+    let lsn = s.src_sql("SELECT pg_current_wal_lsn()");
+    s.src_sql("INSERT INTO a VALUES (101, 101)");
+    wait_for("the slot confirms past the refused change", || {
+        s.pg.query(&format!(
+            "SELECT confirmed_flush_lsn >= '{lsn}'::pg_lsn FROM pg_replication_slots \
+             WHERE slot_name = 'siphon_{}'",
+            s.pipeline
+        ))
+        .unwrap()
+            == "t"
+    });
+    assert_eq!(s.dst_number("SELECT count(*) FROM b WHERE id = 2"), 0);
+    // The fix the error names brings the table back while siphon runs.
+    s.dst_sql("ALTER TABLE b DROP CONSTRAINT small");
+    let out = Command::new(env!("CARGO_BIN_EXE_siphon"))
+        .args(["sync", "resync", &s.pipeline, "--table", "public.b"])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    succeeded(&out);
+    s.src_sql("INSERT INTO b VALUES (3, 3)");
+    wait_for("table b is copied again and streams", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("b") && s.stream_state("b").contains("streaming")
+    });
+    s.src_sql("UPDATE b SET v = 4 WHERE id = 3");
+    wait_for("a later change of b arrives", || s.same("b"));
+    siphon.terminate();
+    s.assert_same("a");
+}
+
+/// A table created while a continuous `cdc` pipeline runs, matching its glob,
+/// is copied and then streamed without a restart; a table dropped at the
+/// source gets every change committed before the drop, then stops being
+/// streamed with a log line saying so.
+#[test]
+fn tables_created_and_dropped_while_streaming() {
+    let pg = Postgres::shared().unwrap();
+    let s = Setup::new(pg);
+    s.src_sql(
+        "CREATE TABLE a (id int PRIMARY KEY, v int); CREATE TABLE gone (id int PRIMARY KEY, v text);
+         INSERT INTO a VALUES (1, 1); INSERT INTO gone VALUES (1, 'one');",
+    );
+    s.config_all();
+    let mut siphon = s.spawn();
+    wait_for("both tables are copied", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("a") && s.same("gone") && s.stream_state("gone").contains("streaming")
+    });
+    // Rows committed just before the drop reach the target.
+    s.src_sql("INSERT INTO gone VALUES (2, 'two'); UPDATE gone SET v = 'uno' WHERE id = 1;");
+    s.src_sql("DROP TABLE gone");
+    s.src_sql("INSERT INTO a VALUES (2, 2)");
+    wait_for("the last rows of the dropped table arrive", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.dst_number("SELECT count(*) FROM gone WHERE id = 2 OR v = 'uno'") == 2
+    });
+    // A new table is picked up, snapshot then stream.
+    s.src_sql(
+        "CREATE TABLE fresh (id int PRIMARY KEY, v text); INSERT INTO fresh SELECT g, 'v' || g FROM generate_series(1, 1000) g;",
+    );
+    wait_for("the new table is copied", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("fresh")
+    });
+    s.src_sql("INSERT INTO fresh VALUES (1001, 'later'); DELETE FROM fresh WHERE id = 1; INSERT INTO a VALUES (3, 3);");
+    wait_for("changes of the new table stream", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("fresh") && s.same("a")
+    });
+    siphon.terminate();
+    let log = s.log();
+    assert!(
+        log.contains("public.gone") && log.contains("dropped at the source"),
+        "no log line about the dropped table: {log}"
+    );
+    assert!(!log.contains("table stream failed"), "{log}");
 }

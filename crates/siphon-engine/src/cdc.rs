@@ -18,6 +18,8 @@ use siphon_core::{
 use crate::snapshot::{self, TableRun};
 use crate::{Observer, Shutdown};
 
+mod isolate;
+
 /// How often a dropped replication connection is reopened within one pass.
 const RECONNECTS: u32 = 5;
 
@@ -41,6 +43,10 @@ pub fn log_stream(pipeline: &str) -> StreamId {
 pub struct LogSession<C> {
     window: Option<Duration>,
     open: Option<OpenLog<C>>,
+    /// Tables stopped by an error the target gave, with it: later passes of the
+    /// session leave them out, so the log goes on for the others, until a
+    /// reload is forced (`sync resync`) or siphon starts again.
+    stopped: HashMap<TableName, String>,
 }
 
 impl<C> LogSession<C> {
@@ -62,6 +68,8 @@ struct OpenLog<C> {
     position: Position,
     /// The tables it carries, sorted.
     tables: Vec<TableName>,
+    /// Each table it carries: its stream, source and target schemas.
+    carried: Vec<(StreamId, Arc<TableSchema>, Arc<TableSchema>)>,
 }
 
 impl<C: ChangeStream> LogSession<C> {
@@ -78,6 +86,7 @@ impl<C: ChangeStream> LogSession<C> {
         LogSession {
             window: None,
             open: None,
+            stopped: HashMap::new(),
         }
     }
 
@@ -86,6 +95,7 @@ impl<C: ChangeStream> LogSession<C> {
         LogSession {
             window: Some(window),
             open: None,
+            stopped: HashMap::new(),
         }
     }
 
@@ -119,6 +129,8 @@ struct Table {
     target: Arc<TableSchema>,
     stats: TableStats,
     error: Option<Error>,
+    /// Stopped while streaming, by an error only this table had.
+    stopped: bool,
 }
 
 /// What a cdc pass did to each table: its stats, and its error if it failed.
@@ -157,7 +169,17 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
             target: Arc::new(target),
             stats,
             error: None,
+            stopped: false,
         };
+        if let Some(why) = session.stopped.get(&t.source.name) {
+            if state.flag(&t.stream, Flag::ForceFullLoad).await? == Some(true) {
+                session.stopped.remove(&t.source.name);
+            } else {
+                t.error = Some(Error::bad_input(why.clone()));
+                tables.push(t);
+                continue;
+            }
+        }
         if let Err(e) = check(&t, source, sink, spec).await {
             // The log goes on without it: its next run starts with a fresh copy.
             if let Err(r) = sink.reset(&t.stream).await {
@@ -183,6 +205,11 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
     {
         for t in tables.iter_mut().filter(|t| t.error.is_none()) {
             t.error = Some(Error::new(e.kind(), e.to_string()));
+        }
+    }
+    for t in tables.iter().filter(|t| t.stopped) {
+        if let Some(e) = &t.error {
+            session.stopped.insert(t.source.name.clone(), e.to_string());
         }
     }
     Ok(tables
@@ -233,23 +260,27 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
     session: &mut LogSession<S::Stream>,
     window: Option<Duration>,
 ) -> Result<()> {
+    // A stream left open by the last pass goes on only for the same tables.
+    // For others, it first applies what the log holds up to now for the
+    // tables it carries (those dropped at the source too), then it is closed
+    // before the log is changed.
+    let mut kept = session.open.take();
+    if kept
+        .as_ref()
+        .is_some_and(|o| o.tables != streaming_names(tables))
+    {
+        if let Some(o) = kept.take() {
+            catch_up(
+                source, pipeline, spec, o, tables, sink, state, observer, shutdown,
+            )
+            .await;
+        }
+    }
     let ok: Vec<TableSchema> = tables
         .iter()
         .filter(|t| t.error.is_none())
         .map(|t| (*t.source).clone())
         .collect();
-    let mut names: Vec<TableName> = ok.iter().map(|t| t.name.clone()).collect();
-    names.sort();
-    // A stream left open by the last pass goes on only for the same tables; it
-    // is closed before the log is changed for others.
-    let mut kept = session.open.take();
-    if kept.as_ref().is_some_and(|o| o.tables != names) {
-        if let Some(o) = kept.take() {
-            if let Err(e) = o.stream.close().await {
-                tracing::debug!(pipeline, error = %e, "closing the change stream failed");
-            }
-        }
-    }
     if ok.is_empty() {
         return Ok(());
     }
@@ -346,7 +377,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
             pipeline,
             spec,
             tables,
-            &routes,
+            &mut routes,
             &mut stream,
             until.as_ref(),
             deadline,
@@ -359,15 +390,33 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
         )
         .await;
         match r {
-            Ok(()) if window.is_some() && !shutdown.requested() => {
+            // A table stopped: the others read the log on from the last
+            // committed batch, without it.
+            Ok(Drained::Reopen) => {
+                if let Err(e) = stream.close().await {
+                    tracing::debug!(pipeline, error = %e, "closing the change stream failed");
+                }
+                if routes.is_empty() {
+                    break;
+                }
+            }
+            Ok(Drained::Done) if window.is_some() && !shutdown.requested() => {
+                let carried = routes
+                    .values()
+                    .map(|&i| {
+                        let t = &tables[i];
+                        (t.stream.clone(), t.source.clone(), t.target.clone())
+                    })
+                    .collect();
                 session.open = Some(OpenLog {
                     stream,
                     position,
-                    tables: names,
+                    tables: streaming_names(tables),
+                    carried,
                 });
                 break;
             }
-            Ok(()) => {
+            Ok(Drained::Done) => {
                 stream.close().await?;
                 break;
             }
@@ -383,6 +432,125 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
         }
     }
     Ok(())
+}
+
+/// The tables of a pass that stream, sorted.
+fn streaming_names(tables: &[Table]) -> Vec<TableName> {
+    let mut names: Vec<TableName> = tables
+        .iter()
+        .filter(|t| t.error.is_none())
+        .map(|t| t.source.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Applies what the log of a kept stream holds up to the source's position
+/// now, for every table it carries, then closes it: a table dropped at the
+/// source (or renamed) thus gets every change committed before the drop, and
+/// is no longer streamed. A failure is logged; the pass goes on from the
+/// target's checkpoint.
+#[allow(clippy::too_many_arguments)]
+async fn catch_up<S: LogSource, K: Sink, St: StateStore>(
+    source: &S,
+    pipeline: &str,
+    spec: &PipelineSpec,
+    open: OpenLog<S::Stream>,
+    current: &mut [Table],
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+) {
+    let mut carried: Vec<Table> = open
+        .carried
+        .into_iter()
+        .map(|(stream, source, target)| Table {
+            stats: crate::pass::new_stats(&source, Mode::Cdc),
+            stream,
+            source,
+            target,
+            error: None,
+            stopped: false,
+        })
+        .collect();
+    let mut routes: HashMap<TableName, usize> = carried
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.source.name.clone(), i))
+        .collect();
+    let (mut stream, mut position) = (open.stream, open.position);
+    let result: Result<()> = async {
+        let until = source.log_head().await?;
+        let batch_size = spec.batch_size.max(1);
+        loop {
+            let r = drain(
+                source,
+                pipeline,
+                spec,
+                &mut carried,
+                &mut routes,
+                &mut stream,
+                Some(&until),
+                None,
+                batch_size,
+                &mut position,
+                sink,
+                state,
+                observer,
+                shutdown,
+            )
+            .await?;
+            stream.close().await?;
+            match r {
+                Drained::Done => return Ok(()),
+                Drained::Reopen if routes.is_empty() => return Ok(()),
+                Drained::Reopen => {
+                    let open: Vec<Arc<TableSchema>> = routes
+                        .values()
+                        .map(|&i| carried[i].source.clone())
+                        .collect();
+                    stream = source.stream(pipeline, &open, &position).await?;
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(pipeline, error = %e, "applying the log before the tables changed failed; the pass goes on from the target's checkpoint");
+    }
+    for t in carried {
+        match current.iter_mut().find(|c| c.source.name == t.source.name) {
+            Some(c) => {
+                c.stats.rows_read += t.stats.rows_read;
+                c.stats.inserted += t.stats.inserted;
+                c.stats.updated += t.stats.updated;
+                c.stats.deleted += t.stats.deleted;
+                c.stats.replaced += t.stats.replaced;
+                if t.stopped && c.error.is_none() {
+                    c.error = t.error;
+                    c.stopped = true;
+                }
+            }
+            None => tracing::warn!(
+                pipeline,
+                table = %t.source.name,
+                "table {} was dropped at the source (or renamed there): every change \
+                 committed before that is applied; it is no longer streamed, and its copy \
+                 on the target stays",
+                t.source.name
+            ),
+        }
+    }
+}
+
+/// How a drain of the log ended.
+enum Drained {
+    /// Caught up, at its deadline, or stopped on request.
+    Done,
+    /// A table stopped: read the log again from the last committed batch
+    /// without it.
+    Reopen,
 }
 
 async fn backoff(pipeline: &str, attempt: u32, e: &Error) {
@@ -463,7 +631,7 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
     pipeline: &str,
     spec: &PipelineSpec,
     tables: &mut [Table],
-    routes: &HashMap<TableName, usize>,
+    routes: &mut HashMap<TableName, usize>,
     stream: &mut C,
     until: Option<&Position>,
     deadline: Option<std::time::Instant>,
@@ -473,7 +641,7 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
     state: &St,
     observer: &dyn Observer,
     shutdown: &Shutdown,
-) -> Result<()> {
+) -> Result<Drained> {
     let log = log_stream(pipeline);
     let wait = deadline.map(|_| FOLLOW_POLL);
     let past_deadline = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
@@ -488,16 +656,16 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
                 if shutdown.requested() {
                     // Following the log has no end: stopping is its normal end.
                     return match deadline {
-                        Some(_) => Ok(()),
+                        Some(_) => Ok(Drained::Done),
                         None => Err(Error::new(ErrorKind::Cancelled, "stopped on request")),
                     };
                 }
                 if past_deadline() {
-                    return Ok(());
+                    return Ok(Drained::Done);
                 }
                 match stream.next_batch(batch_size, until, wait).await? {
                     Some(b) => b,
-                    None if until.is_some() => return Ok(()),
+                    None if until.is_some() => return Ok(Drained::Done),
                     None => continue,
                 }
             }
@@ -511,9 +679,17 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
                     let t = &mut tables[i];
                     let mut target = (**s).clone();
                     target.name = t.target.name.clone();
-                    crate::evolve::prepare(source, sink, s, &target, &spec.schema)
-                        .await
-                        .map_err(|e| named(e, s))?;
+                    if let Err(e) =
+                        crate::evolve::prepare(source, sink, s, &target, &spec.schema).await
+                    {
+                        let e = named(e, s);
+                        if !isolate::isolatable(&e) {
+                            return Err(e);
+                        }
+                        routes.remove(&s.name);
+                        isolate::stop_table(pipeline, t, e, sink, state).await;
+                        return Ok(Drained::Reopen);
+                    }
                     t.source = s.clone();
                     t.target = Arc::new(target);
                 }
@@ -569,6 +745,7 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
         // One batch is read ahead at most: with one in hand already, reading
         // more would only queue it in memory.
         let read_on = ahead.is_empty() && !shutdown.requested() && !past_deadline();
+        let touched: Vec<usize> = counts.keys().copied().collect();
         let (batch_len, applying) = (changes.len(), std::time::Instant::now());
         let applied = std::sync::atomic::AtomicBool::new(false);
         let (done, read) = tokio::join!(
@@ -586,7 +763,20 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
                 }
             }
         );
-        let done = done?;
+        let done = match done {
+            Ok(done) => done,
+            // The target refused one table's changes: that table stops, and
+            // the batch is read again without it (what was read ahead too).
+            Err(e) if isolate::isolatable(&e) => match isolate::culprit(&e, tables, &touched) {
+                Some(i) => {
+                    routes.remove(&tables[i].source.name);
+                    isolate::stop_table(pipeline, &mut tables[i], e, sink, state).await;
+                    return Ok(Drained::Reopen);
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         tracing::trace!(
             pipeline,
             changes = batch_len,
@@ -658,7 +848,7 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
             return Err(e);
         }
         if finished {
-            return Ok(());
+            return Ok(Drained::Done);
         }
     }
 }
