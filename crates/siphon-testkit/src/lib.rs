@@ -43,6 +43,7 @@
 //! (default `/usr/lib/postgresql/15/bin`); `SIPHON_TESTKIT_TMPDIR` overrides
 //! where the temporary directories go (default: the system temp dir).
 
+pub mod conformance;
 mod error;
 mod instance;
 mod mariadb;

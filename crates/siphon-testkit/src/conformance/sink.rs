@@ -1,0 +1,216 @@
+//! A sink's guarantees: a chunk lands with its checkpoint or not at all, a load
+//! resumes from the target's checkpoint after a crash, and replaying a batch or a
+//! chunk changes nothing.
+
+use std::sync::Arc;
+
+use siphon_core::{Batch, Change, Op, Phase, Position, SchemaOptions, Sink, Source, Value};
+
+use super::{
+    assert_rows, copy_table, create_table, database, discover_one, keyed_text_table, read_all,
+    sink, snapshot_checkpoint, source, streaming_checkpoint, target_rows, text_literals, text_row,
+    Harness,
+};
+
+/// Rows of the resumed table, and the chunk size: five chunks and a bit.
+const RESUME_ROWS: i64 = 23;
+const RESUME_CHUNK: usize = 4;
+
+/// A snapshot is loaded in chunks, each with its checkpoint. The third chunk
+/// fails on its last row (a NULL the target's NOT NULL column refuses) after
+/// the sink wrote the rows before it, and the sink is dropped with the fourth
+/// chunk read but not loaded, as a killed process would leave it. The failed
+/// chunk left no row and did not move the checkpoint; a new sink reads the
+/// checkpoint of the second chunk, the load resumes from it, and the target ends
+/// equal to the source: nothing missing, nothing twice.
+pub async fn resume_after_a_kill_inside_a_chunk<H: Harness>(h: &H) {
+    let spec = keyed_text_table(h, "conformance_resume");
+    let rows: Vec<_> = (1..=RESUME_ROWS)
+        .map(|i| text_literals(i * 10, &format!("row {i} ✓")))
+        .collect();
+    let (src, dst) = (database(h), database(h));
+    create_table(h, &src, &spec, &rows);
+    let source = source(h, &src).await;
+    let table = discover_one(&source, &h.table_name(&spec.name)).await;
+    let all = read_all(&source, &table, 100).await;
+    assert_eq!(all.len(), RESUME_ROWS as usize);
+
+    let first = sink(h, &dst).await;
+    first
+        .prepare(&table, &SchemaOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("preparing table {}: {e}", table.name));
+    let mut after: Option<Position> = None;
+    let mut committed = None;
+    for _ in 0..2 {
+        let c = source
+            .read_chunk(&table, after.as_ref(), RESUME_CHUNK)
+            .await
+            .unwrap();
+        let cp = snapshot_checkpoint(&table.name, c.last.clone());
+        first.load(&table, c.rows, &cp).await.unwrap();
+        after = c.last;
+        committed = Some(cp);
+    }
+    let committed = committed.unwrap();
+    let landed = 2 * RESUME_CHUNK;
+
+    let c = source
+        .read_chunk(&table, after.as_ref(), RESUME_CHUNK)
+        .await
+        .unwrap();
+    let mut poisoned = c.rows.clone();
+    let last = poisoned.len() - 1;
+    poisoned[last][1] = Value::Null;
+    let failed = first
+        .load(
+            &table,
+            poisoned,
+            &snapshot_checkpoint(&table.name, c.last.clone()),
+        )
+        .await;
+    assert!(
+        failed.is_err(),
+        "table {}: a chunk with a NULL in a NOT NULL column was loaded",
+        table.name
+    );
+    let back = target_rows(h, &dst, &table.name).await;
+    assert_rows(
+        "after a chunk failed on its last row",
+        &table,
+        &back,
+        &all[..landed],
+    );
+    assert_eq!(
+        first.checkpoint(&committed.stream).await.unwrap().as_ref(),
+        Some(&committed),
+        "table {}: a failed chunk moved the checkpoint",
+        table.name
+    );
+    // The next chunk is read, and the process dies before it is committed.
+    let _unloaded = source
+        .read_chunk(&table, c.last.as_ref(), RESUME_CHUNK)
+        .await
+        .unwrap();
+    drop(first);
+
+    let second = sink(h, &dst).await;
+    second
+        .prepare(&table, &SchemaOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("preparing table {} again: {e}", table.name));
+    let resumed = second
+        .checkpoint(&committed.stream)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("table {}: the checkpoint is gone", table.name));
+    assert_eq!(
+        resumed, committed,
+        "table {}: the checkpoint read back",
+        table.name
+    );
+    let Phase::Snapshot {
+        last_key: mut after,
+        ..
+    } = resumed.phase
+    else {
+        panic!("table {}: not a snapshot checkpoint", table.name)
+    };
+    let mut loaded = landed;
+    loop {
+        let c = source
+            .read_chunk(&table, after.as_ref(), RESUME_CHUNK)
+            .await
+            .unwrap();
+        if c.rows.is_empty() {
+            break;
+        }
+        loaded += c.rows.len();
+        let cp = snapshot_checkpoint(&table.name, c.last.clone());
+        second.load(&table, c.rows, &cp).await.unwrap();
+        after = c.last;
+    }
+    assert_eq!(
+        loaded,
+        all.len(),
+        "table {}: rows read twice or skipped",
+        table.name
+    );
+    let back = target_rows(h, &dst, &table.name).await;
+    assert_rows("after resuming", &table, &back, &all);
+}
+
+/// A batch of inserts, updates and deletes (a row inserted then updated, one
+/// deleted then inserted again) applied twice with the same checkpoint leaves
+/// the target as applying it once did; so does loading a chunk twice.
+pub async fn replay_is_idempotent<H: Harness>(h: &H) {
+    let spec = keyed_text_table(h, "conformance_replay");
+    let rows: Vec<_> = (1..=6)
+        .map(|i| text_literals(i, &format!("r{i}")))
+        .collect();
+    let (src, dst) = (database(h), database(h));
+    create_table(h, &src, &spec, &rows);
+    let source = source(h, &src).await;
+    let table = Arc::new(discover_one(&source, &h.table_name(&spec.name)).await);
+    let target = sink(h, &dst).await;
+
+    // A chunk loaded twice.
+    let loaded = copy_table(&source, &target, &table, 100).await;
+    let chunk = source.read_chunk(&table, None, 100).await.unwrap();
+    target
+        .load(&table, chunk.rows.clone(), &loaded)
+        .await
+        .unwrap();
+    let initial: Vec<_> = (1..=6).map(|i| text_row(i, &format!("r{i}"))).collect();
+    let back = target_rows(h, &dst, &table.name).await;
+    assert_rows("a chunk loaded twice", &table, &back, &initial);
+
+    let batch = Batch {
+        changes: [
+            Op::Insert(text_row(100, "new")),
+            Op::Update {
+                before: Some(text_row(1, "r1")),
+                after: text_row(1, "r1 changed"),
+            },
+            Op::Delete(text_row(2, "r2")),
+            Op::Insert(text_row(101, "inserted")),
+            Op::Update {
+                before: None,
+                after: text_row(101, "then updated"),
+            },
+            Op::Delete(text_row(3, "r3")),
+            Op::Insert(text_row(3, "r3 again")),
+        ]
+        .into_iter()
+        .map(|op| Change {
+            table: table.clone(),
+            op,
+        })
+        .collect(),
+    };
+    let want = vec![
+        text_row(1, "r1 changed"),
+        text_row(3, "r3 again"),
+        text_row(4, "r4"),
+        text_row(5, "r5"),
+        text_row(6, "r6"),
+        text_row(100, "new"),
+        text_row(101, "then updated"),
+    ];
+    let cp = streaming_checkpoint(&table.name, 7);
+    target.apply(batch.clone(), &cp).await.unwrap();
+    let once = target_rows(h, &dst, &table.name).await;
+    assert_rows("a batch applied once", &table, &once, &want);
+    target
+        .apply(batch, &cp)
+        .await
+        .unwrap_or_else(|e| panic!("table {}: replaying a batch failed: {e}", table.name));
+    let twice = target_rows(h, &dst, &table.name).await;
+    assert_rows("the same batch applied again", &table, &twice, &want);
+    assert_eq!(
+        target.checkpoint(&cp.stream).await.unwrap(),
+        Some(cp),
+        "table {}: the checkpoint after the replay",
+        table.name
+    );
+}
