@@ -3,7 +3,7 @@
 //! just gained (a column added with a default, volatile or not, holds values
 //! at the source that its log never carried).
 
-use siphon_core::{Result, SchemaOptions, Sink, Source, TableSchema};
+use siphon_core::{Result, Row, SchemaOptions, Sink, Source, TableFilter, TableSchema, Value};
 
 /// Rows read from the source per fill of added columns.
 const FILL_CHUNK: usize = 5_000;
@@ -25,14 +25,53 @@ pub(crate) async fn prepare<S: Source, K: Sink>(
     if columns.is_empty() {
         return Ok(());
     }
-    tracing::info!(table = %table.name, columns = columns.len(), "filling the rows of added columns from the source");
+    // The rows are read in the source's shape of now, which may have moved on
+    // from `table`'s (the log lags the catalog), and matched to it by column.
+    let filter = TableFilter {
+        include: vec![table.name.to_string()],
+        exclude: vec![],
+    };
+    let current = source
+        .discover(&filter)
+        .await?
+        .into_iter()
+        .find(|t| t.name == table.name);
+    let key = table.require_row_key()?.to_vec();
+    let at: Vec<Option<usize>> = match &current {
+        Some(c) => (0..table.columns.len())
+            .map(|i| c.same_column(table, i))
+            .collect(),
+        None => vec![None; table.columns.len()],
+    };
+    // Columns dropped at the source since have nothing to fill them with.
+    let fill: Vec<usize> = columns
+        .iter()
+        .copied()
+        .filter(|&i| at[i].is_some())
+        .collect();
+    let (Some(current), true) = (current, key.iter().all(|&i| at[i].is_some())) else {
+        return sink.fill(target, &[], Vec::new(), true).await;
+    };
+    tracing::info!(table = %table.name, columns = fill.len(), "filling the rows of added columns from the source");
     let mut after = None;
     loop {
-        let chunk = source.read_chunk(table, after.as_ref(), FILL_CHUNK).await?;
+        let chunk = source
+            .read_chunk(&current, after.as_ref(), FILL_CHUNK)
+            .await?;
         let done = chunk.rows.len() < FILL_CHUNK || chunk.last.is_none();
-        sink.fill(target, &columns, chunk.rows, done).await?;
+        let rows: Vec<Row> = chunk
+            .rows
+            .iter()
+            .map(|r| {
+                at.iter()
+                    .map(|j| j.and_then(|j| r.get(j).cloned()).unwrap_or(Value::Null))
+                    .collect()
+            })
+            .collect();
+        sink.fill(target, &fill, rows, false).await?;
         if done {
-            return Ok(());
+            // Every waiting column is done, including those dropped since.
+            return sink.fill(target, &columns, Vec::new(), true).await;
         }
         after = chunk.last;
     }

@@ -478,3 +478,86 @@ async fn an_open_stream_follows_shape_changes_inside_a_transaction() {
     e.assert_same("ev");
     session.close().await.unwrap();
 }
+
+/// Runs schema changes at the source once, right after the first batch of a
+/// pass is committed: the stream reads them in the same pass, so the target
+/// is evolved (and its rows filled) from the log, not at a pass's start.
+struct ChangeShapeOnce<'a> {
+    env: &'a Env,
+    sql: &'a str,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl siphon_engine::Observer for ChangeShapeOnce<'_> {
+    fn rows_committed(&self, _stream: &siphon_core::StreamId, _rows: u64) {
+        if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.env.src_sql(self.sql);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shape_change_read_while_streaming_evolves_the_target_before_its_rows() {
+    use siphon_engine::{follow_log_pass, LogSession};
+    use std::time::Duration;
+
+    let e = env().await;
+    e.src_sql(
+        "CREATE TABLE ev (id int PRIMARY KEY, v int, note text);
+         INSERT INTO ev SELECT g, g, 'n' || g FROM generate_series(1, 50) g;",
+    );
+    let (source, sink) = e.connect().await;
+    let p = spec(r#""public.ev""#);
+    let shutdown = Shutdown::new();
+    let mut session = LogSession::follow(Duration::from_secs(2));
+    let report = follow_log_pass(
+        &e.pipeline,
+        &p,
+        &source,
+        &sink,
+        &e.state,
+        &NoopObserver,
+        &shutdown,
+        &mut session,
+    )
+    .await
+    .unwrap();
+    succeeded(&report);
+    let observer = ChangeShapeOnce {
+        env: &e,
+        sql: "ALTER TABLE ev RENAME COLUMN note TO remark;
+              ALTER TABLE ev ADD COLUMN r float8 DEFAULT random();
+              INSERT INTO ev (id, v, remark) VALUES (51, 51, 'new');",
+        done: Default::default(),
+    };
+    e.src_sql("UPDATE ev SET v = 0 WHERE id = 1;");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let report = follow_log_pass(
+            &e.pipeline,
+            &p,
+            &source,
+            &sink,
+            &e.state,
+            &observer,
+            &shutdown,
+            &mut session,
+        )
+        .await
+        .unwrap();
+        succeeded(&report);
+        if e.dst_sql("SELECT count(*) FROM ev") == "51" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new row never arrived"
+        );
+    }
+    assert_eq!(
+        e.dst_columns("ev"),
+        "id integer, v integer, remark text, r double precision"
+    );
+    e.assert_same("ev");
+    session.close().await.unwrap();
+}
