@@ -143,6 +143,25 @@ fn announce(database: &str, table: &TableSchema, why_not: Option<&str>) {
     said.insert(key, now);
 }
 
+/// Logs once per table that polling by a `sequence` or `version` cursor
+/// without `lookback` misses a value that commits after a higher one was read.
+pub(crate) fn unbounded(table: &TableSchema, column: &str) {
+    static SAID: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let mut said = SAID
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if said.insert(table.name.key()) {
+        tracing::info!(
+            table = %table.name,
+            column,
+            "polling by a sequence or version cursor reads each value once: a transaction that \
+             commits a value lower than one already read (values taken by concurrent transactions \
+             commit in any order) is not copied; set `lookback` to a number of values to read again"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

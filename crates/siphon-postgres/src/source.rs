@@ -122,7 +122,13 @@ async fn poll_bound(
         table.columns[ci].data_type.kind,
         TypeKind::Timestamp | TypeKind::TimestampTz
     );
-    if cursor.strategy != CursorStrategy::Timestamp || !timed {
+    if cursor.strategy != CursorStrategy::Timestamp {
+        if cursor.lookback.is_none() {
+            crate::poll::unbounded(table, &cursor.column);
+        }
+        return Ok(None);
+    }
+    if !timed {
         return Ok(None);
     }
     crate::poll::bound(client, table).await.map(Some)
@@ -226,11 +232,22 @@ impl PostgresSource {
 
     /// The column types of a discovered table (discovering it when needed).
     pub(crate) async fn table(&self, t: &TableSchema) -> Result<Arc<PgTable>> {
+        // A table whose shape changed since it was read (a column added,
+        // renamed or widened while streaming) is read again.
+        let same_shape = |p: &PgTable| {
+            p.schema.columns.len() == t.columns.len()
+                && p.schema
+                    .columns
+                    .iter()
+                    .zip(&t.columns)
+                    .all(|(a, b)| a.name == b.name && a.native_type == b.native_type)
+        };
         if let Some(found) = self
             .tables
             .lock()
             .ok()
             .and_then(|m| m.get(&t.name).cloned())
+            .filter(|p| same_shape(p))
         {
             return Ok(found);
         }
