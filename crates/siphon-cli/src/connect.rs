@@ -301,6 +301,26 @@ impl Sink for AnySink {
             AnySink::Postgres(s) => s.finish_tables(options).await,
         }
     }
+
+    async fn unfilled(&self, table: &TableSchema) -> Result<Vec<usize>> {
+        match self {
+            AnySink::Sqlite(s) => s.unfilled(table).await,
+            AnySink::Postgres(s) => s.unfilled(table).await,
+        }
+    }
+
+    async fn fill(
+        &self,
+        table: &TableSchema,
+        columns: &[usize],
+        rows: Vec<Row>,
+        done: bool,
+    ) -> Result<()> {
+        match self {
+            AnySink::Sqlite(s) => s.fill(table, columns, rows, done).await,
+            AnySink::Postgres(s) => s.fill(table, columns, rows, done).await,
+        }
+    }
 }
 
 /// The change stream of any source with a log.

@@ -704,3 +704,43 @@ fn tables_created_and_dropped_while_streaming() {
     );
     assert!(!log.contains("table stream failed"), "{log}");
 }
+
+/// Through the binary: columns added at the source while a continuous `cdc`
+/// pipeline streams (a constant and a volatile default) reach the target with
+/// the source's values in rows that existed before, and a renamed column
+/// stays one column with its values.
+#[test]
+fn columns_added_and_renamed_while_streaming_keep_the_sources_values() {
+    let pg = Postgres::shared().unwrap();
+    let s = Setup::new(pg);
+    s.src_sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 300) g;",
+    );
+    s.config("t", "continuous", 100);
+    let mut siphon = s.spawn();
+    wait_for("the table is copied", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("t")
+    });
+    s.src_sql(
+        "ALTER TABLE t ADD COLUMN c int DEFAULT 7, ADD COLUMN r float8 DEFAULT random();
+         INSERT INTO t (id, v) VALUES (301, 'new');",
+    );
+    wait_for("the added columns carry the source's values", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("t")
+    });
+    s.src_sql("ALTER TABLE t RENAME COLUMN v TO label; UPDATE t SET c = 8 WHERE id = 1;");
+    wait_for("the rename is a rename on the target", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("t")
+    });
+    siphon.terminate();
+    let columns = s.dst_sql(
+        "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name = 't'",
+    );
+    assert_eq!(columns, "id,label,c,r");
+    s.assert_same("t");
+}
