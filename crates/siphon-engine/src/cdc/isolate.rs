@@ -42,11 +42,18 @@ pub(super) async fn stop_table<K: Sink, St: StateStore>(
     state: &St,
 ) {
     let table = t.source.name.to_string();
+    // The command names the table by its key, which is unambiguous.
+    let key = t.source.name.key();
+    let arg = if key.contains('"') || key.contains(' ') {
+        format!("'{}'", key.replace('\'', "'\\''"))
+    } else {
+        key
+    };
     let e = Error::new(
         cause.kind(),
         format!(
             "this table stopped streaming while the pipeline's other tables go on; fix the cause, \
-             then copy it again with `siphon sync resync {pipeline} --table {table}`"
+             then copy it again with `siphon sync resync {pipeline} --table {arg}`"
         ),
     )
     .table(&table)
