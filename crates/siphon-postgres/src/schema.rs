@@ -139,7 +139,7 @@ pub(crate) async fn discover(client: &Client, filter: &TableFilter) -> Result<Ve
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
-               AND c.relname <> 'siphon_checkpoints' \
+               AND c.relname NOT IN ('siphon_checkpoints', 'siphon_columns') \
              ORDER BY 2, 3",
             &[],
         )

@@ -218,6 +218,22 @@ async fn a_renamed_column_is_renamed_on_the_target() {
         "id integer, title text, amount integer"
     );
     e.assert_same("items");
+    // What siphon keeps on the target to tell renames apart is not a table
+    // to replicate from it.
+    let target = PostgresSource::connect(&e.dst_url).await.unwrap();
+    let found: Vec<String> = siphon_core::Source::discover(
+        &target,
+        &siphon_core::TableFilter {
+            include: vec!["public.*".into()],
+            exclude: vec![],
+        },
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|t| t.name.to_string())
+    .collect();
+    assert_eq!(found, ["public.items"]);
 }
 
 /// Rows whose TOASTed values did not change are in the log in the old shape
@@ -404,6 +420,20 @@ async fn a_sqlite_target_follows_renames_and_added_columns() {
         .unwrap();
     assert_eq!(rows[0], (1, "x".to_string(), 10_000_000_000));
     assert_eq!(rows[4], (5, "i5".to_string(), 5));
+    let target = siphon_sqlite::SqliteSource::open(&path).unwrap();
+    let found: Vec<String> = siphon_core::Source::discover(
+        &target,
+        &siphon_core::TableFilter {
+            include: vec!["*".into()],
+            exclude: vec![],
+        },
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|t| t.name.to_string())
+    .collect();
+    assert_eq!(found, ["items"]);
 }
 
 /// A stream kept open between passes learns the new shape from the log itself:
