@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use siphon_core::{
-    ApplyStats, Batch, Checkpoint, Error, NativeChunk, NativeFormat, Op, Result, Row,
-    SchemaOptions, Sink, StreamId, TableName, TableSchema, Value,
+    ApplyStats, Batch, Checkpoint, Error, NativeChunk, NativeFormat, Result, Row, SchemaOptions,
+    Sink, StreamId, TableName, TableSchema, Value,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement, Transaction};
@@ -22,6 +22,11 @@ use crate::types::{self, PgType};
 mod checkpoints;
 mod evolve;
 mod swap;
+
+mod apply;
+mod staging;
+
+use staging::Staging;
 
 const CHECKPOINTS: &str = "siphon_checkpoints";
 
@@ -57,103 +62,6 @@ pub struct PostgresSink {
     replica: bool,
     /// The prepared tables' constraints, sequences, indexes and views.
     pub(crate) objects: Arc<crate::objects::Registry>,
-}
-
-/// The staging tables a connection created for change batches, and the
-/// statements it prepared on them. A staging table is created once per
-/// connection, table shape and use within a transaction (`ON COMMIT DELETE
-/// ROWS`: every transaction finds it empty), so a batch costs no catalog
-/// changes and no files created and removed.
-#[derive(Debug, Default)]
-struct Staging {
-    tables: Mutex<std::collections::HashSet<String>>,
-    statements: Mutex<HashMap<String, Statement>>,
-}
-
-impl Staging {
-    /// The staging table for the `n`-th run of changes of a transaction into
-    /// `target` with `columns`; created if missing.
-    async fn table(
-        &self,
-        tx: &Transaction<'_>,
-        n: usize,
-        target: &str,
-        columns: &str,
-    ) -> std::result::Result<String, tokio_postgres::Error> {
-        let shape = xxhash_rust::xxh3::xxh3_64(format!("{target}\0{columns}").as_bytes());
-        let name = format!("siphon_stage_{n}_{shape:016x}");
-        let known = self
-            .tables
-            .lock()
-            .map(|t| t.contains(&name))
-            .unwrap_or(false);
-        if !known {
-            tx.batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS AS \
-                 SELECT {columns} FROM {target} WITH NO DATA"
-            ))
-            .await?;
-            if let Ok(mut t) = self.tables.lock() {
-                t.insert(name.clone());
-            }
-        }
-        Ok(name)
-    }
-
-    /// Copies COPY `data` (in `format`) of `columns` into the staging table for the
-    /// `n`-th run of changes into `target`; returns its name.
-    async fn fill(
-        &self,
-        tx: &Transaction<'_>,
-        n: usize,
-        target: &str,
-        columns: &str,
-        (data, format): (Bytes, copy::Format),
-    ) -> std::result::Result<String, tokio_postgres::Error> {
-        let name = self.table(tx, n, target, columns).await?;
-        let copy = self
-            .statement(
-                tx,
-                &format!(
-                    "COPY {name} ({columns}) FROM STDIN (FORMAT {})",
-                    format.as_sql()
-                ),
-            )
-            .await?;
-        copy_into(tx, &copy, data).await?;
-        Ok(name)
-    }
-
-    /// `sql`, prepared once.
-    async fn statement(
-        &self,
-        tx: &Transaction<'_>,
-        sql: &str,
-    ) -> std::result::Result<Statement, tokio_postgres::Error> {
-        if let Some(s) = self
-            .statements
-            .lock()
-            .ok()
-            .and_then(|m| m.get(sql).cloned())
-        {
-            return Ok(s);
-        }
-        let s = tx.prepare(sql).await?;
-        if let Ok(mut m) = self.statements.lock() {
-            m.insert(sql.to_string(), s.clone());
-        }
-        Ok(s)
-    }
-
-    /// Forgets everything: after a failed transaction, tables it created are gone.
-    fn clear(&self) {
-        if let Ok(mut t) = self.tables.lock() {
-            t.clear();
-        }
-        if let Ok(mut m) = self.statements.lock() {
-            m.clear();
-        }
-    }
 }
 
 fn schema_of(t: &TableSchema) -> String {
@@ -259,76 +167,6 @@ where
     sink.finish().await
 }
 
-/// Inserts rows, updating those whose key exists. Rows whose key repeats keep the
-/// last one. Returns (inserted, updated).
-async fn upsert(
-    tx: &Transaction<'_>,
-    t: &TargetTable,
-    table: &TableSchema,
-    rows: &[&Row],
-    stage: usize,
-    staging: &Staging,
-) -> Result<(u64, u64)> {
-    let mut last: HashMap<Vec<u8>, usize> = HashMap::with_capacity(rows.len());
-    for (i, r) in rows.iter().enumerate() {
-        let key: Vec<Value> = t.key.iter().map(|&k| r[k].clone()).collect();
-        last.insert(serde_json::to_vec(&key).unwrap_or_default(), i);
-    }
-    let mut keep: Vec<usize> = last.into_values().collect();
-    keep.sort_unstable();
-    let rows: Vec<&Row> = keep.into_iter().map(|i| rows[i]).collect();
-    let werr = |e| pg_err(e, &format!("writing {}", table.name));
-    let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
-    let data = copy_data(t, &rows, &t.write, table)?;
-    let stage_name = staging
-        .fill(tx, stage, &t.name, &cols, data)
-        .await
-        .map_err(werr)?;
-    merge_stage(tx, t, &stage_name, &cols, Some(staging))
-        .await
-        .map_err(werr)
-}
-
-/// Inserts the staged rows into the table, updating those whose key exists.
-/// Returns (inserted, updated).
-async fn merge_stage(
-    tx: &Transaction<'_>,
-    t: &TargetTable,
-    stage_name: &str,
-    cols: &str,
-    staging: Option<&Staging>,
-) -> std::result::Result<(u64, u64), tokio_postgres::Error> {
-    let keys = column_list(t.key.iter().map(|&i| t.columns[i].as_str()));
-    let sets: Vec<String> = t
-        .write
-        .iter()
-        .filter(|i| !t.key.contains(i))
-        .map(|&i| format!("{c} = EXCLUDED.{c}", c = ident(&t.columns[i])))
-        .collect();
-    let action = if sets.is_empty() {
-        "NOTHING".to_string()
-    } else {
-        format!("UPDATE SET {}", sets.join(", "))
-    };
-    let sql = if t.partitioned {
-        crate::partition::merge_sql(&t.name, cols, stage_name, &keys, &action)
-    } else {
-        format!(
-        "WITH w AS (INSERT INTO {} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {stage_name} ON CONFLICT ({keys}) DO {action} \
-         RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
-        t.name
-    )
-    };
-    let r = match staging {
-        Some(staging) => {
-            tx.query_one(&staging.statement(tx, &sql).await?, &[])
-                .await?
-        }
-        None => tx.query_one(&sql, &[]).await?,
-    };
-    Ok((r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
-}
-
 /// `COPY` of every column of the table into `into` (the table or its staging
 /// copy), in binary.
 fn native_copy_sql(t: &TargetTable, into: &str) -> String {
@@ -359,36 +197,6 @@ where
     sink.finish().await
 }
 
-/// Deletes rows by key through a staging table.
-async fn delete(
-    tx: &Transaction<'_>,
-    t: &TargetTable,
-    table: &TableSchema,
-    rows: &[&Row],
-    stage: usize,
-    staging: &Staging,
-) -> Result<u64> {
-    let werr = |e| pg_err(e, &format!("deleting from {}", table.name));
-    let keys = column_list(t.key.iter().map(|&i| t.columns[i].as_str()));
-    let data = copy_data(t, rows, &t.key, table)?;
-    let stage_name = staging
-        .fill(tx, stage, &t.name, &keys, data)
-        .await
-        .map_err(werr)?;
-    let on: Vec<String> = t
-        .key
-        .iter()
-        .map(|&i| format!("t.{c} = s.{c}", c = ident(&t.columns[i])))
-        .collect();
-    let sql = format!(
-        "DELETE FROM {} t USING {stage_name} s WHERE {}",
-        t.name,
-        on.join(" AND ")
-    );
-    let stmt = staging.statement(tx, &sql).await.map_err(werr)?;
-    tx.execute(&stmt, &[]).await.map_err(werr)
-}
-
 /// Writes the checkpoint with the sink's prepared statement.
 async fn write_checkpoint(tx: &Transaction<'_>, stmt: &Statement, cp: &Checkpoint) -> Result<()> {
     let json = serde_json::to_string(cp)
@@ -403,8 +211,6 @@ async fn write_checkpoint(tx: &Transaction<'_>, stmt: &Statement, cp: &Checkpoin
 }
 
 impl PostgresSink {
-    /// Upserts native rows through a staging table, with the checkpoint, in one
-    /// transaction.
     /// Loads a chunk of rows and its checkpoint in one transaction: by COPY, or
     /// by upsert when some keys are there already.
     async fn load_rows(
@@ -417,6 +223,7 @@ impl PostgresSink {
         let mut client = self.client.lock().await;
         let werr = |e| pg_err(e, &format!("loading {}", table.name));
         let tx = client.transaction().await.map_err(werr)?;
+        self.staging.begin();
         let refs: Vec<&Row> = rows.iter().collect();
         // Most chunks land in a table that does not hold their keys yet: COPY them
         // straight in. If a key is there already, fall back to the upsert path.
@@ -444,7 +251,8 @@ impl PostgresSink {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT siphon_load")
                     .await
                     .map_err(werr)?;
-                let (inserted, updated) = upsert(&tx, &t, table, &refs, 0, &self.staging).await?;
+                let (inserted, updated) =
+                    apply::upsert(&tx, &t, table, &refs, &self.staging).await?;
                 ApplyStats {
                     inserted,
                     updated,
@@ -458,67 +266,8 @@ impl PostgresSink {
         Ok(stats)
     }
 
-    /// Applies a batch of changes and its checkpoint in one transaction.
-    async fn apply_changes(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
-        let mut client = self.client.lock().await;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| pg_err(e, "starting a transaction"))?;
-        let mut stats = ApplyStats::default();
-        let changes = &batch.changes;
-        let mut i = 0;
-        let mut stage = 0;
-        while i < changes.len() {
-            let table = &changes[i].table;
-            let t = self.target(table)?;
-            let upserting = matches!(changes[i].op, Op::Insert(_) | Op::Update { .. });
-            let deleting = matches!(changes[i].op, Op::Delete(_));
-            // A run of changes of one kind to one table goes in one statement.
-            let mut j = i;
-            let mut rows: Vec<&Row> = Vec::new();
-            while j < changes.len() && std::sync::Arc::ptr_eq(&changes[j].table, table) {
-                match (&changes[j].op, upserting, deleting) {
-                    (Op::Insert(r) | Op::Update { after: r, .. }, true, _) => rows.push(r),
-                    (Op::Delete(r), _, true) => rows.push(r),
-                    _ => break,
-                }
-                j += 1;
-            }
-            match &changes[i].op {
-                Op::Insert(_) | Op::Update { .. } => {
-                    let (ins, upd) = upsert(&tx, &t, table, &rows, stage, &self.staging).await?;
-                    stats.inserted += ins;
-                    stats.updated += upd;
-                }
-                Op::Delete(_) => {
-                    stats.deleted += delete(&tx, &t, table, &rows, stage, &self.staging).await?
-                }
-                Op::Truncate => {
-                    let n = tx
-                        .query_one(&format!("SELECT count(*) FROM {}", t.name), &[])
-                        .await
-                        .map_err(|e| pg_err(e, "counting rows"))?
-                        .get::<_, i64>(0);
-                    crate::objects::empty_table(&tx, &t.name, self.replica, &table.name).await?;
-                    stats.emptied += n as u64;
-                    j = i + 1;
-                }
-                Op::Schema(_) => {
-                    return Err(
-                        Error::internal("schema changes are applied through prepare")
-                            .table(&table.name),
-                    )
-                }
-            }
-            stage += 1;
-            i = j.max(i + 1);
-        }
-        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
-        tx.commit().await.map_err(|e| pg_err(e, "committing"))?;
-        Ok(stats)
-    }
-
+    /// Upserts native rows through the table's staging table, with the
+    /// checkpoint, in one transaction.
     async fn upsert_native(
         &self,
         client: &mut Client,
@@ -529,22 +278,34 @@ impl PostgresSink {
     ) -> Result<ApplyStats> {
         let werr = |e| pg_err(e, &format!("loading {}", table.name));
         let tx = client.transaction().await.map_err(werr)?;
-        let stage = "siphon_stage_native";
+        self.staging.begin();
         let cols = column_list(t.columns.iter().map(String::as_str));
-        tx.batch_execute(&format!(
-            "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {} WITH NO DATA",
-            t.name
-        ))
-        .await
-        .map_err(werr)?;
-        copy_native_into(&tx, native_copy_sql(t, stage).as_str(), tuples)
-            .await
-            .map_err(werr)?;
-        let (inserted, updated) = merge_stage(&tx, t, stage, &cols, None)
-            .await
-            .map_err(werr)?;
-        write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
-        tx.commit().await.map_err(werr)?;
+        let staged = async {
+            let stage = self
+                .staging
+                .stage(&tx, t, tuples.len())
+                .await
+                .map_err(werr)?;
+            let copy = self
+                .staging
+                .statement(&tx, &native_copy_sql(t, &stage))
+                .await
+                .map_err(werr)?;
+            copy_native_into(&tx, &copy, tuples).await.map_err(werr)?;
+            let counts = apply::merge_stage(&tx, t, &stage, &cols, &self.staging)
+                .await
+                .map_err(werr)?;
+            write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
+            Ok::<_, Error>(counts)
+        };
+        let staged = match staged.await {
+            Ok(counts) => tx.commit().await.map_err(werr).map(|()| counts),
+            Err(e) => Err(e),
+        };
+        let (inserted, updated) = staged.inspect_err(|_| {
+            // The transaction rolled back, with any staging table it created.
+            self.staging.clear();
+        })?;
         Ok(ApplyStats {
             inserted,
             updated,
