@@ -45,6 +45,14 @@ impl Harness for Pg {
         TableName::new(Some("public"), name)
     }
 
+    fn create_schema_sql(&self, name: &str) -> Option<String> {
+        Some(format!("CREATE SCHEMA {}", self.quote(name)))
+    }
+
+    fn has_native_path(&self) -> bool {
+        true
+    }
+
     fn integer_type(&self) -> &str {
         "bigint"
     }
@@ -349,6 +357,21 @@ async fn types_round_trip_by_load() {
 }
 
 #[tokio::test]
+async fn types_round_trip_by_native_load() {
+    types::round_trip_by_native_load(&harness()).await;
+}
+
+#[tokio::test]
+async fn composite_text_key() {
+    source::composite_text_key(&harness()).await;
+}
+
+#[tokio::test]
+async fn poll_in_cursor_order() {
+    source::poll_in_cursor_order(&harness()).await;
+}
+
+#[tokio::test]
 async fn types_round_trip_by_apply() {
     types::round_trip_by_apply(&harness()).await;
 }
@@ -386,4 +409,9 @@ async fn odd_identifiers() {
 #[tokio::test]
 async fn checkpoints_of_look_alike_names() {
     identifiers::checkpoints_of_look_alike_names(&harness()).await;
+}
+
+#[tokio::test]
+async fn look_alike_tables_in_odd_schemas() {
+    identifiers::look_alike_tables_in_odd_schemas(&harness()).await;
 }

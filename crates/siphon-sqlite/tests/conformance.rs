@@ -55,6 +55,10 @@ impl Harness for Sqlite {
         TableName::new(None, name)
     }
 
+    fn has_native_path(&self) -> bool {
+        true
+    }
+
     fn integer_type(&self) -> &str {
         "INTEGER"
     }
@@ -281,6 +285,21 @@ fn sqlite_types() -> Vec<TypeCase> {
 #[tokio::test]
 async fn types_round_trip_by_load() {
     types::round_trip_by_load(&harness()).await;
+}
+
+#[tokio::test]
+async fn types_round_trip_by_native_load() {
+    types::round_trip_by_native_load(&harness()).await;
+}
+
+#[tokio::test]
+async fn composite_text_key() {
+    source::composite_text_key(&harness()).await;
+}
+
+#[tokio::test]
+async fn poll_in_cursor_order() {
+    source::poll_in_cursor_order(&harness()).await;
 }
 
 #[tokio::test]

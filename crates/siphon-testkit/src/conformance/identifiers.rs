@@ -43,6 +43,7 @@ pub const COLUMN_NAMES: [&str; 8] = [
 
 fn spec<H: Harness>(h: &H, name: &str) -> TableSpec {
     TableSpec {
+        schema: None,
         name: name.to_string(),
         columns: COLUMN_NAMES
             .iter()
@@ -176,4 +177,68 @@ pub async fn checkpoints_of_look_alike_names<H: Harness>(h: &H) {
     assert_eq!(target.checkpoint(&reset).await.unwrap(), None);
     let kept = streaming_checkpoint(&names[1], 1);
     assert_eq!(target.checkpoint(&kept.stream).await.unwrap(), Some(kept));
+}
+
+/// Schemas (engines that have them): tables whose names display alike,
+/// `"a"."b.c"` and `"a.b"."c"`, and a table in a schema with a space, quotes,
+/// mixed case and a non-ASCII letter, are each copied into a schema of the same
+/// name on the target, changed, and checkpointed apart.
+pub async fn look_alike_tables_in_odd_schemas<H: Harness>(h: &H) {
+    let (src, dst) = (database(h), database(h));
+    let places = [("a", "b.c"), ("a.b", "c"), ("My \"Schema\" ü", "select")];
+    let mut specs = Vec::new();
+    for (n, (schema, name)) in places.iter().enumerate() {
+        let sql = h.create_schema_sql(schema).unwrap_or_else(|| {
+            panic!("the harness has no schemas; leave this case out of its run")
+        });
+        h.execute(&src, &sql)
+            .unwrap_or_else(|e| panic!("creating schema {schema:?}: {e}"));
+        let mut spec = super::keyed_text_table(h, name);
+        spec.schema = Some(schema.to_string());
+        let rows: Vec<_> = (1..=n as i64 + 2)
+            .map(|i| super::text_literals(i, &format!("{schema}/{name} {i}")))
+            .collect();
+        create_table(h, &src, &spec, &rows);
+        specs.push(spec);
+    }
+    let source = source(h, &src).await;
+    let target = sink(h, &dst).await;
+    let check = super::source(h, &dst).await;
+    let mut names = Vec::new();
+    for (n, spec) in specs.iter().enumerate() {
+        let name = super::name_of(h, spec);
+        let table = Arc::new(discover_one(&source, &name).await);
+        copy_table(&source, &target, &table, 2).await;
+        let change = Change {
+            table: table.clone(),
+            op: Op::Update {
+                before: None,
+                after: super::text_row(1, &format!("changed in {name:?}")),
+            },
+        };
+        let batch = Batch {
+            changes: vec![change],
+        };
+        target
+            .apply(batch, &streaming_checkpoint(&table.name, n as i64))
+            .await
+            .unwrap_or_else(|e| panic!("applying changes to table {name:?}: {e}"));
+        names.push(name);
+    }
+    for (n, (spec, name)) in specs.iter().zip(&names).enumerate() {
+        let schema = spec.schema.as_deref().unwrap_or_default();
+        let mut want = vec![super::text_row(1, &format!("changed in {name:?}"))];
+        want.extend(
+            (2..=n as i64 + 2).map(|i| super::text_row(i, &format!("{schema}/{} {i}", spec.name))),
+        );
+        let table = discover_one(&check, name).await;
+        let back = rows_of(&check, name).await;
+        assert_rows("copied into its schema and changed", &table, &back, &want);
+        let cp = streaming_checkpoint(name, n as i64);
+        assert_eq!(
+            target.checkpoint(&cp.stream).await.unwrap(),
+            Some(cp),
+            "table {name:?}: its checkpoint"
+        );
+    }
 }

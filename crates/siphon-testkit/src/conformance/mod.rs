@@ -88,7 +88,10 @@ pub enum KeySpec {
 /// A table the suite creates, in no engine's dialect.
 #[derive(Debug, Clone)]
 pub struct TableSpec {
-    /// The table's name in the connector's default schema (see [`Harness::table_name`]).
+    /// The schema it is in; `None` for the database's default one (see
+    /// [`Harness::table_name`]).
+    pub schema: Option<String>,
+    /// The table's name in its schema.
     pub name: String,
     /// The columns, in order.
     pub columns: Vec<ColumnSpec>,
@@ -151,10 +154,37 @@ pub trait Harness: Send + Sync {
     /// Every type the connector supports, each with NULL-free extreme values.
     fn types(&self) -> Vec<TypeCase>;
 
+    /// Whether the connector copies between two of its databases on a native
+    /// path ([`Source::native_format`], [`Sink::load_native`]). Defaults to no.
+    fn has_native_path(&self) -> bool {
+        false
+    }
+
+    /// `CREATE SCHEMA` for a schema called `name`, where the engine has schemas;
+    /// `None` (the default) where it has none. Only cases about schemas call it.
+    fn create_schema_sql(&self, name: &str) -> Option<String> {
+        let _ = name;
+        None
+    }
+
+    /// The name of table `name` in schema `schema`, as the source discovers it.
+    fn table_in_schema(&self, schema: &str, name: &str) -> TableName {
+        TableName::new(Some(schema), name)
+    }
+
     /// `name` as a quoted identifier. ANSI by default: in double quotes, a
     /// double quote doubled.
     fn quote(&self, name: &str) -> String {
         format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    /// The table's name as SQL: quoted, and qualified by its schema when it
+    /// names one.
+    fn table_sql(&self, table: &TableSpec) -> String {
+        match &table.schema {
+            Some(schema) => format!("{}.{}", self.quote(schema), self.quote(&table.name)),
+            None => self.quote(&table.name),
+        }
     }
 
     /// `value` as an SQL literal. ANSI by default: strings in single quotes with a
@@ -191,7 +221,7 @@ pub trait Harness: Send + Sync {
         }
         format!(
             "CREATE TABLE {} ({})",
-            self.quote(&table.name),
+            self.table_sql(table),
             parts.join(", ")
         )
     }
@@ -205,7 +235,7 @@ pub trait Harness: Send + Sync {
                 let values: Vec<String> = row.iter().map(|v| self.literal(v)).collect();
                 format!(
                     "INSERT INTO {} ({}) VALUES ({});\n",
-                    self.quote(&table.name),
+                    self.table_sql(table),
                     cols.join(", "),
                     values.join(", ")
                 )
@@ -223,6 +253,14 @@ pub fn create_table<H: Harness>(h: &H, db: &str, table: &TableSpec, rows: &[Vec<
     );
     h.execute(db, &sql)
         .unwrap_or_else(|e| panic!("creating table {}: {e}\n{sql}", table.name));
+}
+
+/// The name the source discovers `table` under.
+pub fn name_of<H: Harness>(h: &H, table: &TableSpec) -> TableName {
+    match &table.schema {
+        Some(schema) => h.table_in_schema(schema, &table.name),
+        None => h.table_name(&table.name),
+    }
 }
 
 /// A new database, or a panic saying why there is none.
@@ -412,6 +450,7 @@ pub fn assert_rows(what: &str, table: &TableSchema, actual: &[Row], expected: &[
 /// connector's types.
 pub fn keyed_text_table<H: Harness>(h: &H, name: &str) -> TableSpec {
     TableSpec {
+        schema: None,
         name: name.to_string(),
         columns: vec![
             ColumnSpec {

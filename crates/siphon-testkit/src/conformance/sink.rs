@@ -7,9 +7,9 @@ use std::sync::Arc;
 use siphon_core::{Batch, Change, Op, Phase, Position, SchemaOptions, Sink, Source, Value};
 
 use super::{
-    assert_rows, copy_table, create_table, database, discover_one, keyed_text_table, read_all,
-    sink, snapshot_checkpoint, source, streaming_checkpoint, target_rows, text_literals, text_row,
-    Harness,
+    assert_rows, copy_table, create_table, database, discover_one, keyed_text_table, name_of,
+    read_all, sink, snapshot_checkpoint, source, streaming_checkpoint, target_rows, text_literals,
+    text_row, Harness,
 };
 
 /// Rows of the resumed table, and the chunk size: five chunks and a bit.
@@ -31,7 +31,7 @@ pub async fn resume_after_a_kill_inside_a_chunk<H: Harness>(h: &H) {
     let (src, dst) = (database(h), database(h));
     create_table(h, &src, &spec, &rows);
     let source = source(h, &src).await;
-    let table = discover_one(&source, &h.table_name(&spec.name)).await;
+    let table = discover_one(&source, &name_of(h, &spec)).await;
     let all = read_all(&source, &table, 100).await;
     assert_eq!(all.len(), RESUME_ROWS as usize);
 
@@ -142,7 +142,8 @@ pub async fn resume_after_a_kill_inside_a_chunk<H: Harness>(h: &H) {
 
 /// A batch of inserts, updates and deletes (a row inserted then updated, one
 /// deleted then inserted again) applied twice with the same checkpoint leaves
-/// the target as applying it once did; so does loading a chunk twice.
+/// the target as applying it once did; so do loading a chunk twice and a
+/// batch that empties the table and fills it again.
 pub async fn replay_is_idempotent<H: Harness>(h: &H) {
     let spec = keyed_text_table(h, "conformance_replay");
     let rows: Vec<_> = (1..=6)
@@ -151,7 +152,7 @@ pub async fn replay_is_idempotent<H: Harness>(h: &H) {
     let (src, dst) = (database(h), database(h));
     create_table(h, &src, &spec, &rows);
     let source = source(h, &src).await;
-    let table = Arc::new(discover_one(&source, &h.table_name(&spec.name)).await);
+    let table = Arc::new(discover_one(&source, &name_of(h, &spec)).await);
     let target = sink(h, &dst).await;
 
     // A chunk loaded twice.
@@ -213,4 +214,29 @@ pub async fn replay_is_idempotent<H: Harness>(h: &H) {
         "table {}: the checkpoint after the replay",
         table.name
     );
+
+    // A truncate and what follows it, twice.
+    let batch = Batch {
+        changes: [
+            Op::Truncate,
+            Op::Insert(text_row(7, "after the truncate")),
+            Op::Insert(text_row(1, "back")),
+        ]
+        .into_iter()
+        .map(|op| Change {
+            table: table.clone(),
+            op,
+        })
+        .collect(),
+    };
+    let want = vec![text_row(1, "back"), text_row(7, "after the truncate")];
+    let cp = streaming_checkpoint(&table.name, 8);
+    for round in ["once", "again"] {
+        target
+            .apply(batch.clone(), &cp)
+            .await
+            .unwrap_or_else(|e| panic!("table {}: a truncate applied {round}: {e}", table.name));
+        let back = target_rows(h, &dst, &table.name).await;
+        assert_rows(&format!("a truncate applied {round}"), &table, &back, &want);
+    }
 }

@@ -8,7 +8,7 @@ use siphon_core::{
 };
 
 use super::{
-    assert_rows, copy_table, create_table, database, discover_one, keyed_text_table, sink,
+    assert_rows, copy_table, create_table, database, discover_one, keyed_text_table, name_of, sink,
     snapshot_checkpoint, source, streaming_checkpoint, target_rows, text_literals, text_row,
     Harness, KeySpec, PIPELINE,
 };
@@ -21,7 +21,7 @@ pub async fn empty_table<H: Harness>(h: &H) {
     let (src, dst) = (database(h), database(h));
     create_table(h, &src, &spec, &[]);
     let source = source(h, &src).await;
-    let table = discover_one(&source, &h.table_name(&spec.name)).await;
+    let table = discover_one(&source, &name_of(h, &spec)).await;
     assert_eq!(
         table.row_key(),
         Some(&[0usize][..]),
@@ -87,7 +87,7 @@ pub async fn unique_not_null_key<H: Harness>(h: &H) {
     let (src, dst) = (database(h), database(h));
     create_table(h, &src, &spec, &rows);
     let source = source(h, &src).await;
-    let table = Arc::new(discover_one(&source, &h.table_name(&spec.name)).await);
+    let table = Arc::new(discover_one(&source, &name_of(h, &spec)).await);
     assert!(
         table.primary_key.is_empty(),
         "table {}: a primary key appeared",
@@ -146,7 +146,7 @@ pub async fn keyless_table<H: Harness>(h: &H) {
     let (src, dst) = (database(h), database(h));
     create_table(h, &src, &spec, &rows);
     let source = source(h, &src).await;
-    let table = discover_one(&source, &h.table_name(&spec.name)).await;
+    let table = discover_one(&source, &name_of(h, &spec)).await;
     assert!(
         table.primary_key.is_empty() && table.row_key().is_none(),
         "table {}: a key-less table was discovered with a key: {table:?}",
@@ -198,6 +198,197 @@ async fn keyless_is_refused<S: Source, K: Sink>(source: &S, target: &K, table: &
         target.checkpoint(&cp.stream).await.unwrap(),
         None,
         "table {}: a refused table has a checkpoint in pipeline {PIPELINE}",
+        table.name
+    );
+}
+
+/// Polling by an integer cursor that many rows share returns every row once,
+/// ordered by `(cursor, key)`, however the chunks fall; the high mark taken
+/// at the end returns the rows of the highest cursor value again, and
+/// watermarks read later order after earlier ones.
+pub async fn poll_in_cursor_order<H: Harness>(h: &H) {
+    let mut spec = keyed_text_table(h, "conformance_poll");
+    spec.columns.push(super::ColumnSpec {
+        name: "version".into(),
+        native_type: h.integer_type().to_string(),
+        not_null: true,
+    });
+    // Keys 1..=12; versions 3, 1, 2, 3, 1, ... so that every version is shared
+    // and key order is not cursor order.
+    let version = |id: i64| (id * 2) % 3 + 1;
+    let rows: Vec<_> = (1..=12)
+        .map(|id| {
+            let mut r = text_literals(id, &format!("p{id}"));
+            r.push(super::Literal::Int(version(id)));
+            r
+        })
+        .collect();
+    let src = database(h);
+    create_table(h, &src, &spec, &rows);
+    let source = source(h, &src).await;
+    let table = discover_one(&source, &name_of(h, &spec)).await;
+    let cursor = CursorSpec {
+        column: "version".into(),
+        strategy: CursorStrategy::Sequence,
+        lookback: None,
+    };
+    let mut want: Vec<_> = (1..=12)
+        .map(|id| {
+            let mut r = text_row(id, &format!("p{id}"));
+            r.push(siphon_core::Value::Int64(version(id)));
+            r
+        })
+        .collect();
+    want.sort_by_key(|r| match (&r[2], &r[0]) {
+        (siphon_core::Value::Int64(v), siphon_core::Value::Int64(k)) => (*v, *k),
+        _ => unreachable!("rows are built above"),
+    });
+    for limit in [1, 2, 5] {
+        let mut got = Vec::new();
+        let mut after = None;
+        let mut marks = Vec::new();
+        loop {
+            let c = source
+                .poll(&table, &cursor, after.as_ref(), limit)
+                .await
+                .unwrap_or_else(|e| panic!("polling table {}: {e}", table.name));
+            assert!(
+                c.rows.len() <= limit,
+                "table {}: a chunk over its limit",
+                table.name
+            );
+            if c.rows.is_empty() {
+                break;
+            }
+            got.extend(c.rows);
+            marks.push(c.last.clone().expect("a chunk with rows has a watermark"));
+            after = c.last;
+        }
+        assert_rows(&format!("polled {limit} at a time"), &table, &got, &want);
+        for w in marks.windows(2) {
+            assert_eq!(
+                source.compare(&table, &w[0], &w[1]).unwrap(),
+                std::cmp::Ordering::Less,
+                "table {}: watermarks out of order: {:?} then {:?}",
+                table.name,
+                w[0],
+                w[1]
+            );
+        }
+    }
+    let high = source
+        .cursor_high(&table, &cursor)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("table {}: no high mark for a table with rows", table.name));
+    let top = source
+        .poll(&table, &cursor, Some(&high), 100)
+        .await
+        .unwrap();
+    let highest: Vec<_> = want
+        .iter()
+        .filter(|r| r[2] == want[11][2])
+        .cloned()
+        .collect();
+    assert_rows("polled from the high mark", &table, &top.rows, &highest);
+}
+
+/// Text keys the engine may collate in its own way (case, accents, spaces,
+/// the empty string, digits as text) in a two-column key with an integer: read
+/// one row and three rows at a time, every row comes once; copied and changed
+/// by that key, the target matches.
+pub async fn composite_text_key<H: Harness>(h: &H) {
+    let texts = [
+        "", " ", "a", "A", "b", "B", "ä", "Ä", "z", "ß", "日本", "10", "9", "a b", "a-b", "ab",
+    ];
+    let mut spec = keyed_text_table(h, "conformance_text_key");
+    spec.columns.swap(0, 1);
+    spec.columns.push(super::ColumnSpec {
+        name: "note".into(),
+        native_type: h.text_type().to_string(),
+        not_null: false,
+    });
+    spec.columns[1].name = "n".into();
+    spec.key = KeySpec::Primary(vec![0, 1]);
+    let mut rows = Vec::new();
+    let mut want = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        for n in [1, 2] {
+            let note = format!("{i}/{n}");
+            rows.push(vec![
+                super::Literal::Text(t.to_string()),
+                super::Literal::Int(n),
+                super::Literal::Text(note.clone()),
+            ]);
+            want.push(vec![
+                siphon_core::Value::Text(t.to_string()),
+                siphon_core::Value::Int64(n),
+                siphon_core::Value::Text(note),
+            ]);
+        }
+    }
+    let (src, dst) = (database(h), database(h));
+    create_table(h, &src, &spec, &rows);
+    let source = source(h, &src).await;
+    let table = Arc::new(discover_one(&source, &name_of(h, &spec)).await);
+    assert_eq!(
+        table.row_key(),
+        Some(&[0usize, 1][..]),
+        "table {}: its key",
+        table.name
+    );
+    // The engine's key order, as one whole read gives it.
+    let whole = super::read_all(&source, &table, 1000).await;
+    let sorted = |mut rows: Vec<siphon_core::Row>| {
+        rows.sort_by_key(|r| format!("{:?}", (&r[0], &r[1])));
+        rows
+    };
+    assert_rows(
+        "read whole",
+        &table,
+        &sorted(whole.clone()),
+        &sorted(want.clone()),
+    );
+    for chunk in [1, 3] {
+        let paged = super::read_all(&source, &table, chunk).await;
+        assert_rows(&format!("read {chunk} at a time"), &table, &paged, &whole);
+    }
+
+    let target = sink(h, &dst).await;
+    copy_table(&source, &target, &table, 3).await;
+    let back = target_rows(h, &dst, &table.name).await;
+    assert_rows("copied", &table, &sorted(back), &sorted(want.clone()));
+    let change = |op| siphon_core::Change {
+        table: table.clone(),
+        op,
+    };
+    let mut changed = want[2].clone();
+    changed[2] = siphon_core::Value::Null;
+    let batch = Batch {
+        changes: vec![
+            change(Op::Delete(want[0].clone())),
+            change(Op::Update {
+                before: Some(want[2].clone()),
+                after: changed.clone(),
+            }),
+            change(Op::Delete(want[5].clone())),
+        ],
+    };
+    target
+        .apply(batch, &streaming_checkpoint(&table.name, 1))
+        .await
+        .unwrap();
+    let mut after: Vec<_> = want.clone();
+    after[2] = changed;
+    after.remove(5);
+    after.remove(0);
+    let back = target_rows(h, &dst, &table.name).await;
+    assert_rows("changed by key", &table, &sorted(back), &sorted(after));
+    let keys = target.read_keys(&table, None, 1000).await.unwrap();
+    assert_eq!(
+        keys.len(),
+        want.len() - 2,
+        "table {}: keys on the target",
         table.name
     );
 }
