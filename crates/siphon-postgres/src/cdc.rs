@@ -17,9 +17,8 @@ use tokio_postgres::types::ToSql;
 
 use crate::conn::{column_list, ident, pg_err, qualified};
 use crate::partition;
-use crate::pgoutput::{self, Decoder, Lsn, Message, RelationColumn, TupleColumn, TupleData};
+use crate::pgoutput::{self, Decoder, Lsn, Message, TupleColumn, TupleData};
 use crate::replication::{Event, ReplicationConfig, ReplicationStream};
-use crate::schema;
 use crate::source::{decode_row, name_of, Param, PostgresSource};
 use crate::types::{self, PgType};
 

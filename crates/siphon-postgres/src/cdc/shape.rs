@@ -10,11 +10,227 @@
 //! given to the wrong live column would be written.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use siphon_core::{Row, TableSchema, Value};
+use siphon_core::{Change, Op, Result, Row, TableName, TableSchema, Value};
 
+use super::PostgresChangeStream;
 use crate::pgoutput::RelationColumn;
-use crate::schema::Attribute;
+use crate::schema::{self, Attribute};
+use crate::types::PgType;
+
+#[derive(Debug, Clone)]
+pub(super) struct Relation {
+    pub(super) table: Arc<TableSchema>,
+    /// Per message column: its position in `table.columns` and the type to
+    /// decode its values with (`None` when the column's type changed since:
+    /// its value is then read from the source); `None` for a column the table
+    /// no longer has.
+    pub(super) columns: Vec<Option<(usize, Option<PgType>)>>,
+    /// The message's columns as sent (name, type oid, type modifier) and the
+    /// `attnum` each was taken for, to tell the next message's shape from it.
+    pub(super) sent: Vec<(String, u32, i32)>,
+    pub(super) ids: Vec<Option<i64>>,
+}
+
+impl PostgresChangeStream {
+    /// Learns how a Relation message's columns map onto the table's shape.
+    /// A message whose columns differ from the last one's (or, first, from the
+    /// shape the stream was opened with) is matched by `attnum` against the
+    /// catalog (see [`super::shape`]); when the catalog's shape differs from
+    /// the known one (columns added, renamed, dropped or retyped, another
+    /// primary key), the catalog's becomes the table's shape, announced by an
+    /// [`Op::Schema`] change, and the rows of the batch read so far are
+    /// reshaped to it.
+    pub(super) async fn relation(
+        &mut self,
+        oid: u32,
+        namespace: &str,
+        name: &str,
+        columns: &[RelationColumn],
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
+        let tname = TableName::new(
+            Some(if namespace.is_empty() {
+                "pg_catalog"
+            } else {
+                namespace
+            }),
+            name,
+        );
+        let Some((schema, types)) = self.known.get(&tname).cloned() else {
+            self.relations.insert(oid, None);
+            return Ok(());
+        };
+        let sent: Vec<(String, u32, i32)> = columns
+            .iter()
+            .map(|c| (c.name.clone(), c.type_oid, c.type_modifier))
+            .collect();
+        let previous = self.relations.get(&oid).cloned().flatten();
+        // Generated columns are never sent (PostgreSQL 15).
+        let carried: Vec<usize> = (0..schema.columns.len())
+            .filter(|&i| !schema.columns[i].generated)
+            .collect();
+        let unchanged = match &previous {
+            Some(p) => p.sent == sent && Arc::ptr_eq(&p.table, &schema),
+            None => {
+                carried.len() == columns.len()
+                    && carried.iter().zip(columns).all(|(&i, c)| {
+                        schema.columns[i].name == c.name && types[i].oid == c.type_oid
+                    })
+            }
+        };
+        if unchanged {
+            let map = match &previous {
+                Some(p) => p.columns.clone(),
+                None => carried
+                    .iter()
+                    .map(|&i| Some((i, Some(types[i].clone()))))
+                    .collect(),
+            };
+            let ids = match &previous {
+                Some(p) => p.ids.clone(),
+                None => carried
+                    .iter()
+                    .map(|&i| schema.columns[i].source_id)
+                    .collect(),
+            };
+            self.relations.insert(
+                oid,
+                Some(Relation {
+                    table: schema,
+                    columns: map,
+                    sent,
+                    ids,
+                }),
+            );
+            return Ok(());
+        }
+        let client = self.query.client().await?;
+        let attributes = schema::attributes(&client, &tname).await?;
+        let current = schema::find(&client, &tname).await?;
+        drop(client);
+        let mut names: HashMap<String, i64> = schema
+            .columns
+            .iter()
+            .filter_map(|c| c.source_id.map(|id| (c.name.clone(), id)))
+            .collect();
+        if let Some(p) = &previous {
+            for ((n, _, _), id) in p.sent.iter().zip(&p.ids) {
+                if let Some(id) = id {
+                    names.insert(n.clone(), *id);
+                }
+            }
+        }
+        let ids = super::shape::resolve(columns, &names, &attributes);
+        // The catalog's shape, keeping what discovery attached to the table.
+        let (table, types) = match current {
+            Some(current) => {
+                let mut next = (*schema).clone();
+                next.columns = current.schema.columns;
+                for c in next.columns.iter_mut() {
+                    // An added column is nullable on the target: its rows
+                    // have no value until they are filled.
+                    if !schema
+                        .columns
+                        .iter()
+                        .any(|k| k.source_id.is_some() && k.source_id == c.source_id)
+                    {
+                        c.data_type.nullable = true;
+                    }
+                }
+                next.primary_key = current.schema.primary_key;
+                next.unique_keys = current.schema.unique_keys;
+                if next.columns == schema.columns && next.primary_key == schema.primary_key {
+                    (schema, types)
+                } else {
+                    tracing::info!(table = %tname, "the source table's shape changed");
+                    let next = Arc::new(next);
+                    self.known
+                        .insert(tname.clone(), (next.clone(), current.types.clone()));
+                    self.reshape_batch(&next, out);
+                    out.push(Change {
+                        table: next.clone(),
+                        op: Op::Schema(next.clone()),
+                    });
+                    (next, current.types)
+                }
+            }
+            // Dropped since: its changes map onto the shape known.
+            None => (schema, types),
+        };
+        let map = columns
+            .iter()
+            .zip(&ids)
+            .map(|(c, id)| {
+                let i = table
+                    .columns
+                    .iter()
+                    .position(|k| id.is_some() && k.source_id == *id)?;
+                let ty = (types[i].oid == c.type_oid).then(|| types[i].clone());
+                Some((i, ty))
+            })
+            .collect();
+        self.relations.insert(
+            oid,
+            Some(Relation {
+                table,
+                columns: map,
+                sent,
+                ids,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Rows of the batch being read that have an older shape of a table are
+    /// given its new shape; the values they lack are read from the source with
+    /// the others ([`PostgresChangeStream::fill`]).
+    fn reshape_batch(&mut self, new: &Arc<TableSchema>, out: &mut [Change]) {
+        for (index, change) in out.iter_mut().enumerate() {
+            if change.table.name != new.name || Arc::ptr_eq(&change.table, new) {
+                continue;
+            }
+            let from = change.table.clone();
+            let moved = |missing: &[usize]| -> Vec<usize> {
+                missing
+                    .iter()
+                    .filter_map(|&m| new.same_column(&from, m))
+                    .collect()
+            };
+            let (op, added) = match std::mem::replace(&mut change.op, Op::Truncate) {
+                Op::Insert(r) => {
+                    let (r, added) = super::shape::reshape_row(&from, new, &r);
+                    (Op::Insert(r), added)
+                }
+                Op::Update { before, after } => {
+                    let (after, added) = super::shape::reshape_row(&from, new, &after);
+                    let before = before.map(|b| super::shape::reshape_row(&from, new, &b).0);
+                    (Op::Update { before, after }, added)
+                }
+                // Only its key is used.
+                Op::Delete(r) => (
+                    Op::Delete(super::shape::reshape_row(&from, new, &r).0),
+                    vec![],
+                ),
+                op => (op, vec![]),
+            };
+            change.op = op;
+            change.table = new.clone();
+            match self.todo.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, missing)) => {
+                    let mut m = moved(missing);
+                    m.extend(added);
+                    m.sort_unstable();
+                    m.dedup();
+                    *missing = m;
+                }
+                None if !added.is_empty() => self.todo.push((index, added)),
+                None => {}
+            }
+        }
+    }
+}
 
 /// The `attnum` of each Relation column, `None` for a column that no longer
 /// exists (or cannot be told apart). `known` maps names to `attnum`s as the
