@@ -292,6 +292,61 @@ fn pg_types() -> Vec<TypeCase> {
             ],
         ),
         TypeCase::new(
+            "inet",
+            vec![
+                lit("'192.168.0.1/24'", far("inet", "192.168.0.1/24")),
+                lit("'2001:db8::/32'", far("inet", "2001:db8::/32")),
+            ],
+        ),
+        TypeCase::new(
+            "money",
+            vec![lit(
+                "'-92233720368547758.08'",
+                far("money", "-$92,233,720,368,547,758.08"),
+            )],
+        ),
+        TypeCase::new(
+            "bit varying(8)",
+            vec![
+                lit("B'1011'", far("bit varying(8)", "1011")),
+                lit("B''", far("bit varying(8)", "")),
+            ],
+        ),
+        TypeCase::new(
+            "time with time zone",
+            vec![lit(
+                "'23:59:59.999999-15:59'",
+                far("time with time zone", "23:59:59.999999-15:59"),
+            )],
+        ),
+        TypeCase::new(
+            "int4range",
+            vec![
+                lit("'[1,10)'", far("int4range", "[1,10)")),
+                lit("'empty'", far("int4range", "empty")),
+            ],
+        ),
+        TypeCase::new(
+            "xml",
+            vec![lit("'<a b=\"ü\">x</a>'", far("xml", "<a b=\"ü\">x</a>"))],
+        ),
+        TypeCase::new(
+            "tsvector",
+            vec![lit("'a fat cat'", far("tsvector", "'a' 'cat' 'fat'"))],
+        ),
+        TypeCase::new(
+            "numeric[]",
+            vec![lit(
+                "'{NaN,1.50,NULL,-Infinity}'",
+                Value::Array(vec![
+                    Value::Decimal(Decimal::nan()),
+                    dec("1.50"),
+                    Value::Null,
+                    Value::Decimal(Decimal::infinity(true)),
+                ]),
+            )],
+        ),
+        TypeCase::new(
             "uuid",
             vec![
                 lit(
