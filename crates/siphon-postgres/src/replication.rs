@@ -35,7 +35,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -61,6 +61,14 @@ use reader::Reader;
 
 /// How many events the background task reads ahead of the caller by default.
 pub const DEFAULT_BUFFER: usize = 1024;
+/// How many bytes of `pgoutput` messages the background task reads ahead of
+/// the caller by default (see [`ReplicationConfig::buffer_bytes`]).
+pub const DEFAULT_BUFFER_BYTES: usize = 16 << 20;
+/// A message longer than this gets a read buffer of its own, freed with the
+/// message: the connection's buffer never keeps a huge message's memory.
+const OWN_BUFFER_ABOVE: usize = 1 << 20;
+/// The connection's read buffer.
+const READ_BUFFER: usize = 64 * 1024;
 /// How often the applied position is reported by default.
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_millis(500);
 /// How long [`ReplicationStream::shutdown`] waits for the server to end the copy.
@@ -112,6 +120,11 @@ pub struct ReplicationConfig {
     pub status_interval: Duration,
     /// How many events are read ahead of the caller.
     pub buffer: usize,
+    /// How many bytes of messages are read ahead of the caller: once the
+    /// events not taken yet hold this many, nothing more is read from the
+    /// server until the caller takes one (a single larger message is read
+    /// whole). Bounds memory where `buffer` events of huge rows would not.
+    pub buffer_bytes: usize,
     /// How long connecting, starting up and authenticating may take;
     /// unbounded when `None`.
     pub connect_timeout: Option<Duration>,
@@ -141,6 +154,7 @@ impl fmt::Debug for ReplicationConfig {
             .field("application_name", &self.application_name)
             .field("status_interval", &self.status_interval)
             .field("buffer", &self.buffer)
+            .field("buffer_bytes", &self.buffer_bytes)
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
             .field("options", &self.options)
@@ -194,6 +208,7 @@ impl ReplicationConfig {
             application_name,
             status_interval: DEFAULT_STATUS_INTERVAL,
             buffer: DEFAULT_BUFFER,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
             connect_timeout: Some(
                 config
                     .get_connect_timeout()
@@ -234,6 +249,13 @@ impl ReplicationConfig {
     /// How many events are read ahead of the caller.
     pub fn with_buffer(mut self, events: usize) -> Self {
         self.buffer = events;
+        self
+    }
+
+    /// How many bytes of messages are read ahead of the caller (see
+    /// [`ReplicationConfig::buffer_bytes`]).
+    pub fn with_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes;
         self
     }
 
@@ -278,6 +300,11 @@ impl ReplicationConfig {
         if self.buffer == 0 {
             return Err(Error::config(
                 "the read-ahead buffer must hold at least one event",
+            ));
+        }
+        if self.buffer_bytes == 0 {
+            return Err(Error::config(
+                "the read-ahead buffer must hold at least one byte",
             ));
         }
         for (what, value) in [
@@ -355,6 +382,37 @@ pub enum Event {
     },
 }
 
+/// The bytes of the messages read ahead and not taken by the caller yet,
+/// shared by the stream and its background task.
+#[derive(Debug, Default)]
+struct Queued {
+    bytes: AtomicUsize,
+    /// Signalled each time the caller takes a message.
+    taken: tokio::sync::Notify,
+}
+
+impl Queued {
+    /// Counts a message read.
+    fn add(&self, event: &Event) {
+        if let Event::Data { data, .. } = event {
+            self.bytes.fetch_add(data.len(), Ordering::AcqRel);
+        }
+    }
+
+    /// Counts a message taken by the caller, and wakes the reader.
+    fn take(&self, event: &Event) {
+        if let Event::Data { data, .. } = event {
+            self.bytes.fetch_sub(data.len(), Ordering::AcqRel);
+            self.taken.notify_one();
+        }
+    }
+
+    /// Whether `budget` bytes or more wait for the caller.
+    fn full(&self, budget: usize) -> bool {
+        self.bytes.load(Ordering::Acquire) >= budget
+    }
+}
+
 /// What the background task passes to the caller.
 enum Item {
     Event(Event),
@@ -371,6 +429,7 @@ enum Item {
 #[derive(Debug)]
 pub struct ReplicationStream {
     events: mpsc::Receiver<Item>,
+    queued: Arc<Queued>,
     applied: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<oneshot::Sender<Result<()>>>>,
     task: Option<JoinHandle<()>>,
@@ -418,9 +477,12 @@ impl ReplicationStream {
         let applied = Arc::new(AtomicU64::new(cfg.start_lsn.0));
         let (tx, rx) = mpsc::channel(cfg.buffer);
         let (stop_tx, stop_rx) = oneshot::channel();
+        let queued = Arc::new(Queued::default());
         let reader = Reader {
             conn,
             tx,
+            queued: queued.clone(),
+            budget: cfg.buffer_bytes,
             applied: applied.clone(),
             interval: cfg.status_interval,
             silence: cfg.timeout,
@@ -429,6 +491,7 @@ impl ReplicationStream {
         let task = tokio::spawn(reader.run(stop_rx));
         Ok(ReplicationStream {
             events: rx,
+            queued,
             applied,
             stop: Some(stop_tx),
             task: Some(task),
@@ -444,7 +507,10 @@ impl ReplicationStream {
             return Ok(None);
         }
         match self.events.recv().await {
-            Some(Item::Event(event)) => Ok(Some(event)),
+            Some(Item::Event(event)) => {
+                self.queued.take(&event);
+                Ok(Some(event))
+            }
             Some(Item::End) => {
                 self.ended = true;
                 Ok(None)
@@ -693,21 +759,39 @@ struct Conn {
 const COPY_BOTH_RESPONSE_TAG: u8 = b'W';
 
 /// Splits the next backend message off `buf`, `None` until it is complete.
+///
+/// A message longer than [`OWN_BUFFER_ABOVE`] is read into a buffer of exactly
+/// its size, which it takes along: `buf` is then a new small buffer, so the
+/// message's memory is freed with the message (a buffer grown for it and
+/// shared with it would stay allocated as long as the connection).
 fn parse_backend(buf: &mut BytesMut) -> std::io::Result<Option<Backend>> {
     let Some(header) = Header::parse(buf)? else {
         return Ok(None);
     };
     let total = header.len() as usize + 1;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        if total > OWN_BUFFER_ABOVE && buf.capacity() != total {
+            let mut own = BytesMut::with_capacity(total);
+            own.extend_from_slice(buf);
+            *buf = own;
+        } else {
+            buf.reserve(total - buf.len());
+        }
         return Ok(None);
     }
-    if header.tag() == COPY_BOTH_RESPONSE_TAG {
+    let message = if header.tag() == COPY_BOTH_RESPONSE_TAG {
         // Format and column formats: always binary for replication; unused.
         let _ = buf.split_to(total);
-        return Ok(Some(Backend::CopyBothResponse));
+        Some(Backend::CopyBothResponse)
+    } else {
+        backend::Message::parse(buf)?.map(Backend::Message)
+    };
+    if total > OWN_BUFFER_ABOVE {
+        let mut rest = BytesMut::with_capacity(READ_BUFFER.max(buf.len()));
+        rest.extend_from_slice(buf);
+        *buf = rest;
     }
-    Ok(backend::Message::parse(buf)?.map(Backend::Message))
+    Ok(message)
 }
 
 impl Conn {
@@ -737,7 +821,7 @@ impl Conn {
         })?;
         Ok(Conn {
             io,
-            rbuf: BytesMut::with_capacity(64 * 1024),
+            rbuf: BytesMut::with_capacity(READ_BUFFER),
             wbuf: BytesMut::with_capacity(1024),
             io_timeout: None,
             endpoint,
@@ -1116,6 +1200,42 @@ mod tests {
         );
         assert!(matches!(
             out[2],
+            Backend::Message(backend::Message::ReadyForQuery(_))
+        ));
+    }
+
+    #[test]
+    fn a_huge_message_takes_its_own_buffer_along() {
+        // A CopyData of 3 MiB, then ReadyForQuery, read as a socket fills the
+        // buffer: at most its spare capacity at a time.
+        let mut wire = frame(b'd', &vec![7u8; 3 << 20]);
+        wire.extend(frame(b'Z', b"I"));
+        let mut wire = &wire[..];
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        let mut out = Vec::new();
+        while out.len() < 2 {
+            match parse_backend(&mut buf).unwrap() {
+                Some(m) => out.push(m),
+                None => {
+                    if buf.capacity() == buf.len() {
+                        buf.reserve(64);
+                    }
+                    let n = (buf.capacity() - buf.len()).min(wire.len());
+                    buf.extend_from_slice(&wire[..n]);
+                    wire = &wire[n..];
+                }
+            }
+        }
+        let Backend::Message(backend::Message::CopyData(body)) = out.remove(0) else {
+            panic!("not CopyData");
+        };
+        let data = body.into_bytes();
+        assert_eq!(data.len(), 3 << 20);
+        // The message's memory is its own, and the buffer is small again.
+        assert!(data.is_unique(), "the read buffer still holds the message");
+        assert!(buf.capacity() <= READ_BUFFER, "{}", buf.capacity());
+        assert!(matches!(
+            out[0],
             Backend::Message(backend::Message::ReadyForQuery(_))
         ));
     }

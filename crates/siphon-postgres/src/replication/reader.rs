@@ -7,6 +7,10 @@ use super::*;
 pub(super) struct Reader {
     pub(super) conn: Conn,
     pub(super) tx: mpsc::Sender<Item>,
+    /// The bytes of the events read and not taken by the caller yet.
+    pub(super) queued: Arc<Queued>,
+    /// See [`ReplicationConfig::buffer_bytes`].
+    pub(super) budget: usize,
     pub(super) applied: Arc<AtomicU64>,
     pub(super) interval: Duration,
     /// How long the server may send nothing; see [`ReplicationConfig::timeout`].
@@ -87,7 +91,8 @@ impl Reader {
             tokio::time::interval_at(tokio::time::Instant::now() + self.interval, self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // An event read but not yet passed on: nothing more is read meanwhile,
-        // so at most `buffer + 1` events are held.
+        // so at most `buffer + 1` events are held. Nor is anything read while
+        // the events not taken hold `budget` bytes or more.
         let mut pending: Option<Event> = None;
         // Silence is counted only while reading: not while the caller is
         // slow to take events (the server's messages then wait in the socket).
@@ -99,7 +104,10 @@ impl Reader {
                     break;
                 };
                 match self.handle(message).await? {
-                    Handled::Event(event) => pending = Some(event),
+                    Handled::Event(event) => {
+                        self.queued.add(&event);
+                        pending = Some(event);
+                    }
                     Handled::Nothing => {}
                     Handled::ServerDone => return Ok(Stop::ServerDone),
                 }
@@ -107,6 +115,9 @@ impl Reader {
             let tx = &self.tx;
             let conn = &mut self.conn;
             let silence = self.silence;
+            let queued = &self.queued;
+            let full = pending.is_none() && queued.full(self.budget);
+            let reading = pending.is_none() && !full;
             let alarm = silence.map(|limit| heard + if pinged { limit } else { limit / 2 });
             let wake = tokio::select! {
                 biased;
@@ -126,13 +137,17 @@ impl Reader {
                     }
                     Err(_) => return Ok(Stop::Gone),
                 },
-                read = conn.fill(), if pending.is_none() => {
+                _ = queued.taken.notified(), if full => {
+                    heard = tokio::time::Instant::now();
+                    Wake::Nothing
+                }
+                read = conn.fill(), if reading => {
                     read?;
                     heard = tokio::time::Instant::now();
                     pinged = false;
                     Wake::Nothing
                 }
-                _ = sleep_until(alarm), if alarm.is_some() && pending.is_none() => match silence {
+                _ = sleep_until(alarm), if alarm.is_some() && reading => match silence {
                     Some(limit) if pinged => Wake::Silent(limit),
                     _ => Wake::Ping,
                 },
@@ -159,8 +174,8 @@ impl Reader {
         use backend::Message as M;
         match message {
             Backend::Message(M::CopyData(body)) => {
-                let data = Bytes::copy_from_slice(body.data());
-                match decode_replication_message(data).map_err(protocol_err)? {
+                // The message's own bytes, not a copy (see `parse_backend`).
+                match decode_replication_message(body.into_bytes()).map_err(protocol_err)? {
                     ReplicationMessage::XLogData {
                         start,
                         end,
