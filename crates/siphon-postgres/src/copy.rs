@@ -42,7 +42,9 @@ use std::borrow::Borrow;
 use bytes::Bytes;
 use siphon_core::Value;
 
-use crate::types::{decode_binary, encode_binary, encode_text, write_field, CodecError, PgType};
+use crate::types::{
+    decode_binary, encode_binary, encode_text, push_hex, write_field, CodecError, PgType,
+};
 
 /// The first 11 bytes of every binary COPY stream.
 pub const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -53,6 +55,28 @@ const FLAG_OIDS: u32 = 1 << 16;
 const CRITICAL_FLAGS: u32 = 0xFFFF_0000;
 /// Signature, flags and extension length.
 const HEADER_LEN: usize = 19;
+
+/// The most [`send_in_pieces`] hands to the connection at once.
+pub const SEND_PIECE: usize = 1 << 20;
+
+/// Sends COPY data to a `COPY … FROM STDIN` sink (as `Transaction::copy_in`
+/// gives) in pieces of at most [`SEND_PIECE`] bytes, each a slice of `data`,
+/// and flushes. One send of all of it would copy it whole into the
+/// connection's write buffer, which would keep that size as long as the
+/// connection lives: a huge row would then take memory twice over, for good.
+pub async fn send_in_pieces<S>(mut sink: std::pin::Pin<&mut S>, data: Bytes) -> Result<(), S::Error>
+where
+    S: futures_util::Sink<Bytes>,
+{
+    use futures_util::SinkExt;
+    let mut at = 0;
+    while at < data.len() {
+        let end = data.len().min(at + SEND_PIECE);
+        sink.feed(data.slice(at..end)).await?;
+        at = end;
+    }
+    sink.flush().await
+}
 
 /// Why binary COPY data could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -509,12 +533,77 @@ impl Format {
         result
     }
 
+    /// The bytes [`Format::write_row`] appends for a row of `values`, or a few
+    /// more: reserve it (and the header and trailer, 64 bytes) before writing,
+    /// so that a buffer holding a huge value is allocated once at its size,
+    /// never grown (each growth doubles the buffer and copies it).
+    pub fn row_len<'a>(self, values: impl IntoIterator<Item = &'a Value>) -> usize {
+        values
+            .into_iter()
+            .map(|v| FIELD_SLACK + self.value_len(v))
+            .sum::<usize>()
+            + FIELD_SLACK
+    }
+
+    /// The length of a value's variable part in this format: its bytes, or
+    /// for the text format its text with escapes (bytea in hex).
+    fn value_len(self, v: &Value) -> usize {
+        let text = |s: &str| match self {
+            Format::Binary => s.len(),
+            Format::Text => s.len() + escapes(s.as_bytes()),
+        };
+        match v {
+            Value::Text(s) | Value::Json(s) | Value::Engine { text: s, .. } => text(s),
+            Value::Bytes(b) => match self {
+                Format::Binary => b.len(),
+                // `\\x` (the backslash escaped) and two digits a byte.
+                Format::Text => 3 + 2 * b.len(),
+            },
+            Value::Array(items) => items.iter().map(|v| FIELD_SLACK + self.value_len(v)).sum(),
+            _ => 0,
+        }
+    }
+
     /// Appends what ends the data.
     pub fn write_trailer(self, out: &mut Vec<u8>) {
         if self == Format::Binary {
             write_trailer(out);
         }
     }
+}
+
+/// Bytes a field may take besides its variable part: its length prefix and a
+/// fixed-size value (numbers, dates, uuids in either format), a separator.
+const FIELD_SLACK: usize = 48;
+
+/// A scratch buffer larger than this is freed once used, not kept for the
+/// next value.
+const KEEP_SCRATCH: usize = 1 << 20;
+
+/// Appends text with the text format's escapes.
+fn write_escaped(out: &mut Vec<u8>, text: &[u8]) {
+    let mut rest = text;
+    while let Some(at) = rest
+        .iter()
+        .position(|&c| matches!(c, b'\\' | b'\n' | b'\r' | b'\t'))
+    {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(match rest[at] {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => b"\\t",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+/// How many bytes of `b` the text format escapes (each then takes two).
+fn escapes(b: &[u8]) -> usize {
+    b.iter()
+        .filter(|&&c| matches!(c, b'\\' | b'\n' | b'\r' | b'\t'))
+        .count()
 }
 
 fn write_text_row<V, T>(
@@ -549,17 +638,29 @@ where
             scratch.clear();
             encode_binary(ty.borrow(), v.borrow(), &mut scratch)
                 .map_err(|source| CopyError::Column { column, source })?;
+            if scratch.capacity() > KEEP_SCRATCH {
+                scratch = Vec::new();
+            }
         }
-        text.clear();
-        encode_text(ty.borrow(), v.borrow(), &mut text)
-            .map_err(|source| CopyError::Column { column, source })?;
-        for &b in text.as_bytes() {
-            match b {
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                b => out.push(b),
+        // Text and bytes are written straight from the value, as
+        // `encode_text` writes them: a huge value is not copied once more.
+        match v.borrow() {
+            Value::Text(s) | Value::Json(s) | Value::Engine { text: s, .. }
+                if !s.contains('\0') =>
+            {
+                write_escaped(out, s.as_bytes())
+            }
+            Value::Bytes(b) => {
+                // `\x` with its backslash escaped, then the digits.
+                out.reserve(3 + 2 * b.len());
+                out.extend_from_slice(b"\\\\x");
+                push_hex(out, b);
+            }
+            v => {
+                text.clear();
+                encode_text(ty.borrow(), v, &mut text)
+                    .map_err(|source| CopyError::Column { column, source })?;
+                write_escaped(out, text.as_bytes());
             }
         }
     }

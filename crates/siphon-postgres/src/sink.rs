@@ -128,7 +128,11 @@ fn copy_data(
 ) -> Result<(Bytes, copy::Format)> {
     let types: Vec<&PgType> = cols.iter().map(|&i| &t.types[i]).collect();
     let format = copy::Format::of(&types);
-    let mut buf = Vec::with_capacity(64 + rows.len() * 64);
+    // Sized for the rows' values: a buffer of huge values is never grown.
+    let len = rows
+        .iter()
+        .map(|r| format.row_len(cols.iter().map(|&i| &r[i])));
+    let mut buf = Vec::with_capacity(64 + len.sum::<usize>());
     format.write_header(&mut buf);
     for row in rows {
         format

@@ -49,6 +49,7 @@ use binary::{beyond_chrono, BAD_DATE, BAD_TIMESTAMP};
 pub use binary::{decode_binary, encode_binary};
 use datetime::*;
 
+pub(crate) use text::push_hex;
 pub use text::{decode_text, encode_text};
 
 /// Why a value could not be decoded or encoded. Messages name the PostgreSQL type

@@ -114,6 +114,18 @@ pub(super) fn parse_bytea(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `bytes` as lowercase hex digits, two a byte (bytea's hex form
+/// without its `\x`).
+pub(crate) fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(2 * bytes.len());
+    for &byte in bytes {
+        out.push(HEX_DIGITS[usize::from(byte >> 4)]);
+        out.push(HEX_DIGITS[usize::from(byte & 15)]);
+    }
+}
+
 pub(super) fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -160,8 +172,9 @@ pub fn encode_text(ty: &PgType, v: &Value, out: &mut String) -> Result<(), Codec
         Value::Bytes(b) => {
             out.reserve(2 + b.len() * 2);
             out.push_str("\\x");
-            for byte in b {
-                let _ = write!(out, "{byte:02x}");
+            for &byte in b {
+                out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+                out.push(char::from(HEX_DIGITS[usize::from(byte & 15)]));
             }
         }
         Value::Date(d) => push_date(out, *d),
