@@ -586,7 +586,10 @@ async fn remove<St: StateStore>(
         .filter(|(s, _)| s.pipeline == name)
         .map(|(s, _)| s.table)
         .collect();
-    if let Some(AnySource::Postgres(pg)) = &source {
+    if let Some(pg) = source
+        .as_ref()
+        .and_then(AnySource::downcast_ref::<siphon_postgres::PostgresSource>)
+    {
         // Dropping a slot a running `siphon run` streams from ends its session,
         // and that run then creates the slot, the publication and the copies
         // again for a pipeline no longer in the catalog.

@@ -1,0 +1,55 @@
+//! siphon as a Rust library.
+//!
+//! ```no_run
+//! use siphon::{Connection, Mode, Pipeline, Siphon};
+//!
+//! # async fn demo() -> siphon::Result<()> {
+//! let siphon = Siphon::builder()
+//!     .state_path(".siphon/state.db")
+//!     .connection(Connection::new("app", "postgres://app:${APP_PASSWORD}@db/app"))
+//!     .connection(Connection::new("copy", "sqlite://copy.db"))
+//!     .pipeline(
+//!         Pipeline::builder("app_to_copy")
+//!             .source("app")
+//!             .target("copy")
+//!             .mode(Mode::Cdc)
+//!             .tables(["public.*"])
+//!             .build()?,
+//!     )
+//!     .init()
+//!     .await?;
+//! let running = siphon.start().await?;
+//! // … until it is time to stop: the batch being applied commits first.
+//! let outcomes = running.stop().await?;
+//! # let _ = outcomes;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Connections are opened from URLs through one [`Registry`] (URL scheme →
+//! connector); the connectors it opens are [`AnySource`] and [`AnySink`],
+//! which implement siphon-core's [`Source`], [`LogSource`] and [`Sink`] so the
+//! engine drives them like any other.
+
+mod client;
+mod dispatch;
+mod pipeline;
+mod registry;
+mod run;
+mod url;
+
+pub use client::{Running, Siphon, SiphonBuilder};
+pub use pipeline::{Connection, Pipeline, PipelineBuilder};
+pub use run::Outcome;
+
+pub use dispatch::{AnyChangeStream, AnySink, AnySource, BoxFuture};
+pub use registry::{
+    named, Capabilities, Connector, OpenSink, OpenSource, Registry, POSTGRES, SQLITE,
+};
+pub use url::{expand_env, redact, ConnectionUrl};
+
+pub use siphon_core::{
+    ChangeStream, Error, ErrorKind, ExecutionStatus, LogSource, Mode, PipelineSpec, Result,
+    Schedule, Sink, Source, StateStore,
+};
+pub use siphon_engine::{NoopObserver, Observer, PassReport, Shutdown};

@@ -1,0 +1,274 @@
+//! From a connection URL to a connector: the registry maps each URL scheme to
+//! the connector that opens it, and says what each connector can do.
+//!
+//! Adding a connector is one [`Connector`] entry in [`Registry::standard`]
+//! plus the connector's own crate (which runs siphon-testkit's conformance
+//! suite). What a connector cannot do is a `None` or `false` in its entry,
+//! and asking for it is an error that says so.
+
+use std::fmt;
+
+use siphon_core::{Error, Result};
+use siphon_postgres::{PostgresSink, PostgresSource};
+use siphon_sqlite::{SqliteSink, SqliteSource};
+
+use crate::dispatch::{AnySink, AnySource, BoxFuture};
+use crate::url::ConnectionUrl;
+
+/// Opens a connection as a source: `(connection name, URL)`.
+pub type OpenSource = for<'a> fn(&'a str, &'a ConnectionUrl) -> BoxFuture<'a, Result<AnySource>>;
+
+/// Opens a connection as a target: `(connection name, URL)`.
+pub type OpenSink = for<'a> fn(&'a str, &'a ConnectionUrl) -> BoxFuture<'a, Result<AnySink>>;
+
+/// One connector: the schemes it opens and its constructors. Every field is
+/// required, so an entry says explicitly what the connector lacks.
+#[derive(Debug, Clone, Copy)]
+pub struct Connector {
+    /// The connector's name, also its main scheme (`postgres`).
+    pub name: &'static str,
+    /// Every URL scheme it opens (`postgres`, `postgresql`).
+    pub schemes: &'static [&'static str],
+    /// Opens a source; `None` when this connector cannot be read from.
+    pub source: Option<OpenSource>,
+    /// Opens a target; `None` when this connector cannot be written to.
+    pub sink: Option<OpenSink>,
+    /// Whether its sources have a change log siphon reads (`mode: cdc`);
+    /// such a source is made with [`AnySource::with_log`].
+    pub log: bool,
+}
+
+/// What a connector can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// It can be a pipeline's source.
+    pub source: bool,
+    /// It can be a pipeline's target.
+    pub sink: bool,
+    /// Its sources have a change log (`mode: cdc`).
+    pub log: bool,
+}
+
+impl Connector {
+    /// What this connector can do.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            source: self.source.is_some(),
+            sink: self.sink.is_some(),
+            log: self.log,
+        }
+    }
+}
+
+/// The connectors siphon opens connections with, by URL scheme.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    connectors: Vec<Connector>,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::standard()
+    }
+}
+
+/// Says which connection an error concerns, its URL shown without secrets.
+pub fn named(e: Error, name: &str, url: &ConnectionUrl) -> Error {
+    Error::new(e.kind(), format!("connection `{name}` ({url})")).source(e)
+}
+
+impl Registry {
+    /// A registry with no connector.
+    pub fn empty() -> Registry {
+        Registry {
+            connectors: Vec::new(),
+        }
+    }
+
+    /// Every connector this version of siphon has: SQLite and PostgreSQL.
+    pub fn standard() -> Registry {
+        let mut r = Registry::empty();
+        r.register(SQLITE).register(POSTGRES);
+        r
+    }
+
+    /// Adds a connector; it replaces an earlier one for the same schemes.
+    pub fn register(&mut self, connector: Connector) -> &mut Registry {
+        self.connectors
+            .retain(|c| !c.schemes.iter().any(|s| connector.schemes.contains(s)));
+        self.connectors.push(connector);
+        self
+    }
+
+    /// Every registered connector, in the order they were registered.
+    pub fn connectors(&self) -> &[Connector] {
+        &self.connectors
+    }
+
+    /// The connector that opens URLs of `scheme`.
+    pub fn connector(&self, scheme: &str) -> Option<&Connector> {
+        self.connectors.iter().find(|c| c.schemes.contains(&scheme))
+    }
+
+    /// What the connector for this URL can do; `None` for a scheme no
+    /// connector opens.
+    pub fn capabilities(&self, url: &ConnectionUrl) -> Option<Capabilities> {
+        self.connector(url.scheme()).map(Connector::capabilities)
+    }
+
+    /// The refusal of a connection that cannot take `role`: it names the
+    /// connection and the connectors that can.
+    fn cannot(
+        &self,
+        name: &str,
+        url: &ConnectionUrl,
+        role: &str,
+        can: fn(&Connector) -> bool,
+    ) -> Error {
+        let able: Vec<String> = self
+            .connectors
+            .iter()
+            .filter(|c| can(c))
+            .map(|c| format!("{}:// connections", c.name))
+            .collect();
+        Error::config(format!(
+            "connection `{name}` ({url}) cannot be a {role} in this version of siphon: only {} \
+             are replicated so far",
+            able.join(" and ")
+        ))
+    }
+
+    /// Opens the source the connection `name` names.
+    pub async fn open_source(&self, name: &str, url: &ConnectionUrl) -> Result<AnySource> {
+        match self.connector(url.scheme()).and_then(|c| c.source) {
+            Some(open) => open(name, url).await,
+            None => Err(self.cannot(name, url, "source", |c| c.source.is_some())),
+        }
+    }
+
+    /// Opens the target the connection `name` names.
+    pub async fn open_sink(&self, name: &str, url: &ConnectionUrl) -> Result<AnySink> {
+        match self.connector(url.scheme()).and_then(|c| c.sink) {
+            Some(open) => open(name, url).await,
+            None => Err(self.cannot(name, url, "target", |c| c.sink.is_some())),
+        }
+    }
+}
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut roles = Vec::new();
+        if self.source {
+            roles.push("source");
+        }
+        if self.sink {
+            roles.push("target");
+        }
+        if self.log {
+            roles.push("change log");
+        }
+        f.write_str(&roles.join(", "))
+    }
+}
+
+/// SQLite files: source and target, no change log.
+pub const SQLITE: Connector = Connector {
+    name: "sqlite",
+    schemes: &["sqlite"],
+    source: Some(|_name, url| {
+        Box::pin(async move {
+            let path = siphon_sqlite::path_from_url(url.expose())?;
+            Ok(AnySource::new(SqliteSource::open(path)?))
+        })
+    }),
+    sink: Some(|_name, url| {
+        Box::pin(async move {
+            let path = siphon_sqlite::path_from_url(url.expose())?;
+            Ok(AnySink::new(SqliteSink::open(path)?))
+        })
+    }),
+    log: false,
+};
+
+/// PostgreSQL: source with its logical replication log, and target.
+pub const POSTGRES: Connector = Connector {
+    name: "postgres",
+    schemes: &["postgres", "postgresql"],
+    source: Some(|name, url| {
+        Box::pin(async move {
+            PostgresSource::connect(url.expose())
+                .await
+                .map(AnySource::with_log)
+                .map_err(|e| named(e, name, url))
+        })
+    }),
+    sink: Some(|name, url| {
+        Box::pin(async move {
+            PostgresSink::connect(url.expose())
+                .await
+                .map(AnySink::new)
+                .map_err(|e| named(e, name, url))
+        })
+    }),
+    log: true,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_scheme_has_its_connector_and_capabilities() {
+        let r = Registry::standard();
+        let pg = ConnectionUrl::from_parts("postgresql://h/d", "postgresql://h/d");
+        let caps = r.capabilities(&pg).unwrap();
+        assert!(caps.source && caps.sink && caps.log, "{caps}");
+        let lite = ConnectionUrl::from_parts("sqlite://a.db", "sqlite://a.db");
+        let caps = r.capabilities(&lite).unwrap();
+        assert!(caps.source && caps.sink && !caps.log, "{caps}");
+        let my = ConnectionUrl::from_parts("mysql://h/d", "mysql://h/d");
+        assert_eq!(r.capabilities(&my), None);
+    }
+
+    #[tokio::test]
+    async fn what_a_connector_lacks_is_said() {
+        let my = ConnectionUrl::from_parts("mysql://u:pw@h/d", "mysql://u:***@h/d");
+        let e = Registry::standard()
+            .open_source("m", &my)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "connection `m` (mysql://u:***@h/d) cannot be a source in this version of siphon: only \
+             sqlite:// connections and postgres:// connections are replicated so far"
+        );
+        let mut r = Registry::standard();
+        r.register(Connector {
+            sink: None,
+            ..SQLITE
+        });
+        let lite = ConnectionUrl::from_parts("sqlite://x.db", "sqlite://x.db");
+        let e = r.open_sink("l", &lite).await.unwrap_err().to_string();
+        assert!(
+            e.contains("cannot be a target") && e.contains("only postgres:// connections"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_source_says_it_has_no_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        rusqlite::Connection::open(&path).unwrap();
+        let url = format!("sqlite://{}", path.display());
+        let lite = ConnectionUrl::from_parts(url.clone(), url);
+        let source = Registry::standard().open_source("l", &lite).await.unwrap();
+        assert!(!source.has_log());
+        assert!(source.downcast_ref::<SqliteSource>().is_some());
+        let e = siphon_core::LogSource::log_head(&source).await.unwrap_err();
+        assert!(
+            e.to_string().contains("cdc needs a PostgreSQL source"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! Running a pipeline: one pass, or pass after pass on its schedule until a
+//! stop is requested.
+
+use std::future::Future;
+use std::time::Duration;
+
+use siphon_core::{Error, ErrorKind, ExecutionStatus, PipelineSpec, Result, Schedule, StateStore};
+use siphon_engine::{follow_log_pass, run_log_pass, LogSession, Observer, PassReport, Shutdown};
+
+use crate::dispatch::{AnyChangeStream, AnySink, AnySource};
+use crate::registry::Registry;
+use crate::url::ConnectionUrl;
+
+/// What one pipeline's run did, once it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The passes that ran to their end (each recorded in the state store).
+    pub passes: u64,
+    /// What the last of them did.
+    pub last_report: Option<PassReport>,
+    /// The last error that stopped a pass, when the pass after it did not
+    /// succeed (the run retries with a growing delay).
+    pub last_error: Option<Error>,
+}
+
+/// How long a pass may go on after a stop request before it is abandoned: a
+/// driver stops at its next chunk boundary, and a step that waits on a server
+/// longer than this is cut short (an unfinished target transaction rolls back).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long one pass of a continuous pipeline streams its change log before
+/// the pass is recorded and the next one begins on the same open stream.
+const FOLLOW_WINDOW: Duration = Duration::from_secs(30);
+
+/// Opens the pipeline's source and target, unless a stop is requested first.
+async fn connect<St: StateStore>(
+    name: &str,
+    spec: &PipelineSpec,
+    state: &St,
+    registry: &Registry,
+    shutdown: &Shutdown,
+) -> Result<(AnySource, AnySink)> {
+    let open = async {
+        let connections = state.connections().await?;
+        let url = |conn: &str| -> Result<ConnectionUrl> {
+            let written = connections.get(conn).ok_or_else(|| {
+                Error::config(format!(
+                    "pipelines.{name}: connection `{conn}` is not defined"
+                ))
+            })?;
+            ConnectionUrl::parse(&format!("connections.{conn}"), written)
+        };
+        let source = registry
+            .open_source(&spec.source, &url(&spec.source)?)
+            .await?;
+        let sink = registry
+            .open_sink(&spec.target, &url(&spec.target)?)
+            .await?;
+        Ok((source, sink))
+    };
+    tokio::select! {
+        r = open => r,
+        _ = shutdown.stopped() => Err(Error::new(
+            ErrorKind::Cancelled,
+            "stopped while connecting to the source or the target; nothing was copied",
+        )),
+    }
+}
+
+/// Runs a pass, and gives it [`STOP_GRACE`] to end once a stop is requested.
+async fn bounded<F: Future<Output = Result<PassReport>>>(
+    shutdown: &Shutdown,
+    pass: F,
+) -> Result<PassReport> {
+    let grace = async {
+        shutdown.stopped().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    tokio::select! {
+        r = pass => r,
+        _ = grace => Err(Error::new(
+            ErrorKind::Cancelled,
+            format!(
+                "stopped: the pass was waiting on a server and did not reach a chunk boundary \
+                 within {}s of the stop request; what it committed stays, with its checkpoint",
+                STOP_GRACE.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Opens the pipeline's connectors and runs one pass.
+pub(crate) async fn pass<St: StateStore>(
+    name: &str,
+    spec: &PipelineSpec,
+    state: &St,
+    registry: &Registry,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+) -> Result<PassReport> {
+    let (source, sink) = connect(name, spec, state, registry, shutdown).await?;
+    bounded(
+        shutdown,
+        run_log_pass(name, spec, &source, &sink, state, observer, shutdown),
+    )
+    .await
+}
+
+/// A continuous pipeline's connectors and open change log, kept between passes.
+struct Following {
+    source: AnySource,
+    sink: AnySink,
+    session: LogSession<AnyChangeStream>,
+}
+
+impl Following {
+    async fn close(mut self, name: &str) {
+        if let Err(e) = self.session.close().await {
+            tracing::warn!(pipeline = name, error = %e, "closing the change stream failed");
+        }
+    }
+}
+
+/// Runs one pipeline pass after pass on its schedule until shutdown. A
+/// continuous pipeline keeps its connections and its change stream open from
+/// one pass to the next; they are opened again after a failed pass. A
+/// pipeline removed from the catalog stops.
+pub(crate) async fn follow<St: StateStore>(
+    name: &str,
+    spec: &PipelineSpec,
+    state: &St,
+    registry: &Registry,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+) -> Outcome {
+    let mut outcome = Outcome {
+        pipeline: name.to_string(),
+        passes: 0,
+        last_report: None,
+        last_error: None,
+    };
+    let mut spec = spec.clone();
+    let mut following: Option<Following> = None;
+    let mut failures = 0u32;
+    while !shutdown.requested() {
+        if let Ok(mut all) = state.pipelines().await {
+            match all.remove(name) {
+                None => {
+                    tracing::info!(pipeline = name, "removed from the catalog; its run stops");
+                    break;
+                }
+                Some(now) if now != spec => {
+                    if let Some(f) = following.take() {
+                        f.close(name).await;
+                    }
+                    spec = now;
+                }
+                Some(_) => {}
+            }
+        }
+        let spec = &spec;
+        let started = chrono::Utc::now();
+        let result = if spec.schedule == Schedule::Continuous {
+            if following.is_none() {
+                match connect(name, spec, state, registry, shutdown).await {
+                    Ok((source, sink)) => {
+                        following = Some(Following {
+                            source,
+                            sink,
+                            session: LogSession::follow(FOLLOW_WINDOW),
+                        });
+                    }
+                    Err(e) => {
+                        record(&mut outcome, &mut failures, name, Err(e));
+                        pause(spec, started, false, failures, false, shutdown).await;
+                        continue;
+                    }
+                }
+            }
+            let f = following.as_mut().expect("opened above");
+            bounded(
+                shutdown,
+                follow_log_pass(
+                    name,
+                    spec,
+                    &f.source,
+                    &f.sink,
+                    state,
+                    observer,
+                    shutdown,
+                    &mut f.session,
+                ),
+            )
+            .await
+        } else {
+            pass(name, spec, state, registry, observer, shutdown).await
+        };
+        let found_work = record(&mut outcome, &mut failures, name, result);
+        if failures > 0 {
+            // A failed pass may have left a connection broken: start afresh.
+            if let Some(f) = following.take() {
+                f.close(name).await;
+            }
+        }
+        let streaming = following.as_ref().is_some_and(|f| f.session.is_open());
+        pause(spec, started, streaming, failures, found_work, shutdown).await;
+    }
+    if let Some(f) = following.take() {
+        f.close(name).await;
+    }
+    tracing::info!(pipeline = name, passes = outcome.passes, "stopped");
+    outcome
+}
+
+/// Notes what a pass did; whether it found work.
+fn record(
+    outcome: &mut Outcome,
+    failures: &mut u32,
+    name: &str,
+    result: Result<PassReport>,
+) -> bool {
+    match result {
+        Ok(report) => {
+            // Some tables failing while others go on is no reason to start
+            // afresh: that would hold up the others.
+            let all_failed = report.status == ExecutionStatus::Failed
+                && report
+                    .tables
+                    .iter()
+                    .all(|t| t.status == ExecutionStatus::Failed);
+            *failures = if all_failed { *failures + 1 } else { 0 };
+            let found = report.found_work();
+            outcome.passes += 1;
+            if !all_failed {
+                outcome.last_error = None;
+            }
+            outcome.last_report = Some(report);
+            found
+        }
+        Err(e) if e.kind() == ErrorKind::Cancelled => {
+            tracing::info!(pipeline = name, error = %e, "pass stopped");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(pipeline = name, error = %e, "pass failed");
+            *failures += 1;
+            outcome.last_error = Some(e);
+            false
+        }
+    }
+}
+
+/// Waits until the next pass is due, or a stop is requested.
+async fn pause(
+    spec: &PipelineSpec,
+    started: chrono::DateTime<chrono::Utc>,
+    streaming: bool,
+    failures: u32,
+    found_work: bool,
+    shutdown: &Shutdown,
+) {
+    let mut delay = if streaming {
+        // The pass already waited on the stream: go on reading it.
+        Duration::ZERO
+    } else {
+        siphon_engine::next_delay(&spec.schedule, started, chrono::Utc::now(), found_work)
+            .unwrap_or(Duration::from_secs(60))
+    };
+    if failures > 0 {
+        // Failing passes back off, doubling up to five minutes.
+        delay =
+            delay.max(Duration::from_secs(1u64 << failures.min(8)).min(Duration::from_secs(300)));
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = shutdown.stopped() => {}
+    }
+}
