@@ -286,6 +286,7 @@ impl PostgresChangeStream {
                 };
                 let (mut after, mut missing) = Self::row(&rel, &new)?;
                 let full_old = old.as_ref().and(before.as_ref());
+                let logged_whole = full_old.is_some();
                 // With REPLICA IDENTITY FULL the old row has every value.
                 if let Some((o, om)) = full_old {
                     missing.retain(|i| {
@@ -305,7 +306,8 @@ impl PostgresChangeStream {
                     }
                     self.push(out, t, Op::Insert(after), missing);
                 } else {
-                    let before = full_old.map(|(b, _)| b.clone());
+                    // Moved, not copied: the old row may hold huge values.
+                    let before = before.filter(|_| logged_whole).map(|(b, _)| b);
                     self.push(out, t, Op::Update { before, after }, missing);
                 }
             }
