@@ -49,7 +49,8 @@ pub use registry::{
 pub use url::{expand_env, redact, ConnectionUrl};
 
 pub use siphon_core::{
-    ChangeStream, Error, ErrorKind, ExecutionStatus, LogSource, Mode, PipelineSpec, Result,
-    Schedule, Sink, Source, StateStore,
+    ChangeStream, Checkpoint, Error, ErrorKind, ExecutionStatus, LogSource, Mode, Phase,
+    PipelineSpec, Position, Result, Schedule, Sink, Source, StateStore, StreamId, TableName,
+    TableStats,
 };
 pub use siphon_engine::{NoopObserver, Observer, PassReport, Shutdown};
