@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use siphon_core::{Error, Mode, PipelineSpec, Result, StateStore};
 use siphon_engine::{NoopObserver, Observer, PassReport, Shutdown};
-use siphon_state::SqliteStateStore;
 use tokio::task::JoinHandle;
 
+use crate::dispatch::AnyStateStore;
 use crate::pipeline::{Connection, Pipeline};
 use crate::registry::Registry;
 use crate::run::{follow, pass, Outcome};
+use crate::url::ConnectionUrl;
 
 /// Declares what a [`Siphon`] client runs; [`SiphonBuilder::init`] opens the
 /// state store and stores it.
@@ -40,7 +41,8 @@ impl std::fmt::Debug for SiphonBuilder {
 /// it holds, and the registry that opens them.
 #[derive(Clone)]
 pub struct Siphon {
-    state: Arc<SqliteStateStore>,
+    state: Arc<AnyStateStore>,
+    shown_state: String,
     pipelines: Vec<String>,
     registry: Arc<Registry>,
     observer: Arc<dyn Observer>,
@@ -49,7 +51,7 @@ pub struct Siphon {
 impl std::fmt::Debug for Siphon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Siphon")
-            .field("state", &self.state.path())
+            .field("state", &self.shown_state)
             .field("pipelines", &self.pipelines)
             .finish_non_exhaustive()
     }
@@ -72,7 +74,7 @@ impl Siphon {
     }
 
     /// The state store: catalog, executions, stream states.
-    pub fn state(&self) -> &Arc<SqliteStateStore> {
+    pub fn state(&self) -> &Arc<AnyStateStore> {
         &self.state
     }
 
@@ -94,7 +96,7 @@ impl Siphon {
                         Error::config(format!(
                             "pipeline `{name}` is not in the state store {} any more; declare it \
                          again with `.pipeline(…)` and call `init`",
-                            self.state.path().display()
+                            self.shown_state
                         ))
                     })
             })
@@ -155,8 +157,8 @@ impl Siphon {
 
 impl SiphonBuilder {
     /// The state store's URL (`sqlite://path/state.db`; a relative path is
-    /// relative to the working directory). `${VAR}` is read from the
-    /// environment.
+    /// relative to the working directory), opened through the registry.
+    /// `${VAR}` is read from the environment.
     pub fn state(mut self, url: impl Into<String>) -> Self {
         self.state = url.into();
         self
@@ -200,15 +202,8 @@ impl SiphonBuilder {
     /// whose connector can be its source (with a change log for `cdc`) and
     /// its target.
     pub async fn init(self) -> Result<Siphon> {
-        let url = crate::url::expand_env("state", &self.state)?;
-        if !url.starts_with("sqlite://") {
-            return Err(Error::config(format!(
-                "state: `{}`: only sqlite:// state stores are opened from Rust so far; \
-                 write it as sqlite://path/state.db",
-                crate::url::redact(&url)
-            )));
-        }
-        let state = SqliteStateStore::open_url(&url).await?;
+        let url = ConnectionUrl::parse("state", &self.state)?;
+        let state = self.registry.open_state("state", &url).await?;
         let mut known: BTreeMap<String, String> = state.connections().await?;
         for c in &self.connections {
             known.insert(c.name().to_string(), c.written().to_string());
@@ -232,6 +227,7 @@ impl SiphonBuilder {
         };
         Ok(Siphon {
             state: Arc::new(state),
+            shown_state: url.to_string(),
             pipelines,
             registry: Arc::new(self.registry),
             observer: self.observer,

@@ -26,10 +26,11 @@
 //! # }
 //! ```
 //!
-//! Connections are opened from URLs through one [`Registry`] (URL scheme →
-//! connector); the connectors it opens are [`AnySource`] and [`AnySink`],
-//! which implement siphon-core's [`Source`], [`LogSource`] and [`Sink`] so the
-//! engine drives them like any other.
+//! Connections and the state store are opened from URLs through one
+//! [`Registry`] (URL scheme → connector); what it opens are [`AnySource`],
+//! [`AnySink`] and [`AnyStateStore`], which implement siphon-core's
+//! [`Source`], [`LogSource`], [`Sink`] and [`StateStore`] so the engine drives
+//! them like any other.
 
 mod client;
 mod dispatch;
@@ -42,9 +43,9 @@ pub use client::{Running, Siphon, SiphonBuilder};
 pub use pipeline::{Connection, Pipeline, PipelineBuilder};
 pub use run::Outcome;
 
-pub use dispatch::{AnyChangeStream, AnySink, AnySource, BoxFuture};
+pub use dispatch::{AnyChangeStream, AnySink, AnySource, AnyStateStore, BoxFuture};
 pub use registry::{
-    named, Capabilities, Connector, OpenSink, OpenSource, Registry, POSTGRES, SQLITE,
+    named, Capabilities, Connector, OpenSink, OpenSource, OpenState, Registry, POSTGRES, SQLITE,
 };
 pub use url::{expand_env, redact, ConnectionUrl};
 

@@ -1,5 +1,6 @@
-//! From a connection URL to a connector: the registry maps each URL scheme to
-//! the connector that opens it, and says what each connector can do.
+//! From a URL to a connector: the registry maps each URL scheme to the
+//! connector that opens it as a source, a target or a state store, and says
+//! what each connector can do.
 //!
 //! Adding a connector is one [`Connector`] entry in [`Registry::standard`]
 //! plus the connector's own crate (which runs siphon-testkit's conformance
@@ -11,8 +12,9 @@ use std::fmt;
 use siphon_core::{Error, Result};
 use siphon_postgres::{PostgresSink, PostgresSource};
 use siphon_sqlite::{SqliteSink, SqliteSource};
+use siphon_state::SqliteStateStore;
 
-use crate::dispatch::{AnySink, AnySource, BoxFuture};
+use crate::dispatch::{AnySink, AnySource, AnyStateStore, BoxFuture};
 use crate::url::ConnectionUrl;
 
 /// Opens a connection as a source: `(connection name, URL)`.
@@ -20,6 +22,9 @@ pub type OpenSource = for<'a> fn(&'a str, &'a ConnectionUrl) -> BoxFuture<'a, Re
 
 /// Opens a connection as a target: `(connection name, URL)`.
 pub type OpenSink = for<'a> fn(&'a str, &'a ConnectionUrl) -> BoxFuture<'a, Result<AnySink>>;
+
+/// Opens a state store from its URL.
+pub type OpenState = for<'a> fn(&'a ConnectionUrl) -> BoxFuture<'a, Result<AnyStateStore>>;
 
 /// One connector: the schemes it opens and its constructors. Every field is
 /// required, so an entry says explicitly what the connector lacks.
@@ -33,6 +38,8 @@ pub struct Connector {
     pub source: Option<OpenSource>,
     /// Opens a target; `None` when this connector cannot be written to.
     pub sink: Option<OpenSink>,
+    /// Opens a state store; `None` when siphon cannot keep its state there.
+    pub state: Option<OpenState>,
     /// Whether its sources have a change log siphon reads (`mode: cdc`);
     /// such a source is made with [`AnySource::with_log`].
     pub log: bool,
@@ -45,6 +52,8 @@ pub struct Capabilities {
     pub source: bool,
     /// It can be a pipeline's target.
     pub sink: bool,
+    /// It can hold siphon's state store.
+    pub state: bool,
     /// Its sources have a change log (`mode: cdc`).
     pub log: bool,
 }
@@ -55,6 +64,7 @@ impl Connector {
         Capabilities {
             source: self.source.is_some(),
             sink: self.sink.is_some(),
+            state: self.state.is_some(),
             log: self.log,
         }
     }
@@ -146,6 +156,27 @@ impl Registry {
         }
     }
 
+    /// Opens the state store at `url` (`key` names where the URL was given,
+    /// such as `state`, in errors).
+    pub async fn open_state(&self, key: &str, url: &ConnectionUrl) -> Result<AnyStateStore> {
+        match self.connector(url.scheme()).and_then(|c| c.state) {
+            Some(open) => open(url).await,
+            None => {
+                let able: Vec<String> = self
+                    .connectors
+                    .iter()
+                    .filter(|c| c.state.is_some())
+                    .map(|c| format!("{}://", c.name))
+                    .collect();
+                Err(Error::config(format!(
+                    "{key}: `{url}` cannot hold siphon's state in this version of siphon: only {} \
+                     state stores are opened so far",
+                    able.join(" and ")
+                )))
+            }
+        }
+    }
+
     /// Opens the target the connection `name` names.
     pub async fn open_sink(&self, name: &str, url: &ConnectionUrl) -> Result<AnySink> {
         match self.connector(url.scheme()).and_then(|c| c.sink) {
@@ -164,6 +195,9 @@ impl fmt::Display for Capabilities {
         if self.sink {
             roles.push("target");
         }
+        if self.state {
+            roles.push("state store");
+        }
         if self.log {
             roles.push("change log");
         }
@@ -171,7 +205,7 @@ impl fmt::Display for Capabilities {
     }
 }
 
-/// SQLite files: source and target, no change log.
+/// SQLite files: source, target and state store; no change log.
 pub const SQLITE: Connector = Connector {
     name: "sqlite",
     schemes: &["sqlite"],
@@ -187,10 +221,18 @@ pub const SQLITE: Connector = Connector {
             Ok(AnySink::new(SqliteSink::open(path)?))
         })
     }),
+    state: Some(|url| {
+        Box::pin(async move {
+            SqliteStateStore::open_url(url.expose())
+                .await
+                .map(AnyStateStore::new)
+        })
+    }),
     log: false,
 };
 
-/// PostgreSQL: source with its logical replication log, and target.
+/// PostgreSQL: source with its logical replication log, and target; not a
+/// state store yet.
 pub const POSTGRES: Connector = Connector {
     name: "postgres",
     schemes: &["postgres", "postgresql"],
@@ -210,6 +252,7 @@ pub const POSTGRES: Connector = Connector {
                 .map_err(|e| named(e, name, url))
         })
     }),
+    state: None,
     log: true,
 };
 
@@ -222,10 +265,16 @@ mod tests {
         let r = Registry::standard();
         let pg = ConnectionUrl::from_parts("postgresql://h/d", "postgresql://h/d");
         let caps = r.capabilities(&pg).unwrap();
-        assert!(caps.source && caps.sink && caps.log, "{caps}");
+        assert!(
+            caps.source && caps.sink && caps.log && !caps.state,
+            "{caps}"
+        );
         let lite = ConnectionUrl::from_parts("sqlite://a.db", "sqlite://a.db");
         let caps = r.capabilities(&lite).unwrap();
-        assert!(caps.source && caps.sink && !caps.log, "{caps}");
+        assert!(
+            caps.source && caps.sink && caps.state && !caps.log,
+            "{caps}"
+        );
         let my = ConnectionUrl::from_parts("mysql://h/d", "mysql://h/d");
         assert_eq!(r.capabilities(&my), None);
     }
@@ -252,6 +301,13 @@ mod tests {
         assert!(
             e.contains("cannot be a target") && e.contains("only postgres:// connections"),
             "{e}"
+        );
+        let pg = ConnectionUrl::from_parts("postgres://h/d", "postgres://h/d");
+        let e = r.open_state("state", &pg).await.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "state: `postgres://h/d` cannot hold siphon's state in this version of siphon: only \
+             sqlite:// state stores are opened so far"
         );
     }
 

@@ -10,6 +10,8 @@ const CORE_SOURCE: &str = include_str!("../../../siphon-core/src/source.rs");
 const CORE_SINK: &str = include_str!("../../../siphon-core/src/sink.rs");
 const HERE_SOURCE: &str = include_str!("source.rs");
 const HERE_SINK: &str = include_str!("sink.rs");
+const CORE_STATE: &str = include_str!("../../../siphon-core/src/state.rs");
+const HERE_STATE: &str = include_str!("state.rs");
 
 /// The names of the `fn`s directly inside the block that follows `header`
 /// (comments and string literals skipped).
@@ -131,6 +133,20 @@ fn every_sink_method_is_forwarded() {
             "trait DynSink",
             "DynSink for Target<T>",
             "impl Sink for AnySink",
+        ],
+    );
+}
+
+#[test]
+fn every_state_store_method_is_forwarded() {
+    all_forwarded(
+        CORE_STATE,
+        "pub trait StateStore",
+        HERE_STATE,
+        &[
+            "trait DynState",
+            "DynState for Store<T>",
+            "impl StateStore for AnyStateStore",
         ],
     );
 }

@@ -1,6 +1,6 @@
 //! The one place where connectors meet dynamic dispatch: [`AnySource`],
-//! [`AnySink`] and [`AnyChangeStream`] hold any connector behind a `dyn`
-//! object and implement siphon-core's traits by forwarding every method.
+//! [`AnySink`], [`AnyChangeStream`] and [`AnyStateStore`] hold any connector
+//! behind a `dyn` object and implement siphon-core's traits by forwarding every method.
 //!
 //! Every method of a core trait is forwarded explicitly, default bodies
 //! included: a method left to its default here would silently replace the
@@ -9,12 +9,14 @@
 
 mod sink;
 mod source;
+mod state;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use sink::AnySink;
 pub use source::{AnyChangeStream, AnySource};
+pub use state::AnyStateStore;
 
 /// A boxed, sendable future: what the `dyn` side of the boundary returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
