@@ -163,7 +163,7 @@ impl<'a> Setup<'a> {
         let pg = if db == self.dst { self.dst_pg } else { self.pg };
         pg.query_in(
                 db,
-                &format!("SELECT md5(string_agg(t::text, ',' ORDER BY id)) || ' ' || count(*) FROM {table} t"),
+                &format!("SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) || ' ' || count(*) FROM {table} t"),
             )
             .unwrap_or_default()
     }
@@ -743,4 +743,66 @@ fn columns_added_and_renamed_while_streaming_keep_the_sources_values() {
     );
     assert_eq!(columns, "id,label,c,r");
     s.assert_same("t");
+}
+
+/// A column added with a default while pgbench (4 clients) updates the
+/// table: rows changed just before the ALTER (old shape, read while the
+/// previous batch is applied) must not overwrite the source's values the
+/// target's existing rows were filled with.
+#[test]
+fn a_column_added_under_pgbench_ends_with_the_sources_values() {
+    let pg = Postgres::shared().unwrap();
+    let s = Setup::new(pg);
+    let pgbench = |args: &[&str]| {
+        let out = Command::new(pg.bin_dir().join("pgbench"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &pg.port().to_string(),
+            ])
+            .args(args)
+            .arg(&s.src)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pgbench: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    pgbench(&["-i", "-q", "-s", "2"]);
+    s.config(
+        "pgbench_accounts, public.pgbench_branches, public.pgbench_tellers",
+        "continuous",
+        5000,
+    );
+    let mut siphon = s.spawn();
+    wait_for("the table is copied", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("pgbench_accounts")
+    });
+    let run = std::thread::scope(|scope| {
+        let run = scope.spawn(|| pgbench(&["-n", "-c", "4", "-T", "15"]));
+        wait_for("pgbench is under way", || {
+            s.src_sql("SELECT count(*) FROM pgbench_history")
+                .parse::<i64>()
+                .unwrap()
+                > 1500
+        });
+        s.src_sql("ALTER TABLE pgbench_accounts ADD COLUMN note text DEFAULT 'x'");
+        run.join()
+    });
+    run.unwrap();
+    wait_for("the target caught up with the source", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.same("pgbench_accounts")
+    });
+    siphon.terminate();
+    assert_eq!(
+        s.dst_number("SELECT count(*) FROM pgbench_accounts WHERE note IS DISTINCT FROM 'x'"),
+        0
+    );
 }

@@ -883,7 +883,14 @@ async fn read_while_applying<C: ChangeStream>(
             .await?
         {
             Some((more, at)) => {
-                if at != position && batch.changes.len() + more.changes.len() <= batch_size {
+                // A batch that changes a table's shape starts a batch of its
+                // own: the target takes the new shape (and fills added
+                // columns) before its rows, and after the rows of the old one.
+                let reshapes = more.changes.iter().any(|c| matches!(c.op, Op::Schema(_)));
+                if at != position
+                    && !reshapes
+                    && batch.changes.len() + more.changes.len() <= batch_size
+                {
                     batch.changes.extend(more.changes);
                     position = at;
                 } else {
@@ -911,12 +918,12 @@ fn reshape(
     if Arc::ptr_eq(from, to) || from.columns == to.columns {
         return row;
     }
-    to.columns
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
+    // Values are moved, never copied: a row may hold a huge value.
+    let mut row: Vec<Option<siphon_core::Value>> = row.into_iter().map(Some).collect();
+    (0..to.columns.len())
+        .map(|i| {
             from.same_column(to, i)
-                .and_then(|j| row.get(j).cloned())
+                .and_then(|j| row.get_mut(j).and_then(Option::take))
                 .unwrap_or(siphon_core::Value::Null)
         })
         .collect()
