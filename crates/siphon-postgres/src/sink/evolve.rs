@@ -89,7 +89,7 @@ pub(super) async fn evolve(
     let target = &found.schema.name;
     let ids = !table.columns.is_empty() && table.columns.iter().all(|c| c.source_id.is_some());
     let q = qualified(Some(schema), &table.name.name);
-    let tbl = target.to_string();
+    let tbl = target.key();
     if ids {
         let exists: bool = client
             .query_one(
@@ -387,7 +387,7 @@ impl PostgresSink {
         if exists != Some(true) {
             return Ok(Vec::new());
         }
-        let tbl = target_name(&t, table).to_string();
+        let tbl = target_name(&t, table).key();
         let ids: Vec<i64> = client
             .query(
                 &format!("SELECT source_id FROM public.{COLUMNS} WHERE tbl = $1 AND NOT filled"),
@@ -463,7 +463,7 @@ impl PostgresSink {
                 &format!(
                     "UPDATE public.{COLUMNS} SET filled = true WHERE tbl = $1 AND source_id = ANY($2)"
                 ),
-                &[&target_name(&t, table).to_string(), &ids],
+                &[&target_name(&t, table).key(), &ids],
             )
             .await
             .map_err(werr)?;
