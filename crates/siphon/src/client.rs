@@ -315,3 +315,93 @@ impl Running {
         Ok(outcomes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_db(dir: &std::path::Path, name: &str, sql: &str) -> String {
+        let path = dir.join(name);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        format!("sqlite://{}", path.display())
+    }
+
+    #[tokio::test]
+    async fn init_refuses_what_a_connector_cannot_do_and_names_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let lite = sqlite_db(
+            dir.path(),
+            "a.db",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY);",
+        );
+        let builder = Siphon::builder()
+            .state_path(dir.path().join("state.db"))
+            .connection(Connection::new("lite", lite.clone()))
+            .connection(Connection::new("copy", lite));
+        let cdc = Pipeline::builder("p")
+            .source("lite")
+            .target("copy")
+            .mode(Mode::Cdc)
+            .build()
+            .unwrap();
+        let e = builder.clone().pipeline(cdc).init().await.unwrap_err();
+        assert!(
+            e.to_string().contains("connection `lite` (sqlite://")
+                && e.to_string().contains("cannot be a `cdc` source"),
+            "{e}"
+        );
+        let undeclared = Pipeline::builder("p")
+            .source("nowhere")
+            .target("copy")
+            .build()
+            .unwrap();
+        let e = builder.pipeline(undeclared).init().await.unwrap_err();
+        assert!(e.to_string().contains("`nowhere` is not declared"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_full_pipeline_runs_once_from_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = sqlite_db(
+            dir.path(),
+            "src.db",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+             INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');",
+        );
+        let target = format!("sqlite://{}", dir.path().join("dst.db").display());
+        let siphon = Siphon::builder()
+            .state_path(dir.path().join("state.db"))
+            .connection(Connection::new("src", source))
+            .connection(Connection::new("dst", target))
+            .pipeline(
+                Pipeline::builder("copy")
+                    .source("src")
+                    .target("dst")
+                    .build()
+                    .unwrap(),
+            )
+            .init()
+            .await
+            .unwrap();
+        let reports = siphon.run_once().await.unwrap();
+        assert_eq!(reports.len(), 1);
+        let (name, report) = &reports[0];
+        assert_eq!(name, "copy");
+        assert_eq!(
+            report.status,
+            siphon_core::ExecutionStatus::Succeeded,
+            "{report:?}"
+        );
+        let copied: i64 = rusqlite::Connection::open(dir.path().join("dst.db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(copied, 3);
+        // The catalog holds what was declared, for the CLI and later runs.
+        let stored = siphon.state().pipelines().await.unwrap();
+        assert_eq!(stored.keys().collect::<Vec<_>>(), ["copy"]);
+    }
+}
