@@ -137,7 +137,10 @@ async fn main() -> ExitCode {
                         );
                         failed = true;
                     }
-                    None => println!("pipeline {}: {} passes; stopped", o.pipeline, o.passes),
+                    None => println!(
+                        "pipeline {}: stopped (passes run: {})",
+                        o.pipeline, o.passes
+                    ),
                 }
             }
             if failed {
