@@ -105,9 +105,10 @@ pub(crate) fn merge_sql(target: &str, cols: &str, stage: &str, keys: &str, actio
 /// Creates on an existing partitioned target table the partitions the source
 /// has and it lacks (a source that gains a partition each month), when the
 /// target is partitioned by the same key. Nothing else on the target changes;
-/// a partition that cannot be created (its range overlaps one the target has,
-/// or rows for it already sit in the target's default partition) is warned
-/// about once, with the reason.
+/// rows for a new partition that already sit in the target's default partition
+/// (written before the partition existed there) move into it. A partition that
+/// cannot be created (its range overlaps one the target has) is warned about
+/// once, with the reason.
 pub(crate) async fn add_missing(client: &Client, t: &TableSchema, schema: &str) -> Result<()> {
     let (Some(p), Engine::Postgres) = (&t.partitioning, t.origin) else {
         return Ok(());
@@ -131,8 +132,15 @@ pub(crate) async fn add_missing(client: &Client, t: &TableSchema, schema: &str) 
     let have: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
     let mut ddl = Vec::new();
     missing_of(&t.name.name, p, schema, &have, &mut ddl);
-    for stmt in ddl {
-        if let Err(e) = client.batch_execute(&stmt).await {
+    for (parent, stmt) in ddl {
+        let mut result = client.batch_execute(&stmt).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION))
+        {
+            result = through_default(client, schema, &parent, &stmt).await;
+        }
+        if let Err(e) = result {
             let e = pg_err(e, "adding a partition the source has");
             if first_time(&stmt) {
                 tracing::warn!(table = %t.name, error = %e, "{stmt} failed: rows for it are written to the default partition, or fail without one; create it on the target");
@@ -150,7 +158,7 @@ fn missing_of(
     p: &Partitioning,
     schema: &str,
     have: &HashSet<String>,
-    out: &mut Vec<String>,
+    out: &mut Vec<(String, String)>,
 ) {
     for part in &p.partitions {
         if have.contains(&part.name) {
@@ -166,8 +174,47 @@ fn missing_of(
         let mut stmts = Vec::new();
         partitions_of(parent, &one, schema, &mut stmts);
         // One statement, so a sub-partitioned partition is added whole or not at all.
-        out.push(stmts.join("; "));
+        out.push((parent.to_string(), stmts.join("; ")));
     }
+}
+
+/// Runs `stmt`, which adds a partition to `parent`, when rows for the new
+/// partition sit in `parent`'s default partition (PostgreSQL then refuses
+/// it): in one transaction the default partition's rows are set aside, the
+/// partition is added, and the rows are inserted through `parent` again, so
+/// each lands where it now belongs.
+async fn through_default(
+    client: &Client,
+    schema: &str,
+    parent: &str,
+    stmt: &str,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let parent = qualified(Some(schema), parent);
+    let found = client
+        .query_opt(
+            "SELECT c.oid::regclass::text,                     (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a                      WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped                        AND a.attgenerated = '')              FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid              WHERE i.inhparent = $1::text::regclass AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'",
+            &[&parent],
+        )
+        .await?;
+    let Some(row) = found else {
+        return client.batch_execute(stmt).await;
+    };
+    let (default, cols): (String, String) = (row.get(0), row.get(1));
+    let moved = client
+        .batch_execute(&format!(
+            "BEGIN; \
+             CREATE TEMP TABLE siphon_moving ON COMMIT DROP AS SELECT {cols} FROM {default}; \
+             DELETE FROM {default}; \
+             {stmt}; \
+             INSERT INTO {parent} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM siphon_moving; \
+             COMMIT"
+        ))
+        .await;
+    if moved.is_err() {
+        // Otherwise the connection stays in the failed transaction.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    moved
 }
 
 /// The partitions of `t`'s tree that hold rows, with whether each is a foreign

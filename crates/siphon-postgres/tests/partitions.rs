@@ -373,6 +373,23 @@ async fn cdc_streams_changes_routed_to_several_partitions_as_the_partitioned_tab
     let events = stats(&report, "public.events");
     assert!(events.rows_read >= 14, "{events:?}");
 
+    // A row for a partition the target does not have yet lands in its
+    // default partition (a continuous stream applies it before the next pass
+    // adds the partition); adding the partition then moves it there.
+    e.dst_sql("INSERT INTO events VALUES (1005, '2029-05-05', 'early', 6)");
+    e.src_sql(
+        "CREATE TABLE events_2029 PARTITION OF events FOR VALUES FROM ('2029-01-01') TO ('2030-01-01');
+         INSERT INTO events VALUES (1005, '2029-05-05', 'early', 6);",
+    );
+    let report = pass().await;
+    succeeded(&report);
+    e.assert_same("events");
+    assert_eq!(e.dst_sql("SELECT kind FROM ONLY events_2029"), "early");
+    assert_eq!(
+        e.dst_sql("SELECT count(*) FROM ONLY events_other WHERE id = 1005"),
+        "0"
+    );
+
     // Deletes routed to every partition, then a TRUNCATE of the table.
     e.src_sql("DELETE FROM events WHERE id % 5 = 0");
     let report = pass().await;
