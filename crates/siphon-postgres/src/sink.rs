@@ -167,7 +167,8 @@ where
 {
     let sink = tx.copy_in(copy).await?;
     futures_util::pin_mut!(sink);
-    sink.send(data).await?;
+    // In pieces: a huge value must not be copied whole into the connection.
+    copy::send_in_pieces(sink.as_mut(), data).await?;
     sink.finish().await
 }
 
@@ -196,7 +197,7 @@ where
     let mut trailer = Vec::with_capacity(2);
     copy::write_trailer(&mut trailer);
     sink.feed(Bytes::from(header)).await?;
-    sink.feed(tuples).await?;
+    copy::send_in_pieces(sink.as_mut(), tuples).await?;
     sink.send(Bytes::from(trailer)).await?;
     sink.finish().await
 }
@@ -205,12 +206,9 @@ where
 async fn write_checkpoint(tx: &Transaction<'_>, stmt: &Statement, cp: &Checkpoint) -> Result<()> {
     let json = serde_json::to_string(cp)
         .map_err(|e| Error::internal("encoding a checkpoint").source(e))?;
-    tx.execute(
-        stmt,
-        &[&cp.stream.pipeline, &cp.stream.table.key(), &json],
-    )
-    .await
-    .map_err(|e| pg_err(e, "writing the checkpoint"))?;
+    tx.execute(stmt, &[&cp.stream.pipeline, &cp.stream.table.key(), &json])
+        .await
+        .map_err(|e| pg_err(e, "writing the checkpoint"))?;
     Ok(())
 }
 
