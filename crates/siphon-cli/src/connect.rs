@@ -3,7 +3,7 @@
 use siphon::{ConnectionUrl, Registry};
 use siphon_core::Result;
 
-pub use siphon::{AnyChangeStream, AnySink, AnySource};
+pub use siphon::{AnySink, AnySource};
 
 use crate::config::ConnUrl;
 
@@ -12,16 +12,21 @@ fn registry_url(url: &ConnUrl) -> ConnectionUrl {
     ConnectionUrl::from_parts(url.expose(), url.to_string())
 }
 
+/// The registry the CLI opens connections with: stored URLs are checked and
+/// shown as the config file's are.
+pub fn registry() -> Registry {
+    Registry::standard().with_url_parser(|key, written| {
+        let url = ConnUrl::parse(key, written)?;
+        Ok(registry_url(&url))
+    })
+}
+
 /// Opens the source a connection names.
 pub async fn open_source(name: &str, url: &ConnUrl) -> Result<AnySource> {
-    Registry::standard()
-        .open_source(name, &registry_url(url))
-        .await
+    registry().open_source(name, &registry_url(url)).await
 }
 
 /// Opens the target a connection names.
 pub async fn open_sink(name: &str, url: &ConnUrl) -> Result<AnySink> {
-    Registry::standard()
-        .open_sink(name, &registry_url(url))
-        .await
+    registry().open_sink(name, &registry_url(url)).await
 }

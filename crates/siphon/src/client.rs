@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::dispatch::AnyStateStore;
 use crate::pipeline::{Connection, Pipeline};
 use crate::registry::Registry;
-use crate::run::{follow, pass, Outcome};
+use crate::run::{follow, run_pass, LogEvents, Outcome};
 use crate::url::ConnectionUrl;
 
 /// Declares what a [`Siphon`] client runs; [`SiphonBuilder::init`] opens the
@@ -111,7 +111,7 @@ impl Siphon {
         let shutdown = Shutdown::new();
         let mut reports = Vec::new();
         for (name, spec) in self.specs().await? {
-            let report = pass(
+            let report = run_pass(
                 &name,
                 &spec,
                 self.state.as_ref(),
@@ -146,6 +146,7 @@ impl Siphon {
                     &registry,
                     observer.as_ref(),
                     &shutdown,
+                    &mut LogEvents,
                 )
                 .await
             });

@@ -41,11 +41,12 @@ mod url;
 
 pub use client::{Running, Siphon, SiphonBuilder};
 pub use pipeline::{Connection, Pipeline, PipelineBuilder};
-pub use run::Outcome;
+pub use run::{follow, run_pass, LogEvents, Outcome, RunEvents};
 
 pub use dispatch::{AnyChangeStream, AnySink, AnySource, AnyStateStore, BoxFuture};
 pub use registry::{
-    named, Capabilities, Connector, OpenSink, OpenSource, OpenState, Registry, POSTGRES, SQLITE,
+    named, Capabilities, Connector, OpenSink, OpenSource, OpenState, ParseUrl, Registry, POSTGRES,
+    SQLITE,
 };
 pub use url::{expand_env, redact, ConnectionUrl};
 

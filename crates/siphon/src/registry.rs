@@ -74,7 +74,12 @@ impl Connector {
 #[derive(Debug, Clone)]
 pub struct Registry {
     connectors: Vec<Connector>,
+    urls: ParseUrl,
 }
+
+/// Makes a URL as written under a key (`connections.app`) ready to open:
+/// expands `${VAR}`, checks it, and says how to show it.
+pub type ParseUrl = fn(&str, &str) -> Result<ConnectionUrl>;
 
 impl Default for Registry {
     fn default() -> Registry {
@@ -92,6 +97,7 @@ impl Registry {
     pub fn empty() -> Registry {
         Registry {
             connectors: Vec::new(),
+            urls: ConnectionUrl::parse,
         }
     }
 
@@ -108,6 +114,18 @@ impl Registry {
             .retain(|c| !c.schemes.iter().any(|s| connector.schemes.contains(s)));
         self.connectors.push(connector);
         self
+    }
+
+    /// Parses stored URLs with `parse` instead of [`ConnectionUrl::parse`]
+    /// (the CLI checks a URL's shape and masks more forms of secrets).
+    pub fn with_url_parser(mut self, parse: ParseUrl) -> Registry {
+        self.urls = parse;
+        self
+    }
+
+    /// A URL as written under `key`, ready to open.
+    pub fn parse_url(&self, key: &str, written: &str) -> Result<ConnectionUrl> {
+        (self.urls)(key, written)
     }
 
     /// Every registered connector, in the order they were registered.

@@ -11,6 +11,43 @@ use crate::dispatch::{AnyChangeStream, AnySink, AnySource};
 use crate::registry::Registry;
 use crate::url::ConnectionUrl;
 
+/// What a following run says as it goes: the `siphon` binary prints it,
+/// [`LogEvents`] logs it. Called from the run's task: keep each call short.
+pub trait RunEvents: Send {
+    /// The pipeline was removed from the catalog: its run stops.
+    fn removed(&mut self, pipeline: &str);
+    /// The pipeline changed in the catalog: its run goes on as it now is.
+    fn changed(&mut self, pipeline: &str);
+    /// A pass ended; table errors are in its report.
+    fn pass_ended(&mut self, pipeline: &str, report: &PassReport);
+    /// A pass was cut short by a stop request.
+    fn pass_stopped(&mut self, pipeline: &str, error: &Error);
+    /// A pass failed as a whole (a connection, discovery, the state store).
+    fn pass_failed(&mut self, pipeline: &str, error: &Error);
+}
+
+/// Logs a run's events with `tracing`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogEvents;
+
+impl RunEvents for LogEvents {
+    fn removed(&mut self, pipeline: &str) {
+        tracing::info!(pipeline, "removed from the catalog; its run stops");
+    }
+    fn changed(&mut self, pipeline: &str) {
+        tracing::info!(pipeline, "changed in the catalog; it goes on as it now is");
+    }
+    fn pass_ended(&mut self, pipeline: &str, report: &PassReport) {
+        tracing::info!(pipeline, status = %report.status.as_str(), tables = report.tables.len(), "pass ended");
+    }
+    fn pass_stopped(&mut self, pipeline: &str, error: &Error) {
+        tracing::info!(pipeline, error = %error, "pass stopped");
+    }
+    fn pass_failed(&mut self, pipeline: &str, error: &Error) {
+        tracing::warn!(pipeline, error = %error, "pass failed");
+    }
+}
+
 /// What one pipeline's run did, once it ended.
 #[derive(Debug)]
 pub struct Outcome {
@@ -50,7 +87,7 @@ async fn connect<St: StateStore>(
                     "pipelines.{name}: connection `{conn}` is not defined"
                 ))
             })?;
-            ConnectionUrl::parse(&format!("connections.{conn}"), written)
+            registry.parse_url(&format!("connections.{conn}"), written)
         };
         let source = registry
             .open_source(&spec.source, &url(&spec.source)?)
@@ -91,8 +128,10 @@ async fn bounded<F: Future<Output = Result<PassReport>>>(
     }
 }
 
-/// Opens the pipeline's connectors and runs one pass.
-pub(crate) async fn pass<St: StateStore>(
+/// Opens the pipeline's connectors through `registry` and runs one pass, as
+/// `siphon run --once` does. A stop request ends it at once while it
+/// connects, and at its next chunk boundary while it runs.
+pub async fn run_pass<St: StateStore>(
     name: &str,
     spec: &PipelineSpec,
     state: &St,
@@ -123,17 +162,20 @@ impl Following {
     }
 }
 
-/// Runs one pipeline pass after pass on its schedule until shutdown. A
-/// continuous pipeline keeps its connections and its change stream open from
-/// one pass to the next; they are opened again after a failed pass. A
-/// pipeline removed from the catalog stops.
-pub(crate) async fn follow<St: StateStore>(
+/// Runs one pipeline pass after pass on its schedule until shutdown, as
+/// `siphon run` does. A continuous pipeline keeps its connections and its
+/// change stream open from one pass to the next; they are opened again after
+/// a failed pass. Before each pass the pipeline is read from the catalog
+/// again: a removed pipeline stops, a changed one goes on as it now is.
+#[allow(clippy::too_many_arguments)]
+pub async fn follow<St: StateStore>(
     name: &str,
     spec: &PipelineSpec,
     state: &St,
     registry: &Registry,
     observer: &dyn Observer,
     shutdown: &Shutdown,
+    events: &mut dyn RunEvents,
 ) -> Outcome {
     let mut outcome = Outcome {
         pipeline: name.to_string(),
@@ -145,19 +187,23 @@ pub(crate) async fn follow<St: StateStore>(
     let mut following: Option<Following> = None;
     let mut failures = 0u32;
     while !shutdown.requested() {
-        if let Ok(mut all) = state.pipelines().await {
-            match all.remove(name) {
+        match state.pipelines().await {
+            Ok(mut all) => match all.remove(name) {
                 None => {
-                    tracing::info!(pipeline = name, "removed from the catalog; its run stops");
+                    events.removed(name);
                     break;
                 }
                 Some(now) if now != spec => {
+                    events.changed(name);
                     if let Some(f) = following.take() {
                         f.close(name).await;
                     }
                     spec = now;
                 }
                 Some(_) => {}
+            },
+            Err(e) => {
+                tracing::warn!(pipeline = name, error = %e, "could not read the catalog; going on with the pipeline as it was");
             }
         }
         let spec = &spec;
@@ -173,7 +219,7 @@ pub(crate) async fn follow<St: StateStore>(
                         });
                     }
                     Err(e) => {
-                        record(&mut outcome, &mut failures, name, Err(e));
+                        record(&mut outcome, &mut failures, name, Err(e), events);
                         pause(spec, started, false, failures, false, shutdown).await;
                         continue;
                     }
@@ -195,9 +241,9 @@ pub(crate) async fn follow<St: StateStore>(
             )
             .await
         } else {
-            pass(name, spec, state, registry, observer, shutdown).await
+            run_pass(name, spec, state, registry, observer, shutdown).await
         };
-        let found_work = record(&mut outcome, &mut failures, name, result);
+        let found_work = record(&mut outcome, &mut failures, name, result, events);
         if failures > 0 {
             // A failed pass may have left a connection broken: start afresh.
             if let Some(f) = following.take() {
@@ -220,9 +266,11 @@ fn record(
     failures: &mut u32,
     name: &str,
     result: Result<PassReport>,
+    events: &mut dyn RunEvents,
 ) -> bool {
     match result {
         Ok(report) => {
+            events.pass_ended(name, &report);
             // Some tables failing while others go on is no reason to start
             // afresh: that would hold up the others.
             let all_failed = report.status == ExecutionStatus::Failed
@@ -240,11 +288,11 @@ fn record(
             found
         }
         Err(e) if e.kind() == ErrorKind::Cancelled => {
-            tracing::info!(pipeline = name, error = %e, "pass stopped");
+            events.pass_stopped(name, &e);
             false
         }
         Err(e) => {
-            tracing::warn!(pipeline = name, error = %e, "pass failed");
+            events.pass_failed(name, &e);
             *failures += 1;
             outcome.last_error = Some(e);
             false
