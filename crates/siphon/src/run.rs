@@ -191,6 +191,25 @@ pub async fn follow<St: StateStore>(
             Ok(mut all) => match all.remove(name) {
                 None => {
                     events.removed(name);
+                    // `sync remove` forgot the pipeline's checkpoints on the
+                    // target, but a pass running meanwhile may have written
+                    // them again: this run forgets what it wrote.
+                    let mut streams: Vec<siphon_core::StreamId> = outcome
+                        .last_report
+                        .iter()
+                        .flat_map(|r| r.tables.iter())
+                        .map(|t| siphon_core::StreamId::new(name, &t.table))
+                        .collect();
+                    streams.push(siphon_engine::log_stream(name));
+                    if let Some(f) = following.take() {
+                        for stream in &streams {
+                            if let Err(e) = siphon_core::Sink::reset(&f.sink, stream).await {
+                                let e = e.to_string();
+                                tracing::warn!(stream = %stream, error = %e, "could not forget the removed pipeline's checkpoint");
+                            }
+                        }
+                        f.close(name).await;
+                    }
                     break;
                 }
                 Some(now) if now != spec => {
