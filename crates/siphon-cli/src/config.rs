@@ -296,30 +296,9 @@ fn placeholders(key: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// Replaces each `${VAR}` with the variable's value; a missing variable is an error
-/// naming the key and the variable.
-pub fn expand_env(key: &str, s: &str) -> Result<String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| Error::config(format!("{key}: `${{` without a closing `}}`")))?;
-        let var = &after[..end];
-        let value = std::env::var(var).map_err(|_| {
-            Error::config(format!(
-                "{key}: environment variable {var} is not set; it is read when the connection is \
-                 opened: set it in the environment siphon runs in"
-            ))
-        })?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
+/// `${VAR}` expansion is the library's, so the CLI and code that uses siphon
+/// as a library read environment variables the same way.
+pub use siphon::expand_env;
 
 /// A `sqlite://` URL with a relative path made relative to `dir` (absolute);
 /// any other URL, an absolute path, or a path that starts with `${VAR}` is
