@@ -1,8 +1,11 @@
 //! Changes, batches and what applying them did.
 
+use std::fmt;
 use std::sync::Arc;
 
-use crate::{TableSchema, Value};
+use chrono::{DateTime, Utc};
+
+use crate::{Position, TableSchema, Value};
 
 /// A row's values in the order of its table's columns.
 pub type Row = Vec<Value>;
@@ -23,11 +26,69 @@ pub enum Op {
     Schema(Arc<TableSchema>),
 }
 
+/// The source transaction a logged change belongs to: the same on every replay
+/// of the log, whatever batches the engine grouped transactions into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transaction {
+    /// Where the transaction commits in the source's log, in the connector's own
+    /// form (PostgreSQL: the commit record's LSN; a binlog: the GTID or the
+    /// file and position of its end). Unique per transaction of one source.
+    pub position: Position,
+    /// When the source committed it, where the log says.
+    pub commit_time: Option<DateTime<Utc>>,
+    /// Who made it when not a local client of the source: a replication origin
+    /// (PostgreSQL `pg_replication_origin` name, a MySQL server id). Merge uses
+    /// it to skip changes siphon itself wrote.
+    pub origin: Option<String>,
+}
+
 /// One change to one table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub table: Arc<TableSchema>,
     pub op: Op,
+    /// The source transaction, for changes read from a log; `None` for rows
+    /// read by a snapshot or by polling.
+    pub tx: Option<Arc<Transaction>>,
+    /// The change's index among its transaction's changes, counted from 0 over
+    /// the whole transaction (a transaction split over batches keeps counting).
+    pub index: u32,
+}
+
+impl Change {
+    /// A change outside any logged transaction (snapshot rows, polled rows).
+    pub fn new(table: Arc<TableSchema>, op: Op) -> Change {
+        Change {
+            table,
+            op,
+            tx: None,
+            index: 0,
+        }
+    }
+
+    /// The change's id, identical on every replay: its transaction's position
+    /// and its index in it. `None` outside a logged transaction.
+    pub fn id(&self) -> Option<ChangeId> {
+        self.tx.as_ref().map(|tx| ChangeId {
+            transaction: tx.position.clone(),
+            index: self.index,
+        })
+    }
+}
+
+/// The id of a logged change: its source transaction's position and its index in
+/// that transaction. Displayed as the position's compact JSON, `#` and the index
+/// (`"0/16B3748"#3`), which is what event sinks publish as a de-duplication id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeId {
+    pub transaction: Position,
+    pub index: u32,
+}
+
+impl fmt::Display for ChangeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.transaction.0, self.index)
+    }
 }
 
 /// Changes that end on a committed source transaction boundary, applied to a target

@@ -19,7 +19,7 @@ pub use catalog::{
     FullStrategy, Lookback, Mode, NewTables, Parallel, PipelineSpec, Schedule, SchemaOptions,
     Strategy, TableConfig, TableFilter,
 };
-pub use change::{ApplyStats, Batch, Change, Op, Row};
+pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use position::{Checkpoint, LegacyKey, Phase, Position, StreamId};
 pub use schema::{

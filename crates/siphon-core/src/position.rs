@@ -9,7 +9,7 @@ use crate::TableName;
 /// A place in a source: an LSN, a binlog coordinate, a polling watermark or the last
 /// key a snapshot copied. Opaque JSON that only the connector that made it reads,
 /// and that only it can order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Position(pub serde_json::Value);
 

@@ -733,6 +733,8 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
             changes.push(Change {
                 table: t.target.clone(),
                 op,
+                tx: change.tx,
+                index: change.index,
             });
         }
         let cp = Checkpoint {

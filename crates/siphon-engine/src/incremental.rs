@@ -71,10 +71,7 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         let changes = chunk
             .rows
             .into_iter()
-            .map(|row| Change {
-                table: run.target_table.clone(),
-                op: Op::Insert(row),
-            })
+            .map(|row| Change::new(run.target_table.clone(), Op::Insert(row)))
             .collect();
         let cp = run.checkpoint(Phase::Streaming {
             position: saved.clone(),
@@ -125,10 +122,7 @@ async fn key_diff<S: Source, K: Sink, St: StateStore>(
                 for (v, &i) in k.iter().zip(&key) {
                     row[i] = v.clone();
                 }
-                Change {
-                    table: run.target_table.clone(),
-                    op: Op::Delete(row),
-                }
+                Change::new(run.target_table.clone(), Op::Delete(row))
             })
             .collect();
         if !gone.is_empty() {

@@ -154,10 +154,7 @@ async fn empty_target<S: Source, K: Sink, St: StateStore>(
     resume_position: Option<Position>,
     stats: &mut TableStats,
 ) -> Result<()> {
-    let truncate = Change {
-        table: run.target_table.clone(),
-        op: Op::Truncate,
-    };
+    let truncate = Change::new(run.target_table.clone(), Op::Truncate);
     let cp = run.checkpoint(Phase::Snapshot {
         last_key: None,
         resume_position,

@@ -28,10 +28,7 @@ fn batch(table: &Arc<TableSchema>, ops: Vec<Op>) -> Batch {
     Batch {
         changes: ops
             .into_iter()
-            .map(|op| Change {
-                table: table.clone(),
-                op,
-            })
+            .map(|op| Change::new(table.clone(), op))
             .collect(),
     }
 }

@@ -89,10 +89,7 @@ fn row(id: i64, v: &str) -> Vec<Value> {
 }
 
 fn change(table: &Arc<TableSchema>, op: Op) -> Change {
-    Change {
-        table: table.clone(),
-        op,
-    }
+    Change::new(table.clone(), op)
 }
 
 /// Creates `tables` (each `id bigint PRIMARY KEY, v text`) in the database of

@@ -149,10 +149,7 @@ impl PostgresChangeStream {
                     self.known
                         .insert(tname.clone(), (next.clone(), current.types.clone()));
                     self.reshape_batch(&next, out);
-                    out.push(Change {
-                        table: next.clone(),
-                        op: Op::Schema(next.clone()),
-                    });
+                    out.push(Change::new(next.clone(), Op::Schema(next.clone())));
                     (next, current.types)
                 }
             }

@@ -252,7 +252,7 @@ impl PostgresChangeStream {
         if !missing.is_empty() {
             self.todo.push((out.len(), missing));
         }
-        out.push(Change { table, op });
+        out.push(Change::new(table, op));
     }
 
     /// Turns one change message into changes.
@@ -319,18 +319,12 @@ impl PostgresChangeStream {
                     return Err(no_identity(&rel.table.name));
                 };
                 let (row, _) = Self::row(&rel, tuple)?;
-                out.push(Change {
-                    table: rel.table.clone(),
-                    op: Op::Delete(row),
-                });
+                out.push(Change::new(rel.table.clone(), Op::Delete(row)));
             }
             Message::Truncate { oids, .. } => {
                 for oid in oids {
                     if let Some(rel) = self.rel(oid)? {
-                        out.push(Change {
-                            table: rel.table.clone(),
-                            op: Op::Truncate,
-                        });
+                        out.push(Change::new(rel.table.clone(), Op::Truncate));
                     }
                 }
             }

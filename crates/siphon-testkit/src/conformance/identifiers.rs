@@ -121,10 +121,7 @@ pub async fn odd_identifiers<H: Harness>(h: &H) {
                 Op::Insert(values(4)),
             ]
             .into_iter()
-            .map(|op| Change {
-                table: table.clone(),
-                op,
-            })
+            .map(|op| Change::new(table.clone(), op))
             .collect(),
         };
         target
@@ -209,13 +206,13 @@ pub async fn look_alike_tables_in_odd_schemas<H: Harness>(h: &H) {
         let name = super::name_of(h, spec);
         let table = Arc::new(discover_one(&source, &name).await);
         copy_table(&source, &target, &table, 2).await;
-        let change = Change {
-            table: table.clone(),
-            op: Op::Update {
+        let change = Change::new(
+            table.clone(),
+            Op::Update {
                 before: None,
                 after: super::text_row(1, &format!("changed in {name:?}")),
             },
-        };
+        );
         let batch = Batch {
             changes: vec![change],
         };

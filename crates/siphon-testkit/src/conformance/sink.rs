@@ -183,10 +183,7 @@ pub async fn replay_is_idempotent<H: Harness>(h: &H) {
             Op::Insert(text_row(3, "r3 again")),
         ]
         .into_iter()
-        .map(|op| Change {
-            table: table.clone(),
-            op,
-        })
+        .map(|op| Change::new(table.clone(), op))
         .collect(),
     };
     let want = vec![
@@ -223,10 +220,7 @@ pub async fn replay_is_idempotent<H: Harness>(h: &H) {
             Op::Insert(text_row(1, "back")),
         ]
         .into_iter()
-        .map(|op| Change {
-            table: table.clone(),
-            op,
-        })
+        .map(|op| Change::new(table.clone(), op))
         .collect(),
     };
     let want = vec![text_row(1, "back"), text_row(7, "after the truncate")];

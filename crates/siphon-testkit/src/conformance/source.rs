@@ -105,10 +105,7 @@ pub async fn unique_not_null_key<H: Harness>(h: &H) {
     let back = target_rows(h, &dst, &table.name).await;
     assert_rows("copied by its unique key", &table, &back, &want);
 
-    let change = |op| siphon_core::Change {
-        table: table.clone(),
-        op,
-    };
+    let change = |op| siphon_core::Change::new(table.clone(), op);
     let batch = Batch {
         changes: vec![
             change(Op::Update {
@@ -358,10 +355,7 @@ pub async fn composite_text_key<H: Harness>(h: &H) {
     copy_table(&source, &target, &table, 3).await;
     let back = target_rows(h, &dst, &table.name).await;
     assert_rows("copied", &table, &sorted(back), &sorted(want.clone()));
-    let change = |op| siphon_core::Change {
-        table: table.clone(),
-        op,
-    };
+    let change = |op| siphon_core::Change::new(table.clone(), op);
     let mut changed = want[2].clone();
     changed[2] = siphon_core::Value::Null;
     let batch = Batch {

@@ -125,10 +125,7 @@ async fn apply<K: Sink>(sink: &K, table: &Arc<TableSchema>, ops: Vec<Op>, n: i64
     let batch = Batch {
         changes: ops
             .into_iter()
-            .map(|op| Change {
-                table: table.clone(),
-                op,
-            })
+            .map(|op| Change::new(table.clone(), op))
             .collect(),
     };
     let cp = streaming_checkpoint(&table.name, n);
