@@ -20,7 +20,7 @@ pub use catalog::{
     Strategy, TableConfig, TableFilter,
 };
 pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
-pub use error::{Error, ErrorKind, Result, Retry};
+pub use error::{retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};
 pub use position::{Checkpoint, LegacyKey, Phase, Position, StreamId};
 pub use schema::{
     Column, DataType, Index, ObjectKind, Partition, Partitioning, SchemaObject, SequenceState,
