@@ -95,9 +95,9 @@ fn kill_halfway_and_resume(parallel: u32) {
         let ranges = pg
             .query_in(
                 dst_db,
-                "SELECT string_agg(coalesce(e #>> '{0,key,0,value}', '-') || ':' || coalesce(e #>> '{1,key,0,value}', '-'), ' ' \
+                "SELECT string_agg(coalesce(e #>> '{after,key,0,value}', '-') || ':' || coalesce(e #>> '{until,key,0,value}', '-'), ' ' \
                  ORDER BY n) FROM siphon_checkpoints, \
-                 jsonb_array_elements(checkpoint::jsonb #> '{last_key,parallel_ranges}') WITH ORDINALITY AS r(e, n) \
+                 jsonb_array_elements(checkpoint::jsonb -> 'ranges') WITH ORDINALITY AS r(e, n) \
                  WHERE tbl = 'public.orders'",
             )
             .unwrap();

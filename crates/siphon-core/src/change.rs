@@ -48,7 +48,10 @@ pub struct Change {
     pub table: Arc<TableSchema>,
     pub op: Op,
     /// The source transaction, for changes read from a log; `None` for rows
-    /// read by a snapshot or by polling.
+    /// read by a snapshot or by polling, and for [`Op::Schema`] changes a
+    /// connector announces when it finds a table's shape changed (they are not
+    /// logged changes, and a replay may announce them at another place or not
+    /// at all).
     pub tx: Option<Arc<Transaction>>,
     /// The change's index among its transaction's changes, counted from 0 over
     /// the whole transaction (a transaction split over batches keeps counting).

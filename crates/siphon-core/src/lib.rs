@@ -21,7 +21,7 @@ pub use catalog::{
 };
 pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
 pub use error::{retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};
-pub use position::{Checkpoint, LegacyKey, Phase, Position, StreamId};
+pub use position::{Checkpoint, KeyRange, LegacyKey, Phase, Position, StreamId};
 pub use schema::{
     Column, DataType, Index, ObjectKind, Partition, Partitioning, SchemaObject, SequenceState,
     TableName, TableSchema, TypeKind,

@@ -88,19 +88,136 @@ impl fmt::Display for StreamId {
 }
 
 /// The phase a table stream has durably reached on the target.
+///
+/// Reads the forms older versions wrote too: a parallel load's ranges used to
+/// be kept inside `last_key` (`{"parallel_ranges": [[after, until, done], …]}`,
+/// also inside a swap load's `{"swap_into": [shadow, …]}`); they come back as
+/// [`Phase::Snapshot::ranges`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "phase", rename_all = "snake_case")]
+#[serde(tag = "phase", rename_all = "snake_case", from = "legacy::PhaseForm")]
 pub enum Phase {
     /// A snapshot (full load) is under way. Rows up to `last_key` are on the target;
-    /// `None` means the target was prepared (truncated) and no chunk has landed yet.
+    /// `None` means the target was prepared (truncated) and no chunk has landed yet,
+    /// or, for a load over key ranges, that `ranges` holds the progress.
     /// `resume_position` is where the change stream picks up once the snapshot ends.
     Snapshot {
         last_key: Option<Position>,
         resume_position: Option<Position>,
+        /// A load over key ranges by parallel workers: each range's progress.
+        /// Empty for a load in one key order (then `last_key` is its progress).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ranges: Vec<KeyRange>,
     },
     /// The snapshot is done; changes up to `position` are on the target. A full
     /// load that finished has no position.
     Streaming { position: Option<Position> },
+}
+
+impl Phase {
+    /// A snapshot in one key order, at `last_key`.
+    pub fn snapshot(last_key: Option<Position>, resume_position: Option<Position>) -> Phase {
+        Phase::Snapshot {
+            last_key,
+            resume_position,
+            ranges: Vec::new(),
+        }
+    }
+}
+
+/// One key range of a snapshot loaded by parallel workers: rows after `after`
+/// up to and including `until`. Bounds are the source's own key positions
+/// ([`crate::Source::split_keys`] cuts, or the last key copied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRange {
+    /// The key of the last row of the range on the target, or where the range
+    /// starts (`None`: the table's start) when none is yet.
+    pub after: Option<Position>,
+    /// The last key the range holds (inclusive); `None`: the table's end.
+    pub until: Option<Position>,
+    /// Every row of the range is on the target.
+    pub done: bool,
+}
+
+/// The checkpoint forms older versions wrote, read into today's [`Phase`].
+mod legacy {
+    use serde::Deserialize;
+
+    use super::{KeyRange, Phase, Position};
+
+    /// Where a load over key ranges used to keep them inside `last_key`.
+    const RANGES: &str = "parallel_ranges";
+    /// Where a swap load wraps its shadow table and key inside `last_key`.
+    const SWAP: &str = "swap_into";
+
+    #[derive(Deserialize)]
+    #[serde(tag = "phase", rename_all = "snake_case")]
+    pub(super) enum PhaseForm {
+        Snapshot {
+            last_key: Option<Position>,
+            resume_position: Option<Position>,
+            #[serde(default)]
+            ranges: Vec<KeyRange>,
+        },
+        Streaming {
+            position: Option<Position>,
+        },
+    }
+
+    /// `[after, until, done]`, as the ranges were written inside `last_key`.
+    type OldRange = (Option<Position>, Option<Position>, bool);
+
+    /// The ranges an old `last_key` held, and what is left of it.
+    fn take_ranges(key: Position) -> (Option<Position>, Vec<KeyRange>) {
+        let mut json = key.0;
+        if let Some(inner) = json.get_mut(SWAP).and_then(|s| s.get_mut(1)) {
+            if let Some(list) = inner.get(RANGES) {
+                if let Ok(old) = serde_json::from_value::<Vec<OldRange>>(list.clone()) {
+                    *inner = serde_json::Value::Null;
+                    return (Some(Position(json)), ranges(old));
+                }
+            }
+        } else if let Some(list) = json.get(RANGES) {
+            if let Ok(old) = serde_json::from_value::<Vec<OldRange>>(list.clone()) {
+                return (None, ranges(old));
+            }
+        }
+        (Some(Position(json)), Vec::new())
+    }
+
+    fn ranges(old: Vec<OldRange>) -> Vec<KeyRange> {
+        old.into_iter()
+            .map(|(after, until, done)| KeyRange { after, until, done })
+            .collect()
+    }
+
+    impl From<PhaseForm> for Phase {
+        fn from(form: PhaseForm) -> Phase {
+            match form {
+                PhaseForm::Snapshot {
+                    last_key: Some(key),
+                    resume_position,
+                    ranges,
+                } if ranges.is_empty() => {
+                    let (last_key, ranges) = take_ranges(key);
+                    Phase::Snapshot {
+                        last_key,
+                        resume_position,
+                        ranges,
+                    }
+                }
+                PhaseForm::Snapshot {
+                    last_key,
+                    resume_position,
+                    ranges,
+                } => Phase::Snapshot {
+                    last_key,
+                    resume_position,
+                    ranges,
+                },
+                PhaseForm::Streaming { position } => Phase::Streaming { position },
+            }
+        }
+    }
 }
 
 /// The position up to which a table stream's changes are durably on the target.
@@ -111,4 +228,83 @@ pub struct Checkpoint {
     pub stream: StreamId,
     #[serde(flatten)]
     pub phase: Phase,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(after: Option<i64>, until: Option<i64>, done: bool) -> KeyRange {
+        let key = |v: i64| Position(serde_json::json!({"key": [{"Int64": v}]}));
+        KeyRange {
+            after: after.map(key),
+            until: until.map(key),
+            done,
+        }
+    }
+
+    #[test]
+    fn ranges_are_a_field_of_the_snapshot_phase() {
+        let phase = Phase::Snapshot {
+            last_key: None,
+            resume_position: None,
+            ranges: vec![range(Some(5), Some(10), false), range(Some(10), None, true)],
+        };
+        let json = serde_json::to_value(&phase).unwrap();
+        assert_eq!(json["ranges"][0]["until"]["key"][0]["Int64"], 10, "{json}");
+        assert_eq!(json["ranges"][1]["done"], true, "{json}");
+        assert_eq!(serde_json::from_value::<Phase>(json).unwrap(), phase);
+        // A load in one key order writes no ranges.
+        let serial = Phase::snapshot(Some(Position(serde_json::json!({"key": [1]}))), None);
+        let json = serde_json::to_value(&serial).unwrap();
+        assert!(json.get("ranges").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<Phase>(json).unwrap(), serial);
+    }
+
+    #[test]
+    fn checkpoints_with_ranges_inside_the_key_are_read() {
+        let old = r#"{"stream":{"pipeline":"p","table":{"schema":"public","name":"items"}},
+            "phase":"snapshot","resume_position":null,
+            "last_key":{"parallel_ranges":[[{"key":[{"Int64":5}]},{"key":[{"Int64":10}]},false],
+                                           [{"key":[{"Int64":10}]},null,true]]}}"#;
+        let cp: Checkpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            cp.phase,
+            Phase::Snapshot {
+                last_key: None,
+                resume_position: None,
+                ranges: vec![range(Some(5), Some(10), false), range(Some(10), None, true)],
+            }
+        );
+        // A swap load kept its shadow table around them.
+        let old = r#"{"stream":{"pipeline":"p","table":{"schema":"public","name":"items"}},
+            "phase":"snapshot","resume_position":null,
+            "last_key":{"swap_into":[{"schema":"public","name":"items_shadow"},
+                {"parallel_ranges":[[null,{"key":[{"Int64":10}]},true],[{"key":[{"Int64":10}]},null,false]]}]}}"#;
+        let cp: Checkpoint = serde_json::from_str(old).unwrap();
+        let Phase::Snapshot {
+            last_key, ranges, ..
+        } = cp.phase
+        else {
+            panic!("{cp:?}")
+        };
+        assert_eq!(
+            ranges,
+            vec![range(None, Some(10), true), range(Some(10), None, false)]
+        );
+        let last_key = last_key.unwrap().0;
+        assert_eq!(last_key["swap_into"][0]["name"], "items_shadow");
+        assert!(last_key["swap_into"][1].is_null(), "{last_key}");
+        // A serial key is left as it is.
+        let serial = r#"{"stream":{"pipeline":"p","table":{"schema":null,"name":"t"}},
+            "phase":"snapshot","resume_position":null,"last_key":{"key":[{"Int64":7}]}}"#;
+        let cp: Checkpoint = serde_json::from_str(serial).unwrap();
+        assert_eq!(
+            cp.phase,
+            Phase::snapshot(
+                Some(Position(serde_json::json!({"key":[{"Int64":7}]}))),
+                None
+            )
+        );
+    }
 }

@@ -91,12 +91,37 @@ pub trait Source: Send + Sync {
         async { Err(e) }
     }
 
+    /// Like [`Source::read_chunk`], with the range's bounds: up to `limit` rows
+    /// after `after` and, when given, whose key is at most `until`, in key
+    /// order. `after` and `until` are positions of [`Source::read_chunk`] or
+    /// cuts from [`Source::split_keys`] (which may hold a prefix of the key).
+    /// Every source whose [`Source::split_keys`] returns cuts reads ranges this
+    /// way; the default refuses bounds, as such a source returns no cuts.
+    fn read_range(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        until: Option<&Position>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Chunk>> + Send {
+        async move {
+            match until {
+                None if after.is_none() => self.read_chunk(table, None, limit).await,
+                _ => Err(crate::Error::internal(
+                    "this source cannot read key ranges, yet it split the table into some",
+                )
+                .table(&table.name)),
+            }
+        }
+    }
+
     /// Up to `parts - 1` cut keys, ascending, that split the table's key space
     /// into ranges of about equal width for parallel reads: range `i` holds the
     /// rows after cut `i - 1` up to and including cut `i` (the first from the
     /// start, the last to the end). A cut is a position as
-    /// [`Source::read_native`] takes for `after` and `until`. Empty when the
-    /// source cannot split the table (the default), which is then read whole.
+    /// [`Source::read_range`] (and [`Source::read_native`], on the native path)
+    /// takes for `after` and `until`. Empty when the source cannot split the
+    /// table (the default), which is then read whole.
     fn split_keys(
         &self,
         _table: &TableSchema,

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use siphon_core::{
-    Batch, Checkpoint, Error, ErrorKind, FullStrategy, Phase, Position, Result, Sink, Source,
-    StateStore, TableName, TableStats,
+    Batch, Checkpoint, Error, ErrorKind, FullStrategy, Phase, Result, Sink, Source, StateStore,
+    TableName, TableStats,
 };
 
 use crate::snapshot::{self, TableRun};
@@ -28,12 +28,32 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
     let table = &run.source_table.name;
     let (complete, interrupted) = match checkpoint.map(|c| c.phase) {
         Some(Phase::Streaming { .. }) => (true, None),
-        Some(Phase::Snapshot { last_key, .. }) => {
+        Some(Phase::Snapshot {
+            last_key, ranges, ..
+        }) => {
             let (shadow, key) = snapshot::split_swap_key(last_key, table)?;
+            let progress = snapshot::Progress {
+                last_key: key,
+                ranges,
+            };
             // A shadow load leaves the previous complete copy in place.
-            (shadow.is_some(), Some((shadow, key)))
+            (shadow.is_some(), Some((shadow, progress)))
         }
         None => (false, None),
+    };
+    // A table without a key is loaded by plain inserts: rows an interrupted
+    // load committed could not be told from the same rows copied again, so
+    // the load starts over (the table, or a new shadow, emptied first).
+    let interrupted = match interrupted {
+        Some((shadow, progress)) if progress.started() && run.source_table.row_key().is_none() => {
+            tracing::info!(stream = %run.stream, "the table has no key: its interrupted load starts over from an empty table, \
+                           since rows copied twice could not be told apart");
+            if let Some(s) = &shadow {
+                run.sink.drop_shadow(s).await?;
+            }
+            None
+        }
+        other => other,
     };
     let swap = choose(run, strategy, complete).await?;
     // An interrupted load resumes unless a reload was forced or the strategy
@@ -52,10 +72,11 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
     };
     match (swap, interrupted) {
         (true, _) => swap_load(run, None, stats).await,
-        (false, Some((_, key))) => {
+        (false, Some((_, progress))) => {
             let from = run.checkpoint(Phase::Snapshot {
-                last_key: key,
+                last_key: progress.last_key,
                 resume_position: None,
+                ranges: progress.ranges,
             });
             snapshot::run(run, Some(from), None, stats).await
         }
@@ -80,7 +101,7 @@ async fn choose<S: Source, K: Sink, St: StateStore>(
             ))
             .table(&run.target_table.name)),
         },
-        None if complete => match run.sink.swap_refusal(&run.target_table).await? {
+        None if complete && run.sink.capabilities().swap => match run.sink.swap_refusal(&run.target_table).await? {
             None => {
                 tracing::info!(stream = %run.stream, "reloading into a shadow table swapped in when complete: \
                                the current copy stays readable and intact until then");
@@ -101,12 +122,12 @@ async fn choose<S: Source, K: Sink, St: StateStore>(
 /// shadow an interrupted load left and the last key it committed there.
 async fn swap_load<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
-    resume: Option<(TableName, Option<Position>)>,
+    resume: Option<(TableName, snapshot::Progress)>,
     stats: &mut TableStats,
 ) -> Result<()> {
     let (resume_shadow, key) = match resume {
         Some((s, k)) => (Some(s), k),
-        None => (None, None),
+        None => (None, snapshot::Progress::default()),
     };
     let (shadow, resumed) = run
         .sink
@@ -118,13 +139,13 @@ async fn swap_load<S: Source, K: Sink, St: StateStore>(
     } else {
         // The first checkpoint says which shadow table the load writes, so a
         // load that is stopped or killed resumes into it.
-        let cp = run.checkpoint(Phase::Snapshot {
-            last_key: Some(snapshot::swap_key(&shadow.name, None)?),
-            resume_position: None,
-        });
+        let cp = run.checkpoint(Phase::snapshot(
+            Some(snapshot::swap_key(&shadow.name, None)?),
+            None,
+        ));
         run.sink.apply(Batch::default(), &cp).await?;
         run.remember(&cp).await;
-        None
+        snapshot::Progress::default()
     };
     let shadow = Arc::new(shadow);
     let into = TableRun {

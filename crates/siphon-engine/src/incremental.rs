@@ -27,10 +27,12 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         Some(Phase::Snapshot {
             last_key,
             resume_position,
+            ranges,
         }) => {
             let cp = run.checkpoint(Phase::Snapshot {
                 last_key,
                 resume_position: resume_position.clone(),
+                ranges,
             });
             snapshot::run(run, Some(cp), resume_position.clone(), stats).await?;
             resume_position

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use siphon_core::{
-    Batch, Change, Checkpoint, Error, ErrorKind, NativeChunk, NativeFormat, Op, Phase, Position,
-    Result, Row, Sink, Source, StateStore, StreamId, StreamState, TableName, TableSchema,
+    Batch, Change, Checkpoint, Error, ErrorKind, KeyRange, NativeChunk, NativeFormat, Op, Phase,
+    Position, Result, Row, Sink, Source, StateStore, StreamId, StreamState, TableName, TableSchema,
     TableStats,
 };
 use tokio::sync::mpsc;
@@ -65,6 +65,7 @@ impl<S: Source, K: Sink, St: StateStore> TableRun<'_, S, K, St> {
     pub(crate) fn checkpoint(&self, phase: Phase) -> Checkpoint {
         Checkpoint {
             stream: self.stream.clone(),
+            epoch: 0,
             phase,
         }
     }
@@ -131,13 +132,16 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
     stats: &mut TableStats,
 ) -> Result<()> {
     let after = match from.map(|c| c.phase) {
-        Some(Phase::Snapshot { last_key, .. }) => {
-            tracing::info!(stream = %run.stream, resumed = last_key.is_some(), "resuming snapshot");
-            last_key
+        Some(Phase::Snapshot {
+            last_key, ranges, ..
+        }) => {
+            let progress = Progress { last_key, ranges };
+            tracing::info!(stream = %run.stream, resumed = progress.started(), "resuming snapshot");
+            progress
         }
         _ => {
             empty_target(run, resume_position.clone(), stats).await?;
-            None
+            Progress::default()
         }
     };
     copy(run, after, None, &resume_position, stats).await?;
@@ -155,10 +159,7 @@ async fn empty_target<S: Source, K: Sink, St: StateStore>(
     stats: &mut TableStats,
 ) -> Result<()> {
     let truncate = Change::new(run.target_table.clone(), Op::Truncate);
-    let cp = run.checkpoint(Phase::Snapshot {
-        last_key: None,
-        resume_position,
-    });
+    let cp = run.checkpoint(Phase::snapshot(None, resume_position));
     let done = run
         .sink
         .apply(
@@ -173,13 +174,28 @@ async fn empty_target<S: Source, K: Sink, St: StateStore>(
     Ok(())
 }
 
+/// Where an interrupted load resumes: the last key it copied (a load in one key
+/// order), or the progress of each of its key ranges (a parallel load).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    pub last_key: Option<Position>,
+    pub ranges: Vec<KeyRange>,
+}
+
+impl Progress {
+    /// Whether any chunk of the load is on the target (or its ranges are set).
+    pub(crate) fn started(&self) -> bool {
+        self.last_key.is_some() || !self.ranges.is_empty()
+    }
+}
+
 /// Copies the rows after `after` into the run's target table (a shadow table
 /// when `shadow` names it, whose name then wraps each checkpoint's key), one
 /// chunk per target transaction. The counts of every committed chunk are in
 /// `stats`, also when the copy stops or fails part way.
 pub(crate) async fn copy<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
-    after: Option<Position>,
+    after: Progress,
     shadow: Option<&TableName>,
     resume_position: &Option<Position>,
     stats: &mut TableStats,
@@ -191,9 +207,9 @@ pub(crate) async fn copy<S: Source, K: Sink, St: StateStore>(
         .unwrap_or(None);
     run.observer.table_started(&run.stream, total);
     // A resumed load's progress starts at the rows it had copied.
-    let done_before = match after {
-        Some(_) => rows_copied(run).await,
-        None => 0,
+    let done_before = match after.started() {
+        true => rows_copied(run).await,
+        false => 0,
     };
     if done_before > 0 {
         run.observer.table_resumed(&run.stream, done_before);
@@ -237,14 +253,17 @@ async fn rows_copied<S: Source, K: Sink, St: StateStore>(run: &TableRun<'_, S, K
 
 async fn copy_counted<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
-    after: Option<Position>,
+    after: Progress,
     shadow: Option<&TableName>,
     resume_position: &Option<Position>,
     tally: &Tally,
 ) -> Result<()> {
     let format = run.source.native_format(&run.source_table).await?;
     let format = match format {
-        Some(f) if run.sink.accepts_native(&run.target_table, &f).await? => {
+        Some(f)
+            if run.sink.capabilities().native
+                && run.sink.accepts_native(&run.target_table, &f).await? =>
+        {
             tracing::info!(stream = %run.stream, "rows pass through in the source's own encoding");
             Some(f)
         }
@@ -257,39 +276,45 @@ async fn copy_counted<S: Source, K: Sink, St: StateStore>(
             None => Ok(last),
         }
     };
-    match plan(run, after, format.is_some()).await? {
+    match plan(run, after).await? {
         Plan::Serial(after) => {
             let checkpoint_for = |last: &Position, _done: bool| {
-                Ok(run.checkpoint(Phase::Snapshot {
-                    last_key: key(Some(last.clone()))?,
-                    resume_position: resume_position.clone(),
-                }))
+                Ok(run.checkpoint(Phase::snapshot(
+                    key(Some(last.clone()))?,
+                    resume_position.clone(),
+                )))
             };
-            let limit = match format {
-                Some(_) => run.batch_size.saturating_mul(NATIVE_CHUNK_FACTOR),
-                None => run.batch_size,
+            let (how, limit) = match format {
+                Some(_) => (
+                    Read::Native,
+                    run.batch_size.saturating_mul(NATIVE_CHUNK_FACTOR),
+                ),
+                None => (Read::Chunks, run.batch_size),
             };
             copy_range(
                 run,
-                format.is_some(),
+                how,
                 limit,
                 (after, None),
                 &checkpoint_for,
                 &|_, _| {},
                 &abort,
+                None,
                 tally,
             )
             .await
         }
         Plan::Parallel(ranges, workers) => {
-            let format = format.ok_or_else(|| {
-                Error::bad_input(
-                    "an interrupted parallel load resumes only when source and target columns still have the same \
-                     types; force a full load of the table",
-                )
-                .table(&run.source_table.name)
-            })?;
-            parallel(run, &format, ranges, workers, resume_position, &key, tally).await
+            parallel(
+                run,
+                format.as_ref(),
+                ranges,
+                workers,
+                resume_position,
+                &key,
+                tally,
+            )
+            .await
         }
     }
 }
@@ -361,53 +386,33 @@ enum Plan {
     /// In one key order, after this key.
     Serial(Option<Position>),
     /// Over key ranges, by up to this many workers.
-    Parallel(Vec<RangeState>, usize),
+    Parallel(Vec<KeyRange>, usize),
 }
 
-/// A key range of a parallel load: the key of the last row copied (or where the
-/// range starts), the key it ends at (inclusive), and whether it is done.
-type RangeState = (Option<Position>, Option<Position>, bool);
-
-/// The key under which a snapshot checkpoint holds the ranges of a parallel
-/// load, instead of one connector position.
-const RANGES: &str = "parallel_ranges";
-
-fn encode_ranges(ranges: &[RangeState]) -> Result<Position> {
-    Position::encode(&BTreeMap::from([(RANGES, ranges)]))
-}
-
-/// The ranges of a parallel load's checkpoint; `None` for a serial one.
-fn decode_ranges(
-    pos: &Position,
-    run: &TableRun<'_, impl Source, impl Sink, impl StateStore>,
-) -> Option<Result<Vec<RangeState>>> {
-    pos.0.get(RANGES)?;
-    Some(
-        pos.decode::<BTreeMap<String, Vec<RangeState>>>(&run.source_table.name)
-            .map(|mut m| m.remove(RANGES).unwrap_or_default()),
-    )
+/// How a chunk is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// [`Source::read_chunk`]: decoded rows, in one key order.
+    Chunks,
+    /// [`Source::read_range`]: decoded rows of one key range.
+    Range,
+    /// [`Source::read_native`]: rows in the source's own encoding.
+    Native,
 }
 
 /// Serial or parallel: an interrupted load goes on as it started; a new one is
-/// parallel when configured, on the native path, and the source can split the key.
+/// parallel when configured and the source can split the key, on the native
+/// path or with decoded rows alike.
 async fn plan<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
-    after: Option<Position>,
-    native: bool,
+    after: Progress,
 ) -> Result<Plan> {
     let workers = run.parallel.max(1);
-    if let Some(pos) = &after {
-        return Ok(match decode_ranges(pos, run) {
-            Some(ranges) => Plan::Parallel(ranges?, workers),
-            None => Plan::Serial(after),
-        });
+    if !after.ranges.is_empty() {
+        return Ok(Plan::Parallel(after.ranges, workers));
     }
-    if workers < 2 {
-        return Ok(Plan::Serial(None));
-    }
-    if !native {
-        tracing::info!(stream = %run.stream, workers, "loading with one worker: parallel loads need source and target of one kind with the same column types");
-        return Ok(Plan::Serial(None));
+    if after.last_key.is_some() || workers < 2 {
+        return Ok(Plan::Serial(after.last_key));
     }
     let cuts = run.source.split_keys(&run.source_table, workers).await?;
     if cuts.is_empty() {
@@ -419,46 +424,67 @@ async fn plan<S: Source, K: Sink, St: StateStore>(
     bounds.push(None);
     let ranges = bounds
         .windows(2)
-        .map(|w| (w[0].clone(), w[1].clone(), false))
+        .map(|w| KeyRange {
+            after: w[0].clone(),
+            until: w[1].clone(),
+            done: false,
+        })
         .collect::<Vec<_>>();
     tracing::info!(stream = %run.stream, ranges = ranges.len(), "loading key ranges in parallel");
     Ok(Plan::Parallel(ranges, workers))
 }
 
-/// Loads the ranges not done yet with up to `workers` workers, each with its
-/// own source and sink connections. Every chunk commits with a checkpoint that
+/// Loads the ranges not done yet with up to `workers` workers, each reading
+/// with a source connection of its own. Each writes with a target connection of
+/// its own when the sink can open more ([`Sink::another`]); otherwise the
+/// workers share the one the load has, and take turns to write (reads stay
+/// parallel: one writer, as SQLite allows). Rows are decoded unless `format`
+/// (the native path) is given. Every chunk commits with a checkpoint that
 /// holds its own range's new progress and the others' committed progress, so a
 /// resume never skips a row; it may re-read a chunk another worker committed
 /// at the same moment, which the sink absorbs by upserting.
 async fn parallel<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
-    format: &NativeFormat,
-    ranges: Vec<RangeState>,
+    format: Option<&NativeFormat>,
+    ranges: Vec<KeyRange>,
     workers: usize,
     resume_position: &Option<Position>,
     key: &(dyn Fn(Option<Position>) -> Result<Option<Position>> + Sync),
     tally: &Tally,
 ) -> Result<()> {
-    let todo: VecDeque<usize> = (0..ranges.len()).filter(|&i| !ranges[i].2).collect();
-    let mut handles = Vec::new();
+    let todo: VecDeque<usize> = (0..ranges.len()).filter(|&i| !ranges[i].done).collect();
+    let mut handles: Vec<(S, Option<K>)> = Vec::new();
+    let own_sinks = run.sink.capabilities().another;
     while handles.len() + 1 < workers.min(todo.len()) {
         // A server out of connection slots means fewer workers, not a failed load.
-        let (source, sink) = match (run.source.another().await, run.sink.another().await) {
-            (Ok(Some(source)), Ok(Some(sink))) => (source, sink),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(stream = %run.stream, workers = handles.len() + 1, error = %e, "cannot open more connections; loading with fewer workers");
+        let source = match run.source.another().await {
+            Ok(Some(source)) => source,
+            Err(e) => {
+                tracing::warn!(stream = %run.stream, workers = handles.len() + 1, error = %e, "cannot open more source connections; loading with fewer workers");
                 break;
             }
-            _ => {
-                tracing::info!(stream = %run.stream, workers = handles.len() + 1, "the connectors cannot open more connections; loading with fewer workers");
+            Ok(None) => {
+                tracing::info!(stream = %run.stream, workers = handles.len() + 1, "the source cannot open more connections; loading with fewer workers");
                 break;
             }
         };
-        if !sink.accepts_native(&run.target_table, format).await? {
-            return Err(
-                Error::internal("a second target connection refused the rows' format")
-                    .table(&run.target_table.name),
-            );
+        let sink = match own_sinks {
+            true => match run.sink.another().await {
+                Ok(sink) => sink,
+                Err(e) => {
+                    tracing::warn!(stream = %run.stream, workers = handles.len() + 1, error = %e, "cannot open more target connections; loading with fewer workers");
+                    break;
+                }
+            },
+            false => None,
+        };
+        if let (Some(sink), Some(format)) = (&sink, format) {
+            if !sink.accepts_native(&run.target_table, format).await? {
+                return Err(
+                    Error::internal("a second target connection refused the rows' format")
+                        .table(&run.target_table.name),
+                );
+            }
         }
         handles.push((source, sink));
     }
@@ -474,15 +500,39 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
         observer: run.observer,
         shutdown: run.shutdown,
     };
-    let mut runs = vec![copy_of(run.source, run.sink)];
-    runs.extend(handles.iter().map(|(source, sink)| copy_of(source, sink)));
-    tracing::info!(stream = %run.stream, workers = runs.len(), ranges = todo.len(), "parallel load");
+    // Workers without a target connection of their own write with the load's,
+    // one at a time.
+    let mut runs = vec![(copy_of(run.source, run.sink), true)];
+    runs.extend(handles.iter().map(|(source, sink)| match sink {
+        Some(sink) => (copy_of(source, sink), false),
+        None => (copy_of(source, run.sink), true),
+    }));
+    let writers = 1 + runs.iter().filter(|(_, shared)| !shared).count();
+    tracing::info!(stream = %run.stream, workers = runs.len(), writers, ranges = todo.len(), native = format.is_some(), "parallel load");
     let committed = Mutex::new(ranges);
     let todo = Mutex::new(todo);
     let abort = AtomicBool::new(false);
+    let turn = tokio::sync::Mutex::new(());
+    let how = match format {
+        Some(_) => Read::Native,
+        None => Read::Range,
+    };
     let jobs = runs
         .iter()
-        .map(|run| worker(run, &committed, &todo, &abort, resume_position, key, tally))
+        .map(|(run, shared)| {
+            let shared = shared.then_some(&turn);
+            let ctx = Worker {
+                committed: &committed,
+                todo: &todo,
+                abort: &abort,
+                turn: shared,
+                how,
+                resume_position,
+                key,
+                tally,
+            };
+            async move { worker(run, ctx).await }
+        })
         .collect();
     let mut first_error = None;
     for outcome in join_all::<_>(jobs).await {
@@ -499,49 +549,62 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
     }
 }
 
+/// What the workers of a parallel load share.
+struct Worker<'a> {
+    /// Each range's committed progress.
+    committed: &'a Mutex<Vec<KeyRange>>,
+    /// Ranges no worker took yet.
+    todo: &'a Mutex<VecDeque<usize>>,
+    abort: &'a AtomicBool,
+    /// Held while writing, by workers that share a target connection.
+    turn: Option<&'a tokio::sync::Mutex<()>>,
+    how: Read,
+    resume_position: &'a Option<Position>,
+    key: &'a (dyn Fn(Option<Position>) -> Result<Option<Position>> + Sync),
+    tally: &'a Tally,
+}
+
 /// One worker of a parallel load: copies ranges from `todo` until none is left.
 async fn worker<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
-    committed: &Mutex<Vec<RangeState>>,
-    todo: &Mutex<VecDeque<usize>>,
-    abort: &AtomicBool,
-    resume_position: &Option<Position>,
-    key: &(dyn Fn(Option<Position>) -> Result<Option<Position>> + Sync),
-    tally: &Tally,
+    w: Worker<'_>,
 ) -> Result<()> {
+    let committed = w.committed;
     loop {
-        let next = todo.lock().map_err(|_| poisoned())?.pop_front();
+        let next = w.todo.lock().map_err(|_| poisoned())?.pop_front();
         let Some(i) = next else {
             return Ok(());
         };
-        let (after, until, _) = committed.lock().map_err(|_| poisoned())?[i].clone();
+        let range = committed.lock().map_err(|_| poisoned())?[i].clone();
         let checkpoint_for = |last: &Position, done: bool| {
             let mut ranges = committed.lock().map_err(|_| poisoned())?.clone();
-            ranges[i].0 = Some(last.clone());
-            ranges[i].2 = done;
+            ranges[i].after = Some(last.clone());
+            ranges[i].done = done;
             Ok(run.checkpoint(Phase::Snapshot {
-                last_key: key(Some(encode_ranges(&ranges)?))?,
-                resume_position: resume_position.clone(),
+                last_key: (w.key)(None)?,
+                resume_position: w.resume_position.clone(),
+                ranges,
             }))
         };
         let on_commit = |last: &Position, done: bool| {
             if let Ok(mut ranges) = committed.lock() {
-                ranges[i].0 = Some(last.clone());
-                ranges[i].2 = done;
+                ranges[i].after = Some(last.clone());
+                ranges[i].done = done;
             }
         };
         copy_range(
             run,
-            true,
+            w.how,
             run.batch_size,
-            (after, until),
+            (range.after, range.until),
             &checkpoint_for,
             &on_commit,
-            abort,
-            tally,
+            w.abort,
+            w.turn,
+            w.tally,
         )
         .await
-        .inspect_err(|_| abort.store(true, AtomicOrdering::Relaxed))?;
+        .inspect_err(|_| w.abort.store(true, AtomicOrdering::Relaxed))?;
     }
 }
 
@@ -574,27 +637,24 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 }
 
 /// Copies the rows after `range.0` up to `range.1` in key order, chunks of
-/// `limit` rows, one per target transaction with the checkpoint `checkpoint_for(last key, range
+/// `limit` rows read as `how` says, one per target transaction with the checkpoint `checkpoint_for(last key, range
 /// done)` gives; `on_commit` learns each committed chunk's last key. The reader
 /// runs [`READ_AHEAD`] chunks ahead of the sink. Stops early when `abort` is set.
-/// Each committed chunk is counted in `tally` at once.
+/// Writes while holding `turn` when given (a target connection shared with
+/// other workers). Each committed chunk is counted in `tally` at once.
 #[allow(clippy::too_many_arguments)]
 async fn copy_range<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
-    native: bool,
+    how: Read,
     limit: usize,
     range: (Option<Position>, Option<Position>),
     checkpoint_for: &(dyn Fn(&Position, bool) -> Result<Checkpoint> + Sync),
     on_commit: &(dyn Fn(&Position, bool) + Sync),
     abort: &AtomicBool,
+    turn: Option<&tokio::sync::Mutex<()>>,
     tally: &Tally,
 ) -> Result<()> {
     let (after, until) = range;
-    if until.is_some() && !native {
-        return Err(Error::internal(
-            "key ranges are read on the native path only",
-        ));
-    }
     let (tx, mut rx) = mpsc::channel::<(Rows, Position, bool)>(READ_AHEAD);
     // The reader owns the sender, so the channel closes when it ends.
     let reader = async move {
@@ -604,18 +664,28 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
             if abort.load(AtomicOrdering::Relaxed) {
                 return Ok(());
             }
-            let (rows, last) = if native {
-                let chunk = run
-                    .source
-                    .read_native(&run.source_table, after.as_ref(), until.as_ref(), limit)
-                    .await?;
-                (Rows::Native(chunk.data, chunk.rows), chunk.last)
-            } else {
-                let chunk = run
-                    .source
-                    .read_chunk(&run.source_table, after.as_ref(), limit)
-                    .await?;
-                (Rows::Values(chunk.rows), chunk.last)
+            let (rows, last) = match how {
+                Read::Native => {
+                    let chunk = run
+                        .source
+                        .read_native(&run.source_table, after.as_ref(), until.as_ref(), limit)
+                        .await?;
+                    (Rows::Native(chunk.data, chunk.rows), chunk.last)
+                }
+                Read::Range => {
+                    let chunk = run
+                        .source
+                        .read_range(&run.source_table, after.as_ref(), until.as_ref(), limit)
+                        .await?;
+                    (Rows::Values(chunk.rows), chunk.last)
+                }
+                Read::Chunks => {
+                    let chunk = run
+                        .source
+                        .read_chunk(&run.source_table, after.as_ref(), limit)
+                        .await?;
+                    (Rows::Values(chunk.rows), chunk.last)
+                }
             };
             let done = rows.len() < limit;
             let Some(last) = last else {
@@ -637,6 +707,10 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
             // Chunks read ahead are dropped on a stop request: a stop ends the
             // load after the chunk being written, as the README promises.
             run.stop_requested()?;
+            let _turn = match turn {
+                Some(t) => Some(t.lock().await),
+                None => None,
+            };
             let n = rows.len() as u64;
             let cp = checkpoint_for(&last, done)?;
             let applied = match rows {

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use siphon_core::{
     Batch, Change, ChangeStream, Error, ErrorKind, LogSource, Op, Position, Result, Row, TableName,
-    TableSchema, Value,
+    TableSchema, Transaction, Value,
 };
 use tokio_postgres::types::ToSql;
 
@@ -477,6 +478,8 @@ impl LogSource for PostgresSource {
             todo: Vec::new(),
             in_txn: false,
             split: false,
+            tx: None,
+            index: 0,
             done: false,
             decoder: Decoder::new(),
             moved: std::time::Instant::now(),

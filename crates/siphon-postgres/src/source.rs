@@ -610,6 +610,52 @@ impl Source for PostgresSource {
             return Ok(Vec::new());
         }
         let row = self
+    async fn read_range(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        until: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        let key = table.require_row_key()?.to_vec();
+        let pg = self.table(table).await?;
+        let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
+        let until: Option<KeyPosition> = until.map(|p| p.decode(&table.name)).transpose()?;
+        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+        let mut params = Vec::new();
+        let mut filters = Vec::new();
+        for (bound, op) in [(&after, ">"), (&until, "<=")] {
+            if let Some(b) = bound {
+                // A cut from `split_keys` holds a prefix of the key.
+                let n = b.key.len().min(key.len());
+                filters.push(format!(
+                    "({}) {op} ({})",
+                    column_list(key[..n].iter().map(|&i| table.columns[i].name.as_str())),
+                    placeholders(params.len() + 1, n)
+                ));
+                params.extend(b.key.iter().zip(&key).map(|(v, &i)| Param(v, &pg.types[i])));
+            }
+        }
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", filters.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {} FROM {}{filter} ORDER BY {key_cols} LIMIT {limit}",
+            select_list(table, &pg),
+            name_of(table)
+        );
+        let rows = self.rows(table, &pg, &sql, &params).await?;
+        let last = match rows.last() {
+            Some(r) => Some(Position::encode(&KeyPosition {
+                key: table.key_of(&key, r),
+            })?),
+            None => None,
+        };
+        Ok(Chunk { rows, last })
+    }
+
             .client()
             .await?
             .query_one(

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use siphon_core::{Decimal, TableName, Value};
 use siphon_postgres::{PostgresSink, PostgresSource};
 use siphon_testkit::conformance::{
-    identifiers, sink, source, types, Harness, HarnessError, TypeCase,
+    identifiers, log, sink, source, types, Harness, HarnessError, TypeCase,
 };
 use siphon_testkit::Postgres;
 
@@ -469,4 +469,9 @@ async fn checkpoints_of_look_alike_names() {
 #[tokio::test]
 async fn look_alike_tables_in_odd_schemas() {
     identifiers::look_alike_tables_in_odd_schemas(&harness()).await;
+}
+
+#[tokio::test]
+async fn replayed_changes_keep_their_ids() {
+    log::replayed_changes_keep_their_ids(&harness()).await;
 }

@@ -37,6 +37,7 @@ fn checkpoint(table: &str, last: &Position) -> Checkpoint {
             last_key: Some(last.clone()),
             resume_position: None,
         },
+            ranges: Vec::new(),
     }
 }
 
@@ -214,19 +215,19 @@ async fn a_parallel_load_stopped_halfway_resumes_every_range() {
         .unwrap()
         .unwrap();
     let Phase::Snapshot {
-        last_key: Some(ranges),
+        last_key: None,
+        ranges,
         ..
     } = saved.phase
     else {
-        panic!("not a snapshot checkpoint: {saved:?}");
+        panic!("not a snapshot checkpoint over key ranges: {saved:?}");
     };
-    let ranges = ranges.0["parallel_ranges"].as_array().unwrap().clone();
     assert_eq!(ranges.len(), 3, "{ranges:?}");
-    let key = |v: &serde_json::Value| v["key"][0]["value"].as_i64();
+    let key = |v: &Option<Position>| v.as_ref().and_then(|p| p.0["key"][0]["value"].as_i64());
     let mut start = 0;
     let mut claimed = 0;
     for r in &ranges {
-        let progress = key(&r[0]).unwrap_or(start);
+        let progress = key(&r.after).unwrap_or(start);
         let present: i64 = pg
             .query_in(
                 &dst_db,
@@ -237,7 +238,7 @@ async fn a_parallel_load_stopped_halfway_resumes_every_range() {
             .unwrap();
         assert_eq!(present, progress - start, "{ranges:?}");
         claimed += progress - start;
-        start = key(&r[1]).unwrap_or(i64::MAX);
+        start = key(&r.until).unwrap_or(i64::MAX);
     }
     assert!(claimed > 0 && claimed <= copied, "{claimed} {copied}");
 

@@ -771,6 +771,7 @@ mod tests {
         let cp = checkpoint(&table);
         let exact = vec![row(1, "12.5000000000", "2024-01-01 00:00:00")];
         sink.load(&table, exact, &cp).await.unwrap();
+                ranges: Vec::new(),
         let wide = vec![row(
             2,
             "12345678901234567890.1234567891",

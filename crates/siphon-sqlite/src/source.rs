@@ -294,6 +294,114 @@ impl Source for SqliteSource {
             column_list(key.iter().map(|&i| table.columns[i].name.as_str()))
         );
         let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
+    async fn read_range(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        until: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        let key = table.require_row_key()?.to_vec();
+        let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
+        let until: Option<KeyPosition> = until.map(|p| p.decode(&table.name)).transpose()?;
+        let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
+        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
+        let mut filters = Vec::new();
+        for (bound, op) in [(&after, ">"), (&until, "<=")] {
+            if let Some(b) = bound {
+                // A cut from `split_keys` holds a prefix of the key.
+                let n = b.key.len().min(key.len());
+                filters.push(format!(
+                    "({}) {op} ({})",
+                    column_list(key[..n].iter().map(|&i| table.columns[i].name.as_str())),
+                    placeholders(n)
+                ));
+            }
+        }
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {cols} FROM {} {filter} ORDER BY {key_cols} LIMIT ?",
+            quote(&table.name.name)
+        );
+        let table = table.clone();
+        let path = self.db.path().to_path_buf();
+        let (rows, last) = self
+            .db
+            .run(move |c| {
+                let limit = limit as i64;
+                let mut params: Vec<&dyn ToSql> = Vec::new();
+                for p in [&after, &until].into_iter().flatten() {
+                    let n = p.key.len().min(key.len());
+                    params.extend(p.key[..n].iter().map(|r| r as &dyn ToSql));
+                }
+                params.push(&limit);
+                read_rows(c, &path, &table, &sql, &params, &key)
+            })
+            .await?;
+        let last = if rows.is_empty() {
+            None
+        } else {
+            Some(Position::encode(&KeyPosition { key: last })?)
+        };
+        Ok(Chunk { rows, last })
+    }
+
+    /// Cuts on the first key column when it is an integer (an `INTEGER PRIMARY
+    /// KEY` is the table's rowid), evenly between its least and greatest value.
+    async fn split_keys(&self, table: &TableSchema, parts: usize) -> Result<Vec<Position>> {
+        let key = table.require_row_key()?;
+        let first = &table.columns[key[0]];
+        if parts < 2
+            || !matches!(
+                first.data_type.kind,
+                TypeKind::Int16 | TypeKind::Int32 | TypeKind::Int64
+            )
+        {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT min({c}), max({c}) FROM {} WHERE typeof({c}) = 'integer'",
+            quote(&table.name.name),
+            c = quote(&first.name)
+        );
+        let path = self.db.path().to_path_buf();
+        let (lo, hi): (Option<i64>, Option<i64>) = self
+            .db
+            .run(move |c| {
+                c.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(|e| db_err(&path, "reading the key range", e))
+            })
+            .await?;
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return Ok(Vec::new());
+        };
+        let width = i128::from(hi) - i128::from(lo);
+        let mut cuts: Vec<i64> = (1..parts as i128)
+            .map(|i| (i128::from(lo) + width * i / parts as i128) as i64)
+            .filter(|&c| c < hi)
+            .collect();
+        cuts.dedup();
+        cuts.into_iter()
+            .map(|c| {
+                Position::encode(&KeyPosition {
+                    key: vec![Raw::Int(c)],
+                })
+            })
+            .collect()
+    }
+
+    /// Another read-only connection to the same file: SQLite serves readers in
+    /// parallel.
+    async fn another(&self) -> Result<Option<SqliteSource>> {
+        Ok(Some(SqliteSource {
+            db: Db::open(self.db.path(), true)?,
+        }))
+    }
+
         let t = quote(&table.name.name);
         let filter = match &after {
             None => format!("{c} IS NOT NULL"),

@@ -59,6 +59,7 @@ fn snapshot_checkpoint() -> Checkpoint {
             last_key: Some(Position(serde_json::json!([42, "k\u{e9}y"]))),
             resume_position: Some(Position(serde_json::json!({"lsn": "0/16B3748"}))),
         },
+            ranges: Vec::new(),
     }
 }
 
@@ -235,6 +236,8 @@ async fn stream_states_round_trip_in_order() {
 
     let failed = StreamState::Failed {
         error: "table public.orders: no primary key; add one".into(),
+        kind: Some(siphon_core::ErrorKind::BadInput),
+        next_retry: None,
     };
     store
         .set_stream_state(&stream("b", "public.orders"), &failed)
@@ -315,6 +318,7 @@ async fn checkpoints_save_load_and_remove() {
     };
     store.save_checkpoint(&loaded).await.unwrap();
     assert_eq!(store.checkpoint(&snap.stream).await.unwrap(), Some(loaded));
+        epoch: 0,
 
     store.remove_checkpoint(&snap.stream).await.unwrap();
     assert_eq!(store.checkpoint(&snap.stream).await.unwrap(), None);

@@ -32,6 +32,12 @@ pub struct PostgresChangeStream {
     pub(super) in_txn: bool,
     /// The transaction being read was split over batches: its end ends a batch.
     pub(super) split: bool,
+    /// The transaction being read (its commit position, time and origin), which
+    /// its changes carry.
+    pub(super) tx: Option<Arc<Transaction>>,
+    /// The index the transaction's next change gets: it counts the changes of
+    /// the whole transaction, across the batches it is split over.
+    pub(super) index: u32,
     pub(super) done: bool,
     pub(super) decoder: Decoder,
     /// Blocks of large transactions streamed before they committed (protocol
@@ -252,7 +258,23 @@ impl PostgresChangeStream {
         if !missing.is_empty() {
             self.todo.push((out.len(), missing));
         }
-        out.push(Change::new(table, op));
+        let change = self.logged(table, op);
+        out.push(change);
+    }
+
+    /// A change of the transaction being read, with its transaction and its
+    /// index in it. The index counts the changes the stream returns, in log
+    /// order, so a replay of the transaction (streamed by the server or not,
+    /// grouped into batches in any way) numbers them the same.
+    fn logged(&mut self, table: Arc<TableSchema>, op: Op) -> Change {
+        let index = self.index;
+        self.index += 1;
+        Change {
+            table,
+            op,
+            tx: self.tx.clone(),
+            index,
+        }
     }
 
     /// Turns one change message into changes.
@@ -319,13 +341,22 @@ impl PostgresChangeStream {
                     return Err(no_identity(&rel.table.name));
                 };
                 let (row, _) = Self::row(&rel, tuple)?;
-                out.push(Change::new(rel.table.clone(), Op::Delete(row)));
+                let change = self.logged(rel.table.clone(), Op::Delete(row));
+                out.push(change);
             }
             Message::Truncate { oids, .. } => {
                 for oid in oids {
                     if let Some(rel) = self.rel(oid)? {
-                        out.push(Change::new(rel.table.clone(), Op::Truncate));
+                        let change = self.logged(rel.table.clone(), Op::Truncate);
+                        out.push(change);
                     }
+                }
+            }
+            // Sent after Begin (or in a streamed transaction's first block),
+            // before the transaction's changes.
+            Message::Origin { name, .. } => {
+                if let Some(tx) = self.tx.as_mut() {
+                    Arc::make_mut(tx).origin = Some(name);
                 }
             }
             _ => {}
@@ -384,7 +415,10 @@ const IDLE_CHECKPOINT: Duration = Duration::from_secs(10);
 /// commit order (a streamed transaction is read back whole at its commit).
 enum TxnEvent {
     Begin {
+        /// The commit record's LSN.
         final_lsn: Lsn,
+        /// When it committed (PostgreSQL timestamp).
+        commit_time: i64,
     },
     Commit {
         end_lsn: Lsn,
@@ -550,7 +584,16 @@ impl PostgresChangeStream {
             };
             let msg = self.decoder.decode(data.clone()).map_err(unreadable)?;
             match msg {
-                Message::Begin { final_lsn, .. } => return Ok(Some(TxnEvent::Begin { final_lsn })),
+                Message::Begin {
+                    final_lsn,
+                    commit_time,
+                    ..
+                } => {
+                    return Ok(Some(TxnEvent::Begin {
+                        final_lsn,
+                        commit_time,
+                    }))
+                }
                 Message::Commit {
                     end_lsn,
                     commit_time,
@@ -571,6 +614,7 @@ impl PostgresChangeStream {
                     xid,
                     commit_lsn,
                     end_lsn,
+                    commit_time,
                     ..
                 } => {
                     let replay = match self.streamed.remove(&xid) {
@@ -580,6 +624,7 @@ impl PostgresChangeStream {
                     self.replay = Some((replay, end_lsn));
                     return Ok(Some(TxnEvent::Begin {
                         final_lsn: commit_lsn,
+                        commit_time,
                     }));
                 }
                 Message::StreamAbort { xid, subxid, .. } => {
@@ -660,7 +705,10 @@ impl ChangeStream for PostgresChangeStream {
                     .ok_or_else(|| Error::internal("the change stream stopped waiting"))?,
             };
             match event {
-                TxnEvent::Begin { final_lsn } => {
+                TxnEvent::Begin {
+                    final_lsn,
+                    commit_time,
+                } => {
                     if until.is_some_and(|u| final_lsn >= u) {
                         // Committed after `until`: stop before it.
                         self.done = true;
@@ -671,9 +719,20 @@ impl ChangeStream for PostgresChangeStream {
                     }
                     self.in_txn = true;
                     txn_start = out.len();
+                    // The commit LSN: the same whether the server streamed the
+                    // transaction before its commit or sent it whole.
+                    self.tx = Some(Arc::new(Transaction {
+                        position: to_position(final_lsn),
+                        commit_time: DateTime::from_timestamp_micros(
+                            commit_time.saturating_add(pgoutput::POSTGRES_EPOCH_UNIX_MICROS),
+                        ),
+                        origin: None,
+                    }));
+                    self.index = 0;
                 }
                 TxnEvent::Commit { end_lsn } => {
                     self.in_txn = false;
+                    self.tx = None;
                     let was_split = std::mem::take(&mut self.split);
                     self.committed = end_lsn;
                     position = self.committed;

@@ -15,6 +15,7 @@
 //! | resume after a kill inside a chunk, idempotent replay | [`sink`](mod@sink) |
 //! | empty tables, key-less tables, a unique NOT NULL key | [`source`](mod@source) |
 //! | odd identifiers in table and column names | [`identifiers`] |
+//! | ids of logged changes identical on every read of the log | [`log`] |
 //! | every [`siphon_core::StateStore`] method | [`state`] |
 //!
 //! Source and sink run on the same engine: rows go from a source database to a
@@ -24,6 +25,7 @@
 pub mod identifiers;
 pub mod sink;
 pub mod source;
+pub mod log;
 pub mod state;
 pub mod types;
 
@@ -362,6 +364,7 @@ pub fn snapshot_checkpoint(table: &TableName, last_key: Option<Position>) -> Che
         },
     }
 }
+            ranges: Vec::new(),
 
 /// A streaming checkpoint of `table` at a position that carries `n`.
 pub fn streaming_checkpoint(table: &TableName, n: i64) -> Checkpoint {

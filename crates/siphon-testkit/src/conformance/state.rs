@@ -165,6 +165,8 @@ pub async fn stream_states<H: StoreHarness>(h: &H) {
         StreamState::Idle,
         StreamState::Failed {
             error: "table public.\"it's\": no primary key; add one ✗".into(),
+            kind: Some(siphon_core::ErrorKind::Transient),
+            next_retry: Some(Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 5).unwrap()),
         },
     ];
     let ours = streams("p");
@@ -197,6 +199,12 @@ pub async fn checkpoints<H: StoreHarness>(h: &H) {
             last_key: Some(Position(serde_json::json!([i, "k\u{e9}y \"q\""]))),
             resume_position: Some(Position(serde_json::json!({ "lsn": "0/16B3748" }))),
         },
+            // A parallel load's ranges are kept with it.
+            ranges: vec![siphon_core::KeyRange {
+                after: Some(Position(serde_json::json!({ "key": [i] }))),
+                until: None,
+                done: false,
+            }],
         2 => Phase::Streaming { position: None },
         _ => Phase::Streaming {
             position: Some(Position(serde_json::json!({ "n": i }))),
@@ -209,6 +217,7 @@ pub async fn checkpoints<H: StoreHarness>(h: &H) {
         a.save_checkpoint(&Checkpoint {
             stream: s.clone(),
             phase: phase(i + 1),
+            epoch: 0,
         })
         .await
         .unwrap();

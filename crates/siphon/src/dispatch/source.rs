@@ -34,6 +34,13 @@ trait DynSource: fmt::Debug + Send + Sync {
         until: Option<&'a Position>,
         limit: usize,
     ) -> BoxFuture<'a, Result<NativeChunk>>;
+    fn read_range<'a>(
+        &'a self,
+        table: &'a TableSchema,
+        after: Option<&'a Position>,
+        until: Option<&'a Position>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Chunk>>;
     fn split_keys<'a>(
         &'a self,
         table: &'a TableSchema,
@@ -161,6 +168,15 @@ macro_rules! forward_source {
                     Ok(self
                         .0
                         .another()
+            fn read_range<'a>(
+                &'a self,
+                table: &'a TableSchema,
+                after: Option<&'a Position>,
+                until: Option<&'a Position>,
+                limit: usize,
+            ) -> BoxFuture<'a, Result<Chunk>> {
+                Box::pin(self.0.read_range(table, after, until, limit))
+            }
                         .await?
                         .map(|s| Box::new($rewrap(s)) as Box<dyn DynSource>))
                 })
@@ -409,6 +425,16 @@ impl Source for AnySource {
 
     fn compare(&self, table: &TableSchema, a: &Position, b: &Position) -> Result<Ordering> {
         self.0.compare(table, a, b)
+    }
+
+    async fn read_range(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        until: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        self.0.read_range(table, after, until, limit).await
     }
 
     async fn existing_keys(&self, table: &TableSchema, keys: &[Row]) -> Result<Vec<bool>> {
