@@ -620,6 +620,21 @@ fn a_table_the_target_refuses_stops_alone() {
         state.contains("siphon sync resync"),
         "the fix is not named: {state}"
     );
+    // Its kind is recorded, and a refused row waits for a fix: no retry time.
+    assert!(
+        state.contains(r#""kind":"bad_input""#) && state.contains(r#""next_retry":null"#),
+        "the kind is not recorded: {state}"
+    );
+    let list = Command::new(env!("CARGO_BIN_EXE_siphon"))
+        .args(["sync", "list"])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let list = succeeded(&list);
+    assert!(
+        list.contains("failed (bad_input, not retried)"),
+        "`sync list` does not show the kind: {list}"
+    );
     // Later changes of `a` still arrive, and the slot moves past b's change.
     s.src_sql("INSERT INTO a VALUES (100, 100)");
     wait_for("a later change of a arrives", || {

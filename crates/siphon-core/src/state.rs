@@ -39,8 +39,38 @@ pub enum StreamState {
     Streaming,
     /// Up to date as of its last run; waiting for the next one.
     Idle,
-    /// Stopped by an error until an operator acts or the next run retries.
-    Failed { error: String },
+    /// Stopped by an error. Rows written before kinds were recorded read
+    /// with `kind` and `next_retry` empty.
+    Failed {
+        /// The error, naming the table, the column and the fix.
+        error: String,
+        /// The error's kind, which decides whether and when it is retried.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<crate::ErrorKind>,
+        /// When the engine tries the table again; `None` when it waits for an
+        /// operator or is never retried (see [`crate::ErrorKind::action`]).
+        #[serde(default)]
+        next_retry: Option<DateTime<Utc>>,
+    },
+}
+
+impl StreamState {
+    /// The state of a table stream stopped by `e` at `now`, after its
+    /// `attempt`th failure in a row (counted from 1): its kind, and when the
+    /// retry policy tries it again.
+    pub fn failed(e: &crate::Error, now: DateTime<Utc>, attempt: u32) -> StreamState {
+        let next_retry = match crate::retry_policy(e.kind(), attempt) {
+            crate::Retry::After(delay) => {
+                Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX))
+            }
+            crate::Retry::WaitForOperator | crate::Retry::Never => None,
+        };
+        StreamState::Failed {
+            error: e.to_string(),
+            kind: Some(e.kind()),
+            next_retry,
+        }
+    }
 }
 
 impl fmt::Display for StreamState {
@@ -50,7 +80,21 @@ impl fmt::Display for StreamState {
             StreamState::Snapshotting { rows } => write!(f, "snapshotting ({rows} rows)"),
             StreamState::Streaming => f.write_str("streaming"),
             StreamState::Idle => f.write_str("idle"),
-            StreamState::Failed { error } => write!(f, "failed: {error}"),
+            StreamState::Failed {
+                error,
+                kind: Some(kind),
+                next_retry,
+            } => match next_retry {
+                Some(at) => write!(
+                    f,
+                    "failed ({kind}, retried at {}): {error}",
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => write!(f, "failed ({kind}, {}): {error}", kind.action()),
+            },
+            StreamState::Failed {
+                error, kind: None, ..
+            } => write!(f, "failed: {error}"),
         }
     }
 }
@@ -205,4 +249,65 @@ pub trait StateStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Execution>>> + Send;
     fn execution(&self, id: u64) -> impl Future<Output = Result<Option<Execution>>> + Send;
+}
+
+#[cfg(test)]
+mod stream_state_tests {
+    use super::*;
+    use crate::{Error, ErrorKind};
+
+    #[test]
+    fn a_failed_state_records_kind_and_next_retry_and_reads_old_rows() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let refused = StreamState::failed(&Error::bad_input("fix it").table("t"), now, 1);
+        assert_eq!(
+            refused,
+            StreamState::Failed {
+                error: "table t: fix it".into(),
+                kind: Some(ErrorKind::BadInput),
+                next_retry: None,
+            }
+        );
+        assert_eq!(
+            refused.to_string(),
+            "failed (bad_input, not retried): table t: fix it"
+        );
+        let json = serde_json::to_string(&refused).unwrap();
+        assert_eq!(
+            json,
+            r#"{"state":"failed","error":"table t: fix it","kind":"bad_input","next_retry":null}"#
+        );
+        assert_eq!(serde_json::from_str::<StreamState>(&json).unwrap(), refused);
+
+        let lost = StreamState::failed(&Error::new(ErrorKind::Connection, "reset"), now, 1);
+        let StreamState::Failed { next_retry, .. } = &lost else {
+            panic!("{lost:?}")
+        };
+        let at = next_retry.expect("a connection loss is retried");
+        assert!(at > now && at <= now + chrono::Duration::seconds(1), "{at}");
+        assert!(lost
+            .to_string()
+            .starts_with("failed (connection, retried at 2026-12-01 10:00:0"));
+
+        let grant = StreamState::failed(&Error::privilege("GRANT SELECT"), now, 1);
+        assert_eq!(
+            grant.to_string(),
+            "failed (privilege, waits for an operator): GRANT SELECT"
+        );
+
+        // A row written before kinds were recorded still reads.
+        let old: StreamState =
+            serde_json::from_str(r#"{"state":"failed","error":"boom"}"#).unwrap();
+        assert_eq!(
+            old,
+            StreamState::Failed {
+                error: "boom".into(),
+                kind: None,
+                next_retry: None,
+            }
+        );
+        assert_eq!(old.to_string(), "failed: boom");
+    }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use siphon_core::{
-    Batch, Change, ChangeStream, Checkpoint, Error, ErrorKind, Flag, LogSource, Mode, Op, Phase,
-    PipelineSpec, Position, Result, Sink, StateStore, StreamId, StreamState, TableName,
-    TableSchema, TableStats,
+    retry_policy, Action, Batch, Change, ChangeStream, Checkpoint, Error, ErrorKind, Flag,
+    LogSource, Mode, Op, Phase, PipelineSpec, Position, Result, Retry, Sink, StateStore, StreamId,
+    StreamState, TableName, TableSchema, TableStats,
 };
 
 use crate::snapshot::{self, TableRun};
@@ -46,7 +46,7 @@ pub struct LogSession<C> {
     /// Tables stopped by an error the target gave, with it: later passes of the
     /// session leave them out, so the log goes on for the others, until a
     /// reload is forced (`sync resync`) or siphon starts again.
-    stopped: HashMap<TableName, String>,
+    stopped: HashMap<TableName, (ErrorKind, String)>,
 }
 
 impl<C> LogSession<C> {
@@ -175,7 +175,7 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
             if state.flag(&t.stream, Flag::ForceFullLoad).await? == Some(true) {
                 session.stopped.remove(&t.source.name);
             } else {
-                t.error = Some(Error::bad_input(why.clone()));
+                t.error = Some(Error::new(why.0, why.1.clone()));
                 tables.push(t);
                 continue;
             }
@@ -209,7 +209,9 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
     }
     for t in tables.iter().filter(|t| t.stopped) {
         if let Some(e) = &t.error {
-            session.stopped.insert(t.source.name.clone(), e.to_string());
+            session
+                .stopped
+                .insert(t.source.name.clone(), (e.kind(), e.to_string()));
         }
     }
     Ok(tables
@@ -364,7 +366,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
             Some(s) => s,
             None => match source.stream(pipeline, &open, &position).await {
                 Ok(s) => s,
-                Err(e) if e.kind() == ErrorKind::Connection && attempts < RECONNECTS => {
+                Err(e) if e.action() == Action::RetrySoon && attempts < RECONNECTS => {
                     attempts += 1;
                     backoff(pipeline, attempts, &e).await;
                     continue;
@@ -420,7 +422,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
                 stream.close().await?;
                 break;
             }
-            Err(e) if e.kind() == ErrorKind::Connection && attempts < RECONNECTS => {
+            Err(e) if e.action() == Action::RetrySoon && attempts < RECONNECTS => {
                 drop(stream);
                 attempts += 1;
                 backoff(pipeline, attempts, &e).await;
@@ -553,8 +555,11 @@ enum Drained {
     Reopen,
 }
 
+/// Waits as the retry policy says before attempt `attempt` after `e`.
 async fn backoff(pipeline: &str, attempt: u32, e: &Error) {
-    let wait = Duration::from_millis(250 << attempt.min(6));
+    let Retry::After(wait) = retry_policy(e.kind(), attempt) else {
+        return;
+    };
     tracing::warn!(pipeline, attempt, error = %e, ?wait, "the change stream failed; reconnecting");
     tokio::time::sleep(wait).await;
 }

@@ -248,13 +248,9 @@ async fn record<St: StateStore>(
                 stats.status = ExecutionStatus::Failed;
                 stats.error = Some(e.to_string());
                 report.status = ExecutionStatus::Failed;
+                // Its kind says whether the next pass retries it, and when.
                 state
-                    .set_stream_state(
-                        &stream,
-                        &StreamState::Failed {
-                            error: e.to_string(),
-                        },
-                    )
+                    .set_stream_state(&stream, &StreamState::failed(&e, Utc::now(), 1))
                     .await?;
             }
         }

@@ -12,7 +12,7 @@ const IDLE_PAUSE: Duration = Duration::from_secs(1);
 pub fn validate_schedule(schedule: &Schedule) -> Result<()> {
     if let Schedule::Cron(line) = schedule {
         line.parse::<croner::Cron>()
-            .map_err(|e| Error::config(format!("`{line}` is not a valid cron line: {e}")))?;
+            .map_err(|e| Error::config(format!("`{line}` is not a valid cron line")).source(e))?;
     }
     Ok(())
 }
@@ -33,12 +33,12 @@ pub fn next_delay(
             every.saturating_sub(elapsed)
         }
         Schedule::Cron(line) => {
-            let cron: croner::Cron = line
-                .parse()
-                .map_err(|e| Error::config(format!("`{line}` is not a valid cron line: {e}")))?;
+            let cron: croner::Cron = line.parse().map_err(|e| {
+                Error::config(format!("`{line}` is not a valid cron line")).source(e)
+            })?;
             let next = cron
                 .find_next_occurrence(&now, false)
-                .map_err(|e| Error::config(format!("`{line}` never fires: {e}")))?;
+                .map_err(|e| Error::config(format!("`{line}` never fires")).source(e))?;
             (next - now).to_std().unwrap_or_default()
         }
     })

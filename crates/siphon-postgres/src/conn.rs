@@ -553,7 +553,7 @@ pub(crate) fn refusal(
             ),
         ),
         "53300" => (
-            ErrorKind::Connection,
+            ErrorKind::Transient,
             "the server has too many connections already".to_string(),
         ),
         "57P03" => (
@@ -561,32 +561,27 @@ pub(crate) fn refusal(
             "the server is starting up or shutting down".to_string(),
         ),
         "42501" => (
-            ErrorKind::Config,
-            format!("user {user:?} may not connect: {message}"),
+            ErrorKind::Privilege,
+            format!(
+                "user {user:?} may not connect: {message}; grant it CONNECT on the database (or \
+                 LOGIN), or use another user"
+            ),
         ),
         _ => (ErrorKind::Database, message.to_string()),
     }
 }
 
-/// Maps a driver error to siphon's kinds: lost connections are retried, the rest
-/// are database errors; the server's message and code are kept.
+/// Maps a driver error to siphon's kinds, and so to the retry policy: lost
+/// connections, deadlocks, serialization failures and timeouts are retried
+/// soon, a missing privilege waits for an operator, refused data is never
+/// retried; the server's message and code are kept, and the driver error is
+/// the source.
 pub(crate) fn pg_err(e: tokio_postgres::Error, doing: &str) -> Error {
     let kind = if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
         ErrorKind::Connection
     } else {
-        match e.code().map(|c| c.code()) {
-            // admin shutdown, crash shutdown, cannot connect now
-            Some("57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" | "08001" | "08004") => {
-                ErrorKind::Connection
-            }
-            // Data exceptions, integrity constraint violations (a CHECK, a
-            // foreign key), and statements the schema or privileges refuse:
-            // the same input fails again until someone fixes it.
-            Some(c) if c.starts_with("22") || c.starts_with("23") || c.starts_with("42") => {
-                ErrorKind::BadInput
-            }
-            _ => ErrorKind::Database,
-        }
+        e.code()
+            .map_or(ErrorKind::Database, |c| sqlstate_kind(c.code()))
     };
     match e.as_db_error() {
         Some(db) => {
@@ -596,6 +591,29 @@ pub(crate) fn pg_err(e: tokio_postgres::Error, doing: &str) -> Error {
         // The driver's own text names only the kind ("error communicating with
         // the server"); its cause says what happened (e.g. "Connection timed out").
         None => with_cause(Error::new(kind, format!("{doing}: {e}")), e),
+    }
+}
+
+/// The kind of a server error, from its SQLSTATE.
+pub(crate) fn sqlstate_kind(code: &str) -> ErrorKind {
+    match code {
+        // admin shutdown, crash shutdown, cannot connect now, and the whole
+        // connection exception class
+        "57P01" | "57P02" | "57P03" => ErrorKind::Connection,
+        c if c.starts_with("08") => ErrorKind::Connection,
+        // serialization failure, deadlock, too many connections
+        "40001" | "40P01" | "53300" => ErrorKind::Transient,
+        // statement_timeout (query canceled), lock_timeout
+        "57014" | "55P03" => ErrorKind::Timeout,
+        // insufficient privilege: an operator grants it
+        "42501" => ErrorKind::Privilege,
+        // Data exceptions, integrity constraint violations (a CHECK, a
+        // foreign key), and statements the schema refuses: the same input
+        // fails again until someone fixes it.
+        c if c.starts_with("22") || c.starts_with("23") || c.starts_with("42") => {
+            ErrorKind::BadInput
+        }
+        _ => ErrorKind::Database,
     }
 }
 
@@ -745,5 +763,115 @@ mod tests {
         assert!(!why.contains("pg_hba"), "{why}");
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         assert!(io_refusal(&refused).1.starts_with("connection refused"));
+        let (kind, why) = refusal("42501", "permission denied", "app", "shop", None);
+        assert_eq!(kind, ErrorKind::Privilege);
+        assert!(why.contains("grant it CONNECT"), "{why}");
+        assert_eq!(
+            refusal("53300", "too many", "a", "b", None).0,
+            ErrorKind::Transient
+        );
+    }
+
+    #[test]
+    fn sqlstates_map_to_the_retry_policy() {
+        use siphon_core::Action::*;
+        for (code, kind, action) in [
+            ("08006", ErrorKind::Connection, RetrySoon),
+            ("08P01", ErrorKind::Connection, RetrySoon),
+            ("57P01", ErrorKind::Connection, RetrySoon),
+            ("57P02", ErrorKind::Connection, RetrySoon),
+            ("57P03", ErrorKind::Connection, RetrySoon),
+            ("40001", ErrorKind::Transient, RetrySoon),
+            ("40P01", ErrorKind::Transient, RetrySoon),
+            ("53300", ErrorKind::Transient, RetrySoon),
+            ("57014", ErrorKind::Timeout, RetrySoon),
+            ("55P03", ErrorKind::Timeout, RetrySoon),
+            ("53100", ErrorKind::Database, RetrySoon),
+            ("42501", ErrorKind::Privilege, WaitForOperator),
+            ("22003", ErrorKind::BadInput, Never),
+            ("23514", ErrorKind::BadInput, Never),
+            ("42P01", ErrorKind::BadInput, Never),
+        ] {
+            let k = sqlstate_kind(code);
+            assert_eq!((k, k.action()), (kind, action), "{code}");
+        }
+    }
+
+    /// The errors a real server gives for a serialization failure, a
+    /// terminated backend, a statement timeout and a missing privilege are
+    /// classed as the retry policy needs, and keep the driver error as their
+    /// source.
+    #[tokio::test]
+    async fn a_real_servers_errors_are_classed_for_the_retry_policy() {
+        let pg = siphon_testkit::Postgres::shared().unwrap();
+        let url = pg.create_database().unwrap();
+        let a = connect(&url, "source").await.unwrap();
+        let b = connect(&url, "source").await.unwrap();
+        a.batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1);
+             CREATE ROLE siphon_no_grants_test; GRANT siphon_no_grants_test TO CURRENT_USER;",
+        )
+        .await
+        .or_else(|e| {
+            // The role is shared by the cluster: another database's run made it.
+            if e.code().map(|c| c.code()) == Some("42710") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .unwrap();
+
+        // A concurrent update under REPEATABLE READ: 40001.
+        a.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM t")
+            .await
+            .unwrap();
+        b.batch_execute("UPDATE t SET v = 2 WHERE id = 1")
+            .await
+            .unwrap();
+        let e = a
+            .batch_execute("UPDATE t SET v = 3 WHERE id = 1")
+            .await
+            .unwrap_err();
+        let e = pg_err(e, "applying a batch");
+        assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
+        assert!(e.to_string().contains("40001"), "{e}");
+        assert!(matches!(e.retry(), siphon_core::Retry::After(_)), "{e}");
+        let source = std::error::Error::source(&e).expect("the driver error is kept");
+        assert!(source.downcast_ref::<tokio_postgres::Error>().is_some());
+        a.batch_execute("ROLLBACK").await.unwrap();
+
+        // A statement that runs past statement_timeout: 57014.
+        let e = a
+            .batch_execute("SET statement_timeout = 50; SELECT pg_sleep(5)")
+            .await
+            .unwrap_err();
+        let e = pg_err(e, "reading");
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        a.batch_execute("RESET statement_timeout").await.unwrap();
+
+        // A role without a grant on the table: 42501, for an operator.
+        let e = a
+            .batch_execute("SET ROLE siphon_no_grants_test; SELECT * FROM t")
+            .await
+            .unwrap_err();
+        let e = pg_err(e, "reading");
+        assert_eq!(e.kind(), ErrorKind::Privilege, "{e}");
+        assert_eq!(e.retry(), siphon_core::Retry::WaitForOperator);
+        a.batch_execute("RESET ROLE").await.unwrap();
+
+        // A backend terminated by an administrator: 57P01 or a closed connection.
+        let pid = a
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0);
+        b.execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+        let e = a.batch_execute("SELECT 1").await.unwrap_err();
+        let e = pg_err(e, "reading");
+        assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+        assert!(matches!(e.retry(), siphon_core::Retry::After(_)), "{e}");
     }
 }

@@ -83,7 +83,7 @@ impl Db {
             f(&mut c)
         })
         .await
-        .map_err(|e| Error::internal(format!("SQLite task failed: {e}")))?
+        .map_err(|e| Error::internal("SQLite task failed").source(e))?
     }
 
     /// Runs `f` with the connection on the calling thread (for short calls made
@@ -100,9 +100,10 @@ impl Db {
 /// A database error with what was being done and the file it concerns.
 pub(crate) fn db_err(path: &Path, doing: &str, e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
+        // Another writer holds the file: retried soon by the retry policy.
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             Error::new(
-                ErrorKind::Connection,
+                ErrorKind::Transient,
                 format!(
                 "{doing} ({}): the file is locked by another connection or process, still after \
                  waiting {} s; run again once it is released",
@@ -153,5 +154,27 @@ mod tests {
         assert!(path_from_url("sqlite://").is_err());
         assert!(path_from_url("postgres://x").is_err());
         assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn a_locked_file_is_retried_soon_and_a_refused_row_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let holder = Connection::open(&path).unwrap();
+        holder
+            .execute_batch("CREATE TABLE t (v int CHECK (v < 10)); BEGIN EXCLUSIVE;")
+            .unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let busy = other.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
+        let e = db_err(&path, "writing rows", busy);
+        assert_eq!(e.kind(), ErrorKind::Transient, "{e}");
+        assert_eq!(e.action(), siphon_core::Action::RetrySoon);
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+        holder.execute_batch("COMMIT").unwrap();
+        let refused = other.execute("INSERT INTO t VALUES (50)", []).unwrap_err();
+        let e = db_err(&path, "writing rows", refused);
+        assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
+        assert_eq!(e.action(), siphon_core::Action::Never);
     }
 }

@@ -336,9 +336,10 @@ async fn pause(
             .unwrap_or(Duration::from_secs(60))
     };
     if failures > 0 {
-        // Failing passes back off, doubling up to five minutes.
-        delay =
-            delay.max(Duration::from_secs(1u64 << failures.min(8)).min(Duration::from_secs(300)));
+        // Failing passes back off as the retry policy does (doubling, with
+        // jitter, up to five minutes). A pass that waits for an operator is
+        // tried on the same backoff, so a fix is picked up without a restart.
+        delay = delay.max(siphon_core::Backoff::STANDARD.delay(failures));
     }
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}

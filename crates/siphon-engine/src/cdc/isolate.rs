@@ -6,11 +6,13 @@ use siphon_core::{Error, ErrorKind, Sink, StateStore, StreamState, TableName};
 use super::Table;
 
 /// Whether an error applying a batch may be one table's alone: the target
-/// refused its data or its schema, which fails again until someone fixes it.
-/// Connection losses, server trouble (out of memory or disk), the state store
-/// and stop requests concern every table, and are retried as a whole.
+/// refused its data or its schema, or the user lacks a privilege on it, which
+/// fails again until someone fixes it (the retry policy never retries it on
+/// its own). Errors the policy retries soon (connection losses, deadlocks,
+/// timeouts, server trouble), the state store, lost leases and stop requests
+/// concern every table, and are handled for the pass as a whole.
 pub(super) fn isolatable(e: &Error) -> bool {
-    e.kind() == ErrorKind::BadInput
+    matches!(e.kind(), ErrorKind::BadInput | ErrorKind::Privilege)
 }
 
 /// The streaming table `e` concerns: the one it names (by target or source
@@ -62,9 +64,7 @@ pub(super) async fn stop_table<K: Sink, St: StateStore>(
     if let Err(r) = sink.reset(&t.stream).await {
         tracing::warn!(stream = %t.stream, error = %r, "could not reset the checkpoint");
     }
-    let failed = StreamState::Failed {
-        error: e.to_string(),
-    };
+    let failed = StreamState::failed(&e, chrono::Utc::now(), 1);
     if let Err(r) = state.set_stream_state(&t.stream, &failed).await {
         tracing::warn!(stream = %t.stream, error = %r, "could not record the table's failure");
     }
