@@ -447,7 +447,7 @@ fn what_cannot_work_is_refused_when_stored() {
     .unwrap();
     let out = fails(siphon(d, &["apply", "-f", "bad.yaml"]), 2);
     assert!(
-        out.contains("connections.q") && out.contains("postgres:// and sqlite://"),
+        out.contains("connections.q") && out.contains("unknown scheme `nats`"),
         "{out}"
     );
     let out = ok(siphon(d, &["connection", "list"]));
@@ -654,6 +654,44 @@ fn connection_list_masks_every_form_of_secret() {
         "mysql://root:***@h/x?token=***",
     ] {
         assert!(out.contains(shown), "expected {shown} in:\n{out}");
+    }
+}
+
+/// A connection that cannot be opened, or cannot be stored, is named in
+/// errors and logs (at debug level too) with every secret masked.
+#[test]
+fn connect_failures_and_refusals_never_show_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        d.join("siphon.yaml"),
+        format!(
+            "connections:\n  src: postgres://app:Hunter2a@127.0.0.1:{port}/app?connect_timeout=5\n  \
+             src2: postgres://127.0.0.1:{port}/app?user=app&password=Hunter2b\n  dst: sqlite://t.db\n\
+             pipelines:\n  p:\n    source: src\n    target: dst\n    tables: [\"public.*\"]\n  \
+             q:\n    source: src2\n    target: dst\n    tables: [\"public.*\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = siphon(d, &["-vv", "run", "--once", "-f", "siphon.yaml"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("connection refused"), "{all}");
+    assert!(
+        all.contains(&format!("app:***@127.0.0.1:{port}")) && all.contains("password=***"),
+        "the connections are not named:\n{all}"
+    );
+    assert!(!all.contains("Hunter2"), "a secret is shown:\n{all}");
+    for url in ["nats://Hunter2c@nats:4222", "mysql://root:Hunter2d@h/x"] {
+        let out = fails(siphon(d, &["connection", "add", "n", url]), 2);
+        assert!(out.contains("unknown scheme"), "{out}");
+        assert!(!out.contains("Hunter2"), "a secret is shown:\n{out}");
     }
 }
 

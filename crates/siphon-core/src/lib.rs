@@ -8,6 +8,7 @@ mod change;
 mod error;
 mod position;
 mod schema;
+mod secret;
 mod sink;
 mod source;
 mod state;
@@ -26,6 +27,7 @@ pub use schema::{
     Column, DataType, Index, ObjectKind, Partition, Partitioning, SchemaObject, SequenceState,
     TableName, TableSchema, TypeKind,
 };
+pub use secret::{redact, Secret};
 pub use sink::Sink;
 pub use source::{ChangeStream, Chunk, LogSource, NativeChunk, NativeFormat, Source};
 pub use state::{Execution, ExecutionStatus, Flag, StateStore, StreamState, TableStats};

@@ -1,16 +1,17 @@
 //! Connection URLs: `${VAR}` taken from the environment when a connection is
-//! opened, and shown with every secret masked.
+//! opened, and shown with every secret masked by siphon-core's [`redact`].
 
 use std::fmt;
 
-use siphon_core::{Error, Result};
+pub use siphon_core::redact;
+use siphon_core::{Error, Result, Secret};
 
 /// A connection URL ready to open: `${VAR}` expanded. `Display` and `Debug`
 /// show it with its secrets replaced by `***`; only [`ConnectionUrl::expose`]
 /// gives the full URL, to hand to a driver.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectionUrl {
-    expanded: String,
+    expanded: Secret,
     shown: String,
 }
 
@@ -21,25 +22,28 @@ impl ConnectionUrl {
     pub fn parse(key: &str, written: &str) -> Result<ConnectionUrl> {
         let expanded = expand_env(key, written)?;
         let shown = redact(&expanded);
-        Ok(ConnectionUrl { expanded, shown })
+        Ok(ConnectionUrl {
+            expanded: Secret::new(expanded),
+            shown,
+        })
     }
 
     /// A URL expanded already, with how to show it (its secrets masked).
     pub fn from_parts(expanded: impl Into<String>, shown: impl Into<String>) -> ConnectionUrl {
         ConnectionUrl {
-            expanded: expanded.into(),
+            expanded: Secret::new(expanded),
             shown: shown.into(),
         }
     }
 
     /// The full URL, secrets included: only for handing to a driver.
     pub fn expose(&self) -> &str {
-        &self.expanded
+        self.expanded.expose()
     }
 
     /// The scheme (`postgres`, `sqlite`), or `""` when the URL has none.
     pub fn scheme(&self) -> &str {
-        self.expanded
+        self.expose()
             .split_once("://")
             .map_or("", |(scheme, _)| scheme)
     }
@@ -82,43 +86,6 @@ pub fn expand_env(key: &str, s: &str) -> Result<String> {
     Ok(out)
 }
 
-/// The URL with the password of `user:password@` and the value of any query
-/// parameter named like a secret (`password`, `sslpassword`, `token`,
-/// `secret`) replaced by `***`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (path, query) = match rest.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (rest, None),
-    };
-    let path = match path.rsplit_once('@') {
-        Some((userinfo, host)) if scheme != "sqlite" => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        _ => path.to_string(),
-    };
-    let Some(query) = query else {
-        return format!("{scheme}://{path}");
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if secret_key(k) => format!("{k}=***"),
-            _ => pair.to_string(),
-        })
-        .collect();
-    format!("{scheme}://{path}?{}", query.join("&"))
-}
-
-/// Whether a query parameter holds a secret.
-fn secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.ends_with("password") || k.ends_with("token") || k.ends_with("secret") || k == "pwd"
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +102,17 @@ mod tests {
         );
         assert!(!format!("{u:?}").contains("s3cret"));
         assert_eq!(redact("sqlite://a@b.db"), "sqlite://a@b.db");
+        // The library shows every form the CLI does: tokens, any case.
+        for (url, hidden) in [
+            ("nats://T0KEN@h:4222", "T0KEN"),
+            ("postgres://h/d?PASSWORD=pw1", "pw1"),
+            ("sqlserver://h;Password=pw2;", "pw2"),
+        ] {
+            let u = ConnectionUrl::parse("connections.a", url).unwrap();
+            assert!(!u.to_string().contains(hidden), "{u}");
+            assert!(!format!("{u:?}").contains(hidden), "{u:?}");
+            assert_eq!(u.expose(), url);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use siphon_core::{
 };
 
 use crate::config::{
-    redact, resolve_url, validate_endpoints, validate_pipeline, validate_source, ConnUrl, Kind,
+    redact, resolve_url, validate_endpoints, validate_pipeline, validate_source, ConnUrl,
 };
 use crate::connect::{open_sink, open_source, AnySink, AnySource};
 
@@ -488,7 +488,7 @@ async fn remove<St: StateStore>(
     let written_source = connections.get(&spec.source).map(String::as_str);
     let has_log = written_source.is_some_and(|u| {
         ConnUrl::check_stored("source", u)
-            .map(|k| k.is_none_or(|k| k.has_log()))
+            .map(|k| k.is_none_or(|k| k.log))
             .unwrap_or(true)
     });
     let drop_slot = has_log && !keep_slot;
@@ -556,8 +556,7 @@ async fn remove<St: StateStore>(
     let target_url = url_of(&connections, name, dst);
     // A SQLite target that was never written holds no checkpoint: do not create it.
     let never_written = target_url.as_ref().is_ok_and(|u| {
-        u.kind == Kind::Sqlite
-            && siphon_sqlite::path_from_url(u.expose()).is_ok_and(|p| !p.exists())
+        u.is(&siphon::SQLITE) && siphon_sqlite::path_from_url(u.expose()).is_ok_and(|p| !p.exists())
     });
     let sink: Option<AnySink> = if never_written {
         None

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use siphon_core::{Error, Result};
 use siphon_state::SqliteStateStore;
 
-use crate::config::{ConfigFile, ConnUrl, Kind};
+use crate::config::{ConfigFile, ConnUrl};
 
 /// The state store when none is named.
 pub const DEFAULT_STATE: &str = "sqlite://.siphon/state.db";
@@ -45,11 +45,12 @@ pub async fn open_state(flag: Option<&str>, file: Option<&str>) -> Result<Sqlite
         (None, None) => ("state", DEFAULT_STATE),
     };
     let url = ConnUrl::parse(key, written)?;
-    match url.kind {
-        Kind::Sqlite => SqliteStateStore::open(siphon_sqlite::path_from_url(url.expose())?).await,
-        _ => Err(Error::config(format!(
+    if url.is(&siphon::SQLITE) {
+        SqliteStateStore::open(siphon_sqlite::path_from_url(url.expose())?).await
+    } else {
+        Err(Error::config(format!(
             "{key}: {url} cannot hold siphon's state in this version; use a sqlite:// URL"
-        ))),
+        )))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use siphon_core::{Error, Result, StateStore};
 
-use crate::config::{ConnUrl, Kind};
+use crate::config::ConnUrl;
 
 /// Connects to the pipeline's PostgreSQL source and target and moves every
 /// sequence owned by a column of the tables it selects forward on the target
@@ -23,7 +23,7 @@ pub async fn sync<St: StateStore>(state: &St, name: &str) -> Result<()> {
             ))
         })?;
         let url = ConnUrl::parse(&format!("connections.{conn}"), written)?;
-        if url.kind != Kind::Postgres {
+        if !url.is(&siphon::POSTGRES) {
             return Err(Error::config(format!(
                 "pipeline {name}: connection `{conn}` ({url}) is not PostgreSQL; `sync sequences` moves \
                  PostgreSQL sequences, so both the source and the target must be postgres:// connections"
