@@ -1,6 +1,7 @@
 //! The binary with PostgreSQL on both sides, against a real server from the
 //! testkit: a full load killed with SIGKILL halfway resumes from its last chunk,
-//! whether one worker or several (`parallel`) load the table.
+//! whether one worker or several (`parallel`) load the table, and whether rows
+//! pass through in binary or are decoded (column types differ on the target).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,18 +12,24 @@ const ROWS: i64 = 300_000;
 
 #[test]
 fn a_postgres_load_killed_halfway_resumes_and_matches_row_for_row() {
-    kill_halfway_and_resume(1);
+    kill_halfway_and_resume(1, false);
 }
 
 #[test]
 fn a_parallel_postgres_load_killed_halfway_resumes_every_range() {
-    kill_halfway_and_resume(3);
+    kill_halfway_and_resume(3, false);
+}
+
+#[test]
+fn a_parallel_decoded_load_killed_halfway_resumes_every_range() {
+    kill_halfway_and_resume(4, true);
 }
 
 /// Starts a full load with `parallel` workers, kills it with SIGKILL once half
 /// the rows are on the target, checks the checkpoint claims no row the target
-/// lacks, and resumes it to the end.
-fn kill_halfway_and_resume(parallel: u32) {
+/// lacks, and resumes it to the end. With `decoded`, the target's `note` column
+/// is wider than the source's, so rows are decoded rather than passed through.
+fn kill_halfway_and_resume(parallel: u32, decoded: bool) {
     let pg = Postgres::start().unwrap();
     let src = pg.create_database().unwrap();
     let dst = pg.create_database().unwrap();
@@ -33,14 +40,23 @@ fn kill_halfway_and_resume(parallel: u32) {
     pg.query_in(
         src_db,
         &format!(
-            "CREATE TABLE orders (id bigint PRIMARY KEY, customer integer NOT NULL, amount numeric(12,2), note text,
+            "CREATE TABLE orders (id bigint PRIMARY KEY, customer integer NOT NULL, amount numeric(12,2), note {note},
                paid boolean, placed timestamptz, ref uuid, tags text[]);
              INSERT INTO orders SELECT i, i % 997, i * 0.01, CASE WHEN i % 7 = 0 THEN NULL ELSE 'note ' || i END,
                i % 2 = 0, timestamptz '2026-01-01 00:00:00+00' + i * interval '1 second', md5(i::text)::uuid,
-               ARRAY['a' || i, 'b'] FROM generate_series(1, {ROWS}) i;"
+               ARRAY['a' || i, 'b'] FROM generate_series(1, {ROWS}) i;",
+            note = if decoded { "varchar(40)" } else { "text" }
         ),
     )
     .unwrap();
+    if decoded {
+        pg.query_in(
+            dst_db,
+            "CREATE TABLE orders (id bigint PRIMARY KEY, customer integer NOT NULL, amount numeric(12,2), note text,
+               paid boolean, placed timestamptz, ref uuid, tags text[]);",
+        )
+        .unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("siphon.yaml"),

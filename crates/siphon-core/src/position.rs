@@ -89,10 +89,11 @@ impl fmt::Display for StreamId {
 
 /// The phase a table stream has durably reached on the target.
 ///
-/// Reads the forms older versions wrote too: a parallel load's ranges used to
-/// be kept inside `last_key` (`{"parallel_ranges": [[after, until, done], …]}`,
-/// also inside a swap load's `{"swap_into": [shadow, …]}`); they come back as
-/// [`Phase::Snapshot::ranges`].
+/// Reads the forms older versions wrote too, which kept the engine's own
+/// fields inside the connector's `last_key`: a parallel load's ranges
+/// (`{"parallel_ranges": [[after, until, done], …]}`) and a swap load's shadow
+/// table (`{"swap_into": [shadow, key]}`) come back as the `ranges` and
+/// `shadow` fields of [`Phase::Snapshot`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case", from = "legacy::PhaseForm")]
 pub enum Phase {
@@ -107,6 +108,11 @@ pub enum Phase {
         /// Empty for a load in one key order (then `last_key` is its progress).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ranges: Vec<KeyRange>,
+        /// A load into a shadow table that is swapped in when complete
+        /// (`strategy: swap`): the shadow table, which holds the rows up to
+        /// `last_key` (or `ranges`). `None` for a load into the table itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shadow: Option<TableName>,
     },
     /// The snapshot is done; changes up to `position` are on the target. A full
     /// load that finished has no position.
@@ -120,6 +126,7 @@ impl Phase {
             last_key,
             resume_position,
             ranges: Vec::new(),
+            shadow: None,
         }
     }
 }
@@ -142,7 +149,7 @@ pub struct KeyRange {
 mod legacy {
     use serde::Deserialize;
 
-    use super::{KeyRange, Phase, Position};
+    use super::{KeyRange, Phase, Position, TableName};
 
     /// Where a load over key ranges used to keep them inside `last_key`.
     const RANGES: &str = "parallel_ranges";
@@ -157,6 +164,8 @@ mod legacy {
             resume_position: Option<Position>,
             #[serde(default)]
             ranges: Vec<KeyRange>,
+            #[serde(default)]
+            shadow: Option<TableName>,
         },
         Streaming {
             position: Option<Position>,
@@ -166,22 +175,28 @@ mod legacy {
     /// `[after, until, done]`, as the ranges were written inside `last_key`.
     type OldRange = (Option<Position>, Option<Position>, bool);
 
-    /// The ranges an old `last_key` held, and what is left of it.
-    fn take_ranges(key: Position) -> (Option<Position>, Vec<KeyRange>) {
+    /// What an old `last_key` held: the shadow table of a swap load, the
+    /// connector's key, and the ranges of a parallel load.
+    fn unwrap_key(key: Position) -> (Option<TableName>, Option<Position>, Vec<KeyRange>) {
         let mut json = key.0;
-        if let Some(inner) = json.get_mut(SWAP).and_then(|s| s.get_mut(1)) {
-            if let Some(list) = inner.get(RANGES) {
-                if let Ok(old) = serde_json::from_value::<Vec<OldRange>>(list.clone()) {
-                    *inner = serde_json::Value::Null;
-                    return (Some(Position(json)), ranges(old));
+        let mut shadow = None;
+        if let Some(swap) = json.get(SWAP) {
+            if let Ok((table, inner)) =
+                serde_json::from_value::<(TableName, Option<serde_json::Value>)>(swap.clone())
+            {
+                shadow = Some(table);
+                match inner {
+                    Some(inner) => json = inner,
+                    None => return (shadow, None, Vec::new()),
                 }
             }
-        } else if let Some(list) = json.get(RANGES) {
+        }
+        if let Some(list) = json.get(RANGES) {
             if let Ok(old) = serde_json::from_value::<Vec<OldRange>>(list.clone()) {
-                return (None, ranges(old));
+                return (shadow, None, ranges(old));
             }
         }
-        (Some(Position(json)), Vec::new())
+        (shadow, Some(Position(json)), Vec::new())
     }
 
     fn ranges(old: Vec<OldRange>) -> Vec<KeyRange> {
@@ -197,22 +212,26 @@ mod legacy {
                     last_key: Some(key),
                     resume_position,
                     ranges,
+                    shadow: None,
                 } if ranges.is_empty() => {
-                    let (last_key, ranges) = take_ranges(key);
+                    let (shadow, last_key, ranges) = unwrap_key(key);
                     Phase::Snapshot {
                         last_key,
                         resume_position,
                         ranges,
+                        shadow,
                     }
                 }
                 PhaseForm::Snapshot {
                     last_key,
                     resume_position,
                     ranges,
+                    shadow,
                 } => Phase::Snapshot {
                     last_key,
                     resume_position,
                     ranges,
+                    shadow,
                 },
                 PhaseForm::Streaming { position } => Phase::Streaming { position },
             }
@@ -249,8 +268,10 @@ mod tests {
             last_key: None,
             resume_position: None,
             ranges: vec![range(Some(5), Some(10), false), range(Some(10), None, true)],
+            shadow: Some(TableName::new(Some("public"), "items_shadow")),
         };
         let json = serde_json::to_value(&phase).unwrap();
+        assert_eq!(json["shadow"]["name"], "items_shadow", "{json}");
         assert_eq!(json["ranges"][0]["until"]["key"][0]["Int64"], 10, "{json}");
         assert_eq!(json["ranges"][1]["done"], true, "{json}");
         assert_eq!(serde_json::from_value::<Phase>(json).unwrap(), phase);
@@ -258,11 +279,12 @@ mod tests {
         let serial = Phase::snapshot(Some(Position(serde_json::json!({"key": [1]}))), None);
         let json = serde_json::to_value(&serial).unwrap();
         assert!(json.get("ranges").is_none(), "{json}");
+        assert!(json.get("shadow").is_none(), "{json}");
         assert_eq!(serde_json::from_value::<Phase>(json).unwrap(), serial);
     }
 
     #[test]
-    fn checkpoints_with_ranges_inside_the_key_are_read() {
+    fn checkpoints_with_engine_fields_inside_the_key_are_read() {
         let old = r#"{"stream":{"pipeline":"p","table":{"schema":"public","name":"items"}},
             "phase":"snapshot","resume_position":null,
             "last_key":{"parallel_ranges":[[{"key":[{"Int64":5}]},{"key":[{"Int64":10}]},false],
@@ -274,6 +296,7 @@ mod tests {
                 last_key: None,
                 resume_position: None,
                 ranges: vec![range(Some(5), Some(10), false), range(Some(10), None, true)],
+                shadow: None,
             }
         );
         // A swap load kept its shadow table around them.
@@ -282,19 +305,42 @@ mod tests {
             "last_key":{"swap_into":[{"schema":"public","name":"items_shadow"},
                 {"parallel_ranges":[[null,{"key":[{"Int64":10}]},true],[{"key":[{"Int64":10}]},null,false]]}]}}"#;
         let cp: Checkpoint = serde_json::from_str(old).unwrap();
-        let Phase::Snapshot {
-            last_key, ranges, ..
-        } = cp.phase
-        else {
-            panic!("{cp:?}")
-        };
         assert_eq!(
-            ranges,
-            vec![range(None, Some(10), true), range(Some(10), None, false)]
+            cp.phase,
+            Phase::Snapshot {
+                last_key: None,
+                resume_position: None,
+                ranges: vec![range(None, Some(10), true), range(Some(10), None, false)],
+                shadow: Some(TableName::new(Some("public"), "items_shadow")),
+            }
         );
-        let last_key = last_key.unwrap().0;
-        assert_eq!(last_key["swap_into"][0]["name"], "items_shadow");
-        assert!(last_key["swap_into"][1].is_null(), "{last_key}");
+        // A swap load in one key order, and one before its first chunk.
+        let old = r#"{"stream":{"pipeline":"p","table":{"schema":null,"name":"t"}},
+            "phase":"snapshot","resume_position":null,
+            "last_key":{"swap_into":[{"schema":null,"name":"t_shadow"},{"key":[{"Int64":7}]}]}}"#;
+        let cp: Checkpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            cp.phase,
+            Phase::Snapshot {
+                last_key: Some(Position(serde_json::json!({"key":[{"Int64":7}]}))),
+                resume_position: None,
+                ranges: Vec::new(),
+                shadow: Some(TableName::new(None, "t_shadow")),
+            }
+        );
+        let old = r#"{"stream":{"pipeline":"p","table":{"schema":null,"name":"t"}},
+            "phase":"snapshot","resume_position":null,
+            "last_key":{"swap_into":[{"schema":null,"name":"t_shadow"},null]}}"#;
+        let cp: Checkpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            cp.phase,
+            Phase::Snapshot {
+                last_key: None,
+                resume_position: None,
+                ranges: Vec::new(),
+                shadow: Some(TableName::new(None, "t_shadow")),
+            }
+        );
         // A serial key is left as it is.
         let serial = r#"{"stream":{"pipeline":"p","table":{"schema":null,"name":"t"}},
             "phase":"snapshot","resume_position":null,"last_key":{"key":[{"Int64":7}]}}"#;

@@ -25,17 +25,15 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
     strategy: Option<FullStrategy>,
     stats: &mut TableStats,
 ) -> Result<()> {
-    let table = &run.source_table.name;
     let (complete, interrupted) = match checkpoint.map(|c| c.phase) {
         Some(Phase::Streaming { .. }) => (true, None),
         Some(Phase::Snapshot {
-            last_key, ranges, ..
+            last_key,
+            ranges,
+            shadow,
+            ..
         }) => {
-            let (shadow, key) = snapshot::split_swap_key(last_key, table)?;
-            let progress = snapshot::Progress {
-                last_key: key,
-                ranges,
-            };
+            let progress = snapshot::Progress { last_key, ranges };
             // A shadow load leaves the previous complete copy in place.
             (shadow.is_some(), Some((shadow, progress)))
         }
@@ -77,6 +75,7 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
                 last_key: progress.last_key,
                 resume_position: None,
                 ranges: progress.ranges,
+                shadow: None,
             });
             snapshot::run(run, Some(from), None, stats).await
         }
@@ -139,10 +138,12 @@ async fn swap_load<S: Source, K: Sink, St: StateStore>(
     } else {
         // The first checkpoint says which shadow table the load writes, so a
         // load that is stopped or killed resumes into it.
-        let cp = run.checkpoint(Phase::snapshot(
-            Some(snapshot::swap_key(&shadow.name, None)?),
-            None,
-        ));
+        let cp = run.checkpoint(Phase::Snapshot {
+            last_key: None,
+            resume_position: None,
+            ranges: Vec::new(),
+            shadow: Some(shadow.name.clone()),
+        });
         run.sink.apply(Batch::default(), &cp).await?;
         run.remember(&cp).await;
         snapshot::Progress::default()

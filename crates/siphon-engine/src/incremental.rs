@@ -28,11 +28,13 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
             last_key,
             resume_position,
             ranges,
+            shadow,
         }) => {
             let cp = run.checkpoint(Phase::Snapshot {
                 last_key,
                 resume_position: resume_position.clone(),
                 ranges,
+                shadow,
             });
             snapshot::run(run, Some(cp), resume_position.clone(), stats).await?;
             resume_position

@@ -1,6 +1,6 @@
 //! Full loads: keyset chunks committed with their checkpoint, resumable after a crash.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
@@ -190,7 +190,7 @@ impl Progress {
 }
 
 /// Copies the rows after `after` into the run's target table (a shadow table
-/// when `shadow` names it, whose name then wraps each checkpoint's key), one
+/// when `shadow` names it, which each checkpoint then names), one
 /// chunk per target transaction. The counts of every committed chunk are in
 /// `stats`, also when the copy stops or fails part way.
 pub(crate) async fn copy<S: Source, K: Sink, St: StateStore>(
@@ -270,19 +270,17 @@ async fn copy_counted<S: Source, K: Sink, St: StateStore>(
         _ => None,
     };
     let abort = AtomicBool::new(false);
-    let key = |last: Option<Position>| -> Result<Option<Position>> {
-        match shadow {
-            Some(s) => swap_key(s, last).map(Some),
-            None => Ok(last),
-        }
+    // The load's checkpoint at this progress.
+    let phase = |last_key: Option<Position>, ranges: Vec<KeyRange>| Phase::Snapshot {
+        last_key,
+        resume_position: resume_position.clone(),
+        ranges,
+        shadow: shadow.cloned(),
     };
     match plan(run, after).await? {
         Plan::Serial(after) => {
             let checkpoint_for = |last: &Position, _done: bool| {
-                Ok(run.checkpoint(Phase::snapshot(
-                    key(Some(last.clone()))?,
-                    resume_position.clone(),
-                )))
+                Ok(run.checkpoint(phase(Some(last.clone()), Vec::new())))
             };
             let (how, limit) = match format {
                 Some(_) => (
@@ -310,39 +308,11 @@ async fn copy_counted<S: Source, K: Sink, St: StateStore>(
                 format.as_ref(),
                 ranges,
                 workers,
-                resume_position,
-                &key,
+                &|ranges| phase(None, ranges),
                 tally,
             )
             .await
         }
-    }
-}
-
-/// The key under which a swap load's checkpoint names its shadow table, around
-/// the connector's key.
-const SWAP: &str = "swap_into";
-
-/// A swap load's checkpoint key: the shadow table and the last key copied into it.
-pub(crate) fn swap_key(shadow: &TableName, last: Option<Position>) -> Result<Position> {
-    Position::encode(&BTreeMap::from([(SWAP, (shadow.clone(), last))]))
-}
-
-/// Splits a snapshot checkpoint's key: the shadow table of a swap load (if it
-/// is one) and the connector's key.
-pub(crate) fn split_swap_key(
-    last_key: Option<Position>,
-    table: &TableName,
-) -> Result<(Option<TableName>, Option<Position>)> {
-    match last_key {
-        Some(p) if p.0.get(SWAP).is_some() => {
-            let mut m = p.decode::<BTreeMap<String, (TableName, Option<Position>)>>(table)?;
-            let (shadow, key) = m
-                .remove(SWAP)
-                .ok_or_else(|| Error::internal("a swap checkpoint lost its shadow").table(table))?;
-            Ok((Some(shadow), key))
-        }
-        other => Ok((None, other)),
     }
 }
 
@@ -448,8 +418,7 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
     format: Option<&NativeFormat>,
     ranges: Vec<KeyRange>,
     workers: usize,
-    resume_position: &Option<Position>,
-    key: &(dyn Fn(Option<Position>) -> Result<Option<Position>> + Sync),
+    phase: &(dyn Fn(Vec<KeyRange>) -> Phase + Sync),
     tally: &Tally,
 ) -> Result<()> {
     let todo: VecDeque<usize> = (0..ranges.len()).filter(|&i| !ranges[i].done).collect();
@@ -527,8 +496,7 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
                 abort: &abort,
                 turn: shared,
                 how,
-                resume_position,
-                key,
+                phase,
                 tally,
             };
             async move { worker(run, ctx).await }
@@ -559,8 +527,8 @@ struct Worker<'a> {
     /// Held while writing, by workers that share a target connection.
     turn: Option<&'a tokio::sync::Mutex<()>>,
     how: Read,
-    resume_position: &'a Option<Position>,
-    key: &'a (dyn Fn(Option<Position>) -> Result<Option<Position>> + Sync),
+    /// The load's checkpoint with these ranges.
+    phase: &'a (dyn Fn(Vec<KeyRange>) -> Phase + Sync),
     tally: &'a Tally,
 }
 
@@ -580,11 +548,7 @@ async fn worker<S: Source, K: Sink, St: StateStore>(
             let mut ranges = committed.lock().map_err(|_| poisoned())?.clone();
             ranges[i].after = Some(last.clone());
             ranges[i].done = done;
-            Ok(run.checkpoint(Phase::Snapshot {
-                last_key: (w.key)(None)?,
-                resume_position: w.resume_position.clone(),
-                ranges,
-            }))
+            Ok(run.checkpoint((w.phase)(ranges)))
         };
         let on_commit = |last: &Position, done: bool| {
             if let Ok(mut ranges) = committed.lock() {

@@ -597,19 +597,6 @@ impl Source for PostgresSource {
         Ok(chunk)
     }
 
-    async fn split_keys(&self, table: &TableSchema, parts: usize) -> Result<Vec<Position>> {
-        let key = table.require_row_key()?;
-        let first = &table.columns[key[0]];
-        let make: fn(i64) -> Value = match first.data_type.kind {
-            TypeKind::Int16 => |v| Value::Int16(v as i16),
-            TypeKind::Int32 => |v| Value::Int32(v as i32),
-            TypeKind::Int64 => Value::Int64,
-            _ => return Ok(Vec::new()),
-        };
-        if parts < 2 {
-            return Ok(Vec::new());
-        }
-        let row = self
     async fn read_range(
         &self,
         table: &TableSchema,
@@ -656,6 +643,19 @@ impl Source for PostgresSource {
         Ok(Chunk { rows, last })
     }
 
+    async fn split_keys(&self, table: &TableSchema, parts: usize) -> Result<Vec<Position>> {
+        let key = table.require_row_key()?;
+        let first = &table.columns[key[0]];
+        let make: fn(i64) -> Value = match first.data_type.kind {
+            TypeKind::Int16 => |v| Value::Int16(v as i16),
+            TypeKind::Int32 => |v| Value::Int32(v as i32),
+            TypeKind::Int64 => Value::Int64,
+            _ => return Ok(Vec::new()),
+        };
+        if parts < 2 {
+            return Ok(Vec::new());
+        }
+        let row = self
             .client()
             .await?
             .query_one(

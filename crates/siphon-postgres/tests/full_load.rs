@@ -36,8 +36,9 @@ fn checkpoint(table: &str, last: &Position) -> Checkpoint {
         phase: Phase::Snapshot {
             last_key: Some(last.clone()),
             resume_position: None,
-        },
             ranges: Vec::new(),
+            shadow: None,
+        },
     }
 }
 

@@ -699,6 +699,8 @@ mod tests {
             phase: Phase::Snapshot {
                 last_key: None,
                 resume_position: None,
+                ranges: Vec::new(),
+                shadow: None,
             },
         }
     }
@@ -771,7 +773,6 @@ mod tests {
         let cp = checkpoint(&table);
         let exact = vec![row(1, "12.5000000000", "2024-01-01 00:00:00")];
         sink.load(&table, exact, &cp).await.unwrap();
-                ranges: Vec::new(),
         let wide = vec![row(
             2,
             "12345678901234567890.1234567891",

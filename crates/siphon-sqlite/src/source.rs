@@ -278,22 +278,6 @@ impl Source for SqliteSource {
         Ok(NativeChunk { data, rows, last })
     }
 
-    async fn poll(
-        &self,
-        table: &TableSchema,
-        cursor: &CursorSpec,
-        after: Option<&Position>,
-        limit: usize,
-    ) -> Result<Chunk> {
-        let key = table.require_row_key()?.to_vec();
-        let ci = cursor_column(table, cursor)?;
-        let after: Option<Watermark> = after.map(|p| p.decode(&table.name)).transpose()?;
-        let c = quote(&cursor.column);
-        let order = format!(
-            "{c}, {}",
-            column_list(key.iter().map(|&i| table.columns[i].name.as_str()))
-        );
-        let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
     async fn read_range(
         &self,
         table: &TableSchema,
@@ -402,6 +386,22 @@ impl Source for SqliteSource {
         }))
     }
 
+    async fn poll(
+        &self,
+        table: &TableSchema,
+        cursor: &CursorSpec,
+        after: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        let key = table.require_row_key()?.to_vec();
+        let ci = cursor_column(table, cursor)?;
+        let after: Option<Watermark> = after.map(|p| p.decode(&table.name)).transpose()?;
+        let c = quote(&cursor.column);
+        let order = format!(
+            "{c}, {}",
+            column_list(key.iter().map(|&i| table.columns[i].name.as_str()))
+        );
+        let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
         let t = quote(&table.name.name);
         let filter = match &after {
             None => format!("{c} IS NOT NULL"),

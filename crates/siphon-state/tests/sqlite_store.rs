@@ -58,8 +58,9 @@ fn snapshot_checkpoint() -> Checkpoint {
         phase: Phase::Snapshot {
             last_key: Some(Position(serde_json::json!([42, "k\u{e9}y"]))),
             resume_position: Some(Position(serde_json::json!({"lsn": "0/16B3748"}))),
-        },
             ranges: Vec::new(),
+            shadow: None,
+        },
     }
 }
 
@@ -305,6 +306,8 @@ async fn checkpoints_save_load_and_remove() {
         phase: Phase::Snapshot {
             last_key: None,
             resume_position: None,
+            ranges: Vec::new(),
+            shadow: None,
         },
     };
     store.save_checkpoint(&prepared).await.unwrap();
@@ -318,7 +321,6 @@ async fn checkpoints_save_load_and_remove() {
     };
     store.save_checkpoint(&loaded).await.unwrap();
     assert_eq!(store.checkpoint(&snap.stream).await.unwrap(), Some(loaded));
-        epoch: 0,
 
     store.remove_checkpoint(&snap.stream).await.unwrap();
     assert_eq!(store.checkpoint(&snap.stream).await.unwrap(), None);

@@ -23,9 +23,9 @@
 //! the connector's own source, then compared with what the suite wrote.
 
 pub mod identifiers;
+pub mod log;
 pub mod sink;
 pub mod source;
-pub mod log;
 pub mod state;
 pub mod types;
 
@@ -361,10 +361,11 @@ pub fn snapshot_checkpoint(table: &TableName, last_key: Option<Position>) -> Che
         phase: Phase::Snapshot {
             last_key,
             resume_position: None,
+            ranges: Vec::new(),
+            shadow: None,
         },
     }
 }
-            ranges: Vec::new(),
 
 /// A streaming checkpoint of `table` at a position that carries `n`.
 pub fn streaming_checkpoint(table: &TableName, n: i64) -> Checkpoint {

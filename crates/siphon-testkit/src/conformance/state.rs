@@ -194,17 +194,21 @@ pub async fn checkpoints<H: StoreHarness>(h: &H) {
         0 => Phase::Snapshot {
             last_key: None,
             resume_position: None,
+            ranges: Vec::new(),
+            shadow: None,
         },
         1 => Phase::Snapshot {
             last_key: Some(Position(serde_json::json!([i, "k\u{e9}y \"q\""]))),
             resume_position: Some(Position(serde_json::json!({ "lsn": "0/16B3748" }))),
-        },
             // A parallel load's ranges are kept with it.
             ranges: vec![siphon_core::KeyRange {
                 after: Some(Position(serde_json::json!({ "key": [i] }))),
                 until: None,
                 done: false,
             }],
+            // So is a swap load's shadow table.
+            shadow: Some(siphon_core::TableName::new(Some("public"), "t_shadow")),
+        },
         2 => Phase::Streaming { position: None },
         _ => Phase::Streaming {
             position: Some(Position(serde_json::json!({ "n": i }))),
@@ -217,7 +221,6 @@ pub async fn checkpoints<H: StoreHarness>(h: &H) {
         a.save_checkpoint(&Checkpoint {
             stream: s.clone(),
             phase: phase(i + 1),
-            epoch: 0,
         })
         .await
         .unwrap();

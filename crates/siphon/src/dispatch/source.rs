@@ -156,6 +156,15 @@ macro_rules! forward_source {
             ) -> BoxFuture<'a, Result<NativeChunk>> {
                 Box::pin(self.0.read_native(table, after, until, limit))
             }
+            fn read_range<'a>(
+                &'a self,
+                table: &'a TableSchema,
+                after: Option<&'a Position>,
+                until: Option<&'a Position>,
+                limit: usize,
+            ) -> BoxFuture<'a, Result<Chunk>> {
+                Box::pin(self.0.read_range(table, after, until, limit))
+            }
             fn split_keys<'a>(
                 &'a self,
                 table: &'a TableSchema,
@@ -168,15 +177,6 @@ macro_rules! forward_source {
                     Ok(self
                         .0
                         .another()
-            fn read_range<'a>(
-                &'a self,
-                table: &'a TableSchema,
-                after: Option<&'a Position>,
-                until: Option<&'a Position>,
-                limit: usize,
-            ) -> BoxFuture<'a, Result<Chunk>> {
-                Box::pin(self.0.read_range(table, after, until, limit))
-            }
                         .await?
                         .map(|s| Box::new($rewrap(s)) as Box<dyn DynSource>))
                 })
@@ -388,6 +388,16 @@ impl Source for AnySource {
         self.0.read_native(table, after, until, limit).await
     }
 
+    async fn read_range(
+        &self,
+        table: &TableSchema,
+        after: Option<&Position>,
+        until: Option<&Position>,
+        limit: usize,
+    ) -> Result<Chunk> {
+        self.0.read_range(table, after, until, limit).await
+    }
+
     async fn split_keys(&self, table: &TableSchema, parts: usize) -> Result<Vec<Position>> {
         self.0.split_keys(table, parts).await
     }
@@ -425,16 +435,6 @@ impl Source for AnySource {
 
     fn compare(&self, table: &TableSchema, a: &Position, b: &Position) -> Result<Ordering> {
         self.0.compare(table, a, b)
-    }
-
-    async fn read_range(
-        &self,
-        table: &TableSchema,
-        after: Option<&Position>,
-        until: Option<&Position>,
-        limit: usize,
-    ) -> Result<Chunk> {
-        self.0.read_range(table, after, until, limit).await
     }
 
     async fn existing_keys(&self, table: &TableSchema, keys: &[Row]) -> Result<Vec<bool>> {
