@@ -199,9 +199,9 @@ fn random_fraction() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The retry policy: what to do after attempt number `attempt` (counted from
-/// 1) failed with an error of `kind`. Every retry decision in siphon comes
-/// from here.
+/// The retry policy: what to do after the `attempt`th failure in a row
+/// (counted from one) of an error of `kind`. Every retry decision in siphon
+/// comes from here.
 pub fn retry_policy(kind: ErrorKind, attempt: u32) -> Retry {
     match kind.action() {
         Action::RetrySoon => Retry::After(Backoff::STANDARD.delay(attempt)),
