@@ -16,9 +16,9 @@ pub mod typemap;
 mod value;
 
 pub use catalog::{
-    ByteSize, ConflictPolicy, ConflictSpec, CursorSpec, CursorStrategy, DeleteDetection,
-    FullStrategy, Lookback, Mode, NewTables, Parallel, PipelineSpec, Schedule, SchemaOptions,
-    Strategy, TableConfig, TableFilter,
+    parse_duration, ByteSize, ConflictPolicy, ConflictSpec, CursorSpec, CursorStrategy,
+    DeleteDetection, FullStrategy, Lookback, Mode, NewTables, Parallel, PipelineSpec, Schedule,
+    SchemaOptions, Strategy, TableConfig, TableFilter,
 };
 pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
 pub use error::{retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};
@@ -30,5 +30,7 @@ pub use schema::{
 pub use secret::{redact, Secret};
 pub use sink::Sink;
 pub use source::{ChangeStream, Chunk, LogSource, NativeChunk, NativeFormat, Source};
-pub use state::{Execution, ExecutionStatus, Flag, StateStore, StreamState, TableStats};
+pub use state::{
+    Conflict, Execution, ExecutionStatus, Flag, Lease, Side, StateStore, StreamState, TableStats,
+};
 pub use value::{Decimal, Value};

@@ -245,8 +245,30 @@ mod legacy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub stream: StreamId,
+    /// The lease epoch of the worker that wrote it; 0 when written without a
+    /// lease (library use). A table sink refuses a write whose epoch is older
+    /// than the one its row holds ([`ErrorKind::Fenced`](crate::ErrorKind::Fenced)).
+    #[serde(default)]
+    pub epoch: u64,
     #[serde(flatten)]
     pub phase: Phase,
+}
+
+impl Checkpoint {
+    /// A checkpoint of `stream` at `phase`, written without a lease (epoch 0).
+    pub fn new(stream: StreamId, phase: Phase) -> Checkpoint {
+        Checkpoint {
+            stream,
+            epoch: 0,
+            phase,
+        }
+    }
+
+    /// The same checkpoint, written by the lease holder of `epoch`.
+    pub fn with_epoch(mut self, epoch: u64) -> Checkpoint {
+        self.epoch = epoch;
+        self
+    }
 }
 
 #[cfg(test)]

@@ -172,6 +172,67 @@ pub struct Execution {
     pub tables: Vec<TableStats>,
 }
 
+/// The right of one worker to run one pipeline, granted by a state store.
+///
+/// `epoch` grows with every new holder of the pipeline's lease and is never
+/// reused; the checkpoints the holder writes carry it, so that a target refuses
+/// a checkpoint from a holder that lost the lease (fencing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub pipeline: String,
+    /// Who holds it: `hostname:pid:random` for a `siphon run` process.
+    pub holder: String,
+    pub epoch: u64,
+    /// Until when it holds unless renewed; after that any worker may take it.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One side of a two-way (`merge`) pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Side> {
+        match s {
+            "source" => Some(Side::Source),
+            "target" => Some(Side::Target),
+            _ => None,
+        }
+    }
+}
+
+/// A row changed on both sides of a `merge` pipeline since its last run, kept
+/// until resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// Assigned by the store; grows with each conflict recorded, never reused.
+    pub id: u64,
+    pub pipeline: String,
+    pub table: TableName,
+    /// The row's key, as a JSON object of key column to value.
+    pub key: serde_json::Value,
+    /// The source's row as JSON; `None` when the source deleted it.
+    pub source_row: Option<serde_json::Value>,
+    /// The target's row as JSON; `None` when the target deleted it.
+    pub target_row: Option<serde_json::Value>,
+    pub detected_at: DateTime<Utc>,
+    /// When it was resolved; `None` while it waits for a decision.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// The side whose row was kept.
+    pub resolution: Option<Side>,
+}
+
 /// Where siphon keeps its catalog, flags, checkpoint copies and history. Several
 /// workers may share one store: every method is a single atomic update or read.
 /// The checkpoint that counts is the target's; the copy here is for display and for
@@ -206,6 +267,11 @@ pub trait StateStore: Send + Sync {
         value: bool,
     ) -> impl Future<Output = Result<()>> + Send;
     fn clear_flag(&self, stream: &StreamId, flag: Flag) -> impl Future<Output = Result<()>> + Send;
+    /// Reads and clears the flag in one atomic step: `true` when it was set to
+    /// `true`. Of several callers racing on one set flag, exactly one gets `true`;
+    /// a flag set again afterwards is seen by the next call.
+    fn take_flag(&self, stream: &StreamId, flag: Flag)
+        -> impl Future<Output = Result<bool>> + Send;
 
     fn set_stream_state(
         &self,
@@ -249,6 +315,48 @@ pub trait StateStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Execution>>> + Send;
     fn execution(&self, id: u64) -> impl Future<Output = Result<Option<Execution>>> + Send;
+
+    /// Grants `holder` the pipeline's lease for `ttl`, in one atomic step, when
+    /// no live lease is held by another: a free or expired lease (or one that was
+    /// released) is granted with an epoch greater than every earlier one, and a
+    /// live lease `holder` holds already is extended with its epoch unchanged.
+    /// `None` when another holder's lease is live (see [`StateStore::lease`]).
+    fn acquire_lease(
+        &self,
+        pipeline: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<Option<Lease>>> + Send;
+    /// Extends `lease` to `ttl` from now while the store still holds it for the
+    /// same holder and epoch (even past its expiry, as long as nobody took it).
+    /// `None` when it was lost: its holder must stop, since another may run the
+    /// pipeline now.
+    fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<Option<Lease>>> + Send;
+    /// Gives the lease up, so that another worker gets it at once; nothing when
+    /// it is no longer held with `lease`'s holder and epoch. Its epoch is not
+    /// reused.
+    fn release_lease(&self, lease: &Lease) -> impl Future<Output = Result<()>> + Send;
+    /// The pipeline's live lease, for display; `None` when free or expired.
+    fn lease(&self, pipeline: &str) -> impl Future<Output = Result<Option<Lease>>> + Send;
+
+    /// Records a conflict, unresolved, and returns its id. The given `id`,
+    /// `resolved_at` and `resolution` are ignored.
+    fn record_conflict(&self, conflict: &Conflict) -> impl Future<Output = Result<u64>> + Send;
+    /// Conflicts oldest first, of one pipeline or all; only those still waiting
+    /// for a decision when `unresolved_only`.
+    fn conflicts(
+        &self,
+        pipeline: Option<&str>,
+        unresolved_only: bool,
+    ) -> impl Future<Output = Result<Vec<Conflict>>> + Send;
+    /// Marks a conflict resolved now, keeping `keep`'s row. Returns whether an
+    /// unresolved conflict with that id was there: resolving twice, or an
+    /// unknown id, changes nothing and returns `false`.
+    fn resolve_conflict(&self, id: u64, keep: Side) -> impl Future<Output = Result<bool>> + Send;
 }
 
 #[cfg(test)]

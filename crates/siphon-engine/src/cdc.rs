@@ -341,6 +341,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
         // so the next pass resumes the log instead of copying again.
         let cp = Checkpoint {
             stream: log.clone(),
+            epoch: 0,
             phase: Phase::Streaming {
                 position: Some(position.clone()),
             },
@@ -576,7 +577,9 @@ async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) -> Result<()> {
-    let force = state.flag(&t.stream, Flag::ForceFullLoad).await? == Some(true);
+    // Taken, not read: the reset below makes the copy happen even if this
+    // pass fails, and a reload asked for again meanwhile is another one.
+    let force = state.take_flag(&t.stream, Flag::ForceFullLoad).await?;
     if force {
         tracing::info!(stream = %t.stream, "forced full load");
         sink.reset(&t.stream).await?;
@@ -594,6 +597,7 @@ async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
         }) if source.compare_log(&rp, &resume)? != Ordering::Less || from.is_some() => {
             Some(Checkpoint {
                 stream: t.stream.clone(),
+                epoch: 0,
                 phase: Phase::Snapshot {
                     last_key,
                     resume_position: Some(rp),
@@ -617,9 +621,6 @@ async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
         shutdown,
     };
     snapshot::run(&run, resume_from, Some(resume), &mut t.stats).await?;
-    if force {
-        state.clear_flag(&t.stream, Flag::ForceFullLoad).await?;
-    }
     Ok(())
 }
 
@@ -744,6 +745,7 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
         }
         let cp = Checkpoint {
             stream: log.clone(),
+            epoch: 0,
             phase: Phase::Streaming {
                 position: Some(next.clone()),
             },

@@ -29,19 +29,36 @@ impl Observer for NoopObserver {}
 /// so a stop never leaves a chunk half-written: what was committed stays, with its
 /// checkpoint.
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown(Arc<AtomicBool>);
+pub struct Shutdown(Arc<Stop>);
+
+#[derive(Debug, Default)]
+struct Stop {
+    requested: AtomicBool,
+    /// Requested too whenever this one is.
+    parent: Option<Shutdown>,
+}
 
 impl Shutdown {
     pub fn new() -> Shutdown {
         Shutdown::default()
     }
 
+    /// A stop request for a part of the run (one pipeline whose lease was
+    /// lost): requested when `self` is, and on its own without stopping the rest.
+    pub fn child(&self) -> Shutdown {
+        Shutdown(Arc::new(Stop {
+            requested: AtomicBool::new(false),
+            parent: Some(self.clone()),
+        }))
+    }
+
     pub fn request(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.requested.store(true, Ordering::SeqCst);
     }
 
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.requested.load(Ordering::SeqCst)
+            || self.0.parent.as_ref().is_some_and(Shutdown::requested)
     }
 
     /// Resolves once a stop was requested (checked every 50 ms), for racing

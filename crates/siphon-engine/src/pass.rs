@@ -402,67 +402,75 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
         .await
         .map_err(|e| named(e, &table))?;
 
-    let force = state.flag(stream, Flag::ForceFullLoad).await? == Some(true);
-    if force {
-        tracing::info!(%stream, "forced full load");
-        if mode != Mode::Full {
-            // A full load starts over by itself, and needs to know whether the
-            // target holds a complete copy (to swap the new one in).
-            sink.reset(stream).await?;
+    // Taken, not read: a reload asked for again while this one runs is
+    // another reload. Given back when this one fails.
+    let force = state.take_flag(stream, Flag::ForceFullLoad).await?;
+    let ran: Result<()> = async {
+        if force {
+            tracing::info!(%stream, "forced full load");
+            if mode != Mode::Full {
+                // A full load starts over by itself, and needs to know whether the
+                // target holds a complete copy (to swap the new one in).
+                sink.reset(stream).await?;
+            }
+            state.remove_checkpoint(stream).await?;
         }
-        state.remove_checkpoint(stream).await?;
-    }
-    let checkpoint = sink.checkpoint(stream).await?;
-    let parallel = spec.parallel(&table.name);
-    let run = TableRun {
-        stream: stream.clone(),
-        source_table: Arc::new(table),
-        target_table: Arc::new(target),
-        source,
-        sink,
-        state,
-        batch_size: config.batch_size.unwrap_or(spec.batch_size).max(1),
-        parallel,
-        observer,
-        shutdown,
-    };
-    snapshot::mark_loading(state, stream).await?;
-    match mode {
-        Mode::Full => {
-            let strategy = spec.full_strategy(&run.source_table.name);
-            full::run(&run, checkpoint, force, strategy, stats).await?;
-        }
-        Mode::Incremental => {
-            let column = config.cursor.or_else(|| spec.cursor.clone()).ok_or_else(|| {
-                Error::config(format!(
-                    "incremental mode needs a cursor column: set `cursor` on pipeline {pipeline} or in its \
-                     tables_config for this table"
+        let checkpoint = sink.checkpoint(stream).await?;
+        let parallel = spec.parallel(&table.name);
+        let run = TableRun {
+            stream: stream.clone(),
+            source_table: Arc::new(table),
+            target_table: Arc::new(target),
+            source,
+            sink,
+            state,
+            batch_size: config.batch_size.unwrap_or(spec.batch_size).max(1),
+            parallel,
+            observer,
+            shutdown,
+        };
+        snapshot::mark_loading(state, stream).await?;
+        match mode {
+            Mode::Full => {
+                let strategy = spec.full_strategy(&run.source_table.name);
+                full::run(&run, checkpoint, force, strategy, stats).await?;
+            }
+            Mode::Incremental => {
+                let column = config.cursor.or_else(|| spec.cursor.clone()).ok_or_else(|| {
+                    Error::config(format!(
+                        "incremental mode needs a cursor column: set `cursor` on pipeline {pipeline} or in its \
+                         tables_config for this table"
+                    ))
+                    .table(&run.source_table.name)
+                })?;
+                let cursor = CursorSpec {
+                    column,
+                    strategy: spec.cursor_strategy(&run.source_table.name),
+                    lookback: config.lookback.or(spec.lookback),
+                };
+                let deletes = config.delete_detection.unwrap_or(spec.delete_detection);
+                state
+                    .set_stream_state(stream, &StreamState::Streaming)
+                    .await?;
+                incremental::run(&run, &cursor, deletes, checkpoint, stats).await?;
+            }
+            Mode::Cdc | Mode::Merge => {
+                // cdc tables run together in `run_log_pass`; merge is not built yet.
+                return Err(Error::config(format!(
+                    "mode `{mode}` is not available for this source yet; use `full` or `incremental`"
                 ))
-                .table(&run.source_table.name)
-            })?;
-            let cursor = CursorSpec {
-                column,
-                strategy: spec.cursor_strategy(&run.source_table.name),
-                lookback: config.lookback.or(spec.lookback),
-            };
-            let deletes = config.delete_detection.unwrap_or(spec.delete_detection);
-            state
-                .set_stream_state(stream, &StreamState::Streaming)
-                .await?;
-            incremental::run(&run, &cursor, deletes, checkpoint, stats).await?;
+                .table(&run.source_table.name));
+            }
         }
-        Mode::Cdc | Mode::Merge => {
-            // cdc tables run together in `run_log_pass`; merge is not built yet.
-            return Err(Error::config(format!(
-                "mode `{mode}` is not available for this source yet; use `full` or `incremental`"
-            ))
-            .table(&run.source_table.name));
+        Ok(())
+    }
+    .await;
+    if force && ran.is_err() {
+        if let Err(e) = state.set_flag(stream, Flag::ForceFullLoad, true).await {
+            tracing::warn!(%stream, error = %e, "could not ask again for the forced reload that failed");
         }
     }
-    if force {
-        state.clear_flag(stream, Flag::ForceFullLoad).await?;
-    }
-    Ok(())
+    ran
 }
 
 /// Whether a continuous run copies a `full` table now: when it has no complete

@@ -89,9 +89,10 @@ impl PostgresSink {
         checkpoints::ensure(&mut client).await?;
         let write_checkpoint = client
             .prepare(&format!(
-                "INSERT INTO public.{CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at, key_version) \
-                 VALUES ($1, $2, $3, now(), {}) ON CONFLICT (pipeline, tbl) DO UPDATE SET \
-                 checkpoint = EXCLUDED.checkpoint, updated_at = now(), key_version = EXCLUDED.key_version",
+                "INSERT INTO public.{CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at, key_version, epoch) \
+                 VALUES ($1, $2, $3, now(), {}, $4) ON CONFLICT (pipeline, tbl) DO UPDATE SET \
+                 checkpoint = EXCLUDED.checkpoint, updated_at = now(), key_version = EXCLUDED.key_version, \
+                 epoch = EXCLUDED.epoch WHERE {CHECKPOINTS}.epoch <= EXCLUDED.epoch",
                 checkpoints::KEY_VERSION
             ))
             .await
@@ -202,14 +203,45 @@ where
     sink.finish().await
 }
 
-/// Writes the checkpoint with the sink's prepared statement.
+/// Writes the checkpoint with the sink's prepared statement. Fails with
+/// [`ErrorKind::Fenced`](siphon_core::ErrorKind::Fenced) when the stored row
+/// carries a newer lease epoch: the caller's transaction, data included, must
+/// then roll back.
 async fn write_checkpoint(tx: &Transaction<'_>, stmt: &Statement, cp: &Checkpoint) -> Result<()> {
     let json = serde_json::to_string(cp)
         .map_err(|e| Error::internal("encoding a checkpoint").source(e))?;
-    tx.execute(stmt, &[&cp.stream.pipeline, &cp.stream.table.key(), &json])
+    let epoch = i64::try_from(cp.epoch).unwrap_or(i64::MAX);
+    let tbl = cp.stream.table.key();
+    let written = tx
+        .execute(stmt, &[&cp.stream.pipeline, &tbl, &json, &epoch])
         .await
         .map_err(|e| pg_err(e, "writing the checkpoint"))?;
+    if written == 0 {
+        let stored: i64 = tx
+            .query_one(
+                &format!("SELECT epoch FROM public.{CHECKPOINTS} WHERE pipeline = $1 AND tbl = $2"),
+                &[&cp.stream.pipeline, &tbl],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading the checkpoint's epoch"))?
+            .get(0);
+        return Err(fenced(cp, stored.max(0) as u64));
+    }
     Ok(())
+}
+
+/// A checkpoint write refused because the target holds one of a newer lease.
+pub(crate) fn fenced(cp: &Checkpoint, stored: u64) -> Error {
+    Error::new(
+        siphon_core::ErrorKind::Fenced,
+        format!(
+            "pipeline {}: the target's checkpoint was written under lease epoch {stored}, newer \
+             than this worker's {}: another worker holds the pipeline's lease now, so this \
+             worker's batch was rolled back and it stops",
+            cp.stream.pipeline, cp.epoch
+        ),
+    )
+    .table(&cp.stream.table)
 }
 
 impl PostgresSink {

@@ -442,6 +442,11 @@ async fn replay_is_idempotent() {
 }
 
 #[tokio::test]
+async fn stale_epoch_is_fenced() {
+    sink::stale_epoch_is_fenced(&harness()).await;
+}
+
+#[tokio::test]
 async fn empty_table() {
     source::empty_table(&harness()).await;
 }

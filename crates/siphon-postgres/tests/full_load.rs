@@ -33,6 +33,7 @@ fn options() -> SchemaOptions {
 fn checkpoint(table: &str, last: &Position) -> Checkpoint {
     Checkpoint {
         stream: StreamId::new("p", &TableName::parse(table)),
+        epoch: 0,
         phase: Phase::Snapshot {
             last_key: Some(last.clone()),
             resume_position: None,

@@ -14,6 +14,7 @@ use siphon_testkit::Postgres;
 fn checkpoint(n: i64) -> Checkpoint {
     Checkpoint {
         stream: StreamId::new("p", &TableName::new(Some("public"), "t")),
+        epoch: 0,
         phase: Phase::Streaming {
             position: Some(Position(serde_json::json!({ "n": n }))),
         },

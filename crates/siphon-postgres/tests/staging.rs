@@ -78,6 +78,7 @@ impl Squeeze {
 fn checkpoint(table: &str, n: i64) -> Checkpoint {
     Checkpoint {
         stream: StreamId::new("p", &TableName::new(Some("public"), table)),
+        epoch: 0,
         phase: Phase::Streaming {
             position: Some(Position(serde_json::json!({ "n": n }))),
         },

@@ -231,6 +231,7 @@ async fn display_keys_an_older_siphon_wrote_are_moved_once() {
     let (a_bc, ab_c) = (stream("a", "b.c"), stream("a.b", "c"));
     let cp = |s: &StreamId| Checkpoint {
         stream: s.clone(),
+        epoch: 0,
         phase: Phase::Streaming { position: None },
     };
     let mut legacy = String::from(

@@ -176,7 +176,7 @@ pub(crate) fn ensure_checkpoints(conn: &mut Connection, path: &std::path::Path) 
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (\
            pipeline TEXT NOT NULL, tbl TEXT NOT NULL, checkpoint TEXT NOT NULL, updated_at TEXT NOT NULL, \
-           key_version INTEGER, PRIMARY KEY (pipeline, tbl))"
+           key_version INTEGER, epoch INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (pipeline, tbl))"
     ))
     .map_err(err)?;
     let has_version: bool = tx
@@ -189,6 +189,21 @@ pub(crate) fn ensure_checkpoints(conn: &mut Connection, path: &std::path::Path) 
     if !has_version {
         tx.execute_batch(&format!(
             "ALTER TABLE {CHECKPOINTS} ADD COLUMN key_version INTEGER"
+        ))
+        .map_err(err)?;
+    }
+    // The lease epoch of the checkpoint's writer (fencing), added to a table
+    // from a siphon before leases: its rows were written without one.
+    let has_epoch: bool = tx
+        .query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'epoch'",
+            [CHECKPOINTS],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if !has_epoch {
+        tx.execute_batch(&format!(
+            "ALTER TABLE {CHECKPOINTS} ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0"
         ))
         .map_err(err)?;
     }

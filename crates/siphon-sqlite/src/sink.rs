@@ -307,22 +307,48 @@ impl Upserter<'_> {
     }
 }
 
-fn write_checkpoint(tx: &Transaction<'_>, cp: &Checkpoint) -> rusqlite::Result<()> {
+/// Writes the checkpoint in the caller's transaction. The inner error is
+/// [`siphon_core::ErrorKind::Fenced`] when the stored row carries a newer lease
+/// epoch: the caller must then roll back, data included.
+fn write_checkpoint(tx: &Transaction<'_>, cp: &Checkpoint) -> rusqlite::Result<Result<()>> {
     let json = serde_json::to_string(cp)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    tx.prepare_cached(&format!(
-        "INSERT INTO {CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at, key_version) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (pipeline, tbl) DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = excluded.updated_at, \
-         key_version = excluded.key_version"
-    ))?
-    .execute(params![
-        cp.stream.pipeline,
-        cp.stream.table.key(),
-        json,
-        chrono::Utc::now().to_rfc3339(),
-        KEY_VERSION
-    ])?;
-    Ok(())
+    let epoch = i64::try_from(cp.epoch).unwrap_or(i64::MAX);
+    let tbl = cp.stream.table.key();
+    let written = tx
+        .prepare_cached(&format!(
+            "INSERT INTO {CHECKPOINTS} (pipeline, tbl, checkpoint, updated_at, key_version, epoch) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (pipeline, tbl) DO UPDATE SET checkpoint = excluded.checkpoint, \
+             updated_at = excluded.updated_at, key_version = excluded.key_version, epoch = excluded.epoch \
+             WHERE {CHECKPOINTS}.epoch <= excluded.epoch"
+        ))?
+        .execute(params![
+            cp.stream.pipeline,
+            tbl,
+            json,
+            chrono::Utc::now().to_rfc3339(),
+            KEY_VERSION,
+            epoch
+        ])?;
+    if written == 0 {
+        let stored: i64 = tx.query_row(
+            &format!("SELECT epoch FROM {CHECKPOINTS} WHERE pipeline = ?1 AND tbl = ?2"),
+            params![cp.stream.pipeline, tbl],
+            |r| r.get(0),
+        )?;
+        return Ok(Err(Error::new(
+            siphon_core::ErrorKind::Fenced,
+            format!(
+                "pipeline {}: the target's checkpoint was written under lease epoch {stored}, newer \
+                 than this worker's {}: another worker holds the pipeline's lease now, so this \
+                 worker's batch was rolled back and it stops",
+                cp.stream.pipeline, cp.epoch
+            ),
+        )
+        .table(&cp.stream.table)));
+    }
+    Ok(Ok(()))
 }
 
 /// Names the table in a write error, with a hint for the common causes.
@@ -466,7 +492,7 @@ impl Sink for SqliteSink {
                     stats.updated += u;
                 }
                 drop(upserter);
-                write_checkpoint(&tx, &cp).map_err(werr)?;
+                write_checkpoint(&tx, &cp).map_err(werr)??;
                 tx.commit().map_err(werr)?;
                 if let Some(wal) = &wal {
                     wal.committed(c);
@@ -543,7 +569,7 @@ impl Sink for SqliteSink {
                     );
                 }
                 drop(upserter);
-                write_checkpoint(&tx, &cp).map_err(werr)?;
+                write_checkpoint(&tx, &cp).map_err(werr)??;
                 tx.commit().map_err(werr)?;
                 if let Some(wal) = &wal {
                     wal.committed(c);
@@ -605,7 +631,7 @@ impl Sink for SqliteSink {
                     }
                 }
                 write_checkpoint(&tx, &cp)
-                    .map_err(|e| db_err(&path, "writing the checkpoint", e))?;
+                    .map_err(|e| db_err(&path, "writing the checkpoint", e))??;
                 tx.commit().map_err(|e| db_err(&path, "committing", e))?;
                 if let Some(wal) = &wal {
                     wal.committed(c);
@@ -696,6 +722,7 @@ mod tests {
     fn checkpoint(table: &TableSchema) -> Checkpoint {
         Checkpoint {
             stream: StreamId::new("p", &table.name),
+            epoch: 0,
             phase: Phase::Snapshot {
                 last_key: None,
                 resume_position: None,

@@ -12,6 +12,7 @@ fn stream(schema: Option<&str>, name: &str) -> StreamId {
 fn checkpoint(s: &StreamId) -> Checkpoint {
     Checkpoint {
         stream: s.clone(),
+        epoch: 0,
         phase: Phase::Streaming { position: None },
     }
 }

@@ -318,6 +318,11 @@ async fn replay_is_idempotent() {
 }
 
 #[tokio::test]
+async fn stale_epoch_is_fenced() {
+    sink::stale_epoch_is_fenced(&harness()).await;
+}
+
+#[tokio::test]
 async fn empty_table() {
     source::empty_table(&harness()).await;
 }
@@ -374,6 +379,7 @@ impl Broken {
     fn checkpoint_of(&self, c: &Checkpoint) -> Checkpoint {
         Checkpoint {
             stream: self.stream(&c.stream),
+            epoch: 0,
             phase: c.phase.clone(),
         }
     }
@@ -392,6 +398,7 @@ impl Sink for Broken {
         let found = self.inner.checkpoint(&self.stream(stream)).await?;
         Ok(found.map(|c| Checkpoint {
             stream: stream.clone(),
+            epoch: 0,
             phase: c.phase,
         }))
     }

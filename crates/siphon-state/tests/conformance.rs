@@ -63,3 +63,23 @@ async fn checkpoints() {
 async fn executions() {
     state::executions(&harness()).await;
 }
+
+#[tokio::test]
+async fn leases() {
+    state::leases(&harness()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_race() {
+    state::lease_race(&harness()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn take_flag() {
+    state::take_flag(&harness()).await;
+}
+
+#[tokio::test]
+async fn conflicts() {
+    state::conflicts(&harness()).await;
+}

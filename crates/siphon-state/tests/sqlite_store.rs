@@ -55,6 +55,7 @@ fn stats(
 fn snapshot_checkpoint() -> Checkpoint {
     Checkpoint {
         stream: stream("app", "public.users"),
+        epoch: 0,
         phase: Phase::Snapshot {
             last_key: Some(Position(serde_json::json!([42, "k\u{e9}y"]))),
             resume_position: Some(Position(serde_json::json!({"lsn": "0/16B3748"}))),
@@ -67,6 +68,7 @@ fn snapshot_checkpoint() -> Checkpoint {
 fn streaming_checkpoint() -> Checkpoint {
     Checkpoint {
         stream: stream("app", "orders"),
+        epoch: 0,
         phase: Phase::Streaming {
             position: Some(Position(
                 serde_json::json!({"file": "binlog.000003", "pos": 154}),
@@ -303,6 +305,7 @@ async fn checkpoints_save_load_and_remove() {
     // A snapshot that was prepared but has no chunk yet, then one that finished.
     let prepared = Checkpoint {
         stream: snap.stream.clone(),
+        epoch: 0,
         phase: Phase::Snapshot {
             last_key: None,
             resume_position: None,
@@ -317,6 +320,7 @@ async fn checkpoints_save_load_and_remove() {
     );
     let loaded = Checkpoint {
         stream: snap.stream.clone(),
+        epoch: 0,
         phase: Phase::Streaming { position: None },
     };
     store.save_checkpoint(&loaded).await.unwrap();

@@ -34,6 +34,7 @@
 
 mod client;
 mod dispatch;
+mod lease;
 mod pipeline;
 mod registry;
 mod run;
@@ -41,6 +42,7 @@ mod url;
 
 pub use client::{Running, Siphon, SiphonBuilder};
 pub use pipeline::{Connection, Pipeline, PipelineBuilder};
+pub use lease::{holder_id, lease_ttl, DEFAULT_LEASE_TTL, LEASE_TTL_ENV};
 pub use run::{follow, run_pass, LogEvents, Outcome, RunEvents};
 
 pub use dispatch::{AnyChangeStream, AnySink, AnySource, AnyStateStore, BoxFuture};

@@ -24,7 +24,28 @@ pub trait RunEvents: Send {
     fn pass_stopped(&mut self, pipeline: &str, error: &Error);
     /// A pass failed as a whole (a connection, discovery, the state store).
     fn pass_failed(&mut self, pipeline: &str, error: &Error);
+    /// Another live worker holds the pipeline's lease (`held`, when it could be
+    /// read): this run waits until it gets it. Said once per wait; logged by
+    /// default.
+    fn waiting_for_lease(&mut self, pipeline: &str, held: Option<&siphon_core::Lease>) {
+        match held {
+            Some(l) => tracing::warn!(
+                pipeline,
+                holder = %l.holder,
+                until = %l.expires_at,
+                "waits for the pipeline's lease, held by {} until {}",
+                l.holder,
+                l.expires_at
+            ),
+            None => tracing::warn!(
+                pipeline,
+                "waits for the pipeline's lease, held by another worker"
+            ),
+        }
+    }
 }
+
+
 
 /// Logs a run's events with `tracing`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,6 +99,7 @@ async fn connect<St: StateStore>(
     state: &St,
     registry: &Registry,
     shutdown: &Shutdown,
+    epoch: u64,
 ) -> Result<(AnySource, AnySink)> {
     let open = async {
         let connections = state.connections().await?;
@@ -92,9 +114,12 @@ async fn connect<St: StateStore>(
         let source = registry
             .open_source(&spec.source, &url(&spec.source)?)
             .await?;
+        // Its checkpoints carry the lease's epoch, so that the target refuses
+        // them once another worker took the lease over.
         let sink = registry
             .open_sink(&spec.target, &url(&spec.target)?)
-            .await?;
+            .await?
+            .under_lease(epoch);
         Ok((source, sink))
     };
     tokio::select! {
@@ -128,8 +153,11 @@ async fn bounded<F: Future<Output = Result<PassReport>>>(
     }
 }
 
-/// Opens the pipeline's connectors through `registry` and runs one pass, as
-/// `siphon run --once` does. A stop request ends it at once while it
+/// Takes the pipeline's lease, opens its connectors through `registry` and runs
+/// one pass, as `siphon run --once` does, then gives the lease up. While
+/// another live worker holds the lease it waits, up to the lease time (a dead
+/// holder's lease expires by then), and then fails with
+/// [`ErrorKind::LeaseLost`]. A stop request ends it at once while it waits or
 /// connects, and at its next chunk boundary while it runs.
 pub async fn run_pass<St: StateStore>(
     name: &str,
@@ -139,7 +167,44 @@ pub async fn run_pass<St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) -> Result<PassReport> {
-    let (source, sink) = connect(name, spec, state, registry, shutdown).await?;
+    let ttl = crate::lease::lease_ttl()?;
+    // A little past the lease time, so that a lease that expires just then
+    // is still taken.
+    let wait = ttl + ttl / 10;
+    let lease =
+        crate::lease::acquire(state, name, ttl, shutdown, Some(wait), &mut LogEvents).await?;
+    let Some(lease) = lease else {
+        return Err(Error::new(
+            ErrorKind::Cancelled,
+            "stopped while waiting for the pipeline's lease; nothing was copied",
+        ));
+    };
+    let mut held = crate::lease::Held::new(state, lease, ttl, shutdown);
+    let (stop, epoch) = (held.stop().clone(), held.epoch());
+    let result = held
+        .keep(pass_under_lease(
+            name, spec, state, registry, observer, &stop, epoch,
+        ))
+        .await;
+    let result = match result {
+        Err(e) if held.lost() && e.kind() == ErrorKind::Cancelled => Err(held.lost_error()),
+        other => other,
+    };
+    held.release().await;
+    result
+}
+
+/// One pass whose checkpoints carry the lease's `epoch`.
+async fn pass_under_lease<St: StateStore>(
+    name: &str,
+    spec: &PipelineSpec,
+    state: &St,
+    registry: &Registry,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+    epoch: u64,
+) -> Result<PassReport> {
+    let (source, sink) = connect(name, spec, state, registry, shutdown, epoch).await?;
     bounded(
         shutdown,
         run_log_pass(name, spec, &source, &sink, state, observer, shutdown),
@@ -186,7 +251,18 @@ pub async fn follow<St: StateStore>(
     let mut spec = spec.clone();
     let mut following: Option<Following> = None;
     let mut failures = 0u32;
+    let ttl = match crate::lease::lease_ttl() {
+        Ok(ttl) => ttl,
+        Err(e) => {
+            events.pass_failed(name, &e);
+            outcome.last_error = Some(e);
+            return outcome;
+        }
+    };
+    // The pipeline's lease, held from one pass to the next.
+    let mut held: Option<crate::lease::Held<'_, St>> = None;
     while !shutdown.requested() {
+
         match state.pipelines().await {
             Ok(mut all) => match all.remove(name) {
                 None => {
@@ -225,11 +301,32 @@ pub async fn follow<St: StateStore>(
                 tracing::warn!(pipeline = name, error = %e, "could not read the catalog; going on with the pipeline as it was");
             }
         }
+        if held.as_ref().is_none_or(|h| h.lost()) {
+            // Lost: another worker runs the pipeline now, and may need the
+            // source's log that this run holds open.
+            if let Some(f) = following.take() {
+                f.close(name).await;
+            }
+            match crate::lease::acquire(state, name, ttl, shutdown, None, events).await {
+                Ok(Some(lease)) => {
+                    held = Some(crate::lease::Held::new(state, lease, ttl, shutdown));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    record(&mut outcome, &mut failures, name, Err(e), events);
+                    break;
+                }
+            }
+        }
+        let lease = held.as_mut().expect("acquired above");
+        let (stop, epoch) = (lease.stop().clone(), lease.epoch());
+        let shutdown = &stop;
         let spec = &spec;
         let started = chrono::Utc::now();
         let result = if spec.schedule == Schedule::Continuous {
             if following.is_none() {
-                match connect(name, spec, state, registry, shutdown).await {
+                match connect(name, spec, state, registry, shutdown, epoch).await {
+
                     Ok((source, sink)) => {
                         following = Some(Following {
                             source,
@@ -239,30 +336,47 @@ pub async fn follow<St: StateStore>(
                     }
                     Err(e) => {
                         record(&mut outcome, &mut failures, name, Err(e), events);
-                        pause(spec, started, false, failures, false, shutdown).await;
+                        lease
+                            .keep(pause(spec, started, false, failures, false, shutdown))
+                            .await;
                         continue;
                     }
                 }
             }
             let f = following.as_mut().expect("opened above");
-            bounded(
-                shutdown,
-                follow_log_pass(
-                    name,
-                    spec,
-                    &f.source,
-                    &f.sink,
-                    state,
-                    observer,
+            lease
+                .keep(bounded(
                     shutdown,
-                    &mut f.session,
-                ),
-            )
-            .await
+                    follow_log_pass(
+                        name,
+                        spec,
+                        &f.source,
+                        &f.sink,
+                        state,
+                        observer,
+                        shutdown,
+                        &mut f.session,
+                    ),
+                ))
+                .await
         } else {
-            run_pass(name, spec, state, registry, observer, shutdown).await
+            lease
+                .keep(pass_under_lease(
+                    name, spec, state, registry, observer, shutdown, epoch,
+                ))
+                .await
+        };
+        let result = match result {
+            Err(e) if lease.lost() && e.kind() == ErrorKind::Cancelled => Err(lease.lost_error()),
+            // A target refused a checkpoint: a newer holder wrote one.
+            Err(e) if matches!(e.kind(), ErrorKind::Fenced | ErrorKind::LeaseLost) => {
+                lease.mark_lost();
+                Err(e)
+            }
+            other => other,
         };
         let found_work = record(&mut outcome, &mut failures, name, result, events);
+
         if failures > 0 {
             // A failed pass may have left a connection broken: start afresh.
             if let Some(f) = following.take() {
@@ -270,11 +384,19 @@ pub async fn follow<St: StateStore>(
             }
         }
         let streaming = following.as_ref().is_some_and(|f| f.session.is_open());
-        pause(spec, started, streaming, failures, found_work, shutdown).await;
+        lease
+            .keep(pause(
+                spec, started, streaming, failures, found_work, shutdown,
+            ))
+            .await;
     }
     if let Some(f) = following.take() {
         f.close(name).await;
     }
+    if let Some(lease) = held.take() {
+        lease.release().await;
+    }
+
     tracing::info!(pipeline = name, passes = outcome.passes, "stopped");
     outcome
 }

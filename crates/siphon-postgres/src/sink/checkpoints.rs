@@ -26,7 +26,7 @@ pub(super) async fn ensure(client: &mut Client) -> Result<()> {
         "SELECT pg_advisory_xact_lock(hashtext('siphon.{CHECKPOINTS}')); \
          CREATE TABLE IF NOT EXISTS public.{CHECKPOINTS} (pipeline text NOT NULL, tbl text NOT NULL, \
          checkpoint text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), key_version smallint, \
-         PRIMARY KEY (pipeline, tbl))"
+         epoch bigint NOT NULL DEFAULT 0, PRIMARY KEY (pipeline, tbl))"
     ))
     .await
     .map_err(|e| pg_err(e, doing))?;
@@ -46,6 +46,26 @@ pub(super) async fn ensure(client: &mut Client) -> Result<()> {
     if !has_version {
         tx.batch_execute(&format!(
             "ALTER TABLE public.{CHECKPOINTS} ADD COLUMN key_version smallint"
+        ))
+        .await
+        .map_err(|e| pg_err(e, doing))?;
+    }
+    // The lease epoch of the checkpoint's writer (fencing), added to a table
+    // from a siphon before leases: its rows were written without one.
+    let has_epoch: bool = tx
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'public.{CHECKPOINTS}'::regclass \
+                 AND attname = 'epoch' AND NOT attisdropped)"
+            ),
+            &[],
+        )
+        .await
+        .map_err(|e| pg_err(e, doing))?
+        .get(0);
+    if !has_epoch {
+        tx.batch_execute(&format!(
+            "ALTER TABLE public.{CHECKPOINTS} ADD COLUMN epoch bigint NOT NULL DEFAULT 0"
         ))
         .await
         .map_err(|e| pg_err(e, doing))?;

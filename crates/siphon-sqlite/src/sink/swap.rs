@@ -80,7 +80,7 @@ impl SqliteSink {
                 .map_err(err)?;
                 tx.execute_batch(&format!("DROP TABLE {from}"))
                     .map_err(err)?;
-                write_checkpoint(&tx, &cp).map_err(err)?;
+                write_checkpoint(&tx, &cp).map_err(err)??;
                 tx.commit().map_err(err)?;
                 if let Some(wal) = &wal {
                     wal.committed(c);

@@ -115,6 +115,7 @@ mod tests {
     fn checkpoint(table: TableName) -> String {
         serde_json::to_string(&Checkpoint {
             stream: StreamId::new("p", &table),
+            epoch: 0,
             phase: Phase::Streaming { position: None },
         })
         .unwrap()
@@ -201,6 +202,7 @@ mod tests {
         let b = StreamId::new("p", &TableName::new(Some("a.b"), "c"));
         let cp = Checkpoint {
             stream: a.clone(),
+            epoch: 0,
             phase: Phase::Streaming { position: None },
         };
         store.save_checkpoint(&cp).await.unwrap();

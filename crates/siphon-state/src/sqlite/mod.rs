@@ -6,7 +6,9 @@
 //! writer waits for another's lock instead of failing), and write transactions that
 //! take the write lock up front.
 
+mod conflicts;
 mod keys;
+mod lease;
 mod schema;
 mod sql;
 mod store;

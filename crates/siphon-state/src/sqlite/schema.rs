@@ -84,6 +84,28 @@ const MIGRATIONS: &[Migration] = &[
     "#),
     // 4: tables are keyed by `TableName::key`, which no two tables share.
     Code(super::keys::migrate),
+    // 5: pipeline leases (a released lease keeps its row, without a holder, so
+    // that epochs are never reused) and merge conflicts.
+    Sql(r#"
+    CREATE TABLE leases (
+        pipeline   TEXT PRIMARY KEY NOT NULL,
+        holder     TEXT NOT NULL,
+        epoch      INTEGER NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE conflicts (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        pipeline    TEXT NOT NULL,
+        table_name  TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        source_row  TEXT,
+        target_row  TEXT,
+        detected_at TEXT NOT NULL,
+        resolved_at TEXT,
+        resolution  TEXT
+    );
+    CREATE INDEX conflicts_by_pipeline ON conflicts (pipeline, id);
+    "#),
 ];
 
 /// Brings the file's schema up to date. Safe when several processes open the same

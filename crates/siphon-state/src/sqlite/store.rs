@@ -11,8 +11,8 @@ use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use siphon_core::{
-    Checkpoint, Execution, ExecutionStatus, Flag, PipelineSpec, Result, StateStore, StreamId,
-    StreamState, TableName, TableStats,
+    Checkpoint, Conflict, Execution, ExecutionStatus, Flag, Lease, PipelineSpec, Result, Side,
+    StateStore, StreamId, StreamState, TableName, TableStats,
 };
 
 use super::sql::{Json, ModeName, Stamp, StatusName};
@@ -144,6 +144,27 @@ impl StateStore for SqliteStateStore {
                 params![pipeline, table, flag.as_str()],
             )?;
             Ok(())
+        })
+    }
+
+    /// One `DELETE … RETURNING` statement, so no two callers see one set flag.
+    fn take_flag(
+        &self,
+        stream: &StreamId,
+        flag: Flag,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let (pipeline, table) = key(stream);
+        let doing = format!("cannot take flag {} of {stream}", flag.as_str());
+        self.call(doing, move |conn| {
+            let value: Option<bool> = conn
+                .query_row(
+                    "DELETE FROM flags WHERE pipeline = ?1 AND table_name = ?2 AND flag = ?3
+                     RETURNING value",
+                    params![pipeline, table, flag.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(value == Some(true))
         })
     }
 
@@ -405,6 +426,70 @@ impl StateStore for SqliteStateStore {
             tx.commit()?;
             Ok(found)
         })
+    }
+
+    fn acquire_lease(
+        &self,
+        pipeline: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<Option<Lease>>> + Send {
+        let (pipeline, holder) = (pipeline.to_owned(), holder.to_owned());
+        let doing = format!("cannot acquire the lease of pipeline `{pipeline}`");
+        self.call(doing, move |conn| {
+            super::lease::acquire(conn, &pipeline, &holder, ttl)
+        })
+    }
+
+    fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<Option<Lease>>> + Send {
+        let lease = lease.clone();
+        let doing = format!("cannot renew the lease of pipeline `{}`", lease.pipeline);
+        self.call(doing, move |conn| super::lease::renew(conn, &lease, ttl))
+    }
+
+    fn release_lease(&self, lease: &Lease) -> impl Future<Output = Result<()>> + Send {
+        let lease = lease.clone();
+        let doing = format!("cannot release the lease of pipeline `{}`", lease.pipeline);
+        self.call(doing, move |conn| super::lease::release(conn, &lease))
+    }
+
+    fn lease(&self, pipeline: &str) -> impl Future<Output = Result<Option<Lease>>> + Send {
+        let pipeline = pipeline.to_owned();
+        let doing = format!("cannot read the lease of pipeline `{pipeline}`");
+        self.call(doing, move |conn| super::lease::live(conn, &pipeline))
+    }
+
+    fn record_conflict(&self, conflict: &Conflict) -> impl Future<Output = Result<u64>> + Send {
+        let conflict = conflict.clone();
+        let doing = format!(
+            "cannot record a conflict of pipeline `{}` in table {}",
+            conflict.pipeline, conflict.table
+        );
+        self.call(doing, move |conn| super::conflicts::record(conn, &conflict))
+    }
+
+    fn conflicts(
+        &self,
+        pipeline: Option<&str>,
+        unresolved_only: bool,
+    ) -> impl Future<Output = Result<Vec<Conflict>>> + Send {
+        let pipeline = pipeline.map(str::to_owned);
+        let doing = match &pipeline {
+            Some(p) => format!("cannot list the conflicts of pipeline `{p}`"),
+            None => "cannot list conflicts".to_owned(),
+        };
+        self.call(doing, move |conn| {
+            super::conflicts::list(conn, pipeline.as_deref(), unresolved_only)
+        })
+    }
+
+    fn resolve_conflict(&self, id: u64, keep: Side) -> impl Future<Output = Result<bool>> + Send {
+        let doing = format!("cannot resolve conflict {id}");
+        self.call(doing, move |conn| super::conflicts::resolve(conn, id, keep))
     }
 }
 

@@ -358,6 +358,7 @@ pub async fn rows_of<S: Source>(source: &S, name: &TableName) -> Vec<Row> {
 pub fn snapshot_checkpoint(table: &TableName, last_key: Option<Position>) -> Checkpoint {
     Checkpoint {
         stream: StreamId::new(PIPELINE, table),
+        epoch: 0,
         phase: Phase::Snapshot {
             last_key,
             resume_position: None,
@@ -371,6 +372,7 @@ pub fn snapshot_checkpoint(table: &TableName, last_key: Option<Position>) -> Che
 pub fn streaming_checkpoint(table: &TableName, n: i64) -> Checkpoint {
     Checkpoint {
         stream: StreamId::new(PIPELINE, table),
+        epoch: 0,
         phase: Phase::Streaming {
             position: Some(Position(serde_json::json!({ "conformance": n }))),
         },

@@ -234,3 +234,105 @@ pub async fn replay_is_idempotent<H: Harness>(h: &H) {
         assert_rows(&format!("a truncate applied {round}"), &table, &back, &want);
     }
 }
+
+/// Fencing: a checkpoint carries its writer's lease epoch, and a batch or chunk
+/// whose checkpoint is older than the one on the target is refused with
+/// [`ErrorKind::Fenced`](siphon_core::ErrorKind::Fenced) and rolled back whole,
+/// its rows included; the same or a newer epoch is accepted, and epoch 0 (no
+/// lease) works where only epoch 0 wrote.
+pub async fn stale_epoch_is_fenced<H: Harness>(h: &H) {
+    let spec = keyed_text_table(h, "conformance_fenced");
+    let rows: Vec<_> = (1..=3)
+        .map(|i| text_literals(i, &format!("r{i}")))
+        .collect();
+    let (src, dst) = (database(h), database(h));
+    create_table(h, &src, &spec, &rows);
+    let source = source(h, &src).await;
+    let table = Arc::new(discover_one(&source, &name_of(h, &spec)).await);
+    let target = sink(h, &dst).await;
+    // Without a lease: epoch 0 over epoch 0.
+    copy_table(&source, &target, &table, 2).await;
+    let batch = |ops: Vec<Op>| Batch {
+        changes: ops
+            .into_iter()
+            .map(|op| Change::new(table.clone(), op))
+            .collect(),
+    };
+    let at = |n: i64, epoch: u64| streaming_checkpoint(&table.name, n).with_epoch(epoch);
+    target
+        .apply(batch(vec![Op::Insert(text_row(10, "no lease"))]), &at(1, 0))
+        .await
+        .unwrap_or_else(|e| panic!("table {}: epoch 0 over epoch 0: {e}", table.name));
+    // A holder's epoch 5, then a stalled holder's epoch 3.
+    target
+        .apply(batch(vec![Op::Insert(text_row(11, "epoch 5"))]), &at(2, 5))
+        .await
+        .unwrap_or_else(|e| panic!("table {}: epoch 5 over epoch 0: {e}", table.name));
+    let want = vec![
+        text_row(1, "r1"),
+        text_row(2, "r2"),
+        text_row(3, "r3"),
+        text_row(10, "no lease"),
+        text_row(11, "epoch 5"),
+    ];
+    let stale = batch(vec![
+        Op::Insert(text_row(12, "stale")),
+        Op::Delete(text_row(1, "r1")),
+        Op::Update {
+            before: None,
+            after: text_row(2, "stale update"),
+        },
+    ]);
+    for epoch in [3, 0] {
+        let e = target
+            .apply(stale.clone(), &at(3, epoch))
+            .await
+            .expect_err("a batch with an older epoch was applied");
+        assert_eq!(
+            e.kind(),
+            siphon_core::ErrorKind::Fenced,
+            "table {}: epoch {epoch} after 5: {e}",
+            table.name
+        );
+        let chunk = target
+            .load(
+                &table,
+                vec![text_row(13, "stale chunk")],
+                &snapshot_checkpoint(&table.name, None).with_epoch(epoch),
+            )
+            .await
+            .expect_err("a chunk with an older epoch was loaded");
+        assert_eq!(chunk.kind(), siphon_core::ErrorKind::Fenced, "{chunk}");
+        let back = target_rows(h, &dst, &table.name).await;
+        assert_rows(
+            &format!("after epoch {epoch} was refused"),
+            &table,
+            &back,
+            &want,
+        );
+        assert_eq!(
+            target.checkpoint(&at(2, 5).stream).await.unwrap(),
+            Some(at(2, 5)),
+            "table {}: a refused write moved the checkpoint",
+            table.name
+        );
+    }
+    // The same epoch goes on, and a newer one takes over.
+    target
+        .apply(
+            batch(vec![Op::Insert(text_row(14, "epoch 5 again"))]),
+            &at(4, 5),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("table {}: the same epoch: {e}", table.name));
+    target
+        .apply(batch(vec![Op::Delete(text_row(14, ""))]), &at(5, 6))
+        .await
+        .unwrap_or_else(|e| panic!("table {}: a newer epoch: {e}", table.name));
+    assert_eq!(
+        target.checkpoint(&at(5, 6).stream).await.unwrap(),
+        Some(at(5, 6))
+    );
+    let back = target_rows(h, &dst, &table.name).await;
+    assert_rows("after the newer epoch", &table, &back, &want);
+}

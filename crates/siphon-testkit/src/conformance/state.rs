@@ -220,12 +220,14 @@ pub async fn checkpoints<H: StoreHarness>(h: &H) {
     for (i, s) in ours.iter().enumerate() {
         a.save_checkpoint(&Checkpoint {
             stream: s.clone(),
+            epoch: 0,
             phase: phase(i + 1),
         })
         .await
         .unwrap();
         a.save_checkpoint(&Checkpoint {
             stream: s.clone(),
+            epoch: 0,
             phase: phase(i),
         })
         .await
@@ -234,6 +236,7 @@ pub async fn checkpoints<H: StoreHarness>(h: &H) {
     for (i, s) in ours.iter().enumerate() {
         let want = Checkpoint {
             stream: s.clone(),
+            epoch: 0,
             phase: phase(i),
         };
         assert_eq!(b.checkpoint(s).await.unwrap(), Some(want), "{s:?}");
@@ -333,4 +336,223 @@ pub async fn executions<H: StoreHarness>(h: &H) {
     assert_eq!(ids(a.executions(None, 0).await.unwrap()), Vec::<u64>::new());
     assert!(a.executions(Some("none"), 10).await.unwrap().is_empty());
     assert_eq!(a.executions(Some("app"), 10).await.unwrap()[1], one);
+}
+
+const LONG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A pipeline's lease is granted to one holder at a time: refused to another
+/// while live, extended with its epoch unchanged for its own holder, taken
+/// over once expired or released with a greater epoch (never reused), and
+/// renewable only by the holder of that epoch.
+pub async fn leases<H: StoreHarness>(h: &H) {
+    let (a, b) = two_handles(h).await;
+    assert_eq!(a.lease("p").await.unwrap(), None);
+    let first = a
+        .acquire_lease("p", "w1", LONG)
+        .await
+        .unwrap()
+        .expect("a free lease is granted");
+    assert_eq!(
+        (first.pipeline.as_str(), first.holder.as_str()),
+        ("p", "w1")
+    );
+    assert!(first.epoch >= 1, "{first:?}");
+    assert!(first.expires_at > Utc::now());
+    assert_eq!(b.acquire_lease("p", "w2", LONG).await.unwrap(), None);
+    assert_eq!(b.lease("p").await.unwrap(), Some(first.clone()));
+    // Another pipeline's lease is its own.
+    let other = b.acquire_lease("q", "w2", LONG).await.unwrap();
+    assert_eq!(other.map(|l| l.holder), Some("w2".to_string()));
+    // The holder asking again keeps its epoch.
+    let again = a.acquire_lease("p", "w1", LONG).await.unwrap().unwrap();
+    assert_eq!(again.epoch, first.epoch);
+    assert!(again.expires_at >= first.expires_at);
+    // Renewal by anyone but the holder of that epoch is refused.
+    let forged = siphon_core::Lease {
+        holder: "w2".to_string(),
+        ..first.clone()
+    };
+    assert_eq!(b.renew_lease(&forged, LONG).await.unwrap(), None);
+    let renewed = b.renew_lease(&first, LONG).await.unwrap().unwrap();
+    assert_eq!(
+        (renewed.epoch, renewed.holder.as_str()),
+        (first.epoch, "w1")
+    );
+
+    // An expired lease goes to the next who asks, with a greater epoch, and
+    // its former holder can neither renew nor release it any more.
+    let short = a
+        .acquire_lease("p", "w1", std::time::Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("the holder is granted its own lease");
+    assert_eq!(short.epoch, first.epoch);
+    let taken = b
+        .acquire_lease("p", "w2", LONG)
+        .await
+        .unwrap()
+        .expect("an expired lease is taken over");
+    assert_eq!(taken.holder, "w2");
+    assert!(taken.epoch > first.epoch, "{taken:?} after {first:?}");
+    assert_eq!(a.renew_lease(&short, LONG).await.unwrap(), None);
+    a.release_lease(&short).await.unwrap();
+    assert_eq!(a.lease("p").await.unwrap(), Some(taken.clone()));
+    assert_eq!(a.acquire_lease("p", "w1", LONG).await.unwrap(), None);
+
+    // A released lease is free at once, and its epoch is not given again,
+    // not even to the holder that released it.
+    b.release_lease(&taken).await.unwrap();
+    assert_eq!(a.lease("p").await.unwrap(), None);
+    assert_eq!(b.renew_lease(&taken, LONG).await.unwrap(), None);
+    let back = b.acquire_lease("p", "w2", LONG).await.unwrap().unwrap();
+    assert!(back.epoch > taken.epoch, "{back:?} after {taken:?}");
+
+    // A lease that runs out by itself is taken over once its time is up.
+    let brief = a
+        .acquire_lease("r", "w1", std::time::Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.acquire_lease("r", "w2", LONG).await.unwrap(), None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        if let Some(l) = b.acquire_lease("r", "w2", LONG).await.unwrap() {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired lease was never granted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(after.epoch > brief.epoch);
+    assert!(Utc::now() >= brief.expires_at);
+}
+
+/// Of many handles asking at once for one free lease, exactly one is granted it.
+pub async fn lease_race<H: StoreHarness>(h: &H) {
+    let at = h
+        .create_store()
+        .unwrap_or_else(|e| panic!("creating a store: {e}"));
+    let mut handles = Vec::new();
+    for _ in 0..6 {
+        handles.push(h.open_store(&at).await.expect("opening the store"));
+    }
+    let asks = handles
+        .iter()
+        .enumerate()
+        .map(|(i, s)| async move { s.acquire_lease("p", &format!("w{i}"), LONG).await });
+    let granted: Vec<_> = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap())
+        .collect();
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(
+        handles[0].lease("p").await.unwrap(),
+        Some(granted[0].clone())
+    );
+}
+
+/// Taking a flag reads and clears it in one step: `true` once after it was set
+/// to `true`; of two handles taking it at once, exactly one gets `true`.
+pub async fn take_flag<H: StoreHarness>(h: &H) {
+    let (a, b) = two_handles(h).await;
+    let ours = streams("p");
+    assert!(!a.take_flag(&ours[0], Flag::ForceFullLoad).await.unwrap());
+    a.set_flag(&ours[0], Flag::ForceFullLoad, true)
+        .await
+        .unwrap();
+    a.set_flag(&ours[1], Flag::ForceFullLoad, true)
+        .await
+        .unwrap();
+    assert!(b.take_flag(&ours[0], Flag::ForceFullLoad).await.unwrap());
+    assert_eq!(a.flag(&ours[0], Flag::ForceFullLoad).await.unwrap(), None);
+    assert!(!a.take_flag(&ours[0], Flag::ForceFullLoad).await.unwrap());
+    // Others stay set: another stream, another kind.
+    assert_eq!(
+        a.flag(&ours[1], Flag::ForceFullLoad).await.unwrap(),
+        Some(true)
+    );
+    a.set_flag(&ours[0], Flag::Enabled, true).await.unwrap();
+    assert!(!a.take_flag(&ours[0], Flag::ForceFullLoad).await.unwrap());
+    assert_eq!(a.flag(&ours[0], Flag::Enabled).await.unwrap(), Some(true));
+    // A flag set to false is cleared, and reads as not set.
+    a.set_flag(&ours[2], Flag::ForceFullLoad, false)
+        .await
+        .unwrap();
+    assert!(!b.take_flag(&ours[2], Flag::ForceFullLoad).await.unwrap());
+    assert_eq!(a.flag(&ours[2], Flag::ForceFullLoad).await.unwrap(), None);
+
+    for round in 0..20 {
+        let s = &ours[round % ours.len()];
+        a.set_flag(s, Flag::ForceFullLoad, true).await.unwrap();
+        let (x, y) = futures_util::future::join(
+            a.take_flag(s, Flag::ForceFullLoad),
+            b.take_flag(s, Flag::ForceFullLoad),
+        )
+        .await;
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!(
+            x ^ y,
+            "round {round}: both or neither took the flag ({x}, {y})"
+        );
+    }
+}
+
+/// Conflicts are recorded unresolved with growing ids, listed oldest first
+/// per pipeline or all, and resolved once.
+pub async fn conflicts<H: StoreHarness>(h: &H) {
+    use siphon_core::{Conflict, Side};
+    let (a, b) = two_handles(h).await;
+    assert!(a.conflicts(None, false).await.unwrap().is_empty());
+    let tables = odd_tables();
+    let conflict = |pipeline: &str, table: &TableName, n: i64| Conflict {
+        id: 0,
+        pipeline: pipeline.to_string(),
+        table: table.clone(),
+        key: serde_json::json!({ "id": n, "name": "k\u{e9}y \"q\"" }),
+        source_row: (n % 2 == 0).then(|| serde_json::json!({ "id": n, "v": "from source" })),
+        target_row: Some(serde_json::json!({ "id": n, "v": null })),
+        detected_at: at(n),
+        resolved_at: Some(at(99)),
+        resolution: Some(Side::Target),
+    };
+    let one = conflict("p", &tables[0], 1);
+    let two = conflict("p", &tables[1], 2);
+    let three = conflict("q", &tables[2], 3);
+    let id1 = a.record_conflict(&one).await.unwrap();
+    let id2 = b.record_conflict(&two).await.unwrap();
+    let id3 = a.record_conflict(&three).await.unwrap();
+    assert!(id1 < id2 && id2 < id3, "{id1} {id2} {id3}");
+    let stored = |c: &Conflict, id: u64| Conflict {
+        id,
+        resolved_at: None,
+        resolution: None,
+        ..c.clone()
+    };
+    assert_eq!(
+        b.conflicts(None, false).await.unwrap(),
+        [stored(&one, id1), stored(&two, id2), stored(&three, id3)]
+    );
+    assert_eq!(
+        b.conflicts(Some("p"), true).await.unwrap(),
+        [stored(&one, id1), stored(&two, id2)]
+    );
+    assert!(b.conflicts(Some("none"), false).await.unwrap().is_empty());
+
+    let before = Utc::now();
+    assert!(a.resolve_conflict(id1, Side::Source).await.unwrap());
+    assert!(!b.resolve_conflict(id1, Side::Target).await.unwrap());
+    assert!(!b.resolve_conflict(id3 + 1000, Side::Target).await.unwrap());
+    assert_eq!(
+        b.conflicts(Some("p"), true).await.unwrap(),
+        [stored(&two, id2)]
+    );
+    let all = b.conflicts(Some("p"), false).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].resolution, Some(Side::Source));
+    let resolved_at = all[0].resolved_at.expect("resolved");
+    assert!(resolved_at >= before, "{resolved_at} before {before}");
+    assert_eq!(all[1], stored(&two, id2));
 }

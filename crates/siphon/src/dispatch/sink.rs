@@ -184,13 +184,33 @@ impl<T: Sink + fmt::Debug + 'static> DynSink for Target<T> {
 /// [`Registry`](crate::Registry). It implements [`Sink`] by forwarding every
 /// method to its connector.
 #[derive(Debug)]
-pub struct AnySink(Box<dyn DynSink>);
+pub struct AnySink(Box<dyn DynSink>, u64);
 
 impl AnySink {
     /// Wraps a connector's sink.
     pub fn new<T: Sink + fmt::Debug + 'static>(sink: T) -> AnySink {
-        AnySink(Box::new(Target(sink)))
+        AnySink(Box::new(Target(sink)), 0)
     }
+
+    /// The same sink, writing for the holder of a pipeline lease of `epoch`:
+    /// every checkpoint it writes (and those of the sinks
+    /// [`Sink::another`] opens from it) carries `epoch`, so the target refuses
+    /// them once a newer holder wrote (fencing). Epoch 0 leaves checkpoints as
+    /// the engine made them.
+    pub fn under_lease(mut self, epoch: u64) -> AnySink {
+        self.1 = epoch;
+        self
+    }
+
+    /// `checkpoint` with this sink's lease epoch.
+    fn fenced<'a>(&self, checkpoint: &'a Checkpoint) -> std::borrow::Cow<'a, Checkpoint> {
+        if self.1 == 0 || checkpoint.epoch == self.1 {
+            std::borrow::Cow::Borrowed(checkpoint)
+        } else {
+            std::borrow::Cow::Owned(checkpoint.clone().with_epoch(self.1))
+        }
+    }
+
 
     /// The connector itself, when it is a `T`.
     pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
@@ -217,7 +237,7 @@ impl Sink for AnySink {
         rows: Vec<Row>,
         checkpoint: &Checkpoint,
     ) -> Result<ApplyStats> {
-        self.0.load(table, rows, checkpoint).await
+        self.0.load(table, rows, &self.fenced(checkpoint)).await
     }
 
     async fn accepts_native(&self, table: &TableSchema, format: &NativeFormat) -> Result<bool> {
@@ -230,11 +250,13 @@ impl Sink for AnySink {
         chunk: NativeChunk,
         checkpoint: &Checkpoint,
     ) -> Result<ApplyStats> {
-        self.0.load_native(table, chunk, checkpoint).await
+        self.0
+            .load_native(table, chunk, &self.fenced(checkpoint))
+            .await
     }
 
     async fn another(&self) -> Result<Option<AnySink>> {
-        Ok(self.0.another().await?.map(AnySink))
+        Ok(self.0.another().await?.map(|s| AnySink(s, self.1)))
     }
 
     async fn swap_refusal(&self, table: &TableSchema) -> Result<Option<String>> {
@@ -255,7 +277,9 @@ impl Sink for AnySink {
         shadow: &TableSchema,
         checkpoint: &Checkpoint,
     ) -> Result<u64> {
-        self.0.swap_in(table, shadow, checkpoint).await
+        self.0
+            .swap_in(table, shadow, &self.fenced(checkpoint))
+            .await
     }
 
     async fn drop_shadow(&self, shadow: &TableName) -> Result<()> {
@@ -263,7 +287,7 @@ impl Sink for AnySink {
     }
 
     async fn apply(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {
-        self.0.apply(batch, checkpoint).await
+        self.0.apply(batch, &self.fenced(checkpoint)).await
     }
 
     async fn read_keys(

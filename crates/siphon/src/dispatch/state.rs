@@ -4,9 +4,11 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use std::time::Duration;
+
 use siphon_core::{
-    Checkpoint, Execution, ExecutionStatus, Flag, PipelineSpec, Result, StateStore, StreamId,
-    StreamState, TableStats,
+    Checkpoint, Conflict, Execution, ExecutionStatus, Flag, Lease, PipelineSpec, Result, Side,
+    StateStore, StreamId, StreamState, TableStats,
 };
 
 use super::BoxFuture;
@@ -31,6 +33,7 @@ trait DynState: fmt::Debug + Send + Sync {
         value: bool,
     ) -> BoxFuture<'a, Result<()>>;
     fn clear_flag<'a>(&'a self, stream: &'a StreamId, flag: Flag) -> BoxFuture<'a, Result<()>>;
+    fn take_flag<'a>(&'a self, stream: &'a StreamId, flag: Flag) -> BoxFuture<'a, Result<bool>>;
     fn set_stream_state<'a>(
         &'a self,
         stream: &'a StreamId,
@@ -59,6 +62,26 @@ trait DynState: fmt::Debug + Send + Sync {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Execution>>>;
     fn execution(&self, id: u64) -> BoxFuture<'_, Result<Option<Execution>>>;
+    fn acquire_lease<'a>(
+        &'a self,
+        pipeline: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>>;
+    fn renew_lease<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>>;
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>>;
+    fn lease<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Option<Lease>>>;
+    fn record_conflict<'a>(&'a self, conflict: &'a Conflict) -> BoxFuture<'a, Result<u64>>;
+    fn conflicts<'a>(
+        &'a self,
+        pipeline: Option<&'a str>,
+        unresolved_only: bool,
+    ) -> BoxFuture<'a, Result<Vec<Conflict>>>;
+    fn resolve_conflict(&self, id: u64, keep: Side) -> BoxFuture<'_, Result<bool>>;
     /// The store itself, to reach what only it offers.
     fn as_any(&self) -> &dyn Any;
 }
@@ -103,6 +126,9 @@ impl<T: StateStore + fmt::Debug + 'static> DynState for Store<T> {
     }
     fn clear_flag<'a>(&'a self, stream: &'a StreamId, flag: Flag) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.0.clear_flag(stream, flag))
+    }
+    fn take_flag<'a>(&'a self, stream: &'a StreamId, flag: Flag) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.0.take_flag(stream, flag))
     }
     fn set_stream_state<'a>(
         &'a self,
@@ -153,6 +179,40 @@ impl<T: StateStore + fmt::Debug + 'static> DynState for Store<T> {
     }
     fn execution(&self, id: u64) -> BoxFuture<'_, Result<Option<Execution>>> {
         Box::pin(self.0.execution(id))
+    }
+    fn acquire_lease<'a>(
+        &'a self,
+        pipeline: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>> {
+        Box::pin(self.0.acquire_lease(pipeline, holder, ttl))
+    }
+    fn renew_lease<'a>(
+        &'a self,
+        lease: &'a Lease,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>> {
+        Box::pin(self.0.renew_lease(lease, ttl))
+    }
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.0.release_lease(lease))
+    }
+    fn lease<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Option<Lease>>> {
+        Box::pin(self.0.lease(pipeline))
+    }
+    fn record_conflict<'a>(&'a self, conflict: &'a Conflict) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(self.0.record_conflict(conflict))
+    }
+    fn conflicts<'a>(
+        &'a self,
+        pipeline: Option<&'a str>,
+        unresolved_only: bool,
+    ) -> BoxFuture<'a, Result<Vec<Conflict>>> {
+        Box::pin(self.0.conflicts(pipeline, unresolved_only))
+    }
+    fn resolve_conflict(&self, id: u64, keep: Side) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(self.0.resolve_conflict(id, keep))
     }
     fn as_any(&self) -> &dyn Any {
         &self.0
@@ -205,6 +265,9 @@ impl StateStore for AnyStateStore {
     async fn clear_flag(&self, stream: &StreamId, flag: Flag) -> Result<()> {
         self.0.clear_flag(stream, flag).await
     }
+    async fn take_flag(&self, stream: &StreamId, flag: Flag) -> Result<bool> {
+        self.0.take_flag(stream, flag).await
+    }
     async fn set_stream_state(&self, stream: &StreamId, state: &StreamState) -> Result<()> {
         self.0.set_stream_state(stream, state).await
     }
@@ -242,5 +305,35 @@ impl StateStore for AnyStateStore {
     }
     async fn execution(&self, id: u64) -> Result<Option<Execution>> {
         self.0.execution(id).await
+    }
+    async fn acquire_lease(
+        &self,
+        pipeline: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        self.0.acquire_lease(pipeline, holder, ttl).await
+    }
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>> {
+        self.0.renew_lease(lease, ttl).await
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.0.release_lease(lease).await
+    }
+    async fn lease(&self, pipeline: &str) -> Result<Option<Lease>> {
+        self.0.lease(pipeline).await
+    }
+    async fn record_conflict(&self, conflict: &Conflict) -> Result<u64> {
+        self.0.record_conflict(conflict).await
+    }
+    async fn conflicts(
+        &self,
+        pipeline: Option<&str>,
+        unresolved_only: bool,
+    ) -> Result<Vec<Conflict>> {
+        self.0.conflicts(pipeline, unresolved_only).await
+    }
+    async fn resolve_conflict(&self, id: u64, keep: Side) -> Result<bool> {
+        self.0.resolve_conflict(id, keep).await
     }
 }
