@@ -209,6 +209,20 @@ pub enum NewTables {
     Paused,
 }
 
+/// What a `cdc` table whose log position the source no longer has does (a
+/// dropped, recreated or invalidated replication slot, a purged binlog).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLostPosition {
+    /// The table stops with an error that names the fix (`siphon sync resync`);
+    /// the pipeline's other tables go on.
+    #[default]
+    Fail,
+    /// The table is copied again (a snapshot, then the log), the pipeline's
+    /// other tables go on untouched.
+    Resnapshot,
+}
+
 /// When a pipeline runs under `siphon run` without `--once`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Schedule {
@@ -495,6 +509,10 @@ fn default_tables() -> Vec<String> {
     vec!["*".to_string()]
 }
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 fn is_one(p: &Parallel) -> bool {
     p.get() == 1
 }
@@ -531,6 +549,10 @@ pub struct PipelineSpec {
     pub schedule: Schedule,
     #[serde(default)]
     pub new_tables: NewTables,
+    /// `cdc`: what a table whose log position the source lost does: stop with
+    /// an error (`fail`, the default) or be copied again (`resnapshot`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_lost_position: OnLostPosition,
     #[serde(default)]
     pub schema: SchemaOptions,
     /// Schema of the target tables, where the default would not do.
@@ -688,6 +710,29 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn on_lost_position_defaults_to_fail_and_takes_resnapshot() {
+        use super::{OnLostPosition, PipelineSpec};
+        let spec = |extra: &str| {
+            serde_json::from_str::<PipelineSpec>(&format!(
+                r#"{{"source": "a", "target": "b"{extra}}}"#
+            ))
+        };
+        let default = spec("").unwrap();
+        assert_eq!(default.on_lost_position, OnLostPosition::Fail);
+        // The default is left out when the catalog is written.
+        let written = serde_json::to_string(&default).unwrap();
+        assert!(!written.contains("on_lost_position"), "{written}");
+        let resnapshot = spec(r#", "on_lost_position": "resnapshot""#).unwrap();
+        assert_eq!(resnapshot.on_lost_position, OnLostPosition::Resnapshot);
+        let written = serde_json::to_string(&resnapshot).unwrap();
+        assert_eq!(
+            serde_json::from_str::<PipelineSpec>(&written).unwrap(),
+            resnapshot
+        );
+        assert!(spec(r#", "on_lost_position": "copy""#).is_err());
+    }
 
     #[test]
     fn sizes_parse_with_decimal_and_binary_units() {

@@ -6,6 +6,7 @@
 mod catalog;
 mod change;
 mod error;
+mod event;
 mod position;
 mod schema;
 mod secret;
@@ -17,8 +18,8 @@ mod value;
 
 pub use catalog::{
     parse_duration, ByteSize, ConflictPolicy, ConflictSpec, CursorSpec, CursorStrategy,
-    DeleteDetection, FullStrategy, Lookback, Mode, NewTables, Parallel, PipelineSpec, Schedule,
-    SchemaOptions, Strategy, TableConfig, TableFilter,
+    DeleteDetection, FullStrategy, Lookback, Mode, NewTables, OnLostPosition, Parallel,
+    PipelineSpec, Schedule, SchemaOptions, Strategy, TableConfig, TableFilter,
 };
 pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
 pub use error::{retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};
@@ -27,9 +28,12 @@ pub use schema::{
     Column, DataType, Index, ObjectKind, Partition, Partitioning, SchemaObject, SequenceState,
     TableName, TableSchema, TypeKind,
 };
+pub use event::{Delivery, Event, EventSink};
 pub use secret::{redact, Secret};
-pub use sink::Sink;
-pub use source::{ChangeStream, Chunk, LogSource, NativeChunk, NativeFormat, Source};
+pub use sink::{Sink, SinkCapabilities};
+pub use source::{
+    ChangeStream, Chunk, LogSource, NativeChunk, NativeFormat, Resume, Source, Watermark,
+};
 pub use state::{
     Conflict, Execution, ExecutionStatus, Flag, Lease, Side, StateStore, StreamState, TableStats,
 };

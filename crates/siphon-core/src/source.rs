@@ -179,10 +179,11 @@ pub trait Source: Send + Sync {
 /// A source with a change log (PostgreSQL logical replication, a binlog): one log
 /// per pipeline, shared by the pipeline's `cdc` tables.
 ///
-/// The engine calls [`LogSource::prepare_log`] first, then snapshots the tables
-/// that need it with [`Source::read_chunk`], then reads the log from the pipeline's
-/// checkpoint (or from the position `prepare_log` returned) with
-/// [`LogSource::stream`]. Every change committed after the position `prepare_log`
+/// The engine calls [`LogSource::prepare_log`] first, then, when the pipeline has
+/// a checkpoint, asks [`LogSource::resume`] whether the log still holds what came
+/// after it, then snapshots the tables that need it with [`Source::read_chunk`],
+/// then reads the log from where `resume` said (or from the position
+/// `prepare_log` returned) with [`LogSource::stream`]. Every change committed after the position `prepare_log`
 /// returned is in the log after it, so changes made during a snapshot are replayed
 /// afterwards; sinks absorb the overlap by upserting and deleting by key.
 pub trait LogSource: Source {
@@ -195,10 +196,11 @@ pub trait LogSource: Source {
     fn check_log_table(&self, table: &TableSchema) -> impl Future<Output = Result<()>> + Send;
 
     /// Creates the pipeline's log reader (a replication slot and a publication)
-    /// when missing, makes it cover exactly `tables`, and returns the position
-    /// from which the log holds every change committed since it was created.
-    /// Idempotent: on an existing log it returns that log's oldest position still
-    /// readable (a checkpoint at or after it can be resumed).
+    /// when missing or no longer readable, makes it cover exactly `tables`, and
+    /// returns the position from which the log holds every change committed
+    /// since then: a table copied now is streamed from there. Idempotent: on an
+    /// existing log it returns that log's oldest position still readable.
+    /// Whether a checkpoint can still be resumed is [`LogSource::resume`]'s to say.
     fn prepare_log(
         &self,
         pipeline: &str,
@@ -229,8 +231,107 @@ pub trait LogSource: Source {
     /// slot's retained WAL), or `None` when it has no log reader.
     fn retained_log(&self, pipeline: &str) -> impl Future<Output = Result<Option<u64>>> + Send;
 
-    /// Orders two log positions of this source.
-    fn compare_log(&self, a: &Position, b: &Position) -> Result<Ordering>;
+    /// Whether the pipeline's log can be read on from its checkpoint `from` for
+    /// each of `tables` (tables whose copy on the target is current up to
+    /// `from`), and where reading goes on. Only the source can tell: a MySQL
+    /// GTID set is only partially ordered and binlogs are purged by time, SQL
+    /// Server Change Tracking keeps a minimum valid version per table, a
+    /// PostgreSQL slot may have been dropped, recreated or invalidated. The
+    /// engine never orders log positions itself.
+    ///
+    /// Called after [`LogSource::prepare_log`] for the same pipeline. A table in
+    /// [`Resume::lost`] has lost changes between `from` and [`Resume::from`]; its
+    /// error has kind [`crate::ErrorKind::PositionLost`] and says why. Every
+    /// other table of `tables` may be streamed from [`Resume::from`] without
+    /// losing a change. Reads only: it changes nothing at the source.
+    fn resume(
+        &self,
+        pipeline: &str,
+        from: &Position,
+        tables: &[TableSchema],
+    ) -> impl Future<Output = Result<Resume>> + Send;
+
+    /// Pins the reads of `table` ([`Source::read_chunk`], [`Source::read_native`])
+    /// to one consistent snapshot of the source taken now, until
+    /// [`LogSource::unpin_snapshot`], and returns where the log stands for it:
+    /// every transaction committed before is in the reads, every later one is
+    /// in the log after it ([`LogSource::snapshot_holds`] tells them apart). A
+    /// table without a row key is copied this way before it streams, since no
+    /// upsert can absorb a change both copied and streamed. Defaults to an
+    /// error: the source cannot hand such a table over exactly.
+    fn pin_snapshot(&self, table: &TableSchema) -> impl Future<Output = Result<Position>> + Send {
+        let e = crate::Error::bad_input(
+            "this source cannot copy a table without a key at a known log position, so its \
+             changes could be applied twice: add a primary key, or replicate the table with `mode: full`",
+        )
+        .table(&table.name);
+        async { Err(e) }
+    }
+
+    /// Ends what [`LogSource::pin_snapshot`] pinned for `table`; nothing when
+    /// nothing is pinned (the default).
+    fn unpin_snapshot(&self, _table: &TableSchema) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Whether a snapshot that [`LogSource::pin_snapshot`] pinned at `snapshot`
+    /// already holds the changes of transaction `tx` (it committed before):
+    /// such changes of the snapshotted table are skipped when streaming.
+    fn snapshot_holds(&self, _snapshot: &Position, _tx: &crate::Transaction) -> Result<bool> {
+        Err(crate::Error::internal(
+            "this source pins no snapshots, so it cannot say what one holds",
+        ))
+    }
+
+    /// Whether [`LogSource::write_watermark`] works for this source: then a
+    /// table added to a pipeline that already streams is copied chunk by chunk
+    /// between the watermarks, while the other tables keep streaming (the
+    /// watermark method of Netflix DBLog). A source without them (the default)
+    /// pauses the stream while such a table is copied whole, then streams on.
+    fn watermarks(&self) -> impl Future<Output = Result<bool>> + Send {
+        async { Ok(false) }
+    }
+
+    /// Writes `mark` into the pipeline's log in a transaction of its own and
+    /// returns once it committed: a stream of the pipeline returns it later
+    /// from [`ChangeStream::take_watermarks`], where it falls among the
+    /// changes, so everything committed before it is before it in the stream.
+    /// Called only when [`LogSource::watermarks`] said yes; defaults to an error.
+    fn write_watermark(
+        &self,
+        _pipeline: &str,
+        _mark: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async {
+            Err(crate::Error::internal(
+                "this source cannot write watermarks into its log",
+            ))
+        }
+    }
+}
+
+/// A mark the engine wrote into a change log ([`LogSource::write_watermark`]),
+/// as a stream read it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    /// The mark as written.
+    pub mark: String,
+    /// How many changes of its batch come before it in the log.
+    pub before: usize,
+}
+
+/// What [`LogSource::resume`] found: where the log goes on, and which tables
+/// lost their history.
+#[derive(Debug)]
+pub struct Resume {
+    /// Where the pipeline's log is read on from: the checkpoint itself when the
+    /// log still holds everything after it, or the oldest position the log
+    /// still holds when it lost some of it (tables snapshotted again start
+    /// there).
+    pub from: Position,
+    /// The tables whose changes since the checkpoint the log no longer holds,
+    /// each with an error of kind [`crate::ErrorKind::PositionLost`] that says why.
+    pub lost: Vec<(crate::TableName, crate::Error)>,
 }
 
 /// An open change log, read in commit order.
@@ -262,4 +363,14 @@ pub trait ChangeStream: Send {
 
     /// Ends the stream, making sure the source learned the last confirmed position.
     fn close(self) -> impl Future<Output = Result<()>> + Send;
+
+    /// The watermarks ([`LogSource::write_watermark`]) among the changes of the
+    /// batch the last [`ChangeStream::next_batch`] returned, in log order, each
+    /// once. A batch's watermarks are taken before the next batch is read. The
+    /// marks of other pipelines reading the same log may be among them; the
+    /// engine knows its own by their text. None for a source without
+    /// watermarks (the default).
+    fn take_watermarks(&mut self) -> Vec<Watermark> {
+        Vec::new()
+    }
 }

@@ -3,7 +3,6 @@
 //! from the pipeline's checkpoint, one target transaction per batch of whole
 //! source transactions, and the source is told only what the target committed.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +11,16 @@ use chrono::Utc;
 use siphon_core::{
     retry_policy, Action, Batch, Change, ChangeStream, Checkpoint, Error, ErrorKind, Flag,
     LogSource, Mode, Op, Phase, PipelineSpec, Position, Result, Retry, Sink, StateStore, StreamId,
-    StreamState, TableName, TableSchema, TableStats,
+    StreamState, TableName, TableSchema, TableStats, Watermark,
 };
 
 use crate::snapshot::{self, TableRun};
 use crate::{Observer, Shutdown};
 
+mod backfill;
+mod exact;
 mod isolate;
+mod resume;
 
 /// How often a dropped replication connection is reopened within one pass.
 const RECONNECTS: u32 = 5;
@@ -47,9 +49,17 @@ pub struct LogSession<C> {
     /// session leave them out, so the log goes on for the others, until a
     /// reload is forced (`sync resync`) or siphon starts again.
     stopped: HashMap<TableName, (ErrorKind, String)>,
+    /// Tables copied between watermarks while the log streams.
+    backfill: backfill::Backfill,
 }
 
 impl<C> LogSession<C> {
+    /// The rows copied so far of a table stream being copied while the log
+    /// streams (it is `snapshotting` until its copy is complete), or `None`.
+    pub(crate) fn copying(&self, stream: &StreamId) -> Option<u64> {
+        self.backfill.copied(stream)
+    }
+
     /// Whether each pass copies the `full` tables again (not when following).
     pub fn reloads_full(&self) -> bool {
         self.window.is_none()
@@ -87,6 +97,7 @@ impl<C: ChangeStream> LogSession<C> {
             window: None,
             open: None,
             stopped: HashMap::new(),
+            backfill: backfill::Backfill::new(),
         }
     }
 
@@ -96,6 +107,7 @@ impl<C: ChangeStream> LogSession<C> {
             window: Some(window),
             open: None,
             stopped: HashMap::new(),
+            backfill: backfill::Backfill::new(),
         }
     }
 
@@ -131,6 +143,10 @@ struct Table {
     error: Option<Error>,
     /// Stopped while streaming, by an error only this table had.
     stopped: bool,
+    /// For a table without a key: the position of the snapshot its copy was
+    /// read in, whose transactions the stream skips for it (no upsert could
+    /// absorb them), until the first one the snapshot does not hold.
+    skip: Option<Position>,
 }
 
 /// What a cdc pass did to each table: its stats, and its error if it failed.
@@ -170,6 +186,7 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
             stats,
             error: None,
             stopped: false,
+            skip: None,
         };
         if let Some(why) = session.stopped.get(&t.source.name) {
             if state.flag(&t.stream, Flag::ForceFullLoad).await? == Some(true) {
@@ -235,7 +252,6 @@ async fn check<S: LogSource, K: Sink>(
         .check_log_table(&t.source)
         .await
         .map_err(|e| named(e, &t.source))?;
-    t.source.require_row_key()?;
     crate::evolve::prepare(source, sink, &t.source, &t.target, &spec.schema)
         .await
         .map_err(|e| named(e, &t.source))
@@ -288,33 +304,46 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
     }
     let slot_start = source.prepare_log(pipeline, &ok).await?;
     let log = log_stream(pipeline);
-    let mut from = match sink.checkpoint(&log).await?.map(|c| c.phase) {
+    let from = match sink.checkpoint(&log).await?.map(|c| c.phase) {
         Some(Phase::Streaming { position: Some(p) }) => Some(p),
         _ => None,
     };
-    if let Some(p) = &from {
-        if source.compare_log(p, &slot_start)? == Ordering::Less {
-            tracing::warn!(pipeline, "the source's log no longer has the pipeline's checkpoint: every table is copied again");
-            from = None;
-        }
-    }
+    // Whether each table can go on from the checkpoint is the source's to
+    // say; one that cannot stops or is copied again, the others go on.
+    let (start, mut plans) = resume::plan(
+        pipeline,
+        spec,
+        tables,
+        from.as_ref(),
+        &slot_start,
+        source,
+        sink,
+        state,
+    )
+    .await?;
 
     // Snapshots, one table after another, before any change is streamed: a
     // table never receives changes before its copy is complete.
-    for t in tables.iter_mut().filter(|t| t.error.is_none()) {
-        if let Err(e) = snapshot_table(
-            t,
-            spec,
-            from.as_ref(),
-            &slot_start,
-            source,
-            sink,
-            state,
-            observer,
-            shutdown,
-        )
-        .await
-        {
+    for (i, t) in tables.iter_mut().enumerate() {
+        let Some(planned) = plans.remove(&i).filter(|_| t.error.is_none()) else {
+            continue;
+        };
+        // Added to a log that streams already: copied while the log goes on.
+        let on_log = window.is_some() && from.as_ref() == Some(&start);
+        let adopted = session
+            .backfill
+            .adopt(t, spec, planned, &start, on_log, source, sink, state, observer)
+            .await;
+        let copied = match adopted {
+            Ok(Some(planned)) => {
+                snapshot_table(
+                    t, spec, planned, &start, source, sink, state, observer, shutdown,
+                )
+                .await
+            }
+            other => other.map(|_| ()),
+        };
+        if let Err(e) = copied {
             // Its changes are skipped from here on, so its next run starts afresh.
             if let Err(r) = sink.reset(&t.stream).await {
                 tracing::warn!(stream = %t.stream, error = %r, "could not reset the checkpoint");
@@ -332,11 +361,11 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
         None => Some(source.log_head().await?),
     };
     let deadline = window.map(|w| std::time::Instant::now() + w);
-    let streamed_before = from.is_some();
-    let mut position = from.unwrap_or(slot_start);
+    let moved = from.as_ref() != Some(&start);
+    let mut position = start;
     // The kept stream must stand where the target's checkpoint does.
     let mut kept = kept.filter(|o| o.position == position).map(|o| o.stream);
-    if !streamed_before {
+    if moved {
         // The tables' copies hold everything before the log's start: record it,
         // so the next pass resumes the log instead of copying again.
         let cp = Checkpoint {
@@ -352,9 +381,11 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
     for (i, t) in tables.iter().enumerate() {
         if t.error.is_none() {
             routes.insert(t.source.name.clone(), i);
-            state
-                .set_stream_state(&t.stream, &StreamState::Streaming)
-                .await?;
+            if session.backfill.copied(&t.stream).is_none() {
+                state
+                    .set_stream_state(&t.stream, &StreamState::Streaming)
+                    .await?;
+            }
         }
     }
     let batch_size = spec.batch_size.max(1);
@@ -366,7 +397,10 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
         let mut stream = match reused {
             Some(s) => s,
             None => match source.stream(pipeline, &open, &position).await {
-                Ok(s) => s,
+                Ok(s) => {
+                    session.backfill.reopened(&routes);
+                    s
+                }
                 Err(e) if e.action() == Action::RetrySoon && attempts < RECONNECTS => {
                     attempts += 1;
                     backoff(pipeline, attempts, &e).await;
@@ -390,6 +424,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
             state,
             observer,
             shutdown,
+            Some(&mut session.backfill),
         )
         .await;
         match r {
@@ -475,6 +510,7 @@ async fn catch_up<S: LogSource, K: Sink, St: StateStore>(
             target,
             error: None,
             stopped: false,
+            skip: None,
         })
         .collect();
     let mut routes: HashMap<TableName, usize> = carried
@@ -502,6 +538,7 @@ async fn catch_up<S: LogSource, K: Sink, St: StateStore>(
                 state,
                 observer,
                 shutdown,
+                None,
             )
             .await?;
             stream.close().await?;
@@ -565,46 +602,41 @@ async fn backoff(pipeline: &str, attempt: u32, e: &Error) {
     tokio::time::sleep(wait).await;
 }
 
+/// Copies a table as its plan says (nothing for one that streams on), so
+/// that it streams from `resume` on.
 #[allow(clippy::too_many_arguments)]
 async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
     t: &mut Table,
     spec: &PipelineSpec,
-    from: Option<&Position>,
-    slot_start: &Position,
+    planned: resume::Planned,
+    resume: &Position,
     source: &S,
     sink: &K,
     state: &St,
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) -> Result<()> {
-    // Taken, not read: the reset below makes the copy happen even if this
-    // pass fails, and a reload asked for again meanwhile is another one.
-    let force = state.take_flag(&t.stream, Flag::ForceFullLoad).await?;
-    if force {
-        tracing::info!(stream = %t.stream, "forced full load");
-        sink.reset(&t.stream).await?;
-        state.remove_checkpoint(&t.stream).await?;
+    if t.source.row_key().is_none() {
+        let (streamed, checkpoint) = match planned.plan {
+            resume::Plan::Stream(c) => (true, Some(c)),
+            resume::Plan::Resume(c) => (false, Some(c)),
+            resume::Plan::Copy => (false, None),
+        };
+        let run = exact::Run {
+            spec,
+            source,
+            sink,
+            state,
+            observer,
+            shutdown,
+        };
+        exact::snapshot(t, &run, streamed, checkpoint).await?;
+        return Ok(());
     }
-    let checkpoint = sink.checkpoint(&t.stream).await?;
-    let resume = from.cloned().unwrap_or_else(|| slot_start.clone());
-    let resume_from = match checkpoint.map(|c| c.phase) {
-        // Streamed before, and the log still holds what came since.
-        Some(Phase::Streaming { .. }) if from.is_some() => return Ok(()),
-        // An interrupted copy resumes if it was made against this log.
-        Some(Phase::Snapshot {
-            last_key,
-            resume_position: Some(rp),
-        }) if source.compare_log(&rp, &resume)? != Ordering::Less || from.is_some() => {
-            Some(Checkpoint {
-                stream: t.stream.clone(),
-                epoch: 0,
-                phase: Phase::Snapshot {
-                    last_key,
-                    resume_position: Some(rp),
-                },
-            })
-        }
-        _ => None,
+    let resume_from = match planned.plan {
+        resume::Plan::Stream(_) => return Ok(()),
+        resume::Plan::Resume(c) => Some(c),
+        resume::Plan::Copy => None,
     };
     snapshot::mark_loading(state, &t.stream).await?;
     let config = spec.table_config(&t.source.name);
@@ -620,7 +652,7 @@ async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
         observer,
         shutdown,
     };
-    snapshot::run(&run, resume_from, Some(resume), &mut t.stats).await?;
+    snapshot::run(&run, resume_from, Some(resume.clone()), &mut t.stats).await?;
     Ok(())
 }
 
@@ -630,9 +662,10 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// Applies batches until the stream has caught up with `until` or, following
 /// the log, until `deadline` (or shutdown); moves `position` with each
-/// committed batch.
+/// committed batch. Tables in `backfill` are copied chunk by chunk among the
+/// batches.
 #[allow(clippy::too_many_arguments)]
-async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>(
+async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
     source: &S,
     pipeline: &str,
     spec: &PipelineSpec,
@@ -647,6 +680,7 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
     state: &St,
     observer: &dyn Observer,
     shutdown: &Shutdown,
+    mut backfill: Option<&mut backfill::Backfill>,
 ) -> Result<Drained> {
     let log = log_stream(pipeline);
     let wait = deadline.map(|_| FOLLOW_POLL);
@@ -654,9 +688,13 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
     // What was read while the previous batch was applied (a batch, and one
     // that could not be merged into it): always applied before the pass ends,
     // since the stream has moved past it.
-    let mut ahead: std::collections::VecDeque<(Batch, Position)> = Default::default();
+    let mut ahead: std::collections::VecDeque<(Batch, Position, Vec<Watermark>)> =
+        Default::default();
     loop {
-        let (batch, next) = match ahead.pop_front() {
+        if let Some(b) = backfill.as_deref_mut() {
+            b.start_chunks(pipeline, source).await?;
+        }
+        let (mut batch, next, marks) = match ahead.pop_front() {
             Some(b) => b,
             None => {
                 if shutdown.requested() {
@@ -670,12 +708,16 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
                     return Ok(Drained::Done);
                 }
                 match stream.next_batch(batch_size, until, wait).await? {
-                    Some(b) => b,
+                    Some((b, p)) => (b, p, stream.take_watermarks()),
                     None if until.is_some() => return Ok(Drained::Done),
                     None => continue,
                 }
             }
         };
+        if let Some(b) = backfill.as_deref_mut() {
+            b.absorb(pipeline, &mut batch, marks, tables, routes, source)
+                .await?;
+        }
         // A table whose shape changed (columns added, renamed, dropped or
         // widened) is evolved on the target before any of its rows; rows the
         // target held already get the source's values of added columns.
@@ -708,6 +750,14 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
             let Some(&i) = routes.get(&change.table.name) else {
                 continue;
             };
+            if let (Some(snapshot), Some(tx)) = (&tables[i].skip, &change.tx) {
+                if !matches!(change.op, Op::Schema(_)) {
+                    if source.snapshot_holds(snapshot, tx)? {
+                        continue;
+                    }
+                    tables[i].skip = None;
+                }
+            }
             let t = &tables[i];
             let widen = |row: Vec<siphon_core::Value>| reshape(&change.table, &t.source, row);
             let c = counts.entry(i).or_default();
@@ -813,6 +863,9 @@ async fn drain<S: siphon_core::Source, C: ChangeStream, K: Sink, St: StateStore>
         // Only what the target committed is confirmed to the source.
         stream.confirm(&next).await?;
         *position = next;
+        if let Some(b) = backfill.as_deref_mut() {
+            b.committed(position, sink, state).await?;
+        }
         let single = counts.len() == 1;
         // Rows a TRUNCATE removed are counted for the table it emptied when the
         // batch emptied one table; several emptied at once (TRUNCATE a, b, or
@@ -878,11 +931,12 @@ async fn read_while_applying<C: ChangeStream>(
     wait: Option<Duration>,
     applying: &Position,
     applied: &std::sync::atomic::AtomicBool,
-) -> Result<Option<Vec<(Batch, Position)>>> {
+) -> Result<Option<Vec<(Batch, Position, Vec<Watermark>)>>> {
     use std::sync::atomic::Ordering as AtomicOrdering;
     let Some((mut batch, mut position)) = stream.next_batch(batch_size, until, wait).await? else {
         return Ok(None);
     };
+    let mut marks = stream.take_watermarks();
     let mut out = Vec::with_capacity(2);
     // A split batch takes nothing after it.
     let mut open = position != *applying;
@@ -892,6 +946,7 @@ async fn read_while_applying<C: ChangeStream>(
             .await?
         {
             Some((more, at)) => {
+                let mut more_marks = stream.take_watermarks();
                 // A batch that changes a table's shape starts a batch of its
                 // own: the target takes the new shape (and fills added
                 // columns) before its rows, and after the rows of the old one.
@@ -900,10 +955,14 @@ async fn read_while_applying<C: ChangeStream>(
                     && !reshapes
                     && batch.changes.len() + more.changes.len() <= batch_size
                 {
+                    for m in &mut more_marks {
+                        m.before += batch.changes.len();
+                    }
+                    marks.extend(more_marks);
                     batch.changes.extend(more.changes);
                     position = at;
                 } else {
-                    out.push((more, at));
+                    out.push((more, at, more_marks));
                     open = false;
                 }
             }
@@ -912,7 +971,7 @@ async fn read_while_applying<C: ChangeStream>(
             None => open = false,
         }
     }
-    out.insert(0, (batch, position));
+    out.insert(0, (batch, position, marks));
     Ok(Some(out))
 }
 

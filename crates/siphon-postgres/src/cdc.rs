@@ -2,7 +2,6 @@
 //! replication slot (`pgoutput`), and the change stream that reads the slot
 //! (protocol version 1) and turns its messages into siphon changes.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +10,8 @@ use bytes::Bytes;
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use siphon_core::{
-    Batch, Change, ChangeStream, Error, ErrorKind, LogSource, Op, Position, Result, Row, TableName,
-    TableSchema, Transaction, Value,
+    Batch, Change, ChangeStream, Error, ErrorKind, LogSource, Op, Position, Result, Resume, Row,
+    TableName, TableSchema, Transaction, Value,
 };
 use tokio_postgres::types::ToSql;
 
@@ -23,6 +22,7 @@ use crate::replication::{Event, ReplicationConfig, ReplicationStream};
 use crate::source::{decode_row, name_of, Param, PostgresSource};
 use crate::types::{self, PgType};
 
+mod resume;
 mod shape;
 mod stream;
 
@@ -49,6 +49,13 @@ pub fn log_name(pipeline: &str) -> String {
     }
     name
 }
+
+/// The prefix of siphon's watermarks in the WAL
+/// (`pg_logical_emit_message(true, 'siphon', mark)`).
+const WATERMARK_PREFIX: &str = "siphon";
+
+/// Logical decoding messages (watermarks) reach pgoutput from PostgreSQL 14.
+const MESSAGES_SINCE: i32 = 140000;
 
 /// A position in the WAL as stored in checkpoints: `{"lsn": "16/B374D848"}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,6 +119,7 @@ impl PostgresSource {
             .replication_config(slot, slot)?
             .with_start_lsn(start)
             .with_protocol(proto, streaming)
+            .with_messages(version >= MESSAGES_SINCE)
             // Confirmed positions reach the server within half a second.
             .with_status_interval(Duration::from_millis(500))
             // Bounded read-ahead: a slow target slows the reader.
@@ -120,13 +128,13 @@ impl PostgresSource {
     }
 }
 
-/// The error for a table without a key siphon can address rows by.
+/// The error for a table without a key whose log does not carry whole old rows.
 fn no_identity(table: &TableName) -> Error {
     Error::bad_input(
-        "the table has no primary key and no unique index on NOT NULL columns, and siphon \
-         addresses rows by key (tables without any key are not replicated yet): add a primary key \
-         (ALTER TABLE … ADD PRIMARY KEY (…)), or a unique index on NOT NULL columns and \
-         ALTER TABLE … REPLICA IDENTITY USING INDEX …",
+        "the table has no primary key and no unique index on NOT NULL columns, and its replica \
+         identity does not log whole old rows, so PostgreSQL's log cannot say which row an UPDATE \
+         or DELETE changed: run ALTER TABLE … REPLICA IDENTITY FULL (each update or delete is then \
+         applied to one equal row), or add a primary key",
     )
     .table(table)
 }
@@ -235,7 +243,11 @@ impl LogSource for PostgresSource {
             // Published through its root, a partitioned table's changes are
             // logged by each partition's replica identity.
             if table.row_key().is_none() {
-                return Err(no_identity(&table.name));
+                return Err(Error::bad_input(
+                    "the table is partitioned and has no key: add a primary key (or a UNIQUE \
+                     index on NOT NULL columns) to replicate it",
+                )
+                .table(&table.name));
             }
             return partition::check_logged(&*self.client().await?, &table.name).await;
         }
@@ -248,7 +260,11 @@ impl LogSource for PostgresSource {
             _ => false,
         };
         if table.row_key().is_none() {
-            return Err(no_identity(&table.name));
+            // Without a key, only whole old rows say which row changed.
+            if ident != "f" {
+                return Err(no_identity(&table.name));
+            }
+            return Ok(());
         }
         if !ok && deferrable_pk && ident == "d" {
             return Err(Error::bad_input(
@@ -386,6 +402,7 @@ impl LogSource for PostgresSource {
                 .await
                 .map_err(|e| pg_err(e, "creating the publication"))?;
         }
+        resume::drop_invalidated(self, pipeline).await?;
         let slot = self
             .client()
             .await?
@@ -478,6 +495,8 @@ impl LogSource for PostgresSource {
             todo: Vec::new(),
             in_txn: false,
             split: false,
+            marks: Vec::new(),
+            marks_out: Vec::new(),
             tx: None,
             index: 0,
             done: false,
@@ -534,8 +553,57 @@ impl LogSource for PostgresSource {
         self.retained_wal(pipeline).await
     }
 
-    fn compare_log(&self, a: &Position, b: &Position) -> Result<Ordering> {
-        Ok(lsn_of(a)?.cmp(&lsn_of(b)?))
+    async fn pin_snapshot(&self, table: &TableSchema) -> Result<Position> {
+        self.pin_physical(table).await.map(to_position)
+    }
+
+    async fn unpin_snapshot(&self, table: &TableSchema) -> Result<()> {
+        self.unpin_physical(table);
+        Ok(())
+    }
+
+    fn snapshot_holds(&self, snapshot: &Position, tx: &Transaction) -> Result<bool> {
+        // The snapshot holds a transaction whose commit record starts before
+        // the exporting slot's consistent point.
+        Ok(lsn_of(&tx.position)? < lsn_of(snapshot)?)
+    }
+
+    async fn watermarks(&self) -> Result<bool> {
+        // The function may be revoked from the user: then tables are copied
+        // with the stream paused, as without watermarks.
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT current_setting('server_version_num')::int, \
+                        has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'execute')",
+                &[],
+            )
+            .await
+            .map_err(|e| pg_err(e, "reading the server version"))?;
+        Ok(row.get::<_, i32>(0) >= MESSAGES_SINCE && row.get::<_, bool>(1))
+    }
+
+    async fn write_watermark(&self, pipeline: &str, mark: &str) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "SELECT pg_logical_emit_message(true, $1, $2)",
+                &[&WATERMARK_PREFIX, &mark],
+            )
+            .await
+            .map_err(|e| pg_err(e, "writing a watermark into the WAL"))?;
+        tracing::trace!(pipeline, mark, "watermark written");
+        Ok(())
+    }
+
+    async fn resume(
+        &self,
+        pipeline: &str,
+        from: &Position,
+        tables: &[TableSchema],
+    ) -> Result<Resume> {
+        resume::resume(self, pipeline, from, tables).await
     }
 }
 

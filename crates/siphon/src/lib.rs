@@ -45,16 +45,18 @@ pub use pipeline::{Connection, Pipeline, PipelineBuilder};
 pub use lease::{holder_id, lease_ttl, DEFAULT_LEASE_TTL, LEASE_TTL_ENV};
 pub use run::{follow, run_pass, LogEvents, Outcome, RunEvents};
 
-pub use dispatch::{AnyChangeStream, AnySink, AnySource, AnyStateStore, BoxFuture};
+pub use dispatch::{
+    AnyChangeStream, AnyEventSink, AnySink, AnySource, AnyStateStore, AnyTarget, BoxFuture,
+};
 pub use registry::{
-    named, Capabilities, Connector, OpenSink, OpenSource, OpenState, ParseUrl, Registry, POSTGRES,
-    SQLITE,
+    named, Capabilities, Connector, OpenEvents, OpenSink, OpenSource, OpenState, ParseUrl,
+    Registry, FILE, POSTGRES, SQLITE,
 };
 pub use url::{expand_env, redact, ConnectionUrl};
 
 pub use siphon_core::{
-    ChangeStream, Checkpoint, Error, ErrorKind, ExecutionStatus, LogSource, Mode, Phase,
-    PipelineSpec, Position, Result, Schedule, Sink, Source, StateStore, StreamId, TableName,
-    TableStats,
+    ChangeStream, Checkpoint, Error, ErrorKind, ExecutionStatus, LogSource, Mode, OnLostPosition,
+    Phase, PipelineSpec, Position, Result, Schedule, Sink, Source, StateStore, StreamId,
+    TableName, TableStats,
 };
 pub use siphon_engine::{NoopObserver, Observer, PassReport, Shutdown};

@@ -1,6 +1,6 @@
 //! Connections and pipelines built in code, as `siphon.yaml` would declare them.
 
-use siphon_core::{Error, Mode, PipelineSpec, Result, Schedule};
+use siphon_core::{Error, Mode, OnLostPosition, PipelineSpec, Result, Schedule};
 
 use crate::url::ConnectionUrl;
 
@@ -71,6 +71,7 @@ impl Pipeline {
             batch_size: None,
             schedule: None,
             target_schema: None,
+            on_lost_position: None,
         }
     }
 
@@ -106,6 +107,7 @@ pub struct PipelineBuilder {
     batch_size: Option<usize>,
     schedule: Option<Schedule>,
     target_schema: Option<String>,
+    on_lost_position: Option<OnLostPosition>,
 }
 
 impl PipelineBuilder {
@@ -157,6 +159,13 @@ impl PipelineBuilder {
         self
     }
 
+    /// `cdc`: what a table whose log position the source lost does: stop with
+    /// an error naming the fix (the default), or be copied again.
+    pub fn on_lost_position(mut self, policy: OnLostPosition) -> Self {
+        self.on_lost_position = Some(policy);
+        self
+    }
+
     /// The pipeline; an error names what is missing or wrong and the call
     /// that sets it.
     pub fn build(self) -> Result<Pipeline> {
@@ -199,6 +208,9 @@ impl PipelineBuilder {
             spec.schedule = schedule;
         }
         spec.target_schema = self.target_schema;
+        if let Some(policy) = self.on_lost_position {
+            spec.on_lost_position = policy;
+        }
         Ok(Pipeline { name, spec })
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use siphon_core::{
     Batch, ChangeStream, Chunk, CursorSpec, Error, LogSource, NativeChunk, NativeFormat, Position,
-    Result, Row, Source, TableFilter, TableSchema,
+    Result, Resume, Row, Source, TableFilter, TableSchema,
 };
 
 use super::BoxFuture;
@@ -90,7 +90,18 @@ trait DynLog: Send + Sync {
     ) -> BoxFuture<'a, Result<AnyChangeStream>>;
     fn drop_log<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<()>>;
     fn retained_log<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Option<u64>>>;
-    fn compare_log(&self, a: &Position, b: &Position) -> Result<Ordering>;
+    fn pin_snapshot<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Position>>;
+    fn unpin_snapshot<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<()>>;
+    fn snapshot_holds(&self, snapshot: &Position, tx: &siphon_core::Transaction) -> Result<bool>;
+    fn watermarks(&self) -> BoxFuture<'_, Result<bool>>;
+    fn write_watermark<'a>(&'a self, pipeline: &'a str, mark: &'a str)
+        -> BoxFuture<'a, Result<()>>;
+    fn resume<'a>(
+        &'a self,
+        pipeline: &'a str,
+        from: &'a Position,
+        tables: &'a [TableSchema],
+    ) -> BoxFuture<'a, Result<Resume>>;
 }
 
 /// The `dyn`-compatible mirror of [`ChangeStream`].
@@ -103,6 +114,7 @@ trait DynChangeStream: fmt::Debug + Send {
     ) -> BoxFuture<'a, Result<Option<(Batch, Position)>>>;
     fn confirm<'a>(&'a mut self, committed: &'a Position) -> BoxFuture<'a, Result<()>>;
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<()>>;
+    fn take_watermarks(&mut self) -> Vec<siphon_core::Watermark>;
 }
 
 /// A source without a change log.
@@ -287,8 +299,32 @@ where
     fn retained_log<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
         Box::pin(self.0.retained_log(pipeline))
     }
-    fn compare_log(&self, a: &Position, b: &Position) -> Result<Ordering> {
-        self.0.compare_log(a, b)
+    fn pin_snapshot<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Position>> {
+        Box::pin(self.0.pin_snapshot(table))
+    }
+    fn unpin_snapshot<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.0.unpin_snapshot(table))
+    }
+    fn snapshot_holds(&self, snapshot: &Position, tx: &siphon_core::Transaction) -> Result<bool> {
+        self.0.snapshot_holds(snapshot, tx)
+    }
+    fn watermarks(&self) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(self.0.watermarks())
+    }
+    fn write_watermark<'a>(
+        &'a self,
+        pipeline: &'a str,
+        mark: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.0.write_watermark(pipeline, mark))
+    }
+    fn resume<'a>(
+        &'a self,
+        pipeline: &'a str,
+        from: &'a Position,
+        tables: &'a [TableSchema],
+    ) -> BoxFuture<'a, Result<Resume>> {
+        Box::pin(self.0.resume(pipeline, from, tables))
     }
 }
 
@@ -310,6 +346,9 @@ impl<C: ChangeStream + fmt::Debug + 'static> DynChangeStream for Stream<C> {
     }
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         Box::pin(self.0.close())
+    }
+    fn take_watermarks(&mut self) -> Vec<siphon_core::Watermark> {
+        self.0.take_watermarks()
     }
 }
 
@@ -492,9 +531,49 @@ impl LogSource for AnySource {
         }
     }
 
-    fn compare_log(&self, a: &Position, b: &Position) -> Result<Ordering> {
+    async fn pin_snapshot(&self, table: &TableSchema) -> Result<Position> {
         match self.0.log() {
-            Some(log) => log.compare_log(a, b),
+            Some(log) => log.pin_snapshot(table).await,
+            None => Err(no_log().table(&table.name)),
+        }
+    }
+
+    async fn unpin_snapshot(&self, table: &TableSchema) -> Result<()> {
+        match self.0.log() {
+            Some(log) => log.unpin_snapshot(table).await,
+            None => Ok(()),
+        }
+    }
+
+    fn snapshot_holds(&self, snapshot: &Position, tx: &siphon_core::Transaction) -> Result<bool> {
+        match self.0.log() {
+            Some(log) => log.snapshot_holds(snapshot, tx),
+            None => Err(no_log()),
+        }
+    }
+
+    async fn watermarks(&self) -> Result<bool> {
+        match self.0.log() {
+            Some(log) => log.watermarks().await,
+            None => Ok(false),
+        }
+    }
+
+    async fn write_watermark(&self, pipeline: &str, mark: &str) -> Result<()> {
+        match self.0.log() {
+            Some(log) => log.write_watermark(pipeline, mark).await,
+            None => Err(no_log()),
+        }
+    }
+
+    async fn resume(
+        &self,
+        pipeline: &str,
+        from: &Position,
+        tables: &[TableSchema],
+    ) -> Result<Resume> {
+        match self.0.log() {
+            Some(log) => log.resume(pipeline, from, tables).await,
             None => Err(no_log()),
         }
     }
@@ -520,5 +599,9 @@ impl ChangeStream for AnyChangeStream {
 
     async fn close(self) -> Result<()> {
         self.0.close().await
+    }
+
+    fn take_watermarks(&mut self) -> Vec<siphon_core::Watermark> {
+        self.0.take_watermarks()
     }
 }
