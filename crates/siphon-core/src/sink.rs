@@ -1,5 +1,7 @@
-//! The contract of a target connector.
+//! The contract of a table target connector, and the optional abilities only
+//! some targets have.
 
+use std::fmt;
 use std::future::Future;
 
 use crate::{
@@ -7,13 +9,109 @@ use crate::{
     TableName, TableSchema,
 };
 
-/// Writes changes to a target and keeps each table stream's checkpoint there.
+/// What a sink can do beyond the contract every [`Sink`] keeps. The engine asks
+/// [`Sink::capabilities`] before it uses one of these abilities, and a
+/// pipeline that needs an ability its target lacks fails when it starts, with
+/// a `Config` error that names the target and what it lacks
+/// ([`SinkCapabilities::missing`]). A method behind an ability the sink does
+/// not claim is never called, so the sink need not implement it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SinkCapabilities {
+    /// [`Sink::read_keys`]: the target can list its row keys, which
+    /// `delete_detection: key_diff` needs.
+    pub read_keys: bool,
+    /// [`Sink::accepts_native`] and [`Sink::load_native`]: rows in a source's
+    /// own encoding may be written unchanged (an optimisation; without it rows
+    /// are decoded).
+    pub native: bool,
+    /// [`Sink::another`]: the sink can open more handles on the target for
+    /// parallel snapshot workers (an optimisation; without it one worker loads).
+    pub another: bool,
+    /// [`Sink::swap_refusal`], [`Sink::open_shadow`], [`Sink::swap_in`] and
+    /// [`Sink::drop_shadow`]: loads into shadow tables swapped in whole, which
+    /// `strategy: swap` needs.
+    pub swap: bool,
+    /// [`Sink::unfilled`] and [`Sink::fill`]: columns added to a table that
+    /// held rows are filled from the source (without it, such columns stay as
+    /// the target's default until the rows change).
+    pub fill: bool,
+}
+
+impl SinkCapabilities {
+    /// No optional ability: what a sink claims unless it says otherwise.
+    pub const NONE: SinkCapabilities = SinkCapabilities {
+        read_keys: false,
+        native: false,
+        another: false,
+        swap: false,
+        fill: false,
+    };
+
+    /// Every optional ability.
+    pub const ALL: SinkCapabilities = SinkCapabilities {
+        read_keys: true,
+        native: true,
+        another: true,
+        swap: true,
+        fill: true,
+    };
+
+    /// The refusal of a pipeline that needs `ability` (one of this struct's
+    /// field names) of target `target`, which lacks it: a `Config` error that
+    /// names the target, the setting that asked for it (`needed_by`, such as
+    /// `delete_detection: key_diff`) and what to do instead.
+    pub fn missing(target: &str, ability: &str, needed_by: &str, instead: &str) -> crate::Error {
+        crate::Error::config(format!(
+            "target `{target}` cannot serve `{needed_by}`: this kind of target has no `{ability}` \
+             ability; {instead}"
+        ))
+    }
+}
+
+impl fmt::Display for SinkCapabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = [
+            (self.read_keys, "read_keys"),
+            (self.native, "native"),
+            (self.another, "another"),
+            (self.swap, "swap"),
+            (self.fill, "fill"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(", "))
+        }
+    }
+}
+
+/// Writes changes to a table target (a SQL database) and keeps each table
+/// stream's checkpoint there.
 ///
 /// Every write is idempotent: inserts and updates are upserts by key and deletes
 /// are by key, so replaying a batch after a crash converges to the same rows. Each
 /// call that takes a checkpoint commits the data and the checkpoint in one target
-/// transaction, or neither. Calls for one stream come one at a time, in order.
+/// transaction, or neither: delivery is exactly-once in effect.
+///
+/// Concurrency, the one rule: calls on one handle for one stream never overlap
+/// and come in order; calls for different streams may overlap (a sink is
+/// `Sync`). More workers on one stream (a parallel snapshot) each use a handle
+/// of their own from [`Sink::another`], so the rule holds per handle, and each
+/// writes a checkpoint that counts only chunks already committed.
+///
+/// Optional abilities are declared by [`Sink::capabilities`]; the methods
+/// behind an ability a sink does not claim keep their default bodies and are
+/// never called.
 pub trait Sink: Send + Sync {
+    /// The optional abilities this sink has. Defaults to none; the engine
+    /// checks them before it calls a method behind one.
+    fn capabilities(&self) -> SinkCapabilities {
+        SinkCapabilities::NONE
+    }
+
     /// Creates the table when it is missing (`options.create`), evolves it to
     /// the source's shape (`options.evolve`: adds columns the source gained,
     /// renames those it renamed where [`crate::Column::source_id`] says so,
@@ -45,7 +143,7 @@ pub trait Sink: Send + Sync {
         checkpoint: &Checkpoint,
     ) -> impl Future<Output = Result<ApplyStats>> + Send;
 
-    /// Whether [`Sink::load_native`] can write rows encoded as `format` into the
+    /// Only with [`SinkCapabilities::native`]: whether [`Sink::load_native`] can write rows encoded as `format` into the
     /// table unchanged: the same encoding, and every column of the same type.
     /// Defaults to no.
     fn accepts_native(
@@ -68,7 +166,7 @@ pub trait Sink: Send + Sync {
         async { Err(e) }
     }
 
-    /// Another handle on the same database with a connection of its own, for a
+    /// Only with [`SinkCapabilities::another`]: another handle on the same database with a connection of its own, for a
     /// parallel worker, knowing the tables this one prepared; `None` when the
     /// sink cannot open one (the default). Workers load chunks of one stream
     /// concurrently, each with the checkpoint that counts only chunks already
@@ -80,7 +178,7 @@ pub trait Sink: Send + Sync {
         async { Ok(None) }
     }
 
-    /// Why the sink cannot load `table` (prepared) into a shadow table and swap
+    /// Only with [`SinkCapabilities::swap`]: why the sink cannot load `table` (prepared) into a shadow table and swap
     /// it in (`strategy: swap`), or `None` when it can. The reason is shown to
     /// the user with the table's name. Defaults to "not supported".
     fn swap_refusal(
@@ -139,15 +237,19 @@ pub trait Sink: Send + Sync {
         checkpoint: &Checkpoint,
     ) -> impl Future<Output = Result<ApplyStats>> + Send;
 
-    /// Up to `limit` row keys after `after`, in key order (for delete detection).
+    /// Up to `limit` row keys after `after`, in key order (for delete
+    /// detection). Called only when [`SinkCapabilities::read_keys`] is claimed.
     fn read_keys(
         &self,
         table: &TableSchema,
-        after: Option<&Row>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Row>>> + Send;
+        _after: Option<&Row>,
+        _limit: usize,
+    ) -> impl Future<Output = Result<Vec<Row>>> + Send {
+        let e = crate::Error::internal("this sink cannot read its keys").table(&table.name);
+        async { Err(e) }
+    }
 
-    /// Columns of `table` (positions, after [`Sink::prepare`]) that prepare
+    /// Only with [`SinkCapabilities::fill`]: columns of `table` (positions, after [`Sink::prepare`]) that prepare
     /// added to a target table that held rows already: those rows still wait
     /// for the source's values of them, which the engine reads and hands to
     /// [`Sink::fill`]. Kept across restarts until a fill says it is done.

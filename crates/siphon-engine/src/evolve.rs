@@ -21,6 +21,9 @@ pub(crate) async fn prepare<S: Source, K: Sink>(
     options: &SchemaOptions,
 ) -> Result<()> {
     sink.prepare(target, options).await?;
+    if !sink.capabilities().fill {
+        return Ok(());
+    }
     let columns = sink.unfilled(target).await?;
     if columns.is_empty() {
         return Ok(());
@@ -36,7 +39,11 @@ pub(crate) async fn prepare<S: Source, K: Sink>(
         .await?
         .into_iter()
         .find(|t| t.name == table.name);
-    let key = table.require_row_key()?.to_vec();
+    let Some(key) = table.row_key().map(<[usize]>::to_vec) else {
+        // Rows without a key cannot be addressed one by one to fill them.
+        tracing::warn!(table = %table.name, "the table has no key: the rows the target held before columns were added keep their defaults in them");
+        return sink.fill(target, &[], Vec::new(), true).await;
+    };
     let at: Vec<Option<usize>> = match &current {
         Some(c) => (0..table.columns.len())
             .map(|i| c.same_column(table, i))

@@ -5,8 +5,10 @@
 //! changes, hands them to the sink with the checkpoint they reach, and records the
 //! result in the state store. It knows connectors only through siphon-core's traits.
 
+mod capability;
 mod cdc;
 mod checksum;
+mod events;
 mod evolve;
 mod full;
 mod incremental;
@@ -15,7 +17,9 @@ mod pass;
 mod schedule;
 mod snapshot;
 
+pub use capability::check_target;
 pub use cdc::{drop_log, log_stream, LogSession};
+pub use events::EventTarget;
 pub use checksum::{table_checksum, TableChecksum};
 pub use observer::{NoopObserver, Observer, Shutdown};
 pub use pass::{follow_log_pass, run_log_pass, run_pass, PassReport, NO_EXECUTION};

@@ -160,11 +160,14 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
             .collect();
         record(state, observer, &mut report, outcome).await?;
         if session.is_open() {
-            // Their stream goes on between passes.
+            // Their stream goes on between passes (a table copied while the
+            // log streams is loading until its copy is complete).
             for stream in &streaming {
-                state
-                    .set_stream_state(stream, &StreamState::Streaming)
-                    .await?;
+                let now = match session.copying(stream) {
+                    Some(rows) => StreamState::Snapshotting { rows },
+                    None => StreamState::Streaming,
+                };
+                state.set_stream_state(stream, &now).await?;
             }
         }
         match source.retained_log(pipeline).await {
@@ -303,6 +306,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
     shutdown: &Shutdown,
     reload_full: bool,
 ) -> Result<(PassReport, Vec<TableSchema>)> {
+    crate::check_target(spec, &sink.capabilities())?;
     let tables = match source.discover(&spec.filter()).await {
         Ok(t) => t,
         Err(e) => {
@@ -393,7 +397,11 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
 ) -> Result<()> {
     let config = spec.table_config(&table.name);
     let mode = config.mode.unwrap_or(spec.mode);
-    table.require_row_key()?;
+    // A full load copies a table without a key too (by the source's physical
+    // order); polling needs a key to resume between rows that share a cursor.
+    if mode != Mode::Full {
+        table.require_row_key()?;
+    }
     let mut target = table.clone();
     if let Some(schema) = &spec.target_schema {
         target.name.schema = Some(schema.clone());

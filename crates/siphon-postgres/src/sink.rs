@@ -349,6 +349,11 @@ impl PostgresSink {
 }
 
 impl Sink for PostgresSink {
+    fn capabilities(&self) -> siphon_core::SinkCapabilities {
+        // Keys, COPY BINARY, more connections, shadow tables, column fills.
+        siphon_core::SinkCapabilities::ALL
+    }
+
     async fn prepare(&self, table: &TableSchema, options: &SchemaOptions) -> Result<()> {
         let schema = schema_of(table);
         let target_name = TableName::new(Some(&schema), &table.name.name);

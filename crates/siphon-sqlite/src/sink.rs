@@ -366,6 +366,14 @@ fn write_err(path: &Path, t: &TableSchema, e: rusqlite::Error) -> Error {
 }
 
 impl Sink for SqliteSink {
+    fn capabilities(&self) -> siphon_core::SinkCapabilities {
+        // One writer per file: no second handle for parallel workers.
+        siphon_core::SinkCapabilities {
+            another: false,
+            ..siphon_core::SinkCapabilities::ALL
+        }
+    }
+
     async fn prepare(&self, table: &TableSchema, options: &SchemaOptions) -> Result<()> {
         let t = table.clone();
         let options = *options;

@@ -386,6 +386,13 @@ impl Broken {
 }
 
 impl Sink for Broken {
+    fn capabilities(&self) -> siphon_core::SinkCapabilities {
+        siphon_core::SinkCapabilities {
+            read_keys: true,
+            ..siphon_core::SinkCapabilities::NONE
+        }
+    }
+
     async fn prepare(
         &self,
         table: &TableSchema,

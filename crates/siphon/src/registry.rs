@@ -13,8 +13,9 @@ use siphon_core::{Error, Result};
 use siphon_postgres::{PostgresSink, PostgresSource};
 use siphon_sqlite::{SqliteSink, SqliteSource};
 use siphon_state::SqliteStateStore;
+use siphon_stream::FileSink;
 
-use crate::dispatch::{AnySink, AnySource, AnyStateStore, BoxFuture};
+use crate::dispatch::{AnyEventSink, AnySink, AnySource, AnyStateStore, AnyTarget, BoxFuture};
 use crate::url::ConnectionUrl;
 
 /// Opens a connection as a source: `(connection name, URL)`.
@@ -22,6 +23,9 @@ pub type OpenSource = for<'a> fn(&'a str, &'a ConnectionUrl) -> BoxFuture<'a, Re
 
 /// Opens a connection as a target: `(connection name, URL)`.
 pub type OpenSink = for<'a> fn(&'a str, &'a ConnectionUrl) -> BoxFuture<'a, Result<AnySink>>;
+
+/// Opens a connection as an event target: `(connection name, URL)`.
+pub type OpenEvents = for<'a> fn(&'a str, &'a ConnectionUrl) -> BoxFuture<'a, Result<AnyEventSink>>;
 
 /// Opens a state store from its URL.
 pub type OpenState = for<'a> fn(&'a ConnectionUrl) -> BoxFuture<'a, Result<AnyStateStore>>;
@@ -36,8 +40,11 @@ pub struct Connector {
     pub schemes: &'static [&'static str],
     /// Opens a source; `None` when this connector cannot be read from.
     pub source: Option<OpenSource>,
-    /// Opens a target; `None` when this connector cannot be written to.
+    /// Opens a table target; `None` when this connector holds no tables.
     pub sink: Option<OpenSink>,
+    /// Opens an event target (changes published with their ids, checkpoints
+    /// kept in the state store); `None` when this connector takes no events.
+    pub events: Option<OpenEvents>,
     /// Opens a state store; `None` when siphon cannot keep its state there.
     pub state: Option<OpenState>,
     /// Whether its sources have a change log siphon reads (`mode: cdc`);
@@ -50,8 +57,10 @@ pub struct Connector {
 pub struct Capabilities {
     /// It can be a pipeline's source.
     pub source: bool,
-    /// It can be a pipeline's target.
+    /// It can be a pipeline's target (a table target or an event target).
     pub sink: bool,
+    /// As a target, it takes changes as events rather than tables.
+    pub events: bool,
     /// It can hold siphon's state store.
     pub state: bool,
     /// Its sources have a change log (`mode: cdc`).
@@ -63,7 +72,8 @@ impl Connector {
     pub fn capabilities(&self) -> Capabilities {
         Capabilities {
             source: self.source.is_some(),
-            sink: self.sink.is_some(),
+            sink: self.sink.is_some() || self.events.is_some(),
+            events: self.events.is_some(),
             state: self.state.is_some(),
             log: self.log,
         }
@@ -101,10 +111,11 @@ impl Registry {
         }
     }
 
-    /// Every connector this version of siphon has: SQLite and PostgreSQL.
+    /// Every connector this version of siphon has: SQLite, PostgreSQL, and
+    /// files as event targets.
     pub fn standard() -> Registry {
         let mut r = Registry::empty();
-        r.register(SQLITE).register(POSTGRES);
+        r.register(SQLITE).register(POSTGRES).register(FILE);
         r
     }
 
@@ -195,11 +206,37 @@ impl Registry {
         }
     }
 
-    /// Opens the target the connection `name` names.
+    /// Opens the table target the connection `name` names; an event target
+    /// is refused (use [`Registry::open_target`] for a pipeline's target).
     pub async fn open_sink(&self, name: &str, url: &ConnectionUrl) -> Result<AnySink> {
-        match self.connector(url.scheme()).and_then(|c| c.sink) {
-            Some(open) => open(name, url).await,
-            None => Err(self.cannot(name, url, "target", |c| c.sink.is_some())),
+        match self.connector(url.scheme()) {
+            Some(Connector {
+                sink: Some(open), ..
+            }) => open(name, url).await,
+            Some(Connector {
+                events: Some(_), ..
+            }) => Err(Error::config(format!(
+                "connection `{name}` ({url}) is an event target: it holds no tables, and its \
+                 pipelines' checkpoints are in the state store"
+            ))),
+            _ => Err(self.cannot(name, url, "target", |c| {
+                c.sink.is_some() || c.events.is_some()
+            })),
+        }
+    }
+
+    /// Opens the target the connection `name` names, of either kind.
+    pub async fn open_target(&self, name: &str, url: &ConnectionUrl) -> Result<AnyTarget> {
+        match self.connector(url.scheme()) {
+            Some(Connector {
+                sink: Some(open), ..
+            }) => open(name, url).await.map(AnyTarget::Table),
+            Some(Connector {
+                events: Some(open), ..
+            }) => open(name, url).await.map(AnyTarget::Events),
+            _ => Err(self.cannot(name, url, "target", |c| {
+                c.sink.is_some() || c.events.is_some()
+            })),
         }
     }
 }
@@ -210,7 +247,9 @@ impl fmt::Display for Capabilities {
         if self.source {
             roles.push("source");
         }
-        if self.sink {
+        if self.events {
+            roles.push("event target");
+        } else if self.sink {
             roles.push("target");
         }
         if self.state {
@@ -239,6 +278,7 @@ pub const SQLITE: Connector = Connector {
             Ok(AnySink::new(SqliteSink::open(path)?))
         })
     }),
+    events: None,
     state: Some(|url| {
         Box::pin(async move {
             SqliteStateStore::open_url(url.expose())
@@ -270,8 +310,29 @@ pub const POSTGRES: Connector = Connector {
                 .map_err(|e| named(e, name, url))
         })
     }),
+    events: None,
     state: None,
     log: true,
+};
+
+/// Files: an event target writing JSON Lines, one file per table under the
+/// URL's directory (`file:///var/lib/siphon/events`); see
+/// [`siphon_stream::FileSink`].
+pub const FILE: Connector = Connector {
+    name: "file",
+    schemes: &["file"],
+    source: None,
+    sink: None,
+    events: Some(|name, url| {
+        Box::pin(async move {
+            FileSink::path_from_url(url.expose())
+                .and_then(FileSink::open)
+                .map(AnyEventSink::new)
+                .map_err(|e| named(e, name, url))
+        })
+    }),
+    state: None,
+    log: false,
 };
 
 #[cfg(test)]
@@ -327,6 +388,31 @@ mod tests {
             "state: `postgres://h/d` cannot hold siphon's state in this version of siphon: only \
              sqlite:// state stores are opened so far"
         );
+    }
+
+    #[tokio::test]
+    async fn a_file_connection_is_an_event_target_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("events").display());
+        let file = ConnectionUrl::from_parts(url.clone(), url);
+        let r = Registry::standard();
+        let caps = r.capabilities(&file).unwrap();
+        assert!(
+            caps.sink && caps.events && !caps.source && !caps.state,
+            "{caps}"
+        );
+        assert_eq!(caps.to_string(), "event target");
+        match r.open_target("out", &file).await.unwrap() {
+            AnyTarget::Events(e) => assert!(e.downcast_ref::<FileSink>().is_some()),
+            AnyTarget::Table(t) => panic!("a file opened as a table target: {t:?}"),
+        }
+        let e = r.open_sink("out", &file).await.unwrap_err().to_string();
+        assert!(
+            e.contains("`out`") && e.contains("is an event target"),
+            "{e}"
+        );
+        let e = r.open_source("out", &file).await.unwrap_err().to_string();
+        assert!(e.contains("cannot be a source"), "{e}");
     }
 
     #[tokio::test]

@@ -5,9 +5,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use siphon_core::{Error, ErrorKind, ExecutionStatus, PipelineSpec, Result, Schedule, StateStore};
-use siphon_engine::{follow_log_pass, run_log_pass, LogSession, Observer, PassReport, Shutdown};
+use siphon_engine::{
+    follow_log_pass, run_log_pass, EventTarget, LogSession, Observer, PassReport, Shutdown,
+};
 
-use crate::dispatch::{AnyChangeStream, AnySink, AnySource};
+use crate::dispatch::{AnyChangeStream, AnySource, AnyTarget};
 use crate::registry::Registry;
 use crate::url::ConnectionUrl;
 
@@ -44,8 +46,6 @@ pub trait RunEvents: Send {
         }
     }
 }
-
-
 
 /// Logs a run's events with `tracing`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -100,7 +100,7 @@ async fn connect<St: StateStore>(
     registry: &Registry,
     shutdown: &Shutdown,
     epoch: u64,
-) -> Result<(AnySource, AnySink)> {
+) -> Result<(AnySource, AnyTarget)> {
     let open = async {
         let connections = state.connections().await?;
         let url = |conn: &str| -> Result<ConnectionUrl> {
@@ -114,12 +114,15 @@ async fn connect<St: StateStore>(
         let source = registry
             .open_source(&spec.source, &url(&spec.source)?)
             .await?;
-        // Its checkpoints carry the lease's epoch, so that the target refuses
-        // them once another worker took the lease over.
-        let sink = registry
-            .open_sink(&spec.target, &url(&spec.target)?)
+        let sink = match registry
+            .open_target(&spec.target, &url(&spec.target)?)
             .await?
-            .under_lease(epoch);
+        {
+            // Its checkpoints carry the lease's epoch, so that the target
+            // refuses them once another worker took the lease over.
+            AnyTarget::Table(sink) => AnyTarget::Table(sink.under_lease(epoch)),
+            events => events,
+        };
         Ok((source, sink))
     };
     tokio::select! {
@@ -204,18 +207,30 @@ async fn pass_under_lease<St: StateStore>(
     shutdown: &Shutdown,
     epoch: u64,
 ) -> Result<PassReport> {
-    let (source, sink) = connect(name, spec, state, registry, shutdown, epoch).await?;
-    bounded(
-        shutdown,
-        run_log_pass(name, spec, &source, &sink, state, observer, shutdown),
-    )
-    .await
+    let (source, target) = connect(name, spec, state, registry, shutdown, epoch).await?;
+    match &target {
+        AnyTarget::Table(sink) => {
+            bounded(
+                shutdown,
+                run_log_pass(name, spec, &source, sink, state, observer, shutdown),
+            )
+            .await
+        }
+        AnyTarget::Events(events) => {
+            let sink = EventTarget::new(events, state);
+            bounded(
+                shutdown,
+                run_log_pass(name, spec, &source, &sink, state, observer, shutdown),
+            )
+            .await
+        }
+    }
 }
 
 /// A continuous pipeline's connectors and open change log, kept between passes.
 struct Following {
     source: AnySource,
-    sink: AnySink,
+    sink: AnyTarget,
     session: LogSession<AnyChangeStream>,
 }
 
@@ -262,7 +277,6 @@ pub async fn follow<St: StateStore>(
     // The pipeline's lease, held from one pass to the next.
     let mut held: Option<crate::lease::Held<'_, St>> = None;
     while !shutdown.requested() {
-
         match state.pipelines().await {
             Ok(mut all) => match all.remove(name) {
                 None => {
@@ -279,7 +293,13 @@ pub async fn follow<St: StateStore>(
                     streams.push(siphon_engine::log_stream(name));
                     if let Some(f) = following.take() {
                         for stream in &streams {
-                            if let Err(e) = siphon_core::Sink::reset(&f.sink, stream).await {
+                            let reset = match &f.sink {
+                                AnyTarget::Table(sink) => {
+                                    siphon_core::Sink::reset(sink, stream).await
+                                }
+                                AnyTarget::Events(_) => state.remove_checkpoint(stream).await,
+                            };
+                            if let Err(e) = reset {
                                 let e = e.to_string();
                                 tracing::warn!(stream = %stream, error = %e, "could not forget the removed pipeline's checkpoint");
                             }
@@ -326,7 +346,6 @@ pub async fn follow<St: StateStore>(
         let result = if spec.schedule == Schedule::Continuous {
             if following.is_none() {
                 match connect(name, spec, state, registry, shutdown, epoch).await {
-
                     Ok((source, sink)) => {
                         following = Some(Following {
                             source,
@@ -344,21 +363,44 @@ pub async fn follow<St: StateStore>(
                 }
             }
             let f = following.as_mut().expect("opened above");
-            lease
-                .keep(bounded(
-                    shutdown,
-                    follow_log_pass(
-                        name,
-                        spec,
-                        &f.source,
-                        &f.sink,
-                        state,
-                        observer,
-                        shutdown,
-                        &mut f.session,
-                    ),
-                ))
-                .await
+            let pass = async {
+                match &f.sink {
+                    AnyTarget::Table(sink) => {
+                        bounded(
+                            shutdown,
+                            follow_log_pass(
+                                name,
+                                spec,
+                                &f.source,
+                                sink,
+                                state,
+                                observer,
+                                shutdown,
+                                &mut f.session,
+                            ),
+                        )
+                        .await
+                    }
+                    AnyTarget::Events(events) => {
+                        let sink = EventTarget::new(events, state);
+                        bounded(
+                            shutdown,
+                            follow_log_pass(
+                                name,
+                                spec,
+                                &f.source,
+                                &sink,
+                                state,
+                                observer,
+                                shutdown,
+                                &mut f.session,
+                            ),
+                        )
+                        .await
+                    }
+                }
+            };
+            lease.keep(pass).await
         } else {
             lease
                 .keep(pass_under_lease(
@@ -376,7 +418,6 @@ pub async fn follow<St: StateStore>(
             other => other,
         };
         let found_work = record(&mut outcome, &mut failures, name, result, events);
-
         if failures > 0 {
             // A failed pass may have left a connection broken: start afresh.
             if let Some(f) = following.take() {
@@ -396,7 +437,6 @@ pub async fn follow<St: StateStore>(
     if let Some(lease) = held.take() {
         lease.release().await;
     }
-
     tracing::info!(pipeline = name, passes = outcome.passes, "stopped");
     outcome
 }

@@ -17,11 +17,13 @@
 //! | odd identifiers in table and column names | [`identifiers`] |
 //! | ids of logged changes identical on every read of the log | [`log`] |
 //! | every [`siphon_core::StateStore`] method | [`state`] |
+//! | event targets: order, ack before checkpoint, replay with the same ids | [`events`] |
 //!
 //! Source and sink run on the same engine: rows go from a source database to a
 //! target database of the same server, and are read back from the target with
 //! the connector's own source, then compared with what the suite wrote.
 
+pub mod events;
 pub mod identifiers;
 pub mod log;
 pub mod sink;

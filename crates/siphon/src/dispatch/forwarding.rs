@@ -10,6 +10,8 @@ const CORE_SOURCE: &str = include_str!("../../../siphon-core/src/source.rs");
 const CORE_SINK: &str = include_str!("../../../siphon-core/src/sink.rs");
 const HERE_SOURCE: &str = include_str!("source.rs");
 const HERE_SINK: &str = include_str!("sink.rs");
+const CORE_EVENT: &str = include_str!("../../../siphon-core/src/event.rs");
+const HERE_EVENT: &str = include_str!("events.rs");
 const CORE_STATE: &str = include_str!("../../../siphon-core/src/state.rs");
 const HERE_STATE: &str = include_str!("state.rs");
 
@@ -135,6 +137,23 @@ fn every_sink_method_is_forwarded() {
             "impl Sink for AnySink",
         ],
     );
+}
+
+#[test]
+fn every_event_sink_method_is_forwarded() {
+    // The trait is small: `all_forwarded`'s floor of three methods is for the
+    // large ones, so the check is spelled out here.
+    let wanted = methods(CORE_EVENT, "pub trait EventSink");
+    assert_eq!(wanted, ["delivery", "publish"], "update this test's list");
+    for block in [
+        "trait DynEventSink",
+        "DynEventSink for Publisher<T>",
+        "impl EventSink for AnyEventSink",
+    ] {
+        let have = methods(HERE_EVENT, block);
+        let missing: Vec<&String> = wanted.iter().filter(|m| !have.contains(m)).collect();
+        assert!(missing.is_empty(), "`{block}` does not forward {missing:?}");
+    }
 }
 
 #[test]

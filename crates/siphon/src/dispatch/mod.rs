@@ -1,5 +1,5 @@
 //! The one place where connectors meet dynamic dispatch: [`AnySource`],
-//! [`AnySink`], [`AnyChangeStream`] and [`AnyStateStore`] hold any connector
+//! [`AnySink`], [`AnyEventSink`], [`AnyChangeStream`] and [`AnyStateStore`] hold any connector
 //! behind a `dyn` object and implement siphon-core's traits by forwarding every method.
 //!
 //! Every method of a core trait is forwarded explicitly, default bodies
@@ -7,6 +7,7 @@
 //! connector's own. The `forwarding` test reads the core traits' source and
 //! fails when one of their methods is missing here.
 
+mod events;
 mod sink;
 mod source;
 mod state;
@@ -14,6 +15,7 @@ mod state;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use events::{AnyEventSink, AnyTarget};
 pub use sink::AnySink;
 pub use source::{AnyChangeStream, AnySource};
 pub use state::AnyStateStore;

@@ -5,13 +5,14 @@ use std::fmt;
 
 use siphon_core::{
     ApplyStats, Batch, Checkpoint, NativeChunk, NativeFormat, Result, Row, SchemaOptions, Sink,
-    StreamId, TableName, TableSchema,
+    SinkCapabilities, StreamId, TableName, TableSchema,
 };
 
 use super::BoxFuture;
 
 /// The `dyn`-compatible mirror of [`Sink`].
 trait DynSink: fmt::Debug + Send + Sync {
+    fn capabilities(&self) -> SinkCapabilities;
     fn prepare<'a>(
         &'a self,
         table: &'a TableSchema,
@@ -79,6 +80,9 @@ trait DynSink: fmt::Debug + Send + Sync {
 struct Target<T>(T);
 
 impl<T: Sink + fmt::Debug + 'static> DynSink for Target<T> {
+    fn capabilities(&self) -> SinkCapabilities {
+        self.0.capabilities()
+    }
     fn prepare<'a>(
         &'a self,
         table: &'a TableSchema,
@@ -211,7 +215,6 @@ impl AnySink {
         }
     }
 
-
     /// The connector itself, when it is a `T`.
     pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
         self.0.as_any().downcast_ref()
@@ -219,6 +222,10 @@ impl AnySink {
 }
 
 impl Sink for AnySink {
+    fn capabilities(&self) -> SinkCapabilities {
+        self.0.capabilities()
+    }
+
     async fn prepare(&self, table: &TableSchema, options: &SchemaOptions) -> Result<()> {
         self.0.prepare(table, options).await
     }
