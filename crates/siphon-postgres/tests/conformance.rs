@@ -480,3 +480,8 @@ async fn look_alike_tables_in_odd_schemas() {
 async fn replayed_changes_keep_their_ids() {
     log::replayed_changes_keep_their_ids(&harness()).await;
 }
+
+#[tokio::test]
+async fn a_dropped_log_loses_the_tables_history() {
+    log::a_dropped_log_loses_the_tables_history(&harness()).await;
+}
