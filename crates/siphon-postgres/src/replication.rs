@@ -55,9 +55,11 @@ use crate::pgoutput::{
 };
 
 mod config;
+mod export;
 mod reader;
 
 pub use config::{ReplicationConfig, ServerAddr};
+pub use export::ExportedSnapshot;
 
 use reader::Reader;
 

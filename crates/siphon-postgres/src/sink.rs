@@ -24,6 +24,7 @@ mod evolve;
 mod swap;
 
 mod apply;
+mod exact;
 mod staging;
 
 use staging::Staging;
@@ -281,7 +282,10 @@ impl PostgresSink {
                     ..Default::default()
                 }
             }
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                    && !t.key.is_empty() =>
+            {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT siphon_load")
                     .await
                     .map_err(werr)?;
@@ -400,7 +404,8 @@ impl Sink for PostgresSink {
         if evolve::evolve(&mut client, table, &schema, &target, options, created).await? {
             target = evolve::reread(&client, &target_name).await?;
         }
-        let key = table.require_row_key()?.to_vec();
+        // Empty for a table without a key, whose changes are applied by value.
+        let key = table.row_key().unwrap_or_default().to_vec();
         let mut types = Vec::with_capacity(table.columns.len());
         let mut write = Vec::new();
         for (i, col) in table.columns.iter().enumerate() {
@@ -547,7 +552,10 @@ impl Sink for PostgresSink {
                 inserted: n,
                 ..Default::default()
             },
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                    && !t.key.is_empty() =>
+            {
                 tx.rollback().await.map_err(werr)?;
                 return self
                     .upsert_native(&mut client, &t, table, tuples, checkpoint)

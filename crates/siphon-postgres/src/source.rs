@@ -18,6 +18,8 @@ use crate::conn::{column_list, connect, connect_config, ident, pg_err, qualified
 use crate::schema::{self, PgTable};
 use crate::types::{self, PgType};
 
+mod physical;
+
 /// A field's bytes exactly as the server sent them in binary format.
 pub(crate) struct RawField<'a>(pub &'a [u8]);
 
@@ -144,6 +146,9 @@ pub struct PostgresSource {
     pub(crate) config: Arc<crate::conn::ConnConfig>,
     /// Bytes of the last full native chunk read, to size the next one's buffer.
     native_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    /// Tables whose reads are pinned to a snapshot, with the connection whose
+    /// transaction holds it (see [`siphon_core::LogSource::pin_snapshot`]).
+    pinned: Arc<Mutex<HashMap<TableName, Arc<Client>>>>,
 }
 
 /// A source's query connection, opened again when the server closed it (a
@@ -200,6 +205,7 @@ impl PostgresSource {
             tables: Arc::default(),
             config: Arc::new(config),
             native_bytes: Arc::default(),
+            pinned: Arc::default(),
         })
     }
 
@@ -449,6 +455,9 @@ impl Source for PostgresSource {
         after: Option<&Position>,
         limit: usize,
     ) -> Result<Chunk> {
+        if table.row_key().is_none() {
+            return self.read_physical(table, after, limit).await;
+        }
         let key = table.require_row_key()?.to_vec();
         let pg = self.table(table).await?;
         let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
@@ -476,7 +485,8 @@ impl Source for PostgresSource {
     }
 
     async fn native_format(&self, table: &TableSchema) -> Result<Option<NativeFormat>> {
-        let key = table.require_row_key()?;
+        // A table without a key is read by blocks: no key to decode.
+        let key = table.row_key().unwrap_or_default();
         let pg = self.table(table).await?;
         // The checkpoint holds the last row's key, decoded.
         if key.iter().any(|&i| !pg.types[i].binary_supported()) {
@@ -496,6 +506,9 @@ impl Source for PostgresSource {
         until: Option<&Position>,
         limit: usize,
     ) -> Result<NativeChunk> {
+        if table.row_key().is_none() {
+            return self.read_physical_native(table, after, limit).await;
+        }
         let key = table.require_row_key()?.to_vec();
         let pg = self.table(table).await?;
         let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
@@ -644,7 +657,9 @@ impl Source for PostgresSource {
     }
 
     async fn split_keys(&self, table: &TableSchema, parts: usize) -> Result<Vec<Position>> {
-        let key = table.require_row_key()?;
+        let Some(key) = table.row_key() else {
+            return Ok(Vec::new());
+        };
         let first = &table.columns[key[0]];
         let make: fn(i64) -> Value = match first.data_type.kind {
             TypeKind::Int16 => |v| Value::Int16(v as i16),
@@ -691,6 +706,7 @@ impl Source for PostgresSource {
             tables: self.tables.clone(),
             config: self.config.clone(),
             native_bytes: Arc::default(),
+            pinned: self.pinned.clone(),
         }))
     }
 

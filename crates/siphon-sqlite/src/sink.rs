@@ -19,6 +19,7 @@ use crate::types::{bind_value, decode_or_err, fit, Affinity, Bind};
 use crate::wal::Checkpointer;
 
 mod evolve;
+mod exact;
 mod swap;
 
 /// Writes to a SQLite file, created when missing. The file is switched to WAL
@@ -73,6 +74,8 @@ enum WriteError {
     Sql(rusqlite::Error),
     /// SQLite would change the value of this column (by position): why.
     Unfit(usize, String),
+    /// Another error, complete.
+    Other(Error),
 }
 
 impl From<rusqlite::Error> for WriteError {
@@ -111,7 +114,8 @@ impl TableSql {
     }
 
     fn with_declared(t: &TableSchema, declared: Vec<String>) -> Result<TableSql> {
-        let key = t.require_row_key()?.to_vec();
+        // Empty for a table without a key: rows are then found by value.
+        let key = t.row_key().unwrap_or_default().to_vec();
         let name = quote(&t.name.name);
         let cols = column_list(t.columns.iter().map(|c| c.name.as_str()));
         let key_cols = column_list(key.iter().map(|&i| t.columns[i].name.as_str()));
@@ -142,6 +146,21 @@ impl TableSql {
             .map(|(j, &i)| format!("{} = ?{}", quote(&t.columns[i].name), j + 1))
             .collect::<Vec<_>>()
             .join(" AND ");
+        if key.is_empty() {
+            return Ok(TableSql {
+                insert: format!(
+                    "INSERT INTO {name} ({cols}) VALUES ({})",
+                    placeholders(t.columns.len())
+                ),
+                update: Some(exact::update_sql(t)),
+                delete: exact::delete_sql(t),
+                truncate: format!("DELETE FROM {name}"),
+                key,
+                ncols: t.columns.len(),
+                affinity: declared.iter().map(|d| Affinity::of(d)).collect(),
+                declared,
+            });
+        }
         Ok(TableSql {
             insert: format!(
                 "INSERT INTO {name} ({cols}) VALUES ({}) ON CONFLICT ({key_cols}) DO NOTHING",
@@ -181,6 +200,7 @@ impl TableSql {
         match e {
             WriteError::Sql(e) => write_err(path, t, e),
             WriteError::Unfit(i, why) => self.unfit(path, t, i, &why),
+            WriteError::Other(e) => e,
         }
     }
 
@@ -610,8 +630,25 @@ impl Sink for SqliteSink {
                     let werr = |e| write_err(&path, t, e);
                     let sql = TableSql::new(t, &tx).map_err(werr)??;
                     let mut upserter = None;
+                    let mut scratch = String::new();
                     for ch in run {
                         match &ch.op {
+                            // A table without a key: one equal row changes.
+                            Op::Update { before, after } if sql.key.is_empty() => {
+                                stats.updated += exact::update(
+                                    &tx,
+                                    &sql,
+                                    t,
+                                    before.as_ref(),
+                                    after,
+                                    &mut scratch,
+                                )
+                                .map_err(|e| sql.write_error(&path, t, e))?;
+                            }
+                            Op::Delete(row) if sql.key.is_empty() => {
+                                stats.deleted += exact::delete(&tx, &sql, row, &mut scratch)
+                                    .map_err(|e| sql.write_error(&path, t, e))?;
+                            }
                             Op::Insert(row) | Op::Update { after: row, .. } => {
                                 let w = match &mut upserter {
                                     Some(w) => w,

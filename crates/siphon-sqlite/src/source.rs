@@ -132,6 +132,26 @@ fn read_stored(
     Ok((data, n, last))
 }
 
+/// How a snapshot reads `table`: the positions of the values a chunk's
+/// position keeps (in the selected columns), the columns it is ordered by and
+/// the columns it selects. By key; a table without a key by its `rowid` (its
+/// physical order), selected after the table's columns.
+fn read_order(table: &TableSchema) -> (Vec<usize>, String, String) {
+    let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
+    match table.row_key() {
+        Some(key) => (
+            key.to_vec(),
+            column_list(key.iter().map(|&i| table.columns[i].name.as_str())),
+            cols,
+        ),
+        None => (
+            vec![table.columns.len()],
+            "rowid".to_string(),
+            format!("{cols}, rowid"),
+        ),
+    }
+}
+
 impl SqliteSource {
     /// Opens the file read-only; it must exist.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteSource> {
@@ -176,10 +196,8 @@ impl Source for SqliteSource {
         after: Option<&Position>,
         limit: usize,
     ) -> Result<Chunk> {
-        let key = table.require_row_key()?.to_vec();
+        let (key, key_cols, cols) = read_order(table);
         let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
-        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
-        let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
         let t = quote(&table.name.name);
         let sql = match &after {
             None => format!("SELECT {cols} FROM {t} ORDER BY {key_cols} LIMIT ?"),
@@ -234,11 +252,9 @@ impl Source for SqliteSource {
         until: Option<&Position>,
         limit: usize,
     ) -> Result<NativeChunk> {
-        let key = table.require_row_key()?.to_vec();
+        let (key, key_cols, cols) = read_order(table);
         let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
         let until: Option<KeyPosition> = until.map(|p| p.decode(&table.name)).transpose()?;
-        let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
-        let cols = column_list(table.columns.iter().map(|c| c.name.as_str()));
         let tuple = format!("({})", placeholders(key.len()));
         let mut filters = Vec::new();
         if after.is_some() {

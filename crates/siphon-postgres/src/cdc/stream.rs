@@ -255,7 +255,10 @@ impl PostgresChangeStream {
         op: Op,
         missing: Vec<usize>,
     ) {
-        if !missing.is_empty() {
+        // A table without a key has no row to read the values from: what its
+        // log lacks is generated at the target (its whole old row fills in
+        // unchanged values of an update).
+        if !missing.is_empty() && table.row_key().is_some() {
             self.todo.push((out.len(), missing));
         }
         let change = self.logged(table, op);
@@ -301,7 +304,8 @@ impl PostgresChangeStream {
                     return Ok(());
                 };
                 let t = rel.table.clone();
-                let rkey = t.row_key().ok_or_else(|| no_identity(&t.name))?.to_vec();
+                // A table without a key is logged whole (REPLICA IDENTITY FULL).
+                let rkey = t.row_key().unwrap_or_default().to_vec();
                 let before = match old.as_ref().or(key.as_ref()) {
                     Some(o) => Some(Self::row(&rel, o)?),
                     None => None,

@@ -96,6 +96,25 @@ impl PostgresSink {
         while i < changes.len() {
             let table = &changes[i].table;
             let t = self.target(table)?;
+            if t.key.is_empty() {
+                // A table without a key: its rows are found by value, one by one.
+                let mut j = i;
+                while j < changes.len()
+                    && std::sync::Arc::ptr_eq(&changes[j].table, table)
+                    && matches!(
+                        changes[j].op,
+                        Op::Insert(_) | Op::Update { .. } | Op::Delete(_)
+                    )
+                {
+                    j += 1;
+                }
+                if j > i {
+                    stats +=
+                        super::exact::apply(&tx, &t, table, &changes[i..j], &self.staging).await?;
+                    i = j;
+                    continue;
+                }
+            }
             let upserting = matches!(changes[i].op, Op::Insert(_) | Op::Update { .. });
             let deleting = matches!(changes[i].op, Op::Delete(_));
             // A run of changes of one kind to one table goes in one statement.

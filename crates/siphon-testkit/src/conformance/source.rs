@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use siphon_core::{
-    Batch, CursorSpec, CursorStrategy, ErrorKind, Op, SchemaOptions, Sink, Source, TableSchema,
-};
+use siphon_core::{Batch, CursorSpec, CursorStrategy, Op, Row, Sink, Source, TableSchema, Value};
 
 use super::{
     assert_rows, copy_table, create_table, database, discover_one, keyed_text_table, name_of, sink,
     snapshot_checkpoint, source, streaming_checkpoint, target_rows, text_literals, text_row,
-    Harness, KeySpec, PIPELINE,
+    Harness, KeySpec, Literal,
 };
 
 /// An empty table is discovered, reads as no rows with no position (snapshot
@@ -126,77 +124,89 @@ pub async fn unique_not_null_key<H: Harness>(h: &H) {
 }
 
 /// A table with neither a primary key nor a unique NOT NULL key. Discovered
-/// without a row key; today siphon refuses to copy it, with an error that names
-/// the table and the fix. When key-less tables are copied, this is the one
-/// function to change: `keyless_is_refused` becomes a check that the rows,
-/// duplicates included, arrive exactly.
+/// without a row key, it is still copied exactly in chunks (equal rows and
+/// NULLs included), and changes to it land exactly: an insert is appended, an
+/// update or a delete changes exactly one of two equal rows.
 pub async fn keyless_table<H: Harness>(h: &H) {
     let mut spec = keyed_text_table(h, "conformance_no_key");
     spec.key = KeySpec::None;
     spec.columns[0].not_null = false;
-    // Two equal rows: only a key-less table can hold them.
+    // Equal rows: only a key-less table can hold them.
     let rows = vec![
         text_literals(1, "same"),
         text_literals(1, "same"),
         text_literals(2, "b"),
+        vec![Literal::Null, Literal::Text("n".into())],
+        vec![Literal::Null, Literal::Text("n".into())],
     ];
     let (src, dst) = (database(h), database(h));
     create_table(h, &src, &spec, &rows);
     let source = source(h, &src).await;
-    let table = discover_one(&source, &name_of(h, &spec)).await;
+    let table = Arc::new(discover_one(&source, &name_of(h, &spec)).await);
     assert!(
         table.primary_key.is_empty() && table.row_key().is_none(),
         "table {}: a key-less table was discovered with a key: {table:?}",
         table.name
     );
+    let null_row = || vec![Value::Null, Value::Text("n".into())];
+    let mut want = vec![
+        text_row(1, "same"),
+        text_row(1, "same"),
+        text_row(2, "b"),
+        null_row(),
+        null_row(),
+    ];
     let target = sink(h, &dst).await;
-    keyless_is_refused(&source, &target, &table).await;
-}
+    // Chunks of two: a chunk ends between the equal rows.
+    copy_table(&source, &target, &table, 2).await;
+    let back = target_rows(h, &dst, &table.name).await;
+    assert_same_rows("copied without a key", &table, back, want.clone());
 
-/// Reading the table is refused, and so is writing it (at `prepare` or at the
-/// first `load`), each with a `BadInput` error that names the table and says
-/// to add a primary key.
-async fn keyless_is_refused<S: Source, K: Sink>(source: &S, target: &K, table: &TableSchema) {
-    let check = |what: &str, e: siphon_core::Error| {
-        assert_eq!(
-            e.kind(),
-            ErrorKind::BadInput,
-            "{what} table {}: {e}",
-            table.name
-        );
-        assert_eq!(
-            e.table_name(),
-            Some(table.name.to_string().as_str()),
-            "{what}: the error does not name the table: {e}"
-        );
-        assert!(
-            e.to_string().contains("PRIMARY KEY"),
-            "{what} table {}: the error does not say to add a key: {e}",
-            table.name
-        );
+    let change = |op| siphon_core::Change::new(table.clone(), op);
+    let batch = Batch {
+        changes: vec![
+            change(Op::Update {
+                before: Some(text_row(1, "same")),
+                after: text_row(1, "changed"),
+            }),
+            change(Op::Delete(null_row())),
+            change(Op::Insert(text_row(2, "b"))),
+            change(Op::Update {
+                before: Some(null_row()),
+                after: text_row(3, "was null"),
+            }),
+        ],
     };
-    match source.read_chunk(table, None, 10).await {
-        Ok(c) => panic!("table {}: a key-less table was read: {c:?}", table.name),
-        Err(e) => check("reading", e),
-    }
-    let cp = snapshot_checkpoint(&table.name, None);
-    let refused = match target.prepare(table, &SchemaOptions::default()).await {
-        Err(e) => e,
-        Ok(()) => match target.load(table, Vec::new(), &cp).await {
-            Err(e) => e,
-            Ok(stats) => panic!(
-                "table {}: a key-less table was prepared and loaded: {stats:?}",
-                table.name
-            ),
-        },
-    };
-    check("writing", refused);
+    let cp = streaming_checkpoint(&table.name, 1);
+    let done = target.apply(batch, &cp).await.unwrap();
     assert_eq!(
-        target.checkpoint(&cp.stream).await.unwrap(),
-        None,
-        "table {}: a refused table has a checkpoint in pipeline {PIPELINE}",
+        (done.inserted, done.updated, done.deleted),
+        (1, 2, 1),
+        "table {}: what the changes did",
         table.name
     );
+    assert_eq!(target.checkpoint(&cp.stream).await.unwrap(), Some(cp));
+    want[0] = text_row(1, "changed");
+    want[3] = text_row(3, "was null");
+    want.remove(4);
+    want.push(text_row(2, "b"));
+    let back = target_rows(h, &dst, &table.name).await;
+    assert_same_rows("changed without a key", &table, back, want);
+}
+
+/// Asserts that `actual` holds the rows of `expected`, each as many times, in
+/// any order (a table without a key has no order of its own).
+fn assert_same_rows(what: &str, table: &TableSchema, mut actual: Vec<Row>, mut expected: Vec<Row>) {
+    let order = |a: &Row, b: &Row| format!("{a:?}").cmp(&format!("{b:?}"));
+    actual.sort_by(order);
+    expected.sort_by(order);
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: table {}: {actual:?}, want {expected:?}",
+        table.name
+    );
+    assert_rows(what, table, &actual, &expected);
 }
 
 /// Polling by an integer cursor that many rows share returns every row once,
