@@ -1,13 +1,13 @@
 //! The `file://` event sink: one JSON Lines file per table under a directory,
 //! each line one change, fsync'd before the engine moves a checkpoint.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use siphon_core::{Delivery, Error, Event, EventSink, Result};
+use siphon_core::{Delivery, Error, Event, EventSink, Op, Result};
 
 use crate::json::event_json;
 
@@ -27,6 +27,10 @@ use crate::json::event_json;
 /// keeps the first line of each id. A line a crash cut short (never
 /// acknowledged) is cut off the file's end before anything is appended.
 ///
+/// A table's shape is announced (`op: schema`) when a pipeline's pass
+/// prepares it and whenever it changes; an announcement identical to the
+/// last one this sink wrote for the table is not written again.
+///
 /// Concurrency: publishes are written one at a time, each call's lines
 /// contiguous in each file.
 #[derive(Debug, Clone)]
@@ -34,6 +38,8 @@ pub struct FileSink {
     dir: PathBuf,
     /// Files whose end was checked for a torn last line since this sink opened.
     checked: Arc<Mutex<HashSet<PathBuf>>>,
+    /// The id of the last shape announcement written to each file.
+    announced: Arc<Mutex<HashMap<PathBuf, String>>>,
 }
 
 impl FileSink {
@@ -50,6 +56,7 @@ impl FileSink {
         Ok(FileSink {
             dir,
             checked: Arc::new(Mutex::new(HashSet::new())),
+            announced: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -100,8 +107,16 @@ impl EventSink for FileSink {
         }
         // Lines grouped by file, each group in the events' order.
         let mut groups: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        let mut announced = Vec::new();
         for e in &events {
             let path = self.file_of(&e.change.table.name.key());
+            if matches!(e.change.op, Op::Schema(_)) {
+                let last = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+                if last.get(&path) == Some(&e.id) {
+                    continue;
+                }
+                announced.push((path.clone(), e.id.clone()));
+            }
             let mut line = serde_json::to_vec(&event_json(e))
                 .map_err(|err| Error::internal("encoding an event").source(err))?;
             line.push(b'\n');
@@ -110,9 +125,12 @@ impl EventSink for FileSink {
                 None => groups.push((path, line)),
             }
         }
+        if groups.is_empty() {
+            return Ok(());
+        }
         let dir = self.dir.clone();
         let checked = self.checked.clone();
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             // One publish at a time keeps each call's lines contiguous.
             let mut checked = checked.lock().unwrap_or_else(|p| p.into_inner());
             for (path, bytes) in groups {
@@ -127,7 +145,11 @@ impl EventSink for FileSink {
             Ok(())
         })
         .await
-        .map_err(|e| Error::internal("the event writer stopped").source(e))?
+        .map_err(|e| Error::internal("the event writer stopped").source(e))?;
+        written?;
+        let mut last = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        last.extend(announced);
+        Ok(())
     }
 }
 
