@@ -53,8 +53,12 @@ pub struct Change {
     /// logged changes, and a replay may announce them at another place or not
     /// at all).
     pub tx: Option<Arc<Transaction>>,
-    /// The change's index among its transaction's changes, counted from 0 over
-    /// the whole transaction (a transaction split over batches keeps counting).
+    /// The change's index in its transaction: unique in it, increasing in log
+    /// order from 0, and the same on every replay (a transaction split over
+    /// batches keeps counting). A connector may leave gaps, so that a change
+    /// keeps its index whichever of the pipeline's tables a stream reads
+    /// (PostgreSQL: changes of tables the stream was not opened for, and the
+    /// second index an update with its old row reserves for a key change).
     pub index: u32,
 }
 

@@ -265,10 +265,9 @@ impl PostgresChangeStream {
         out.push(change);
     }
 
-    /// A change of the transaction being read, with its transaction and its
-    /// index in it. The index counts the changes the stream returns, in log
-    /// order, so a replay of the transaction (streamed by the server or not,
-    /// grouped into batches in any way) numbers them the same.
+    /// A change of the transaction being read, with its transaction and the
+    /// next index of the message being turned into changes (see
+    /// [`PostgresChangeStream::change`]).
     fn logged(&mut self, table: Arc<TableSchema>, op: Op) -> Change {
         let index = self.index;
         self.index += 1;
@@ -280,8 +279,31 @@ impl PostgresChangeStream {
         }
     }
 
-    /// Turns one change message into changes.
+    /// Turns one message into changes, numbered in their transaction.
+    ///
+    /// Each row change message of the transaction takes the same indexes on
+    /// every read of the log, whatever the batches, whether the server
+    /// streamed the transaction before its commit, and whichever of the
+    /// publication's tables the stream was opened for (a table left out still
+    /// takes its indexes): an insert or a delete one, an update two when it
+    /// carries the old row or key (it may become a delete and an insert, when
+    /// its key changed) and otherwise one, a truncate one per table. So ids
+    /// never move to another change; indexes a message did not use are gaps.
     async fn change(&mut self, msg: Message, out: &mut Vec<Change>) -> Result<()> {
+        let slots: u32 = match &msg {
+            Message::Insert { .. } | Message::Delete { .. } => 1,
+            Message::Update { key, old, .. } if key.is_some() || old.is_some() => 2,
+            Message::Update { .. } => 1,
+            Message::Truncate { oids, .. } => u32::try_from(oids.len()).unwrap_or(u32::MAX),
+            _ => 0,
+        };
+        let end = self.index.saturating_add(slots);
+        let r = self.decode_change(msg, out).await;
+        self.index = end;
+        r
+    }
+
+    async fn decode_change(&mut self, msg: Message, out: &mut Vec<Change>) -> Result<()> {
         match msg {
             Message::Relation {
                 oid,
@@ -349,8 +371,10 @@ impl PostgresChangeStream {
                 out.push(change);
             }
             Message::Truncate { oids, .. } => {
-                for oid in oids {
+                let first = self.index;
+                for (n, oid) in (0u32..).zip(oids) {
                     if let Some(rel) = self.rel(oid)? {
+                        self.index = first.saturating_add(n);
                         let change = self.logged(rel.table.clone(), Op::Truncate);
                         out.push(change);
                     }

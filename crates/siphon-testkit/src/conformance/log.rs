@@ -93,8 +93,8 @@ where
 
     assert_eq!(
         whole.len(),
-        5 + 3 + 1,
-        "the log holds 5 inserts, 3 updates and 1 delete: {whole:?}"
+        5 + 4 + 1,
+        "the log holds 5 inserts, 4 updates (ids 0 to 3) and 1 delete: {whole:?}"
     );
     assert_eq!(
         whole, split,
