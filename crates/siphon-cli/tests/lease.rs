@@ -348,7 +348,7 @@ fn run_once_fails_clearly_while_another_run_holds_the_lease() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(WAITS), "{err}");
     assert!(
-        err.contains("holds its lease") && mentions_pid(&err, holder.pid()),
+        err.contains("holds the pipeline's lease") && mentions_pid(&err, holder.pid()),
         "{err}"
     );
     assert!(s.held_by(holder.pid()), "lease: {:?}", s.lease());

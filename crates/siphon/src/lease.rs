@@ -67,6 +67,11 @@ fn uuid_like() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+/// When a lease expires, to the second, as log lines and errors show it.
+pub(crate) fn shown(lease: &Lease) -> String {
+    lease.expires_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// How often a held lease is renewed: a third of its time, so that two
 /// renewals may fail (a busy state store) before it expires.
 fn renew_every(ttl: Duration) -> Duration {
@@ -124,15 +129,15 @@ pub(crate) async fn acquire<St: StateStore>(
                 }
                 if let Some(wait) = wait.filter(|w| started.elapsed() >= *w) {
                     let by = match &current {
-                        Some(l) => format!("{} (until {})", l.holder, l.expires_at),
+                        Some(l) => format!("{} (until {})", l.holder, shown(l)),
                         None => "another worker".to_string(),
                     };
                     return Err(Error::new(
                         ErrorKind::LeaseLost,
                         format!(
-                            "pipeline {pipeline}: not run: {by} holds its lease, and this run waited \
-                             {}s, the lease time, for it; stop the other `siphon run`, or run again \
-                             once it is done",
+                            "not run: {by} holds the pipeline's lease, and this run waited {}s, \
+                             the lease time, for it; stop the other `siphon run`, or run again once \
+                             it is done",
                             wait.as_secs()
                         ),
                     ));
@@ -241,9 +246,9 @@ impl<'a, St: StateStore> Held<'a, St> {
         Error::new(
             ErrorKind::LeaseLost,
             format!(
-                "pipeline {}: this worker lost the pipeline's lease (epoch {}) to another worker, \
-                 and stopped; what it committed stays",
-                self.lease.pipeline, self.lease.epoch
+                "this worker lost the pipeline's lease (epoch {}) to another worker, and \
+                 stopped; what it committed stays",
+                self.lease.epoch
             ),
         )
     }

@@ -33,11 +33,9 @@ pub trait RunEvents: Send {
         match held {
             Some(l) => tracing::warn!(
                 pipeline,
-                holder = %l.holder,
-                until = %l.expires_at,
                 "waits for the pipeline's lease, held by {} until {}",
                 l.holder,
-                l.expires_at
+                crate::lease::shown(l)
             ),
             None => tracing::warn!(
                 pipeline,
