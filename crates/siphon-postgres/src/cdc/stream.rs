@@ -32,6 +32,10 @@ pub struct PostgresChangeStream {
     pub(super) in_txn: bool,
     /// The transaction being read was split over batches: its end ends a batch.
     pub(super) split: bool,
+    /// Watermarks read into the batch being read, by the changes before them.
+    pub(super) marks: Vec<siphon_core::Watermark>,
+    /// Watermarks of the batch last returned, for [`ChangeStream::take_watermarks`].
+    pub(super) marks_out: Vec<siphon_core::Watermark>,
     /// The transaction being read (its commit position, time and origin), which
     /// its changes carry.
     pub(super) tx: Option<Arc<Transaction>>,
@@ -239,10 +243,26 @@ impl PostgresChangeStream {
     ) -> Result<Option<(Batch, Position)>> {
         self.moved = std::time::Instant::now();
         let keep = self.fill(&mut out).await?;
+        // A watermark stays after the changes it followed that were kept.
+        let mut marks = std::mem::take(&mut self.marks);
+        for m in &mut marks {
+            m.before = keep[..m.before.min(keep.len())]
+                .iter()
+                .filter(|k| **k)
+                .count();
+        }
         if let Some(at) = split {
             let at = keep[..at].iter().filter(|k| **k).count();
             self.pending = out.split_off(at);
+            // Those after the split go with the changes kept for the next batch.
+            let (later, now) = marks.into_iter().partition(|m| m.before > at);
+            marks = now;
+            self.marks = later;
+            for m in &mut self.marks {
+                m.before -= at;
+            }
         }
+        self.marks_out = marks;
         Ok(Some((Batch { changes: out }, to_position(position))))
     }
 
@@ -386,6 +406,19 @@ impl PostgresChangeStream {
                 if let Some(tx) = self.tx.as_mut() {
                     Arc::make_mut(tx).origin = Some(name);
                 }
+            }
+            // A watermark (`pg_logical_emit_message(true, 'siphon', …)`), in
+            // its place among the changes.
+            Message::LogicalMessage {
+                transactional: true,
+                prefix,
+                content,
+                ..
+            } if prefix == WATERMARK_PREFIX => {
+                self.marks.push(siphon_core::Watermark {
+                    mark: String::from_utf8_lossy(&content).into_owned(),
+                    before: out.len(),
+                });
             }
             _ => {}
         }
@@ -702,6 +735,8 @@ impl ChangeStream for PostgresChangeStream {
         let max = max_changes.max(1);
         // Leftovers belong to the transaction being read, which starts this batch.
         let mut out: Vec<Change> = std::mem::take(&mut self.pending);
+        // Watermarks not taken are those of a batch already applied.
+        self.marks_out.clear();
         let mut txn_start = 0;
         // Where the batch may resume from: the end of the last whole transaction in it.
         let mut position = self.committed;
@@ -709,7 +744,8 @@ impl ChangeStream for PostgresChangeStream {
             // Between transactions with changes in hand: return them unless more
             // are already waiting.
             let between = !self.in_txn;
-            let in_hand = !out.is_empty() || !self.todo.is_empty();
+            // A watermark alone is returned as soon as it is read.
+            let in_hand = !out.is_empty() || !self.todo.is_empty() || !self.marks.is_empty();
             // Waiting is cut short only between transactions, where giving up
             // loses nothing: the session keeps an event it did not return.
             let event = match (between, in_hand, wait) {
@@ -798,7 +834,7 @@ impl ChangeStream for PostgresChangeStream {
                         continue;
                     }
                     let at_end = until.is_some_and(|u| reached(wal_end, u));
-                    if !out.is_empty() {
+                    if !out.is_empty() || !self.marks.is_empty() {
                         self.done |= at_end;
                         return self.emit(out, None, position).await;
                     }
@@ -881,5 +917,9 @@ impl ChangeStream for PostgresChangeStream {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    fn take_watermarks(&mut self) -> Vec<siphon_core::Watermark> {
+        std::mem::take(&mut self.marks_out)
     }
 }

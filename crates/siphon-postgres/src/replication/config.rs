@@ -49,6 +49,9 @@ pub struct ReplicationConfig {
     /// Whether large in-progress transactions are streamed (`streaming 'on'`,
     /// protocol version 2 only).
     pub streaming: bool,
+    /// Whether logical decoding messages are sent (`messages 'true'`,
+    /// PostgreSQL 14+): siphon's watermarks.
+    pub messages: bool,
     /// Shown in `pg_stat_replication` and the server log.
     pub application_name: String,
     /// How often the applied position is reported to the server; must stay
@@ -87,6 +90,7 @@ impl fmt::Debug for ReplicationConfig {
             .field("start_lsn", &self.start_lsn)
             .field("proto_version", &self.proto_version)
             .field("streaming", &self.streaming)
+            .field("messages", &self.messages)
             .field("application_name", &self.application_name)
             .field("status_interval", &self.status_interval)
             .field("buffer", &self.buffer)
@@ -141,6 +145,7 @@ impl ReplicationConfig {
             start_lsn: Lsn::INVALID,
             proto_version: 1,
             streaming: false,
+            messages: false,
             application_name,
             status_interval: DEFAULT_STATUS_INTERVAL,
             buffer: DEFAULT_BUFFER,
@@ -167,6 +172,12 @@ impl ReplicationConfig {
     pub fn with_protocol(mut self, proto_version: u32, streaming: bool) -> Self {
         self.proto_version = proto_version;
         self.streaming = streaming;
+        self
+    }
+
+    /// Whether logical decoding messages are sent (PostgreSQL 14+).
+    pub fn with_messages(mut self, messages: bool) -> Self {
+        self.messages = messages;
         self
     }
 
@@ -280,6 +291,9 @@ impl ReplicationConfig {
         ];
         if self.streaming {
             options.push("streaming 'on'".to_string());
+        }
+        if self.messages {
+            options.push("messages 'true'".to_string());
         }
         format!(
             "START_REPLICATION SLOT {} LOGICAL {} ({})",
