@@ -2,9 +2,9 @@
 //! object per change.
 //!
 //! ```json
-//! {"id":"\"0/16B3748\"#3","table":"public.items","op":"update",
+//! {"id":"{\"lsn\":\"0/16B3748\"}#3","table":"public.items","op":"update",
 //!  "key":{"id":7},"before":{"id":7,"v":"a"},"after":{"id":7,"v":"b"},
-//!  "tx":{"position":"0/16B3748","index":3,"commit_time":"2026-12-01T23:00:00.123456Z","origin":null}}
+//!  "tx":{"position":{"lsn":"0/16B3748"},"index":3,"commit_time":"2026-12-01T23:00:00.123456Z","origin":null}}
 //! ```
 //!
 //! - `id`: the event's id ([`siphon_core::Event::from_change`] says how it is
