@@ -391,9 +391,12 @@ impl ServerError {
                 ErrorKind::Connection,
                 format!("replication slot {slot:?} is in use by another session"),
             ),
-            // admin/crash shutdown, cannot connect now, too many connections,
-            // connection exceptions
-            "57P01" | "57P02" | "57P03" | "53300" => (ErrorKind::Connection, doing.to_string()),
+            // admin/crash shutdown, cannot connect now, connection exceptions,
+            // too many connections, timeouts, a missing privilege: as on a
+            // query connection (retried soon, or waiting for an operator)
+            "57P01" | "57P02" | "57P03" | "53300" | "57014" | "42501" => {
+                (crate::conn::sqlstate_kind(code), doing.to_string())
+            }
             c if c.starts_with("08") => (ErrorKind::Connection, doing.to_string()),
             // authorization / password / missing database: fix the configuration
             c if c.starts_with("28") || c == "3D000" => (ErrorKind::Config, doing.to_string()),
@@ -1014,6 +1017,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(auth.into_error("x", "s").kind(), ErrorKind::Config);
+
+        // As on query connections: the retry policy sees the same kinds.
+        for (code, kind) in [
+            ("53300", ErrorKind::Transient),
+            ("57014", ErrorKind::Timeout),
+            ("42501", ErrorKind::Privilege),
+            ("57P01", ErrorKind::Connection),
+        ] {
+            let e = ServerError {
+                code: code.into(),
+                ..Default::default()
+            };
+            assert_eq!(e.into_error("x", "s").kind(), kind, "{code}");
+        }
     }
 
     #[test]
