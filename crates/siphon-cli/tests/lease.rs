@@ -1,8 +1,9 @@
 //! Two `siphon run` processes on one state file and one continuous `cdc`
 //! pipeline, PostgreSQL to PostgreSQL, with a 3 s lease: one streams, the other
-//! waits for the lease; SIGKILLed, the first is replaced by the second, and the
-//! target ends identical to the source while a writer inserted throughout.
-//! Also `run --once` while another process holds the lease.
+//! waits for the lease; SIGKILLed (or stalled by SIGSTOP until its lease
+//! expired), the first is replaced by the second, and the target ends
+//! identical to the source while a writer inserted throughout. Also `run
+//! --once` while another process holds the lease.
 //!
 //! Every wait polls a condition with a generous deadline; no fixed sleep is
 //! used as synchronization.
@@ -364,4 +365,63 @@ fn run_once_fails_clearly_while_another_run_holds_the_lease() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(s.same());
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[test]
+fn a_stalled_holder_loses_the_lease_once_it_expires_and_stops_when_it_wakes() {
+    const TXNS: i64 = 1500;
+    let s = Setup::new();
+    let mut first = s.spawn("first.log");
+    wait_for("the first run copied the table", || {
+        assert!(first.running(), "the first run ended: {}", first.log());
+        s.same()
+    });
+    let (_, first_epoch) = s.lease().unwrap();
+    let mut second = s.spawn("second.log");
+    wait_for("the second run says it waits for the lease", || {
+        assert!(second.running(), "the second run ended: {}", second.log());
+        second.log().contains(WAITS)
+    });
+    let load = writer(s.pg, &s.src, TXNS);
+    wait_for("the first run streams the writer's rows", || {
+        s.progress() > 0
+    });
+
+    // The first stalls: alive, but renewing nothing. Its lease expires and
+    // the second takes it over (its process is still there, so only the
+    // lease time tells).
+    signal(first.pid(), "-STOP");
+    wait_for("the second run took the expired lease over", || {
+        assert!(second.running(), "the second run ended: {}", second.log());
+        s.held_by(second.pid())
+    });
+    let (_, second_epoch) = s.lease().unwrap();
+    assert!(second_epoch > first_epoch);
+
+    // Woken, the first finds its lease lost, stops the pipeline and waits.
+    signal(first.pid(), "-CONT");
+    wait_for("the first run stopped the pipeline and waits", || {
+        assert!(first.running(), "the first run ended: {}", first.log());
+        let log = first.log();
+        log.contains("lost the pipeline's lease") && mentions_pid(&log, second.pid())
+    });
+    load.join().unwrap();
+    wait_for("the target caught up with the source", || {
+        assert!(second.running(), "the second run ended: {}", second.log());
+        s.same()
+    });
+    assert!(s.held_by(second.pid()), "lease: {:?}", s.lease());
+    assert_eq!(s.checkpoint_epoch(), second_epoch);
+    first.terminate();
+    second.terminate();
+    assert_eq!(s.digest(&s.dst), s.digest(&s.src));
 }

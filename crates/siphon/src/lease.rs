@@ -72,6 +72,33 @@ pub(crate) fn shown(lease: &Lease) -> String {
     lease.expires_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// Whether `holder` names a process of this machine that no longer runs:
+/// same host name as this process, and its pid gone (or a zombie) from
+/// `/proc`. `false` wherever that cannot be known.
+fn died_here(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let ours = holder_id();
+    if ours.split(':').next() != Some(host) || ours == holder {
+        return false;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// How often a held lease is renewed: a third of its time, so that two
 /// renewals may fail (a busy state store) before it expires.
 fn renew_every(ttl: Duration) -> Duration {
@@ -123,6 +150,16 @@ pub(crate) async fn acquire<St: StateStore>(
             }
             Ok(None) => {
                 let current = state.lease(pipeline).await.ok().flatten();
+                if let Some(dead) = current.as_ref().filter(|l| died_here(&l.holder)) {
+                    // A process of this machine that is gone holds it (killed,
+                    // crashed): no need to wait out its lease time. The release
+                    // changes nothing if it was renewed or taken meanwhile.
+                    tracing::warn!(pipeline, holder = %dead.holder, "the lease's holder, a process of this machine, is gone; taking the lease over");
+                    if state.release_lease(dead).await.is_ok() {
+                        told = true;
+                        continue;
+                    }
+                }
                 if !told {
                     events.waiting_for_lease(pipeline, current.as_ref());
                     told = true;
