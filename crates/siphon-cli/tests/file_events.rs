@@ -346,3 +346,19 @@ fn a_pipeline_needing_what_an_event_target_lacks_fails_at_start() {
         .unwrap_or(0);
     assert_eq!(published, 0, "events were written before the refusal");
 }
+
+#[test]
+fn a_pipeline_to_files_is_removed_without_opening_the_target_for_checkpoints() {
+    let s = Setup::new();
+    let name = format!("p_{}", s.db);
+    s.siphon(&[
+        "sync", "add", &name, "--source", "src", "--target", "out", "--mode", "full",
+    ]);
+    s.siphon(&["run", &name, "--once"]);
+    assert!(
+        !lines(&s.events().join("public.t.jsonl")).is_empty(),
+        "the full load wrote no events"
+    );
+    let out = s.siphon(&["sync", "remove", &name, "--yes"]);
+    assert!(out.contains(&format!("pipeline {name} removed")), "{out}");
+}

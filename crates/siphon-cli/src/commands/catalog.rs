@@ -555,8 +555,11 @@ async fn remove<St: StateStore>(
     };
     let target_url = url_of(&connections, name, dst);
     // A SQLite target that was never written holds no checkpoint: do not create it.
+    // An event target holds none either (they are the state store's copies).
     let never_written = target_url.as_ref().is_ok_and(|u| {
-        u.is(&siphon::SQLITE) && siphon_sqlite::path_from_url(u.expose()).is_ok_and(|p| !p.exists())
+        u.is(&siphon::FILE)
+            || (u.is(&siphon::SQLITE)
+                && siphon_sqlite::path_from_url(u.expose()).is_ok_and(|p| !p.exists()))
     });
     let sink: Option<AnySink> = if never_written {
         None
