@@ -1,9 +1,10 @@
-//! A table added to a running continuous `cdc` pipeline is copied while the
-//! pipeline's other tables keep streaming (the watermark method), through the
-//! binary against a real PostgreSQL: changes to the other table reach the
-//! target while the new table is only partly copied, the copy resumes from its
-//! last key after a SIGKILL, and both tables end identical to the source,
-//! with the updates, deletes and inserts made to the new table during its copy.
+//! A table added to a running continuous `cdc` pipeline, or reloaded there by
+//! `sync resync`, is copied while the pipeline's other tables keep streaming
+//! (the watermark method), through the binary against a real PostgreSQL:
+//! changes to the other table reach the target while the copy is only partly
+//! done, a copy resumes from its last key after a SIGKILL, and both tables end
+//! identical to the source, with the updates, deletes and inserts made to the
+//! copied table during its copy.
 //!
 //! Every wait polls a condition with a generous deadline; no fixed sleep is
 //! used as synchronization, and nothing is timed.
@@ -279,6 +280,64 @@ fn a_table_added_to_a_running_pipeline_is_copied_while_the_other_streams() {
     wait_for("b is identical to the source", || s.same("b"));
     wait_for("a is identical to the source", || s.same("a"));
     let log = format!("{}{}", s.log("siphon.log"), s.log("siphon2.log"));
+    assert!(!log.contains("ERROR"), "{log}");
+    siphon.kill();
+}
+
+#[test]
+fn a_table_reloaded_by_resync_is_copied_while_the_other_streams() {
+    let pg = Postgres::shared().unwrap();
+    let s = Setup::new(pg);
+    s.src_sql(&format!(
+        "CREATE TABLE a (id bigint PRIMARY KEY, v bigint NOT NULL, note text);
+         INSERT INTO a SELECT g, g, 'a ' || g FROM generate_series(1, 1000) g;
+         CREATE TABLE b (id bigint PRIMARY KEY, v bigint NOT NULL, note text);
+         INSERT INTO b SELECT g, g, 'b ' || g FROM generate_series(1, {ROWS}) g;"
+    ));
+    let mut siphon = s.spawn("siphon.log");
+    wait_for("a and b are copied", || s.same("a") && s.same("b"));
+    wait_for("b streams", || s.phase("b") == "streaming");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = s.writer(&stop, |i| {
+        let k = (i * 7919) % ROWS + 1;
+        match i % 3 {
+            0 => format!("UPDATE b SET v = v + 1000, note = 'upd {i}' WHERE id = {k}"),
+            1 => format!("DELETE FROM b WHERE id = {k}"),
+            _ => format!("INSERT INTO b VALUES ({}, {i}, 'new')", ROWS + i),
+        }
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_siphon"))
+        .args(["sync", "resync", &s.pipeline, "--table", "public.b"])
+        .current_dir(s.dir.path())
+        .env_remove("SIPHON_STATE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for("b's reload has started", || s.phase("b") == "snapshot");
+
+    // A change to a made while b is reloaded reaches the target before the
+    // reload is complete.
+    s.src_sql("INSERT INTO a VALUES (-1, -1, 'marker')");
+    wait_for("the marker row reaches the target", || {
+        s.dst_number("SELECT count(*) FROM a WHERE id = -1") == 1
+    });
+    assert_eq!(
+        s.phase("b"),
+        "snapshot",
+        "a's changes waited for b's reload"
+    );
+
+    wait_for("b's reload is complete", || s.phase("b") == "streaming");
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+    wait_for("b is identical to the source", || s.same("b"));
+    wait_for("a is identical to the source", || s.same("a"));
+    let log = s.log("siphon.log");
+    assert!(
+        log.contains("copying the table between watermarks"),
+        "{log}"
+    );
     assert!(!log.contains("ERROR"), "{log}");
     siphon.kill();
 }
