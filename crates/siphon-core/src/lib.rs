@@ -23,12 +23,12 @@ pub use catalog::{
 };
 pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
 pub use error::{retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};
+pub use event::{Delivery, Event, EventSink};
 pub use position::{Checkpoint, KeyRange, LegacyKey, Phase, Position, StreamId};
 pub use schema::{
     Column, DataType, Index, ObjectKind, Partition, Partitioning, SchemaObject, SequenceState,
     TableName, TableSchema, TypeKind,
 };
-pub use event::{Delivery, Event, EventSink};
 pub use secret::{redact, Secret};
 pub use sink::{Sink, SinkCapabilities};
 pub use source::{

@@ -19,8 +19,8 @@ mod snapshot;
 
 pub use capability::check_target;
 pub use cdc::{drop_log, log_stream, LogSession};
-pub use events::EventTarget;
 pub use checksum::{table_checksum, TableChecksum};
+pub use events::EventTarget;
 pub use observer::{NoopObserver, Observer, Shutdown};
 pub use pass::{follow_log_pass, run_log_pass, run_pass, PassReport, NO_EXECUTION};
 pub use schedule::{next_delay, validate_schedule};
