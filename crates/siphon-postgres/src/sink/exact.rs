@@ -74,7 +74,7 @@ pub(super) async fn apply(
     tx: &Transaction<'_>,
     t: &TargetTable,
     table: &Arc<TableSchema>,
-    changes: &[Change],
+    changes: &[&Change],
     staging: &Staging,
 ) -> Result<ApplyStats> {
     let werr = |e| pg_err(e, &format!("writing {}", table.name)).table(&table.name);
@@ -88,7 +88,7 @@ pub(super) async fn apply(
                 let mut rows: Vec<&Row> = Vec::new();
                 while let Some(Change {
                     op: Op::Insert(r), ..
-                }) = changes.get(i)
+                }) = changes.get(i).copied()
                 {
                     rows.push(r);
                     i += 1;
