@@ -332,7 +332,9 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
         let on_log = window.is_some() && from.as_ref() == Some(&start);
         let adopted = session
             .backfill
-            .adopt(t, spec, planned, &start, on_log, source, sink, state, observer)
+            .adopt(
+                t, spec, planned, &start, on_log, source, sink, state, observer,
+            )
             .await;
         let copied = match adopted {
             Ok(Some(planned)) => {

@@ -338,4 +338,3 @@ async fn a_table_without_a_key_and_without_whole_old_rows_is_refused_naming_the_
     );
     e.assert_same("logged");
 }
-

@@ -41,8 +41,8 @@ mod run;
 mod url;
 
 pub use client::{Running, Siphon, SiphonBuilder};
-pub use pipeline::{Connection, Pipeline, PipelineBuilder};
 pub use lease::{holder_id, lease_ttl, DEFAULT_LEASE_TTL, LEASE_TTL_ENV};
+pub use pipeline::{Connection, Pipeline, PipelineBuilder};
 pub use run::{follow, run_pass, LogEvents, Outcome, RunEvents};
 
 pub use dispatch::{
@@ -56,7 +56,7 @@ pub use url::{expand_env, redact, ConnectionUrl};
 
 pub use siphon_core::{
     ChangeStream, Checkpoint, Error, ErrorKind, ExecutionStatus, LogSource, Mode, OnLostPosition,
-    Phase, PipelineSpec, Position, Result, Schedule, Sink, Source, StateStore, StreamId,
-    TableName, TableStats,
+    Phase, PipelineSpec, Position, Result, Schedule, Sink, Source, StateStore, StreamId, TableName,
+    TableStats,
 };
 pub use siphon_engine::{NoopObserver, Observer, PassReport, Shutdown};
