@@ -135,6 +135,17 @@ pub trait Sink: Send + Sync {
     /// Forgets the stream's checkpoint, so the next run starts from scratch.
     fn reset(&self, stream: &StreamId) -> impl Future<Output = Result<()>> + Send;
 
+    /// Raises the lease epoch of every checkpoint the target holds for
+    /// `pipeline` to `epoch` (never lowers one), once the transactions writing
+    /// them ended. Called by a worker that just took the pipeline's lease, before
+    /// it reads a checkpoint: from then on a worker of an older epoch that
+    /// stalled and woke up is refused (`Fenced`) at its next checkpoint write,
+    /// even where the new worker has written none yet. Defaults to nothing, for
+    /// targets that keep no checkpoints.
+    fn fence(&self, _pipeline: &str, _epoch: u64) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// Writes one snapshot chunk (upserting by key) and the checkpoint it reaches.
     fn load(
         &self,

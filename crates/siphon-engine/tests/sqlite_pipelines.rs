@@ -177,10 +177,11 @@ async fn a_missing_cursor_column_fails_that_table_and_the_others_go_on() {
     assert!(exec.error.unwrap().contains("1 of 2 tables failed"));
     let states = f.state.stream_states().await.unwrap();
     let bad_state = states.iter().find(|(s, _)| s.table.name == "bad").unwrap();
-    assert!(bad_state
-        .1
-        .to_string()
-        .starts_with("failed: table bad, column updated_at"));
+    let shown = bad_state.1.to_string();
+    assert!(
+        shown.starts_with("failed (bad_input, ") && shown.contains("table bad, column updated_at"),
+        "{shown}"
+    );
 }
 
 /// Asks the run to stop once `after` rows were committed.
@@ -374,15 +375,44 @@ async fn lookback_rereads_late_rows_behind_the_watermark() {
 }
 
 #[tokio::test]
-async fn a_table_without_a_key_is_refused_with_the_fix() {
+async fn a_table_without_a_key_is_copied_whole_and_refused_for_polling() {
     let f = Fixture::new().await;
     f.source_conn()
-        .execute_batch("CREATE TABLE loose (a TEXT); INSERT INTO loose VALUES ('x');")
+        .execute_batch(
+            "CREATE TABLE loose (a TEXT, n INTEGER); \
+             INSERT INTO loose VALUES ('x', 1), ('x', 1), ('y', NULL), (NULL, 2);",
+        )
         .unwrap();
+    // A full load copies it in rowid order, duplicates included.
     let report = f.pass(&spec(r#"{"source":"s","target":"t"}"#)).await;
+    assert_eq!(stats(&report, "loose").status, ExecutionStatus::Succeeded);
+    let rows: Vec<(Option<String>, Option<i64>)> = f
+        .target_conn()
+        .prepare("SELECT a, n FROM loose ORDER BY a, n")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            (None, Some(2)),
+            (s("x"), Some(1)),
+            (s("x"), Some(1)),
+            (s("y"), None)
+        ]
+    );
+    // Polling cannot resume between rows without a key: refused with the fix.
+    let report = f
+        .pass(&spec(
+            r#"{"source":"s","target":"t","mode":"incremental","cursor":"n"}"#,
+        ))
+        .await;
     let err = stats(&report, "loose").error.clone().unwrap();
     assert!(
-        err.contains("table loose") && err.contains("add a PRIMARY KEY"),
+        err.contains("table loose") && err.contains("PRIMARY KEY"),
         "{err}"
     );
 }

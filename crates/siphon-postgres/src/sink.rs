@@ -488,6 +488,23 @@ impl Sink for PostgresSink {
         Ok(())
     }
 
+    async fn fence(&self, pipeline: &str, epoch: u64) -> Result<()> {
+        let epoch = i64::try_from(epoch).unwrap_or(i64::MAX);
+        let client = self.client.lock().await;
+        // The UPDATE waits for a transaction still writing one of these rows
+        // and then raises it, so that transaction's next write is refused.
+        client
+            .execute(
+                &format!(
+                    "UPDATE public.{CHECKPOINTS} SET epoch = $2 WHERE pipeline = $1 AND epoch < $2"
+                ),
+                &[&pipeline, &epoch],
+            )
+            .await
+            .map_err(|e| pg_err(e, "raising the lease epoch of the pipeline's checkpoints"))?;
+        Ok(())
+    }
+
     async fn load(
         &self,
         table: &TableSchema,

@@ -494,6 +494,32 @@ impl Sink for SqliteSink {
             .await
     }
 
+    async fn fence(&self, pipeline: &str, epoch: u64) -> Result<()> {
+        let path = self.db.path().to_path_buf();
+        let (p, e) = (
+            pipeline.to_string(),
+            i64::try_from(epoch).unwrap_or(i64::MAX),
+        );
+        self.db
+            .run(move |c| {
+                c.execute(
+                    &format!(
+                        "UPDATE {CHECKPOINTS} SET epoch = ?2 WHERE pipeline = ?1 AND epoch < ?2"
+                    ),
+                    rusqlite::params![p, e],
+                )
+                .map(|_| ())
+                .map_err(|e| {
+                    db_err(
+                        &path,
+                        "raising the lease epoch of the pipeline's checkpoints",
+                        e,
+                    )
+                })
+            })
+            .await
+    }
+
     async fn load(
         &self,
         table: &TableSchema,

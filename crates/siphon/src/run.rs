@@ -118,7 +118,15 @@ async fn connect<St: StateStore>(
         {
             // Its checkpoints carry the lease's epoch, so that the target
             // refuses them once another worker took the lease over.
-            AnyTarget::Table(sink) => AnyTarget::Table(sink.under_lease(epoch)),
+            AnyTarget::Table(sink) => {
+                let sink = sink.under_lease(epoch);
+                // A worker of an older epoch that still runs is refused from
+                // now on, before this one reads a checkpoint.
+                if epoch > 0 {
+                    siphon_core::Sink::fence(&sink, name, epoch).await?;
+                }
+                AnyTarget::Table(sink)
+            }
             events => events,
         };
         Ok((source, sink))

@@ -335,4 +335,33 @@ pub async fn stale_epoch_is_fenced<H: Harness>(h: &H) {
     );
     let back = target_rows(h, &dst, &table.name).await;
     assert_rows("after the newer epoch", &table, &back, &want);
+    // A worker that takes the lease at epoch 8 fences the pipeline before it
+    // writes anything: the epoch-6 worker is refused from then on.
+    target
+        .fence(&at(5, 6).stream.pipeline, 8)
+        .await
+        .unwrap_or_else(|e| panic!("table {}: fencing epoch 8: {e}", table.name));
+    let e = target
+        .apply(
+            batch(vec![Op::Insert(text_row(15, "epoch 6 late"))]),
+            &at(6, 6),
+        )
+        .await
+        .expect_err("a write of epoch 6 went through after a fence at epoch 8");
+    assert_eq!(e.kind(), siphon_core::ErrorKind::Fenced, "{e}");
+    // Fencing never lowers an epoch; the fencing worker writes on.
+    target.fence(&at(5, 6).stream.pipeline, 7).await.unwrap();
+    target
+        .apply(batch(vec![Op::Insert(text_row(15, "epoch 8"))]), &at(6, 8))
+        .await
+        .unwrap_or_else(|e| panic!("table {}: epoch 8 after its fence: {e}", table.name));
+    let e = target
+        .apply(batch(vec![Op::Delete(text_row(15, ""))]), &at(7, 7))
+        .await
+        .expect_err("a fence at epoch 7 lowered the stored epoch 8");
+    assert_eq!(e.kind(), siphon_core::ErrorKind::Fenced, "{e}");
+    let mut want = want;
+    want.push(text_row(15, "epoch 8"));
+    let back = target_rows(h, &dst, &table.name).await;
+    assert_rows("after the fence", &table, &back, &want);
 }

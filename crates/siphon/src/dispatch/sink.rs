@@ -20,6 +20,7 @@ trait DynSink: fmt::Debug + Send + Sync {
     ) -> BoxFuture<'a, Result<()>>;
     fn checkpoint<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Checkpoint>>>;
     fn reset<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>>;
+    fn fence<'a>(&'a self, pipeline: &'a str, epoch: u64) -> BoxFuture<'a, Result<()>>;
     fn load<'a>(
         &'a self,
         table: &'a TableSchema,
@@ -95,6 +96,9 @@ impl<T: Sink + fmt::Debug + 'static> DynSink for Target<T> {
     }
     fn reset<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.0.reset(stream))
+    }
+    fn fence<'a>(&'a self, pipeline: &'a str, epoch: u64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.0.fence(pipeline, epoch))
     }
     fn load<'a>(
         &'a self,
@@ -236,6 +240,10 @@ impl Sink for AnySink {
 
     async fn reset(&self, stream: &StreamId) -> Result<()> {
         self.0.reset(stream).await
+    }
+
+    async fn fence(&self, pipeline: &str, epoch: u64) -> Result<()> {
+        self.0.fence(pipeline, epoch).await
     }
 
     async fn load(
