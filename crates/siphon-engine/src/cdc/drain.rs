@@ -1,0 +1,347 @@
+//! Draining the log: batches read while the previous one applies, reshaped to
+//! each table's target, applied with the checkpoint they reach, and confirmed
+//! to the source only after the target committed.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// How long a following pass waits for the next transaction before it looks at
+/// its deadline and at shutdown again.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// Applies batches until the stream has caught up with `until` or, following
+/// the log, until `deadline` (or shutdown); moves `position` with each
+/// committed batch. Tables in `backfill` are copied chunk by chunk among the
+/// batches.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
+    source: &S,
+    pipeline: &str,
+    spec: &PipelineSpec,
+    tables: &mut [Table],
+    routes: &mut HashMap<TableName, usize>,
+    stream: &mut C,
+    until: Option<&Position>,
+    deadline: Option<std::time::Instant>,
+    batch_size: usize,
+    position: &mut Position,
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
+    mut backfill: Option<&mut backfill::Backfill>,
+) -> Result<Drained> {
+    let log = log_stream(pipeline);
+    let wait = deadline.map(|_| FOLLOW_POLL);
+    let past_deadline = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
+    // What was read while the previous batch was applied (a batch, and one
+    // that could not be merged into it): always applied before the pass ends,
+    // since the stream has moved past it.
+    let mut ahead: std::collections::VecDeque<(Batch, Position, Vec<Watermark>)> =
+        Default::default();
+    loop {
+        if let Some(b) = backfill.as_deref_mut() {
+            b.start_chunks(pipeline, source).await?;
+        }
+        let (mut batch, next, marks) = match ahead.pop_front() {
+            Some(b) => b,
+            None => {
+                if shutdown.requested() {
+                    // Following the log has no end: stopping is its normal end.
+                    return match deadline {
+                        Some(_) => Ok(Drained::Done),
+                        None => Err(Error::new(ErrorKind::Cancelled, "stopped on request")),
+                    };
+                }
+                if past_deadline() {
+                    return Ok(Drained::Done);
+                }
+                match stream.next_batch(batch_size, until, wait).await? {
+                    Some((b, p)) => (b, p, stream.take_watermarks()),
+                    None if until.is_some() => return Ok(Drained::Done),
+                    None => continue,
+                }
+            }
+        };
+        if let Some(b) = backfill.as_deref_mut() {
+            b.absorb(pipeline, &mut batch, marks, tables, routes, source)
+                .await?;
+        }
+        // A table whose shape changed (columns added, renamed, dropped or
+        // widened) is evolved on the target before any of its rows; rows the
+        // target held already get the source's values of added columns.
+        for change in &batch.changes {
+            if let Op::Schema(s) = &change.op {
+                if let Some(&i) = routes.get(&s.name) {
+                    let t = &mut tables[i];
+                    let mut target = (**s).clone();
+                    target.name = t.target.name.clone();
+                    if let Err(e) =
+                        crate::evolve::prepare(source, sink, s, &target, &spec.schema).await
+                    {
+                        let e = named(e, s);
+                        if !isolate::isolatable(&e) {
+                            return Err(e);
+                        }
+                        routes.remove(&s.name);
+                        isolate::stop_table(pipeline, t, e, sink, state).await;
+                        return Ok(Drained::Reopen);
+                    }
+                    t.source = s.clone();
+                    t.target = Arc::new(target);
+                }
+            }
+        }
+        // Per table: changes read, inserts, updates, deletes, truncates.
+        let mut counts: HashMap<usize, (u64, u64, u64, u64, u64)> = HashMap::new();
+        let mut changes = Vec::with_capacity(batch.changes.len());
+        for change in batch.changes {
+            let Some(&i) = routes.get(&change.table.name) else {
+                continue;
+            };
+            if let (Some(snapshot), Some(tx)) = (&tables[i].skip, &change.tx) {
+                if !matches!(change.op, Op::Schema(_)) {
+                    if source.snapshot_holds(snapshot, tx)? {
+                        continue;
+                    }
+                    tables[i].skip = None;
+                }
+            }
+            let t = &tables[i];
+            let widen = |row: Vec<siphon_core::Value>| reshape(&change.table, &t.source, row);
+            let c = counts.entry(i).or_default();
+            let op = match change.op {
+                Op::Schema(_) => continue,
+                Op::Insert(r) => {
+                    c.0 += 1;
+                    c.1 += 1;
+                    Op::Insert(widen(r))
+                }
+                Op::Update { before, after } => {
+                    c.0 += 1;
+                    c.2 += 1;
+                    Op::Update {
+                        before: before.map(widen),
+                        after: widen(after),
+                    }
+                }
+                Op::Delete(r) => {
+                    c.0 += 1;
+                    c.3 += 1;
+                    Op::Delete(widen(r))
+                }
+                Op::Truncate => {
+                    c.4 += 1;
+                    Op::Truncate
+                }
+            };
+            changes.push(Change {
+                table: t.target.clone(),
+                op,
+                tx: change.tx,
+                index: change.index,
+            });
+        }
+        let cp = Checkpoint {
+            stream: log.clone(),
+            epoch: 0,
+            phase: Phase::Streaming {
+                position: Some(next.clone()),
+            },
+        };
+        // The target applies this batch while the next one is read and decoded.
+        // One batch is read ahead at most: with one in hand already, reading
+        // more would only queue it in memory.
+        let read_on = ahead.is_empty() && !shutdown.requested() && !past_deadline();
+        let touched: Vec<usize> = counts.keys().copied().collect();
+        let (batch_len, applying) = (changes.len(), std::time::Instant::now());
+        let applied = std::sync::atomic::AtomicBool::new(false);
+        let (done, read) = tokio::join!(
+            async {
+                let r = sink.apply(Batch { changes }, &cp).await;
+                applied.store(true, std::sync::atomic::Ordering::Release);
+                r
+            },
+            async {
+                match read_on {
+                    true => Some(
+                        read_while_applying(stream, batch_size, until, wait, &next, &applied).await,
+                    ),
+                    false => None,
+                }
+            }
+        );
+        let done = match done {
+            Ok(done) => done,
+            // The target refused one table's changes: that table stops, and
+            // the batch is read again without it (what was read ahead too).
+            Err(e) if isolate::isolatable(&e) => match isolate::culprit(&e, tables, &touched) {
+                Some(i) => {
+                    routes.remove(&tables[i].source.name);
+                    isolate::stop_table(pipeline, &mut tables[i], e, sink, state).await;
+                    return Ok(Drained::Reopen);
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        tracing::trace!(
+            pipeline,
+            changes = batch_len,
+            took_ms = applying.elapsed().as_millis() as u64,
+            "batch applied"
+        );
+        let mut failed = None;
+        let finished = match read {
+            Some(Ok(Some(read))) => {
+                ahead.extend(read);
+                false
+            }
+            // Caught up with `until`, once what was read ahead is applied.
+            Some(Ok(None)) => until.is_some() && ahead.is_empty(),
+            // Reported once what was applied is accounted for.
+            Some(Err(e)) => {
+                failed = Some(e);
+                true
+            }
+            None => false,
+        };
+        if let Err(e) = state.save_checkpoint(&cp).await {
+            tracing::warn!(pipeline, error = %e, "could not copy the checkpoint to the state store");
+        }
+        // Only what the target committed is confirmed to the source.
+        stream.confirm(&next).await?;
+        *position = next;
+        if let Some(b) = backfill.as_deref_mut() {
+            b.committed(position, sink, state).await?;
+        }
+        let single = counts.len() == 1;
+        // Rows a TRUNCATE removed are counted for the table it emptied when the
+        // batch emptied one table; several emptied at once (TRUNCATE a, b, or
+        // CASCADE) are reported together, since the target counts them together.
+        let truncated: Vec<usize> = counts
+            .iter()
+            .filter(|(_, c)| c.4 > 0)
+            .map(|(&i, _)| i)
+            .collect();
+        if truncated.len() > 1 {
+            let names: Vec<String> = truncated
+                .iter()
+                .map(|&i| tables[i].stream.table.to_string())
+                .collect();
+            tracing::info!(
+                pipeline,
+                tables = names.join(", "),
+                rows = done.emptied,
+                "one TRUNCATE emptied several tables on the target"
+            );
+        }
+        for (i, (read, ins, upd, del, _)) in counts {
+            let t = &mut tables[i];
+            t.stats.rows_read += read;
+            if single {
+                t.stats.inserted += done.inserted;
+                t.stats.updated += done.updated;
+                t.stats.deleted += done.deleted;
+            } else {
+                t.stats.inserted += ins;
+                t.stats.updated += upd;
+                t.stats.deleted += del;
+            }
+            if truncated == [i] {
+                t.stats.replaced += done.emptied;
+            }
+            if read > 0 {
+                observer.rows_committed(&t.stream, read);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if finished {
+            return Ok(Drained::Done);
+        }
+    }
+}
+
+/// How often reading while a batch is applied looks whether it is applied.
+const MERGE_POLL: Duration = Duration::from_millis(2);
+
+/// Reads the next batch while the target applies the one at `applying`, and
+/// goes on reading whole transactions into it until that apply is done or the
+/// batch is full: returning earlier would not apply it any sooner, and a
+/// larger batch costs the target less per change. A batch that ends inside a
+/// transaction (split, its position not moved) or does not fit is not merged
+/// but kept to follow. `Ok(None)` as from [`ChangeStream::next_batch`].
+async fn read_while_applying<C: ChangeStream>(
+    stream: &mut C,
+    batch_size: usize,
+    until: Option<&Position>,
+    wait: Option<Duration>,
+    applying: &Position,
+    applied: &std::sync::atomic::AtomicBool,
+) -> Result<Option<Vec<(Batch, Position, Vec<Watermark>)>>> {
+    use std::sync::atomic::Ordering as AtomicOrdering;
+    let Some((mut batch, mut position)) = stream.next_batch(batch_size, until, wait).await? else {
+        return Ok(None);
+    };
+    let mut marks = stream.take_watermarks();
+    let mut out = Vec::with_capacity(2);
+    // A split batch takes nothing after it.
+    let mut open = position != *applying;
+    while open && batch.changes.len() < batch_size && !applied.load(AtomicOrdering::Acquire) {
+        match stream
+            .next_batch(batch_size, until, Some(MERGE_POLL))
+            .await?
+        {
+            Some((more, at)) => {
+                let mut more_marks = stream.take_watermarks();
+                // A batch that changes a table's shape starts a batch of its
+                // own: the target takes the new shape (and fills added
+                // columns) before its rows, and after the rows of the old one.
+                let reshapes = more.changes.iter().any(|c| matches!(c.op, Op::Schema(_)));
+                if at != position
+                    && !reshapes
+                    && batch.changes.len() + more.changes.len() <= batch_size
+                {
+                    for m in &mut more_marks {
+                        m.before += batch.changes.len();
+                    }
+                    marks.extend(more_marks);
+                    batch.changes.extend(more.changes);
+                    position = at;
+                } else {
+                    out.push((more, at, more_marks));
+                    open = false;
+                }
+            }
+            // Nothing yet (or, with `until`, maybe nothing more).
+            None if until.is_none() => {}
+            None => open = false,
+        }
+    }
+    out.insert(0, (batch, position, marks));
+    Ok(Some(out))
+}
+
+/// A row of `from`'s shape as a row of `to`'s: columns matched by their
+/// source id where the source has ids (so a renamed column keeps its values),
+/// else by name; columns `from` lacks are NULL.
+fn reshape(
+    from: &Arc<TableSchema>,
+    to: &Arc<TableSchema>,
+    row: Vec<siphon_core::Value>,
+) -> Vec<siphon_core::Value> {
+    if Arc::ptr_eq(from, to) || from.columns == to.columns {
+        return row;
+    }
+    // Values are moved, never copied: a row may hold a huge value.
+    let mut row: Vec<Option<siphon_core::Value>> = row.into_iter().map(Some).collect();
+    (0..to.columns.len())
+        .map(|i| {
+            from.same_column(to, i)
+                .and_then(|j| row.get_mut(j).and_then(Option::take))
+                .unwrap_or(siphon_core::Value::Null)
+        })
+        .collect()
+}
