@@ -212,15 +212,31 @@ pub fn retry_policy(kind: ErrorKind, attempt: u32) -> Retry {
 
 /// An error with its kind, the table and column it concerns, and its cause.
 /// Messages never contain secrets: connectors redact URLs before they get here.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", self.render())]
+/// Cloning shares the cause, so one error can stop several tables and each
+/// keeps the whole chain.
+#[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
     table: Option<String>,
     column: Option<String>,
-    #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+impl std::error::Error for Error {
+    /// The cause itself (not the `Arc` that shares it), so callers can
+    /// downcast it to the driver's error.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// `Result` with siphon's [`Error`].
@@ -283,13 +299,13 @@ impl Error {
 
     /// Keeps the underlying cause.
     pub fn source(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-        self.source = Some(Box::new(e));
+        self.source = Some(std::sync::Arc::new(e));
         self
     }
 
     /// Keeps an underlying cause that is already boxed (a driver's inner error).
     pub fn boxed_source(mut self, e: Box<dyn std::error::Error + Send + Sync + 'static>) -> Error {
-        self.source = Some(e);
+        self.source = Some(std::sync::Arc::from(e));
         self
     }
 

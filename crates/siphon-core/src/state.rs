@@ -152,6 +152,26 @@ pub struct TableStats {
     pub error: Option<String>,
 }
 
+impl TableStats {
+    /// The statistics of a table stream that starts now: nothing counted yet,
+    /// `running`.
+    pub fn starting(table: &TableName, mode: Mode) -> TableStats {
+        TableStats {
+            table: table.clone(),
+            mode,
+            rows_read: 0,
+            inserted: 0,
+            updated: 0,
+            deleted: 0,
+            replaced: 0,
+            started_at: Utc::now(),
+            finished_at: None,
+            status: ExecutionStatus::Running,
+            error: None,
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

@@ -174,7 +174,7 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
     let mut tables = Vec::new();
     for schema in schemas {
         let stream = StreamId::new(pipeline, &schema.name);
-        let stats = crate::pass::new_stats(&schema, Mode::Cdc);
+        let stats = TableStats::starting(&schema.name, Mode::Cdc);
         state.record_table(execution, &stats).await?;
         let mut target = schema.clone();
         if let Some(s) = &spec.target_schema {
@@ -222,7 +222,7 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
     .await
     {
         for t in tables.iter_mut().filter(|t| t.error.is_none()) {
-            t.error = Some(Error::new(e.kind(), e.to_string()));
+            t.error = Some(e.clone());
         }
     }
     for t in tables.iter().filter(|t| t.stopped) {
@@ -507,7 +507,7 @@ async fn catch_up<S: LogSource, K: Sink, St: StateStore>(
         .carried
         .into_iter()
         .map(|(stream, source, target)| Table {
-            stats: crate::pass::new_stats(&source, Mode::Cdc),
+            stats: TableStats::starting(&source.name, Mode::Cdc),
             stream,
             source,
             target,

@@ -58,7 +58,7 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
     let mut outcome = Vec::new();
     for table in cdc {
         let stream = StreamId::new(pipeline, &table.name);
-        let mut stats = new_stats(&table, Mode::Cdc);
+        let mut stats = TableStats::starting(&table.name, Mode::Cdc);
         stats.finished_at = Some(Utc::now());
         let e = Error::config(
             "mode `cdc` needs a source with a change log (PostgreSQL); use `full` or `incremental` for this source",
@@ -205,23 +205,6 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
     finish(state, report).await
 }
 
-/// Stats of a table stream that starts now.
-pub(crate) fn new_stats(table: &TableSchema, mode: Mode) -> TableStats {
-    TableStats {
-        table: table.name.clone(),
-        mode,
-        rows_read: 0,
-        inserted: 0,
-        updated: 0,
-        deleted: 0,
-        replaced: 0,
-        started_at: Utc::now(),
-        finished_at: None,
-        status: ExecutionStatus::Running,
-        error: None,
-    }
-}
-
 /// Records the outcome of tables run together.
 async fn record<St: StateStore>(
     state: &St,
@@ -364,7 +347,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
         retained_log_bytes: None,
     };
     for (stream, table, mode) in to_run {
-        let mut stats = new_stats(&table, mode);
+        let mut stats = TableStats::starting(&table.name, mode);
         state.record_table(execution, &stats).await?;
         let outcome = run_table(
             pipeline, spec, &stream, table, source, sink, state, observer, shutdown, &mut stats,

@@ -3,8 +3,8 @@
 //! rusqlite is synchronous: each handle owns one connection and runs every call on
 //! tokio's blocking pool, so a source and a sink work in parallel.
 
+mod conn;
 mod datetime;
-mod db;
 mod native;
 mod schema;
 mod sink;
@@ -12,6 +12,6 @@ mod source;
 mod types;
 mod wal;
 
-pub use db::path_from_url;
+pub use conn::path_from_url;
 pub use sink::SqliteSink;
 pub use source::SqliteSource;

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension};
 use siphon_core::typemap::{self, Engine};
 use siphon_core::{Column, DataType, Index, Result, TableFilter, TableName, TableSchema};
 
-use crate::db::{db_err, quote};
+use crate::conn::{db_err, quote};
 
 /// The table where a SQLite target keeps its checkpoints.
 pub(crate) const CHECKPOINTS: &str = "siphon_checkpoints";

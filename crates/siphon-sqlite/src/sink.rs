@@ -11,7 +11,7 @@ use siphon_core::{
     SchemaOptions, Sink, StreamId, TableSchema, Value,
 };
 
-use crate::db::{column_list, db_err, placeholders, quote, Db};
+use crate::conn::{column_list, db_err, placeholders, quote, Db};
 use crate::schema::{
     create_table_sql, describe, ensure_checkpoints, exists, CHECKPOINTS, KEY_VERSION,
 };

@@ -10,7 +10,7 @@ use siphon_core::{
     Result, Row, Source, TableFilter, TableSchema, TypeKind,
 };
 
-use crate::db::{column_list, db_err, placeholders, quote, Db};
+use crate::conn::{column_list, db_err, placeholders, quote, Db};
 use crate::types::{decode_or_err, decode_or_err_with, rewind_text_timestamp, Bind, Raw};
 
 /// Reads tables from a SQLite file, opened read-only.

@@ -12,7 +12,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, ToSql};
 use siphon_core::{Error, Result, Row, SchemaOptions, TableSchema};
 
-use crate::db::{db_err, quote};
+use crate::conn::{db_err, quote};
 use crate::types::bind_value;
 
 /// The table of source column ids per target table.

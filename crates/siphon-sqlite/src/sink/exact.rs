@@ -7,7 +7,7 @@ use rusqlite::Transaction;
 use siphon_core::{Error, Row, TableSchema};
 
 use super::{bind_fitting, TableSql, WriteError};
-use crate::db::quote;
+use crate::conn::quote;
 
 /// The condition that a row equals the values bound from `?{from + 1}` on.
 fn equal_from(t: &TableSchema, from: usize) -> String {

@@ -8,7 +8,7 @@
 use siphon_core::{Checkpoint, Error, Result, TableName, TableSchema};
 
 use super::{write_checkpoint, SqliteSink};
-use crate::db::{column_list, db_err, quote};
+use crate::conn::{column_list, db_err, quote};
 use crate::schema::{create_table_sql, describe, exists};
 
 /// The shadow table's name for a target table.
