@@ -342,6 +342,37 @@ fn cursor_column(table: &TableSchema, cursor: &CursorSpec) -> Result<usize> {
     Ok(i)
 }
 
+/// The ` WHERE …` clause (empty when both bounds are open) and its parameters
+/// that keep a keyset read to keys after `after` and up to `until`. A cut from
+/// `split_keys` may hold only a prefix of the key.
+fn key_range<'a>(
+    table: &TableSchema,
+    key: &[usize],
+    pg: &'a PgTable,
+    after: &'a Option<KeyPosition>,
+    until: &'a Option<KeyPosition>,
+) -> (String, Vec<Param<'a>>) {
+    let mut params = Vec::new();
+    let mut filters = Vec::new();
+    for (bound, op) in [(after, ">"), (until, "<=")] {
+        if let Some(b) = bound {
+            let n = b.key.len().min(key.len());
+            filters.push(format!(
+                "({}) {op} ({})",
+                column_list(key[..n].iter().map(|&i| table.columns[i].name.as_str())),
+                placeholders(params.len() + 1, n)
+            ));
+            params.extend(b.key.iter().zip(key).map(|(v, &i)| Param(v, &pg.types[i])));
+        }
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", filters.join(" AND "))
+    };
+    (filter, params)
+}
+
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
         .map(|i| format!("${i}"))
@@ -514,25 +545,7 @@ impl Source for PostgresSource {
         let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
         let until: Option<KeyPosition> = until.map(|p| p.decode(&table.name)).transpose()?;
         let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
-        let mut params = Vec::new();
-        let mut filters = Vec::new();
-        for (bound, op) in [(&after, ">"), (&until, "<=")] {
-            if let Some(b) = bound {
-                // A cut from `split_keys` holds a prefix of the key.
-                let n = b.key.len().min(key.len());
-                filters.push(format!(
-                    "({}) {op} ({})",
-                    column_list(key[..n].iter().map(|&i| table.columns[i].name.as_str())),
-                    placeholders(params.len() + 1, n)
-                ));
-                params.extend(b.key.iter().zip(&key).map(|(v, &i)| Param(v, &pg.types[i])));
-            }
-        }
-        let filter = if filters.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", filters.join(" AND "))
-        };
+        let (filter, params) = key_range(table, &key, &pg, &after, &until);
         // Every column in binary, whether or not siphon has a codec for its type:
         // the values are not decoded here, and the target's type is the same.
         let sql = format!(
@@ -622,25 +635,7 @@ impl Source for PostgresSource {
         let after: Option<KeyPosition> = after.map(|p| p.decode(&table.name)).transpose()?;
         let until: Option<KeyPosition> = until.map(|p| p.decode(&table.name)).transpose()?;
         let key_cols = column_list(key.iter().map(|&i| table.columns[i].name.as_str()));
-        let mut params = Vec::new();
-        let mut filters = Vec::new();
-        for (bound, op) in [(&after, ">"), (&until, "<=")] {
-            if let Some(b) = bound {
-                // A cut from `split_keys` holds a prefix of the key.
-                let n = b.key.len().min(key.len());
-                filters.push(format!(
-                    "({}) {op} ({})",
-                    column_list(key[..n].iter().map(|&i| table.columns[i].name.as_str())),
-                    placeholders(params.len() + 1, n)
-                ));
-                params.extend(b.key.iter().zip(&key).map(|(v, &i)| Param(v, &pg.types[i])));
-            }
-        }
-        let filter = if filters.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", filters.join(" AND "))
-        };
+        let (filter, params) = key_range(table, &key, &pg, &after, &until);
         let sql = format!(
             "SELECT {} FROM {}{filter} ORDER BY {key_cols} LIMIT {limit}",
             select_list(table, &pg),
