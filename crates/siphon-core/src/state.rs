@@ -300,7 +300,10 @@ pub trait StateStore: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     fn stream_states(&self) -> impl Future<Output = Result<Vec<(StreamId, StreamState)>>> + Send;
 
-    /// Records a copy of a checkpoint the target committed.
+    /// Records a copy of a checkpoint the target committed, or, for an event
+    /// target, the checkpoint itself. A checkpoint whose epoch is not 0 and is
+    /// older than the pipeline's newest lease epoch is refused (`Fenced`): the
+    /// worker that wrote it lost the pipeline to another.
     fn save_checkpoint(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<()>> + Send;
     fn checkpoint(
         &self,

@@ -21,19 +21,39 @@ use siphon_core::{
 pub struct EventTarget<'a, E, St> {
     events: &'a E,
     state: &'a St,
+    epoch: u64,
 }
 
 impl<'a, E: EventSink, St: StateStore> EventTarget<'a, E, St> {
     /// Publishes to `events`, with checkpoints in `state`.
     pub fn new(events: &'a E, state: &'a St) -> EventTarget<'a, E, St> {
-        EventTarget { events, state }
+        EventTarget {
+            events,
+            state,
+            epoch: 0,
+        }
+    }
+
+    /// The same target, saving checkpoints under a pipeline lease of `epoch`:
+    /// once another worker holds a newer lease, the state store refuses them
+    /// and the pass stops (its events may have been published: delivery is at
+    /// least once).
+    pub fn under_lease(mut self, epoch: u64) -> EventTarget<'a, E, St> {
+        self.epoch = epoch;
+        self
     }
 
     /// Publishes, waits for the destination's acknowledgement, then saves the
     /// checkpoint.
     async fn publish(&self, events: Vec<Event>, checkpoint: &Checkpoint) -> Result<()> {
         self.events.publish(events).await?;
-        self.state.save_checkpoint(checkpoint).await
+        if self.epoch == 0 || checkpoint.epoch == self.epoch {
+            self.state.save_checkpoint(checkpoint).await
+        } else {
+            self.state
+                .save_checkpoint(&checkpoint.clone().with_epoch(self.epoch))
+                .await
+        }
     }
 }
 

@@ -223,7 +223,7 @@ async fn pass_under_lease<St: StateStore>(
             .await
         }
         AnyTarget::Events(events) => {
-            let sink = EventTarget::new(events, state);
+            let sink = EventTarget::new(events, state).under_lease(epoch);
             bounded(
                 shutdown,
                 run_log_pass(name, spec, &source, &sink, state, observer, shutdown),
@@ -388,7 +388,7 @@ pub async fn follow<St: StateStore>(
                         .await
                     }
                     AnyTarget::Events(events) => {
-                        let sink = EventTarget::new(events, state);
+                        let sink = EventTarget::new(events, state).under_lease(epoch);
                         bounded(
                             shutdown,
                             follow_log_pass(

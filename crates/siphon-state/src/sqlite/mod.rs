@@ -176,6 +176,9 @@ enum Failure {
     /// The file's schema is newer than this build knows.
     #[error("{0}")]
     TooNew(String),
+    /// A write under a lease epoch older than the pipeline's newest.
+    #[error("{0}")]
+    Fenced(String),
     /// The caller named a record that does not exist: a bug in the caller.
     #[error("{0}")]
     Missing(String),
@@ -195,6 +198,7 @@ fn failure(message: String, f: Failure) -> Error {
             ErrorKind::State
         }
         Failure::TooNew(_) => ErrorKind::Config,
+        Failure::Fenced(_) => ErrorKind::Fenced,
         Failure::Missing(_) => ErrorKind::Internal,
     };
     Error::new(kind, message).source(f)

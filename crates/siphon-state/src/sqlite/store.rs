@@ -219,13 +219,34 @@ impl StateStore for SqliteStateStore {
         let checkpoint = checkpoint.clone();
         let doing = format!("cannot save the checkpoint of {}", checkpoint.stream);
         self.call(doing, move |conn| {
-            conn.execute(
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Fencing for checkpoints kept here (event targets): a worker whose
+            // lease was taken over writes no more. Epoch 0 is a write outside
+            // any lease (copies of a table target's checkpoints, library use).
+            if checkpoint.epoch > 0 {
+                let newest: Option<i64> = tx
+                    .query_row(
+                        "SELECT epoch FROM leases WHERE pipeline = ?1",
+                        params![pipeline],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(newest) = newest.filter(|&n| n as u64 > checkpoint.epoch) {
+                    return Err(Failure::Fenced(format!(
+                        "the pipeline's lease is at epoch {newest}, and this worker's epoch {} is \
+                         older: another worker took the pipeline over, so this one stops",
+                        checkpoint.epoch
+                    )));
+                }
+            }
+            tx.execute(
                 "INSERT INTO checkpoints (pipeline, table_name, checkpoint, updated_at)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (pipeline, table_name)
                  DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = excluded.updated_at",
                 params![pipeline, table, Json(checkpoint), Stamp(Utc::now())],
             )?;
+            tx.commit()?;
             Ok(())
         })
     }

@@ -427,6 +427,23 @@ pub async fn leases<H: StoreHarness>(h: &H) {
     };
     assert!(after.epoch > brief.epoch);
     assert!(Utc::now() >= brief.expires_at);
+
+    // Checkpoints kept in the store (event targets) are fenced too: the
+    // worker of `taken`'s epoch lost pipeline `p` to `back`.
+    let stream = StreamId::new("p", &TableName::new(None, "t"));
+    let at = |epoch: u64| {
+        Checkpoint::new(stream.clone(), Phase::Streaming { position: None }).with_epoch(epoch)
+    };
+    a.save_checkpoint(&at(back.epoch)).await.unwrap();
+    let e = b
+        .save_checkpoint(&at(taken.epoch))
+        .await
+        .expect_err("a checkpoint of an older lease epoch was saved");
+    assert_eq!(e.kind(), siphon_core::ErrorKind::Fenced, "{e}");
+    assert_eq!(a.checkpoint(&stream).await.unwrap(), Some(at(back.epoch)));
+    // Without a lease (epoch 0: copies of a table target's checkpoints).
+    a.save_checkpoint(&at(0)).await.unwrap();
+    assert_eq!(a.checkpoint(&stream).await.unwrap(), Some(at(0)));
 }
 
 /// Of many handles asking at once for one free lease, exactly one is granted it.
