@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# CDC apply rate and lag of siphon from MariaDB (binlog, mode: cdc) into
+# MariaDB and into PostgreSQL, against MariaDB's own replication on the same
+# source and the same workload (issue 10, "Benchmarks").
+#
+# Starts a throwaway MariaDB source `src` (mariadb-install-db + mariadbd in a
+# scratch directory, TCP on a free 127.0.0.1 port, binlog in ROW format, full
+# images and row metadata, GTID strict mode, server_id 1) with bench.items
+# (id bigint pk, qty int, amount decimal(12,2), note varchar(200),
+# updated_at datetime(6), index on updated_at), seeded with SEED rows, and a
+# stored procedure bench.workload. Then, in the order of RUNS:
+#   native           a second mariadbd (`replica`, server_id 2, same options)
+#                    replicating the source from its first binlog:
+#                    CHANGE MASTER TO … MASTER_USE_GTID=slave_pos; START SLAVE
+#                    (slave_parallel_threads = REPLICA_PARALLEL_THREADS);
+#   siphon-mariadb   a third mariadbd (`dst`, server_id 3, same options);
+#                    `siphon run --once` (mode: cdc: the snapshot), then
+#                    `siphon run` (schedule: continuous) in the background;
+#   siphon-postgres  the same into a throwaway PostgreSQL 15 (database `sip`).
+# Each run: one warm-up update must arrive, then the workload runs: UPDATES
+# single-row updates (qty+1, amount+0.01, updated_at = SYSDATE(6)) in
+# transactions of TX_SIZE (a procedure looping with COMMIT; ids are
+# 1 + (i·7919 mod SEED), so the rows of one transaction are distinct). A
+# target server is stopped when its run is done.
+# Measured, on the machine's clock (every server is on this machine, time zone UTC):
+#   apply rate  UPDATES ÷ (first target observation with max(updated_at) ≥ the
+#               source's final max(updated_at) − workload start);
+#               at the end count/sum(qty)/sum(amount)/max(updated_at) must match
+#               the source's, or the script fails.
+#   lag         a sampler every SAMPLE_MS records (clock, max(updated_at)) on the
+#               source and on the target; for each source value T seen during
+#               the workload, lag = first target observation time with
+#               max(updated_at) ≥ T, minus T. p50/p99/max reported. T is the
+#               update's SYSDATE(6), so lag includes the rest of its transaction
+#               (≤ one transaction, a few ms) and the sampling period (≤ SAMPLE_MS).
+#   RSS         siphon's peak resident set (VmHWM) over the snapshot run and the
+#               continuous run.
+#
+# Usage:
+#   bash bench/mysql_cdc.sh                                  # 100,000 rows, 500,000 updates, tx 1,000
+#   UPDATES=100000 SEED=20000 bash bench/mysql_cdc.sh
+#   RUNS="native siphon-postgres" bash bench/mysql_cdc.sh
+# Environment:
+#   RUNS        runs, in order (default "native siphon-mariadb siphon-postgres")
+#   SEED        seeded rows (default 100000)
+#   UPDATES     single-row updates in the workload (default 500000)
+#   TX_SIZE     updates per transaction (default 1000)
+#   SAMPLE_MS   sampler period in ms (default 100)
+#   CATCHUP_TIMEOUT  seconds to wait for a target to catch up (default 600)
+#   REPLICA_PARALLEL_THREADS  the native replica's slave_parallel_threads (default 0,
+#               MariaDB's default: one applier thread)
+#   SIPHON_BIN  binary to run (default: target/release/siphon, built when missing)
+#   BATCH_SIZE  siphon pipeline batch_size (default: siphon's own default)
+#   PG_BIN      PostgreSQL binaries (default: /usr/lib/postgresql/15/bin)
+#   PG_FSYNC    fsync setting of the throwaway PostgreSQL: off (default) or on
+#   MY_FSYNC    durability of the throwaway MariaDB servers: off (default) or on
+#   MY_BUFFER_POOL  innodb_buffer_pool_size of each MariaDB (default 256M)
+#   BENCH_DIR   parent of the scratch directory (default: $TMPDIR or /tmp)
+#   KEEP=1      keep the scratch directory (the servers are stopped anyway)
+#
+# Needs bash, python3, awk, mariadbd, mariadb-install-db, the mariadb client;
+# psql and runuser for siphon-postgres.
+set -euo pipefail
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+runs="${RUNS:-native siphon-mariadb siphon-postgres}"
+seed="${SEED:-100000}"
+updates="${UPDATES:-500000}"
+txsize="${TX_SIZE:-1000}"
+sample_ms="${SAMPLE_MS:-100}"
+catchup="${CATCHUP_TIMEOUT:-600}"
+replica_threads="${REPLICA_PARALLEL_THREADS:-0}"
+for v in "$seed" "$updates" "$txsize" "$sample_ms" "$catchup"; do
+    [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "error: '$v' is not a positive integer" >&2; exit 2; }
+done
+[[ "$replica_threads" =~ ^[0-9]+$ ]] || { echo "error: REPLICA_PARALLEL_THREADS '$replica_threads' is not a number" >&2; exit 2; }
+[[ -n "$runs" ]] || { echo "error: RUNS is empty" >&2; exit 2; }
+for r in $runs; do
+    case "$r" in
+        native) ;;
+        siphon-mariadb) bench_siphon ;;
+        siphon-postgres) bench_siphon; pg_require ;;
+        *) echo "error: unknown run '$r' in RUNS (native, siphon-mariadb, siphon-postgres)" >&2; exit 2 ;;
+    esac
+done
+my_require
+bench_workdir siphon-mycdc
+siphon_pid=""
+sampler_pids=""
+cleanup() {
+    [[ -n "$siphon_pid" ]] && kill "$siphon_pid" 2>/dev/null || true
+    for p in $sampler_pids; do kill "$p" 2>/dev/null || true; done
+    my_stop_all
+    pg_stop
+    bench_remove_workdir
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- source ---------------------------------------------------------------------
+my_start src 1
+echo "== MariaDB source on port ${my_port[src]} (fsync $my_fsync); seeding $seed rows…" >&2
+ddl="CREATE TABLE items (
+  id bigint NOT NULL PRIMARY KEY,
+  qty int NOT NULL,
+  amount decimal(12,2) NOT NULL,
+  note varchar(200),
+  updated_at datetime(6) NOT NULL,
+  KEY items_updated_at (updated_at)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;"
+myq src >/dev/null <<SQL
+CREATE DATABASE bench;
+USE bench;
+$ddl
+INSERT INTO items
+SELECT seq, (seq * 7) % 1000, ((seq * 104729) % 1000000) / 100, CONCAT('item ', seq),
+       TIMESTAMP '2025-01-01 00:00:00' + INTERVAL seq * 1000 MICROSECOND
+FROM seq_1_to_$seed;
+ANALYZE TABLE items;
+DELIMITER //
+CREATE PROCEDURE workload(n bigint, per int, seed bigint)
+BEGIN
+  DECLARE i bigint DEFAULT 0;
+  START TRANSACTION;
+  WHILE i < n DO
+    UPDATE items SET qty = qty + 1, amount = amount + 0.01, updated_at = SYSDATE(6)
+     WHERE id = 1 + (i * 7919) % seed;
+    SET i = i + 1;
+    IF i % per = 0 THEN
+      COMMIT;
+      START TRANSACTION;
+    END IF;
+  END WHILE;
+  COMMIT;
+END//
+DELIMITER ;
+SQL
+
+# A side is "my:NAME" (MariaDB server NAME, table bench.items) or "pg:DB"
+# (database DB of the PostgreSQL cluster, table $pg_table).
+pg_table=""
+# check SIDE: "count sum(qty) sum(amount) max(updated_at) as epoch with 6 decimals".
+check() {
+    case "$1" in
+        my:*) myq "${1#my:}" -e "SELECT CONCAT(COUNT(*), ' ', SUM(qty), ' ', SUM(amount), ' ',
+                                       CAST(COALESCE(UNIX_TIMESTAMP(MAX(updated_at)), 0) AS DECIMAL(20,6)))
+                                FROM bench.items" ;;
+        pg:*) q -d "${1#pg:}" -Atc "SELECT count(*) || ' ' || sum(qty) || ' ' || sum(amount) || ' ' ||
+                                           round(coalesce(extract(epoch FROM max(updated_at)), 0), 6)
+                                    FROM $pg_table" ;;
+    esac
+}
+now_epoch() { myq src -e "SELECT UNIX_TIMESTAMP(SYSDATE(6))"; }
+maxts_src() { myq src -e "SELECT UNIX_TIMESTAMP(MAX(updated_at)) FROM bench.items"; }
+
+# alive WHAT: fails when the applier of this run has stopped (siphon exited,
+# or the replica's SQL or IO thread stopped), printing why.
+alive() {
+    case "$1" in
+        siphon)
+            kill -0 "$siphon_pid" 2>/dev/null && return 0
+            echo "error: siphon run exited:" >&2
+            tail -n 40 "$work/siphon.log" >&2
+            return 1 ;;
+        replica)
+            local status
+            status=$(myq replica -e "SHOW SLAVE STATUS\G") || return 1
+            if grep -Eq 'Slave_(SQL|IO)_Running: No' <<<"$status"; then
+                echo "error: the native replica stopped:" >&2
+                grep -E 'Running:|Last_(IO|SQL)?_?Err' <<<"$status" >&2
+                return 1
+            fi ;;
+    esac
+}
+
+# wait_for SIDE SECONDS WHAT: until SIDE's items matches the source's (count,
+# sums, max(updated_at)); fails after SECONDS or when WHAT (alive) stopped.
+wait_for() {
+    local side="$1" limit="$2" what="$3" start=$SECONDS want got
+    want=$(check my:src)
+    while :; do
+        got=$(check "$side" 2>/dev/null || true)
+        [[ "$got" == "$want" ]] && return 0
+        alive "$what" || return 1
+        (( SECONDS - start > limit )) && { echo "error: $side did not catch up in ${limit}s: '$got' vs the source's '$want'" >&2; return 1; }
+        sleep 0.2
+    done
+}
+
+# sampler SIDE OUT : every SAMPLE_MS, "<clock epoch> <max(updated_at) epoch>" into OUT,
+# through one long-lived client session fed by a loop; stopped when $work/stop exists.
+sampler() {
+    local side="$1" out="$2" period
+    period=$(awk -v m="$sample_ms" 'BEGIN { printf "%.3f", m / 1000 }')
+    case "$side" in
+        my:*)
+            (
+                while [[ ! -e "$work/stop" ]]; do
+                    echo "SELECT UNIX_TIMESTAMP(SYSDATE(6)), COALESCE(UNIX_TIMESTAMP(MAX(updated_at)), 0) FROM bench.items;"
+                    sleep "$period"
+                done
+            ) | myq "${side#my:}" >"$out" & ;;
+        pg:*)
+            (
+                while [[ ! -e "$work/stop" ]]; do
+                    echo "SELECT extract(epoch FROM clock_timestamp()) || ' ' || coalesce(extract(epoch FROM max(updated_at)), 0) FROM $pg_table;"
+                    sleep "$period"
+                done
+            ) | q -d "${side#pg:}" -At >"$out" & ;;
+    esac
+    sampler_pids="$sampler_pids $!"
+}
+
+# run_workload NAME SIDE WHAT : warm-up, samplers, workload, catch-up; writes $work/NAME.result
+run_workload() {
+    local name="$1" side="$2" what="$3" t0 t1 final
+    echo "== $name: warm-up update…" >&2
+    myq src -e "UPDATE bench.items SET updated_at = SYSDATE(6) WHERE id = 1"
+    wait_for "$side" 300 "$what" || return 1
+    rm -f "$work/stop"
+    sampler_pids=""
+    sampler my:src "$work/$name.src.obs"
+    sampler "$side" "$work/$name.dst.obs"
+    sleep 0.5
+    echo "== $name: workload ($updates updates, $txsize per transaction)…" >&2
+    t0=$(now_epoch)
+    myq src --database=bench -e "CALL workload($updates, $txsize, $seed)" || { echo "error: the workload failed" >&2; return 1; }
+    t1=$(now_epoch)
+    final=$(maxts_src)
+    echo "== $name: workload done in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; waiting for the target…" >&2
+    wait_for "$side" "$catchup" "$what" || return 1
+    sleep 0.5
+    touch "$work/stop"
+    for p in $sampler_pids; do wait "$p" 2>/dev/null || true; done
+    sampler_pids=""
+    python3 - "$work/$name.src.obs" "$work/$name.dst.obs" "$t0" "$t1" "$final" "$updates" >"$work/$name.result" <<'PY'
+import bisect, sys
+def load(path):
+    rows = []
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 2:
+            rows.append((float(parts[0]), float(parts[1])))
+    return rows
+src, dst = load(sys.argv[1]), load(sys.argv[2])
+t0, t1, final, n = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+# target: running max of max(updated_at) by observation time (it only grows anyway)
+times, highs, hi = [], [], 0.0
+for t, m in sorted(dst):
+    hi = max(hi, m)
+    times.append(t); highs.append(hi)
+def first_reach(T):
+    i = bisect.bisect_left(highs, T)
+    return times[i] if i < len(times) else None
+done = first_reach(final - 1e-6)
+Ts = sorted({m for t, m in src if m >= t0 - 1e-6 and m <= t1 + 1e-6})
+lags = []
+for T in Ts:
+    r = first_reach(T - 1e-6)
+    if r is not None:
+        lags.append(r - T)
+lags.sort()
+def pct(p):
+    if not lags:
+        return float("nan")
+    return lags[min(len(lags) - 1, max(0, int(round(p / 100 * len(lags) + 0.5)) - 1))]
+rate = n / (done - t0) if done else float("nan")
+print(f"{t1 - t0:.3f} {(done - t0) if done else float('nan'):.3f} {rate:.0f} {pct(50):.3f} {pct(99):.3f} {lags[-1] if lags else float('nan'):.3f} {len(lags)}")
+PY
+}
+
+# siphon_config STATE TARGET_URL TABLES FILE
+siphon_config() {
+    {
+        echo "state: sqlite://$1"
+        echo "connections:"
+        echo "  src: $(my_url src bench)"
+        echo "  dst: $2"
+        echo "pipelines:"
+        echo "  p:"
+        echo "    source: src"
+        echo "    target: dst"
+        echo "    mode: cdc"
+        echo "    schedule: continuous"
+        echo "    tables: [$3]"
+        [[ -n "${BATCH_SIZE:-}" ]] && echo "    batch_size: $BATCH_SIZE"
+    } >"$4"
+}
+
+# siphon_run NAME SIDE CONFIG: snapshot, continuous run, workload; sets $work/NAME.rss.
+siphon_run() {
+    local name="$1" side="$2" config="$3" snap_rss run_rss
+    echo "== $name: snapshot (siphon run --once)…" >&2
+    (cd "$work" && bench_measure "$work/$name.snap.time" "$work/siphon.log" "$siphon" run -f "$config" --once) \
+        || { echo "error: siphon's snapshot failed:" >&2; tail -n 40 "$work/siphon.log" >&2; return 1; }
+    read -r _ snap_rss _ <"$work/$name.snap.time"
+    if [[ "$side" == pg:* ]]; then
+        pg_table=$(q -d "${side#pg:}" -Atc "SELECT string_agg(quote_ident(table_schema) || '.' || quote_ident(table_name), ' ')
+                                             FROM information_schema.tables
+                                             WHERE table_name = 'items' AND table_schema NOT IN ('pg_catalog', 'information_schema')")
+        [[ -n "$pg_table" && "$pg_table" != *" "* ]] || { echo "error: expected one table named items in ${side#pg:}, found '$pg_table'" >&2; return 1; }
+    fi
+    echo "== $name: siphon run (continuous) in the background…" >&2
+    (cd "$work" && exec "$siphon" run -f "$config" >>"$work/siphon.log" 2>&1) &
+    siphon_pid=$!
+    sleep 1
+    run_workload "$name" "$side" siphon || { tail -n 40 "$work/siphon.log" >&2; return 1; }
+    run_rss=$(awk '/^VmHWM:/ {print $2}' "/proc/$siphon_pid/status")
+    kill -INT "$siphon_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$siphon_pid" 2>/dev/null || break; sleep 0.1; done
+    kill "$siphon_pid" 2>/dev/null || true
+    wait "$siphon_pid" 2>/dev/null || true
+    siphon_pid=""
+    echo $(( snap_rss > run_rss ? snap_rss : run_rss )) >"$work/$name.rss"
+}
+
+for r in $runs; do
+    case "$r" in
+        native)
+            echo "== native: replica server, CHANGE MASTER TO … MASTER_USE_GTID=slave_pos, START SLAVE…" >&2
+            my_start replica 2 --slave-parallel-threads="$replica_threads"
+            myq replica -e "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = ${my_port[src]},
+                                MASTER_USER = 'root', MASTER_PASSWORD = '', MASTER_USE_GTID = slave_pos;
+                            START SLAVE;"
+            wait_for my:replica 300 replica || exit 1
+            run_workload native my:replica replica || exit 1
+            myq replica -e "STOP SLAVE"
+            my_stop replica
+            ;;
+        siphon-mariadb)
+            my_start dst 3
+            myq dst -e "CREATE DATABASE bench"
+            siphon_config "$work/state-mariadb.db" "$(my_url dst bench)" bench.items "$work/siphon-mariadb.yaml"
+            siphon_run siphon-mariadb my:dst "$work/siphon-mariadb.yaml" || exit 1
+            my_stop dst
+            ;;
+        siphon-postgres)
+            pg_start
+            q -d postgres -c "CREATE DATABASE sip"
+            siphon_config "$work/state-postgres.db" "$(url sip)" bench.items "$work/siphon-postgres.yaml"
+            siphon_run siphon-postgres pg:sip "$work/siphon-postgres.yaml" || exit 1
+            pg_stop
+            ;;
+    esac
+done
+
+echo
+echo "MariaDB $(myq src -e 'SELECT VERSION()') source, throwaway servers on 127.0.0.1 (fsync: MariaDB $my_fsync${pgbin:+, PostgreSQL $fsync}), $(nproc) CPUs"
+echo "workload: $updates single-row updates in transactions of $txsize on $seed rows; sampler every $sample_ms ms"
+declare -A label=([native]="native replica" [siphon-mariadb]="siphon to MariaDB" [siphon-postgres]="siphon to PostgreSQL")
+row() {
+    local title="$1" field="$2" r line
+    line=$(printf "%-24s" "$title")
+    for r in $runs; do
+        if [[ "$field" == rss ]]; then
+            if [[ -f "$work/$r.rss" ]]; then
+                line+=$(printf " | %20s" "$(awk -v k="$(cat "$work/$r.rss")" 'BEGIN { printf "%.1f", k / 1024 }')")
+            else
+                line+=$(printf " | %20s" "-")
+            fi
+        else
+            line+=$(printf " | %20s" "$(awk -v f="$field" '{ print $f }' "$work/$r.result")")
+        fi
+    done
+    echo "$line"
+}
+header=$(printf "%-24s" "")
+rule=$(printf "%-24s" "------------------------")
+for r in $runs; do
+    header+=$(printf " | %20s" "${label[$r]}")
+    rule+="-+---------------------"
+done
+echo "$header"
+echo "$rule"
+row "workload duration (s)" 1
+row "all applied after (s)" 2
+row "apply rate (rows/s)" 3
+row "lag p50 (s)" 4
+row "lag p99 (s)" 5
+row "lag max (s)" 6
+row "lag samples" 7
+row "peak RSS (MiB)" rss
+echo "(rate = updates ÷ time from workload start until the target's max(updated_at) reached the source's final value;"
+echo " lag = first target observation with max(updated_at) ≥ T minus T, for source values T sampled during the workload;"
+echo " siphon RSS = peak over the snapshot run and the continuous run; native = MariaDB's replica"
+echo " (slave_parallel_threads $replica_threads), started empty and caught up before the workload)"
