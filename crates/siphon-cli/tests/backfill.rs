@@ -9,12 +9,14 @@
 //! Every wait polls a condition with a generous deadline; no fixed sleep is
 //! used as synchronization, and nothing is timed.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use siphon_testkit::Postgres;
+
+mod support;
+use support::{command, ok, Running};
 
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -124,17 +126,10 @@ impl Setup {
 
     /// `siphon run -f siphon.yaml` (continuous) as a child, killed on drop;
     /// its log goes to `log_name`.
-    fn spawn(&self, log_name: &str) -> Siphon {
-        let child = Command::new(env!("CARGO_BIN_EXE_siphon"))
-            .args(["run", "-f", "siphon.yaml"])
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join(log_name)).unwrap())
-            .spawn()
-            .unwrap();
-        Siphon(Some(child))
+    fn spawn(&self, log_name: &str) -> Running {
+        let mut cmd = command(self.dir.path(), &["run", "-f", "siphon.yaml"]);
+        cmd.env("RUST_LOG", "info");
+        Running::spawn(cmd, &self.dir.path().join(log_name))
     }
 
     fn log(&self, log_name: &str) -> String {
@@ -161,33 +156,9 @@ impl Setup {
     }
 }
 
-/// A running `siphon run`; SIGKILLed if still running when dropped.
-struct Siphon(Option<Child>);
-
-impl Siphon {
-    fn kill(&mut self) {
-        let mut c = self.0.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-}
-
-impl Drop for Siphon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Polls `cond` every 50 ms until it holds; fails after [`DEADLINE`] with `what`.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Polls `cond` until it holds; fails after [`DEADLINE`] with `what`.
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    support::wait_for(what, DEADLINE, cond)
 }
 
 #[test]
@@ -307,13 +278,10 @@ fn a_table_reloaded_by_resync_is_copied_while_the_other_streams() {
             _ => format!("INSERT INTO b VALUES ({}, {i}, 'new')", ROWS + i),
         }
     });
-    let out = Command::new(env!("CARGO_BIN_EXE_siphon"))
-        .args(["sync", "resync", &s.pipeline, "--table", "public.b"])
-        .current_dir(s.dir.path())
-        .env_remove("SIPHON_STATE")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    ok(support::siphon(
+        s.dir.path(),
+        &["sync", "resync", &s.pipeline, "--table", "public.b"],
+    ));
     wait_for("b's reload has started", || s.phase("b") == "snapshot");
 
     // A change to a made while b is reloaded reaches the target before the

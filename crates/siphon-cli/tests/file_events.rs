@@ -8,11 +8,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as J;
 use siphon_testkit::Postgres;
+
+mod support;
+use support::{command, siphon, Running};
 
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -58,30 +61,13 @@ impl Setup {
 
     /// `siphon ARGS` in the working directory, which must succeed.
     fn siphon(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_siphon"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        succeeded(args, &out)
+        succeeded(args, &siphon(self.dir.path(), args))
     }
 
     /// `siphon run` (continuous) as a child, killed on drop.
-    fn spawn(&self) -> Siphon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("siphon.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_siphon"))
-            .arg("run")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Siphon(Some(child))
+    fn spawn(&self) -> Running {
+        let cmd = command(self.dir.path(), &["run"]);
+        Running::spawn_appending(cmd, &self.dir.path().join("siphon.log"))
     }
 
     fn log(&self) -> String {
@@ -99,34 +85,9 @@ fn succeeded(args: &[&str], out: &Output) -> String {
     text
 }
 
-/// A running `siphon run`; SIGKILLed if still running when dropped.
-struct Siphon(Option<Child>);
-
-impl Siphon {
-    /// SIGKILL, and waits for the process to be gone.
-    fn kill(&mut self) {
-        let mut c = self.0.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-}
-
-impl Drop for Siphon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Polls `cond` every 50 ms until it holds; fails after [`DEADLINE`] with `what`.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Polls `cond` until it holds; fails after [`DEADLINE`] with `what`.
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    support::wait_for(what, DEADLINE, cond)
 }
 
 /// Every complete line of the table's event file, parsed (a line a kill cut
@@ -324,16 +285,8 @@ fn a_pipeline_needing_what_an_event_target_lacks_fails_at_start() {
         ),
     )
     .unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_siphon"))
-        .args(["run", "-f", "siphon.yaml", "--once"])
-        .current_dir(s.dir.path())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = siphon(s.dir.path(), &["run", "-f", "siphon.yaml", "--once"]);
+    let text = support::text(&run);
     assert!(!run.status.success(), "the pipeline ran: {text}");
     assert!(
         text.contains("target `out` cannot serve `delete_detection: key_diff`")

@@ -6,10 +6,13 @@
 //! Every wait polls a condition with a generous deadline (the tests must pass
 //! on a loaded two-core machine); no fixed sleep is used as synchronization.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use siphon_testkit::Postgres;
+
+mod support;
+use support::{command, siphon, Running};
 
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -109,26 +112,17 @@ impl<'a> Setup<'a> {
     }
 
     /// `siphon run -f siphon.yaml` (continuous) as a child, killed on drop.
-    fn spawn(&self) -> Siphon {
-        let child = Command::new(env!("CARGO_BIN_EXE_siphon"))
-            .args(["run", "-f", "siphon.yaml"])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join("siphon.log")).unwrap())
-            .spawn()
-            .unwrap();
-        Siphon(Some(child))
+    fn spawn(&self) -> Running {
+        let cmd = command(self.dir.path(), &["run", "-f", "siphon.yaml"]);
+        Running::spawn(cmd, &self.dir.path().join("siphon.log"))
     }
 
     /// `siphon run -f siphon.yaml --once`, which must succeed; its stdout.
     fn once(&self) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_siphon"))
-            .args(["run", "-f", "siphon.yaml", "--once"])
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        succeeded(&out)
+        succeeded(&siphon(
+            self.dir.path(),
+            &["run", "-f", "siphon.yaml", "--once"],
+        ))
     }
 
     /// How many executions in the state store failed.
@@ -214,63 +208,17 @@ fn succeeded(out: &Output) -> String {
     text
 }
 
-/// A running `siphon run`; SIGKILLed if still running when dropped.
-struct Siphon(Option<Child>);
-
-impl Siphon {
-    fn running(&mut self) -> bool {
-        self.0.as_mut().unwrap().try_wait().unwrap().is_none()
-    }
-
-    fn kill(&mut self) {
-        let mut c = self.0.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn terminate(&mut self) {
-        let mut c = self.0.take().unwrap();
-        let ok = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = c.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "siphon exited with {status} after SIGTERM"
-                );
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("siphon did not stop after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// Polls `cond` until it holds; fails after [`DEADLINE`] with `what`.
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    support::wait_for(what, DEADLINE, cond)
 }
 
-impl Drop for Siphon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Polls `cond` every 50 ms until it holds; fails after [`DEADLINE`] with `what`.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// SIGTERM, and the clean exit it must bring.
+fn terminate(siphon: &mut Running) {
+    assert!(
+        siphon.stop("TERM", DEADLINE),
+        "siphon exited with a failure after SIGTERM"
+    );
 }
 
 /// The `read` figure of a summary line.
@@ -390,7 +338,7 @@ fn cdc_killed_during_the_snapshot_and_during_streaming_resumes_without_loss() {
         assert!(siphon.running(), "siphon ended: {}", s.log());
         s.same("t")
     });
-    siphon.terminate();
+    terminate(&mut siphon);
     s.assert_same("t");
     s.assert_slot_behind_checkpoint();
     // Stopping a continuous stream is its normal end, not a failure.
@@ -528,7 +476,7 @@ fn cdc_catches_up_after_the_source_server_restarts() {
         assert!(siphon.running(), "siphon ended: {}", s.log());
         s.same("t")
     });
-    siphon.terminate();
+    terminate(&mut siphon);
     s.assert_same("t");
     s.assert_slot_behind_checkpoint();
     // The connections were opened again within the pass: no execution failed.
@@ -668,7 +616,7 @@ fn a_table_the_target_refuses_stops_alone() {
     });
     s.src_sql("UPDATE b SET v = 4 WHERE id = 3");
     wait_for("a later change of b arrives", || s.same("b"));
-    siphon.terminate();
+    terminate(&mut siphon);
     s.assert_same("a");
 }
 
@@ -711,7 +659,7 @@ fn tables_created_and_dropped_while_streaming() {
         assert!(siphon.running(), "siphon ended: {}", s.log());
         s.same("fresh") && s.same("a")
     });
-    siphon.terminate();
+    terminate(&mut siphon);
     let log = s.log();
     assert!(
         log.contains("public.gone") && log.contains("dropped at the source"),
@@ -751,7 +699,7 @@ fn columns_added_and_renamed_while_streaming_keep_the_sources_values() {
         assert!(siphon.running(), "siphon ended: {}", s.log());
         s.same("t")
     });
-    siphon.terminate();
+    terminate(&mut siphon);
     let columns = s.dst_sql(
         "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns \
          WHERE table_schema = 'public' AND table_name = 't'",
@@ -815,7 +763,7 @@ fn a_column_added_under_pgbench_ends_with_the_sources_values() {
         assert!(siphon.running(), "siphon ended: {}", s.log());
         s.same("pgbench_accounts")
     });
-    siphon.terminate();
+    terminate(&mut siphon);
     assert_eq!(
         s.dst_number("SELECT count(*) FROM pgbench_accounts WHERE note IS DISTINCT FROM 'x'"),
         0

@@ -3,62 +3,14 @@
 //! create the slot and publication again, for a pipeline no longer in the
 //! catalog, and the slot was then left holding WAL with nothing to remove it.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use siphon_testkit::Postgres;
 
-fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_siphon"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env_remove("SIPHON_STATE")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    cmd
-}
+mod support;
+use support::{command, siphon, text, wait_for, Running};
 
-fn siphon(dir: &Path, args: &[&str]) -> Output {
-    command(dir, args).output().expect("run siphon")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Polls `f` until it is true, for at most a minute.
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Stops a `siphon run` with SIGINT and waits for it.
-fn stop(mut child: Child) {
-    let pid = child.id().to_string();
-    Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("siphon run did not stop");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+const DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 fn removing_a_running_cdc_pipeline_is_refused_until_the_run_stops() {
@@ -90,12 +42,10 @@ fn removing_a_running_cdc_pipeline_is_refused_until_the_run_stops() {
         .unwrap()
     };
 
-    let run = command(d, &["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start siphon run");
-    wait_for("the run to stream from its slot", || slot_state() == "true");
+    let mut run = Running::spawn(command(d, &["run"]), &d.join("run.log"));
+    wait_for("the run streams from its slot", DEADLINE, || {
+        slot_state() == "true"
+    });
 
     let out = siphon(d, &["sync", "remove", &pipeline, "--yes"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -108,7 +58,7 @@ fn removing_a_running_cdc_pipeline_is_refused_until_the_run_stops() {
     let listed = text(&siphon(d, &["sync", "list"]));
     assert!(listed.contains(&format!("{pipeline}:")), "{listed}");
 
-    stop(run);
+    run.stop("INT", DEADLINE);
     std::fs::remove_file(d.join("siphon.yaml")).unwrap();
     let out = siphon(
         d,

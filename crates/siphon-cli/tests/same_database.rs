@@ -3,40 +3,16 @@
 //! is stored, however the two connections spell it: a load empties its target
 //! first, so running it would empty the source and report success.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use rusqlite::Connection;
 use siphon_testkit::Postgres;
 
-/// `siphon ARGS` in `dir`, without a terminal.
-fn siphon(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_siphon"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SIPHON_STATE")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run siphon")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "siphon failed:\n{}", text(&o));
-    text(&o)
-}
+mod support;
+use support::{fails, ok, siphon};
 
 fn refused(o: Output) -> String {
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    text(&o)
+    fails(o, 2)
 }
 
 #[test]
