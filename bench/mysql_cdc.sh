@@ -42,6 +42,12 @@
 #   RUNS="native siphon-postgres" bash bench/mysql_cdc.sh
 # Environment:
 #   RUNS        runs, in order (default "native siphon-mariadb siphon-postgres")
+#   MODE        live (default: the applier runs during the workload, as above) or
+#               backlog (the applier, the replica's threads or siphon's continuous
+#               run, is stopped during the workload and started after it; the rate
+#               is UPDATES ÷ the time from its start until the target matches the
+#               source: the applier's own throughput, not bounded by the workload's;
+#               no lag figures)
 #   SEED        seeded rows (default 100000)
 #   UPDATES     single-row updates in the workload (default 500000)
 #   TX_SIZE     updates per transaction (default 1000)
@@ -70,6 +76,8 @@ txsize="${TX_SIZE:-1000}"
 sample_ms="${SAMPLE_MS:-100}"
 catchup="${CATCHUP_TIMEOUT:-600}"
 replica_threads="${REPLICA_PARALLEL_THREADS:-0}"
+mode="${MODE:-live}"
+[[ "$mode" == live || "$mode" == backlog ]] || { echo "error: MODE must be live or backlog" >&2; exit 2; }
 for v in "$seed" "$updates" "$txsize" "$sample_ms" "$catchup"; do
     [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "error: '$v' is not a positive integer" >&2; exit 2; }
 done
@@ -211,12 +219,45 @@ sampler() {
     sampler_pids="$sampler_pids $!"
 }
 
+# applier_stop WHAT / applier_start WHAT: stop and start the applier of a run
+# (the replica's threads, or siphon's continuous run).
+applier_stop() {
+    case "$1" in
+        replica) myq replica -e "STOP SLAVE" ;;
+        siphon) siphon_stop ;;
+    esac
+}
+applier_start() {
+    case "$1" in
+        replica) myq replica -e "START SLAVE" ;;
+        siphon) siphon_start ;;
+    esac
+}
+
 # run_workload NAME SIDE WHAT : warm-up, samplers, workload, catch-up; writes $work/NAME.result
+# (MODE=backlog: the applier is stopped during the workload, and the result is
+# "<workload s> <catch-up s> <catch-up rows/s> - - - -").
 run_workload() {
     local name="$1" side="$2" what="$3" t0 t1 final
     echo "== $name: warm-up update…" >&2
     myq src -e "UPDATE bench.items SET updated_at = SYSDATE(6) WHERE id = 1"
     wait_for "$side" 300 "$what" || return 1
+    if [[ "$mode" == backlog ]]; then
+        applier_stop "$what" || return 1
+        echo "== $name: workload with the applier stopped ($updates updates, $txsize per transaction)…" >&2
+        t0=$(now_epoch)
+        myq src --database=bench -e "CALL workload($updates, $txsize, $seed)" || { echo "error: the workload failed" >&2; return 1; }
+        t1=$(now_epoch)
+        echo "== $name: workload done in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; starting the applier…" >&2
+        local c0 c1
+        c0=$(now_epoch)
+        applier_start "$what" || return 1
+        wait_for "$side" "$catchup" "$what" || return 1
+        c1=$(now_epoch)
+        awk -v a="$t0" -v b="$t1" -v c="$c0" -v d="$c1" -v n="$updates" \
+            'BEGIN { printf "%.3f %.3f %.0f - - - -\n", b - a, d - c, n / (d - c > 0 ? d - c : 0.001) }' >"$work/$name.result"
+        return 0
+    fi
     rm -f "$work/stop"
     sampler_pids=""
     sampler my:src "$work/$name.src.obs"
@@ -287,11 +328,34 @@ siphon_config() {
     } >"$4"
 }
 
+# siphon_start / siphon_stop: the continuous `siphon run -f $siphon_yaml` in the
+# background; siphon_stop stops it (SIGINT, then SIGTERM after 10 s) and raises
+# $siphon_rss to its peak resident set (VmHWM).
+siphon_rss=0
+siphon_start() {
+    (cd "$work" && exec "$siphon" run -f "$siphon_yaml" >>"$work/siphon.log" 2>&1) &
+    siphon_pid=$!
+    sleep 1
+    alive siphon
+}
+siphon_stop() {
+    local hwm
+    hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$siphon_pid/status" 2>/dev/null || true)
+    if (( ${hwm:-0} > siphon_rss )); then siphon_rss=$hwm; fi
+    kill -INT "$siphon_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$siphon_pid" 2>/dev/null || break; sleep 0.1; done
+    kill "$siphon_pid" 2>/dev/null || true
+    wait "$siphon_pid" 2>/dev/null || true
+    siphon_pid=""
+}
+
 # siphon_run NAME SIDE CONFIG: snapshot, continuous run, workload; sets $work/NAME.rss.
 siphon_run() {
-    local name="$1" side="$2" config="$3" snap_rss run_rss
+    local name="$1" side="$2" snap_rss
+    siphon_yaml="$3"
+    siphon_rss=0
     echo "== $name: snapshot (siphon run --once)…" >&2
-    (cd "$work" && bench_measure "$work/$name.snap.time" "$work/siphon.log" "$siphon" run -f "$config" --once) \
+    (cd "$work" && bench_measure "$work/$name.snap.time" "$work/siphon.log" "$siphon" run -f "$siphon_yaml" --once) \
         || { echo "error: siphon's snapshot failed:" >&2; tail -n 40 "$work/siphon.log" >&2; return 1; }
     read -r _ snap_rss _ <"$work/$name.snap.time"
     if [[ "$side" == pg:* ]]; then
@@ -301,17 +365,10 @@ siphon_run() {
         [[ -n "$pg_table" && "$pg_table" != *" "* ]] || { echo "error: expected one table named items in ${side#pg:}, found '$pg_table'" >&2; return 1; }
     fi
     echo "== $name: siphon run (continuous) in the background…" >&2
-    (cd "$work" && exec "$siphon" run -f "$config" >>"$work/siphon.log" 2>&1) &
-    siphon_pid=$!
-    sleep 1
+    siphon_start || return 1
     run_workload "$name" "$side" siphon || { tail -n 40 "$work/siphon.log" >&2; return 1; }
-    run_rss=$(awk '/^VmHWM:/ {print $2}' "/proc/$siphon_pid/status")
-    kill -INT "$siphon_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$siphon_pid" 2>/dev/null || break; sleep 0.1; done
-    kill "$siphon_pid" 2>/dev/null || true
-    wait "$siphon_pid" 2>/dev/null || true
-    siphon_pid=""
-    echo $(( snap_rss > run_rss ? snap_rss : run_rss )) >"$work/$name.rss"
+    siphon_stop
+    echo $(( snap_rss > siphon_rss ? snap_rss : siphon_rss )) >"$work/$name.rss"
 }
 
 for r in $runs; do
@@ -373,14 +430,24 @@ done
 echo "$header"
 echo "$rule"
 row "workload duration (s)" 1
-row "all applied after (s)" 2
-row "apply rate (rows/s)" 3
+if [[ "$mode" == backlog ]]; then
+    row "catch-up time (s)" 2
+    row "catch-up rate (rows/s)" 3
+else
+    row "all applied after (s)" 2
+    row "apply rate (rows/s)" 3
+fi
 row "lag p50 (s)" 4
 row "lag p99 (s)" 5
 row "lag max (s)" 6
 row "lag samples" 7
 row "peak RSS (MiB)" rss
-echo "(rate = updates ÷ time from workload start until the target's max(updated_at) reached the source's final value;"
-echo " lag = first target observation with max(updated_at) ≥ T minus T, for source values T sampled during the workload;"
+if [[ "$mode" == backlog ]]; then
+    echo "(MODE=backlog: each applier was stopped during the workload; catch-up = from its start until the target matched"
+    echo " the source (count, sums, max(updated_at)); rate = updates ÷ catch-up time; no lag figures;"
+else
+    echo "(rate = updates ÷ time from workload start until the target's max(updated_at) reached the source's final value;"
+    echo " lag = first target observation with max(updated_at) ≥ T minus T, for source values T sampled during the workload;"
+fi
 echo " siphon RSS = peak over the snapshot run and the continuous run; native = MariaDB's replica"
 echo " (slave_parallel_threads $replica_threads), started empty and caught up before the workload)"
