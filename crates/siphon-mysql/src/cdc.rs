@@ -1,0 +1,400 @@
+//! Change data capture from the binlog (MariaDB GTIDs, MySQL GTID sets, file and position).
+//!
+//! There is no replication slot: the server keeps its binlogs by its own
+//! retention (`expire_logs_days`, `binlog_expire_logs_seconds`), siphon's
+//! checkpoint lives in the target, and a pipeline reads the binlog as a
+//! replica would, under a `server_id` of its own ([`server_id`]). Positions
+//! are described in [`position`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn};
+use siphon_core::{Error, ErrorKind, Result, Resume, TableName, TableSchema};
+
+use crate::conn::{my_err, Flavor};
+use crate::source::MySqlSource;
+
+mod checks;
+mod ddl;
+mod events;
+mod log;
+mod position;
+mod rows;
+mod stream;
+
+pub use position::BinlogPos;
+pub use stream::{Known, MySqlChangeStream, Rediscover};
+
+use position::{GtidSet, GtidState};
+use rows::ColumnInfo;
+
+/// The `server_id` a pipeline reads the binlog under: a 32-bit FNV-1a hash of
+/// its name mapped into 1073741824..=4294967294, far from the small ids
+/// servers are usually given. A server serves one reader per `server_id` (a
+/// second one with the same id ends the first), so each pipeline has its own,
+/// and the same one on every run.
+pub fn server_id(pipeline: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in pipeline.as_bytes() {
+        h ^= *b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    0x4000_0000 + h % 0xbfff_ffff
+}
+
+/// The error of a checkpoint the binlog no longer reaches back to.
+fn lost(table: &TableName, why: &str) -> Error {
+    Error::new(
+        ErrorKind::PositionLost,
+        format!(
+            "the source's binlog no longer holds the changes since the checkpoint ({why}): copy the \
+             table again with `siphon sync resync PIPELINE --table {table}`, and keep binlogs longer \
+             (binlog_expire_logs_seconds / expire_logs_days) than a pipeline may stop"
+        ),
+    )
+    .table(table)
+}
+
+impl MySqlSource {
+    async fn binlog_conn(&self) -> Result<Conn> {
+        self.config.connect("source").await
+    }
+
+    /// The binlog's current file and offset, and with GTIDs the GTID state
+    /// (MariaDB: `BINLOG_GTID_POS` of that very point) or executed set
+    /// (MySQL: `SHOW MASTER STATUS` gives both at once).
+    pub(crate) async fn binlog_head(&self) -> Result<BinlogPos> {
+        let mut conn = self.binlog_conn().await?;
+        let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+            Ok(r) => r,
+            // MySQL 8.4 renamed it.
+            Err(mysql_async::Error::Server(s)) if s.code == 1064 => conn
+                .query_first("SHOW BINARY LOG STATUS")
+                .await
+                .map_err(|e| my_err(e, "reading the binlog position"))?,
+            Err(e) => return Err(my_err(e, "reading the binlog position")),
+        };
+        let row = row.ok_or_else(|| {
+            Error::config(
+                "the source has no binlog (SHOW MASTER STATUS is empty): start it with log_bin=ON, \
+                 binlog_format=ROW and binlog_row_image=FULL",
+            )
+        })?;
+        let file: String = row.get(0).unwrap_or_default();
+        let pos: u64 = row.get(1).unwrap_or_default();
+        let mut head = BinlogPos {
+            file: file.clone(),
+            pos,
+            ..BinlogPos::default()
+        };
+        match self.server.flavor {
+            Flavor::MariaDb => {
+                let gtid: Option<String> = conn
+                    .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
+                    .await
+                    .map_err(|e| my_err(e, "reading the binlog's GTID position"))?;
+                head.gtid = gtid.filter(|g| !g.is_empty());
+            }
+            Flavor::MySql => {
+                let set: Option<String> = row.get::<Option<String>, _>(4).flatten();
+                head.gtid_set = set
+                    .map(|s| s.replace(['\n', ' '], ""))
+                    .filter(|s| !s.is_empty());
+            }
+        }
+        Ok(head)
+    }
+
+    /// The start checks of a binlog reader, each failing with its fix.
+    pub(crate) async fn check_binlog(&self) -> Result<()> {
+        let mut conn = self.binlog_conn().await?;
+        let vars = checks::variables(&mut conn).await?;
+        checks::check_settings(self.server.flavor, &vars)?;
+        checks::check_privileges(&mut conn, self.server.flavor, self.config.user()).await
+    }
+
+    /// How each column of `tables` is read from the binlog, from
+    /// `information_schema` (signedness, ENUM/SET labels, character set).
+    pub(crate) async fn known_tables(
+        &self,
+        tables: &[Arc<TableSchema>],
+    ) -> Result<HashMap<TableName, Known>> {
+        let mut conn = self.binlog_conn().await?;
+        let mut out = HashMap::new();
+        for t in tables {
+            out.insert(
+                t.name.clone(),
+                self.known_table(&mut conn, t.clone()).await?,
+            );
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn known_table(
+        &self,
+        conn: &mut Conn,
+        table: Arc<TableSchema>,
+    ) -> Result<Known> {
+        let db = table
+            .name
+            .schema
+            .clone()
+            .or_else(|| self.config.database().map(str::to_string))
+            .unwrap_or_default();
+        let rows: Vec<(String, String, String, Option<String>)> = conn
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (db, table.name.name.clone()),
+            )
+            .await
+            .map_err(|e| my_err(e, "reading the table's columns").table(&table.name))?;
+        if rows.len() != table.columns.len() {
+            return Err(Error::bad_input(format!(
+                "the table has {} columns at the source but {} in the pipeline's schema: it changed \
+                 since; restart the pipeline so it reads the table again",
+                rows.len(),
+                table.columns.len()
+            ))
+            .table(&table.name));
+        }
+        let mut columns = Vec::with_capacity(rows.len());
+        for ((name, data_type, column_type, charset), col) in rows.into_iter().zip(&table.columns) {
+            if !name.eq_ignore_ascii_case(&col.name) {
+                return Err(Error::bad_input(format!(
+                    "the source's column {name} is where the pipeline's schema has {}: the table \
+                     changed since; restart the pipeline so it reads the table again",
+                    col.name
+                ))
+                .table(&table.name));
+            }
+            columns.push(ColumnInfo::new(
+                col,
+                &data_type,
+                &column_type,
+                charset.as_deref(),
+            ));
+        }
+        Ok(Known {
+            schema: table,
+            columns,
+        })
+    }
+
+    /// Opens a binlog reader at `from` for `pipeline`.
+    pub(crate) async fn open_binlog<R: Rediscover>(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        from: &siphon_core::Position,
+        rediscover: R,
+    ) -> Result<MySqlChangeStream<R>> {
+        let from = BinlogPos::from_position(from)?;
+        let known = self.known_tables(tables).await?;
+        let mut conn = self.binlog_conn().await?;
+        let own_server: u32 = conn
+            .query_first("SELECT @@server_id")
+            .await
+            .map_err(|e| my_err(e, "reading the source's server_id"))?
+            .unwrap_or(0);
+        let id = server_id(pipeline);
+        let flavor = self.server.flavor;
+        let set_err = |e| my_err(e, "setting up the binlog connection");
+        let mut request = BinlogStreamRequest::new(id);
+        let mysql_sids: Vec<mysql_async::Sid<'static>>;
+        let gtid = from.gtid.clone().filter(|g| !g.is_empty());
+        let gtid_set = from.gtid_set.clone().filter(|g| !g.is_empty());
+        if flavor == Flavor::MariaDb {
+            // GTID events as themselves (type 162), not rewritten for old replicas.
+            conn.query_drop("SET @mariadb_slave_capability = 4")
+                .await
+                .map_err(set_err)?;
+        }
+        match (flavor, &gtid, &gtid_set) {
+            (Flavor::MariaDb, Some(g), _) => {
+                GtidState::parse(g)?;
+                conn.query_drop(format!("SET @slave_connect_state = '{g}'"))
+                    .await
+                    .map_err(set_err)?;
+                conn.query_drop("SET @slave_gtid_strict_mode = 0")
+                    .await
+                    .map_err(set_err)?;
+                conn.query_drop("SET @slave_gtid_ignore_duplicates = 0")
+                    .await
+                    .map_err(set_err)?;
+            }
+            (Flavor::MySql, _, Some(s)) => {
+                let set = GtidSet::parse(s)?;
+                mysql_sids = set
+                    .to_string()
+                    .split(',')
+                    .map(|m| m.parse::<mysql_async::Sid<'static>>())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| Error::bad_input(format!("the checkpoint's GTID set: {e}")))?;
+                request = request.with_gtid().with_gtid_set(mysql_sids);
+            }
+            _ => {}
+        }
+        let file_bytes = from.file.clone().into_bytes();
+        let by_file = match flavor {
+            Flavor::MariaDb => gtid.is_none(),
+            Flavor::MySql => gtid_set.is_none(),
+        };
+        if by_file {
+            request = request.with_filename(&file_bytes).with_pos(from.pos.max(4));
+        }
+        let binlog = conn
+            .get_binlog_stream(request)
+            .await
+            .map_err(|e| my_err(e, "starting to read the binlog"))?;
+        tracing::debug!(pipeline, server_id = id, from = ?from, "binlog reading started");
+        Ok(MySqlChangeStream {
+            binlog: Some(binlog),
+            source: rediscover,
+            flavor,
+            own_server,
+            zero: self.config.zero_dates(),
+            known,
+            ids: HashMap::new(),
+            file: from.file.clone(),
+            state: GtidState::parse(gtid.as_deref().unwrap_or(""))?,
+            set: GtidSet::parse(gtid_set.as_deref().unwrap_or(""))?,
+            committed: from,
+            tx: None,
+            tx_gtid: None,
+            in_group: false,
+            in_txn: false,
+            index: 0,
+            pending: Vec::new(),
+            split: false,
+            done: false,
+            moved: Instant::now(),
+            skipped: false,
+        })
+    }
+
+    /// Whether the binlog still holds everything after `from` (see
+    /// [`siphon_core::LogSource::resume`]); all tables share one binlog, so
+    /// they all lose their history together.
+    pub(crate) async fn resume_binlog(
+        &self,
+        from: &siphon_core::Position,
+        tables: &[TableSchema],
+    ) -> Result<Resume> {
+        let pos = BinlogPos::from_position(from)?;
+        let mut conn = self.binlog_conn().await?;
+        let logs: Vec<mysql_async::Row> = conn
+            .query("SHOW BINARY LOGS")
+            .await
+            .map_err(|e| my_err(e, "listing the binlog files"))?;
+        let files: Vec<String> = logs.iter().filter_map(|r| r.get::<String, _>(0)).collect();
+        let first = files.first().cloned().ok_or_else(|| {
+            Error::config("the source has no binlog files: start it with log_bin=ON")
+        })?;
+        let mut why = None;
+        let mut oldest = BinlogPos {
+            file: first.clone(),
+            pos: 4,
+            ..BinlogPos::default()
+        };
+        match self.server.flavor {
+            Flavor::MariaDb => {
+                let at_first: Option<String> = conn
+                    .exec_first("SELECT BINLOG_GTID_POS(?, 4)", (first.clone(),))
+                    .await
+                    .map_err(|e| my_err(e, "reading the oldest binlog's GTID position"))?;
+                let at_first = at_first.unwrap_or_default();
+                oldest.gtid = Some(at_first.clone()).filter(|g| !g.is_empty());
+                match pos.gtid.as_deref().filter(|g| !g.is_empty()) {
+                    Some(g) => {
+                        let mine = GtidState::parse(g)?;
+                        let theirs = GtidState::parse(&at_first)?;
+                        for (d, (s, n)) in &theirs.0 {
+                            if mine.seq(*d).is_none_or(|m| m < *n) {
+                                why = Some(format!(
+                                    "the oldest binlog {first} starts after GTID {d}-{s}-{n}, and the checkpoint is at {}",
+                                    mine.0.get(d).map_or_else(|| format!("nothing of domain {d}"), |(ms, mn)| format!("{d}-{ms}-{mn}"))
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                    None => why = file_gone(&pos, &files),
+                }
+            }
+            Flavor::MySql => {
+                let purged: Option<String> = conn
+                    .query_first("SELECT @@GLOBAL.gtid_purged")
+                    .await
+                    .map_err(|e| my_err(e, "reading gtid_purged"))?;
+                let purged = GtidSet::parse(&purged.unwrap_or_default())?;
+                match pos.gtid_set.as_deref().filter(|g| !g.is_empty()) {
+                    Some(g) => {
+                        if !purged.is_subset(&GtidSet::parse(g)?) {
+                            why = Some(format!("@@gtid_purged {purged} holds transactions the checkpoint {g} lacks"));
+                        }
+                    }
+                    None => why = file_gone(&pos, &files),
+                }
+                oldest.gtid_set = Some(purged.to_string()).filter(|s| !s.is_empty());
+            }
+        }
+        Ok(match why {
+            None => Resume {
+                from: from.clone(),
+                lost: Vec::new(),
+            },
+            Some(why) => Resume {
+                from: oldest.to_position(),
+                lost: tables
+                    .iter()
+                    .map(|t| (t.name.clone(), lost(&t.name, &why)))
+                    .collect(),
+            },
+        })
+    }
+}
+
+/// Why a file-and-offset checkpoint can no longer be read on, if it cannot.
+fn file_gone(pos: &BinlogPos, files: &[String]) -> Option<String> {
+    if files.iter().any(|f| *f == pos.file) {
+        return None;
+    }
+    Some(format!(
+        "its binlog file {} was purged; the oldest is {}",
+        pos.file,
+        files.first().map(String::as_str).unwrap_or("none")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_ids_are_stable_distinct_and_out_of_the_usual_range() {
+        let a = server_id("orders");
+        assert_eq!(a, server_id("orders"));
+        assert_ne!(a, server_id("orders2"));
+        for p in ["", "a", "orders", &"x".repeat(500)] {
+            let id = server_id(p);
+            assert!(id >= 0x4000_0000 && id < u32::MAX, "{id}");
+        }
+    }
+
+    #[test]
+    fn purged_files_are_found() {
+        let pos = BinlogPos {
+            file: "b.000001".into(),
+            pos: 300,
+            ..BinlogPos::default()
+        };
+        assert!(file_gone(&pos, &["b.000001".into(), "b.000002".into()]).is_none());
+        assert!(file_gone(&pos, &["b.000002".into()])
+            .unwrap()
+            .contains("b.000002"));
+    }
+}

@@ -1,0 +1,93 @@
+//! The binlog as siphon's change log of a MySQL or MariaDB source
+//! ([`LogSource`]): start checks, positions, resuming, and the stream.
+
+use std::sync::Arc;
+
+use siphon_core::{
+    Error, LogSource, Position, Result, Resume, Source, TableFilter, TableName, TableSchema,
+};
+
+use super::{Known, MySqlChangeStream, Rediscover};
+use crate::source::MySqlSource;
+
+impl Rediscover for MySqlSource {
+    async fn rediscover(&self, table: &TableName) -> Result<Option<Known>> {
+        let filter = TableFilter {
+            include: vec![table.to_string()],
+            exclude: Vec::new(),
+        };
+        let found = self.discover(&filter).await?;
+        let Some(schema) = found.into_iter().find(|t| t.name == *table) else {
+            return Ok(None);
+        };
+        let mut conn = self.config.connect("source").await?;
+        self.known_table(&mut conn, Arc::new(schema))
+            .await
+            .map(Some)
+    }
+}
+
+impl LogSource for MySqlSource {
+    type Stream = MySqlChangeStream;
+
+    /// A table needs a row key (a primary key, or a UNIQUE index on NOT NULL
+    /// columns): the binlog carries whole old rows, but a table without a
+    /// key can only be copied at an exact binlog position
+    /// ([`LogSource::pin_snapshot`]), which this source does not do yet.
+    async fn check_log_table(&self, table: &TableSchema) -> Result<()> {
+        if table.row_key().is_none() {
+            return Err(Error::bad_input(
+                "the table has no primary key and no UNIQUE index on NOT NULL columns, so its \
+                 streamed changes could be applied twice over its copy: add a primary key, or \
+                 replicate the table with `mode: full` or `incremental`",
+            )
+            .table(&table.name));
+        }
+        Ok(())
+    }
+
+    /// Checks the server (binlog on, ROW format, FULL images, no
+    /// compression, the user's privileges) and returns the binlog's head:
+    /// there is no slot to create, the binlog holds every change after it.
+    async fn prepare_log(&self, pipeline: &str, tables: &[TableSchema]) -> Result<Position> {
+        self.check_binlog().await?;
+        // information_schema must say how each column is logged.
+        let arcs: Vec<Arc<TableSchema>> = tables.iter().cloned().map(Arc::new).collect();
+        self.known_tables(&arcs).await?;
+        let head = self.binlog_head().await?;
+        tracing::info!(pipeline, server = %self.server, position = ?head, "binlog ready");
+        Ok(head.to_position())
+    }
+
+    async fn log_head(&self) -> Result<Position> {
+        Ok(self.binlog_head().await?.to_position())
+    }
+
+    async fn stream(
+        &self,
+        pipeline: &str,
+        tables: &[Arc<TableSchema>],
+        from: &Position,
+    ) -> Result<MySqlChangeStream> {
+        self.open_binlog(pipeline, tables, from, self.clone()).await
+    }
+
+    /// Nothing to drop: a binlog reader leaves nothing on the server.
+    async fn drop_log(&self, _pipeline: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// `None`: the server keeps binlogs by its own retention, not for siphon.
+    async fn retained_log(&self, _pipeline: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    async fn resume(
+        &self,
+        _pipeline: &str,
+        from: &Position,
+        tables: &[TableSchema],
+    ) -> Result<Resume> {
+        self.resume_binlog(from, tables).await
+    }
+}

@@ -1,0 +1,711 @@
+//! The change stream: binlog events read over a replication connection,
+//! grouped into source transactions (a GTID event or BEGIN, then rows
+//! events, then XID or COMMIT; or one DDL statement), turned into siphon
+//! changes and returned in batches of whole transactions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::EventType;
+use mysql_async::BinlogStream;
+use siphon_core::{
+    Batch, Change, Error, ErrorKind, Op, Position, Result, Row, TableName, TableSchema,
+    Transaction, Value,
+};
+
+use super::ddl::{self, Ddl};
+use super::events;
+use super::position::{uuid_text, BinlogPos, GtidSet, GtidState};
+use super::rows::{convert, ColumnInfo};
+use crate::conn::{my_err, Flavor, ZeroDates};
+
+/// How long an idle stream that read only other tables' transactions waits
+/// before it returns an empty batch to move the checkpoint past them.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(10);
+
+/// A pipeline table as the stream decodes it.
+#[derive(Debug, Clone)]
+pub struct Known {
+    /// The schema its changes carry.
+    pub schema: Arc<TableSchema>,
+    /// How to read each column's binlog values, in table order.
+    pub columns: Vec<ColumnInfo>,
+}
+
+/// Reads a table's shape again after a DDL statement changed it.
+pub trait Rediscover: Send + Sync {
+    /// The table's schema and column decoding now.
+    fn rediscover(
+        &self,
+        table: &TableName,
+    ) -> impl std::future::Future<Output = Result<Option<Known>>> + Send;
+}
+
+/// What one event did to the transaction being read.
+enum Step {
+    /// Nothing for the batch.
+    Nothing,
+    /// A transaction starts (changes follow).
+    Begin,
+    /// The transaction being read ended: the stream's position moved.
+    End,
+}
+
+/// The changes of a MySQL or MariaDB binlog, one source transaction after
+/// another (see [`siphon_core::ChangeStream`]).
+///
+/// A change's transaction position is its GTID (`{"gtid": "0-1-42"}` on
+/// MariaDB, `{"gtid": "uuid:42"}` on MySQL), or, without GTIDs, the binlog
+/// file and offset where the transaction starts; its index counts the rows
+/// of every rows event of the transaction, the pipeline's tables or not, so
+/// ids are the same on every replay and whichever tables a stream reads.
+pub struct MySqlChangeStream<R: Rediscover = crate::source::MySqlSource> {
+    pub(crate) binlog: Option<BinlogStream>,
+    pub(crate) source: R,
+    pub(crate) flavor: Flavor,
+    /// The source's own `@@server_id`: transactions of other servers carry
+    /// theirs as origin.
+    pub(crate) own_server: u32,
+    pub(crate) zero: ZeroDates,
+    pub(crate) known: HashMap<TableName, Known>,
+    /// TABLE_MAP ids to pipeline tables (`None`: a table the stream skips).
+    pub(crate) ids: HashMap<u64, Option<TableName>>,
+    /// The binlog file being read.
+    pub(crate) file: String,
+    /// After the last whole transaction read.
+    pub(crate) committed: BinlogPos,
+    pub(crate) state: GtidState,
+    pub(crate) set: GtidSet,
+    /// The transaction being read.
+    pub(crate) tx: Option<Arc<Transaction>>,
+    /// Its GTID, applied to `state`/`set` when it ends.
+    pub(crate) tx_gtid: Option<TxGtid>,
+    /// A group began (GTID event) and has not ended.
+    pub(crate) in_group: bool,
+    /// Inside BEGIN … COMMIT.
+    pub(crate) in_txn: bool,
+    pub(crate) index: u32,
+    /// Changes of the transaction being read that did not fit the last batch.
+    pub(crate) pending: Vec<Change>,
+    /// The transaction being read was split over batches.
+    pub(crate) split: bool,
+    pub(crate) done: bool,
+    /// When a batch was last returned, or the checkpoint last moved.
+    pub(crate) moved: Instant,
+    /// `committed` moved past transactions of other tables since the last batch.
+    pub(crate) skipped: bool,
+}
+
+/// The GTID of the transaction being read.
+#[derive(Debug, Clone)]
+pub enum TxGtid {
+    Maria { domain: u32, server: u32, seq: u64 },
+    MySql { uuid: String, gno: u64 },
+}
+
+impl<R: Rediscover> std::fmt::Debug for MySqlChangeStream<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MySqlChangeStream")
+            .field("committed", &self.committed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the stream's position `at` (and GTIDs) covers `until`.
+pub(crate) fn reached(at: &BinlogPos, state: &GtidState, set: &GtidSet, until: &BinlogPos) -> bool {
+    if let Some(u) = until.gtid.as_deref().filter(|g| !g.is_empty()) {
+        if let Ok(u) = GtidState::parse(u) {
+            // A GTID state is reached when every domain is.
+            if u.0
+                .iter()
+                .all(|(d, (_, n))| state.seq(*d).is_some_and(|s| s >= *n))
+            {
+                return true;
+            }
+        }
+    }
+    if let Some(u) = until.gtid_set.as_deref().filter(|g| !g.is_empty()) {
+        if GtidSet::parse(u).is_ok_and(|u| u.is_subset(set)) {
+            return true;
+        }
+    }
+    !at.file.is_empty() && at.reached(until)
+}
+
+impl<R: Rediscover> MySqlChangeStream<R> {
+    fn binlog(&mut self) -> Result<&mut BinlogStream> {
+        self.binlog
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::Connection, "the binlog stream is closed"))
+    }
+
+    /// The next event; `None` when `wait` passed without one.
+    async fn next_event(&mut self, wait: Option<Duration>) -> Result<Option<Event>> {
+        let binlog = self.binlog()?;
+        let next = match wait {
+            Some(w) => match tokio::time::timeout(w, binlog.next()).await {
+                Ok(n) => n,
+                Err(_) => return Ok(None),
+            },
+            None => binlog.next().await,
+        };
+        match next {
+            Some(Ok(e)) => Ok(Some(e)),
+            Some(Err(e)) => Err(my_err(e, "reading the binlog")),
+            None => Err(Error::new(
+                ErrorKind::Connection,
+                "the source ended the binlog stream",
+            )),
+        }
+    }
+
+    fn position(&self) -> BinlogPos {
+        BinlogPos {
+            gtid: (self.flavor == Flavor::MariaDb && !self.state.is_empty())
+                .then(|| self.state.to_string()),
+            gtid_set: (self.flavor == Flavor::MySql && !self.set.is_empty())
+                .then(|| self.set.to_string()),
+            file: self.file.clone(),
+            pos: self.committed.pos,
+        }
+    }
+
+    fn begin(
+        &mut self,
+        gtid: Option<TxGtid>,
+        at: u64,
+        header_time: u32,
+        micros: Option<u64>,
+        server: u32,
+    ) {
+        let position = match &gtid {
+            Some(TxGtid::Maria {
+                domain,
+                server,
+                seq,
+            }) => serde_json::json!({ "gtid": format!("{domain}-{server}-{seq}") }),
+            Some(TxGtid::MySql { uuid, gno }) => {
+                serde_json::json!({ "gtid": format!("{uuid}:{gno}") })
+            }
+            None => serde_json::json!({ "file": self.file, "pos": at }),
+        };
+        let commit_time: Option<DateTime<Utc>> = match micros {
+            Some(us) if us > 0 => DateTime::from_timestamp_micros(us as i64),
+            _ => DateTime::from_timestamp(header_time as i64, 0),
+        };
+        self.tx = Some(Arc::new(Transaction {
+            position: Position(position),
+            commit_time,
+            origin: (server != self.own_server && server != 0).then(|| server.to_string()),
+        }));
+        self.tx_gtid = gtid;
+        self.in_group = true;
+        self.index = 0;
+    }
+
+    fn end(&mut self, log_pos: u32) {
+        match self.tx_gtid.take() {
+            Some(TxGtid::Maria {
+                domain,
+                server,
+                seq,
+            }) => self.state.apply(domain, server, seq),
+            Some(TxGtid::MySql { uuid, gno }) => self.set.add(&uuid, gno),
+            None => {}
+        }
+        if log_pos > 0 {
+            self.committed.pos = log_pos as u64;
+        }
+        self.committed.file = self.file.clone();
+        self.committed = self.position();
+        self.tx = None;
+        self.in_group = false;
+        self.in_txn = false;
+    }
+
+    /// Turns one event into changes (appended to `out`) and says what it did.
+    async fn event(&mut self, ev: Event, out: &mut Vec<Change>) -> Result<Step> {
+        let header = ev.header();
+        let raw = header.event_type_raw();
+        let log_pos = header.log_pos();
+        let start = (log_pos as u64).saturating_sub(header.event_size() as u64);
+        if let Some(e) = events::unreadable(raw) {
+            return Err(e);
+        }
+        match raw {
+            events::GTID => {
+                let g = events::gtid(ev.data(), header.server_id())?;
+                self.begin(
+                    Some(TxGtid::Maria {
+                        domain: g.domain,
+                        server: g.server,
+                        seq: g.seq,
+                    }),
+                    start,
+                    header.timestamp(),
+                    None,
+                    g.server,
+                );
+                // A standalone group is one statement with no BEGIN.
+                self.in_txn = !g.standalone;
+                return Ok(Step::Begin);
+            }
+            events::GTID_LIST => {
+                // The GTID state before the file: nothing to apply, the
+                // stream's own state is already at or past it.
+                tracing::trace!(list = ?events::gtid_list(ev.data())?, "binlog GTID list");
+                return Ok(Step::Nothing);
+            }
+            events::BINLOG_CHECKPOINT => {
+                tracing::trace!(file = %events::binlog_checkpoint(ev.data())?, "binlog checkpoint");
+                return Ok(Step::Nothing);
+            }
+            events::ANNOTATE_ROWS => {
+                tracing::trace!(statement = %events::annotate_rows(ev.data()), "binlog rows of");
+                return Ok(Step::Nothing);
+            }
+            _ => {}
+        }
+        let Ok(kind) = header.event_type() else {
+            // Other MariaDB events (dummies replacing events a client
+            // cannot read are IGNORABLE or QUERY "# Dummy…").
+            return Ok(Step::Nothing);
+        };
+        match kind {
+            EventType::ROTATE_EVENT => {
+                if let Some(EventData::RotateEvent(r)) = ev.read_data().map_err(read_err)? {
+                    self.file = r.name().into_owned();
+                    if !self.in_group && !self.in_txn {
+                        self.committed.file = self.file.clone();
+                        self.committed.pos = r.position();
+                    }
+                }
+                Ok(Step::Nothing)
+            }
+            EventType::GTID_EVENT | EventType::GTID_TAGGED_LOG_EVENT => {
+                if let Some(EventData::GtidEvent(g)) = ev.read_data().map_err(read_err)? {
+                    let uuid = uuid_text(&g.sid());
+                    let micros = Some(g.immediate_commit_timestamp());
+                    self.begin(
+                        Some(TxGtid::MySql { uuid, gno: g.gno() }),
+                        start,
+                        header.timestamp(),
+                        micros,
+                        header.server_id(),
+                    );
+                    self.in_txn = false;
+                    return Ok(Step::Begin);
+                }
+                Ok(Step::Nothing)
+            }
+            EventType::ANONYMOUS_GTID_EVENT => {
+                self.begin(None, start, header.timestamp(), None, header.server_id());
+                Ok(Step::Begin)
+            }
+            EventType::QUERY_EVENT => {
+                let Some(EventData::QueryEvent(q)) = ev.read_data().map_err(read_err)? else {
+                    return Ok(Step::Nothing);
+                };
+                let sql = q.query();
+                let word = sql
+                    .trim_start()
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
+                match word.as_str() {
+                    "BEGIN" | "XA" if sql.trim().eq_ignore_ascii_case("BEGIN") || word == "XA" => {
+                        let began = !self.in_group;
+                        if began {
+                            self.begin(None, start, header.timestamp(), None, header.server_id());
+                        }
+                        self.in_txn = true;
+                        Ok(if began { Step::Begin } else { Step::Nothing })
+                    }
+                    "COMMIT" | "ROLLBACK" if self.in_txn => {
+                        self.end(log_pos);
+                        Ok(Step::End)
+                    }
+                    _ if self.in_txn => Ok(Step::Nothing),
+                    _ => {
+                        // One statement, a group of its own.
+                        let began = !self.in_group;
+                        if began {
+                            self.begin(None, start, header.timestamp(), None, header.server_id());
+                        }
+                        let db = q.schema();
+                        let db = (!db.is_empty()).then(|| db.into_owned());
+                        let sql = sql.into_owned();
+                        self.statement(&sql, db.as_deref(), out).await?;
+                        self.end(log_pos);
+                        Ok(Step::End)
+                    }
+                }
+            }
+            EventType::XID_EVENT => {
+                self.end(log_pos);
+                Ok(Step::End)
+            }
+            EventType::TABLE_MAP_EVENT => {
+                if let Some(EventData::TableMapEvent(t)) = ev.read_data().map_err(read_err)? {
+                    let name = TableName::new(Some(&t.database_name()), &t.table_name());
+                    let known = self.lookup(&name);
+                    if let Some(n) = &known {
+                        let have = self.known[n].columns.len() as u64;
+                        if t.columns_count() != have {
+                            return Err(shape_changed(n, t.columns_count(), have));
+                        }
+                    }
+                    self.ids.insert(t.table_id(), known);
+                }
+                Ok(Step::Nothing)
+            }
+            EventType::WRITE_ROWS_EVENT
+            | EventType::UPDATE_ROWS_EVENT
+            | EventType::DELETE_ROWS_EVENT
+            | EventType::WRITE_ROWS_EVENT_V1
+            | EventType::UPDATE_ROWS_EVENT_V1
+            | EventType::DELETE_ROWS_EVENT_V1
+            | EventType::PARTIAL_UPDATE_ROWS_EVENT => {
+                self.rows(&ev, out)?;
+                Ok(Step::Nothing)
+            }
+            _ => Ok(Step::Nothing),
+        }
+    }
+
+    /// The pipeline table a binlog name refers to (exactly, else ignoring case).
+    fn lookup(&self, name: &TableName) -> Option<TableName> {
+        if self.known.contains_key(name) {
+            return Some(name.clone());
+        }
+        self.known
+            .keys()
+            .find(|k| {
+                k.name.eq_ignore_ascii_case(&name.name)
+                    && k.schema.as_deref().map(str::to_ascii_lowercase)
+                        == name.schema.as_deref().map(str::to_ascii_lowercase)
+            })
+            .cloned()
+    }
+
+    /// A rows event's rows as changes of its table (when a pipeline table).
+    fn rows(&mut self, ev: &Event, out: &mut Vec<Change>) -> Result<()> {
+        let Some(EventData::RowsEvent(data)) = ev.read_data().map_err(read_err)? else {
+            return Ok(());
+        };
+        let id = data.table_id();
+        let binlog = self
+            .binlog
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Connection, "the binlog stream is closed"))?;
+        let tme = binlog
+            .get_tme(id)
+            .ok_or_else(|| Error::bad_input("a rows event came without its TABLE_MAP event"))?;
+        let target = self.ids.get(&id).cloned().flatten();
+        let Some(name) = target else {
+            // Counted, so indexes do not depend on which tables are read.
+            let n = data.rows(tme).count() as u32;
+            self.index = self.index.saturating_add(n);
+            return Ok(());
+        };
+        let known = &self.known[&name];
+        let before_bits = data
+            .columns_before_image()
+            .map(|b| b.iter().map(|x| *x).collect::<Vec<bool>>());
+        let after_bits = data
+            .columns_after_image()
+            .map(|b| b.iter().map(|x| *x).collect::<Vec<bool>>());
+        let is_update = matches!(
+            data,
+            RowsEventData::UpdateRowsEvent(_)
+                | RowsEventData::UpdateRowsEventV1(_)
+                | RowsEventData::PartialUpdateRowsEvent(_)
+        );
+        for r in data.rows(tme) {
+            let (before, after) = r.map_err(|e| read_err(e).table(&name))?;
+            let before = before
+                .map(|b| decode(known, b, before_bits.as_deref(), self.zero))
+                .transpose()?;
+            let after = after
+                .map(|a| decode(known, a, after_bits.as_deref(), self.zero))
+                .transpose()?;
+            let op = match (before, after) {
+                (None, Some(a)) => Op::Insert(a),
+                (Some(b), Some(a)) if is_update => Op::Update {
+                    before: Some(b),
+                    after: a,
+                },
+                (Some(b), None) => Op::Delete(b),
+                _ => {
+                    return Err(Error::bad_input(
+                        "a rows event without the row images siphon expects",
+                    )
+                    .table(&name))
+                }
+            };
+            let index = self.index;
+            self.index = self.index.saturating_add(1);
+            out.push(Change {
+                table: known.schema.clone(),
+                op,
+                tx: self.tx.clone(),
+                index,
+            });
+        }
+        Ok(())
+    }
+
+    /// A statement outside BEGIN … COMMIT: TRUNCATE becomes a change, DDL
+    /// on a pipeline table reads its shape again (announced by an
+    /// [`Op::Schema`] change) or stops the stream when the table is gone.
+    async fn statement(
+        &mut self,
+        sql: &str,
+        db: Option<&str>,
+        out: &mut Vec<Change>,
+    ) -> Result<()> {
+        let Some(stmt) = ddl::parse(sql, db) else {
+            return Ok(());
+        };
+        let name = |(s, n): &(Option<String>, String)| TableName::new(s.as_deref(), n);
+        match stmt {
+            Ddl::Truncate(t) => {
+                if let Some(n) = self.lookup(&name(&t)) {
+                    let index = self.index;
+                    self.index += 1;
+                    out.push(Change {
+                        table: self.known[&n].schema.clone(),
+                        op: Op::Truncate,
+                        tx: self.tx.clone(),
+                        index,
+                    });
+                }
+            }
+            Ddl::Alter(t) => {
+                if let Some(n) = self.lookup(&name(&t)) {
+                    match self.source.rediscover(&n).await? {
+                        Some(next) => {
+                            let changed = *next.schema != *self.known[&n].schema;
+                            let schema = next.schema.clone();
+                            self.known.insert(n.clone(), next);
+                            if changed {
+                                tracing::info!(table = %n, "the source table's shape changed");
+                                out.push(Change::new(schema.clone(), Op::Schema(schema)));
+                            }
+                        }
+                        None => return Err(gone(&n)),
+                    }
+                }
+            }
+            Ddl::Gone(list) => {
+                for t in list {
+                    if let Some(n) = self.lookup(&name(&t)) {
+                        return Err(gone(&n));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A row image as a row of the table: values in column order, columns the
+/// image does not hold (a generated column the server does not log) NULL.
+fn decode(
+    known: &Known,
+    mut row: BinlogRow,
+    bits: Option<&[bool]>,
+    zero: ZeroDates,
+) -> Result<Row> {
+    let n = known.columns.len();
+    let mut out = Vec::with_capacity(n);
+    let mut k = 0;
+    for (i, col) in known.columns.iter().enumerate() {
+        let present = bits.is_none_or(|b| b.get(i).copied().unwrap_or(false));
+        if !present {
+            if !known.schema.columns.get(i).is_some_and(|c| c.generated) {
+                return Err(Error::config(
+                    "the binlog's row image lacks a column: set binlog_row_image=FULL on the source and \
+                     copy the table again with `siphon sync resync PIPELINE --table TABLE`",
+                )
+                .table(&known.schema.name)
+                .column(&col.column.name));
+            }
+            out.push(Value::Null);
+            continue;
+        }
+        let v = row.take(k);
+        k += 1;
+        out.push(convert(&known.schema.name, col, v, zero)?);
+    }
+    Ok(out)
+}
+
+fn read_err(e: std::io::Error) -> Error {
+    Error::bad_input(format!("cannot decode a binlog event: {e}"))
+}
+
+fn gone(table: &TableName) -> Error {
+    Error::bad_input(
+        "the table was dropped or renamed at the source while it is replicated: take it out of the \
+         pipeline, or, when it exists again under its name, copy it with `siphon sync resync PIPELINE --table TABLE`",
+    )
+    .table(table)
+}
+
+fn shape_changed(table: &TableName, logged: u64, known: u64) -> Error {
+    Error::bad_input(format!(
+        "the binlog has rows of {logged} columns but the table has {known} now (its shape changed \
+         again later in the binlog): copy the table again with `siphon sync resync PIPELINE --table TABLE`"
+    ))
+    .table(table)
+}
+
+impl<R: Rediscover> siphon_core::ChangeStream for MySqlChangeStream<R> {
+    async fn next_batch(
+        &mut self,
+        max_changes: usize,
+        until: Option<&Position>,
+        wait: Option<Duration>,
+    ) -> Result<Option<(Batch, Position)>> {
+        let until = until.map(BinlogPos::from_position).transpose()?;
+        let give_up = wait.map(|w| Instant::now() + w);
+        let at_until = |s: &Self| {
+            until
+                .as_ref()
+                .is_some_and(|u| reached(&s.committed, &s.state, &s.set, u))
+        };
+        if self.done || (!self.in_group && self.pending.is_empty() && at_until(self)) {
+            self.done = true;
+            if std::mem::take(&mut self.skipped) {
+                return Ok(Some((Batch::default(), self.committed.to_position())));
+            }
+            return Ok(None);
+        }
+        let max = max_changes.max(1);
+        let mut out: Vec<Change> = std::mem::take(&mut self.pending);
+        // Where the batch may resume from: the end of the last whole transaction in it.
+        let mut position = self.committed.to_position();
+        if self.in_group && out.len() >= max {
+            self.split = true;
+            self.pending = out.split_off(max);
+            return Ok(Some((Batch { changes: out }, position)));
+        }
+        let mut txn_start = 0;
+        loop {
+            let between = !self.in_group;
+            let in_hand = !out.is_empty();
+            let event = match (between, in_hand, wait) {
+                (true, true, _) => match self.next_event(Some(Duration::ZERO)).await? {
+                    Some(e) => e,
+                    None => return Ok(Some(self.emit(out, position))),
+                },
+                (true, false, _) => {
+                    // Idle: move the checkpoint past other tables' transactions now and then.
+                    let idle_left = IDLE_CHECKPOINT.saturating_sub(self.moved.elapsed());
+                    let left = give_up.map(|t| t.saturating_duration_since(Instant::now()));
+                    let limit = if self.skipped {
+                        Some(left.map_or(idle_left, |l| l.min(idle_left)))
+                    } else {
+                        left
+                    };
+                    match self.next_event(limit).await? {
+                        Some(e) => e,
+                        None if self.skipped && self.moved.elapsed() >= IDLE_CHECKPOINT => {
+                            self.skipped = false;
+                            self.moved = Instant::now();
+                            return Ok(Some((Batch::default(), self.committed.to_position())));
+                        }
+                        None if give_up.is_some_and(|t| Instant::now() >= t) => return Ok(None),
+                        None => continue,
+                    }
+                }
+                _ => self
+                    .next_event(None)
+                    .await?
+                    .ok_or_else(|| Error::internal("the change stream stopped waiting"))?,
+            };
+            let before = out.len();
+            // A group starting when `until` is reached is after it: stop before it.
+            let step = self.event(event, &mut out).await?;
+            match step {
+                Step::Begin => {
+                    if at_until(self) {
+                        self.done = true;
+                        // The group's events are not read; nothing of it is in `out`.
+                        out.truncate(before);
+                        if out.is_empty() {
+                            if std::mem::take(&mut self.skipped) {
+                                return Ok(Some((Batch::default(), self.committed.to_position())));
+                            }
+                            return Ok(None);
+                        }
+                        return Ok(Some(self.emit(out, position)));
+                    }
+                    txn_start = out.len();
+                }
+                Step::End => {
+                    let was_split = std::mem::take(&mut self.split);
+                    position = self.committed.to_position();
+                    let had = out.len() > txn_start || was_split;
+                    if !had && out.is_empty() {
+                        self.skipped = true;
+                    }
+                    if at_until(self) {
+                        self.done = true;
+                        if out.is_empty() && !std::mem::take(&mut self.skipped) {
+                            return Ok(None);
+                        }
+                        return Ok(Some(self.emit(out, position)));
+                    }
+                    if out.len() >= max || was_split {
+                        return Ok(Some(self.emit(out, position)));
+                    }
+                }
+                Step::Nothing => {
+                    if self.in_group && out.len() >= max {
+                        let at = if txn_start > 0 {
+                            txn_start
+                        } else {
+                            // A transaction larger than a batch: split it; the
+                            // position stays before it, so a resume replays it.
+                            self.split = true;
+                            max
+                        };
+                        self.pending = out.split_off(at);
+                        return Ok(Some(self.emit(out, position)));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn confirm(&mut self, _committed: &Position) -> Result<()> {
+        // The checkpoint lives in the target: the server keeps binlogs by
+        // its own retention, whatever siphon read.
+        Ok(())
+    }
+
+    async fn close(mut self) -> Result<()> {
+        if let Some(b) = self.binlog.take() {
+            if let Err(e) = b.close().await {
+                tracing::debug!(error = %e, "the binlog stream ended with an error");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Rediscover> MySqlChangeStream<R> {
+    fn emit(&mut self, out: Vec<Change>, position: Position) -> (Batch, Position) {
+        self.moved = Instant::now();
+        self.skipped = false;
+        (Batch { changes: out }, position)
+    }
+}
