@@ -2,29 +2,14 @@
 //! quickstart, and a full load killed with SIGKILL halfway and resumed.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use siphon_core::StateStore;
 
-fn siphon(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_siphon"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SIPHON_STATE")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run siphon")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::{siphon, text};
 
 /// Writes a config, runs `siphon run -f` on it, and returns the exit code and output.
 fn run_config(yaml: &str) -> (i32, String) {

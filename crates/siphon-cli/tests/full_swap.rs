@@ -6,25 +6,14 @@
 //! continuous run reloads only on `sync resync`, and swaps then too.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use siphon_testkit::Postgres;
 
-fn siphon(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_siphon"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SIPHON_STATE")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run siphon")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
+mod support;
+use support::{siphon, stdout};
 
 fn db_name(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_string()

@@ -1,19 +1,10 @@
 //! `siphon sync sequences NAME` and the schema fidelity warning, through the
 //! binary, with PostgreSQL on both sides from the testkit.
 
-use std::process::{Command, Output};
-
 use siphon_testkit::Postgres;
 
-fn siphon(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_siphon"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SIPHON_STATE")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
+mod support;
+use support::siphon;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -4,34 +4,11 @@
 //! pipelines keep reading and writing their own databases.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use rusqlite::Connection;
 
-/// `siphon ARGS` in `dir`, without a terminal.
-fn siphon(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_siphon"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SIPHON_STATE")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run siphon")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "siphon failed:\n{}", text(&o));
-    text(&o)
-}
+mod support;
+use support::{ok, siphon, text};
 
 /// A SQLite file at `path` with table `t` holding `values`.
 fn source(path: &Path, values: &[&str]) {

@@ -3,31 +3,10 @@
 //! constraint) is replicated by that key: full loads, and `cdc` with
 //! `REPLICA IDENTITY USING INDEX`, rather than refused for having no key.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
 use siphon_testkit::Postgres;
 
-fn siphon(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_siphon"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SIPHON_STATE")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run siphon")
-}
-
-fn ok(o: Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "siphon failed:\n{text}");
-    text
-}
+mod support;
+use support::{ok, siphon};
 
 #[test]
 fn a_unique_index_on_not_null_columns_is_the_key_of_a_table_without_one() {
