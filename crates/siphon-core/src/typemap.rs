@@ -81,6 +81,8 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
             K::Uuid => "uuid".into(),
             K::Json => "jsonb".into(),
             K::Array { element } => format!("{}[]", declare(engine, element)),
+            // MySQL's `time` is a duration of up to ±838 hours.
+            K::Engine { name } if name == MYSQL_TIME => "interval".into(),
             // Another engine's enum arrives as text; PostgreSQL enums are created
             // from the source's declared name (same-engine path).
             K::Engine { .. } | K::Enum { .. } => "text".into(),
@@ -119,6 +121,7 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
+            K::Engine { name } if name == MYSQL_TIME => "time(6)".into(),
             K::Engine { .. } | K::Enum { .. } => "longtext".into(),
         },
         Engine::SqlServer => match kind {
@@ -167,18 +170,8 @@ pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
         }
     }
     if engine == Engine::Mysql {
-        if let Some(list) = lower
-            .strip_prefix("enum(")
-            .and_then(|l| l.strip_suffix(')'))
-        {
-            let labels = list
-                .split(',')
-                .map(|l| l.trim().trim_matches('\'').replace("''", "'"))
-                .collect();
-            return K::Enum {
-                name: String::new(),
-                labels,
-            };
+        if let Some(kind) = parse_mysql(declared.trim(), &lower) {
+            return kind;
         }
     }
     let (base, args) = match lower.split_once('(') {
@@ -244,8 +237,13 @@ pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
             "float" => Some(K::Float32),
             "varbinary" => Some(K::Bytes { max_len: first }),
             "blob" | "longblob" | "mediumblob" | "binary" => Some(K::Bytes { max_len: None }),
-            "time" => Some(K::Time),
-            "datetime" | "timestamp" => Some(K::Timestamp),
+            "datetime" => Some(K::Timestamp),
+            // Stored as UTC, converted to and from the session's `time_zone`:
+            // siphon's sessions are UTC, so it reads the instant.
+            "timestamp" => Some(K::TimestampTz),
+            "year" => Some(K::Int16),
+            "tinytext" => Some(K::Text { max_len: None }),
+            "tinyblob" => Some(K::Bytes { max_len: None }),
             _ => None,
         },
         Engine::SqlServer => match base {
@@ -279,6 +277,99 @@ pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
         },
         other => other,
     }
+}
+
+/// The `type_name` of a MySQL `time` value ([`crate::Value::Engine`]) and the
+/// name of its kind ([`TypeKind::Engine`]). MySQL's `time` is a duration from
+/// `-838:59:59.000000` to `838:59:59.000000`, not a time of day, so no
+/// [`crate::Value::Time`] holds it: it travels as MySQL's text form
+/// (`-838:59:59.000000`, `[-]H…H:MM:SS[.ffffff]`), becomes a PostgreSQL
+/// `interval` and a MySQL `time(6)`.
+pub const MYSQL_TIME: &str = "time";
+
+/// The kinds of MySQL's declared types that the common parsing cannot read:
+/// enums and sets (with labels in their own case), `time` (a duration),
+/// `bit(n)`, and unsigned integers (`int(10) unsigned zerofill` as MariaDB
+/// prints them). `lower` is `declared` in lower case.
+fn parse_mysql(declared: &str, lower: &str) -> Option<TypeKind> {
+    use TypeKind as K;
+    if lower.starts_with("enum(") {
+        return Some(K::Enum {
+            name: String::new(),
+            labels: mysql_labels(declared),
+        });
+    }
+    if lower.starts_with("set(") {
+        // A set's value is its labels joined by commas: plain text elsewhere.
+        return Some(K::Text { max_len: None });
+    }
+    let base = lower.split(['(', ' ']).next().unwrap_or("");
+    let args = lower
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split(')').next())
+        .unwrap_or("");
+    let first: Option<u32> = args.split(',').next().and_then(|a| a.trim().parse().ok());
+    let unsigned = lower.contains(" unsigned");
+    Some(match base {
+        "time" => K::Engine {
+            name: MYSQL_TIME.to_string(),
+        },
+        // bit(1) is a flag; up to 63 bits an integer; 64 bits need 20 digits.
+        "bit" => match first.unwrap_or(1) {
+            1 => K::Bool,
+            2..=63 => K::Int64,
+            _ => K::Decimal {
+                precision: Some(20),
+                scale: Some(0),
+            },
+        },
+        "tinyint" if first == Some(1) && !unsigned => K::Bool,
+        "tinyint" => K::Int16,
+        "smallint" if unsigned => K::Int32,
+        "mediumint" => K::Int32,
+        "int" | "integer" if unsigned => K::Int64,
+        "bigint" if unsigned => K::Decimal {
+            precision: Some(20),
+            scale: Some(0),
+        },
+        "smallint" => K::Int16,
+        "int" | "integer" => K::Int32,
+        "bigint" => K::Int64,
+        _ => return None,
+    })
+}
+
+/// The labels of `enum('a','it''s')` or `set(…)` as MySQL prints the type, in
+/// their own case, quotes undoubled.
+pub fn mysql_labels(declared: &str) -> Vec<String> {
+    let Some(open) = declared.find('(') else {
+        return Vec::new();
+    };
+    let mut labels = Vec::new();
+    let mut chars = declared[open + 1..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            continue;
+        }
+        let mut label = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    label.push('\'');
+                }
+                '\'' => break,
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        label.push(n);
+                    }
+                }
+                c => label.push(c),
+            }
+        }
+        labels.push(label);
+    }
+    labels
 }
 
 /// How a SQLite column stores what is written to it, from its declared type by
@@ -436,7 +527,37 @@ fn examples(engine: Engine) -> Vec<(&'static str, Option<TypeKind>)> {
                 Some(K::Engine { name: "".into() }),
             ),
         ],
-        Engine::Mysql | Engine::SqlServer => vec![],
+        Engine::Mysql => vec![
+            ("tinyint(1)", None),
+            ("tinyint", None),
+            ("tinyint unsigned", None),
+            ("smallint unsigned", None),
+            ("mediumint unsigned", None),
+            ("int", None),
+            ("int unsigned", None),
+            ("bigint", None),
+            ("bigint unsigned", None),
+            ("decimal(65,30)", None),
+            ("float", None),
+            ("double", None),
+            ("varchar(16)", None),
+            ("char(3)", None),
+            ("longtext", None),
+            ("varbinary(16)", None),
+            ("blob", None),
+            ("date", None),
+            ("time(6)", None),
+            ("datetime(6)", None),
+            ("timestamp(6)", None),
+            ("year", None),
+            ("enum('a','b')", None),
+            ("set('a','b')", None),
+            ("json", None),
+            ("bit(1)", None),
+            ("bit(8)", None),
+            ("bit(64)", None),
+        ],
+        Engine::SqlServer => vec![],
     }
 }
 
@@ -643,6 +764,9 @@ mod tests {
             },
             (Engine::Mysql, K::Bytes { .. }) => K::Bytes { max_len: None },
             (Engine::Mysql, K::TimestampTz) => K::Timestamp,
+            (Engine::Mysql, K::Time) => K::Engine {
+                name: MYSQL_TIME.into(),
+            },
             (Engine::Mysql, K::Uuid) => K::FixedText { len: 36 },
             (
                 Engine::SqlServer,
@@ -711,6 +835,60 @@ mod tests {
                 name: "interval".into()
             }
         );
+    }
+
+    #[test]
+    fn mysql_types_parse_as_mariadb_and_mysql_print_them() {
+        let p = |d: &str| parse_native(Engine::Mysql, d);
+        let dec20 = K::Decimal {
+            precision: Some(20),
+            scale: Some(0),
+        };
+        assert_eq!(p("bigint(20) unsigned"), dec20);
+        assert_eq!(p("bigint unsigned zerofill"), dec20);
+        assert_eq!(p("bigint(20)"), K::Int64);
+        assert_eq!(p("int(10) unsigned"), K::Int64);
+        assert_eq!(p("int(11)"), K::Int32);
+        assert_eq!(p("mediumint(8) unsigned"), K::Int32);
+        assert_eq!(p("smallint(5) unsigned"), K::Int32);
+        assert_eq!(p("smallint(6)"), K::Int16);
+        assert_eq!(p("tinyint(3) unsigned"), K::Int16);
+        assert_eq!(p("tinyint(1)"), K::Bool);
+        assert_eq!(p("year(4)"), K::Int16);
+        assert_eq!(p("timestamp(6)"), K::TimestampTz);
+        assert_eq!(p("timestamp"), K::TimestampTz);
+        assert_eq!(p("datetime(3)"), K::Timestamp);
+        assert_eq!(
+            p("time(6)"),
+            K::Engine {
+                name: MYSQL_TIME.into()
+            }
+        );
+        assert_eq!(p("bit(1)"), K::Bool);
+        assert_eq!(p("bit(63)"), K::Int64);
+        assert_eq!(p("bit(64)"), dec20);
+        assert_eq!(
+            p("decimal(65,30)"),
+            K::Decimal {
+                precision: Some(65),
+                scale: Some(30)
+            }
+        );
+        assert_eq!(p("set('a','b')"), K::Text { max_len: None });
+        assert_eq!(
+            p("enum('Small','it''s','a,b')"),
+            K::Enum {
+                name: String::new(),
+                labels: vec!["Small".into(), "it's".into(), "a,b".into()]
+            }
+        );
+        assert_eq!(p("varbinary(16)"), K::Bytes { max_len: Some(16) });
+        assert_eq!(p("json"), K::Json);
+        let time = K::Engine {
+            name: MYSQL_TIME.into(),
+        };
+        assert_eq!(declare(Engine::Postgres, &time), "interval");
+        assert_eq!(declare(Engine::Mysql, &time), "time(6)");
     }
 
     #[test]

@@ -1,0 +1,261 @@
+//! Discovery of tables, columns, keys and indexes from `information_schema`.
+//!
+//! A MySQL database is what siphon calls a schema: tables are named
+//! `database.table`. Views are not tables. A column's `native_type` is its
+//! `COLUMN_TYPE` (`bigint(20) unsigned`, `enum('a','b')`), except MariaDB's
+//! `json`, which MariaDB stores as `longtext` with a `json_valid` check and
+//! siphon reads back as `json`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use siphon_core::typemap::{parse_native, Engine};
+use siphon_core::{
+    Column, DataType, Index, ObjectKind, Result, SchemaObject, TableFilter, TableName, TableSchema,
+    TypeKind,
+};
+
+use crate::conn::{column_list, ident, my_err, qualified, Flavor};
+
+/// One row of `information_schema.COLUMNS`.
+type ColumnRow = (String, String, String, String, String);
+
+/// One row of `information_schema.STATISTICS`: table, index, non-unique,
+/// column (NULL for an expression), prefix length.
+type IndexRow = (String, String, i64, Option<String>, Option<i64>);
+
+/// The base tables of `database` that `filter` selects, with their columns,
+/// keys and indexes, ordered by name.
+pub async fn discover(
+    conn: &mut Conn,
+    database: &str,
+    flavor: Flavor,
+    filter: &TableFilter,
+) -> Result<Vec<TableSchema>> {
+    let names: Vec<String> = conn
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+             AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME",
+            (database,),
+        )
+        .await
+        .map_err(|e| my_err(e, "listing tables"))?;
+    let wanted: Vec<String> = names
+        .into_iter()
+        .filter(|n| filter.matches(&TableName::new(Some(database), n)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted_set: HashSet<&str> = wanted.iter().map(String::as_str).collect();
+
+    let columns: Vec<ColumnRow> = conn
+        .exec(
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, EXTRA \
+             FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (database,),
+        )
+        .await
+        .map_err(|e| my_err(e, "listing columns"))?;
+    let json_checks = json_columns(conn, database, flavor).await?;
+
+    let mut tables: BTreeMap<String, TableSchema> = BTreeMap::new();
+    for (table, name, column_type, nullable, extra) in columns {
+        if !wanted_set.contains(table.as_str()) {
+            continue;
+        }
+        let entry = tables.entry(table.clone()).or_insert_with(|| TableSchema {
+            name: TableName::new(Some(database), &table),
+            origin: Engine::Mysql,
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            unique_keys: Vec::new(),
+            indexes: Vec::new(),
+            partitioning: None,
+            objects: Vec::new(),
+        });
+        let is_json = json_checks.contains(&(table.clone(), name.clone()));
+        let (kind, native_type) = if is_json {
+            (TypeKind::Json, "json".to_string())
+        } else {
+            (parse_native(Engine::Mysql, &column_type), column_type)
+        };
+        entry.columns.push(Column {
+            name,
+            data_type: DataType::new(kind, nullable.eq_ignore_ascii_case("YES")),
+            native_type,
+            generated: is_generated(&extra),
+            source_id: None,
+        });
+    }
+
+    let stats: Vec<IndexRow> = conn
+        .exec(
+            "SELECT TABLE_NAME, INDEX_NAME, CAST(NON_UNIQUE AS SIGNED), COLUMN_NAME, \
+             CAST(SUB_PART AS SIGNED) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? \
+             ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+            (database,),
+        )
+        .await
+        .map_err(|e| my_err(e, "listing keys and indexes"))?;
+    // (table, index) → (unique, [(column, prefix)]); None: an expression part.
+    type Parts = Vec<Option<(String, Option<i64>)>>;
+    let mut indexes: BTreeMap<(String, String), (bool, Parts)> = BTreeMap::new();
+    for (table, index, non_unique, column, prefix) in stats {
+        if !tables.contains_key(&table) {
+            continue;
+        }
+        indexes
+            .entry((table, index))
+            .or_insert_with(|| (non_unique == 0, Vec::new()))
+            .1
+            .push(column.map(|c| (c, prefix)));
+    }
+    for ((table, index), (unique, parts)) in indexes {
+        let Some(t) = tables.get_mut(&table) else {
+            continue;
+        };
+        add_index(t, &index, unique, &parts);
+    }
+    Ok(tables.into_values().collect())
+}
+
+/// Records one index of `t`: the primary key, a unique key, a plain index,
+/// or, when a part is a prefix (`name(10)`) or an expression, an object that
+/// only a MySQL target recreates.
+fn add_index(
+    t: &mut TableSchema,
+    index: &str,
+    unique: bool,
+    parts: &[Option<(String, Option<i64>)>],
+) {
+    let positions: Option<Vec<usize>> = parts
+        .iter()
+        .map(|p| p.as_ref().and_then(|(c, _)| t.column_index(c)))
+        .collect();
+    let prefixed = parts.iter().any(|p| matches!(p, Some((_, Some(_))) | None));
+    if index == "PRIMARY" {
+        if let Some(p) = positions {
+            t.primary_key = p;
+        }
+        return;
+    }
+    if unique {
+        // A unique prefix makes the whole values unique too.
+        if let Some(p) = &positions {
+            t.unique_keys.push(p.clone());
+        }
+    }
+    if !prefixed {
+        t.indexes.push(Index {
+            name: index.to_string(),
+            columns: parts.iter().flatten().map(|(c, _)| c.clone()).collect(),
+            unique,
+        });
+        return;
+    }
+    let Some(_) = positions else {
+        // An expression index (MySQL 8): its expression is not in STATISTICS' COLUMN_NAME.
+        t.objects.push(SchemaObject {
+            kind: ObjectKind::NotCarried {
+                reason: "an index on an expression".into(),
+            },
+            name: index.to_string(),
+            definition: String::new(),
+            origin: Engine::Mysql,
+            schema: t.name.schema.clone(),
+            depends_on: Vec::new(),
+            sequence: None,
+        });
+        return;
+    };
+    let cols: Vec<String> = parts
+        .iter()
+        .flatten()
+        .map(|(c, prefix)| match prefix {
+            Some(n) => format!("{}({n})", ident(c)),
+            None => ident(c),
+        })
+        .collect();
+    t.objects.push(SchemaObject {
+        kind: ObjectKind::Index,
+        name: index.to_string(),
+        definition: format!(
+            "CREATE {}INDEX {} ON {} ({})",
+            if unique { "UNIQUE " } else { "" },
+            ident(index),
+            qualified(None, &t.name.name),
+            cols.join(", ")
+        ),
+        origin: Engine::Mysql,
+        schema: t.name.schema.clone(),
+        depends_on: Vec::new(),
+        sequence: None,
+    });
+}
+
+/// Whether `EXTRA` marks a generated column (`VIRTUAL GENERATED`, `STORED
+/// GENERATED`, MariaDB's older `PERSISTENT GENERATED`); MySQL's
+/// `DEFAULT_GENERATED` is a default, not a generated column.
+fn is_generated(extra: &str) -> bool {
+    let e = extra.to_ascii_uppercase();
+    [
+        "VIRTUAL GENERATED",
+        "STORED GENERATED",
+        "PERSISTENT GENERATED",
+    ]
+    .iter()
+    .any(|g| e.contains(g))
+}
+
+/// MariaDB's `json` columns of `database` as `(table, column)`: `longtext`
+/// columns with the check `json_valid(column)` MariaDB adds for the alias.
+/// MySQL has a real `json` type, so none there.
+async fn json_columns(
+    conn: &mut Conn,
+    database: &str,
+    flavor: Flavor,
+) -> Result<HashSet<(String, String)>> {
+    if flavor != Flavor::MariaDb {
+        return Ok(HashSet::new());
+    }
+    let checks: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT cc.TABLE_NAME, cc.CONSTRAINT_NAME, cc.CHECK_CLAUSE \
+             FROM information_schema.CHECK_CONSTRAINTS cc WHERE cc.CONSTRAINT_SCHEMA = ?",
+            (database,),
+        )
+        .await
+        .map_err(|e| my_err(e, "listing check constraints"))?;
+    let mut found = HashSet::new();
+    for (table, name, clause) in checks {
+        let compact: String = clause.chars().filter(|c| !c.is_whitespace()).collect();
+        // MariaDB names the column's check after the column.
+        if compact.eq_ignore_ascii_case(&format!("json_valid({})", ident(&name))) {
+            found.insert((table, name));
+        }
+    }
+    Ok(found)
+}
+
+/// The key columns of `table` as a SQL list.
+pub(crate) fn key_list(table: &TableSchema, key: &[usize]) -> String {
+    column_list(key.iter().map(|&i| table.columns[i].name.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_columns_are_told_from_generated_defaults() {
+        assert!(is_generated("VIRTUAL GENERATED"));
+        assert!(is_generated("STORED GENERATED"));
+        assert!(!is_generated(
+            "DEFAULT_GENERATED on update CURRENT_TIMESTAMP"
+        ));
+        assert!(!is_generated("auto_increment"));
+    }
+}
