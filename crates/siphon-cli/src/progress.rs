@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use siphon_core::{ExecutionStatus, Mode, StreamId, TableStats};
+use siphon_core::{ExecutionStatus, Mode, RowCounts, StreamId, TableStats};
 use siphon_engine::Observer;
 
 /// One bar per table stream, drawn on stderr when it is a terminal.
@@ -128,7 +128,8 @@ impl Observer for Bars {
 
 /// One line per table: what it read and wrote, how long it took, and any error.
 /// A full load that replaced the target's previous rows says so (`replaced N`),
-/// apart from the rows deleted one by one; a stopped table says `stopped`.
+/// apart from the rows deleted one by one; a `row_count` table says what its
+/// row counts were and whether they made it copy; a stopped table says `stopped`.
 pub fn summary_line(pipeline: &str, t: &TableStats) -> String {
     let secs = t
         .finished_at
@@ -148,8 +149,20 @@ pub fn summary_line(pipeline: &str, t: &TableStats) -> String {
         (n, Mode::Cdc) => format!("  emptied {n} rows"),
         (n, _) => format!("  replaced the previous {n} rows"),
     };
+    // What a row_count table's comparison decided.
+    let counts = match t.row_counts {
+        None => String::new(),
+        Some(c) if c.equal() => format!("  row counts equal ({}): not copied", c.source),
+        Some(RowCounts {
+            source,
+            target: Some(target),
+        }) => format!("  row counts differed (source {source}, target {target})"),
+        Some(RowCounts { source, .. }) => {
+            format!("  no complete copy on the target (source {source} rows)")
+        }
+    };
     format!(
-        "{pipeline}/{:<20} {:<11} read {:>9}  inserted {:>9}  updated {:>9}  deleted {:>7}{replaced}  {secs:>7.2}s  {status}",
+        "{pipeline}/{:<20} {:<11} read {:>9}  inserted {:>9}  updated {:>9}  deleted {:>7}{replaced}{counts}  {secs:>7.2}s  {status}",
         t.table.to_string(),
         t.mode.to_string(),
         t.rows_read,

@@ -22,6 +22,12 @@ pub enum Mode {
     Cdc,
     /// Two-way sync with conflict resolution.
     Merge,
+    /// Compare the exact row counts of the source table and its copy on each
+    /// run, and copy the table again in full (as `full` does) when they differ
+    /// or the target holds no complete copy; equal counts leave it alone. For
+    /// tables with neither a cursor column nor a change log; a change that
+    /// keeps the count (an update, a delete and an insert) is not seen.
+    RowCount,
 }
 
 impl fmt::Display for Mode {
@@ -31,6 +37,7 @@ impl fmt::Display for Mode {
             Mode::Incremental => "incremental",
             Mode::Cdc => "cdc",
             Mode::Merge => "merge",
+            Mode::RowCount => "row_count",
         })
     }
 }
@@ -172,7 +179,7 @@ impl Strategy {
     /// Whether the strategy means something for tables in `mode`.
     pub fn fits(self, mode: Mode) -> bool {
         match mode {
-            Mode::Full => self.full().is_some(),
+            Mode::Full | Mode::RowCount => self.full().is_some(),
             Mode::Incremental => self.cursor().is_some(),
             Mode::Cdc | Mode::Merge => false,
         }
@@ -192,7 +199,7 @@ impl Strategy {
 /// What `strategy` may be for tables in `mode`, for error messages.
 fn strategies_for(mode: Mode) -> &'static str {
     match mode {
-        Mode::Full => "`truncate` or `swap`",
+        Mode::Full | Mode::RowCount => "`truncate` or `swap`",
         Mode::Incremental => "`timestamp`, `sequence` or `version`",
         Mode::Cdc | Mode::Merge => "nothing: leave `strategy` out",
     }
@@ -839,6 +846,27 @@ mod tests {
             e.starts_with("tables_config.t.strategy:") && e.contains("`swap`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn row_count_is_a_mode_that_takes_full_strategies() {
+        let p: PipelineSpec = serde_json::from_str(
+            r#"{"source":"a","target":"b","mode":"row_count","strategy":"swap"}"#,
+        )
+        .unwrap();
+        assert_eq!(p.mode, Mode::RowCount);
+        assert_eq!(p.mode.to_string(), "row_count");
+        p.check_strategies().unwrap();
+        assert_eq!(
+            p.full_strategy(&TableName::parse("x")),
+            Some(FullStrategy::Swap)
+        );
+        let bad: PipelineSpec = serde_json::from_str(
+            r#"{"source":"a","target":"b","mode":"row_count","strategy":"sequence"}"#,
+        )
+        .unwrap();
+        let e = bad.check_strategies().unwrap_err();
+        assert!(e.contains("`truncate` or `swap`"), "{e}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub use source::{
     ChangeStream, Chunk, LogSource, NativeChunk, NativeFormat, Resume, Source, Watermark,
 };
 pub use state::{
-    Conflict, Execution, ExecutionStatus, Flag, Lease, Side, StateStore, StreamState, TableStats,
+    Conflict, Execution, ExecutionStatus, Flag, Lease, RowCounts, Side, StateStore, StreamState,
+    TableStats,
 };
 pub use value::{Decimal, Value};

@@ -260,6 +260,14 @@ pub trait Sink: Send + Sync {
         async { Err(e) }
     }
 
+    /// The exact number of rows `table` (prepared) holds on the target now,
+    /// which `mode: row_count` compares with the source's; `None` when this
+    /// target cannot count its rows (the default), and `row_count` is refused
+    /// for it.
+    fn count_rows(&self, _table: &TableSchema) -> impl Future<Output = Result<Option<u64>>> + Send {
+        async { Ok(None) }
+    }
+
     /// Only with [`SinkCapabilities::fill`]: columns of `table` (positions, after [`Sink::prepare`]) that prepare
     /// added to a target table that held rows already: those rows still wait
     /// for the source's values of them, which the engine reads and hands to

@@ -57,6 +57,13 @@ pub trait Source: Send + Sync {
         table: &TableSchema,
     ) -> impl Future<Output = Result<Option<u64>>> + Send;
 
+    /// The exact number of rows the table holds now (`SELECT count(*)`), which
+    /// `mode: row_count` compares with the target's; `None` when this source
+    /// cannot count exactly (the default), and `row_count` is refused for it.
+    fn count_rows(&self, _table: &TableSchema) -> impl Future<Output = Result<Option<u64>>> + Send {
+        async { Ok(None) }
+    }
+
     /// Up to `limit` rows after `after` in primary-key order (keyset pagination).
     /// `last` is the key of the last row returned.
     fn read_chunk(

@@ -146,6 +146,10 @@ pub struct TableStats {
     /// (`truncate`) or swapped out (`swap`). Not counted in `deleted`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replaced: u64,
+    /// `row_count` tables: the exact row counts the pass compared. Equal
+    /// counts mean the table was left alone; otherwise it was copied again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_counts: Option<RowCounts>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub status: ExecutionStatus,
@@ -164,11 +168,30 @@ impl TableStats {
             updated: 0,
             deleted: 0,
             replaced: 0,
+            row_counts: None,
             started_at: Utc::now(),
             finished_at: None,
             status: ExecutionStatus::Running,
             error: None,
         }
+    }
+}
+
+/// What a `row_count` pass found when it counted a table's rows on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowCounts {
+    /// The rows of the source table (`SELECT count(*)`).
+    pub source: u64,
+    /// The rows of the target's complete copy; `None` when the target held
+    /// none (a new table, or a copy that was interrupted), so none was counted.
+    pub target: Option<u64>,
+}
+
+impl RowCounts {
+    /// Whether the target's complete copy holds as many rows as the source:
+    /// then a `row_count` pass leaves the table alone.
+    pub fn equal(&self) -> bool {
+        self.target == Some(self.source)
     }
 }
 

@@ -43,7 +43,10 @@ pub fn check_target(spec: &PipelineSpec, caps: &SinkCapabilities) -> Result<()> 
                  `mode: cdc` to carry deletes from the source's log, or `delete_detection: none`",
             ));
         }
-        if mode == Mode::Full && strategy == Some(FullStrategy::Swap) && !caps.swap {
+        if matches!(mode, Mode::Full | Mode::RowCount)
+            && strategy == Some(FullStrategy::Swap)
+            && !caps.swap
+        {
             return Err(SinkCapabilities::missing(
                 &spec.target,
                 "swap",

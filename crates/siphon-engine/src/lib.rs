@@ -14,6 +14,7 @@ mod full;
 mod incremental;
 mod observer;
 mod pass;
+mod row_count;
 mod schedule;
 mod snapshot;
 

@@ -10,7 +10,7 @@ use siphon_core::{
 
 use crate::cdc::LogSession;
 use crate::snapshot::TableRun;
-use crate::{cdc, full, incremental, snapshot, Observer, Shutdown};
+use crate::{cdc, full, incremental, row_count, snapshot, Observer, Shutdown};
 
 /// [`PassReport::execution`] of a following pass that had nothing to run (every
 /// `full` table holds its copy, and no other table is selected): no execution
@@ -37,7 +37,8 @@ impl PassReport {
 }
 
 /// Runs every enabled table of a pipeline once: `full` tables are copied,
-/// `incremental` tables polled until the source has nothing newer. A table that
+/// `incremental` tables polled until the source has nothing newer,
+/// `row_count` tables copied again when their row counts differ. A table that
 /// fails is recorded as failed and the others go on. Errors returned are the
 /// pipeline's own (discovery, state store); table errors are in the report.
 /// `cdc` tables fail here, since this source has no log: use [`run_log_pass`]
@@ -274,7 +275,7 @@ async fn finish<St: StateStore>(state: &St, report: PassReport) -> Result<PassRe
     Ok(report)
 }
 
-/// Runs the pipeline's `full` and `incremental` tables; returns the report so
+/// Runs the pipeline's `full`, `incremental` and `row_count` tables; returns the report so
 /// far and the enabled `cdc` tables, which share one log and run together.
 /// Without `reload_full`, a `full` table that holds a complete copy is left
 /// alone (and out of the report) unless a reload was forced.
@@ -382,7 +383,8 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
     let mode = config.mode.unwrap_or(spec.mode);
     // A full load copies a table without a key too (by the source's physical
     // order); polling needs a key to resume between rows that share a cursor.
-    if mode != Mode::Full {
+    let copies_whole = matches!(mode, Mode::Full | Mode::RowCount);
+    if !copies_whole {
         table.require_row_key()?;
     }
     let mut target = table.clone();
@@ -399,7 +401,7 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
     let ran: Result<()> = async {
         if force {
             tracing::info!(%stream, "forced full load");
-            if mode != Mode::Full {
+            if !copies_whole {
                 // A full load starts over by itself, and needs to know whether the
                 // target holds a complete copy (to swap the new one in).
                 sink.reset(stream).await?;
@@ -420,11 +422,18 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
             observer,
             shutdown,
         };
-        snapshot::mark_loading(state, stream).await?;
+        if mode != Mode::RowCount {
+            // A row_count table is loading only once its counts differ.
+            snapshot::mark_loading(state, stream).await?;
+        }
         match mode {
             Mode::Full => {
                 let strategy = spec.full_strategy(&run.source_table.name);
                 full::run(&run, checkpoint, force, strategy, stats).await?;
+            }
+            Mode::RowCount => {
+                let strategy = spec.full_strategy(&run.source_table.name);
+                row_count::run(&run, checkpoint, force, strategy, stats).await?;
             }
             Mode::Incremental => {
                 let column = config.cursor.or_else(|| spec.cursor.clone()).ok_or_else(|| {
@@ -448,7 +457,7 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
             Mode::Cdc | Mode::Merge => {
                 // cdc tables run together in `run_log_pass`; merge is not built yet.
                 return Err(Error::config(format!(
-                    "mode `{mode}` is not available for this source yet; use `full` or `incremental`"
+                    "mode `{mode}` is not available for this source yet; use `full`, `incremental` or `row_count`"
                 ))
                 .table(&run.source_table.name));
             }

@@ -625,6 +625,16 @@ impl Sink for PostgresSink {
         self.shadow_drop(shadow).await
     }
 
+    async fn count_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
+        let t = self.target(table)?;
+        let client = self.client.lock().await;
+        let row = client
+            .query_one(&format!("SELECT count(*) FROM {}", t.name), &[])
+            .await
+            .map_err(|e| pg_err(e, "counting rows").table(&table.name))?;
+        Ok(Some(row.get::<_, i64>(0) as u64))
+    }
+
     async fn read_keys(
         &self,
         table: &TableSchema,

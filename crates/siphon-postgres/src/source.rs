@@ -480,6 +480,16 @@ impl Source for PostgresSource {
         Ok(Some(row.get::<_, i64>(0) as u64))
     }
 
+    async fn count_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
+        let row = self
+            .client()
+            .await?
+            .query_one(&format!("SELECT count(*) FROM {}", name_of(table)), &[])
+            .await
+            .map_err(|e| pg_err(e, "counting rows").table(&table.name))?;
+        Ok(Some(row.get::<_, i64>(0) as u64))
+    }
+
     async fn read_chunk(
         &self,
         table: &TableSchema,

@@ -737,6 +737,20 @@ impl Sink for SqliteSink {
         self.shadow_drop(shadow).await
     }
 
+    async fn count_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
+        let sql = format!("SELECT count(*) FROM {}", quote(&table.name.name));
+        let path = self.db.path().to_path_buf();
+        let name = table.name.clone();
+        let n: i64 = self
+            .db
+            .run(move |c| {
+                c.query_row(&sql, [], |r| r.get(0))
+                    .map_err(|e| db_err(&path, &format!("counting the rows of {name}"), e))
+            })
+            .await?;
+        Ok(Some(n as u64))
+    }
+
     async fn read_keys(
         &self,
         table: &TableSchema,

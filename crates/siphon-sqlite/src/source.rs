@@ -177,6 +177,11 @@ impl Source for SqliteSource {
             .await
     }
 
+    async fn count_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
+        // SQLite keeps no statistics: the estimate is the exact count.
+        self.estimate_rows(table).await
+    }
+
     async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
         let sql = format!("SELECT count(*) FROM {}", quote(&table.name.name));
         let path = self.db.path().to_path_buf();

@@ -44,6 +44,7 @@ fn stats(
         updated: rows / 3,
         deleted: rows / 5,
         replaced: rows / 7,
+        row_counts: None,
         started_at: at(rows as i64, 123_456_789),
         finished_at: (status != ExecutionStatus::Running)
             .then(|| at(rows as i64 + 60, 987_654_321)),

@@ -117,6 +117,10 @@ pub enum ModeArg {
     Cdc,
     /// Two-way sync: not available in this version (refused).
     Merge,
+    /// Copy the table again in full when its row count differs from the
+    /// target's (for tables with neither a cursor column nor a change log).
+    #[value(name = "row_count", alias = "row-count")]
+    RowCount,
 }
 
 impl From<ModeArg> for Mode {
@@ -126,6 +130,7 @@ impl From<ModeArg> for Mode {
             ModeArg::Incremental => Mode::Incremental,
             ModeArg::Cdc => Mode::Cdc,
             ModeArg::Merge => Mode::Merge,
+            ModeArg::RowCount => Mode::RowCount,
         }
     }
 }

@@ -109,6 +109,16 @@ fn plan_line(name: &str, spec: &PipelineSpec) -> String {
                 spec.schedule
             ),
             (Mode::Merge, _) => "merge tables are not available in this version".to_string(),
+            (Mode::RowCount, true) => {
+                "row_count tables are copied again in full whenever their row \
+                                       count differs from the target's (compared continuously)"
+                    .to_string()
+            }
+            (Mode::RowCount, false) => format!(
+                "row_count tables are copied again in full when their row count differs from the \
+                 target's (compared at each run, {})",
+                spec.schedule
+            ),
         })
         .collect();
     format!(

@@ -106,6 +106,12 @@ const MIGRATIONS: &[Migration] = &[
     );
     CREATE INDEX conflicts_by_pipeline ON conflicts (pipeline, id);
     "#),
+    // 6: the row counts a `row_count` table's pass compared (the target's is
+    // NULL when it held no complete copy; both are NULL for other modes).
+    Sql(r#"
+    ALTER TABLE execution_tables ADD COLUMN count_source INTEGER;
+    ALTER TABLE execution_tables ADD COLUMN count_target INTEGER;
+    "#),
 ];
 
 /// Brings the file's schema up to date. Safe when several processes open the same

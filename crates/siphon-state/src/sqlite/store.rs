@@ -11,8 +11,8 @@ use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use siphon_core::{
-    Checkpoint, Conflict, Execution, ExecutionStatus, Flag, Lease, PipelineSpec, Result, Side,
-    StateStore, StreamId, StreamState, TableName, TableStats,
+    Checkpoint, Conflict, Execution, ExecutionStatus, Flag, Lease, PipelineSpec, Result, RowCounts,
+    Side, StateStore, StreamId, StreamState, TableName, TableStats,
 };
 
 use super::sql::{Json, ModeName, Stamp, StatusName};
@@ -328,8 +328,9 @@ impl StateStore for SqliteStateStore {
             require_execution(&tx, execution)?;
             tx.execute(
                 "INSERT OR REPLACE INTO execution_tables (execution, table_name, mode, rows_read,
-                     inserted, updated, deleted, started_at, finished_at, status, error, replaced)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     inserted, updated, deleted, started_at, finished_at, status, error, replaced,
+                     count_source, count_target)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     execution,
                     stats.table.key(),
@@ -343,6 +344,8 @@ impl StateStore for SqliteStateStore {
                     StatusName(stats.status),
                     stats.error,
                     stats.replaced,
+                    stats.row_counts.map(|c| c.source),
+                    stats.row_counts.and_then(|c| c.target),
                 ],
             )?;
             tx.commit()?;
@@ -568,7 +571,7 @@ fn execution_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
 fn execution_tables(conn: &Connection, execution: u64) -> rusqlite::Result<Vec<TableStats>> {
     let mut stmt = conn.prepare_cached(
         "SELECT table_name, mode, rows_read, inserted, updated, deleted, started_at,
-             finished_at, status, error, replaced
+             finished_at, status, error, replaced, count_source, count_target
          FROM execution_tables WHERE execution = ?1 ORDER BY started_at, table_name",
     )?;
     let rows = stmt.query_map([execution], |r| {
@@ -580,6 +583,15 @@ fn execution_tables(conn: &Connection, execution: u64) -> rusqlite::Result<Vec<T
             updated: r.get(4)?,
             deleted: r.get(5)?,
             replaced: r.get(10)?,
+            row_counts: r
+                .get::<_, Option<u64>>(11)?
+                .map(|source| -> rusqlite::Result<RowCounts> {
+                    Ok(RowCounts {
+                        source,
+                        target: r.get(12)?,
+                    })
+                })
+                .transpose()?,
             started_at: r.get::<_, Stamp>(6)?.0,
             finished_at: r.get::<_, Option<Stamp>>(7)?.map(|s| s.0),
             status: r.get::<_, StatusName>(8)?.0,

@@ -7,8 +7,8 @@ use std::future::Future;
 
 use chrono::{DateTime, TimeZone, Utc};
 use siphon_core::{
-    Checkpoint, ExecutionStatus, Flag, Mode, Phase, PipelineSpec, Position, StateStore, StreamId,
-    StreamState, TableName, TableStats,
+    Checkpoint, ExecutionStatus, Flag, Mode, Phase, PipelineSpec, Position, RowCounts, StateStore,
+    StreamId, StreamState, TableName, TableStats,
 };
 
 use super::HarnessError;
@@ -254,15 +254,26 @@ fn at(secs: i64) -> DateTime<Utc> {
         .expect("a valid instant")
 }
 
+/// Statistics of a table; odd `rows` make a `row_count` table's, whose
+/// target count is missing when `rows` is also a multiple of 7.
 fn stats(table: TableName, rows: u64, status: ExecutionStatus) -> TableStats {
+    let row_counts = (rows % 2 == 1).then(|| RowCounts {
+        source: rows,
+        target: (rows % 7 != 0).then_some(rows + 1),
+    });
     TableStats {
         table,
-        mode: Mode::Full,
+        mode: if row_counts.is_some() {
+            Mode::RowCount
+        } else {
+            Mode::Full
+        },
         rows_read: rows,
         inserted: rows / 2,
         updated: rows / 3,
         deleted: rows / 5,
         replaced: rows / 7,
+        row_counts,
         started_at: at(rows as i64),
         finished_at: (status != ExecutionStatus::Running).then(|| at(rows as i64 + 60)),
         status,

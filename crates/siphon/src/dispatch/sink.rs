@@ -63,6 +63,7 @@ trait DynSink: fmt::Debug + Send + Sync {
         after: Option<&'a Row>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Row>>>;
+    fn count_rows<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Option<u64>>>;
     fn unfilled<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Vec<usize>>>;
     fn fill<'a>(
         &'a self,
@@ -167,6 +168,9 @@ impl<T: Sink + fmt::Debug + 'static> DynSink for Target<T> {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(self.0.read_keys(table, after, limit))
+    }
+    fn count_rows<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Option<u64>>> {
+        Box::pin(self.0.count_rows(table))
     }
     fn unfilled<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Vec<usize>>> {
         Box::pin(self.0.unfilled(table))
@@ -312,6 +316,10 @@ impl Sink for AnySink {
         limit: usize,
     ) -> Result<Vec<Row>> {
         self.0.read_keys(table, after, limit).await
+    }
+
+    async fn count_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
+        self.0.count_rows(table).await
     }
 
     async fn unfilled(&self, table: &TableSchema) -> Result<Vec<usize>> {

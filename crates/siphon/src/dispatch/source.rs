@@ -17,6 +17,7 @@ use super::BoxFuture;
 trait DynSource: fmt::Debug + Send + Sync {
     fn discover<'a>(&'a self, filter: &'a TableFilter) -> BoxFuture<'a, Result<Vec<TableSchema>>>;
     fn estimate_rows<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Option<u64>>>;
+    fn count_rows<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Option<u64>>>;
     fn read_chunk<'a>(
         &'a self,
         table: &'a TableSchema,
@@ -144,6 +145,12 @@ macro_rules! forward_source {
                 table: &'a TableSchema,
             ) -> BoxFuture<'a, Result<Option<u64>>> {
                 Box::pin(self.0.estimate_rows(table))
+            }
+            fn count_rows<'a>(
+                &'a self,
+                table: &'a TableSchema,
+            ) -> BoxFuture<'a, Result<Option<u64>>> {
+                Box::pin(self.0.count_rows(table))
             }
             fn read_chunk<'a>(
                 &'a self,
@@ -402,6 +409,10 @@ impl Source for AnySource {
 
     async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
         self.0.estimate_rows(table).await
+    }
+
+    async fn count_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
+        self.0.count_rows(table).await
     }
 
     async fn read_chunk(
