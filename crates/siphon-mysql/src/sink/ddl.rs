@@ -1,0 +1,388 @@
+//! Target tables: created from the source's shape with mapped types, keys
+//! and indexes, and given the columns the source gained since.
+//!
+//! Types come from [`siphon_core::typemap`]: verbatim from MySQL and MariaDB,
+//! mapped from other engines. Key columns from another engine get two
+//! adjustments, since InnoDB keys hold at most 3,072 bytes and compare text by
+//! collation: text or bytes without a bound (or with one too long for the key)
+//! become `varchar(N)` / `varbinary(N)` with N what the key can hold (768
+//! characters for a one-column text key), and text key columns compare byte
+//! for byte with trailing spaces counted (`utf8mb4_nopad_bin` on MariaDB,
+//! `utf8mb4_0900_bin` on MySQL), as PostgreSQL compares them, so two source
+//! keys that differ only in case stay two rows. A longer value in such a
+//! column is refused with an error naming the table and column.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use siphon_core::typemap::{self, Engine};
+use siphon_core::{Error, Result, SchemaOptions, TableSchema, TypeKind};
+
+use super::encode::FieldMode;
+use super::{target_name, TargetTable};
+use crate::conn::{column_list, ident, my_err, Flavor, Server};
+
+/// InnoDB's largest key, in bytes (`innodb_large_prefix`, DYNAMIC rows).
+const KEY_BYTES: u32 = 3072;
+
+/// Bytes a key counts for a column that is neither text nor bytes.
+const OTHER_KEY_BYTES: u32 = 16;
+
+/// Characters of an index prefix on a text or blob column of a non-unique index.
+const INDEX_PREFIX: u32 = 255;
+
+/// A column of the target table as found.
+#[derive(Debug, Clone)]
+struct Found {
+    name: String,
+    column_type: String,
+    generated: bool,
+}
+
+/// Reads the target table's columns; empty when it does not exist.
+async fn find(conn: &mut Conn, database: &str, table: &str) -> Result<Vec<Found>> {
+    let rows: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_TYPE, EXTRA FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (database, table),
+        )
+        .await
+        .map_err(|e| my_err(e, "reading the target table's columns"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, column_type, extra)| {
+            let extra = extra.to_ascii_uppercase();
+            Found {
+                name,
+                column_type: column_type.to_ascii_lowercase(),
+                generated: ["GENERATED", "VIRTUAL", "PERSISTENT", "STORED"]
+                    .iter()
+                    .any(|w| extra.contains(w)),
+            }
+        })
+        .collect())
+}
+
+/// Creates or evolves the target table of `table` in `database` and returns
+/// how rows are written to it.
+pub(super) async fn prepare(
+    conn: &mut Conn,
+    database: &str,
+    server: &Server,
+    table: &TableSchema,
+    options: &SchemaOptions,
+) -> Result<TargetTable> {
+    let name = target_name(database, table);
+    let mut found = find(conn, database, &table.name.name).await?;
+    if found.is_empty() {
+        if !options.create {
+            return Err(Error::bad_input(format!(
+                "the target table {name} does not exist; create it or set `schema.create: true`"
+            ))
+            .table(&table.name));
+        }
+        let sql = create_sql(&name, table, server.flavor, options.indexes);
+        conn.query_drop(&sql)
+            .await
+            .map_err(|e| my_err(e, &format!("creating {name}")).table(&table.name))?;
+        tracing::info!(table = %table.name, target = %name, "created the target table");
+        found = find(conn, database, &table.name.name).await?;
+    } else {
+        let missing: Vec<usize> = table
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !found.iter().any(|f| f.name.eq_ignore_ascii_case(&c.name)))
+            .map(|(i, _)| i)
+            .collect();
+        if !missing.is_empty() {
+            if !options.evolve {
+                let first = &table.columns[missing[0]].name;
+                return Err(Error::bad_input(format!(
+                    "the target table {name} lacks source column {first}; add it on the target, or \
+                     set `schema.evolve: true`"
+                ))
+                .table(&table.name)
+                .column(first));
+            }
+            let adds: Vec<String> = missing
+                .iter()
+                .map(|&i| format!("ADD COLUMN {}", column_sql(table, i, server.flavor, None)))
+                .collect();
+            conn.query_drop(format!("ALTER TABLE {name} {}", adds.join(", ")))
+                .await
+                .map_err(|e| my_err(e, &format!("adding columns to {name}")).table(&table.name))?;
+            for &i in &missing {
+                tracing::info!(table = %table.name, column = %table.columns[i].name, "added a column on the target as at the source");
+            }
+            found = find(conn, database, &table.name.name).await?;
+        }
+    }
+    let mut columns = Vec::with_capacity(table.columns.len());
+    let mut write = Vec::new();
+    let mut modes = Vec::new();
+    let mut json = Vec::new();
+    for (i, col) in table.columns.iter().enumerate() {
+        let f = found
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(&col.name))
+            .ok_or_else(|| Error::internal("a target column vanished").table(&table.name))?;
+        if !f.generated {
+            write.push(i);
+        }
+        columns.push(f.name.clone());
+        let bytes = matches!(col.data_type.kind, TypeKind::Bytes { .. })
+            || [
+                "binary",
+                "varbinary",
+                "blob",
+                "tinyblob",
+                "mediumblob",
+                "longblob",
+            ]
+            .contains(&f.column_type.split('(').next().unwrap_or(""));
+        modes.push(if f.column_type.starts_with("bit") && !bytes {
+            FieldMode::Bits
+        } else if bytes {
+            FieldMode::Hex
+        } else {
+            FieldMode::Plain
+        });
+        json.push(f.column_type == "json");
+    }
+    Ok(TargetTable {
+        name,
+        columns,
+        key: table.row_key().unwrap_or_default().to_vec(),
+        write,
+        modes,
+        json,
+    })
+}
+
+/// The keys whose columns must fit InnoDB's key limit: the primary key and
+/// the unique keys.
+fn keys(table: &TableSchema) -> Vec<&[usize]> {
+    let mut keys: Vec<&[usize]> = Vec::new();
+    if !table.primary_key.is_empty() {
+        keys.push(&table.primary_key);
+    }
+    keys.extend(table.unique_keys.iter().map(Vec::as_slice));
+    keys
+}
+
+/// Whether a kind is text or bytes, which keys hold by length.
+fn sized(kind: &TypeKind) -> bool {
+    matches!(
+        kind,
+        TypeKind::Text { .. }
+            | TypeKind::FixedText { .. }
+            | TypeKind::Bytes { .. }
+            | TypeKind::Engine { .. }
+            | TypeKind::Enum { .. }
+            | TypeKind::Json
+    )
+}
+
+/// The length a column of another engine gets in keys: the bytes left for
+/// each sized column of the tightest key it is in; `None` outside keys.
+fn key_room(table: &TableSchema, i: usize) -> Option<u32> {
+    keys(table)
+        .into_iter()
+        .filter(|k| k.contains(&i))
+        .map(|k| {
+            let n = k
+                .iter()
+                .filter(|&&j| sized(&table.columns[j].data_type.kind))
+                .count()
+                .max(1) as u32;
+            let others = (k.len() as u32).saturating_sub(n) * OTHER_KEY_BYTES;
+            KEY_BYTES.saturating_sub(others) / n
+        })
+        .min()
+}
+
+/// A column's definition: name, type (adjusted for keys, see the module
+/// doc), collation and nullability. `room` overrides the key room.
+fn column_sql(table: &TableSchema, i: usize, flavor: Flavor, room: Option<u32>) -> String {
+    let col = &table.columns[i];
+    let mut ty = typemap::native_type(Engine::Mysql, table.origin, col);
+    let room = room.or_else(|| key_room(table, i));
+    if let (Some(room), true) = (room, table.origin != Engine::Mysql) {
+        let chars = (room / 4).max(1);
+        use TypeKind as K;
+        match &col.data_type.kind {
+            K::Text { max_len } if max_len.is_none_or(|n| n > chars) => {
+                ty = format!("varchar({chars})")
+            }
+            K::Engine { .. } | K::Json => ty = format!("varchar({chars})"),
+            K::Enum { labels, .. } if labels.is_empty() => ty = format!("varchar({chars})"),
+            K::Bytes { max_len } if max_len.is_none_or(|n| n > room) => {
+                ty = format!("varbinary({room})")
+            }
+            _ => {}
+        }
+        let lower = ty.to_ascii_lowercase();
+        if lower.starts_with("varchar") || lower.starts_with("char") {
+            let collation = match flavor {
+                Flavor::MariaDb => "utf8mb4_nopad_bin",
+                Flavor::MySql => "utf8mb4_0900_bin",
+            };
+            ty = format!("{ty} CHARACTER SET utf8mb4 COLLATE {collation}");
+        }
+    }
+    let null = if col.data_type.nullable && !table.primary_key.contains(&i) {
+        "NULL"
+    } else {
+        "NOT NULL"
+    };
+    format!("{} {ty} {null}", ident(&col.name))
+}
+
+/// Whether a declared MySQL type needs a prefix length in an index.
+fn needs_prefix(declared: &str) -> bool {
+    let base = declared
+        .to_ascii_lowercase()
+        .split(['(', ' '])
+        .next()
+        .unwrap_or("")
+        .to_string();
+    matches!(
+        base.as_str(),
+        "text"
+            | "tinytext"
+            | "mediumtext"
+            | "longtext"
+            | "blob"
+            | "tinyblob"
+            | "mediumblob"
+            | "longblob"
+            | "json"
+    )
+}
+
+/// `CREATE TABLE` for `table` as `name`, with its primary key, unique keys
+/// and (with `indexes`) its secondary indexes.
+fn create_sql(name: &str, table: &TableSchema, flavor: Flavor, indexes: bool) -> String {
+    let mut parts: Vec<String> = (0..table.columns.len())
+        .map(|i| column_sql(table, i, flavor, None))
+        .collect();
+    let names = |k: &[usize]| column_list(k.iter().map(|&i| table.columns[i].name.as_str()));
+    if !table.primary_key.is_empty() {
+        parts.push(format!("PRIMARY KEY ({})", names(&table.primary_key)));
+    }
+    for k in &table.unique_keys {
+        parts.push(format!("UNIQUE KEY ({})", names(k)));
+    }
+    if indexes {
+        let declared = |c: &str| {
+            table
+                .column_index(c)
+                .map(|i| typemap::native_type(Engine::Mysql, table.origin, &table.columns[i]))
+        };
+        for ix in &table.indexes {
+            let positions: Option<Vec<usize>> =
+                ix.columns.iter().map(|c| table.column_index(c)).collect();
+            let Some(positions) = positions else {
+                tracing::warn!(table = %table.name, index = %ix.name, "an index on expressions is not created on the MySQL target");
+                continue;
+            };
+            if positions == table.primary_key || table.unique_keys.contains(&positions) {
+                continue;
+            }
+            let mut cols = Vec::new();
+            for c in &ix.columns {
+                let prefix = declared(c).is_some_and(|d| needs_prefix(&d));
+                let key_col = table
+                    .column_index(c)
+                    .and_then(|i| key_room(table, i))
+                    .is_some();
+                cols.push(if prefix && !key_col {
+                    format!("{}({INDEX_PREFIX})", ident(c))
+                } else {
+                    ident(c)
+                });
+            }
+            // A prefix makes a unique index unique on the prefix only: MariaDB
+            // keeps a long unique index whole (by hash), MySQL cannot.
+            let prefixed = cols
+                .iter()
+                .any(|c| c.ends_with(&format!("({INDEX_PREFIX})")));
+            let (cols, unique) = match (ix.unique, prefixed, flavor) {
+                (true, true, Flavor::MariaDb) => {
+                    (column_list(ix.columns.iter().map(String::as_str)), true)
+                }
+                (true, true, Flavor::MySql) => {
+                    tracing::warn!(table = %table.name, index = %ix.name, "a unique index on a long text is created as a plain index on its prefix on the MySQL target");
+                    (cols.join(", "), false)
+                }
+                (u, _, _) => (cols.join(", "), u),
+            };
+            let name_len = ix.name.chars().count();
+            let ix_name = if name_len > 64 {
+                ix.name.chars().take(64).collect()
+            } else {
+                ix.name.clone()
+            };
+            parts.push(format!(
+                "{}KEY {} ({cols})",
+                if unique { "UNIQUE " } else { "" },
+                ident(&ix_name)
+            ));
+        }
+    }
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name} (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        parts.join(",\n  ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siphon_core::{Column, DataType, Index, TableName};
+
+    fn col(name: &str, kind: TypeKind, native: &str) -> Column {
+        Column {
+            name: name.into(),
+            data_type: DataType::new(kind, false),
+            native_type: native.into(),
+            generated: false,
+            source_id: None,
+        }
+    }
+
+    #[test]
+    fn unbounded_text_keys_from_postgres_become_binary_varchars() {
+        let table = TableSchema {
+            name: TableName::new(Some("public"), "t"),
+            origin: Engine::Postgres,
+            columns: vec![
+                col("id", TypeKind::Int64, "bigint"),
+                col("code", TypeKind::Text { max_len: None }, "text"),
+                col("body", TypeKind::Text { max_len: None }, "text"),
+                col("blob", TypeKind::Bytes { max_len: None }, "bytea"),
+            ],
+            primary_key: vec![0, 1],
+            unique_keys: vec![vec![3]],
+            indexes: vec![Index {
+                name: "t_body".into(),
+                columns: vec!["body".into()],
+                unique: false,
+            }],
+            partitioning: None,
+            objects: vec![],
+        };
+        let sql = create_sql("`d`.`t`", &table, Flavor::MariaDb, true);
+        assert!(
+            sql.contains(
+                "`code` varchar(764) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL"
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("`body` longtext NOT NULL"), "{sql}");
+        assert!(sql.contains("`blob` varbinary(3072)"), "{sql}");
+        assert!(sql.contains("KEY `t_body` (`body`(255))"), "{sql}");
+        assert!(sql.contains("PRIMARY KEY (`id`, `code`)"), "{sql}");
+    }
+}

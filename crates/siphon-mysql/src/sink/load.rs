@@ -1,0 +1,149 @@
+//! Snapshot chunks into a target table: `LOAD DATA LOCAL INFILE … REPLACE`
+//! streamed from memory, or multi-row `INSERT … ON DUPLICATE KEY UPDATE` where
+//! the server refuses local files. Both upsert by key, so a chunk loaded again
+//! after a crash converges.
+
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use siphon_core::{ApplyStats, Error, ErrorKind, Result, Row, TableSchema};
+
+use super::apply::upsert;
+use super::encode::{self, FieldMode};
+use super::{write_err, TargetTable};
+use crate::conn::{ident, literal};
+
+/// Bytes of `LOAD DATA` text sent in one piece.
+const PIECE: usize = 1 << 20;
+
+/// Loads `rows` by `LOAD DATA LOCAL INFILE`, replacing rows whose key is
+/// there already. Any warning (a value cut or converted) fails the load: the
+/// server turns errors of a local load into warnings.
+pub(super) async fn load_data(
+    conn: &mut Conn,
+    t: &TargetTable,
+    table: &TableSchema,
+    rows: &[Row],
+) -> Result<ApplyStats> {
+    if rows.is_empty() {
+        return Ok(ApplyStats::default());
+    }
+    let mut data = Vec::with_capacity(rows.len() * 64);
+    for row in rows {
+        for (n, &i) in t.write.iter().enumerate() {
+            if n > 0 {
+                data.push(b'\t');
+            }
+            encode::field(&row[i], t.modes[i], &mut data).map_err(|why| {
+                Error::bad_input(format!("a value does not fit the MySQL target: {why}"))
+                    .table(&table.name)
+                    .column(&t.columns[i])
+            })?;
+        }
+        data.push(b'\n');
+    }
+    let mut targets = Vec::with_capacity(t.write.len());
+    let mut sets = Vec::new();
+    for &i in &t.write {
+        let c = ident(&t.columns[i]);
+        match t.modes[i] {
+            FieldMode::Plain => targets.push(c),
+            FieldMode::Hex => {
+                targets.push(format!("@v{i}"));
+                sets.push(format!("{c} = UNHEX(@v{i})"));
+            }
+            FieldMode::Bits => {
+                targets.push(format!("@v{i}"));
+                sets.push(format!("{c} = CAST(@v{i} AS UNSIGNED)"));
+            }
+        }
+    }
+    let set = if sets.is_empty() {
+        String::new()
+    } else {
+        format!(" SET {}", sets.join(", "))
+    };
+    let sql = format!(
+        "LOAD DATA LOCAL INFILE {} REPLACE INTO TABLE {} CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
+        literal("siphon-chunk"),
+        t.name,
+        targets.join(", ")
+    );
+    let data = Bytes::from(data);
+    let pieces: Vec<Bytes> = (0..data.len())
+        .step_by(PIECE)
+        .map(|s| data.slice(s..(s + PIECE).min(data.len())))
+        .collect();
+    conn.set_infile_handler(async move { Ok(stream::iter(pieces).map(Ok).boxed()) });
+    conn.query_drop(sql)
+        .await
+        .map_err(|e| write_err(e, table, "loading"))?;
+    let affected = conn.affected_rows();
+    if conn.get_warnings() > 0 {
+        return Err(warned(conn, table).await);
+    }
+    // REPLACE counts a replaced row twice (deleted, inserted).
+    let n = rows.len() as u64;
+    let replaced = affected.saturating_sub(n).min(n);
+    Ok(ApplyStats {
+        inserted: n - replaced,
+        updated: replaced,
+        ..Default::default()
+    })
+}
+
+/// The error for a load the server accepted with warnings: the first
+/// warning, its column when it names one.
+async fn warned(conn: &mut Conn, table: &TableSchema) -> Error {
+    let shown: Vec<(String, u32, String)> = conn
+        .query("SHOW WARNINGS LIMIT 5")
+        .await
+        .unwrap_or_default();
+    let first = shown
+        .iter()
+        .find(|(level, _, _)| level != "Note")
+        .or(shown.first());
+    let (message, code) = first
+        .map(|(_, code, m)| (m.clone(), *code))
+        .unwrap_or_else(|| ("a value was changed on the way in".to_string(), 0));
+    let err = Error::bad_input(format!(
+        "loading {}: the target changed a value instead of storing it: {message} (warning {code}); \
+         change the target column to hold it, or the value at the source",
+        table.name
+    ))
+    .table(&table.name);
+    match super::column_in(&message) {
+        Some(c) => err.column(c),
+        None => err,
+    }
+}
+
+/// Loads `rows` by multi-row `INSERT … ON DUPLICATE KEY UPDATE` (plain
+/// `INSERT` for a table without a key).
+pub(super) async fn insert(
+    conn: &mut Conn,
+    t: &TargetTable,
+    table: &TableSchema,
+    rows: &[Row],
+) -> Result<ApplyStats> {
+    let refs: Vec<&Row> = rows.iter().collect();
+    let (inserted, updated) = upsert(conn, t, table, &refs).await?;
+    Ok(ApplyStats {
+        inserted,
+        updated,
+        ..Default::default()
+    })
+}
+
+/// Whether `e` says the server takes no local files (`local_infile` off).
+pub(super) fn infile_refused(e: &Error) -> bool {
+    if e.kind() == ErrorKind::BadInput {
+        return false;
+    }
+    let text = e.to_string();
+    ["(error 1148)", "(error 3948)", "(error 4166)"]
+        .iter()
+        .any(|code| text.contains(code))
+}

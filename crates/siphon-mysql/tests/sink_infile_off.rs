@@ -1,0 +1,99 @@
+//! The MySQL sink against a MariaDB started with `local_infile=OFF`: chunks
+//! load by multi-row INSERT instead of LOAD DATA, with the same results
+//! (every byte value, replays, refusals naming the column).
+
+use chrono::NaiveDate;
+use siphon_core::typemap::Engine;
+use siphon_core::{
+    Checkpoint, Column, DataType, ErrorKind, Phase, Position, Row, SchemaOptions, Sink, StreamId,
+    TableName, TableSchema, TypeKind, Value,
+};
+use siphon_mysql::MySqlSink;
+use siphon_testkit::MariaDb;
+
+fn column(name: &str, kind: TypeKind, native: &str) -> Column {
+    Column {
+        name: name.into(),
+        data_type: DataType::new(kind, false),
+        native_type: native.into(),
+        generated: false,
+        source_id: None,
+    }
+}
+
+#[tokio::test]
+async fn chunks_load_by_insert_when_the_server_refuses_local_files() {
+    let server = MariaDb::start_with_args(&["--local-infile=0"]).unwrap();
+    assert_eq!(server.query("SELECT @@local_infile").unwrap(), "0");
+    let url = server.create_database().unwrap();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let table = TableSchema {
+        name: TableName::new(Some("app"), "blobs"),
+        origin: Engine::Mysql,
+        columns: vec![
+            column("id", TypeKind::Int32, "int(11)"),
+            column("b", TypeKind::Bytes { max_len: None }, "blob"),
+            column("t", TypeKind::Text { max_len: Some(8) }, "varchar(8)"),
+            column("d", TypeKind::Date, "date"),
+        ],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        indexes: vec![],
+        partitioning: None,
+        objects: vec![],
+    };
+    let sink = MySqlSink::connect(&url).await.unwrap();
+    sink.prepare(&table, &SchemaOptions::default())
+        .await
+        .unwrap();
+    let day = NaiveDate::from_ymd_opt(1999, 12, 31).unwrap();
+    let rows: Vec<Row> = (0..=255u8)
+        .map(|b| {
+            vec![
+                Value::Int32(i32::from(b)),
+                Value::Bytes(vec![b, b'\\', b'\'', 0]),
+                Value::Text("é\t🦀".into()),
+                Value::Date(day),
+            ]
+        })
+        .collect();
+    let cp = Checkpoint::new(
+        StreamId::new("p", &table.name),
+        Phase::Snapshot {
+            last_key: Some(Position(serde_json::json!([255]))),
+            resume_position: None,
+            ranges: Vec::new(),
+            shadow: None,
+        },
+    );
+    for _ in 0..2 {
+        sink.load(&table, rows.clone(), &cp).await.unwrap();
+    }
+    let want: Vec<String> = (0..=255u8)
+        .map(|b| format!("{b}\t{b:02X}5C2700\tC3A909F09FA680\t1999-12-31"))
+        .collect();
+    assert_eq!(
+        server
+            .query_in(&db, "SELECT id, HEX(b), HEX(t), d FROM blobs ORDER BY id")
+            .unwrap(),
+        want.join("\n")
+    );
+    assert_eq!(sink.checkpoint(&cp.stream).await.unwrap(), Some(cp.clone()));
+
+    let e = sink
+        .load(
+            &table,
+            vec![vec![
+                Value::Int32(300),
+                Value::Bytes(vec![]),
+                Value::Text("too long for it".into()),
+                Value::Date(day),
+            ]],
+            &cp,
+        )
+        .await
+        .expect_err("a value longer than its column was loaded");
+    assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
+    assert_eq!(e.table_name(), Some("app.blobs"), "{e}");
+    assert_eq!(e.column_name(), Some("t"), "{e}");
+}
