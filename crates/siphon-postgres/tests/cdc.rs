@@ -11,57 +11,15 @@ use siphon_engine::{
 };
 use siphon_postgres::{log_name, PostgresSink, PostgresSource};
 use siphon_sqlite::{SqliteSink, SqliteSource};
-use siphon_state::SqliteStateStore;
-use siphon_testkit::Postgres;
+
+mod support;
+use support::{env, Env};
 
 fn spec(json: &str) -> PipelineSpec {
     serde_json::from_str(json).unwrap()
 }
 
-/// A source database, a target database, a state store, and the pipeline name
-/// (the source database's, so slots never collide between tests).
-struct Env {
-    pg: &'static Postgres,
-    src_url: String,
-    src: String,
-    dst_url: String,
-    dst: String,
-    pipeline: String,
-    state: SqliteStateStore,
-    dir: tempfile::TempDir,
-}
-
-async fn env() -> Env {
-    let pg = Postgres::shared().unwrap();
-    let src_url = pg.create_database().unwrap();
-    let dst_url = pg.create_database().unwrap();
-    let src = src_url.rsplit('/').next().unwrap().to_string();
-    let dst = dst_url.rsplit('/').next().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let state = SqliteStateStore::open(dir.path().join("state.db"))
-        .await
-        .unwrap();
-    Env {
-        pg,
-        pipeline: src.clone(),
-        src_url,
-        src,
-        dst_url,
-        dst,
-        state,
-        dir,
-    }
-}
-
 impl Env {
-    fn src_sql(&self, sql: &str) -> String {
-        self.pg.query_in(&self.src, sql).unwrap()
-    }
-
-    fn dst_sql(&self, sql: &str) -> String {
-        self.pg.query_in(&self.dst, sql).unwrap()
-    }
-
     /// Every row of `table`, as PostgreSQL prints it, sorted.
     fn rows(&self, db: &str, table: &str) -> String {
         self.pg

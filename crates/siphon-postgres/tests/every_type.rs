@@ -9,6 +9,9 @@ use siphon_postgres::{PostgresSink, PostgresSource};
 use siphon_state::SqliteStateStore;
 use siphon_testkit::Postgres;
 
+mod support;
+use support::Env;
+
 fn spec(json: &str) -> PipelineSpec {
     serde_json::from_str(json).unwrap()
 }
@@ -88,37 +91,11 @@ const CHANGES: &str = "
     DELETE FROM every WHERE id = 4;
 ";
 
-struct Env {
-    pg: &'static Postgres,
-    src_url: String,
-    src: String,
-    dst_url: String,
-    dst: String,
-    state: SqliteStateStore,
-    _dir: tempfile::TempDir,
-}
-
 async fn env() -> Env {
-    let pg = Postgres::shared().unwrap();
-    let src_url = pg.create_database().unwrap();
-    let dst_url = pg.create_database().unwrap();
-    let src = src_url.rsplit('/').next().unwrap().to_string();
-    let dst = dst_url.rsplit('/').next().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let state = SqliteStateStore::open(dir.path().join("state.db"))
-        .await
-        .unwrap();
-    pg.query_in(&src, DDL).unwrap();
-    pg.query_in(&src, ROWS).unwrap();
-    Env {
-        pg,
-        src_url,
-        src,
-        dst_url,
-        dst,
-        state,
-        _dir: dir,
-    }
+    let e = support::env().await;
+    e.src_sql(DDL);
+    e.src_sql(ROWS);
+    e
 }
 
 impl Env {
