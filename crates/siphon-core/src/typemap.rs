@@ -160,6 +160,10 @@ pub fn declare(engine: Engine, kind: &TypeKind) -> String {
 /// [`TypeKind::Engine`], carried as text.
 pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
     use TypeKind as K;
+    let declared = match engine {
+        Engine::Mysql => mysql_type_only(declared),
+        _ => declared,
+    };
     let lower = declared.trim().to_ascii_lowercase();
     if engine == Engine::Postgres {
         if let Some(element) = lower.strip_suffix("[]") {
@@ -337,6 +341,27 @@ fn parse_mysql(declared: &str, lower: &str) -> Option<TypeKind> {
         "bigint" => K::Int64,
         _ => return None,
     })
+}
+
+/// A MySQL column type without the character set and collation siphon's
+/// MySQL source appends to it (`varchar(8) CHARACTER SET latin1 COLLATE
+/// latin1_bin` is `varchar(8)`); quotes in enum and set labels are skipped.
+pub fn mysql_type_only(declared: &str) -> &str {
+    let mut quoted = false;
+    for (i, &b) in declared.as_bytes().iter().enumerate() {
+        match b {
+            b'\'' => quoted = !quoted,
+            _ if quoted => {}
+            b' ' => {
+                let rest = declared[i..].to_ascii_lowercase();
+                if rest.starts_with(" character set") || rest.starts_with(" collate") {
+                    return declared[..i].trim_end();
+                }
+            }
+            _ => {}
+        }
+    }
+    declared
 }
 
 /// The labels of `enum('a','it''s')` or `set(…)` as MySQL prints the type, in
@@ -883,6 +908,17 @@ mod tests {
             }
         );
         assert_eq!(p("varbinary(16)"), K::Bytes { max_len: Some(16) });
+        assert_eq!(
+            p("varchar(700) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"),
+            K::Text { max_len: Some(700) }
+        );
+        assert_eq!(
+            p("enum('x collate y','b') CHARACTER SET latin1 COLLATE latin1_bin"),
+            K::Enum {
+                name: String::new(),
+                labels: vec!["x collate y".into(), "b".into()]
+            }
+        );
         assert_eq!(p("json"), K::Json);
         let time = K::Engine {
             name: MYSQL_TIME.into(),

@@ -2,9 +2,10 @@
 //!
 //! A MySQL database is what siphon calls a schema: tables are named
 //! `database.table`. Views are not tables. A column's `native_type` is its
-//! `COLUMN_TYPE` (`bigint(20) unsigned`, `enum('a','b')`), except MariaDB's
-//! `json`, which MariaDB stores as `longtext` with a `json_valid` check and
-//! siphon reads back as `json`.
+//! `COLUMN_TYPE` (`bigint(20) unsigned`, `enum('a','b')`), followed for text
+//! by its character set and collation (`varchar(8) CHARACTER SET utf8mb4
+//! COLLATE utf8mb4_bin`), except MariaDB's `json`, which MariaDB stores as
+//! `longtext` with a `json_valid` check and siphon reads back as `json`.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -19,7 +20,15 @@ use siphon_core::{
 use crate::conn::{column_list, ident, my_err, qualified, Flavor};
 
 /// One row of `information_schema.COLUMNS`.
-type ColumnRow = (String, String, String, String, String);
+type ColumnRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
 
 /// One row of `information_schema.STATISTICS`: table, index, non-unique,
 /// column (NULL for an expression), prefix length.
@@ -52,8 +61,8 @@ pub async fn discover(
 
     let columns: Vec<ColumnRow> = conn
         .exec(
-            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, EXTRA \
-             FROM information_schema.COLUMNS \
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, EXTRA, \
+             CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
             (database,),
         )
@@ -62,7 +71,7 @@ pub async fn discover(
     let json_checks = json_columns(conn, database, flavor).await?;
 
     let mut tables: BTreeMap<String, TableSchema> = BTreeMap::new();
-    for (table, name, column_type, nullable, extra) in columns {
+    for (table, name, column_type, nullable, extra, charset, collation) in columns {
         if !wanted_set.contains(table.as_str()) {
             continue;
         }
@@ -80,7 +89,14 @@ pub async fn discover(
         let (kind, native_type) = if is_json {
             (TypeKind::Json, "json".to_string())
         } else {
-            (parse_native(Engine::Mysql, &column_type), column_type)
+            let kind = parse_native(Engine::Mysql, &column_type);
+            // A MySQL target keeps the text's character set and collation:
+            // they decide which keys are equal.
+            let native = match (charset, collation) {
+                (Some(cs), Some(co)) => format!("{column_type} CHARACTER SET {cs} COLLATE {co}"),
+                _ => column_type,
+            };
+            (kind, native)
         };
         entry.columns.push(Column {
             name,
