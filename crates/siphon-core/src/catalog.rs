@@ -386,6 +386,40 @@ fn default_retained_log_warning() -> ByteSize {
     ByteSize(1 << 30)
 }
 
+/// The default of [`PipelineSpec::schema_check_interval`]: 5 minutes, as the
+/// MySQL sync service siphon replaces checked schemas.
+pub const DEFAULT_SCHEMA_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+
+fn default_schema_check_interval() -> Duration {
+    DEFAULT_SCHEMA_CHECK_INTERVAL
+}
+
+fn is_default_schema_check_interval(d: &Duration) -> bool {
+    *d == DEFAULT_SCHEMA_CHECK_INTERVAL
+}
+
+/// A duration written as `parse_duration` reads it (`30s`, `5m`).
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        match super::parse_duration(&text) {
+            Ok(v) if v.is_zero() => Err(serde::de::Error::custom(
+                "`schema_check_interval` must be longer than zero, as `5m`",
+            )),
+            Ok(v) => Ok(v),
+            Err(e) => Err(serde::de::Error::custom(e)),
+        }
+    }
+}
+
 fn format_duration(d: Duration) -> String {
     if d.subsec_millis() != 0 || d.as_secs() == 0 {
         format!("{}ms", d.as_millis())
@@ -405,6 +439,9 @@ pub struct SchemaOptions {
     /// Create the source's secondary indexes on new target tables.
     pub indexes: bool,
     /// Copy procedures, functions and triggers between engines of the same kind.
+    /// MySQL/MariaDB to MySQL/MariaDB: views too, and all of them kept in step
+    /// on every pass (a changed one replaced, one dropped at the source
+    /// dropped, only those siphon created).
     pub routines: bool,
     /// Create the source's views whose tables the pipeline all selects, after
     /// those tables (PostgreSQL to PostgreSQL).
@@ -584,6 +621,17 @@ pub struct PipelineSpec {
     /// retained WAL) past which each pass logs a warning.
     #[serde(default = "default_retained_log_warning")]
     pub retained_log_warning: ByteSize,
+    /// How often the engine compares each enabled table of the pipeline with
+    /// its target copy and brings the target in step (added, widened and
+    /// dropped columns and indexes; views, routines and triggers with
+    /// `schema.routines`), tables that hold a complete copy and wait included:
+    /// a duration (`30s`, `5m`, `1h`), 5 minutes by default.
+    #[serde(
+        default = "default_schema_check_interval",
+        with = "duration_text",
+        skip_serializing_if = "is_default_schema_check_interval"
+    )]
+    pub schema_check_interval: Duration,
     /// Per-table overrides, keyed by table name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tables_config: BTreeMap<String, TableConfig>,

@@ -20,6 +20,7 @@ pub use catalog::{
     parse_duration, ByteSize, ConflictPolicy, ConflictSpec, CursorSpec, CursorStrategy,
     DeleteDetection, FullStrategy, Lookback, Mode, NewTables, OnLostPosition, Parallel,
     PipelineSpec, Schedule, SchemaOptions, Strategy, TableConfig, TableFilter,
+    DEFAULT_SCHEMA_CHECK_INTERVAL,
 };
 pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
 pub use error::{retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};

@@ -323,6 +323,15 @@ pub enum ObjectKind {
     ForeignKey,
     /// A view over the selected tables; created after them.
     View,
+    /// A stored function (MySQL/MariaDB to the same engine, with
+    /// `schema.routines: true`); created after the views.
+    Function,
+    /// A stored procedure (as [`ObjectKind::Function`]); created after the
+    /// functions.
+    Procedure,
+    /// A trigger on the table (as [`ObjectKind::Function`]); created last, so
+    /// the routines it calls exist.
+    Trigger,
     /// Found at the source, not recreated on a target: named in a warning.
     NotCarried {
         reason: String,

@@ -135,6 +135,9 @@ fn kind_label(kind: &ObjectKind) -> &'static str {
         ObjectKind::Comment => "comment on",
         ObjectKind::ForeignKey => "foreign key",
         ObjectKind::View => "view",
+        ObjectKind::Function => "function",
+        ObjectKind::Procedure => "procedure",
+        ObjectKind::Trigger => "trigger",
         ObjectKind::NotCarried { .. } => "object",
     }
 }
