@@ -66,7 +66,7 @@
 #
 # Needs bash, python3, awk, mariadbd, mariadb-install-db, the mariadb client;
 # psql and runuser for siphon-postgres.
-set -euo pipefail
+set -Eeuo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 runs="${RUNS:-native siphon-mariadb siphon-postgres}"
@@ -104,6 +104,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'echo "error: ${BASH_SOURCE[0]##*/} line $LINENO: a command failed (exit $?)" >&2' ERR
 
 # --- source ---------------------------------------------------------------------
 my_start src 1
@@ -324,7 +325,7 @@ siphon_config() {
         echo "    mode: cdc"
         echo "    schedule: continuous"
         echo "    tables: [$3]"
-        [[ -n "${BATCH_SIZE:-}" ]] && echo "    batch_size: $BATCH_SIZE"
+        if [[ -n "${BATCH_SIZE:-}" ]]; then echo "    batch_size: $BATCH_SIZE"; fi
     } >"$4"
 }
 

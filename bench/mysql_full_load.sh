@@ -48,7 +48,7 @@
 #
 # Needs bash, psql, python3, awk, runuser, mariadbd, mariadb-install-db, the
 # mariadb client; pgloader (Debian package `pgloader`) and sling when they are in TOOLS.
-set -euo pipefail
+set -Eeuo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 n="${1:-${ROWS:-1000000}}"
@@ -78,6 +78,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'echo "error: ${BASH_SOURCE[0]##*/} line $LINENO: a command failed (exit $?)" >&2' ERR
 
 # --- throwaway servers --------------------------------------------------------
 pg_start
@@ -235,8 +236,8 @@ run_siphon() {
         echo "    target: dst"
         echo "    mode: full"
         echo "    tables: [src.orders]"
-        [[ -n "${BATCH_SIZE:-}" ]] && echo "    batch_size: $BATCH_SIZE"
-        [[ -n "${PARALLEL:-}" ]] && echo "    parallel: $PARALLEL"
+        if [[ -n "${BATCH_SIZE:-}" ]]; then echo "    batch_size: $BATCH_SIZE"; fi
+        if [[ -n "${PARALLEL:-}" ]]; then echo "    parallel: $PARALLEL"; fi
     } >"$work/bench.yaml"
     (cd "$work" && bench_measure "$work/siphon.time" "$work/siphon.log" "$siphon" run -f "$work/bench.yaml" --once) || {
         echo "error: siphon failed:" >&2
