@@ -135,6 +135,15 @@ async fn every_byte_and_emoji_pass_through_load_and_apply() {
                 "integer[]",
                 true,
             ),
+            column(
+                "e",
+                TypeKind::Enum {
+                    name: "mood".into(),
+                    labels: vec!["sad".into(), "it's ok".into()],
+                },
+                "mood",
+                true,
+            ),
         ],
         primary_key: vec![0],
         unique_keys: vec![],
@@ -171,6 +180,7 @@ async fn every_byte_and_emoji_pass_through_load_and_apply() {
                     Value::Uuid("67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap()),
                     Value::Json(r#"{"k": "v\t🦀"}"#.into()),
                     Value::Array(vec![Value::Int32(1), Value::Null, Value::Int32(-3)]),
+                    Value::Text("it's ok".into()),
                 ]
             })
             .collect();
@@ -187,11 +197,13 @@ async fn every_byte_and_emoji_pass_through_load_and_apply() {
             Value::Null,
             Value::Null,
             Value::Null,
+            Value::Null,
         ]);
         rows.push(vec![
             Value::Int64(1001),
             Value::Bytes(vec![]),
             Value::Text(String::new()),
+            Value::Null,
             Value::Null,
             Value::Null,
             Value::Null,
@@ -239,12 +251,25 @@ async fn every_byte_and_emoji_pass_through_load_and_apply() {
     assert_eq!(stats.inserted, loaded.len() as u64);
     assert_eq!(read(), expected(&loaded), "after LOAD DATA");
     assert_eq!(
-        query(&db, "SELECT n, ts, u, HEX(j), a FROM `bytes` WHERE id = 7"),
+        query(
+            &db,
+            "SELECT n, ts, u, HEX(j), a, e FROM `bytes` WHERE id = 7"
+        ),
         format!(
             "-1234567890.12\t2024-02-29 23:59:58.000000\t67e55044-10b1-426f-9247-bb680e5fe0c8\t{}\t\
              [1,null,-3]",
             hex(r#"{"k": "v\t🦀"}"#.as_bytes())
-        )
+        ) + "\tit's ok"
+    );
+    // The PostgreSQL types as mapped (MariaDB's json is longtext with a check).
+    assert_eq!(
+        query(
+            &db,
+            "SELECT GROUP_CONCAT(COLUMN_TYPE ORDER BY ORDINAL_POSITION SEPARATOR ' | ') \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'bytes'"
+        ),
+        "bigint(20) | longblob | longtext | decimal(12,2) | datetime(6) | char(36) | longtext | \
+         longtext | enum('sad','it''s ok')"
     );
 
     let changed = make(true);
@@ -363,6 +388,50 @@ async fn a_refused_row_leaves_neither_rows_nor_checkpoint() {
     assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
     assert_eq!(e.column_name(), Some("k"), "{e}");
     assert_eq!(query(&db, "SELECT COUNT(*) FROM long_keys"), "0");
+
+    // A decimal with more fraction digits than MySQL keeps (30) would be
+    // rounded with only a note: refused, naming the column.
+    let exact = Arc::new(TableSchema {
+        name: TableName::new(Some("public"), "exact"),
+        origin: Engine::Postgres,
+        columns: vec![
+            column("id", TypeKind::Int64, "bigint", false),
+            column(
+                "n",
+                TypeKind::Decimal {
+                    precision: None,
+                    scale: None,
+                },
+                "numeric",
+                true,
+            ),
+        ],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        indexes: vec![],
+        partitioning: None,
+        objects: vec![],
+    });
+    sink.prepare(&exact, &SchemaOptions::default())
+        .await
+        .unwrap();
+    let fine = "0.".to_string() + &"1".repeat(31);
+    let precise = vec![Value::Int64(1), Value::Decimal(fine.parse().unwrap())];
+    let e = sink
+        .apply(
+            batch(&exact, vec![Op::Insert(precise.clone())]),
+            &streaming(&exact, 1, 0),
+        )
+        .await
+        .expect_err("a decimal was rounded on its way in");
+    assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
+    assert_eq!(e.column_name(), Some("n"), "{e}");
+    let e = sink
+        .load(&exact, vec![precise], &snapshot(&exact, 1))
+        .await
+        .expect_err("a decimal was rounded on its way in by a load");
+    assert_eq!(e.column_name(), Some("n"), "{e}");
+    assert_eq!(query(&db, "SELECT COUNT(*) FROM exact"), "0");
 
     // The sink goes on after refusals.
     sink.apply(

@@ -223,6 +223,7 @@ pub(crate) async fn upsert(
             // (`Duplicates`), and one left unchanged not at all.
             let affected = conn.affected_rows();
             let dup = duplicates(&conn.info()).unwrap_or(u64::from(affected >= 2));
+            super::load::check_warnings(conn, table).await?;
             let fresh = affected.saturating_sub(2 * dup).min(count);
             inserted += fresh;
             updated += count - fresh;

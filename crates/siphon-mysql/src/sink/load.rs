@@ -81,9 +81,7 @@ pub(super) async fn load_data(
         .await
         .map_err(|e| write_err(e, table, "loading"))?;
     let affected = conn.affected_rows();
-    if conn.get_warnings() > 0 {
-        return Err(warned(conn, table).await);
-    }
+    check_warnings(conn, table).await?;
     // REPLACE counts a replaced row twice (deleted, inserted).
     let n = rows.len() as u64;
     let replaced = affected.saturating_sub(n).min(n);
@@ -94,30 +92,41 @@ pub(super) async fn load_data(
     })
 }
 
-/// The error for a load the server accepted with warnings: the first
-/// warning, its column when it names one.
-async fn warned(conn: &mut Conn, table: &TableSchema) -> Error {
+/// Warning codes that say a value was not stored as given: cut, rounded,
+/// out of range, converted, or replaced by a default.
+const DATA_WARNINGS: &[u32] = &[1048, 1261, 1262, 1263, 1264, 1265, 1292, 1366, 1406];
+
+/// Warnings MySQL gives for the statement itself, not for the data:
+/// `VALUES()` in `ON DUPLICATE KEY UPDATE` is deprecated in MySQL 8.
+const STATEMENT_WARNINGS: &[u32] = &[1287];
+
+/// Fails when the last statement left a warning that a value was changed on
+/// its way in: the server turns the errors of a local load into warnings, and
+/// rounds some values (a decimal's extra fraction digits) with only a note.
+/// The error names the table and, when the warning does, the column.
+pub(super) async fn check_warnings(conn: &mut Conn, table: &TableSchema) -> Result<()> {
+    if conn.get_warnings() == 0 {
+        return Ok(());
+    }
     let shown: Vec<(String, u32, String)> = conn
-        .query("SHOW WARNINGS LIMIT 5")
+        .query("SHOW WARNINGS LIMIT 10")
         .await
         .unwrap_or_default();
-    let first = shown
-        .iter()
-        .find(|(level, _, _)| level != "Note")
-        .or(shown.first());
-    let (message, code) = first
-        .map(|(_, code, m)| (m.clone(), *code))
-        .unwrap_or_else(|| ("a value was changed on the way in".to_string(), 0));
+    let Some((_, code, message)) = shown.iter().find(|(level, code, _)| {
+        DATA_WARNINGS.contains(code) || (level != "Note" && !STATEMENT_WARNINGS.contains(code))
+    }) else {
+        return Ok(());
+    };
     let err = Error::bad_input(format!(
-        "loading {}: the target changed a value instead of storing it: {message} (warning {code}); \
+        "writing {}: the target changed a value instead of storing it: {message} (warning {code}); \
          change the target column to hold it, or the value at the source",
         table.name
     ))
     .table(&table.name);
-    match super::column_in(&message) {
+    Err(match super::column_in(message) {
         Some(c) => err.column(c),
         None => err,
-    }
+    })
 }
 
 /// Loads `rows` by multi-row `INSERT … ON DUPLICATE KEY UPDATE` (plain
