@@ -16,6 +16,7 @@ mod observer;
 mod pass;
 mod row_count;
 mod schedule;
+mod schema_check;
 mod snapshot;
 
 pub use capability::check_target;

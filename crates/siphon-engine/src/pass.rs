@@ -62,7 +62,7 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
         let mut stats = TableStats::starting(&table.name, Mode::Cdc);
         stats.finished_at = Some(Utc::now());
         let e = Error::config(
-            "mode `cdc` needs a source with a change log (PostgreSQL); use `full` or `incremental` for this source",
+            "mode `cdc` needs a source with a change log (PostgreSQL, MySQL, MariaDB); use `full`, `incremental` or `row_count` for this source",
         )
         .table(&table.name);
         outcome.push((stream, stats, Some(e)));
@@ -306,6 +306,14 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
     }
     let mut to_run = Vec::new();
     let mut cdc_tables = Vec::new();
+    // Tables this pass leaves alone are prepared again on the schema check's
+    // schedule, so their target follows the source's schema.
+    let checking = crate::schema_check::take_due(
+        pipeline,
+        spec.schema_check_interval,
+        std::time::Instant::now(),
+    );
+    let mut idle = Vec::new();
     for table in tables {
         let stream = StreamId::new(pipeline, &table.name);
         let enabled = match state.flag(&stream, Flag::Enabled).await? {
@@ -331,12 +339,19 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
             continue;
         }
         if mode == Mode::Full && !reload_full && !full_copy_due(sink, state, &stream).await {
+            if checking {
+                idle.push(table);
+            }
             continue;
         }
         to_run.push((stream, table, mode));
     }
+    // A check runs what follows the data too (views, routines), so it counts
+    // as work.
+    let idle_checked = !idle.is_empty();
+    let checked = crate::schema_check::check_tables(pipeline, spec, sink, state, idle).await?;
     // A following pass with nothing to do leaves no empty execution behind.
-    let execution = if to_run.is_empty() && cdc_tables.is_empty() && !reload_full {
+    let execution = if to_run.is_empty() && cdc_tables.is_empty() && !idle_checked && !reload_full {
         NO_EXECUTION
     } else {
         state.start_execution(pipeline).await?
@@ -347,6 +362,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
         tables: Vec::new(),
         retained_log_bytes: None,
     };
+    record(state, observer, &mut report, checked).await?;
     for (stream, table, mode) in to_run {
         let mut stats = TableStats::starting(&table.name, mode);
         state.record_table(execution, &stats).await?;
