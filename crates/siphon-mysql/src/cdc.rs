@@ -133,6 +133,11 @@ impl MySqlSource {
         Ok(out)
     }
 
+    /// How each column of `table` is read from the binlog: its declared
+    /// type (`native_type`, the `COLUMN_TYPE`) gives signedness and labels,
+    /// `information_schema` the character set. Columns are taken from the
+    /// table's schema, which may be older than the catalog: the binlog may
+    /// still hold rows of that shape.
     pub(crate) async fn known_table(
         &self,
         conn: &mut Conn,
@@ -144,40 +149,35 @@ impl MySqlSource {
             .clone()
             .or_else(|| self.config.database().map(str::to_string))
             .unwrap_or_default();
-        let rows: Vec<(String, String, String, Option<String>)> = conn
+        let rows: Vec<(String, Option<String>)> = conn
             .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
                 (db, table.name.name.clone()),
             )
             .await
             .map_err(|e| my_err(e, "reading the table's columns").table(&table.name))?;
-        if rows.len() != table.columns.len() {
-            return Err(Error::bad_input(format!(
-                "the table has {} columns at the source but {} in the pipeline's schema: it changed \
-                 since; restart the pipeline so it reads the table again",
-                rows.len(),
-                table.columns.len()
-            ))
-            .table(&table.name));
-        }
-        let mut columns = Vec::with_capacity(rows.len());
-        for ((name, data_type, column_type, charset), col) in rows.into_iter().zip(&table.columns) {
-            if !name.eq_ignore_ascii_case(&col.name) {
-                return Err(Error::bad_input(format!(
-                    "the source's column {name} is where the pipeline's schema has {}: the table \
-                     changed since; restart the pipeline so it reads the table again",
-                    col.name
-                ))
-                .table(&table.name));
-            }
-            columns.push(ColumnInfo::new(
-                col,
-                &data_type,
-                &column_type,
-                charset.as_deref(),
-            ));
-        }
+        let charsets: HashMap<String, Option<String>> = rows
+            .into_iter()
+            .map(|(n, c)| (n.to_ascii_lowercase(), c))
+            .collect();
+        let columns = table
+            .columns
+            .iter()
+            .map(|col| {
+                let native = col.native_type.to_ascii_lowercase();
+                let data_type = native
+                    .split(['(', ' '])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let charset = charsets
+                    .get(&col.name.to_ascii_lowercase())
+                    .cloned()
+                    .flatten();
+                ColumnInfo::new(col, &data_type, &col.native_type, charset.as_deref())
+            })
+            .collect();
         Ok(Known {
             schema: table,
             columns,
@@ -273,6 +273,8 @@ impl MySqlSource {
             done: false,
             moved: Instant::now(),
             skipped: false,
+            fde_seen: false,
+            rotate_pending: None,
         })
     }
 
@@ -302,10 +304,28 @@ impl MySqlSource {
         };
         match self.server.flavor {
             Flavor::MariaDb => {
-                let at_first: Option<String> = conn
-                    .exec_first("SELECT BINLOG_GTID_POS(?, 4)", (first.clone(),))
+                // The GTID list event that starts the oldest file: the
+                // state of every domain before it.
+                let events: Vec<mysql_async::Row> = conn
+                    .query(format!(
+                        "SHOW BINLOG EVENTS IN {} LIMIT 5",
+                        crate::conn::literal(&first)
+                    ))
                     .await
-                    .map_err(|e| my_err(e, "reading the oldest binlog's GTID position"))?;
+                    .map_err(|e| my_err(e, "reading the oldest binlog's GTID list"))?;
+                let at_first: Option<String> = events
+                    .iter()
+                    .find(|r| {
+                        r.get::<String, _>(2)
+                            .is_some_and(|t| t.eq_ignore_ascii_case("Gtid_list"))
+                    })
+                    .and_then(|r| r.get::<String, _>(5))
+                    .map(|info| {
+                        info.trim()
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_string()
+                    });
                 let at_first = at_first.unwrap_or_default();
                 oldest.gtid = Some(at_first.clone()).filter(|g| !g.is_empty());
                 match pos.gtid.as_deref().filter(|g| !g.is_empty()) {
@@ -360,7 +380,7 @@ impl MySqlSource {
 
 /// Why a file-and-offset checkpoint can no longer be read on, if it cannot.
 fn file_gone(pos: &BinlogPos, files: &[String]) -> Option<String> {
-    if files.iter().any(|f| *f == pos.file) {
+    if files.contains(&pos.file) {
         return None;
     }
     Some(format!(
@@ -381,7 +401,7 @@ mod tests {
         assert_ne!(a, server_id("orders2"));
         for p in ["", "a", "orders", &"x".repeat(500)] {
             let id = server_id(p);
-            assert!(id >= 0x4000_0000 && id < u32::MAX, "{id}");
+            assert!((0x4000_0000..u32::MAX).contains(&id), "{id}");
         }
     }
 

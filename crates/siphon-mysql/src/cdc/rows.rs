@@ -171,6 +171,8 @@ pub fn wire(col: &ColumnInfo, value: Option<BinlogValue<'_>>) -> Result<M> {
             };
             M::UInt(u)
         }
+        // mysql_common reads a signed MEDIUMINT without extending its sign.
+        ("mediumint", M::Int(n)) if n > 0x7f_ffff => M::Int(n - 0x100_0000),
         ("year", M::Bytes(b)) => {
             // mysql_common prints 1900 + the stored byte; 0 is the year 0000.
             let y: i64 = String::from_utf8_lossy(&b)
@@ -210,9 +212,23 @@ pub fn wire(col: &ColumnInfo, value: Option<BinlogValue<'_>>) -> Result<M> {
             M::Bytes(parts.join(",").into_bytes())
         }
         ("bit", M::Bytes(b)) => M::Bytes(b),
+        // The binlog drops a BINARY(n)'s trailing zero bytes; a read has them.
+        ("binary", M::Bytes(mut b)) => {
+            let n = declared_length(&col.column.native_type).unwrap_or(b.len());
+            if b.len() < n {
+                b.resize(n, 0);
+            }
+            M::Bytes(b)
+        }
         (_, M::Bytes(b)) => M::Bytes(utf8(col, b)?),
         (_, other) => other,
     })
+}
+
+/// The `n` of a declared `binary(n)`.
+fn declared_length(native: &str) -> Option<usize> {
+    let (_, rest) = native.split_once('(')?;
+    rest.split(')').next()?.trim().parse().ok()
 }
 
 /// A TIMESTAMP as the date and time in UTC; 0 is the zero date.
@@ -313,6 +329,11 @@ mod tests {
         let int = col("int", "int(10) unsigned", None);
         let v = parse(ColumnType::MYSQL_TYPE_LONG, &[], &u32::MAX.to_le_bytes());
         assert_eq!(read(&int, v), Value::Int64(4_294_967_295));
+        let medium = col("mediumint", "mediumint(9)", None);
+        let v = parse(ColumnType::MYSQL_TYPE_INT24, &[], &[0x00, 0x00, 0x80]);
+        assert_eq!(read(&medium, v), Value::Int32(-8_388_608));
+        let v = parse(ColumnType::MYSQL_TYPE_INT24, &[], &[0xff, 0xff, 0xff]);
+        assert_eq!(read(&medium, v), Value::Int32(-1));
         let signed = col("int", "int(11)", None);
         let v = parse(ColumnType::MYSQL_TYPE_LONG, &[], &(-5i32).to_le_bytes());
         assert_eq!(read(&signed, v), Value::Int32(-5));
@@ -428,6 +449,9 @@ mod tests {
         assert_eq!(read(&y, v), Value::Int16(2024));
         let v = parse(ColumnType::MYSQL_TYPE_YEAR, &[], &[0]);
         assert_eq!(read(&y, v), Value::Int16(0));
+        let bn = col("binary", "binary(4)", None);
+        let v = BinlogValue::Value(M::Bytes(vec![0, 0xff]));
+        assert_eq!(read(&bn, v), Value::Bytes(vec![0, 0xff, 0, 0]));
         let l = col("varchar", "varchar(10)", Some("latin1"));
         let v = BinlogValue::Value(M::Bytes(vec![b'c', 0xe9, 0x80]));
         assert_eq!(read(&l, v), Value::Text("cé€".into()));

@@ -99,6 +99,10 @@ pub struct MySqlChangeStream<R: Rediscover = crate::source::MySqlSource> {
     pub(crate) moved: Instant,
     /// `committed` moved past transactions of other tables since the last batch.
     pub(crate) skipped: bool,
+    /// A format description event was read (checksums are known).
+    pub(crate) fde_seen: bool,
+    /// The name of a rotate event read before it, checksum maybe included.
+    pub(crate) rotate_pending: Option<Vec<u8>>,
 }
 
 /// The GTID of the transaction being read.
@@ -279,10 +283,36 @@ impl<R: Rediscover> MySqlChangeStream<R> {
         match kind {
             EventType::ROTATE_EVENT => {
                 if let Some(EventData::RotateEvent(r)) = ev.read_data().map_err(read_err)? {
-                    self.file = r.name().into_owned();
+                    let name = r.name_raw().to_vec();
+                    if !self.fde_seen {
+                        // The rotate event a dump starts with comes before the
+                        // format description, so the reader does not know yet
+                        // that a checksum ends it: taken off when it says so.
+                        self.rotate_pending = Some(name.clone());
+                    }
+                    self.file = String::from_utf8_lossy(&name).into_owned();
                     if !self.in_group && !self.in_txn {
                         self.committed.file = self.file.clone();
                         self.committed.pos = r.position();
+                    }
+                }
+                Ok(Step::Nothing)
+            }
+            EventType::FORMAT_DESCRIPTION_EVENT => {
+                self.fde_seen = true;
+                if let Some(mut name) = self.rotate_pending.take() {
+                    let crc = matches!(
+                        ev.footer().get_checksum_alg(),
+                        Ok(Some(
+                            mysql_async::binlog::BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32
+                        ))
+                    );
+                    if crc && name.len() > 4 {
+                        name.truncate(name.len() - 4);
+                    }
+                    self.file = String::from_utf8_lossy(&name).into_owned();
+                    if !self.in_group && !self.in_txn {
+                        self.committed.file = self.file.clone();
                     }
                 }
                 Ok(Step::Nothing)
@@ -312,14 +342,23 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                     return Ok(Step::Nothing);
                 };
                 let sql = q.query();
-                let word = sql
-                    .trim_start()
+                let words: Vec<String> = sql
                     .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_uppercase();
-                match word.as_str() {
-                    "BEGIN" | "XA" if sql.trim().eq_ignore_ascii_case("BEGIN") || word == "XA" => {
+                    .take(2)
+                    .map(str::to_ascii_uppercase)
+                    .collect();
+                let first = words.first().map(String::as_str).unwrap_or("");
+                let second = words.get(1).map(String::as_str).unwrap_or("");
+                // XA START opens a transaction; XA PREPARE ends its group (MariaDB
+                // logs the XA COMMIT later, as a group of its own).
+                let word = match (first, second) {
+                    ("XA", "START" | "BEGIN") => "BEGIN",
+                    ("XA", "PREPARE") => "COMMIT",
+                    ("XA", "END") => "",
+                    (w, _) => w,
+                };
+                match word {
+                    "BEGIN" => {
                         let began = !self.in_group;
                         if began {
                             self.begin(None, start, header.timestamp(), None, header.server_id());
