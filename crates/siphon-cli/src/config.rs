@@ -113,6 +113,12 @@ impl ConnUrl {
             siphon_postgres::check_url(written)
                 .map_err(|e| Error::config(format!("{key}: `{}`", redact(written))).source(e))?;
         }
+        if connector.name == siphon::MYSQL.name && !written.contains("${") {
+            // Its own parameters (`zero_dates`, `connect_timeout`) and the
+            // driver's are checked as opening it would.
+            siphon_mysql::conn::check_url(&siphon::mysql_driver_url(written))
+                .map_err(|e| Error::config(format!("{key}: `{}`", redact(written))).source(e))?;
+        }
         Ok(Some(connector))
     }
 }
@@ -538,7 +544,8 @@ pub fn validate_source(name: &str, p: &PipelineSpec, source_url: &str) -> Result
     match cdc_key {
         Some(k) => Err(Error::config(format!(
             "{k}: `cdc` reads the source's change log, and source `{}` ({}) has none siphon can \
-             read: cdc needs a PostgreSQL source; use mode `full` or `incremental` for this source",
+             read: cdc needs a PostgreSQL source, or a MySQL or MariaDB one; use mode `full`, `incremental` or \
+             `row_count` for this source",
             p.source,
             redact(source_url)
         ))),
@@ -632,7 +639,7 @@ mod tests {
             .flat_map(|c| c.schemes.iter().map(|s| format!("{s}://")))
             .collect();
         assert!(known.len() >= 3, "{known:?}");
-        for bad in ["oracle://h/x", "mysql://r:pw@h/x", "nats://tok@h"] {
+        for bad in ["oracle://h/x", "sqlserver://r:pw@h/x", "nats://tok@h"] {
             let e = ConnUrl::parse("connections.k", bad)
                 .unwrap_err()
                 .to_string();
@@ -689,7 +696,7 @@ mod tests {
             .unwrap()
             .is_none());
         for bad in [
-            "mysql://r:pw@h/x",
+            "oracle://r:pw@h/x",
             "nats://tok@h",
             "sqlserver://h",
             "kafka://h:9092",

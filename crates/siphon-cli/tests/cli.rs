@@ -55,21 +55,26 @@ fn bad_config_exits_2_naming_the_key_and_hiding_secrets() {
 #[test]
 fn secrets_stay_hidden_when_a_connection_cannot_be_used() {
     // A kind siphon cannot replicate yet: a config error.
-    let yaml = "connections:\n  app: mysql://app:hunter2@127.0.0.1:1/app\n  out: sqlite://out.db\n\
+    let yaml =
+        "connections:\n  app: sqlserver://app:hunter2@127.0.0.1:1/app\n  out: sqlite://out.db\n\
                 pipelines:\n  p:\n    source: app\n    target: out\n";
     let (code, out) = run_config(yaml);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("mysql://app:***@127.0.0.1:1/app"), "{out}");
+    assert!(out.contains("sqlserver://app:***@127.0.0.1:1/app"), "{out}");
     assert!(!out.contains("hunter2"), "secret leaked:\n{out}");
     // A server that does not answer: a failure, named, without the password.
-    let yaml = yaml.replace("mysql://", "postgres://");
-    let (code, out) = run_config(&yaml);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("connection `app` (postgres://app:***@127.0.0.1:1/app)"),
-        "{out}"
-    );
-    assert!(!out.contains("hunter2"), "secret leaked:\n{out}");
+    for scheme in ["postgres", "mysql"] {
+        let yaml = yaml.replace("sqlserver://", &format!("{scheme}://"));
+        let (code, out) = run_config(&yaml);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!(
+                "connection `app` ({scheme}://app:***@127.0.0.1:1/app)"
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("hunter2"), "secret leaked:\n{out}");
+    }
 }
 
 #[test]

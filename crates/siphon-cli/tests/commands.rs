@@ -362,7 +362,7 @@ fn what_cannot_work_is_refused_when_stored() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for url in [
-        "mysql://root:hunter2@127.0.0.1:3306/app",
+        "oracle://root:hunter2@127.0.0.1:1521/app",
         "sqlserver://sa:hunter2@127.0.0.1:1433",
         "nats://hunter2@127.0.0.1:4222",
         "kafka://127.0.0.1:9092",
@@ -688,7 +688,7 @@ fn connect_failures_and_refusals_never_show_secrets() {
         "the connections are not named:\n{all}"
     );
     assert!(!all.contains("Hunter2"), "a secret is shown:\n{all}");
-    for url in ["nats://Hunter2c@nats:4222", "mysql://root:Hunter2d@h/x"] {
+    for url in ["nats://Hunter2c@nats:4222", "oracle://root:Hunter2d@h/x"] {
         let out = fails(siphon(d, &["connection", "add", "n", url]), 2);
         assert!(out.contains("unknown scheme"), "{out}");
         assert!(!out.contains("Hunter2"), "a secret is shown:\n{out}");

@@ -49,8 +49,8 @@ pub use dispatch::{
     AnyChangeStream, AnyEventSink, AnySink, AnySource, AnyStateStore, AnyTarget, BoxFuture,
 };
 pub use registry::{
-    named, Capabilities, Connector, OpenEvents, OpenSink, OpenSource, OpenState, ParseUrl,
-    Registry, FILE, POSTGRES, SQLITE,
+    mysql_driver_url, named, Capabilities, Connector, OpenEvents, OpenSink, OpenSource, OpenState,
+    ParseUrl, Registry, FILE, MYSQL, POSTGRES, SQLITE,
 };
 pub use url::{expand_env, redact, ConnectionUrl};
 

@@ -12,7 +12,7 @@ use std::fmt;
 use siphon_core::{Error, Result};
 use siphon_postgres::{PostgresSink, PostgresSource};
 use siphon_sqlite::{SqliteSink, SqliteSource};
-use siphon_state::SqliteStateStore;
+use siphon_state::{PostgresStateStore, RedisStateStore, SqliteStateStore};
 use siphon_stream::FileSink;
 
 use crate::dispatch::{AnyEventSink, AnySink, AnySource, AnyStateStore, AnyTarget, BoxFuture};
@@ -111,11 +111,14 @@ impl Registry {
         }
     }
 
-    /// Every connector this version of siphon has: SQLite, PostgreSQL, and
-    /// files as event targets.
+    /// Every connector this version of siphon has: SQLite, PostgreSQL, files
+    /// as event targets, and Redis as a state store.
     pub fn standard() -> Registry {
         let mut r = Registry::empty();
-        r.register(SQLITE).register(POSTGRES).register(FILE);
+        r.register(SQLITE)
+            .register(POSTGRES)
+            .register(FILE)
+            .register(REDIS);
         r
     }
 
@@ -289,8 +292,8 @@ pub const SQLITE: Connector = Connector {
     log: false,
 };
 
-/// PostgreSQL: source with its logical replication log, and target; not a
-/// state store yet.
+/// PostgreSQL: source with its logical replication log, target, and state
+/// store (`postgres://…?schema=NAME`, see [`siphon_state::PostgresStateStore`]).
 pub const POSTGRES: Connector = Connector {
     name: "postgres",
     schemes: &["postgres", "postgresql"],
@@ -311,7 +314,13 @@ pub const POSTGRES: Connector = Connector {
         })
     }),
     events: None,
-    state: None,
+    state: Some(|url| {
+        Box::pin(async move {
+            PostgresStateStore::open_url(url.expose())
+                .await
+                .map(AnyStateStore::new)
+        })
+    }),
     log: true,
 };
 
@@ -335,6 +344,25 @@ pub const FILE: Connector = Connector {
     log: false,
 };
 
+/// Redis: a state store only (`redis://host:port/db?prefix=NAME`, see
+/// [`siphon_state::RedisStateStore`]); `rediss://` is refused with the
+/// reason, as this build has no TLS.
+pub const REDIS: Connector = Connector {
+    name: "redis",
+    schemes: &["redis", "rediss"],
+    source: None,
+    sink: None,
+    events: None,
+    state: Some(|url| {
+        Box::pin(async move {
+            RedisStateStore::open_url(url.expose())
+                .await
+                .map(AnyStateStore::new)
+        })
+    }),
+    log: false,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,10 +372,7 @@ mod tests {
         let r = Registry::standard();
         let pg = ConnectionUrl::from_parts("postgresql://h/d", "postgresql://h/d");
         let caps = r.capabilities(&pg).unwrap();
-        assert!(
-            caps.source && caps.sink && caps.log && !caps.state,
-            "{caps}"
-        );
+        assert!(caps.source && caps.sink && caps.log && caps.state, "{caps}");
         let lite = ConnectionUrl::from_parts("sqlite://a.db", "sqlite://a.db");
         let caps = r.capabilities(&lite).unwrap();
         assert!(
@@ -381,13 +406,33 @@ mod tests {
             e.contains("cannot be a target") && e.contains("only postgres:// connections"),
             "{e}"
         );
-        let pg = ConnectionUrl::from_parts("postgres://h/d", "postgres://h/d");
-        let e = r.open_state("state", &pg).await.unwrap_err().to_string();
+        let my = ConnectionUrl::from_parts("mysql://h/d", "mysql://h/d");
+        let e = r.open_state("state", &my).await.unwrap_err().to_string();
         assert_eq!(
             e,
-            "state: `postgres://h/d` cannot hold siphon's state in this version of siphon: only \
-             sqlite:// state stores are opened so far"
+            "state: `mysql://h/d` cannot hold siphon's state in this version of siphon: only \
+             postgres:// and redis:// and sqlite:// state stores are opened so far"
         );
+    }
+
+    #[tokio::test]
+    async fn redis_is_a_state_store_only_and_refuses_tls_clearly() {
+        let r = Registry::standard();
+        let redis = ConnectionUrl::from_parts("redis://h/0", "redis://h/0");
+        let caps = r.capabilities(&redis).unwrap();
+        assert!(
+            caps.state && !caps.source && !caps.sink && !caps.log,
+            "{caps}"
+        );
+        assert_eq!(caps.to_string(), "state store");
+        let e = r.open_source("r", &redis).await.unwrap_err().to_string();
+        assert!(e.contains("cannot be a source"), "{e}");
+        let tls = ConnectionUrl::from_parts("rediss://:pw@h/0", "rediss://:***@h/0");
+        let e = r.open_state("state", &tls).await.unwrap_err();
+        assert_eq!(e.kind(), siphon_core::ErrorKind::Config);
+        let e = e.to_string();
+        assert!(e.contains("rediss:// (Redis over TLS) is not built"), "{e}");
+        assert!(!e.contains("pw@"), "{e}");
     }
 
     #[tokio::test]

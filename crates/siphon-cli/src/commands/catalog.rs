@@ -14,7 +14,9 @@ use siphon_core::{
 use crate::config::{
     redact, resolve_url, validate_endpoints, validate_pipeline, validate_source, ConnUrl,
 };
-use crate::connect::{open_sink, open_source, AnySink, AnySource};
+use crate::connect::{
+    open_sink, open_source, server_of_sink, server_of_source, AnySink, AnySource,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
@@ -22,11 +24,16 @@ pub enum ConnectionCommand {
     Add {
         /// Connection name, as pipelines' `--source` and `--target` name it.
         name: String,
-        /// postgres://user:password@host:5432/db or sqlite://path.db (a relative path is taken from the working directory).
+        /// postgres://user:password@host:5432/db, mysql://user:password@host:3306/db (MySQL or MariaDB; mariadb:// too) or sqlite://path.db (a relative path is taken from the working directory).
         url: String,
     },
     /// Lists connections, secrets hidden.
     List,
+    /// Opens a connection and says what answered (the server and its version, where the connector tells) and what it can be.
+    Test {
+        /// Connection to test.
+        name: String,
+    },
     /// Removes a connection.
     Remove {
         /// Connection to remove.
@@ -166,6 +173,7 @@ pub async fn connection<St: StateStore>(state: &St, cmd: ConnectionCommand) -> R
                 println!("{name:<20} {}", redact(&url));
             }
         }
+        ConnectionCommand::Test { name } => test_connection(state, &name).await?,
         ConnectionCommand::Remove { name } => {
             if !state.remove_connection(&name).await? {
                 return Err(Error::config(format!("unknown connection `{name}`")));
@@ -174,6 +182,30 @@ pub async fn connection<St: StateStore>(state: &St, cmd: ConnectionCommand) -> R
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the connection `name` (as a source when it can be one, else as a
+/// table target) and prints what answered; an error says why it could not.
+async fn test_connection<St: StateStore>(state: &St, name: &str) -> Result<()> {
+    let connections = state.connections().await?;
+    let written = connections
+        .get(name)
+        .ok_or_else(|| Error::config(format!("unknown connection `{name}`")))?;
+    let url = ConnUrl::parse(&format!("connections.{name}"), written)?;
+    let caps = url.connector.capabilities();
+    let server = if caps.source {
+        server_of_source(&open_source(name, &url).await?)
+    } else if url.connector.sink.is_some() {
+        server_of_sink(&open_sink(name, &url).await?)
+    } else {
+        println!("connection {name} ({url}): not opened (an event target is opened when a pipeline writes to it); can be {caps}");
+        return Ok(());
+    };
+    match server {
+        Some(server) => println!("connection {name} ({url}): reached {server}; can be {caps}"),
+        None => println!("connection {name} ({url}): reached; can be {caps}"),
+    }
+    Ok(())
 }
 
 /// The stored pipeline `name`, or a config error.

@@ -8,7 +8,8 @@ pub mod sequences;
 
 use std::path::{Path, PathBuf};
 
-use siphon_core::{Error, Result};
+use siphon::{AnyStateStore, ConnectionUrl};
+use siphon_core::Result;
 use siphon_state::SqliteStateStore;
 
 use crate::config::{ConfigFile, ConnUrl};
@@ -37,8 +38,9 @@ pub fn config_file(flag: Option<PathBuf>) -> Result<Option<(PathBuf, ConfigFile)
 }
 
 /// Opens the state store named by `--state` / `SIPHON_STATE`, else the config file's
-/// `state`, else the default.
-pub async fn open_state(flag: Option<&str>, file: Option<&str>) -> Result<SqliteStateStore> {
+/// `state`, else the default: a SQLite file, or a store that several workers
+/// share (`redis://…`, `postgres://…`), through the connector registry.
+pub async fn open_state(flag: Option<&str>, file: Option<&str>) -> Result<AnyStateStore> {
     let (key, written) = match (flag, file) {
         (Some(f), _) => ("--state", f),
         (None, Some(f)) => ("state", f),
@@ -46,18 +48,19 @@ pub async fn open_state(flag: Option<&str>, file: Option<&str>) -> Result<Sqlite
     };
     let url = ConnUrl::parse(key, written)?;
     if url.is(&siphon::SQLITE) {
-        SqliteStateStore::open(siphon_sqlite::path_from_url(url.expose())?).await
+        SqliteStateStore::open(siphon_sqlite::path_from_url(url.expose())?)
+            .await
+            .map(AnyStateStore::new)
     } else {
-        Err(Error::config(format!(
-            "{key}: {url} cannot hold siphon's state in this version; use a sqlite:// URL"
-        )))
+        let shown = ConnectionUrl::from_parts(url.expose(), url.to_string());
+        crate::connect::registry().open_state(key, &shown).await
     }
 }
 
 /// The state store for `connection` and `sync` commands: as [`open_state`], with
 /// the `state` of `./siphon.yaml` when that file exists, so these commands see what
 /// `siphon run` in the same folder uses.
-pub async fn open_catalog_state(flag: Option<&str>) -> Result<SqliteStateStore> {
+pub async fn open_catalog_state(flag: Option<&str>) -> Result<AnyStateStore> {
     if flag.is_some() {
         return open_state(flag, None).await;
     }

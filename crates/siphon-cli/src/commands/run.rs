@@ -4,12 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use siphon::RunEvents;
+use siphon::{AnyStateStore, RunEvents};
 use siphon_core::{
     Error, ErrorKind, ExecutionStatus, Mode, PipelineSpec, Result, Schedule, StateStore,
 };
 use siphon_engine::{Observer, PassReport, Shutdown};
-use siphon_state::SqliteStateStore;
 
 use crate::config::{validate_pipeline, ConfigFile};
 use crate::connect::registry;
@@ -172,7 +171,7 @@ impl Failures {
 }
 
 /// Runs the pipelines once, or on their schedules until Ctrl-C or SIGTERM.
-pub async fn run(state: Arc<SqliteStateStore>, names: &[String], once: bool) -> Result<ExitCode> {
+pub async fn run(state: Arc<AnyStateStore>, names: &[String], once: bool) -> Result<ExitCode> {
     let pipelines = selected(state.as_ref(), names).await?;
     let shutdown = Shutdown::new();
     watch_signals(shutdown.clone());

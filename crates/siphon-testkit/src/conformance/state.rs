@@ -257,9 +257,9 @@ fn at(secs: i64) -> DateTime<Utc> {
 /// Statistics of a table; odd `rows` make a `row_count` table's, whose
 /// target count is missing when `rows` is also a multiple of 7.
 fn stats(table: TableName, rows: u64, status: ExecutionStatus) -> TableStats {
-    let row_counts = (rows % 2 == 1).then(|| RowCounts {
+    let row_counts = (!rows.is_multiple_of(2)).then(|| RowCounts {
         source: rows,
-        target: (rows % 7 != 0).then_some(rows + 1),
+        target: (!rows.is_multiple_of(7)).then_some(rows + 1),
     });
     TableStats {
         table,

@@ -397,7 +397,7 @@ impl AnySource {
 /// The refusal of every log method of a source without a change log.
 fn no_log() -> Error {
     Error::config(
-        "cdc needs a PostgreSQL source: this source has no change log siphon can read; use mode `full` or \
+        "cdc needs a PostgreSQL source, or a MySQL or MariaDB one: this source has no change log siphon can read; use mode `full` or \
          `incremental` for it",
     )
 }
