@@ -16,6 +16,14 @@
 //!
 //! Indexes are carried here as whole MySQL index definitions because
 //! [`siphon_core::Index`] has no prefix length, direction or index type.
+//!
+//! How the connector uses it: the source's `discover` ends with
+//! [`attach_objects`] on its tables; the sink's `prepare` calls
+//! [`drift::reconcile`] (columns) and [`Registry::prepared`] (objects) for
+//! each table once the table exists, and its `finish_tables` calls
+//! [`Registry::finish`] with its database. The engine prepares every table
+//! that a pass leaves alone on the `schema_check_interval` schedule, so idle
+//! tables are checked too.
 
 pub mod drift;
 pub mod target;
