@@ -65,6 +65,22 @@ pub(crate) struct TargetTable {
     json: Vec<bool>,
 }
 
+impl TargetTable {
+    /// Fails when `row` has fewer values than the prepared table has columns
+    /// (a row of an older shape of the table, which must be prepared again).
+    fn check_shape(&self, row: &Row, table: &TableSchema) -> Result<()> {
+        if row.len() < self.columns.len() {
+            return Err(Error::internal(format!(
+                "a row of {} values for the {} columns the target table was prepared with",
+                row.len(),
+                self.columns.len()
+            ))
+            .table(&table.name));
+        }
+        Ok(())
+    }
+}
+
 /// Writes to a MySQL or MariaDB database. One connection per handle, opened
 /// again when it was lost; [`Sink::another`] opens another for a parallel
 /// worker.
@@ -277,6 +293,9 @@ impl Sink for MySqlSink {
         checkpoint: &Checkpoint,
     ) -> Result<ApplyStats> {
         let t = self.target(table)?;
+        for r in &rows {
+            t.check_shape(r, table)?;
+        }
         let infile = self.infile.load(Ordering::Relaxed);
         let db = self.database.clone();
         let cp = checkpoint.clone();

@@ -60,6 +60,11 @@ pub(super) async fn apply(
         let t = targets
             .get(&table.name)
             .ok_or_else(|| Error::internal("the table was not prepared").table(&table.name))?;
+        for c in &group {
+            if let Op::Insert(r) | Op::Update { after: r, .. } | Op::Delete(r) = &c.op {
+                t.check_shape(r, table)?;
+            }
+        }
         if t.key.is_empty() {
             stats += super::exact::apply(conn, t, table, &group, flavor).await?;
             continue;
