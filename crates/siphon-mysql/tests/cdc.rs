@@ -519,3 +519,49 @@ async fn a_column_added_at_the_source_announces_the_new_shape() -> Res {
     assert!(e.to_string().contains("dropped or renamed"), "{e}");
     Ok(())
 }
+
+#[tokio::test]
+async fn waiting_gives_up_when_idle_and_reads_on_afterwards() -> Res {
+    let server = MariaDb::shared()?;
+    let url = server.create_database()?;
+    let db = db_of(&url);
+    server.query_in(&db, "CREATE TABLE t (id INT PRIMARY KEY)")?;
+    let src = MySqlSource::connect(&url).await?;
+    let ts = tables(&src, &db, &["t"]).await?;
+    let start = src.prepare_log("wait", &ts).await?;
+    let arcs: Vec<Arc<TableSchema>> = ts.iter().cloned().map(Arc::new).collect();
+    let mut stream = src.stream("wait", &arcs, &start).await?;
+    // Nothing of this table yet: every call within `wait` ends without a
+    // change (an empty batch may move the checkpoint past other tables).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match stream
+            .next_batch(10, None, Some(std::time::Duration::from_millis(300)))
+            .await?
+        {
+            None => break,
+            Some((b, _)) => assert!(b.changes.is_empty(), "{:?}", b.changes),
+        }
+        assert!(std::time::Instant::now() < deadline, "never idle");
+    }
+    server.query_in(&db, "INSERT INTO t VALUES (42)")?;
+    let mut got = Vec::new();
+    while got.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the insert never came"
+        );
+        if let Some((b, _)) = stream
+            .next_batch(10, None, Some(std::time::Duration::from_secs(5)))
+            .await?
+        {
+            got.extend(b.changes);
+        }
+    }
+    assert_eq!(
+        summary(&got),
+        vec![("t".into(), "insert", Some(Value::Int32(42)))]
+    );
+    stream.close().await?;
+    Ok(())
+}
