@@ -50,7 +50,7 @@ pub use dispatch::{
 };
 pub use registry::{
     mysql_driver_url, named, Capabilities, Connector, OpenEvents, OpenSink, OpenSource, OpenState,
-    ParseUrl, Registry, FILE, MYSQL, POSTGRES, SQLITE,
+    ParseUrl, Registry, FILE, MYSQL, POSTGRES, REDIS, SQLITE,
 };
 pub use url::{expand_env, redact, ConnectionUrl};
 

@@ -10,6 +10,7 @@
 use std::fmt;
 
 use siphon_core::{Error, Result};
+use siphon_mysql::{MySqlSink, MySqlSource};
 use siphon_postgres::{PostgresSink, PostgresSource};
 use siphon_sqlite::{SqliteSink, SqliteSource};
 use siphon_state::{PostgresStateStore, RedisStateStore, SqliteStateStore};
@@ -111,12 +112,13 @@ impl Registry {
         }
     }
 
-    /// Every connector this version of siphon has: SQLite, PostgreSQL, files
-    /// as event targets, and Redis as a state store.
+    /// Every connector this version of siphon has: SQLite, PostgreSQL,
+    /// MySQL and MariaDB, and files as event targets.
     pub fn standard() -> Registry {
         let mut r = Registry::empty();
         r.register(SQLITE)
             .register(POSTGRES)
+            .register(MYSQL)
             .register(FILE)
             .register(REDIS);
         r
@@ -324,6 +326,43 @@ pub const POSTGRES: Connector = Connector {
     log: true,
 };
 
+/// MySQL and MariaDB (`mysql://` or `mariadb://`, one connector for both):
+/// source with its binlog as the change log, and target; not a state store.
+pub const MYSQL: Connector = Connector {
+    name: "mysql",
+    schemes: &["mysql", "mariadb"],
+    source: Some(|name, url| {
+        Box::pin(async move {
+            MySqlSource::connect(&mysql_driver_url(url.expose()))
+                .await
+                .map(AnySource::with_log)
+                .map_err(|e| named(e, name, url))
+        })
+    }),
+    sink: Some(|name, url| {
+        Box::pin(async move {
+            MySqlSink::connect(&mysql_driver_url(url.expose()))
+                .await
+                .map(AnySink::new)
+                .map_err(|e| named(e, name, url))
+        })
+    }),
+    events: None,
+    state: None,
+    log: true,
+};
+
+/// A `mysql://` or `mariadb://` URL as the MySQL driver takes it: the
+/// driver knows only `mysql://`, and both servers speak its protocol.
+pub fn mysql_driver_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => {
+            format!("mysql://{rest}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Files: an event target writing JSON Lines, one file per table under the
 /// URL's directory (`file:///var/lib/siphon/events`); see
 /// [`siphon_stream::FileSink`].
@@ -379,17 +418,38 @@ mod tests {
             caps.source && caps.sink && caps.state && !caps.log,
             "{caps}"
         );
-        let my = ConnectionUrl::from_parts("mysql://h/d", "mysql://h/d");
-        assert_eq!(r.capabilities(&my), None);
+        for url in ["mysql://h/d", "mariadb://h/d"] {
+            let my = ConnectionUrl::from_parts(url, url);
+            let caps = r.capabilities(&my).unwrap();
+            assert!(
+                caps.source && caps.sink && caps.log && !caps.state,
+                "{caps}"
+            );
+            assert_eq!(r.connector(my.scheme()).unwrap().name, "mysql");
+        }
+        let ms = ConnectionUrl::from_parts("sqlserver://h/d", "sqlserver://h/d");
+        assert_eq!(r.capabilities(&ms), None);
+    }
+
+    #[test]
+    fn a_mariadb_url_reaches_the_driver_as_mysql() {
+        assert_eq!(
+            mysql_driver_url("mariadb://u:pw@h:3306/d?zero_dates=null"),
+            "mysql://u:pw@h:3306/d?zero_dates=null"
+        );
+        assert_eq!(mysql_driver_url("MariaDB://h/d"), "mysql://h/d");
+        assert_eq!(mysql_driver_url("mysql://h/d"), "mysql://h/d");
     }
 
     #[tokio::test]
     async fn what_a_connector_lacks_is_said() {
+        let mut r = Registry::standard();
+        r.register(Connector {
+            source: None,
+            ..MYSQL
+        });
         let my = ConnectionUrl::from_parts("mysql://u:pw@h/d", "mysql://u:***@h/d");
-        let e = Registry::standard()
-            .open_source("m", &my)
-            .await
-            .unwrap_err();
+        let e = r.open_source("m", &my).await.unwrap_err();
         assert_eq!(
             e.to_string(),
             "connection `m` (mysql://u:***@h/d) cannot be a source in this version of siphon: only \
