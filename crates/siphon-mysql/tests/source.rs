@@ -29,7 +29,10 @@ fn db_of(url: &str) -> String {
 /// A new database with `sql` run in it; its URL.
 fn database_with(sql: &str) -> String {
     let url = server().create_database().unwrap();
-    server().query_in(&db_of(&url), sql).unwrap();
+    // The client's own character set is not utf8mb4: say it is.
+    server()
+        .query_in(&db_of(&url), &format!("SET NAMES utf8mb4; {sql}"))
+        .unwrap();
     url
 }
 
