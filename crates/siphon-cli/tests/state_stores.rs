@@ -140,6 +140,72 @@ async fn runs_and_resumes(state: &str) {
     );
 }
 
+/// A pipeline whose lease another worker holds in the shared store is not
+/// run by `siphon run --once`, which says who holds it; once released, it runs.
+async fn waits_for_another_workers_lease(state: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_rows(d, 1, 2);
+    std::fs::write(
+        d.join("siphon.yaml"),
+        format!(
+            "state: {state}\n\
+             connections:\n  src: sqlite://src.db\n  dst: sqlite://dst.db\n\
+             pipelines:\n  copy:\n    source: src\n    target: dst\n"
+        ),
+    )
+    .unwrap();
+    let store = open(state).await;
+    let held = store
+        .acquire_lease(
+            "copy",
+            "other-host:4242:w",
+            std::time::Duration::from_secs(120),
+        )
+        .await
+        .unwrap()
+        .expect("the free lease is granted");
+    let out = support::siphon_with(d, &["run", "--once"], &[("SIPHON_LEASE_TTL", "1s")]);
+    let text = support::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("holds the pipeline's lease") && text.contains("other-host:4242:w"),
+        "{text}"
+    );
+    assert!(!d.join("dst.db").exists() || target_rows(d).is_empty());
+    assert_eq!(store.lease("copy").await.unwrap(), Some(held.clone()));
+
+    store.release_lease(&held).await.unwrap();
+    ok(siphon(d, &["run", "--once"]));
+    assert_eq!(target_rows(d).len(), 2);
+    // The run's own lease had a greater epoch, and it gave it back.
+    assert_eq!(store.lease("copy").await.unwrap(), None);
+    let next = store
+        .acquire_lease(
+            "copy",
+            "other-host:4242:w",
+            std::time::Duration::from_secs(1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.epoch > held.epoch + 1, "{next:?} after {held:?}");
+}
+
+#[tokio::test]
+async fn a_redis_store_shares_leases_between_workers() {
+    let redis = Redis::shared().unwrap();
+    let prefix = siphon_testkit::unique_name("lease");
+    waits_for_another_workers_lease(&format!("{}?prefix={prefix}", redis.url())).await;
+}
+
+#[tokio::test]
+async fn a_postgres_store_shares_leases_between_workers() {
+    let pg = Postgres::shared().unwrap();
+    let db = pg.create_database().unwrap();
+    waits_for_another_workers_lease(&db).await;
+}
+
 #[tokio::test]
 async fn a_redis_state_store_runs_and_resumes() {
     let redis = Redis::shared().unwrap();
