@@ -169,10 +169,10 @@ fn mariadb_to_postgres_in_full_incremental_and_row_count() {
 }
 
 #[test]
-fn postgres_to_mariadb_in_full_incremental_and_row_count() {
+fn postgres_to_mariadb_in_full_incremental_row_count_and_cdc() {
     let my = MariaDb::shared().unwrap();
     let pg = Postgres::shared().unwrap();
-    for mode in ["full", "incremental", "row_count"] {
+    for mode in ["full", "incremental", "row_count", "cdc"] {
         let src = pg.create_database().unwrap();
         let pg_db = src.rsplit('/').next().unwrap().to_string();
         pg.query_in(
@@ -210,6 +210,19 @@ fn postgres_to_mariadb_in_full_incremental_and_row_count() {
             "{mode}"
         );
         assert_eq!(mariadb_rows(my, &db).len(), 4);
+        if mode == "cdc" {
+            // Deletes and a truncate travel through the log too.
+            pg.query_in(&pg_db, "DELETE FROM orders WHERE id = 2")
+                .unwrap();
+            run_once(dir.path(), &src, &dst, "public.orders", mode);
+            assert_eq!(mariadb_rows(my, &db), pg_rows(pg, &pg_db, "public"));
+            assert_eq!(mariadb_rows(my, &db).len(), 3);
+            pg.query_in(&pg_db, "TRUNCATE orders").unwrap();
+            run_once(dir.path(), &src, &dst, "public.orders", mode);
+            assert!(mariadb_rows(my, &db).is_empty());
+            // The pipeline's slot and publication go with it.
+            ok(siphon(dir.path(), &["sync", "remove", "orders", "--yes"]));
+        }
     }
 }
 
