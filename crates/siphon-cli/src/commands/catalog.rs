@@ -120,7 +120,7 @@ pub enum ModeArg {
     Full,
     /// Poll a cursor column for rows changed since the last run.
     Incremental,
-    /// Follow the source's change log (PostgreSQL sources).
+    /// Follow the source's change log (PostgreSQL, MySQL and MariaDB sources).
     Cdc,
     /// Two-way sync: not available in this version (refused).
     Merge,
