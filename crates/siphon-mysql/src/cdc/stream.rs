@@ -284,14 +284,19 @@ impl<R: Rediscover> MySqlChangeStream<R> {
             EventType::ROTATE_EVENT => {
                 if let Some(EventData::RotateEvent(r)) = ev.read_data().map_err(read_err)? {
                     let name = r.name_raw().to_vec();
+                    self.file = String::from_utf8_lossy(&name).into_owned();
                     if !self.fde_seen {
                         // The rotate event a dump starts with comes before the
                         // format description, so the reader does not know yet
                         // that a checksum ends it: taken off when it says so.
+                        // It names where the server starts sending (offset 4
+                        // of a file when resuming by GTID), not a new resume
+                        // point: the checkpoint the stream opened from stays
+                        // the position until a transaction ends, so every
+                        // batch before then reports the same one.
                         self.rotate_pending = Some(name.clone());
-                    }
-                    self.file = String::from_utf8_lossy(&name).into_owned();
-                    if !self.in_group && !self.in_txn {
+                    } else if !self.in_group && !self.in_txn {
+                        // The server moved on to a new file.
                         self.committed.file = self.file.clone();
                         self.committed.pos = r.position();
                     }
@@ -311,9 +316,6 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                         name.truncate(name.len() - 4);
                     }
                     self.file = String::from_utf8_lossy(&name).into_owned();
-                    if !self.in_group && !self.in_txn {
-                        self.committed.file = self.file.clone();
-                    }
                 }
                 Ok(Step::Nothing)
             }
