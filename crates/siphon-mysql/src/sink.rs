@@ -94,6 +94,9 @@ pub struct MySqlSink {
     database: String,
     /// Whether the server takes `LOAD DATA LOCAL INFILE` (`local_infile=ON`).
     infile: Arc<AtomicBool>,
+    /// The schema objects (indexes, views, routines, triggers) of the tables
+    /// prepared, created on the target by `finish_tables`.
+    objects: Arc<crate::objects::Registry>,
 }
 
 impl MySqlSink {
@@ -130,6 +133,7 @@ impl MySqlSink {
             server,
             database,
             infile: Arc::new(AtomicBool::new(infile)),
+            objects: Arc::default(),
         })
     }
 
@@ -254,7 +258,11 @@ impl Sink for MySqlSink {
         let conn = guard
             .as_mut()
             .ok_or_else(|| Error::internal("no target connection"))?;
+        // A MySQL source's columns that changed type since the table was
+        // created are widened first, or the table stops with what to do.
+        crate::objects::drift::reconcile(conn, &self.database, table, options).await?;
         let t = ddl::prepare(conn, &self.database, &self.server, table, options).await?;
+        self.objects.prepared(table);
         self.tables
             .lock()
             .map_err(|_| Error::internal("table cache poisoned"))?
@@ -268,6 +276,17 @@ impl Sink for MySqlSink {
             .as_mut()
             .ok_or_else(|| Error::internal("no target connection"))?;
         checkpoints::read(conn, &self.database, stream).await
+    }
+
+    async fn finish_tables(&self, options: &SchemaOptions) -> Result<()> {
+        let mut guard = self.session().await?;
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| Error::internal("no target connection"))?;
+        self.objects
+            .finish(conn, &self.database, options)
+            .await
+            .map(drop)
     }
 
     async fn reset(&self, stream: &StreamId) -> Result<()> {

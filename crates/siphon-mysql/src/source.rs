@@ -179,7 +179,12 @@ impl Source for MySqlSource {
     async fn discover(&self, filter: &TableFilter) -> Result<Vec<TableSchema>> {
         let database = self.database()?;
         let mut conn = self.conn().await?;
-        crate::schema::discover(&mut conn, database, self.server.flavor, filter).await
+        let mut tables =
+            crate::schema::discover(&mut conn, database, self.server.flavor, filter).await?;
+        // Indexes, views, routines and triggers ride with the tables; only a
+        // MySQL target recreates them (`schema.routines`, `schema.indexes`).
+        crate::objects::attach_objects(&mut conn, &mut tables).await?;
+        Ok(tables)
     }
 
     async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
