@@ -84,6 +84,10 @@ impl MariaDb {
             .arg(format!("--datadir={}", data_dir.display()))
             .args(user)
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            // The bootstrap's own temporary tables go in this server's folder:
+            // two servers bootstrapping at once in the shared /tmp can collide
+            // on a temporary table's file name.
+            .arg(format!("--tmpdir={}", dir.display()))
             .args(INNODB_OPTIONS)
             // Skip the slow shutdown work at the end of the bootstrap.
             .arg("--innodb-fast-shutdown=3")
