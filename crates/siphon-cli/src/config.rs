@@ -673,7 +673,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("has none siphon can read"), "{e}");
-        let e = ConfigFile::parse("state: postgres://u:pw@h/x\n")
+        let e = ConfigFile::parse("state: mysql://u:pw@h/x\n")
             .unwrap_err()
             .to_string();
         let stores: Vec<String> = registry
