@@ -94,7 +94,7 @@ url() { echo "postgres://postgres@127.0.0.1:$port/$1"; }
 #                of PG_FSYNC=off) or on (flush at each commit, sync_binlog=1)
 #   MY_BUFFER_POOL  innodb_buffer_pool_size (default 256M)
 
-declare -A my_port=() my_pid=() my_dir=()
+declare -A my_port=() my_pid=()
 
 # Checks for mariadbd, mariadb-install-db, the mariadb client and python3.
 my_require() {
@@ -146,7 +146,6 @@ my_start() {
     pid=$!
     my_port[$name]=$port
     my_pid[$name]=$pid
-    my_dir[$name]=$dir
     start=$SECONDS
     until mariadb --no-defaults --protocol=SOCKET --socket="$dir/mysql.sock" -u root \
             --connect-timeout=2 -N -B -e 'SELECT 1' >/dev/null 2>&1; do

@@ -438,10 +438,12 @@ else
     row "all applied after (s)" 2
     row "apply rate (rows/s)" 3
 fi
-row "lag p50 (s)" 4
-row "lag p99 (s)" 5
-row "lag max (s)" 6
-row "lag samples" 7
+if [[ "$mode" == live ]]; then
+    row "lag p50 (s)" 4
+    row "lag p99 (s)" 5
+    row "lag max (s)" 6
+    row "lag samples" 7
+fi
 row "peak RSS (MiB)" rss
 if [[ "$mode" == backlog ]]; then
     echo "(MODE=backlog: each applier was stopped during the workload; catch-up = from its start until the target matched"
@@ -450,5 +452,5 @@ else
     echo "(rate = updates ÷ time from workload start until the target's max(updated_at) reached the source's final value;"
     echo " lag = first target observation with max(updated_at) ≥ T minus T, for source values T sampled during the workload;"
 fi
-echo " siphon RSS = peak over the snapshot run and the continuous run; native = MariaDB's replica"
+echo " siphon RSS = peak over the snapshot run and the continuous run(s); native = MariaDB's replica"
 echo " (slave_parallel_threads $replica_threads), started empty and caught up before the workload)"
