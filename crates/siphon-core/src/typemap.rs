@@ -469,7 +469,7 @@ pub fn kind_name(kind: &TypeKind) -> String {
 
 /// The engines siphon reads and writes today, in the order the mapping table
 /// lists them.
-pub const SUPPORTED: [Engine; 2] = [Engine::Postgres, Engine::Sqlite];
+pub const SUPPORTED: [Engine; 3] = [Engine::Postgres, Engine::Mysql, Engine::Sqlite];
 
 /// The engine's name as users know it.
 pub fn engine_name(engine: Engine) -> &'static str {
