@@ -128,7 +128,9 @@ my_start() {
         durability=(--innodb-flush-log-at-trx-commit=1 --sync-binlog=1)
     fi
     local innodb=(--innodb-buffer-pool-size="${MY_BUFFER_POOL:-256M}" --innodb-log-file-size=512M --innodb-use-native-aio=0 "${durability[@]}")
-    mariadb-install-db --no-defaults --datadir="$data" "${user[@]}" \
+    # --tmpdir: two bootstraps at once in the shared /tmp can collide on a
+    # temporary table's file name.
+    mariadb-install-db --no-defaults --datadir="$data" --tmpdir="$dir" "${user[@]}" \
         --auth-root-authentication-method=normal --skip-test-db "${innodb[@]}" \
         >"$dir/install-db.log" 2>&1 \
         || { echo "error: mariadb-install-db failed for $name:" >&2; tail -n 30 "$dir/install-db.log" >&2; exit 1; }
