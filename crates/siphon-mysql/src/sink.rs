@@ -38,10 +38,13 @@ use encode::FieldMode;
 /// fails instead of being cut; `NO_AUTO_VALUE_ON_ZERO`, so that a 0 written to
 /// an `AUTO_INCREMENT` column stays 0; backslash escapes on, as the encoding
 /// expects; and no foreign key checks, since a batch is applied table by table
-/// and rows of one table may arrive before those they refer to.
+/// and rows of one table may arrive before those they refer to; and
+/// `@siphon_applying` ([`crate::objects::target::APPLYING_VARIABLE`]), so the
+/// triggers siphon created on the target do not fire on the rows it writes.
 const SESSION: &[&str] = &[
     "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'",
     "SET SESSION foreign_key_checks = 0",
+    "SET @siphon_applying = 1",
 ];
 
 /// The most SQL text one multi-row statement carries, below any sane

@@ -352,6 +352,13 @@ async fn create(
         }
         "view" => statements.push(stmt.to_string()),
         kind => {
+            let guarded;
+            let stmt = if kind == "trigger" {
+                guarded = guard_trigger(stmt);
+                guarded.as_str()
+            } else {
+                stmt
+            };
             let upper = stmt.to_ascii_uppercase();
             if flavor == Flavor::MariaDb && !upper.starts_with("CREATE OR REPLACE") {
                 statements.push(format!(
@@ -524,4 +531,70 @@ async fn forget(conn: &mut Conn, db: &str, k: &Key) -> Result<()> {
     )
     .await
     .map_err(|e| my_err(e, &format!("writing {db}.{OBJECTS_TABLE}")))
+}
+
+/// The session variable every sink connection sets (see the sink's session
+/// setup): a trigger siphon creates on a target does nothing while it is set.
+pub const APPLYING_VARIABLE: &str = "@siphon_applying";
+
+/// `CREATE TRIGGER …` as the source has it, its body run only when
+/// [`APPLYING_VARIABLE`] is unset: rows siphon writes already hold what the
+/// source's trigger did to them (and rows its body wrote elsewhere arrive
+/// with their own table), so firing it again on the target would apply it
+/// twice. Anyone else's writes on the target fire it as on the source. A
+/// statement whose body cannot be found is returned as it is.
+fn guard_trigger(stmt: &str) -> String {
+    let upper = stmt.to_ascii_uppercase();
+    let Some(at) = upper.find("FOR EACH ROW") else {
+        return stmt.to_string();
+    };
+    let mut body_at = at + "FOR EACH ROW".len();
+    // `FOLLOWS other` / `PRECEDES other` come before the body.
+    let rest = upper[body_at..].trim_start();
+    for word in ["FOLLOWS ", "PRECEDES "] {
+        if let Some(after) = rest.strip_prefix(word) {
+            let name = after.trim_start();
+            let len = if let Some(q) = name.strip_prefix('`') {
+                q.find('`').map_or(name.len(), |e| e + 2)
+            } else {
+                name.find(|c: char| c.is_whitespace()).unwrap_or(name.len())
+            };
+            body_at = upper.len() - name.len() + len;
+        }
+    }
+    let body = stmt[body_at..].trim().trim_end_matches(';').trim_end();
+    if body.is_empty() {
+        return stmt.to_string();
+    }
+    format!(
+        "{} IF {APPLYING_VARIABLE} IS NULL THEN {body}; END IF",
+        stmt[..body_at].trim_end()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guard_trigger;
+
+    #[test]
+    fn a_trigger_body_runs_only_outside_siphon_writes() {
+        assert_eq!(
+            guard_trigger(
+                "CREATE TRIGGER `t` BEFORE INSERT ON `items` FOR EACH ROW\nBEGIN SET NEW.n = 1; END"
+            ),
+            "CREATE TRIGGER `t` BEFORE INSERT ON `items` FOR EACH ROW IF @siphon_applying IS NULL \
+             THEN BEGIN SET NEW.n = 1; END; END IF"
+        );
+        assert_eq!(
+            guard_trigger(
+                "CREATE TRIGGER t2 AFTER UPDATE ON items FOR EACH ROW PRECEDES `t 1` SET @x = 1"
+            ),
+            "CREATE TRIGGER t2 AFTER UPDATE ON items FOR EACH ROW PRECEDES `t 1` IF \
+             @siphon_applying IS NULL THEN SET @x = 1; END IF"
+        );
+        assert_eq!(
+            guard_trigger("CREATE VIEW v AS SELECT 1"),
+            "CREATE VIEW v AS SELECT 1"
+        );
+    }
 }
