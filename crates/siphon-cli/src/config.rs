@@ -369,12 +369,6 @@ pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
              available in this version; remove `conflict`"
         )));
     }
-    if p.schema.routines {
-        return Err(Error::config(format!(
-            "pipelines.{name}.schema.routines: copying procedures, functions and triggers is not \
-             available in this version; remove it or set it to false"
-        )));
-    }
     siphon_engine::validate_schedule(&p.schedule)
         .map_err(|e| Error::config(format!("pipelines.{name}.schedule: {e}")))?;
     // `incremental` reads rows by a cursor column: without one anywhere, every
@@ -474,6 +468,17 @@ pub fn validate_endpoints(
         let is = |c: Option<Connector>| c.is_some_and(|c| c.name == of.name);
         is(kinds.0) && is(kinds.1)
     };
+    // Only the MySQL connector copies routines; elsewhere the setting would
+    // be taken and do nothing.
+    if p.schema.routines && !both(&siphon::MYSQL) {
+        return Err(Error::config(format!(
+            "pipelines.{name}.schema.routines: procedures, functions, triggers and views are \
+             copied from a MySQL or MariaDB source to a MySQL or MariaDB target only, and \
+             source `{}` to target `{}` is not that: remove it or set it to false (between \
+             PostgreSQL databases, `schema.views` copies views)",
+            p.source, p.target
+        )));
+    }
     match kinds {
         _ if both(&siphon::SQLITE) => {
             let file = |url: &str| {
@@ -758,6 +763,29 @@ mod tests {
     }
 
     #[test]
+    fn schema_routines_needs_mysql_at_both_ends() {
+        let check = |a: &str, b: &str| {
+            ConfigFile::parse(&format!(
+                "connections:\n  a: {a}\n  b: {b}\npipelines:\n  p:\n    source: a\n    \
+                 target: b\n    schema: {{ routines: true }}\n"
+            ))
+            .and_then(|f| f.validate(&BTreeMap::new()))
+        };
+        check("mysql://u@h/a", "mariadb://u@h/b").unwrap();
+        for (a, b) in [
+            ("postgres://u@h/a", "postgres://u@h/b"),
+            ("mysql://u@h/a", "postgres://u@h/b"),
+            ("sqlite://a.db", "sqlite://b.db"),
+        ] {
+            let e = check(a, b).unwrap_err().to_string();
+            assert!(
+                e.contains("pipelines.p.schema.routines") && e.contains("MySQL"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn what_this_version_cannot_do_is_refused() {
         let file = |extra: &str| {
             format!(
@@ -775,7 +803,6 @@ mod tests {
                 "    tables_config:\n      t: { mode: cdc }\n",
                 "cdc needs a PostgreSQL source",
             ),
-            ("    schema: { routines: true }\n", "schema.routines"),
         ] {
             let e = ConfigFile::parse(&file(extra))
                 .and_then(|f| f.validate(&BTreeMap::new()))

@@ -438,10 +438,11 @@ pub struct SchemaOptions {
     pub evolve: bool,
     /// Create the source's secondary indexes on new target tables.
     pub indexes: bool,
-    /// Copy procedures, functions and triggers between engines of the same kind.
-    /// MySQL/MariaDB to MySQL/MariaDB: views too, and all of them kept in step
-    /// on every pass (a changed one replaced, one dropped at the source
-    /// dropped, only those siphon created).
+    /// Copy procedures, functions, triggers and views from MySQL/MariaDB to
+    /// MySQL/MariaDB, kept in step on every pass (a changed one replaced, one
+    /// dropped at the source dropped, only those siphon created); a copied
+    /// trigger does not fire on the rows siphon writes. No other connector
+    /// copies routines, and the CLI refuses the setting for other pipelines.
     pub routines: bool,
     /// Create the source's views whose tables the pipeline all selects, after
     /// those tables (PostgreSQL to PostgreSQL).
