@@ -17,7 +17,8 @@ use siphon_core::{Error, ErrorKind, StateStore};
 /// loads, incremental polling by a cursor column, and log-based change data capture.
 ///
 /// Full loads are chunked by key and resume after a crash; incremental runs read
-/// the rows whose cursor moved; `cdc` follows PostgreSQL's logical replication.
+/// the rows whose cursor moved; `row_count` copies a table again when its row count
+/// changes; `cdc` follows PostgreSQL's logical replication or the MySQL/MariaDB binlog.
 /// Connections and pipelines are written in a config file (`./siphon.yaml` is used
 /// when present) or added with `siphon connection` and `siphon sync`; `siphon run`
 /// runs them. Start with `siphon quickstart`.
