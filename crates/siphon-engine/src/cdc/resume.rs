@@ -148,17 +148,37 @@ pub(super) async fn plan<S: LogSource, K: Sink, St: StateStore>(
             r.from
         }
         None => {
-            // Each interrupted copy resumes when the log still holds what
-            // came after the position it was made against.
-            for (rp, group) in &copies {
+            // An interrupted copy resumes when the log still holds what came
+            // after the position it was made against, and the log is read
+            // from there: its rows copied before the interruption miss the
+            // changes since (a source whose `prepare_log` gives its head, as
+            // a binlog reader does, would skip them). One position starts the
+            // log, so copies made against another start again.
+            let mut start = slot_start.clone();
+            for (n, (rp, group)) in copies.iter().enumerate() {
+                if n > 0 {
+                    for &i in group {
+                        plans.insert(
+                            i,
+                            Planned {
+                                plan: Plan::Copy,
+                                forced: false,
+                            },
+                        );
+                    }
+                    continue;
+                }
                 let r = source.resume(pipeline, rp, &schemas(group, tables)).await?;
+                if r.lost.len() < group.len() {
+                    start = r.from;
+                }
                 for (name, e) in r.lost {
                     if let Some(&i) = group.iter().find(|&&i| tables[i].source.name == name) {
                         lost.push((i, e));
                     }
                 }
             }
-            slot_start.clone()
+            start
         }
     };
     for (i, cause) in lost {
