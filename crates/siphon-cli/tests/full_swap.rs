@@ -451,6 +451,19 @@ fn a_swap_waiting_for_a_long_transaction_does_not_hold_up_other_readers() {
         );
         assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "1000");
     }
+    // ...and a request has timed out behind the holder (the session rolled
+    // back to its savepoint to try again later, and said so in the log)
+    // before the holder ends.
+    let retried = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND query LIKE 'ROLLBACK TO SAVEPOINT siphon_swap_lock%'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while pg.query_in(&dst_db, retried).unwrap() == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the swap's lock request never timed out behind the holder"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     {
         use std::io::Write;
         let stdin = holder.stdin.as_mut().unwrap();
