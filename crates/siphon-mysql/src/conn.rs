@@ -101,10 +101,12 @@ impl ConnConfig {
                     zero_dates = match value {
                         "null" => ZeroDates::Null,
                         "error" => ZeroDates::Error,
-                        other => return Err(Error::config(format!(
+                        other => {
+                            return Err(Error::config(format!(
                             "zero_dates={other:?} in a mysql:// URL: write zero_dates=null (read \
                                  zero dates as NULL) or zero_dates=error (stop the table)"
-                        ))),
+                        )))
+                        }
                     }
                 }
                 "connect_timeout" => {
