@@ -53,6 +53,36 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// Orders two values of one column's kind, as a watermark comparison
+    /// needs: NULL first, numbers by value (decimals of any length exactly),
+    /// dates and times in time order, text and bytes by their bytes (a tie
+    /// break only: a server's collation is not known here), floats by
+    /// `total_cmp`. `None` for values of different kinds, or of a kind without
+    /// an order known here (JSON, arrays, an engine's own types).
+    pub fn cmp_same_kind(&self, other: &Value) -> Option<std::cmp::Ordering> {
+        use std::cmp::Ordering;
+        use Value as V;
+        Some(match (self, other) {
+            (V::Null, V::Null) => Ordering::Equal,
+            (V::Null, _) => Ordering::Less,
+            (_, V::Null) => Ordering::Greater,
+            (V::Int16(x), V::Int16(y)) => x.cmp(y),
+            (V::Int32(x), V::Int32(y)) => x.cmp(y),
+            (V::Int64(x), V::Int64(y)) => x.cmp(y),
+            (V::Decimal(x), V::Decimal(y)) => decimal_cmp(&x.normalized(), &y.normalized()),
+            (V::Date(x), V::Date(y)) => x.cmp(y),
+            (V::Timestamp(x), V::Timestamp(y)) => x.cmp(y),
+            (V::TimestampTz(x), V::TimestampTz(y)) => x.cmp(y),
+            (V::Text(x), V::Text(y)) => x.cmp(y),
+            (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
+            (V::Uuid(x), V::Uuid(y)) => x.cmp(y),
+            (V::Float64(x), V::Float64(y)) => x.total_cmp(y),
+            (V::Float32(x), V::Float32(y)) => x.total_cmp(y),
+            (V::Bool(x), V::Bool(y)) => x.cmp(y),
+            _ => return None,
+        })
+    }
+
     /// The text an engine without the value itself stores for one of the special
     /// values siphon carries, `None` for every other value:
     ///
@@ -429,8 +459,63 @@ impl fmt::Display for Decimal {
     }
 }
 
+/// Compares normalized decimal texts (`-12.5`, `3`) numerically, whatever
+/// their length.
+fn decimal_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (an, bn) = (a.starts_with('-'), b.starts_with('-'));
+    if an != bn {
+        return if an {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
+    }
+    let split = |s: &str| {
+        let s = s.trim_start_matches('-');
+        let (i, f) = s.split_once('.').unwrap_or((s, ""));
+        (i.to_string(), f.to_string())
+    };
+    let ((ai, af), (bi, bf)) = (split(a), split(b));
+    let mag = ai
+        .len()
+        .cmp(&bi.len())
+        .then_with(|| ai.cmp(&bi))
+        .then_with(|| af.cmp(&bf));
+    if an {
+        mag.reverse()
+    } else {
+        mag
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn values_of_one_kind_order_as_their_kind_does() {
+        use std::cmp::Ordering;
+        let d = |s: &str| Value::Decimal(s.parse().unwrap());
+        assert_eq!(
+            d("18446744073709551615").cmp_same_kind(&d("9223372036854775808")),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(d("-2").cmp_same_kind(&d("-10")), Some(Ordering::Greater));
+        assert_eq!(d("1.5").cmp_same_kind(&d("1.25")), Some(Ordering::Greater));
+        assert_eq!(d("1.50").cmp_same_kind(&d("1.5")), Some(Ordering::Equal));
+        assert_eq!(
+            Value::Null.cmp_same_kind(&Value::Int64(1)),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            Value::Int64(1).cmp_same_kind(&Value::Text("1".into())),
+            None
+        );
+        assert_eq!(
+            Value::Json("1".into()).cmp_same_kind(&Value::Json("2".into())),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -230,56 +230,13 @@ pub(crate) fn compare(table: &TableSchema, a: &Position, b: &Position) -> Result
     Ok(ord)
 }
 
-/// Orders two values of one column's kind; `None` when they cannot be compared.
+/// Orders two values of one column's kind; `None` when they cannot be
+/// compared. MySQL's `time` (an engine value) orders by its text, as
+/// siphon's watermarks of it always have.
 fn value_cmp(a: &Value, b: &Value) -> Option<Ordering> {
-    use Value as V;
-    Some(match (a, b) {
-        (V::Null, V::Null) => Ordering::Equal,
-        (V::Null, _) => Ordering::Less,
-        (_, V::Null) => Ordering::Greater,
-        (V::Int16(x), V::Int16(y)) => x.cmp(y),
-        (V::Int32(x), V::Int32(y)) => x.cmp(y),
-        (V::Int64(x), V::Int64(y)) => x.cmp(y),
-        (V::Decimal(x), V::Decimal(y)) => decimal_cmp(&x.normalized(), &y.normalized()),
-        (V::Date(x), V::Date(y)) => x.cmp(y),
-        (V::Timestamp(x), V::Timestamp(y)) => x.cmp(y),
-        (V::TimestampTz(x), V::TimestampTz(y)) => x.cmp(y),
-        // Text keys tie-break only: the server's collation is not known here.
-        (V::Text(x), V::Text(y)) => x.cmp(y),
-        (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
-        (V::Float64(x), V::Float64(y)) => x.total_cmp(y),
-        (V::Float32(x), V::Float32(y)) => x.total_cmp(y),
-        (V::Bool(x), V::Bool(y)) => x.cmp(y),
-        (V::Engine { text: x, .. }, V::Engine { text: y, .. }) => x.cmp(y),
-        _ => return None,
-    })
-}
-
-/// Compares normalized decimal texts numerically.
-fn decimal_cmp(a: &str, b: &str) -> Ordering {
-    let (an, bn) = (a.starts_with('-'), b.starts_with('-'));
-    if an != bn {
-        return if an {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    let split = |s: &str| {
-        let s = s.trim_start_matches('-');
-        let (i, f) = s.split_once('.').unwrap_or((s, ""));
-        (i.to_string(), f.to_string())
-    };
-    let ((ai, af), (bi, bf)) = (split(a), split(b));
-    let mag = ai
-        .len()
-        .cmp(&bi.len())
-        .then_with(|| ai.cmp(&bi))
-        .then_with(|| af.cmp(&bf));
-    if an {
-        mag.reverse()
-    } else {
-        mag
+    match (a, b) {
+        (Value::Engine { text: x, .. }, Value::Engine { text: y, .. }) => Some(x.cmp(y)),
+        _ => a.cmp_same_kind(b),
     }
 }
 
@@ -288,12 +245,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decimals_order_by_value() {
+    fn unsigned_cursors_and_time_text_order() {
+        let d = |s: &str| Value::Decimal(s.parse().unwrap());
         assert_eq!(
-            decimal_cmp("18446744073709551615", "9223372036854775808"),
-            Ordering::Greater
+            value_cmp(&d("18446744073709551615"), &d("9223372036854775808")),
+            Some(Ordering::Greater)
         );
-        assert_eq!(decimal_cmp("-2", "-10"), Ordering::Greater);
-        assert_eq!(decimal_cmp("1.5", "1.25"), Ordering::Greater);
+        let t = |s: &str| Value::Engine {
+            type_name: "time".into(),
+            text: s.into(),
+        };
+        assert_eq!(
+            value_cmp(&t("10:00:00"), &t("09:00:00")),
+            Some(Ordering::Greater)
+        );
     }
 }

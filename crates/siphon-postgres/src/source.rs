@@ -380,57 +380,6 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Orders two values of one column's kind; `None` when they cannot be compared.
-fn value_cmp(a: &Value, b: &Value) -> Option<Ordering> {
-    use Value as V;
-    Some(match (a, b) {
-        (V::Null, V::Null) => Ordering::Equal,
-        (V::Null, _) => Ordering::Less,
-        (_, V::Null) => Ordering::Greater,
-        (V::Int16(x), V::Int16(y)) => x.cmp(y),
-        (V::Int32(x), V::Int32(y)) => x.cmp(y),
-        (V::Int64(x), V::Int64(y)) => x.cmp(y),
-        (V::Decimal(x), V::Decimal(y)) => decimal_cmp(&x.normalized(), &y.normalized()),
-        (V::Date(x), V::Date(y)) => x.cmp(y),
-        (V::Timestamp(x), V::Timestamp(y)) => x.cmp(y),
-        (V::TimestampTz(x), V::TimestampTz(y)) => x.cmp(y),
-        (V::Text(x), V::Text(y)) => x.cmp(y),
-        (V::Uuid(x), V::Uuid(y)) => x.cmp(y),
-        (V::Float64(x), V::Float64(y)) => x.total_cmp(y),
-        (V::Float32(x), V::Float32(y)) => x.total_cmp(y),
-        (V::Bool(x), V::Bool(y)) => x.cmp(y),
-        _ => return None,
-    })
-}
-
-/// Compares normalized decimal texts numerically.
-fn decimal_cmp(a: &str, b: &str) -> Ordering {
-    let (an, bn) = (a.starts_with('-'), b.starts_with('-'));
-    if an != bn {
-        return if an {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    let split = |s: &str| {
-        let s = s.trim_start_matches('-');
-        let (i, f) = s.split_once('.').unwrap_or((s, ""));
-        (i.to_string(), f.to_string())
-    };
-    let ((ai, af), (bi, bf)) = (split(a), split(b));
-    let mag = ai
-        .len()
-        .cmp(&bi.len())
-        .then_with(|| ai.cmp(&bi))
-        .then_with(|| af.cmp(&bf));
-    if an {
-        mag.reverse()
-    } else {
-        mag
-    }
-}
-
 impl Source for PostgresSource {
     async fn discover(&self, filter: &TableFilter) -> Result<Vec<TableSchema>> {
         let tables = schema::discover(&*self.client().await?, filter).await?;
@@ -890,14 +839,14 @@ impl Source for PostgresSource {
         let b: Watermark = b.decode(&table.name)?;
         let incomparable =
             || Error::internal("positions hold values that cannot be compared").table(&table.name);
-        let mut ord = value_cmp(&a.cursor, &b.cursor).ok_or_else(incomparable)?;
+        let mut ord = a.cursor.cmp_same_kind(&b.cursor).ok_or_else(incomparable)?;
         let mut i = 0;
         while ord == Ordering::Equal {
             ord = match (a.key.get(i), b.key.get(i)) {
                 (None, None) => break,
                 (None, Some(_)) => Ordering::Less,
                 (Some(_), None) => Ordering::Greater,
-                (Some(x), Some(y)) => value_cmp(x, y).ok_or_else(incomparable)?,
+                (Some(x), Some(y)) => x.cmp_same_kind(y).ok_or_else(incomparable)?,
             };
             i += 1;
         }
