@@ -65,6 +65,41 @@ pub enum Lookback {
     Amount(i64),
 }
 
+impl Lookback {
+    /// The cursor value this lookback before `cursor`: a duration back from a
+    /// timestamp (a date moves back by whole days, rounded up), an amount back
+    /// from an integer or a whole decimal (integers stop at their type's
+    /// minimum). `None` when the lookback does not fit the cursor's kind or
+    /// the result leaves its type's range.
+    pub fn rewind(&self, cursor: &crate::Value) -> Option<crate::Value> {
+        use crate::Value as V;
+        let span = |d: &Duration| chrono::Duration::microseconds(d.as_micros() as i64);
+        Some(match (cursor, self) {
+            (V::Timestamp(t), Lookback::Duration(d)) => {
+                V::Timestamp(t.checked_sub_signed(span(d))?)
+            }
+            (V::TimestampTz(t), Lookback::Duration(d)) => {
+                V::TimestampTz(t.checked_sub_signed(span(d))?)
+            }
+            (V::Date(t), Lookback::Duration(d)) => V::Date(
+                t.checked_sub_signed(chrono::Duration::days(d.as_secs().div_ceil(86400) as i64))?,
+            ),
+            (V::Int16(i), Lookback::Amount(n)) => {
+                V::Int16(i.saturating_sub((*n).try_into().unwrap_or(i16::MAX)))
+            }
+            (V::Int32(i), Lookback::Amount(n)) => {
+                V::Int32(i.saturating_sub((*n).try_into().unwrap_or(i32::MAX)))
+            }
+            (V::Int64(i), Lookback::Amount(n)) => V::Int64(i.saturating_sub(*n)),
+            (V::Decimal(d), Lookback::Amount(n)) => {
+                let v: i128 = d.as_str().parse().ok()?;
+                V::Decimal((v - i128::from(*n)).to_string().parse().ok()?)
+            }
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum LookbackRepr {
@@ -766,6 +801,32 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lookback_rewinds_a_cursor_of_its_kind() {
+        use crate::Value as V;
+        let day = Lookback::Duration(Duration::from_secs(90_000));
+        let ts = chrono::NaiveDate::from_ymd_opt(2026, 1, 2)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        assert_eq!(
+            day.rewind(&V::Timestamp(ts)),
+            Some(V::Timestamp(ts - chrono::Duration::seconds(90_000)))
+        );
+        assert_eq!(
+            day.rewind(&V::Date(ts.date())),
+            Some(V::Date(ts.date() - chrono::Duration::days(2)))
+        );
+        let five = Lookback::Amount(5);
+        assert_eq!(five.rewind(&V::Int64(12)), Some(V::Int64(7)));
+        assert_eq!(five.rewind(&V::Int16(i16::MIN)), Some(V::Int16(i16::MIN)));
+        assert_eq!(
+            five.rewind(&V::Decimal("18446744073709551615".parse().unwrap())),
+            Some(V::Decimal("18446744073709551610".parse().unwrap()))
+        );
+        assert_eq!(five.rewind(&V::Timestamp(ts)), None);
+        assert_eq!(day.rewind(&V::Text("a".into())), None);
+    }
 
     #[test]
     fn on_lost_position_defaults_to_fail_and_takes_resnapshot() {

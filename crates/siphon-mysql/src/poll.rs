@@ -173,37 +173,7 @@ pub(crate) fn rewind(
         .table(&table.name)
         .column(&cursor.column)
     };
-    let span = |d: Duration| chrono::Duration::microseconds(d.as_micros() as i64);
-    let back = match (&w.cursor, lookback) {
-        (Value::Timestamp(t), Lookback::Duration(d)) => {
-            Value::Timestamp(t.checked_sub_signed(span(d)).ok_or_else(bad)?)
-        }
-        (Value::TimestampTz(t), Lookback::Duration(d)) => {
-            Value::TimestampTz(t.checked_sub_signed(span(d)).ok_or_else(bad)?)
-        }
-        (Value::Date(t), Lookback::Duration(d)) => Value::Date(
-            t.checked_sub_signed(chrono::Duration::days(d.as_secs().div_ceil(86400) as i64))
-                .ok_or_else(bad)?,
-        ),
-        (Value::Int16(i), Lookback::Amount(n)) => {
-            Value::Int16(i.saturating_sub(n.try_into().unwrap_or(i16::MAX)))
-        }
-        (Value::Int32(i), Lookback::Amount(n)) => {
-            Value::Int32(i.saturating_sub(n.try_into().unwrap_or(i32::MAX)))
-        }
-        (Value::Int64(i), Lookback::Amount(n)) => Value::Int64(i.saturating_sub(n)),
-        (Value::Decimal(d), Lookback::Amount(n)) => {
-            let v: i128 = d.as_str().parse().map_err(|_| bad())?;
-            Value::Decimal(
-                (v - i128::from(n))
-                    .max(0)
-                    .to_string()
-                    .parse()
-                    .map_err(|_| bad())?,
-            )
-        }
-        _ => return Err(bad()),
-    };
+    let back = lookback.rewind(&w.cursor).ok_or_else(bad)?;
     Position::encode(&Watermark {
         cursor: back,
         key: Vec::new(),

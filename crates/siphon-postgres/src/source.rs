@@ -806,27 +806,7 @@ impl Source for PostgresSource {
             .table(&table.name)
             .column(&cursor.column)
         };
-        let secs = |d: std::time::Duration| chrono::Duration::milliseconds(d.as_millis() as i64);
-        let back = match (&w.cursor, lookback) {
-            (Value::Timestamp(t), Lookback::Duration(d)) => {
-                Value::Timestamp(t.checked_sub_signed(secs(d)).ok_or_else(bad)?)
-            }
-            (Value::TimestampTz(t), Lookback::Duration(d)) => {
-                Value::TimestampTz(t.checked_sub_signed(secs(d)).ok_or_else(bad)?)
-            }
-            (Value::Date(t), Lookback::Duration(d)) => Value::Date(
-                t.checked_sub_signed(chrono::Duration::days(d.as_secs().div_ceil(86400) as i64))
-                    .ok_or_else(bad)?,
-            ),
-            (Value::Int16(i), Lookback::Amount(n)) => {
-                Value::Int16(i.saturating_sub(n.try_into().unwrap_or(i16::MAX)))
-            }
-            (Value::Int32(i), Lookback::Amount(n)) => {
-                Value::Int32(i.saturating_sub(n.try_into().unwrap_or(i32::MAX)))
-            }
-            (Value::Int64(i), Lookback::Amount(n)) => Value::Int64(i.saturating_sub(n)),
-            _ => return Err(bad()),
-        };
+        let back = lookback.rewind(&w.cursor).ok_or_else(bad)?;
         Position::encode(&Watermark {
             cursor: back,
             key: vec![],
