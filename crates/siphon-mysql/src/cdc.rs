@@ -66,8 +66,19 @@ impl MySqlSource {
     /// The binlog's current file and offset, and with GTIDs the GTID state
     /// (MariaDB: `BINLOG_GTID_POS` of that very point) or executed set
     /// (MySQL: `SHOW MASTER STATUS` gives both at once).
+    ///
+    /// Every transaction before the point has committed: a read that starts
+    /// after this returns sees all of them, and every other is in the binlog
+    /// after it. A server writes a transaction to its binlog before it
+    /// commits it in the storage engine, so the binlog's end alone may lie
+    /// past a transaction not yet visible; MariaDB's point is therefore the
+    /// one of a consistent snapshot (`binlog_snapshot_file`/`_position`),
+    /// and MySQL's executed set gains a GTID only once it committed.
     pub(crate) async fn binlog_head(&self) -> Result<BinlogPos> {
         let mut conn = self.binlog_conn().await?;
+        if self.server.flavor == Flavor::MariaDb {
+            return mariadb_snapshot_head(&mut conn).await;
+        }
         let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
             Ok(r) => r,
             // MySQL 8.4 renamed it.
@@ -77,35 +88,16 @@ impl MySqlSource {
                 .map_err(|e| my_err(e, "reading the binlog position"))?,
             Err(e) => return Err(my_err(e, "reading the binlog position")),
         };
-        let row = row.ok_or_else(|| {
-            Error::config(
-                "the source has no binlog (SHOW MASTER STATUS is empty): start it with log_bin=ON, \
-                 binlog_format=ROW and binlog_row_image=FULL",
-            )
-        })?;
-        let file: String = row.get(0).unwrap_or_default();
-        let pos: u64 = row.get(1).unwrap_or_default();
-        let mut head = BinlogPos {
-            file: file.clone(),
-            pos,
-            ..BinlogPos::default()
-        };
-        match self.server.flavor {
-            Flavor::MariaDb => {
-                let gtid: Option<String> = conn
-                    .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
-                    .await
-                    .map_err(|e| my_err(e, "reading the binlog's GTID position"))?;
-                head.gtid = gtid.filter(|g| !g.is_empty());
-            }
-            Flavor::MySql => {
-                let set: Option<String> = row.get::<Option<String>, _>(4).flatten();
-                head.gtid_set = set
-                    .map(|s| s.replace(['\n', ' '], ""))
-                    .filter(|s| !s.is_empty());
-            }
-        }
-        Ok(head)
+        let row = row.ok_or_else(no_binlog)?;
+        let set: Option<String> = row.get::<Option<String>, _>(4).flatten();
+        Ok(BinlogPos {
+            file: row.get(0).unwrap_or_default(),
+            pos: row.get(1).unwrap_or_default(),
+            gtid_set: set
+                .map(|s| s.replace(['\n', ' '], ""))
+                .filter(|s| !s.is_empty()),
+            gtid: None,
+        })
     }
 
     /// The start checks of a binlog reader, each failing with its fix.
@@ -280,7 +272,8 @@ impl MySqlSource {
 
     /// Whether the binlog still holds everything after `from` (see
     /// [`siphon_core::LogSource::resume`]); all tables share one binlog, so
-    /// they all lose their history together.
+    /// they all lose their history together, and reading then goes on from
+    /// the binlog's head.
     pub(crate) async fn resume_binlog(
         &self,
         from: &siphon_core::Position,
@@ -297,11 +290,6 @@ impl MySqlSource {
             Error::config("the source has no binlog files: start it with log_bin=ON")
         })?;
         let mut why = None;
-        let mut oldest = BinlogPos {
-            file: first.clone(),
-            pos: 4,
-            ..BinlogPos::default()
-        };
         match self.server.flavor {
             Flavor::MariaDb => {
                 // The GTID list event that starts the oldest file: the
@@ -327,7 +315,6 @@ impl MySqlSource {
                             .to_string()
                     });
                 let at_first = at_first.unwrap_or_default();
-                oldest.gtid = Some(at_first.clone()).filter(|g| !g.is_empty());
                 match pos.gtid.as_deref().filter(|g| !g.is_empty()) {
                     Some(g) => {
                         let mine = GtidState::parse(g)?;
@@ -359,7 +346,6 @@ impl MySqlSource {
                     }
                     None => why = file_gone(&pos, &files),
                 }
-                oldest.gtid_set = Some(purged.to_string()).filter(|s| !s.is_empty());
             }
         }
         Ok(match why {
@@ -367,8 +353,12 @@ impl MySqlSource {
                 from: from.clone(),
                 lost: Vec::new(),
             },
+            // Every table lost its history together (one binlog), so reading
+            // goes on from the head: the tables copied again are copied
+            // after it, and replaying the binlog that is left would only
+            // bring back rows written in the tables' older shapes.
             Some(why) => Resume {
-                from: oldest.to_position(),
+                from: self.binlog_head().await?.to_position(),
                 lost: tables
                     .iter()
                     .map(|t| (t.name.clone(), lost(&t.name, &why)))
@@ -376,6 +366,54 @@ impl MySqlSource {
             },
         })
     }
+}
+
+/// The error of a server that writes no binlog.
+fn no_binlog() -> Error {
+    Error::config(
+        "the source has no binlog (SHOW MASTER STATUS is empty): start it with log_bin=ON, \
+         binlog_format=ROW and binlog_row_image=FULL",
+    )
+}
+
+/// MariaDB's binlog point of a consistent snapshot taken now, with the GTID
+/// state there (see [`MySqlSource::binlog_head`]).
+async fn mariadb_snapshot_head(conn: &mut Conn) -> Result<BinlogPos> {
+    let err = |e| my_err(e, "reading the binlog position");
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .map_err(err)?;
+    let vars: Vec<(String, String)> = conn
+        .query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
+        .await
+        .map_err(err)?;
+    conn.query_drop("COMMIT").await.map_err(err)?;
+    let var = |name: &str| {
+        vars.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let file = var("binlog_snapshot_file");
+    if file.is_empty() {
+        return Err(no_binlog());
+    }
+    let pos: u64 = var("binlog_snapshot_position").parse().map_err(|_| {
+        Error::internal(format!(
+            "the server's binlog_snapshot_position {:?} is not a number",
+            var("binlog_snapshot_position")
+        ))
+    })?;
+    let gtid: Option<String> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos))
+        .await
+        .map_err(|e| my_err(e, "reading the binlog's GTID position"))?;
+    Ok(BinlogPos {
+        gtid: gtid.filter(|g| !g.is_empty()),
+        gtid_set: None,
+        file,
+        pos,
+    })
 }
 
 /// Why a file-and-offset checkpoint can no longer be read on, if it cannot.

@@ -47,8 +47,18 @@ impl LogSource for MySqlSource {
     }
 
     /// Checks the server (binlog on, ROW format, FULL images, no
-    /// compression, the user's privileges) and returns the binlog's head:
-    /// there is no slot to create, the binlog holds every change after it.
+    /// compression, the user's privileges) and returns the binlog's head
+    /// ([`MySqlSource::binlog_head`]): every transaction before it has
+    /// committed, so a table copied after this call holds it, and every later
+    /// one is in the binlog after the head.
+    ///
+    /// There is no reader to create on the server (the binlog is the
+    /// server's, kept by its own retention), so every call returns the head
+    /// anew. The oldest position the binlog still holds would serve as well
+    /// by the trait's words, but a table copied now would then replay the
+    /// whole retained binlog, written partly against the table's older
+    /// shapes, which its current columns cannot decode. Whether a checkpoint
+    /// can still be resumed is [`LogSource::resume`]'s to say.
     async fn prepare_log(&self, pipeline: &str, tables: &[TableSchema]) -> Result<Position> {
         self.check_binlog().await?;
         // information_schema must say how each column is logged.
