@@ -4,6 +4,8 @@
 mod commands;
 mod config;
 mod connect;
+mod logfile;
+mod pidfile;
 mod progress;
 
 use std::io::IsTerminal;
@@ -70,6 +72,9 @@ enum Command {
     /// Pipelines ("syncs") and their tables.
     #[command(subcommand)]
     Sync(commands::catalog::SyncCommand),
+    /// The service: runs every stored pipeline on its schedule, in the foreground or as a daemon.
+    #[command(subcommand)]
+    Service(commands::service::ServiceCommand),
 }
 
 /// Logs go to stderr: warnings and errors by default, `-v` info, `-vv` debug,
@@ -117,7 +122,10 @@ fn end_quietly_when_stdout_closes() {
 fn main() -> ExitCode {
     end_quietly_when_stdout_closes();
     let cli = Cli::parse();
-    init_logs(cli.verbose);
+    match &cli.command {
+        Command::Service(c) if commands::service::logs_itself(c) => {}
+        _ => init_logs(cli.verbose),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -202,6 +210,9 @@ async fn dispatch(cli: Cli) -> siphon_core::Result<ExitCode> {
         Command::Sync(c) => {
             let state = commands::open_catalog_state(state_flag.as_deref()).await?;
             commands::catalog::sync(&state, c).await
+        }
+        Command::Service(c) => {
+            commands::service::run(state_flag.as_deref(), cli.verbose, c).await
         }
     }
 }

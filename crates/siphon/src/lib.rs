@@ -38,12 +38,14 @@ mod lease;
 mod pipeline;
 mod registry;
 mod run;
+mod serve;
 mod url;
 
 pub use client::{Running, Siphon, SiphonBuilder};
 pub use lease::{holder_id, lease_ttl, DEFAULT_LEASE_TTL, LEASE_TTL_ENV};
 pub use pipeline::{Connection, Pipeline, PipelineBuilder};
 pub use run::{follow, run_pass, LogEvents, Outcome, RunEvents};
+pub use serve::{serve, ServeOptions, ServiceEvents, DEFAULT_CATALOG_POLL};
 
 pub use dispatch::{
     AnyChangeStream, AnyEventSink, AnySink, AnySource, AnyStateStore, AnyTarget, BoxFuture,

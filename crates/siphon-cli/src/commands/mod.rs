@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod quickstart;
 pub mod run;
 pub mod sequences;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 
