@@ -668,6 +668,29 @@ pub struct PipelineSpec {
         skip_serializing_if = "is_default_schema_check_interval"
     )]
     pub schema_check_interval: Duration,
+    /// Retries of a table stream after a transient failure (a lost
+    /// connection, a lock or statement timeout, a deadlock), each after a
+    /// growing delay, before it stays `failed` until the pipeline's next
+    /// scheduled run or `siphon sync resync`; 3 by default, 0: none.
+    /// Permanent failures (config, bad input, privilege) are not retried.
+    #[serde(
+        default = "crate::retention::default_max_retries",
+        skip_serializing_if = "crate::retention::is_default_max_retries"
+    )]
+    pub max_retries: u32,
+    /// The delay before a table's first retry (`5s` by default); each later
+    /// retry waits twice the one before (at most 5 minutes), plus up to a
+    /// quarter more at random so that tables do not retry together.
+    #[serde(
+        default = "crate::retention::default_retry_delay",
+        with = "crate::retention::retry_delay_text",
+        skip_serializing_if = "crate::retention::is_default_retry_delay"
+    )]
+    pub retry_delay: Duration,
+    /// How long and how many of the pipeline's executions the state store
+    /// keeps: `{ keep_days: 30, keep_runs: 20000 }` by default.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub history: crate::HistoryRetention,
     /// Per-table overrides, keyed by table name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tables_config: BTreeMap<String, TableConfig>,

@@ -51,6 +51,12 @@ pub enum StreamState {
         /// operator or is never retried (see [`crate::ErrorKind::action`]).
         #[serde(default)]
         next_retry: Option<DateTime<Utc>>,
+        /// Failures in a row so far (1 after the first); the engine retries a
+        /// transient failure until this passes the pipeline's `max_retries`.
+        /// 0 in rows written before attempts were counted, and after `siphon
+        /// sync resync` cleared the count.
+        #[serde(default)]
+        attempt: u32,
     },
 }
 
@@ -69,6 +75,7 @@ impl StreamState {
             error: e.to_string(),
             kind: Some(e.kind()),
             next_retry,
+            attempt,
         }
     }
 }
@@ -84,6 +91,7 @@ impl fmt::Display for StreamState {
                 error,
                 kind: Some(kind),
                 next_retry,
+                ..
             } => match next_retry {
                 Some(at) => write!(
                     f,
@@ -361,6 +369,17 @@ pub trait StateStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Execution>>> + Send;
     fn execution(&self, id: u64) -> impl Future<Output = Result<Option<Execution>>> + Send;
+    /// Removes, with their tables' statistics, the pipeline's executions that
+    /// started before `older_than` and those past its newest `keep_last` (by
+    /// id); `None` leaves that limit out. Other pipelines' executions are not
+    /// touched. Returns how many were removed; a second call with the same
+    /// limits removes none.
+    fn prune_executions(
+        &self,
+        pipeline: &str,
+        older_than: Option<DateTime<Utc>>,
+        keep_last: Option<u64>,
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// Grants `holder` the pipeline's lease for `ttl`, in one atomic step, when
     /// no live lease is held by another: a free or expired lease (or one that was
@@ -422,6 +441,7 @@ mod stream_state_tests {
                 error: "table t: fix it".into(),
                 kind: Some(ErrorKind::BadInput),
                 next_retry: None,
+                attempt: 1,
             }
         );
         assert_eq!(
@@ -431,7 +451,7 @@ mod stream_state_tests {
         let json = serde_json::to_string(&refused).unwrap();
         assert_eq!(
             json,
-            r#"{"state":"failed","error":"table t: fix it","kind":"bad_input","next_retry":null}"#
+            r#"{"state":"failed","error":"table t: fix it","kind":"bad_input","next_retry":null,"attempt":1}"#
         );
         assert_eq!(serde_json::from_str::<StreamState>(&json).unwrap(), refused);
 
@@ -460,6 +480,7 @@ mod stream_state_tests {
                 error: "boom".into(),
                 kind: None,
                 next_retry: None,
+                attempt: 0,
             }
         );
         assert_eq!(old.to_string(), "failed: boom");

@@ -73,7 +73,9 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
         // nothing that follows the data.
         finish_tables(pipeline, spec, sink).await;
     }
-    finish(state, report).await
+    let report = finish(state, report).await?;
+    crate::history::prune(pipeline, spec, state).await;
+    Ok(report)
 }
 
 /// Like [`run_pass`], and `cdc` tables read the source's change log: the
@@ -203,7 +205,9 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
         // nothing that follows the data.
         finish_tables(pipeline, spec, sink).await;
     }
-    finish(state, report).await
+    let report = finish(state, report).await?;
+    crate::history::prune(pipeline, spec, state).await;
+    Ok(report)
 }
 
 /// Records the outcome of tables run together.
@@ -236,9 +240,8 @@ async fn record<St: StateStore>(
                 stats.error = Some(e.to_string());
                 report.status = ExecutionStatus::Failed;
                 // Its kind says whether the next pass retries it, and when.
-                state
-                    .set_stream_state(&stream, &StreamState::failed(&e, Utc::now(), 1))
-                    .await?;
+                let failed = crate::retry::failed(&stream, &e, Utc::now());
+                state.set_stream_state(&stream, &failed).await?;
             }
         }
         state.record_table(report.execution, &stats).await?;
@@ -314,6 +317,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
         std::time::Instant::now(),
     );
     let mut idle = Vec::new();
+    let retries = crate::retry::Retries::load(pipeline, spec, state, Utc::now()).await?;
     for table in tables {
         let stream = StreamId::new(pipeline, &table.name);
         let enabled = match state.flag(&stream, Flag::Enabled).await? {
@@ -332,6 +336,11 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
             state
                 .set_stream_state(&stream, &StreamState::Paused)
                 .await?;
+            continue;
+        }
+        if retries.holds(&stream, mode) {
+            // Failed, and not yet due for a retry: it stays `failed` with its
+            // next retry, and the others go on.
             continue;
         }
         if mode == Mode::Cdc {

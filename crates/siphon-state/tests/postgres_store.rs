@@ -86,6 +86,11 @@ async fn executions() {
 }
 
 #[tokio::test]
+async fn prune_executions() {
+    state::prune_executions(&PostgresStores).await;
+}
+
+#[tokio::test]
 async fn leases() {
     state::leases(&PostgresStores).await;
 }

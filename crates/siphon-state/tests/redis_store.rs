@@ -65,6 +65,11 @@ async fn executions() {
 }
 
 #[tokio::test]
+async fn prune_executions() {
+    state::prune_executions(&RedisStores).await;
+}
+
+#[tokio::test]
 async fn leases() {
     state::leases(&RedisStores).await;
 }

@@ -242,6 +242,7 @@ async fn stream_states_round_trip_in_order() {
         error: "table public.orders: no primary key; add one".into(),
         kind: Some(siphon_core::ErrorKind::BadInput),
         next_retry: None,
+        attempt: 1,
     };
     store
         .set_stream_state(&stream("b", "public.orders"), &failed)

@@ -356,13 +356,17 @@ pub async fn follow<St: StateStore>(
                         following = Some(Following {
                             source,
                             sink,
-                            session: LogSession::follow(FOLLOW_WINDOW),
+                            // Short enough that a table created at the source is
+                            // found within one schema check.
+                            session: LogSession::follow(
+                                FOLLOW_WINDOW.min(spec.schema_check_interval),
+                            ),
                         });
                     }
                     Err(e) => {
                         record(&mut outcome, &mut failures, name, Err(e), events);
                         lease
-                            .keep(pause(spec, started, false, failures, false, shutdown))
+                            .keep(pause(spec, started, false, failures, false, None, shutdown))
                             .await;
                         continue;
                     }
@@ -431,9 +435,17 @@ pub async fn follow<St: StateStore>(
             }
         }
         let streaming = following.as_ref().is_some_and(|f| f.session.is_open());
+        // A timed pipeline wakes early for a table's retry.
+        let retry_at = match spec.schedule {
+            Schedule::Continuous => None,
+            _ => siphon_engine::next_retry_at(state, name)
+                .await
+                .ok()
+                .flatten(),
+        };
         lease
             .keep(pause(
-                spec, started, streaming, failures, found_work, shutdown,
+                spec, started, streaming, failures, found_work, retry_at, shutdown,
             ))
             .await;
     }
@@ -494,6 +506,7 @@ async fn pause(
     streaming: bool,
     failures: u32,
     found_work: bool,
+    retry_at: Option<chrono::DateTime<chrono::Utc>>,
     shutdown: &Shutdown,
 ) {
     let mut delay = if streaming {
@@ -503,6 +516,10 @@ async fn pause(
         siphon_engine::next_delay(&spec.schedule, started, chrono::Utc::now(), found_work)
             .unwrap_or(Duration::from_secs(60))
     };
+    if let Some(at) = retry_at {
+        // A retry pass runs only the tables that are due.
+        delay = delay.min((at - chrono::Utc::now()).to_std().unwrap_or_default());
+    }
     if failures > 0 {
         // Failing passes back off as the retry policy does (doubling, with
         // jitter, up to five minutes). A pass that waits for an operator is

@@ -375,7 +375,12 @@ pub async fn sync<St: StateStore>(state: &St, cmd: SyncCommand) -> Result<ExitCo
             set(state, &name, table.as_deref(), Flag::Enabled, false).await?
         }
         SyncCommand::Resync { name, table } => {
-            set(state, &name, table.as_deref(), Flag::ForceFullLoad, true).await?
+            set(state, &name, table.as_deref(), Flag::ForceFullLoad, true).await?;
+            // A failed table runs again at once, its retries counted afresh.
+            let spec = pipeline(state, &name).await?;
+            for s in streams(state, &name, &spec, table.as_deref()).await? {
+                siphon_engine::clear_attempts(state, &s).await?;
+            }
         }
         SyncCommand::Remove {
             name,

@@ -684,6 +684,29 @@ impl StateStore for PostgresStateStore {
 
     /// One `INSERT … ON CONFLICT DO UPDATE … WHERE` statement: the lease row
     /// is locked, and taken only when free, expired, or this holder's.
+    /// One statement; the tables of removed executions go with them.
+    async fn prune_executions(
+        &self,
+        pipeline: &str,
+        older_than: Option<DateTime<Utc>>,
+        keep_last: Option<u64>,
+    ) -> Result<u64> {
+        let doing = format!("cannot remove old executions of pipeline `{pipeline}`");
+        let before = older_than.map(stamp);
+        let keep = keep_last.map(int);
+        let client = self.client(&doing).await?;
+        client
+            .execute(
+                "DELETE FROM sync_executions WHERE sync_name = $1 AND (
+                     started_at < $2::text::timestamptz
+                     OR id NOT IN (SELECT id FROM sync_executions WHERE sync_name = $1
+                                   ORDER BY id DESC LIMIT $3))",
+                &[&pipeline, &before, &keep],
+            )
+            .await
+            .map_err(|e| self.fail(&doing, e))
+    }
+
     async fn acquire_lease(
         &self,
         pipeline: &str,

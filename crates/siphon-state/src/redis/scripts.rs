@@ -86,6 +86,41 @@ return id
     )
 });
 
+/// Removes a pipeline's executions, oldest first: those past its newest
+/// `keep`, then those that started before the cutoff (ids grow with start
+/// times, so the first one kept ends the walk).
+/// KEYS: all executions, the pipeline's executions.
+/// ARGV: the execution key base, the cutoff stamp (empty: none), keep (-1:
+/// none). Returns how many were removed.
+pub(super) static PRUNE_EXECUTIONS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local keep = tonumber(ARGV[3])
+local removed = 0
+local function drop(id)
+  redis.call('DEL', ARGV[1] .. id)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+  removed = removed + 1
+end
+local n = redis.call('ZCARD', KEYS[2])
+if keep >= 0 and n > keep then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, n - keep - 1)) do drop(id) end
+end
+if ARGV[2] ~= '' then
+  while true do
+    local first = redis.call('ZRANGE', KEYS[2], 0, 0)
+    if #first == 0 then break end
+    local at = redis.call('HGET', ARGV[1] .. first[1], 'started_at')
+    if at and at >= ARGV[2] then break end
+    drop(first[1])
+  end
+end
+return removed
+"#,
+    )
+});
+
 /// Sets and deletes fields of a hash that exists; nothing when it does not.
 /// KEYS: the hash. ARGV: the number of pairs to set, the pairs, then the
 /// fields to delete. Returns 1 when the hash existed, else 0.

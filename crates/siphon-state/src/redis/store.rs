@@ -591,6 +591,23 @@ impl StateStore for RedisStateStore {
         self.execution_of(&doing, id, fields)
     }
 
+    /// One script, atomic against other workers.
+    async fn prune_executions(
+        &self,
+        pipeline: &str,
+        older_than: Option<DateTime<Utc>>,
+        keep_last: Option<u64>,
+    ) -> Result<u64> {
+        let doing = format!("cannot remove old executions of pipeline `{pipeline}`");
+        let mut inv = scripts::PRUNE_EXECUTIONS.prepare_invoke();
+        inv.key(self.keys.executions())
+            .key(self.keys.executions_of(pipeline))
+            .arg(self.keys.execution_base())
+            .arg(older_than.map(stamp).unwrap_or_default())
+            .arg(keep_last.map_or(-1, |k| i64::try_from(k).unwrap_or(i64::MAX)));
+        self.script(&doing, &inv).await
+    }
+
     async fn acquire_lease(
         &self,
         pipeline: &str,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use siphon_core::{
@@ -449,6 +449,37 @@ impl StateStore for SqliteStateStore {
             };
             tx.commit()?;
             Ok(found)
+        })
+    }
+
+    /// One write transaction; the tables of removed executions go with them.
+    fn prune_executions(
+        &self,
+        pipeline: &str,
+        older_than: Option<DateTime<Utc>>,
+        keep_last: Option<u64>,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        let pipeline = pipeline.to_owned();
+        let doing = format!("cannot remove old executions of pipeline `{pipeline}`");
+        self.call(doing, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut removed = 0;
+            if let Some(before) = older_than {
+                removed += tx.execute(
+                    "DELETE FROM executions WHERE pipeline = ?1 AND started_at < ?2",
+                    params![pipeline, Stamp(before)],
+                )?;
+            }
+            if let Some(keep) = keep_last {
+                let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+                removed += tx.execute(
+                    "DELETE FROM executions WHERE pipeline = ?1 AND id NOT IN \
+                     (SELECT id FROM executions WHERE pipeline = ?1 ORDER BY id DESC LIMIT ?2)",
+                    params![pipeline, keep],
+                )?;
+            }
+            tx.commit()?;
+            Ok(removed as u64)
         })
     }
 

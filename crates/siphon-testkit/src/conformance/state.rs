@@ -167,6 +167,7 @@ pub async fn stream_states<H: StoreHarness>(h: &H) {
             error: "table public.\"it's\": no primary key; add one ✗".into(),
             kind: Some(siphon_core::ErrorKind::Transient),
             next_retry: Some(Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 5).unwrap()),
+            attempt: 2,
         },
     ];
     let ours = streams("p");
@@ -347,6 +348,56 @@ pub async fn executions<H: StoreHarness>(h: &H) {
     assert_eq!(ids(a.executions(None, 0).await.unwrap()), Vec::<u64>::new());
     assert!(a.executions(Some("none"), 10).await.unwrap().is_empty());
     assert_eq!(a.executions(Some("app"), 10).await.unwrap()[1], one);
+}
+
+/// A pipeline's history is pruned by count and by age: the executions past
+/// its newest `keep_last`, and those that started before `older_than`, go with
+/// their tables; other pipelines keep theirs, and pruning again removes none.
+pub async fn prune_executions<H: StoreHarness>(h: &H) {
+    let (a, b) = two_handles(h).await;
+    let other = a.start_execution("other").await.unwrap();
+    let mut app = Vec::new();
+    for _ in 0..4 {
+        app.push(b.start_execution("app").await.unwrap());
+    }
+    let table = odd_tables()[0].clone();
+    a.record_table(app[0], &stats(table, 3, ExecutionStatus::Succeeded))
+        .await
+        .unwrap();
+    let ids = |v: Vec<siphon_core::Execution>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+
+    assert_eq!(a.prune_executions("app", None, None).await.unwrap(), 0);
+    assert_eq!(a.prune_executions("app", None, Some(3)).await.unwrap(), 1);
+    assert_eq!(b.execution(app[0]).await.unwrap(), None);
+    assert_eq!(
+        ids(b.executions(Some("app"), 10).await.unwrap()),
+        [app[3], app[2], app[1]]
+    );
+    assert_eq!(a.prune_executions("app", None, Some(3)).await.unwrap(), 0);
+
+    // By age: the executions that started before the third one's start.
+    let third = a
+        .execution(app[2])
+        .await
+        .unwrap()
+        .expect("the third execution");
+    let at = Some(third.started_at);
+    assert_eq!(a.prune_executions("app", at, Some(10)).await.unwrap(), 1);
+    assert_eq!(
+        ids(b.executions(Some("app"), 10).await.unwrap()),
+        [app[3], app[2]]
+    );
+    assert_eq!(a.prune_executions("app", at, None).await.unwrap(), 0);
+
+    // Both limits: whichever removes more.
+    let later = Some(Utc::now() + chrono::Duration::days(1));
+    assert_eq!(b.prune_executions("app", later, Some(1)).await.unwrap(), 2);
+    assert!(a.executions(Some("app"), 10).await.unwrap().is_empty());
+    assert_eq!(ids(a.executions(None, 10).await.unwrap()), [other]);
+    assert!(a.execution(other).await.unwrap().is_some());
+    // New executions after a prune still get growing ids.
+    let next = a.start_execution("app").await.unwrap();
+    assert!(next > app[3], "{next} after {}", app[3]);
 }
 
 const LONG: std::time::Duration = std::time::Duration::from_secs(60);

@@ -62,6 +62,12 @@ trait DynState: fmt::Debug + Send + Sync {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Execution>>>;
     fn execution(&self, id: u64) -> BoxFuture<'_, Result<Option<Execution>>>;
+    fn prune_executions<'a>(
+        &'a self,
+        pipeline: &'a str,
+        older_than: Option<chrono::DateTime<chrono::Utc>>,
+        keep_last: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64>>;
     fn acquire_lease<'a>(
         &'a self,
         pipeline: &'a str,
@@ -179,6 +185,14 @@ impl<T: StateStore + fmt::Debug + 'static> DynState for Store<T> {
     }
     fn execution(&self, id: u64) -> BoxFuture<'_, Result<Option<Execution>>> {
         Box::pin(self.0.execution(id))
+    }
+    fn prune_executions<'a>(
+        &'a self,
+        pipeline: &'a str,
+        older_than: Option<chrono::DateTime<chrono::Utc>>,
+        keep_last: Option<u64>,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(self.0.prune_executions(pipeline, older_than, keep_last))
     }
     fn acquire_lease<'a>(
         &'a self,
@@ -305,6 +319,16 @@ impl StateStore for AnyStateStore {
     }
     async fn execution(&self, id: u64) -> Result<Option<Execution>> {
         self.0.execution(id).await
+    }
+    async fn prune_executions(
+        &self,
+        pipeline: &str,
+        older_than: Option<chrono::DateTime<chrono::Utc>>,
+        keep_last: Option<u64>,
+    ) -> Result<u64> {
+        self.0
+            .prune_executions(pipeline, older_than, keep_last)
+            .await
     }
     async fn acquire_lease(
         &self,
