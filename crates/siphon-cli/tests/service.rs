@@ -122,6 +122,10 @@ fn a_foreground_service_runs_reports_refuses_a_second_start_and_stops() {
         count(&dst, "t") == 100
     });
 
+    // The first pass's execution is recorded as it ends, just after its rows.
+    wait_for("status shows the last run", DEADLINE, || {
+        text(&siphon(d, &["service", "status"])).contains("last run: #")
+    });
     let status = ok(siphon(d, &["service", "status"]));
     assert!(
         status.contains(&format!("siphon service: running (pid {pid}, since ")),

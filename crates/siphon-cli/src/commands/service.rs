@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use siphon::{ServeOptions, StateStore};
-use siphon_core::{Error, ErrorKind, Result};
+use siphon_core::{Error, ErrorKind, ExecutionStatus, Result};
 use siphon_engine::{NoopObserver, Shutdown};
 
 use crate::config::ConnUrl;
@@ -693,7 +693,19 @@ async fn pipelines<St: StateStore>(state: &St) -> Result<()> {
             ),
             None => println!("    run by no worker now (its lease is free)"),
         }
-        match state.executions(Some(name), 1).await?.into_iter().next() {
+        let mut recent = state
+            .executions(Some(name), 2)
+            .await?
+            .into_iter()
+            .peekable();
+        if let Some(now) = recent.next_if(|e| e.status == ExecutionStatus::Running) {
+            println!(
+                "    running now: #{} since {}",
+                now.id,
+                now.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+        match recent.next() {
             Some(e) => {
                 let when = e.finished_at.unwrap_or(e.started_at);
                 let rows: u64 = e.tables.iter().map(|t| t.rows_read).sum();
