@@ -354,6 +354,8 @@ pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
     }
     p.check_strategies()
         .map_err(|e| Error::config(format!("pipelines.{name}.{e}")))?;
+    p.check_order()
+        .map_err(|e| Error::config(format!("pipelines.{name}.{e}")))?;
     let merge = |key: &str| {
         Error::config(format!(
             "{key}: mode `merge` (two-way sync) is not available in this version; use `full`, \

@@ -585,6 +585,17 @@ impl<'de> Deserialize<'de> for Parallel {
     }
 }
 
+/// `max_parallel`: a number of tables, at least 1.
+fn max_parallel<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let n = i64::deserialize(d)?;
+    match usize::try_from(n) {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(serde::de::Error::custom(format!(
+            "`max_parallel` must be a number of tables run at once, 1 or more, not {n}"
+        ))),
+    }
+}
+
 fn default_tables() -> Vec<String> {
     vec!["*".to_string()]
 }
@@ -625,6 +636,24 @@ pub struct PipelineSpec {
     /// own connections, 1 (the default) to 64.
     #[serde(default, skip_serializing_if = "is_one")]
     pub parallel: Parallel,
+    /// How many of the pipeline's `full`, `incremental` and `row_count` tables
+    /// a pass runs at once, each with connections of its own where the source
+    /// and the target can open more; 1 or more, unset: the number of cores.
+    /// A slow or failing table holds only its own slot. `cdc` tables share
+    /// one log and are not counted here. With `order`, tables run one at a
+    /// time whatever this says, and setting both is refused.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "max_parallel"
+    )]
+    pub max_parallel: Option<usize>,
+    /// Runs the pipeline's `full`, `incremental` and `row_count` tables one
+    /// after another: the tables listed (by name, as in `tables_config`) first,
+    /// in the order given, then every other table, one at a time, in the order
+    /// the source lists them. A name that matches no table is skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
     #[serde(default)]
     pub schedule: Schedule,
     #[serde(default)]
@@ -702,6 +731,50 @@ impl PipelineSpec {
             include: self.tables.clone(),
             exclude: self.exclude.clone(),
         }
+    }
+
+    /// How many tables a pass runs at once: 1 with `order`, else
+    /// `max_parallel`, else the number of cores (1 when that is unknown).
+    pub fn tables_at_once(&self) -> usize {
+        if !self.order.is_empty() {
+            return 1;
+        }
+        self.max_parallel
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    /// Where a table comes in `order`: its index there, `None` when it is not
+    /// listed. A name matches as in `tables_config`: `schema.table`, or the
+    /// bare table name.
+    pub fn order_of(&self, table: &TableName) -> Option<usize> {
+        let full = table.to_string();
+        self.order
+            .iter()
+            .position(|o| *o == full || *o == table.name)
+    }
+
+    /// Checks `order` and `max_parallel` together: `order` runs tables one at
+    /// a time, so a `max_parallel` above 1 beside it is refused, and so is a
+    /// table listed twice. The error names the key.
+    pub fn check_order(&self) -> Result<(), String> {
+        if self.order.is_empty() {
+            return Ok(());
+        }
+        if let Some(n) = self.max_parallel.filter(|&n| n > 1) {
+            return Err(format!(
+                "max_parallel: {n} cannot go with `order`, which runs the tables one after another; \
+                 remove one of them"
+            ));
+        }
+        for (i, t) in self.order.iter().enumerate() {
+            if self.order[..i].contains(t) {
+                return Err(format!(
+                    "order: `{t}` is listed twice; list each table once"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// How many workers load the table: its own `parallel`, else the pipeline's.
@@ -1058,5 +1131,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn max_parallel_and_order_say_how_many_tables_run_at_once() {
+        use super::PipelineSpec;
+        use crate::TableName;
+        let spec = |extra: &str| {
+            serde_json::from_str::<PipelineSpec>(&format!(
+                r#"{{"source": "a", "target": "b"{extra}}}"#
+            ))
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let default = spec("").unwrap();
+        assert_eq!(default.max_parallel, None);
+        assert_eq!(default.tables_at_once(), cores);
+        assert!(!serde_json::to_string(&default)
+            .unwrap()
+            .contains("max_parallel"));
+        assert!(!serde_json::to_string(&default).unwrap().contains("order"));
+
+        let four = spec(r#", "max_parallel": 4"#).unwrap();
+        assert_eq!(four.tables_at_once(), 4);
+        let back: PipelineSpec =
+            serde_json::from_str(&serde_json::to_string(&four).unwrap()).unwrap();
+        assert_eq!(back, four);
+        for bad in [r#", "max_parallel": 0"#, r#", "max_parallel": -2"#] {
+            let err = spec(bad).unwrap_err().to_string();
+            assert!(err.contains("`max_parallel` must be"), "{err}");
+        }
+
+        let ordered = spec(r#", "order": ["public.b", "a"]"#).unwrap();
+        assert_eq!(ordered.tables_at_once(), 1);
+        assert_eq!(ordered.order_of(&TableName::parse("public.b")), Some(0));
+        assert_eq!(ordered.order_of(&TableName::parse("public.a")), Some(1));
+        assert_eq!(ordered.order_of(&TableName::parse("public.c")), None);
+        ordered.check_order().unwrap();
+        spec(r#", "order": ["a"], "max_parallel": 1"#)
+            .unwrap()
+            .check_order()
+            .unwrap();
+        let both = spec(r#", "order": ["a"], "max_parallel": 3"#).unwrap();
+        assert!(both
+            .check_order()
+            .unwrap_err()
+            .starts_with("max_parallel: 3 cannot go with `order`"));
+        let twice = spec(r#", "order": ["a", "b", "a"]"#).unwrap();
+        assert!(twice
+            .check_order()
+            .unwrap_err()
+            .contains("`a` is listed twice"));
     }
 }

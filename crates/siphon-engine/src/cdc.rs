@@ -258,6 +258,14 @@ async fn check<S: LogSource, K: Sink>(
         .map_err(|e| named(e, &t.source))
 }
 
+/// Clears the forced-reload flag of a table whose copy for it is complete
+/// and committed. Should that fail, the table is copied once more.
+async fn reloaded<St: StateStore>(state: &St, stream: &StreamId) {
+    if let Err(e) = state.take_flag(stream, Flag::ForceFullLoad).await {
+        tracing::warn!(%stream, error = %e, "could not clear the forced reload that completed; the table is copied again");
+    }
+}
+
 fn named(e: Error, table: &TableSchema) -> Error {
     if e.table_name().is_some() {
         e
@@ -311,10 +319,12 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
     };
     // Whether each table can go on from the checkpoint is the source's to
     // say; one that cannot stops or is copied again, the others go on.
+    let reloading = session.backfill.reloading();
     let (start, mut plans) = resume::plan(
         pipeline,
         spec,
         tables,
+        &reloading,
         from.as_ref(),
         &slot_start,
         source,
@@ -339,10 +349,15 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
             .await;
         let copied = match adopted {
             Ok(Some(planned)) => {
-                snapshot_table(
+                let forced = planned.forced;
+                let copied = snapshot_table(
                     t, spec, planned, &start, source, sink, state, observer, shutdown,
                 )
-                .await
+                .await;
+                if forced && copied.is_ok() {
+                    reloaded(state, &t.stream).await;
+                }
+                copied
             }
             other => other.map(|_| ()),
         };

@@ -12,6 +12,8 @@ use crate::cdc::LogSession;
 use crate::snapshot::TableRun;
 use crate::{cdc, full, incremental, row_count, snapshot, Observer, Shutdown};
 
+mod tables;
+
 /// [`PassReport::execution`] of a following pass that had nothing to run (every
 /// `full` table holds its copy, and no other table is selected): no execution
 /// is recorded for it.
@@ -372,22 +374,18 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
         retained_log_bytes: None,
     };
     record(state, observer, &mut report, checked).await?;
-    for (stream, table, mode) in to_run {
-        let mut stats = TableStats::starting(&table.name, mode);
-        state.record_table(execution, &stats).await?;
-        let outcome = run_table(
-            pipeline, spec, &stream, table, source, sink, state, observer, shutdown, &mut stats,
-        )
-        .await;
-        stats.finished_at = Some(Utc::now());
-        record(
-            state,
-            observer,
-            &mut report,
-            vec![(stream, stats, outcome.err())],
-        )
-        .await?;
-    }
+    tables::run(
+        pipeline,
+        spec,
+        to_run,
+        source,
+        sink,
+        state,
+        observer,
+        shutdown,
+        &mut report,
+    )
+    .await?;
     Ok((report, cdc_tables))
 }
 
@@ -420,9 +418,11 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
         .await
         .map_err(|e| named(e, &table))?;
 
-    // Taken, not read: a reload asked for again while this one runs is
-    // another reload. Given back when this one fails.
-    let force = state.take_flag(stream, Flag::ForceFullLoad).await?;
+    // Read, not taken: the flag stays set until the reload has committed, so
+    // a reload cut short (a failure, a stop, a crash) is made again, from the
+    // start, by the next run. A reload asked for again while this one runs is
+    // answered by this one.
+    let force = state.flag(stream, Flag::ForceFullLoad).await? == Some(true);
     let ran: Result<()> = async {
         if force {
             tracing::info!(%stream, "forced full load");
@@ -490,9 +490,11 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
         Ok(())
     }
     .await;
-    if force && ran.is_err() {
-        if let Err(e) = state.set_flag(stream, Flag::ForceFullLoad, true).await {
-            tracing::warn!(%stream, error = %e, "could not ask again for the forced reload that failed");
+    if force && ran.is_ok() {
+        // The reload committed: only now is the request answered. Should this
+        // fail, the next run reloads the table once more, which is harmless.
+        if let Err(e) = state.take_flag(stream, Flag::ForceFullLoad).await {
+            tracing::warn!(%stream, error = %e, "could not clear the forced reload that completed; the next run reloads the table again");
         }
     }
     ran

@@ -587,9 +587,12 @@ impl Sink for PostgresSink {
 
     async fn another(&self) -> Result<Option<PostgresSink>> {
         let client = connect_config(&self.config, "target").await?;
-        PostgresSink::with_client(client, self.config.clone(), self.tables.clone())
-            .await
-            .map(Some)
+        let mut sink =
+            PostgresSink::with_client(client, self.config.clone(), self.tables.clone()).await?;
+        // Tables prepared on any handle (tables run in parallel each prepare
+        // on their own) are finished together by `finish_tables`.
+        sink.objects = self.objects.clone();
+        Ok(Some(sink))
     }
 
     async fn apply(&self, batch: Batch, checkpoint: &Checkpoint) -> Result<ApplyStats> {

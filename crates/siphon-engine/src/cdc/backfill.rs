@@ -15,7 +15,7 @@
 //! chunk the table's snapshot checkpoint moves to the chunk's last key: a
 //! restart resumes the copy from there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use siphon_core::{
@@ -59,6 +59,9 @@ struct Job {
     /// it, which the table's entry learns only when its batch is applied.
     shape: Option<Arc<TableSchema>>,
     chunk: Chunk,
+    /// A forced reload asked for the copy: its flag is cleared once the copy
+    /// is complete.
+    forced: bool,
 }
 
 /// Where the job's current chunk is.
@@ -95,6 +98,15 @@ impl Backfill {
             nonce,
             chunks: 0,
         }
+    }
+
+    /// The tables copied for a forced reload whose copy is not complete yet.
+    pub(super) fn reloading(&self) -> HashSet<StreamId> {
+        self.jobs
+            .iter()
+            .filter(|j| j.forced)
+            .map(|j| j.stream.clone())
+            .collect()
     }
 
     /// The rows copied so far of a table being copied between watermarks, or
@@ -161,6 +173,7 @@ impl Backfill {
             copied: 0,
             shape: None,
             chunk: Chunk::Idle,
+            forced: planned.forced,
         };
         crate::snapshot::mark_loading(state, &t.stream).await?;
         let total = source.estimate_rows(&t.source).await.unwrap_or(None);
@@ -423,6 +436,9 @@ impl Backfill {
                     .set_stream_state(&j.stream, &StreamState::Streaming)
                     .await?;
                 tracing::info!(stream = %j.stream, rows = j.copied, "copy complete; the table streams on");
+                if j.forced {
+                    super::reloaded(state, &j.stream).await;
+                }
             } else {
                 let progress = StreamState::Snapshotting { rows: j.copied };
                 if let Err(e) = state.set_stream_state(&j.stream, &progress).await {

@@ -6,11 +6,11 @@
 //! again when the pipeline says `on_lost_position: resnapshot`; the other
 //! tables are not touched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use siphon_core::{
     Batch, Checkpoint, Error, ErrorKind, Flag, LogSource, OnLostPosition, Phase, PipelineSpec,
-    Position, Result, Sink, StateStore, TableSchema,
+    Position, Result, Sink, StateStore, StreamId, TableSchema,
 };
 
 use super::Table;
@@ -42,12 +42,15 @@ pub(super) struct Planned {
 /// their error, no plan, and a checkpoint that no longer places them in the
 /// log, so a later pass stops them again whatever the log then holds, until
 /// they are copied again. Returns the position and the plan of each table by
-/// its index in `tables`.
+/// its index in `tables`. A table in `reloading` is being copied for a forced
+/// reload already, whose flag stays set until that copy is complete: the
+/// flag does not ask for another copy then.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn plan<S: LogSource, K: Sink, St: StateStore>(
     pipeline: &str,
     spec: &PipelineSpec,
     tables: &mut [Table],
+    reloading: &HashSet<StreamId>,
     from: Option<&Position>,
     slot_start: &Position,
     source: &S,
@@ -67,9 +70,12 @@ pub(super) async fn plan<S: LogSource, K: Sink, St: StateStore>(
         if t.error.is_some() {
             continue;
         }
-        // Taken, not read: the reset below makes the copy happen even if this
-        // pass fails, and a reload asked for again meanwhile is another one.
-        let forced = state.take_flag(&t.stream, Flag::ForceFullLoad).await?;
+        // Read, not taken: the flag is cleared once the copy is complete, so
+        // a copy cut short (a failure, a stop, a crash) is made again, from
+        // the start, by the next pass. A reload asked for again while this
+        // one copies is answered by it.
+        let forced = !reloading.contains(&t.stream)
+            && state.flag(&t.stream, Flag::ForceFullLoad).await? == Some(true);
         if forced {
             tracing::info!(stream = %t.stream, "forced full load");
             sink.reset(&t.stream).await?;
