@@ -172,6 +172,31 @@ fn a_foreground_service_runs_reports_refuses_a_second_start_and_stops() {
 }
 
 #[test]
+fn of_two_starts_racing_exactly_one_runs() {
+    let dir = folder(10, &incremental("copy", "dst"));
+    let d = dir.path();
+    let mut a = foreground(d, "a.log");
+    let mut b = foreground(d, "b.log");
+    wait_for("one of the two starts gave up", DEADLINE, || {
+        !a.running() || !b.running()
+    });
+    let (runs, gave_up) = if a.running() {
+        (&mut a, "b.log")
+    } else {
+        (&mut b, "a.log")
+    };
+    assert!(runs.running(), "both starts gave up");
+    let pid = runs.pid();
+    let said = read(d.join(gave_up));
+    assert!(said.contains("a service is already running"), "{said}");
+    wait_for("the one that runs holds the pid file", DEADLINE, || {
+        text(&siphon(d, &["service", "status"])).contains(&format!("running (pid {pid},"))
+    });
+    ok(siphon(d, &["service", "stop"]));
+    assert!(!runs.running());
+}
+
+#[test]
 fn a_stale_pid_file_is_replaced() {
     let dir = folder(10, &incremental("copy", "dst"));
     let d = dir.path();
