@@ -37,7 +37,7 @@ const NOT_RUNNING: u8 = 3;
 /// The service's commands.
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
-    /// Runs every pipeline of the state store on its schedule until SIGTERM or Ctrl-C; pipelines added, changed or removed meanwhile are picked up without a restart.
+    /// Runs every pipeline of the state store on its schedule until SIGTERM or Ctrl-C; pipelines added, changed or removed meanwhile are picked up without a restart. Logs at info level (-v debug).
     Start(StartArgs),
     /// Stops the running service: each pipeline commits the batch in flight with its checkpoint; waits up to 15 s for it to exit.
     Stop(Place),
