@@ -202,6 +202,9 @@ pub(crate) struct Held<'a, St> {
     ttl: Duration,
     stop: Shutdown,
     lost: bool,
+    /// When the lease was last renewed (or taken): the next renewal is due a
+    /// third of its time later, however many pieces of work ran since.
+    renewed: tokio::time::Instant,
 }
 
 impl<'a, St: StateStore> Held<'a, St> {
@@ -214,6 +217,7 @@ impl<'a, St: StateStore> Held<'a, St> {
             ttl,
             stop: shutdown.child(),
             lost: false,
+            renewed: tokio::time::Instant::now(),
         }
     }
 
@@ -241,20 +245,32 @@ impl<'a, St: StateStore> Held<'a, St> {
 
     /// Runs `work`, renewing the lease meanwhile. When a renewal finds the
     /// lease lost, or cannot renew it before it expires, the work is asked to
-    /// stop, and this waits for it to end.
+    /// stop, and this waits for it to end. Renewals keep their pace across
+    /// calls: a run of short pieces of work (a quick pass, then a pause, each
+    /// shorter than the pace) still renews the lease in time. The work goes
+    /// on while a renewal waits for the state store: it may hold the store's
+    /// one connection that the renewal needs.
     pub(crate) async fn keep<F: Future>(&mut self, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
         loop {
-            let renew = tokio::time::sleep(renew_every(self.ttl));
+            let due = tokio::time::sleep_until(self.renewed + renew_every(self.ttl));
             tokio::select! {
                 out = &mut work => return out,
-                _ = renew, if !self.lost => self.renew().await,
+                _ = due, if !self.lost => {}
             }
+            self.renewed = tokio::time::Instant::now();
+            let (state, lease) = (self.state, self.lease.clone());
+            let renewal = state.renew_lease(&lease, self.ttl);
+            let renewed = tokio::select! {
+                out = &mut work => return out,
+                r = renewal => r,
+            };
+            self.renewed_with(renewed);
         }
     }
 
-    async fn renew(&mut self) {
-        match self.state.renew_lease(&self.lease, self.ttl).await {
+    fn renewed_with(&mut self, renewed: Result<Option<Lease>>) {
+        match renewed {
             Ok(Some(lease)) => self.lease = lease,
             Ok(None) => {
                 tracing::warn!(
