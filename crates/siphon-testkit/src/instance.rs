@@ -249,6 +249,40 @@ impl Instance {
         }
     }
 
+    /// Stops the server process politely (SIGKILL after [`STOP_GRACE`]) and
+    /// waits for it to exit, keeping its directory and watchdog, so that
+    /// [`Instance::relaunch`] can start it again.
+    pub(crate) fn stop_server(&mut self) {
+        let signal = self.stop_signal;
+        let live = self.live_mut();
+        live.stop_child(signal);
+        live.tell_watchdog("pid");
+    }
+
+    /// Starts the server again with `command` (on the port it had) and waits
+    /// until `probe` succeeds.
+    pub(crate) fn relaunch(
+        &mut self,
+        command: Command,
+        probe: impl FnMut() -> Result<(), String>,
+    ) -> Result<(), Error> {
+        self.log_start = file_len(&self.log_path);
+        self.spawn(command)?;
+        let failure = match self.wait_ready(probe) {
+            Ok(()) => return Ok(()),
+            Err(failure) => failure,
+        };
+        self.live_mut().kill_now();
+        Err(match failure {
+            Failure::Exited { status, .. } => self.start_error(format!("it exited ({status})")),
+            Failure::Timeout { last } => self.start_error(format!(
+                "it did not accept connections again within {} s (last probe: {last})",
+                START_TIMEOUT.as_secs()
+            )),
+            Failure::Other(e) => e,
+        })
+    }
+
     fn live_mut(&mut self) -> &mut Live {
         self.live.get_mut().unwrap_or_else(|p| p.into_inner())
     }
@@ -342,6 +376,22 @@ impl Live {
     /// Stops the server politely (then by force after [`STOP_GRACE`]),
     /// disarms the watchdog and removes the directory.
     fn shut_down(&mut self, signal: StopSignal) {
+        self.stop_child(signal);
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.disarm();
+        }
+        if let Some(dir) = self.dir.take() {
+            let path = dir.path().to_path_buf();
+            if dir.close().is_err() {
+                // Files a server created with odd permissions: try once more.
+                let _ = std::fs::remove_dir_all(path);
+            }
+        }
+    }
+
+    /// Stops the server process politely (then by force after
+    /// [`STOP_GRACE`]) and reaps it.
+    fn stop_child(&mut self, signal: StopSignal) {
         if let Some(mut child) = self.child.take() {
             if let Ok(None) = child.try_wait() {
                 sys::send_signal(child.id(), signal.number());
@@ -360,16 +410,6 @@ impl Live {
                 }
             }
             let _ = child.wait();
-        }
-        if let Some(watchdog) = self.watchdog.take() {
-            watchdog.disarm();
-        }
-        if let Some(dir) = self.dir.take() {
-            let path = dir.path().to_path_buf();
-            if dir.close().is_err() {
-                // Files a server created with odd permissions: try once more.
-                let _ = std::fs::remove_dir_all(path);
-            }
         }
     }
 }

@@ -45,6 +45,38 @@ pub struct Postgres {
     instance: Instance,
     port: u16,
     bin_dir: PathBuf,
+    /// The server's command line for a port, kept to start it again.
+    command: ServerCommand,
+}
+
+/// What starts the server: the binary, its data directory and settings, and
+/// the account it runs as.
+#[derive(Debug)]
+struct ServerCommand {
+    postgres: PathBuf,
+    dir: PathBuf,
+    settings: Vec<(String, String)>,
+    account: Option<(u32, u32)>,
+}
+
+impl ServerCommand {
+    fn at(&self, port: u16) -> Command {
+        let mut cmd = Command::new(&self.postgres);
+        cmd.arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(&self.dir)
+            .current_dir(&self.dir);
+        for (name, value) in &self.settings {
+            cmd.arg("-c").arg(format!("{name}={value}"));
+        }
+        if let Some((uid, gid)) = self.account {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
 }
 
 impl Postgres {
@@ -122,40 +154,43 @@ impl Postgres {
                 .map_err(|e| Error::io(format!("writing {}", path.display()), &e))?;
         }
 
+        let command = ServerCommand {
+            postgres,
+            dir: dir.clone(),
+            settings: SETTINGS
+                .iter()
+                .chain(settings)
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            account,
+        };
         let port = instance.launch(
-            |port| {
-                let mut cmd = Command::new(&postgres);
-                cmd.arg("-D")
-                    .arg(&data_dir)
-                    .arg("-p")
-                    .arg(port.to_string())
-                    .arg("-k")
-                    .arg(&dir);
-                for (name, value) in SETTINGS.iter().chain(settings) {
-                    cmd.arg("-c").arg(format!("{name}={value}"));
-                }
-                as_account(&mut cmd);
-                cmd
-            },
-            |port| {
-                // Ready when it answers, and it is this server that answers.
-                let sql = "SELECT current_setting('data_directory')";
-                let answer = run_client(psql_command(&psql, port, "postgres", sql))
-                    .map_err(|e| e.to_string())?;
-                if same_path(Path::new(&answer), &data_dir) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "port {port} is served from {answer}, not from this server"
-                    ))
-                }
-            },
+            |port| command.at(port),
+            |port| ready(&psql, port, &data_dir),
         )?;
         Ok(Postgres {
             instance,
             port,
             bin_dir,
+            command,
         })
+    }
+
+    /// Stops the server (a fast shutdown: clients are disconnected), keeping
+    /// its data; [`Postgres::start_again`] starts it on the same port. For a
+    /// server of one's own ([`Postgres::start`]), not the shared one.
+    pub fn stop(&mut self) {
+        self.instance.stop_server();
+    }
+
+    /// Starts the server stopped by [`Postgres::stop`] again on the same port
+    /// and waits until it accepts connections.
+    pub fn start_again(&mut self) -> Result<(), Error> {
+        let psql = psql_binary(&self.bin_dir)?;
+        let (port, data_dir) = (self.port, self.data_dir());
+        let command = self.command.at(port);
+        self.instance
+            .relaunch(command, || ready(&psql, port, &data_dir))
     }
 
     /// One server shared by all tests of this test binary, started on first use.
@@ -249,6 +284,20 @@ impl Postgres {
     /// The postmaster's process id.
     pub fn pid(&self) -> Option<u32> {
         self.instance.pid()
+    }
+}
+
+/// Whether the server on `port` answers, and it is the one of `data_dir`.
+fn ready(psql: &Path, port: u16, data_dir: &Path) -> Result<(), String> {
+    let sql = "SELECT current_setting('data_directory')";
+    let answer =
+        run_client(psql_command(psql, port, "postgres", sql)).map_err(|e| e.to_string())?;
+    if same_path(Path::new(&answer), data_dir) {
+        Ok(())
+    } else {
+        Err(format!(
+            "port {port} is served from {answer}, not from this server"
+        ))
     }
 }
 
