@@ -367,6 +367,7 @@ fn a_failing_table_is_recorded_alone_while_the_others_converge() {
 fn forced_reload_survives_a_kill(
     dir: &Path,
     state: &str,
+    mode: &str,
     set_flag: &dyn Fn(),
     flag_set: &dyn Fn() -> bool,
     key: i64,
@@ -380,12 +381,16 @@ fn forced_reload_survives_a_kill(
          INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 500) g;",
     )
     .unwrap();
+    let cursor = match mode {
+        "incremental" => "    cursor: id\n    strategy: sequence\n",
+        _ => "",
+    };
     std::fs::write(
         dir.join("siphon.yaml"),
         format!(
             "state: {state}\nconnections:\n  src: {src}\n  dst: {dst}\n\
-             pipelines:\n  items:\n    source: src\n    target: dst\n    mode: incremental\n\
-             \x20   cursor: id\n    strategy: sequence\n    tables: [public.items]\n"
+             pipelines:\n  items:\n    source: src\n    target: dst\n    mode: {mode}\n\
+             {cursor}    tables: [public.items]\n"
         ),
     )
     .unwrap();
@@ -444,7 +449,42 @@ fn a_forced_reload_in_the_sqlite_store_is_cleared_only_once_committed() {
             &["sync", "resync", "items", "--table", "public.items"],
         ));
     };
-    forced_reload_survives_a_kill(&d, "sqlite://state.db", &set_flag, &flag_set, 7201);
+    forced_reload_survives_a_kill(
+        &d,
+        "sqlite://state.db",
+        "incremental",
+        &set_flag,
+        &flag_set,
+        7201,
+    );
+}
+
+/// As above for a `cdc` table, whose forced copy is made before the log
+/// streams on.
+#[test]
+fn a_forced_cdc_copy_is_cleared_only_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let flag_set = || {
+        let c = Connection::open_with_flags(d.join("state.db"), OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c.query_row(
+            "SELECT value FROM flags WHERE pipeline = 'items' AND flag = 'force_full_load'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .unwrap()
+            == Some(1)
+    };
+    let set_flag = || {
+        ok(siphon(
+            &d,
+            &["sync", "resync", "items", "--table", "public.items"],
+        ));
+    };
+    forced_reload_survives_a_kill(&d, "sqlite://state.db", "cdc", &set_flag, &flag_set, 7401);
 }
 
 #[test]
@@ -475,5 +515,12 @@ fn a_forced_reload_set_with_redis_cli_is_deleted_only_once_committed() {
     };
     let flag_set = || cli(&["EXISTS", "mssql_sync:force_full_load:items"]) == "1";
     let state = format!("{}?prefix=mssql_sync", redis.url_db(5));
-    forced_reload_survives_a_kill(dir.path(), &state, &set_flag, &flag_set, 7301);
+    forced_reload_survives_a_kill(
+        dir.path(),
+        &state,
+        "incremental",
+        &set_flag,
+        &flag_set,
+        7301,
+    );
 }
