@@ -222,3 +222,138 @@ impl RunEvents for ServiceEvents {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use siphon_core::{Schedule, StreamId, TableStats};
+
+    use super::*;
+    use crate::{Connection, Pipeline, Siphon};
+
+    /// The passes each pipeline's table went through, and whether two of
+    /// one pipeline ever ran at once.
+    #[derive(Default)]
+    struct Seen {
+        open: Mutex<HashMap<String, usize>>,
+        finished: Mutex<HashMap<String, usize>>,
+        overlapped: AtomicBool,
+    }
+
+    impl Seen {
+        fn finished(&self, pipeline: &str) -> usize {
+            self.finished
+                .lock()
+                .unwrap()
+                .get(pipeline)
+                .copied()
+                .unwrap_or(0)
+        }
+    }
+
+    impl Observer for Seen {
+        fn table_started(&self, stream: &StreamId, _total: Option<u64>) {
+            let mut open = self.open.lock().unwrap();
+            let n = open.entry(stream.pipeline.clone()).or_default();
+            if *n > 0 {
+                self.overlapped.store(true, Ordering::SeqCst);
+            }
+            *n += 1;
+        }
+
+        fn table_finished(&self, stream: &StreamId, _stats: &TableStats) {
+            let mut open = self.open.lock().unwrap();
+            let n = open.entry(stream.pipeline.clone()).or_default();
+            *n = n.saturating_sub(1);
+            *self
+                .finished
+                .lock()
+                .unwrap()
+                .entry(stream.pipeline.clone())
+                .or_default() += 1;
+        }
+    }
+
+    async fn until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_added_pipeline_starts_and_no_pipeline_runs_twice_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.db");
+        rusqlite::Connection::open(&src)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+                 INSERT INTO t SELECT i, 'row ' || i FROM n;",
+            )
+            .unwrap();
+        let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+        let pipeline = |name: &str, target: &str| {
+            Pipeline::builder(name)
+                .source("src")
+                .target(target)
+                .batch_size(500)
+                .schedule(Schedule::Every(Duration::from_millis(20)))
+                .build()
+                .unwrap()
+        };
+        let siphon = Siphon::builder()
+            .state_path(dir.path().join("state.db"))
+            .connection(Connection::new("src", url("src.db")))
+            .connection(Connection::new("dst", url("dst.db")))
+            .connection(Connection::new("dst2", url("dst2.db")))
+            .pipeline(pipeline("a", "dst"))
+            .init()
+            .await
+            .unwrap();
+        let state = siphon.state().clone();
+        let seen = Arc::new(Seen::default());
+        let shutdown = Shutdown::new();
+        // Read far more often than a pass takes: a supervisor that started a
+        // pipeline again while its run goes on would overlap two passes.
+        let options = ServeOptions {
+            catalog_poll: Duration::from_millis(5),
+        };
+        let task = tokio::spawn({
+            let (state, seen, shutdown) = (state.clone(), seen.clone(), shutdown.clone());
+            async move {
+                serve(
+                    state,
+                    Arc::new(Registry::standard()),
+                    seen,
+                    &shutdown,
+                    &options,
+                )
+                .await
+            }
+        });
+        until("`a` ran three passes", || seen.finished("a") >= 3).await;
+        state
+            .put_pipeline("b", pipeline("b", "dst2").spec())
+            .await
+            .unwrap();
+        until("`b`, added while serving, ran three passes", || {
+            seen.finished("b") >= 3
+        })
+        .await;
+        shutdown.request();
+        let outcomes = task.await.unwrap().unwrap();
+        assert!(
+            !seen.overlapped.load(Ordering::SeqCst),
+            "two passes of one pipeline ran at once"
+        );
+        let mut ran: Vec<&str> = outcomes.iter().map(|o| o.pipeline.as_str()).collect();
+        ran.sort();
+        assert_eq!(ran, ["a", "b"], "one run per pipeline");
+    }
+}
