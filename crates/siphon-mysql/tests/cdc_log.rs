@@ -4,7 +4,8 @@
 //! a consistent snapshot), anew on every call and creating nothing on the
 //! server; and once the binlog was purged past a checkpoint,
 //! [`LogSource::resume`] goes on from the head, so a table copied again is
-//! not fed the retained binlog's rows of its older shape.
+//! not fed the retained binlog's rows of its older shape. An update that
+//! changes a row's key arrives as the old row's delete and the new one's insert.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,5 +159,47 @@ async fn after_a_purge_reading_goes_on_from_the_head_past_older_shapes() -> Res 
         ids(&src, "p", &now, &r.from, &until).await?,
         vec![Value::Int32(5)]
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_update_of_the_key_deletes_the_old_row_and_inserts_the_new() -> Res {
+    let server = MariaDb::shared()?;
+    let url = server.create_database()?;
+    let db = db_of(&url);
+    server.query_in(
+        &db,
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 1), (2, 2)",
+    )?;
+    let src = MySqlSource::connect(&url).await?;
+    let t = table(&src, &db, "t").await?;
+    let start = src.prepare_log("keys", std::slice::from_ref(&t)).await?;
+    server.query_in(
+        &db,
+        "UPDATE t SET id = 10 WHERE id = 1; UPDATE t SET v = 20 WHERE id = 2",
+    )?;
+    let until = src.log_head().await?;
+    let arcs = vec![Arc::new(t.clone())];
+    let mut stream = src.stream("keys", &arcs, &start).await?;
+    let mut ops = Vec::new();
+    while let Some((b, _)) = stream.next_batch(100, Some(&until), None).await? {
+        for c in b.changes {
+            let op = match c.op {
+                Op::Delete(r) => format!("delete {:?}", r[0]),
+                Op::Insert(r) => format!("insert {:?}", r[0]),
+                Op::Update { after, .. } => format!("update {:?}", after[0]),
+                other => format!("{other:?}"),
+            };
+            ops.push((op, c.index));
+        }
+    }
+    stream.close().await?;
+    let want = [
+        ("delete Int32(1)", 0),
+        ("insert Int32(10)", 1),
+        ("update Int32(2)", 0),
+    ];
+    let got: Vec<(&str, u32)> = ops.iter().map(|(o, i)| (o.as_str(), *i)).collect();
+    assert_eq!(got, want);
     Ok(())
 }

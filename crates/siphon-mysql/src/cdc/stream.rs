@@ -449,10 +449,19 @@ impl<R: Rediscover> MySqlChangeStream<R> {
             .get_tme(id)
             .ok_or_else(|| Error::bad_input("a rows event came without its TABLE_MAP event"))?;
         let target = self.ids.get(&id).cloned().flatten();
+        let is_update = matches!(
+            data,
+            RowsEventData::UpdateRowsEvent(_)
+                | RowsEventData::UpdateRowsEventV1(_)
+                | RowsEventData::PartialUpdateRowsEvent(_)
+        );
+        // An update takes two indexes, the second for the insert of its new
+        // row when it changes the row's key.
+        let per_row = if is_update { 2 } else { 1 };
         let Some(name) = target else {
             // Counted, so indexes do not depend on which tables are read.
             let n = data.rows(tme).count() as u32;
-            self.index = self.index.saturating_add(n);
+            self.index = self.index.saturating_add(n.saturating_mul(per_row));
             return Ok(());
         };
         let known = &self.known[&name];
@@ -462,12 +471,7 @@ impl<R: Rediscover> MySqlChangeStream<R> {
         let after_bits = data
             .columns_after_image()
             .map(|b| b.iter().map(|x| *x).collect::<Vec<bool>>());
-        let is_update = matches!(
-            data,
-            RowsEventData::UpdateRowsEvent(_)
-                | RowsEventData::UpdateRowsEventV1(_)
-                | RowsEventData::PartialUpdateRowsEvent(_)
-        );
+        let key = known.schema.row_key().map(<[usize]>::to_vec);
         for r in data.rows(tme) {
             let (before, after) = r.map_err(|e| read_err(e).table(&name))?;
             let before = before
@@ -476,8 +480,32 @@ impl<R: Rediscover> MySqlChangeStream<R> {
             let after = after
                 .map(|a| decode(known, a, after_bits.as_deref(), self.zero))
                 .transpose()?;
+            let index = self.index;
+            self.index = self.index.saturating_add(per_row);
             let op = match (before, after) {
                 (None, Some(a)) => Op::Insert(a),
+                // A new key: the old row goes, the new one comes, as a
+                // sink that upserts by key would otherwise keep both.
+                (Some(b), Some(a))
+                    if is_update
+                        && key
+                            .as_ref()
+                            .is_some_and(|k| k.iter().any(|&i| b.get(i) != a.get(i))) =>
+                {
+                    out.push(Change {
+                        table: known.schema.clone(),
+                        op: Op::Delete(b),
+                        tx: self.tx.clone(),
+                        index,
+                    });
+                    out.push(Change {
+                        table: known.schema.clone(),
+                        op: Op::Insert(a),
+                        tx: self.tx.clone(),
+                        index: index.saturating_add(1),
+                    });
+                    continue;
+                }
                 (Some(b), Some(a)) if is_update => Op::Update {
                     before: Some(b),
                     after: a,
@@ -490,8 +518,6 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                     .table(&name))
                 }
             };
-            let index = self.index;
-            self.index = self.index.saturating_add(1);
             out.push(Change {
                 table: known.schema.clone(),
                 op,
@@ -748,5 +774,163 @@ impl<R: Rediscover> MySqlChangeStream<R> {
         self.moved = Instant::now();
         self.skipped = false;
         (Batch { changes: out }, position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_async::binlog::events::{BinlogEventFooter, FormatDescriptionEvent};
+    use mysql_async::binlog::{BinlogChecksumAlg, BinlogVersion};
+
+    /// A table catalog with no tables (the events below touch none).
+    struct NoTables;
+
+    impl Rediscover for NoTables {
+        async fn rediscover(&self, _table: &TableName) -> Result<Option<Known>> {
+            Ok(None)
+        }
+    }
+
+    fn mysql_stream() -> MySqlChangeStream<NoTables> {
+        MySqlChangeStream {
+            binlog: None,
+            source: NoTables,
+            flavor: Flavor::MySql,
+            own_server: 1,
+            zero: ZeroDates::Error,
+            known: HashMap::new(),
+            ids: HashMap::new(),
+            file: "binlog.000002".into(),
+            state: GtidState::default(),
+            set: GtidSet::parse("88ebc247-06ef-11ef-97ee-0242ac130004:1-41").unwrap(),
+            committed: BinlogPos {
+                file: "binlog.000002".into(),
+                pos: 157,
+                ..BinlogPos::default()
+            },
+            tx: None,
+            tx_gtid: None,
+            in_group: false,
+            in_txn: false,
+            index: 0,
+            pending: Vec::new(),
+            split: false,
+            done: false,
+            moved: Instant::now(),
+            skipped: false,
+            fde_seen: true,
+            rotate_pending: None,
+        }
+    }
+
+    /// What a MySQL 8.0 server's format description says of its events:
+    /// CRC32 checksums.
+    fn mysql8_fde() -> FormatDescriptionEvent<'static> {
+        FormatDescriptionEvent::new(BinlogVersion::Version4)
+            .with_server_version(b"8.0.36".to_vec())
+            .with_footer(BinlogEventFooter::new(
+                BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32,
+            ))
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// A MySQL 8.0.36 GTID event (type 33) byte for byte, as `mysqlbinlog`
+    /// printed it from a server's binlog ("# at 157 … end_log_pos 234 CRC32
+    /// 0xc6d6a036 GTID last_committed=0 sequence_number=1 rbr_only=no
+    /// original_committed_timestamp=1714534357425326
+    /// immediate_commit_timestamp=1714534357425326 transaction_length=217",
+    /// GTID_NEXT '88ebc247-06ef-11ef-97ee-0242ac130004:1', server version
+    /// 80036): the bytes below give exactly that CRC32, so they are the
+    /// server's. Then an XID event ends the transaction.
+    #[tokio::test]
+    async fn a_mysql8_gtid_event_from_a_server_binlog_opens_and_ends_a_transaction() {
+        let gtid = hex(concat!(
+            "d5b73166",
+            "21",
+            "01000000",
+            "4d000000",
+            "ea000000",
+            "0000",                             // header
+            "01",                               // flags
+            "88ebc24706ef11ef97ee0242ac130004", // sid
+            "0100000000000000",                 // gno
+            "02",
+            "0000000000000000",
+            "0100000000000000", // logical clock
+            "ae5c54235c1706",   // immediate commit time
+            "d9",               // transaction length
+            "a4380100",         // server version
+            "36a0d6c6",         // CRC32
+        ));
+        let fde = mysql8_fde();
+        let ev = Event::read(&fde, &gtid[..]).unwrap();
+        assert_eq!(
+            ev.calc_checksum(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32),
+            0xc6d6_a036,
+            "the bytes are not the captured event's"
+        );
+        let mut s = mysql_stream();
+        let mut out = Vec::new();
+        assert!(matches!(s.event(ev, &mut out).await.unwrap(), Step::Begin));
+        let tx = s.tx.clone().unwrap();
+        assert_eq!(
+            tx.position.0,
+            serde_json::json!({"gtid": "88ebc247-06ef-11ef-97ee-0242ac130004:1"})
+        );
+        assert_eq!(
+            tx.commit_time,
+            DateTime::from_timestamp_micros(1_714_534_357_425_326)
+        );
+        assert_eq!(tx.origin, None, "server 1 is the source itself");
+
+        // XID 1400 at 234, ending at 265.
+        let mut xid = hex("d5b731661001000000");
+        xid.extend_from_slice(&31u32.to_le_bytes());
+        xid.extend_from_slice(&265u32.to_le_bytes());
+        xid.extend_from_slice(&[0, 0]);
+        xid.extend_from_slice(&1400u64.to_le_bytes());
+        xid.extend_from_slice(&[0; 4]);
+        let ev = Event::read(&fde, &xid[..]).unwrap();
+        assert!(matches!(s.event(ev, &mut out).await.unwrap(), Step::End));
+        assert!(out.is_empty());
+        let at = s.committed.clone();
+        assert_eq!(
+            at.gtid_set.as_deref(),
+            Some("88ebc247-06ef-11ef-97ee-0242ac130004:1-41"),
+            "a GTID already executed leaves the set as it was"
+        );
+        assert_eq!((at.file.as_str(), at.pos), ("binlog.000002", 265));
+
+        // The same event of another server's transaction 42 (its origin).
+        let mut other = gtid.clone();
+        other[5..9].copy_from_slice(&7u32.to_le_bytes());
+        other[36..44].copy_from_slice(&42u64.to_le_bytes());
+        let ev = Event::read(&fde, &other[..]).unwrap();
+        assert!(matches!(s.event(ev, &mut out).await.unwrap(), Step::Begin));
+        assert_eq!(s.tx.as_ref().unwrap().origin.as_deref(), Some("7"));
+        let ev = Event::read(&fde, &xid[..]).unwrap();
+        s.event(ev, &mut out).await.unwrap();
+        assert_eq!(
+            s.committed.gtid_set.as_deref(),
+            Some("88ebc247-06ef-11ef-97ee-0242ac130004:1-42")
+        );
+        assert!(reached(
+            &s.committed,
+            &s.state,
+            &s.set,
+            &BinlogPos {
+                gtid_set: Some("88ebc247-06ef-11ef-97ee-0242ac130004:1-42".into()),
+                file: "binlog.000009".into(),
+                pos: 4,
+                gtid: None,
+            }
+        ));
     }
 }
