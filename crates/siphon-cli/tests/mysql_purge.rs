@@ -72,22 +72,20 @@ impl Setup {
             .unwrap()
     }
 
-    /// Every row of `items` at the source, `id|name|amount|note`, sorted.
-    fn source_rows(&self) -> Vec<String> {
-        let out = self
-            .src_sql("SELECT CONCAT_WS('|', id, name, amount, IFNULL(note, 'null')) FROM items");
-        sorted(&out)
+    /// Every row of `items` at the source, `cols` joined by `|`, sorted
+    /// (`cols` is SQL that both engines read alike).
+    fn source_rows(&self, cols: &str) -> Vec<String> {
+        sorted(&self.src_sql(&format!("SELECT CONCAT_WS('|', {cols}) FROM items")))
     }
 
     /// [`Setup::source_rows`] for the target's copy.
-    fn target_rows(&self) -> Vec<String> {
+    fn target_rows(&self, cols: &str) -> Vec<String> {
         let out = self
             .pg
             .query_in(
                 &self.dst,
                 &format!(
-                    "SELECT string_agg(concat_ws('|', id, name, amount, coalesce(note, 'null')), \
-                     E'\\n') FROM \"{}\".items",
+                    "SELECT string_agg(concat_ws('|', {cols}), E'\\n') FROM \"{}\".items",
                     self.src
                 ),
             )
@@ -95,10 +93,11 @@ impl Setup {
         sorted(&out)
     }
 
-    fn assert_same(&self, when: &str) {
-        let source = self.source_rows();
+    /// The target equals the source row for row in `cols`.
+    fn assert_same(&self, when: &str, cols: &str) {
+        let source = self.source_rows(cols);
         assert!(!source.is_empty());
-        assert_eq!(self.target_rows(), source, "{when}");
+        assert_eq!(self.target_rows(cols), source, "{when}");
     }
 
     /// The state the store shows for the table stream.
@@ -166,6 +165,22 @@ fn sorted(out: &str) -> Vec<String> {
     v
 }
 
+/// The columns of `items` as created.
+const COLS: &str = "id, name, amount, COALESCE(note, 'null')";
+/// With the column [`add_a_column`] adds.
+const COLS_NOW: &str = "id, name, amount, COALESCE(note, 'null'), extra";
+
+/// Rows before and after a column added to `items`, in the binlog still
+/// kept: a table copied again streams on from after its copy, not from the
+/// oldest binlog, whose rows have the table's older shape.
+fn add_a_column(s: &Setup) {
+    s.src_sql(
+        "INSERT INTO items VALUES (500, 'before the column', 5.00, NULL); \
+         ALTER TABLE items ADD COLUMN extra int DEFAULT 5; \
+         INSERT INTO items VALUES (501, 'after the column', 5.01, NULL, 51);",
+    );
+}
+
 const TABLE: &str = "CREATE TABLE items (id bigint NOT NULL PRIMARY KEY, \
     name varchar(60) CHARACTER SET utf8mb4 NOT NULL, amount decimal(12,2) NOT NULL, note text); \
     INSERT INTO items SELECT seq, CONCAT('item ', seq, ' 🚀'), seq * 1.5, \
@@ -177,13 +192,13 @@ fn a_purged_binlog_stops_the_table_until_it_is_copied_again() {
     s.src_sql(TABLE);
     s.config("");
     ok(s.siphon(&["run", "--once"]));
-    s.assert_same("after the first copy");
+    s.assert_same("after the first copy", COLS);
     s.src_sql(
         "INSERT INTO items VALUES (41, 'streamed', 1.00, 'x'); DELETE FROM items WHERE id = 2",
     );
     ok(s.siphon(&["run", "--once"]));
-    s.assert_same("after streaming");
-    let streamed = s.target_rows();
+    s.assert_same("after streaming", COLS);
+    let streamed = s.target_rows(COLS);
 
     s.write_rotate_and_purge(100);
     let fix = format!("siphon sync resync p --table {}", s.table());
@@ -193,25 +208,26 @@ fn a_purged_binlog_stops_the_table_until_it_is_copied_again() {
     let state = s.stream_state();
     assert!(state.contains("failed") && state.contains(&fix), "{state}");
     // Nothing was copied or streamed behind the operator's back.
-    assert_eq!(s.target_rows(), streamed);
+    assert_eq!(s.target_rows(COLS), streamed);
 
     // It stays stopped, whatever the source does meanwhile.
     s.src_sql("INSERT INTO items VALUES (200, 'while stopped', 2.00, NULL)");
+    add_a_column(&s);
     let out = fails(s.siphon(&["run", "--once"]), 1);
     assert!(out.contains(&fix), "the fix is not named again: {out}");
-    assert_eq!(s.target_rows(), streamed);
+    assert_eq!(s.target_rows(COLS), streamed);
 
     // The operator's fix: copied again, then it streams on.
     ok(s.siphon(&["sync", "resync", "p", "--table", &s.table()]));
     ok(s.siphon(&["run", "--once"]));
-    s.assert_same("after sync resync");
+    s.assert_same("after sync resync", COLS_NOW);
     assert!(!s.stream_state().contains("failed"), "{}", s.stream_state());
     s.src_sql(
-        "INSERT INTO items VALUES (201, 'after the fix', 3.00, 'y'); \
+        "INSERT INTO items VALUES (201, 'after the fix', 3.00, 'y', 2); \
          UPDATE items SET name = 'updated after the fix' WHERE id = 100; DELETE FROM items WHERE id = 3",
     );
     ok(s.siphon(&["run", "--once"]));
-    s.assert_same("streaming after sync resync");
+    s.assert_same("streaming after sync resync", COLS_NOW);
 }
 
 #[test]
@@ -220,7 +236,7 @@ fn resnapshot_copies_a_table_whose_binlog_was_purged_again() {
     s.src_sql(TABLE);
     s.config("on_lost_position: resnapshot");
     ok(s.siphon(&["run", "--once"]));
-    s.assert_same("after the first copy");
+    s.assert_same("after the first copy", COLS);
     // A row only the target has is gone once the table is copied again.
     s.pg.query_in(
         &s.dst,
@@ -232,13 +248,14 @@ fn resnapshot_copies_a_table_whose_binlog_was_purged_again() {
     .unwrap();
 
     s.write_rotate_and_purge(100);
+    add_a_column(&s);
     let out = ok(s.siphon(&["run", "--once"]));
     assert!(out.contains("copying it again"), "{out}");
-    s.assert_same("after the automatic copy");
+    s.assert_same("after the automatic copy", COLS_NOW);
     assert!(!s.stream_state().contains("failed"), "{}", s.stream_state());
     s.src_sql(
-        "INSERT INTO items VALUES (300, 'streamed on', 4.00, NULL); DELETE FROM items WHERE id = 7",
+        "INSERT INTO items VALUES (300, 'streamed on', 4.00, NULL, 3); DELETE FROM items WHERE id = 7",
     );
     ok(s.siphon(&["run", "--once"]));
-    s.assert_same("streaming after the copy");
+    s.assert_same("streaming after the copy", COLS_NOW);
 }

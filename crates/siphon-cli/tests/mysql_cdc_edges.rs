@@ -1,0 +1,281 @@
+//! `mode: cdc` from MariaDB's binlog through the binary, on the testkit's real
+//! servers, with tables a user may well have: a table partitioned by range,
+//! a table without any key (refused with the fix, while the pipeline's other
+//! tables stream), a column added at the source (the target gains it), one
+//! dropped (it stays on the target, nullable, as the README says) and one
+//! narrowed (the target's wider column still holds it), and a 20 MB
+//! LONGBLOB value. Each target is compared
+//! with its source row for row.
+
+use std::path::Path;
+
+use siphon_testkit::{MariaDb, Postgres};
+
+mod support;
+use support::{fails, ok, siphon};
+
+fn db_of(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+/// Writes a one-pipeline (`p`, cdc) config in `dir`: `tables` is YAML, `extra`
+/// more lines of the pipeline.
+fn config(dir: &Path, source: &str, target: &str, tables: &str, extra: &str) {
+    let mut yaml = format!(
+        "state: sqlite://state.db\nconnections:\n  src: {source}\n  dst: {target}\npipelines:\n  p:\n\
+         \x20   source: src\n    target: dst\n    mode: cdc\n    tables: {tables}\n"
+    );
+    for line in extra.lines() {
+        yaml.push_str(&format!("    {line}\n"));
+    }
+    std::fs::write(dir.join("siphon.yaml"), yaml).unwrap();
+}
+
+fn sorted(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The state the store shows for table `table` of pipeline `p`.
+fn stream_state(dir: &Path, table: &str) -> String {
+    let db = rusqlite::Connection::open(dir.join("state.db")).unwrap();
+    db.query_row(
+        "SELECT state FROM stream_states WHERE pipeline = 'p' AND table_name = ?1",
+        [table],
+        |r| r.get(0),
+    )
+    .unwrap_or_default()
+}
+
+/// Rows of `table` at a MariaDB database as `sql_row` prints them, sorted.
+fn my_rows(my: &MariaDb, db: &str, row: &str, table: &str) -> Vec<String> {
+    sorted(
+        &my.query_in(
+            db,
+            &format!("SET NAMES utf8mb4; SELECT CONCAT_WS('|', {row}) FROM {table}"),
+        )
+        .unwrap(),
+    )
+}
+
+/// Rows of `schema.table` at a PostgreSQL database, sorted.
+fn pg_rows(pg: &Postgres, db: &str, row: &str, table: &str) -> Vec<String> {
+    sorted(
+        &pg.query_in(
+            db,
+            &format!("SELECT string_agg(concat_ws('|', {row}), E'\\n') FROM {table}"),
+        )
+        .unwrap(),
+    )
+}
+
+#[test]
+fn a_table_partitioned_by_range_streams_like_any_other() {
+    let my = MariaDb::shared().unwrap();
+    let pg = Postgres::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_of(&src);
+    let dst = pg.create_database().unwrap();
+    let pg_db = db_of(&dst);
+    my.query_in(
+        &db,
+        "CREATE TABLE events (id int NOT NULL, day date NOT NULL, what varchar(40), \
+           PRIMARY KEY (id, day)) \
+         PARTITION BY RANGE (YEAR(day)) (PARTITION p2024 VALUES LESS THAN (2025), \
+           PARTITION p2025 VALUES LESS THAN (2026), PARTITION pmax VALUES LESS THAN MAXVALUE); \
+         INSERT INTO events VALUES (1, '2024-03-01', 'a'), (2, '2025-03-01', 'b'), (3, '2026-03-01', 'c');",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, &format!("[{db}.events]"), "");
+    let out = ok(siphon(dir.path(), &["run", "--once"]));
+    let row = "id, day, coalesce(what, 'null')";
+    let my_row = "id, day, IFNULL(what, 'null')";
+    let table = format!("\"{db}\".events");
+    assert_eq!(
+        pg_rows(pg, &pg_db, row, &table),
+        my_rows(my, &db, my_row, "events"),
+        "{out}"
+    );
+    // Changes in every partition, one moving a row from one to another.
+    my.query_in(
+        &db,
+        "INSERT INTO events VALUES (4, '2024-12-31', 'd'), (5, '2030-01-01', 'e'); \
+         UPDATE events SET day = '2026-06-01', what = 'moved' WHERE id = 1; \
+         DELETE FROM events WHERE id = 2; \
+         ALTER TABLE events TRUNCATE PARTITION p2025;",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        pg_rows(pg, &pg_db, row, &table),
+        my_rows(my, &db, my_row, "events")
+    );
+    assert_eq!(my_rows(my, &db, my_row, "events").len(), 4);
+}
+
+#[test]
+fn a_table_without_a_key_is_refused_with_the_fix_and_the_others_stream() {
+    let my = MariaDb::shared().unwrap();
+    let pg = Postgres::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_of(&src);
+    let dst = pg.create_database().unwrap();
+    let pg_db = db_of(&dst);
+    my.query_in(
+        &db,
+        "CREATE TABLE keyed (id int PRIMARY KEY, v text); INSERT INTO keyed VALUES (1, 'one'); \
+         CREATE TABLE loose (a int, b text); INSERT INTO loose VALUES (1, 'x'), (1, 'x');",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, &format!("[\"{db}.*\"]"), "");
+    let out = fails(siphon(dir.path(), &["run", "--once"]), 1);
+    let loose = format!("{db}.loose");
+    assert!(out.contains(&loose), "the table is not named: {out}");
+    assert!(
+        out.contains("add a primary key") && out.contains("mode: full"),
+        "the fix is not named: {out}"
+    );
+    let state = stream_state(dir.path(), &loose);
+    assert!(
+        state.contains("failed") && state.contains("add a primary key"),
+        "{state}"
+    );
+    // The keyed table is copied and streams.
+    my.query_in(
+        &db,
+        "INSERT INTO keyed VALUES (2, 'two'); UPDATE keyed SET v = 'uno' WHERE id = 1",
+    )
+    .unwrap();
+    fails(siphon(dir.path(), &["run", "--once"]), 1);
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id, v", &format!("\"{db}\".keyed")),
+        my_rows(my, &db, "id, v", "keyed")
+    );
+    // The fix it names works: the key-less table in `full` mode.
+    config(
+        dir.path(),
+        &src,
+        &dst,
+        &format!("[\"{db}.*\"]"),
+        &format!("tables_config:\n  {loose}: {{ mode: full }}"),
+    );
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        pg_rows(pg, &pg_db, "a, b", &format!("\"{db}\".loose")),
+        my_rows(my, &db, "a, b", "loose")
+    );
+}
+
+#[test]
+fn columns_added_dropped_and_narrowed_at_the_source_evolve_the_target() {
+    let my = MariaDb::shared().unwrap();
+    let pg = Postgres::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_of(&src);
+    let dst = pg.create_database().unwrap();
+    let pg_db = db_of(&dst);
+    my.query_in(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v varchar(20)); INSERT INTO t VALUES (1, 'one'); \
+         CREATE TABLE other (id int PRIMARY KEY); INSERT INTO other VALUES (1);",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, &format!("[\"{db}.*\"]"), "");
+    ok(siphon(dir.path(), &["run", "--once"]));
+    let table = format!("\"{db}\".t");
+
+    // The column and rows of the new shape, in the binlog siphon reads next.
+    my.query_in(
+        &db,
+        "ALTER TABLE t ADD COLUMN w int DEFAULT 7; \
+         INSERT INTO t VALUES (3, 'three', 33); UPDATE t SET w = 11 WHERE id = 1;",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id, v, w", &table),
+        my_rows(my, &db, "id, v, w", "t")
+    );
+
+    // A dropped column stays on the target, nullable, as the README says.
+    my.query_in(
+        &db,
+        "ALTER TABLE t DROP COLUMN v; INSERT INTO t VALUES (4, 44);",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id, w", &table),
+        my_rows(my, &db, "id, w", "t")
+    );
+    let v = pg
+        .query_in(
+            &pg_db,
+            &format!("SELECT coalesce(v, 'null') FROM {table} WHERE id IN (1, 4) ORDER BY id"),
+        )
+        .unwrap();
+    assert_eq!(v, "one\nnull");
+
+    // A narrower source type still fits the target's column: rows go on.
+    my.query_in(
+        &db,
+        "ALTER TABLE t MODIFY w smallint; INSERT INTO t VALUES (5, 55); INSERT INTO other VALUES (2);",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id, w", &table),
+        my_rows(my, &db, "id, w", "t")
+    );
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id", &format!("\"{db}\".other")),
+        my_rows(my, &db, "id", "other")
+    );
+}
+
+#[test]
+fn a_20_mb_longblob_streams_whole() {
+    let my = MariaDb::shared().unwrap();
+    let pg = Postgres::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_of(&src);
+    let dst = pg.create_database().unwrap();
+    let pg_db = db_of(&dst);
+    my.query_in(
+        &db,
+        "CREATE TABLE files (id int PRIMARY KEY, body longblob); \
+         INSERT INTO files VALUES (1, REPEAT(X'00FF', 10 * 1024 * 1024));",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, &format!("[{db}.files]"), "");
+    ok(siphon(dir.path(), &["run", "--once"]));
+    // Every byte differs from its neighbours' position: a hash of the whole value.
+    my.query_in(
+        &db,
+        "INSERT INTO files SELECT 2, CONCAT(REPEAT(UNHEX(SHA2('a', 256)), 655360), X'0001'); \
+         UPDATE files SET body = CONCAT(body, 'tail') WHERE id = 1;",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    let my_sums = my_rows(my, &db, "id, LENGTH(body), MD5(body)", "files");
+    assert_eq!(my_sums.len(), 2);
+    assert!(my_sums[1].starts_with("2|20971522|"), "{my_sums:?}");
+    assert_eq!(
+        pg_rows(
+            pg,
+            &pg_db,
+            "id, length(body), md5(body)",
+            &format!("\"{db}\".files")
+        ),
+        my_sums
+    );
+}
