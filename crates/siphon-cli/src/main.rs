@@ -72,6 +72,18 @@ enum Command {
     /// Pipelines ("syncs") and their tables.
     #[command(subcommand)]
     Sync(commands::catalog::SyncCommand),
+    /// Each pipeline and table from the state store: state, rows/s, last checkpoint, snapshot progress, last error, lease holder, recent runs.
+    Status {
+        /// One JSON document for scripts, with each table's recent runs (its shape is stable).
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+        /// A full-screen view read again every 2 s; `q` quits. Needs a terminal.
+        #[arg(long)]
+        watch: bool,
+        /// Pipelines to show [default: every stored pipeline].
+        #[arg(value_name = "PIPELINE")]
+        pipelines: Vec<String>,
+    },
     /// The service: runs every stored pipeline on its schedule, in the foreground or as a daemon.
     #[command(subcommand)]
     Service(commands::service::ServiceCommand),
@@ -210,6 +222,14 @@ async fn dispatch(cli: Cli) -> siphon_core::Result<ExitCode> {
         Command::Sync(c) => {
             let state = commands::open_catalog_state(state_flag.as_deref()).await?;
             commands::catalog::sync(&state, c).await
+        }
+        Command::Status {
+            json,
+            watch,
+            pipelines,
+        } => {
+            let state = commands::open_catalog_state(state_flag.as_deref()).await?;
+            commands::status::run(&state, json, watch, &pipelines).await
         }
         Command::Service(c) => {
             commands::service::run(state_flag.as_deref(), cli.verbose, c).await

@@ -6,6 +6,7 @@ pub mod quickstart;
 pub mod run;
 pub mod sequences;
 pub mod service;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 
