@@ -66,7 +66,12 @@ fn bad(column: &Column, what: impl std::fmt::Display) -> DecodeError {
 
 /// Whether the column is declared `bit(n)`, whose values arrive as big-endian bytes.
 fn is_bit(column: &Column) -> bool {
-    column.native_type.to_ascii_lowercase().starts_with("bit")
+    // No lowercased copy: this runs for every decimal and bytes value read.
+    column
+        .native_type
+        .as_bytes()
+        .get(..3)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"bit"))
 }
 
 /// An integer from the wire: a signed or unsigned integer, a `bit(n)` value,
@@ -117,6 +122,12 @@ fn whole(v: i128) -> Decimal {
     v.to_string()
         .parse()
         .unwrap_or_else(|_| Decimal::from(0i64))
+}
+
+/// A decimal the server sent as its digits (`-12.50`).
+fn decimal_digits(column: &Column, bytes: &[u8]) -> std::result::Result<Decimal, DecodeError> {
+    let s = std::str::from_utf8(bytes).map_err(|e| bad(column, e))?;
+    s.parse::<Decimal>().map_err(|e| bad(column, e))
 }
 
 /// The date part of a wire date, or the zero date's text.
@@ -230,15 +241,12 @@ pub(crate) fn decode(
             let v = integer(column, &raw)?;
             Value::Int64(i64::try_from(v).map_err(|_| range(v))?)
         }
-        K::Decimal { .. } => match &raw {
+        K::Decimal { .. } => match raw {
             M::Int(_) | M::UInt(_) => Value::Decimal(whole(integer(column, &raw)?)),
             M::Bytes(_) if is_bit(column) => Value::Decimal(whole(integer(column, &raw)?)),
-            M::Bytes(b) => {
-                let s = std::str::from_utf8(b).map_err(|e| bad(column, e))?;
-                Value::Decimal(s.parse::<Decimal>().map_err(|e| bad(column, e))?)
-            }
+            M::Bytes(b) => Value::Decimal(decimal_digits(column, &b)?),
             M::Double(f) => Value::Decimal(
-                Decimal::from_f64(*f).ok_or_else(|| bad(column, format!("{f} is no decimal")))?,
+                Decimal::from_f64(f).ok_or_else(|| bad(column, format!("{f} is no decimal")))?,
             ),
             other => return Err(bad(column, format!("unexpected {other:?}"))),
         },
