@@ -105,10 +105,9 @@ impl MySqlSource {
         let failed = |e| my_err(e, &format!("reading table {}", table.name)).table(&table.name);
         let zero = self.config.zero_dates();
         // Each row is decoded as it arrives, while its bytes are still in the
-        // CPU's cache, rather than after the whole chunk was read: at 20,000
-        // rows a chunk, that is most of the decoding's cost. After a row that
-        // cannot be decoded the rest are read and dropped, so the connection
-        // goes back to the pool clean.
+        // CPU's cache, rather than after the whole chunk (20,000 rows by
+        // default) was read. After a row that cannot be decoded the rest are
+        // read and dropped, so the connection goes back to the pool clean.
         let result = conn
             .exec_iter(sql, params_of(params))
             .await
