@@ -126,7 +126,8 @@ impl Observer for Bars {
     }
 }
 
-/// One line per table: what it read and wrote, how long it took, and any error.
+/// One line per table: what it read (rows, and the bytes of their data in
+/// parentheses) and wrote, how long it took, and any error.
 /// A full load that replaced the target's previous rows says so (`replaced N`),
 /// apart from the rows deleted one by one; a `row_count` table says what its
 /// row counts were and whether they made it copy; a stopped table says `stopped`.
@@ -162,19 +163,46 @@ pub fn summary_line(pipeline: &str, t: &TableStats) -> String {
         }
     };
     format!(
-        "{pipeline}/{:<20} {:<11} read {:>9}  inserted {:>9}  updated {:>9}  deleted {:>7}{replaced}{counts}  {secs:>7.2}s  {status}",
+        "{pipeline}/{:<20} {:<11} read {:>9} ({:>10})  inserted {:>9}  updated {:>9}  deleted {:>7}{replaced}{counts}  {secs:>7.2}s  {status}",
         t.table.to_string(),
         t.mode.to_string(),
         t.rows_read,
+        size_text(t.bytes),
         t.inserted,
         t.updated,
         t.deleted,
     )
 }
 
+/// A byte count for people: `512 B`, `48.8 KiB`, `1.2 GiB`.
+fn size_text(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut unit) = (b as f64, 0);
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{b} B"),
+        _ => format!("{v:.1} {}", UNITS[unit]),
+    }
+}
+
 #[cfg(test)]
 mod rate_tests {
     use super::rate_since;
+
+    #[test]
+    fn a_summary_line_shows_the_bytes_read() {
+        use siphon_core::{Mode, TableName, TableStats};
+        let mut t = TableStats::starting(&TableName::new(Some("public"), "t"), Mode::Full);
+        t.rows_read = 1000;
+        t.bytes = 50_000;
+        let line = super::summary_line("p", &t);
+        assert!(line.contains("read      1000 (  48.8 KiB)"), "{line}");
+        assert_eq!(super::size_text(512), "512 B");
+        assert_eq!(super::size_text(3 << 30), "3.0 GiB");
+    }
 
     #[test]
     fn a_resumed_load_counts_only_the_rows_copied_since() {

@@ -26,6 +26,21 @@ pub enum Op {
     Schema(Arc<TableSchema>),
 }
 
+impl Op {
+    /// The bytes of the row images this change carries, as
+    /// [`Value::row_size`] counts them: an update counts its old row (when the
+    /// source sent it) and its new one; a truncate or schema change counts 0.
+    pub fn size(&self) -> u64 {
+        match self {
+            Op::Insert(row) | Op::Delete(row) => Value::row_size(row),
+            Op::Update { before, after } => {
+                before.as_deref().map_or(0, Value::row_size) + Value::row_size(after)
+            }
+            Op::Truncate | Op::Schema(_) => 0,
+        }
+    }
+}
+
 /// The source transaction a logged change belongs to: the same on every replay
 /// of the log, whatever batches the engine grouped transactions into.
 #[derive(Debug, Clone, PartialEq)]

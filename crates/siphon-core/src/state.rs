@@ -150,6 +150,15 @@ pub struct TableStats {
     pub updated: u64,
     /// Rows deleted one by one (replicated deletes, rows gone from the source).
     pub deleted: u64,
+    /// The bytes of row data the run read from the source: the sum over the
+    /// rows it counted in `rows_read` of each value's [`crate::Value::size`]
+    /// (text and binary lengths, fixed widths for numbers, dates and times);
+    /// for a logged update, its old row image too when the source sent one.
+    /// Rows copied on a native path (one engine's own copy format on both
+    /// ends) count the length of that encoded data, framing included. Records
+    /// written before this was kept read as 0.
+    #[serde(default)]
+    pub bytes: u64,
     /// Rows of the target's previous copy that a full load replaced: emptied
     /// (`truncate`) or swapped out (`swap`). Not counted in `deleted`.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -175,6 +184,7 @@ impl TableStats {
             inserted: 0,
             updated: 0,
             deleted: 0,
+            bytes: 0,
             replaced: 0,
             row_counts: None,
             started_at: Utc::now(),
@@ -484,5 +494,17 @@ mod stream_state_tests {
             }
         );
         assert_eq!(old.to_string(), "failed: boom");
+    }
+
+    #[test]
+    fn table_stats_recorded_before_bytes_was_kept_read_as_zero() {
+        let mut stats = TableStats::starting(&TableName::new(Some("public"), "t"), Mode::Full);
+        stats.bytes = 1234;
+        let mut json: serde_json::Value = serde_json::to_value(&stats).unwrap();
+        assert_eq!(json["bytes"], 1234);
+        json.as_object_mut().unwrap().remove("bytes");
+        let old: TableStats = serde_json::from_value(json).unwrap();
+        assert_eq!(old.bytes, 0);
+        assert_eq!(TableStats { bytes: 0, ..stats }, old);
     }
 }

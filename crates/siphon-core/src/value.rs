@@ -53,6 +53,38 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// The bytes this value counts for in a run's `bytes` statistic
+    /// ([`crate::TableStats::bytes`]), without encoding it: the length in bytes
+    /// of text, binary data, decimal text, JSON and an engine's own text form;
+    /// the width of fixed-size kinds (NULL 0, bool 1, int16 2, int32 and
+    /// float32 4, int64, float64, date, time, timestamp and timestamptz 8,
+    /// uuid 16); the sum of an array's elements.
+    pub fn size(&self) -> u64 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int16(_) => 2,
+            Value::Int32(_) | Value::Float32(_) => 4,
+            Value::Int64(_)
+            | Value::Float64(_)
+            | Value::Date(_)
+            | Value::Time(_)
+            | Value::Timestamp(_)
+            | Value::TimestampTz(_) => 8,
+            Value::Uuid(_) => 16,
+            Value::Decimal(d) => d.as_str().len() as u64,
+            Value::Text(s) | Value::Json(s) => s.len() as u64,
+            Value::Bytes(b) => b.len() as u64,
+            Value::Engine { text, .. } => text.len() as u64,
+            Value::Array(items) => Value::row_size(items),
+        }
+    }
+
+    /// The sum of [`Value::size`] over a row's values.
+    pub fn row_size(row: &[Value]) -> u64 {
+        row.iter().map(Value::size).sum()
+    }
+
     /// Orders two values of one column's kind, as a watermark comparison
     /// needs: NULL first, numbers by value (decimals of any length exactly),
     /// dates and times in time order, text and bytes by their bytes (a tie
@@ -491,6 +523,24 @@ fn decimal_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_value_counts_its_encoded_bytes() {
+        use super::Value as V;
+        assert_eq!(V::Text("héllo".into()).size(), 6);
+        assert_eq!(V::Bytes(vec![0; 10]).size(), 10);
+        assert_eq!(V::Null.size(), 0);
+        assert_eq!(V::Int32(7).size(), 4);
+        assert_eq!(V::Int64(7).size(), 8);
+        assert_eq!(V::Uuid(uuid::Uuid::nil()).size(), 16);
+        assert_eq!(V::Decimal("-12.50".parse().unwrap()).size(), 6);
+        let row = vec![
+            V::Int16(1),
+            V::Text("ab".into()),
+            V::Array(vec![V::Bool(true); 3]),
+        ];
+        assert_eq!(V::row_size(&row), 2 + 2 + 3);
+    }
+
     #[test]
     fn values_of_one_kind_order_as_their_kind_does() {
         use std::cmp::Ordering;

@@ -581,6 +581,7 @@ async fn catch_up<S: LogSource, K: Sink, St: StateStore>(
         match current.iter_mut().find(|c| c.source.name == t.source.name) {
             Some(c) => {
                 c.stats.rows_read += t.stats.rows_read;
+                c.stats.bytes += t.stats.bytes;
                 c.stats.inserted += t.stats.inserted;
                 c.stats.updated += t.stats.updated;
                 c.stats.deleted += t.stats.deleted;

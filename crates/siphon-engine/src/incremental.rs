@@ -70,6 +70,7 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         // continuous pipeline would poll again at once, forever.
         if ahead {
             stats.rows_read += n as u64;
+            stats.bytes += chunk.rows.iter().map(|r| Value::row_size(r)).sum::<u64>();
             saved = Some(last.clone());
         }
         let changes = chunk

@@ -44,6 +44,14 @@ impl Rows {
             Rows::Native(_, n) => *n,
         }
     }
+
+    /// The bytes these rows count for in [`TableStats::bytes`].
+    fn size(&self) -> u64 {
+        match self {
+            Rows::Values(rows) => rows.iter().map(|r| siphon_core::Value::row_size(r)).sum(),
+            Rows::Native(data, _) => data.len() as u64,
+        }
+    }
 }
 
 /// Everything a driver needs for one table stream.
@@ -321,6 +329,7 @@ struct Tally {
     /// Rows copied before this run (a resumed load), for the progress record.
     before: u64,
     rows_read: AtomicU64,
+    bytes: AtomicU64,
     inserted: AtomicU64,
     updated: AtomicU64,
 }
@@ -330,13 +339,16 @@ impl Tally {
         Tally {
             before,
             rows_read: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
             inserted: AtomicU64::new(0),
             updated: AtomicU64::new(0),
         }
     }
 
-    /// Adds a committed chunk; returns the rows the load has copied in all.
-    fn add(&self, rows: u64, applied: &siphon_core::ApplyStats) -> u64 {
+    /// Adds a committed chunk of `rows` rows and `bytes` bytes; returns the
+    /// rows the load has copied in all.
+    fn add(&self, rows: u64, bytes: u64, applied: &siphon_core::ApplyStats) -> u64 {
+        self.bytes.fetch_add(bytes, AtomicOrdering::Relaxed);
         self.inserted
             .fetch_add(applied.inserted, AtomicOrdering::Relaxed);
         self.updated
@@ -346,6 +358,7 @@ impl Tally {
 
     fn add_to(&self, stats: &mut TableStats) {
         stats.rows_read += self.rows_read.load(AtomicOrdering::Relaxed);
+        stats.bytes += self.bytes.load(AtomicOrdering::Relaxed);
         stats.inserted += self.inserted.load(AtomicOrdering::Relaxed);
         stats.updated += self.updated.load(AtomicOrdering::Relaxed);
     }
@@ -675,7 +688,7 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
                 Some(t) => Some(t.lock().await),
                 None => None,
             };
-            let n = rows.len() as u64;
+            let (n, bytes) = (rows.len() as u64, rows.size());
             let cp = checkpoint_for(&last, done)?;
             let applied = match rows {
                 Rows::Values(rows) => run.sink.load(&run.target_table, rows, &cp).await?,
@@ -688,7 +701,7 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
                     run.sink.load_native(&run.target_table, chunk, &cp).await?
                 }
             };
-            let copied = tally.add(n, &applied);
+            let copied = tally.add(n, bytes, &applied);
             on_commit(&last, done);
             run.remember(&cp).await;
             run.record_progress(copied).await;

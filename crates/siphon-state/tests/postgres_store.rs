@@ -124,7 +124,7 @@ async fn concurrent_opens_migrate_once() {
         psql(&format!(
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM \"{schema}\".siphon_migrations"
         )),
-        "1"
+        "1,2"
     );
     // A schema written by a newer siphon is refused, naming the way out.
     psql(&format!(
@@ -164,6 +164,7 @@ async fn the_sync_services_tables_hold_what_reports_read() {
     for (table, rows) in [(&users, 10), (&orders, 4)] {
         let mut stats = TableStats::starting(table, Mode::Incremental);
         stats.rows_read = rows;
+        stats.bytes = rows * 100;
         stats.inserted = rows - 1;
         stats.updated = 1;
         stats.status = ExecutionStatus::Succeeded;
@@ -176,18 +177,20 @@ async fn the_sync_services_tables_hold_what_reports_read() {
     assert_eq!(
         psql(&format!(
             "SELECT e.id, c.name, e.status, e.records_processed, e.records_inserted,
-                    e.records_updated, e.records_deleted, e.completed_at >= e.started_at
+                    e.records_updated, e.records_deleted, e.bytes_processed,
+                    e.completed_at >= e.started_at
              FROM \"{schema}\".sync_executions e
              JOIN \"{schema}\".sync_configurations c ON c.id = e.sync_configuration_id"
         )),
-        format!("{id}|users_sync|succeeded|14|12|2|0|t")
+        format!("{id}|users_sync|succeeded|14|12|2|0|1400|t")
     );
     assert_eq!(
         psql(&format!(
-            "SELECT table_name, records_processed FROM \"{schema}\".sync_execution_tables
+            "SELECT table_name, records_processed, bytes_processed
+             FROM \"{schema}\".sync_execution_tables
              WHERE execution_id = {id} ORDER BY table_name"
         )),
-        "public.orders|4\npublic.users|10"
+        "public.orders|4|400\npublic.users|10|1000"
     );
 
     let stream = StreamId::new("users_sync", &users);

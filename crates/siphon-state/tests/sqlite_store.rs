@@ -43,6 +43,7 @@ fn stats(
         inserted: rows / 2,
         updated: rows / 3,
         deleted: rows / 5,
+        bytes: rows * 40,
         replaced: rows / 7,
         row_counts: None,
         started_at: at(rows as i64, 123_456_789),

@@ -92,8 +92,9 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
                 }
             }
         }
-        // Per table: changes read, inserts, updates, deletes, truncates.
-        let mut counts: HashMap<usize, (u64, u64, u64, u64, u64)> = HashMap::new();
+        // Per table: changes read, inserts, updates, deletes, truncates, and
+        // the bytes of the row images read.
+        let mut counts: HashMap<usize, (u64, u64, u64, u64, u64, u64)> = HashMap::new();
         let mut changes = Vec::with_capacity(batch.changes.len());
         for change in batch.changes {
             let Some(&i) = routes.get(&change.table.name) else {
@@ -110,6 +111,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
             let t = &tables[i];
             let widen = |row: Vec<siphon_core::Value>| reshape(&change.table, &t.source, row);
             let c = counts.entry(i).or_default();
+            c.5 += change.op.size();
             let op = match change.op {
                 Op::Schema(_) => continue,
                 Op::Insert(r) => {
@@ -236,9 +238,10 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
                 "one TRUNCATE emptied several tables on the target"
             );
         }
-        for (i, (read, ins, upd, del, _)) in counts {
+        for (i, (read, ins, upd, del, _, bytes)) in counts {
             let t = &mut tables[i];
             t.stats.rows_read += read;
+            t.stats.bytes += bytes;
             if single {
                 t.stats.inserted += done.inserted;
                 t.stats.updated += done.updated;

@@ -7,8 +7,9 @@
 //!   target connections, table selection, strategy (mode), conflict
 //!   resolution, batch size, interval, and siphon's full spec (`spec`).
 //! - `sync_executions`: one row per run, with its status, times, error and
-//!   the rows it processed, inserted, updated and deleted over all tables;
-//!   `sync_execution_tables` holds each table's part.
+//!   the rows it processed, inserted, updated and deleted and the bytes it
+//!   read (`bytes_processed`) over all tables; `sync_execution_tables` holds
+//!   each table's part.
 //! - `sync_change_tracking`: the checkpoint of each table of each pipeline:
 //!   its phase, its position and the lease epoch that wrote it.
 //! - `sync_conflicts`: rows changed on both sides of a `merge` pipeline,
@@ -125,6 +126,13 @@ const MIGRATIONS: &[&str] = &[
         epoch      bigint NOT NULL,
         expires_at timestamptz NOT NULL
     );
+    "#,
+    // 2: the bytes of row data each table stream's run read from the source
+    // (`TableStats::bytes`), and their sum over a run's tables; runs recorded
+    // before count 0.
+    r#"
+    ALTER TABLE sync_execution_tables ADD COLUMN bytes_processed bigint NOT NULL DEFAULT 0;
+    ALTER TABLE sync_executions ADD COLUMN bytes_processed bigint NOT NULL DEFAULT 0;
     "#,
 ];
 

@@ -541,7 +541,7 @@ impl StateStore for PostgresStateStore {
         Ok(id.max(0) as u64)
     }
 
-    /// Also sums the execution's rows over its tables in `sync_executions`.
+    /// Also sums the execution's rows and bytes over its tables in `sync_executions`.
     /// Fails with [`ErrorKind::Internal`] when there is no such execution.
     async fn record_table(&self, execution: u64, stats: &TableStats) -> Result<()> {
         let doing = format!(
@@ -568,9 +568,10 @@ impl StateStore for PostgresStateStore {
         tx.execute(
             "INSERT INTO sync_execution_tables (execution_id, table_key, table_name, sync_strategy,
                  records_processed, records_inserted, records_updated, records_deleted,
-                 records_replaced, status, error_message, started_at, completed_at, stats)
+                 records_replaced, status, error_message, started_at, completed_at, stats,
+                 bytes_processed)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::timestamptz,
-                 $13::text::timestamptz, $14::text::jsonb)
+                 $13::text::timestamptz, $14::text::jsonb, $15)
              ON CONFLICT (execution_id, table_key) DO UPDATE SET
                  table_name = excluded.table_name, sync_strategy = excluded.sync_strategy,
                  records_processed = excluded.records_processed,
@@ -579,7 +580,8 @@ impl StateStore for PostgresStateStore {
                  records_deleted = excluded.records_deleted,
                  records_replaced = excluded.records_replaced, status = excluded.status,
                  error_message = excluded.error_message, started_at = excluded.started_at,
-                 completed_at = excluded.completed_at, stats = excluded.stats",
+                 completed_at = excluded.completed_at, stats = excluded.stats,
+                 bytes_processed = excluded.bytes_processed",
             &[
                 &id,
                 &stats.table.key(),
@@ -595,6 +597,7 @@ impl StateStore for PostgresStateStore {
                 &stamp(stats.started_at),
                 &stats.finished_at.map(stamp),
                 &json,
+                &int(stats.bytes),
             ],
         )
         .await
@@ -602,8 +605,9 @@ impl StateStore for PostgresStateStore {
         tx.execute(
             "UPDATE sync_executions e SET records_processed = t.processed,
                  records_inserted = t.inserted, records_updated = t.updated,
-                 records_deleted = t.deleted
+                 records_deleted = t.deleted, bytes_processed = t.bytes
              FROM (SELECT coalesce(sum(records_processed), 0)::int8 AS processed,
+                          coalesce(sum(bytes_processed), 0)::int8 AS bytes,
                           coalesce(sum(records_inserted), 0)::int8 AS inserted,
                           coalesce(sum(records_updated), 0)::int8 AS updated,
                           coalesce(sum(records_deleted), 0)::int8 AS deleted

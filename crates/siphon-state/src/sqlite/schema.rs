@@ -112,6 +112,11 @@ const MIGRATIONS: &[Migration] = &[
     ALTER TABLE execution_tables ADD COLUMN count_source INTEGER;
     ALTER TABLE execution_tables ADD COLUMN count_target INTEGER;
     "#),
+    // 7: the bytes of row data a table stream's run read from the source
+    // (`TableStats::bytes`); runs recorded before count 0.
+    Sql(r#"
+    ALTER TABLE execution_tables ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    "#),
 ];
 
 /// Brings the file's schema up to date. Safe when several processes open the same

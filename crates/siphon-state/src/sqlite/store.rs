@@ -329,8 +329,8 @@ impl StateStore for SqliteStateStore {
             tx.execute(
                 "INSERT OR REPLACE INTO execution_tables (execution, table_name, mode, rows_read,
                      inserted, updated, deleted, started_at, finished_at, status, error, replaced,
-                     count_source, count_target)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     count_source, count_target, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     execution,
                     stats.table.key(),
@@ -346,6 +346,7 @@ impl StateStore for SqliteStateStore {
                     stats.replaced,
                     stats.row_counts.map(|c| c.source),
                     stats.row_counts.and_then(|c| c.target),
+                    stats.bytes,
                 ],
             )?;
             tx.commit()?;
@@ -602,7 +603,7 @@ fn execution_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
 fn execution_tables(conn: &Connection, execution: u64) -> rusqlite::Result<Vec<TableStats>> {
     let mut stmt = conn.prepare_cached(
         "SELECT table_name, mode, rows_read, inserted, updated, deleted, started_at,
-             finished_at, status, error, replaced, count_source, count_target
+             finished_at, status, error, replaced, count_source, count_target, bytes
          FROM execution_tables WHERE execution = ?1 ORDER BY started_at, table_name",
     )?;
     let rows = stmt.query_map([execution], |r| {
@@ -613,6 +614,7 @@ fn execution_tables(conn: &Connection, execution: u64) -> rusqlite::Result<Vec<T
             inserted: r.get(3)?,
             updated: r.get(4)?,
             deleted: r.get(5)?,
+            bytes: r.get(13)?,
             replaced: r.get(10)?,
             row_counts: r
                 .get::<_, Option<u64>>(11)?

@@ -273,6 +273,8 @@ fn stats(table: TableName, rows: u64, status: ExecutionStatus) -> TableStats {
         inserted: rows / 2,
         updated: rows / 3,
         deleted: rows / 5,
+        // Past 32 bits, and unlike any other count.
+        bytes: rows * 3_000_000_017,
         replaced: rows / 7,
         row_counts,
         started_at: at(rows as i64),
@@ -321,6 +323,9 @@ pub async fn executions<H: StoreHarness>(h: &H) {
     assert_eq!(one.retained_log_bytes, Some(4096));
     let mut got = one.tables.clone();
     got.sort_by(|x, y| x.table.cmp(&y.table));
+    let mut bytes: Vec<u64> = got.iter().map(|t| t.bytes).collect();
+    bytes.sort_unstable();
+    assert_eq!(bytes, [failed.bytes, done.bytes], "the bytes a run read");
     let mut want = vec![done, failed];
     want.sort_by(|x, y| x.table.cmp(&y.table));
     assert_eq!(got, want);
