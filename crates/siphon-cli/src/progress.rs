@@ -167,25 +167,11 @@ pub fn summary_line(pipeline: &str, t: &TableStats) -> String {
         t.table.to_string(),
         t.mode.to_string(),
         t.rows_read,
-        size_text(t.bytes),
+        crate::commands::status::text::bytes(t.bytes),
         t.inserted,
         t.updated,
         t.deleted,
     )
-}
-
-/// A byte count for people: `512 B`, `48.8 KiB`, `1.2 GiB`.
-fn size_text(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut v, mut unit) = (b as f64, 0);
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{b} B"),
-        _ => format!("{v:.1} {}", UNITS[unit]),
-    }
 }
 
 #[cfg(test)]
@@ -200,8 +186,8 @@ mod rate_tests {
         t.bytes = 50_000;
         let line = super::summary_line("p", &t);
         assert!(line.contains("read      1000 (  48.8 KiB)"), "{line}");
-        assert_eq!(super::size_text(512), "512 B");
-        assert_eq!(super::size_text(3 << 30), "3.0 GiB");
+        assert_eq!(crate::commands::status::text::bytes(512), "512 B");
+        assert_eq!(crate::commands::status::text::bytes(3 << 30), "3.0 GiB");
     }
 
     #[test]

@@ -88,6 +88,11 @@ fn status_json_shows_each_table_its_state_its_rows_and_its_history() {
     assert!(items["error"].is_null() && items["snapshot"].is_null());
     assert_eq!(items["last_run"]["status"], "succeeded");
     assert_eq!(items["last_run"]["rows_read"], 1000);
+    // Every row carries at least its 8-byte integer key.
+    assert!(
+        items["last_run"]["bytes"].as_u64().unwrap() >= 8000,
+        "{items:#}"
+    );
     assert_eq!(items["last_run"]["inserted"], 1000);
     assert!(items["last_run"]["duration_ms"].is_u64(), "{items:#}");
     assert_eq!(items["checkpoint"]["phase"], "streaming");

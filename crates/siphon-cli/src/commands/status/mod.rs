@@ -4,7 +4,7 @@
 //! view that follows a running service.
 
 mod model;
-mod text;
+pub(crate) mod text;
 mod watch;
 
 use std::process::ExitCode;

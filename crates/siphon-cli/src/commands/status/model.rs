@@ -63,7 +63,7 @@ const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(3);
 /// <checkpoint> = {"phase": "snapshot" | "streaming", "position": <connector JSON> | null, "epoch": 3}
 /// <run> = {"execution": 7, "mode": "cdc", "status": "running" | "succeeded" | "failed" | "stopped",
 ///   "error": "…" | null, "started_at": "…", "finished_at": "…" | null, "duration_ms": 812 | null,
-///   "rows_read": 10, "inserted": 8, "updated": 2, "deleted": 0, "replaced": 0}
+///   "rows_read": 10, "bytes": 1040, "inserted": 8, "updated": 2, "deleted": 0, "replaced": 0}
 /// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -209,6 +209,8 @@ pub struct TableRun {
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<u64>,
     pub rows_read: u64,
+    /// Bytes of row data read from the source (see `TableStats::bytes`).
+    pub bytes: u64,
     pub inserted: u64,
     pub updated: u64,
     pub deleted: u64,
@@ -227,6 +229,7 @@ impl TableRun {
             finished_at: t.finished_at,
             duration_ms: duration_ms(t.started_at, t.finished_at),
             rows_read: t.rows_read,
+            bytes: t.bytes,
             inserted: t.inserted,
             updated: t.updated,
             deleted: t.deleted,
