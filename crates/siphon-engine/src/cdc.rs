@@ -22,6 +22,9 @@ mod drain;
 mod exact;
 mod isolate;
 mod resume;
+mod switches;
+
+pub(crate) use switches::LeftOut;
 
 /// How often a dropped replication connection is reopened within one pass.
 const RECONNECTS: u32 = 5;
@@ -170,6 +173,7 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
     execution: u64,
     session: &mut LogSession<S::Stream>,
     window: Option<Duration>,
+    left_out: LeftOut,
 ) -> Result<Outcome> {
     let mut tables = Vec::new();
     for schema in schemas {
@@ -218,6 +222,7 @@ pub(crate) async fn run<S: LogSource, K: Sink, St: StateStore>(
         shutdown,
         session,
         window,
+        left_out,
     )
     .await
     {
@@ -286,6 +291,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
     shutdown: &Shutdown,
     session: &mut LogSession<S::Stream>,
     window: Option<Duration>,
+    left_out: LeftOut,
 ) -> Result<()> {
     // A stream left open by the last pass goes on only for the same tables.
     // For others, it first applies what the log holds up to now for the
@@ -407,6 +413,9 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
         }
     }
     let batch_size = spec.batch_size.max(1);
+    // Following the log, the window ends early when an operator's switch
+    // changed, so that the next pass applies it at once.
+    let mut watch = window.map(|_| switches::Watch::new(spec.new_tables, left_out));
     let mut attempts = 0;
     loop {
         let open: Vec<Arc<TableSchema>> =
@@ -443,6 +452,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
             observer,
             shutdown,
             Some(&mut session.backfill),
+            watch.as_mut(),
         )
         .await;
         match r {
@@ -556,6 +566,7 @@ async fn catch_up<S: LogSource, K: Sink, St: StateStore>(
                 state,
                 observer,
                 shutdown,
+                None,
                 None,
             )
             .await?;

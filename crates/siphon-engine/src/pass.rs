@@ -54,7 +54,7 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) -> Result<PassReport> {
-    let (mut report, cdc) = run_tables(
+    let (mut report, cdc, _) = run_tables(
         pipeline, spec, source, sink, state, observer, shutdown, true,
     )
     .await?;
@@ -128,7 +128,7 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
     shutdown: &Shutdown,
     session: &mut LogSession<S::Stream>,
 ) -> Result<PassReport> {
-    let (mut report, tables) = run_tables(
+    let (mut report, tables, left_out) = run_tables(
         pipeline,
         spec,
         source,
@@ -156,6 +156,7 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
             report.execution,
             session,
             window,
+            left_out,
         )
         .await?;
         let streaming: Vec<StreamId> = outcome
@@ -281,7 +282,8 @@ async fn finish<St: StateStore>(state: &St, report: PassReport) -> Result<PassRe
 }
 
 /// Runs the pipeline's `full`, `incremental` and `row_count` tables; returns the report so
-/// far and the enabled `cdc` tables, which share one log and run together.
+/// far, the enabled `cdc` tables, which share one log and run together, and
+/// the tables left out whose switches a following `cdc` pass watches.
 /// Without `reload_full`, a `full` table that holds a complete copy is left
 /// alone (and out of the report) unless a reload was forced.
 #[allow(clippy::too_many_arguments)]
@@ -294,7 +296,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
     reload_full: bool,
-) -> Result<(PassReport, Vec<TableSchema>)> {
+) -> Result<(PassReport, Vec<TableSchema>, cdc::LeftOut)> {
     crate::check_target(spec, &sink.capabilities())?;
     let tables = match source.discover(&spec.filter()).await {
         Ok(t) => t,
@@ -319,6 +321,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
         std::time::Instant::now(),
     );
     let mut idle = Vec::new();
+    let mut left_out = cdc::LeftOut::default();
     let retries = crate::retry::Retries::load(pipeline, spec, state, Utc::now()).await?;
     for table in tables {
         let stream = StreamId::new(pipeline, &table.name);
@@ -338,6 +341,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
             state
                 .set_stream_state(&stream, &StreamState::Paused)
                 .await?;
+            left_out.paused.push(stream);
             continue;
         }
         if retries.holds(&stream, mode) {
@@ -350,6 +354,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
             continue;
         }
         if mode == Mode::Full && !reload_full && !full_copy_due(sink, state, &stream).await {
+            left_out.copied.push(stream);
             if checking {
                 idle.push(table);
             }
@@ -386,7 +391,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
         &mut report,
     )
     .await?;
-    Ok((report, cdc_tables))
+    Ok((report, cdc_tables, left_out))
 }
 
 #[allow(clippy::too_many_arguments)]

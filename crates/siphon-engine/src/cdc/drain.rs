@@ -12,7 +12,8 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// Applies batches until the stream has caught up with `until` or, following
 /// the log, until `deadline` (or shutdown); moves `position` with each
 /// committed batch. Tables in `backfill` are copied chunk by chunk among the
-/// batches.
+/// batches. With `watch`, the operator's switches are read about every second,
+/// and a change ends the drain as its deadline would.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
     source: &S,
@@ -30,6 +31,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
     observer: &dyn Observer,
     shutdown: &Shutdown,
     mut backfill: Option<&mut backfill::Backfill>,
+    mut watch: Option<&mut switches::Watch>,
 ) -> Result<Drained> {
     let log = log_stream(pipeline);
     let wait = deadline.map(|_| FOLLOW_POLL);
@@ -39,7 +41,14 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
     // since the stream has moved past it.
     let mut ahead: std::collections::VecDeque<(Batch, Position, Vec<Watermark>)> =
         Default::default();
+    // A switch changed: the drain ends as at its deadline.
+    let mut switched = watch.as_deref().is_some_and(switches::Watch::ended);
     loop {
+        if let Some(w) = watch.as_deref_mut().filter(|_| !switched) {
+            switched = w
+                .check(pipeline, state, tables, routes, backfill.as_deref())
+                .await;
+        }
         if let Some(b) = backfill.as_deref_mut() {
             b.start_chunks(pipeline, source).await?;
         }
@@ -53,7 +62,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
                         None => Err(Error::new(ErrorKind::Cancelled, "stopped on request")),
                     };
                 }
-                if past_deadline() {
+                if switched || past_deadline() {
                     return Ok(Drained::Done);
                 }
                 match stream.next_batch(batch_size, until, wait).await? {
@@ -154,7 +163,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         // The target applies this batch while the next one is read and decoded.
         // One batch is read ahead at most: with one in hand already, reading
         // more would only queue it in memory.
-        let read_on = ahead.is_empty() && !shutdown.requested() && !past_deadline();
+        let read_on = ahead.is_empty() && !shutdown.requested() && !switched && !past_deadline();
         let touched: Vec<usize> = counts.keys().copied().collect();
         let (batch_len, applying) = (changes.len(), std::time::Instant::now());
         let applied = std::sync::atomic::AtomicBool::new(false);
