@@ -3,8 +3,10 @@
 //! a table without any key (refused with the fix, while the pipeline's other
 //! tables stream), a column added at the source (the target gains it), one
 //! dropped (it stays on the target, nullable, as the README says) and one
-//! narrowed (the target's wider column still holds it), and a 20 MB
-//! LONGBLOB value. Each target is compared
+//! narrowed (the target's wider column still holds it), rows the binlog
+//! holds from before a column was added while siphon was stopped (taken
+//! whole; a shape that cannot be mapped stops that table alone, with the
+//! resync to run), and a 20 MB LONGBLOB value. Each target is compared
 //! with its source row for row.
 
 use std::path::Path;
@@ -238,6 +240,84 @@ fn columns_added_dropped_and_narrowed_at_the_source_evolve_the_target() {
     assert_eq!(
         pg_rows(pg, &pg_db, "id", &format!("\"{db}\".other")),
         my_rows(my, &db, "id", "other")
+    );
+}
+
+#[test]
+fn rows_logged_before_a_column_was_added_while_stopped_reach_the_target_whole() {
+    let my = MariaDb::shared().unwrap();
+    let pg = Postgres::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_of(&src);
+    let dst = pg.create_database().unwrap();
+    let pg_db = db_of(&dst);
+    my.query_in(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v varchar(20)); INSERT INTO t VALUES (1, 'one'); \
+         CREATE TABLE other (id int PRIMARY KEY); INSERT INTO other VALUES (1);",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, &format!("[\"{db}.*\"]"), "");
+    ok(siphon(dir.path(), &["run", "--once"]));
+    let table = format!("\"{db}\".t");
+    let other = format!("\"{db}\".other");
+
+    // While siphon is stopped: rows of the old shape, a column added with a
+    // default (the rows before it hold the default at the source), rows of
+    // the new shape. The binlog siphon reads next holds all of it.
+    my.query_in(
+        &db,
+        "INSERT INTO t VALUES (2, 'two'), (5, 'five'); UPDATE t SET v = 'uno' WHERE id = 1; \
+         ALTER TABLE t ADD COLUMN w varchar(10) NOT NULL DEFAULT 'dflt'; \
+         INSERT INTO t VALUES (3, 'three', 'new'); UPDATE t SET w = 'set' WHERE id = 5; \
+         INSERT INTO other VALUES (2);",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id, v, w", &table),
+        my_rows(my, &db, "id, v, w", "t")
+    );
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id", &other),
+        my_rows(my, &db, "id", "other")
+    );
+
+    // A column dropped: rows logged before it cannot be mapped without the
+    // names binlog_row_metadata=FULL logs (which column went?). Only that
+    // table stops, with the resync to run; the other streams on.
+    my.query_in(
+        &db,
+        "INSERT INTO t VALUES (4, 'four', 'x'); INSERT INTO other VALUES (3); \
+         ALTER TABLE t DROP COLUMN v; \
+         INSERT INTO t VALUES (6, 'y'); INSERT INTO other VALUES (4);",
+    )
+    .unwrap();
+    let out = fails(siphon(dir.path(), &["run", "--once"]), 1);
+    let t = format!("{db}.t");
+    assert!(out.contains(&t), "the table is not named: {out}");
+    assert!(
+        out.contains(&format!("siphon sync resync p --table {t}")),
+        "the fix is not named: {out}"
+    );
+    let state = stream_state(dir.path(), &t);
+    assert!(state.contains("failed"), "{state}");
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id", &other),
+        my_rows(my, &db, "id", "other")
+    );
+    // The stopped table forgot its place in the log: the next run copies it
+    // afresh, and both tables equal their sources.
+    my.query_in(&db, "INSERT INTO other VALUES (5);").unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id", &other),
+        my_rows(my, &db, "id", "other")
+    );
+    assert_eq!(
+        pg_rows(pg, &pg_db, "id, w", &table),
+        my_rows(my, &db, "id, w", "t")
     );
 }
 

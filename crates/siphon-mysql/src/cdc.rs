@@ -23,6 +23,7 @@ mod events;
 mod log;
 mod position;
 mod rows;
+mod shapes;
 mod stream;
 
 pub use position::BinlogPos;
@@ -251,6 +252,7 @@ impl MySqlSource {
             zero: self.config.zero_dates(),
             known,
             ids: HashMap::new(),
+            shapes: HashMap::new(),
             file: from.file.clone(),
             state: GtidState::parse(gtid.as_deref().unwrap_or(""))?,
             set: GtidSet::parse(gtid_set.as_deref().unwrap_or(""))?,

@@ -65,10 +65,13 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
                 if switched || past_deadline() {
                     return Ok(Drained::Done);
                 }
-                match stream.next_batch(batch_size, until, wait).await? {
-                    Some((b, p)) => (b, p, stream.take_watermarks()),
-                    None if until.is_some() => return Ok(Drained::Done),
-                    None => continue,
+                match stream.next_batch(batch_size, until, wait).await {
+                    Ok(Some((b, p))) => (b, p, stream.take_watermarks()),
+                    Ok(None) if until.is_some() => return Ok(Drained::Done),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        return isolate::read_failed(pipeline, e, tables, routes, sink, state).await
+                    }
                 }
             }
         };
@@ -268,7 +271,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
             }
         }
         if let Some(e) = failed {
-            return Err(e);
+            return isolate::read_failed(pipeline, e, tables, routes, sink, state).await;
         }
         if finished {
             return Ok(Drained::Done);

@@ -1,9 +1,42 @@
 //! Table isolation in a shared change log: a table whose changes the target
 //! refuses stops alone, and the log goes on for the others.
 
-use siphon_core::{Error, ErrorKind, Sink, StateStore, StreamState, TableName};
+use std::collections::HashMap;
 
-use super::Table;
+use siphon_core::{Error, ErrorKind, Result, Sink, StateStore, StreamState, TableName};
+
+use super::{Drained, Table};
+
+/// What a pass does when the stream could not read one table's changes (a
+/// row it cannot decode, rows of a shape it cannot map): that table stops and
+/// the log is read again from the last committed batch without it. An error
+/// that names no streaming table, or that the retry policy retries soon,
+/// ends the pass.
+pub(super) async fn read_failed<K: Sink, St: StateStore>(
+    pipeline: &str,
+    e: Error,
+    tables: &mut [Table],
+    routes: &mut HashMap<TableName, usize>,
+    sink: &K,
+    state: &St,
+) -> Result<Drained> {
+    if !isolatable(&e) {
+        return Err(e);
+    }
+    let Some(name) = e.table_name().map(str::to_string) else {
+        return Err(e);
+    };
+    let Some((key, i)) = routes
+        .iter()
+        .find(|(n, _)| n.to_string() == name)
+        .map(|(n, &i)| (n.clone(), i))
+    else {
+        return Err(e);
+    };
+    routes.remove(&key);
+    stop_table(pipeline, &mut tables[i], e, sink, state).await;
+    Ok(Drained::Reopen)
+}
 
 /// Whether an error applying a batch may be one table's alone: the target
 /// refused its data or its schema, or the user lacks a privilege on it, which

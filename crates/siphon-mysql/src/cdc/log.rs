@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use siphon_core::{
-    Error, LogSource, Position, Result, Resume, Source, TableFilter, TableName, TableSchema,
+    Error, LogSource, Position, Result, Resume, Row, Source, TableFilter, TableName, TableSchema,
+    Value,
 };
 
 use super::{Known, MySqlChangeStream, Rediscover};
@@ -24,6 +25,34 @@ impl Rediscover for MySqlSource {
         self.known_table(&mut conn, Arc::new(schema))
             .await
             .map(Some)
+    }
+
+    async fn current_row(
+        &self,
+        table: &TableSchema,
+        key: &[usize],
+        values: &[Value],
+    ) -> Result<Option<Row>> {
+        let marks: Vec<String> = key
+            .iter()
+            .map(|&i| crate::source::placeholder(&table.columns[i]))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE ({}) = ({})",
+            crate::source::select_list(table),
+            crate::source::table_sql(table),
+            crate::schema::key_list(table, key),
+            marks.join(", ")
+        );
+        let params = values
+            .iter()
+            .zip(key)
+            .map(|(v, &i)| {
+                crate::types::encode(v)
+                    .map_err(|e| e.table(&table.name).column(&table.columns[i].name))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.rows(table, &sql, params).await?.into_iter().next())
     }
 }
 

@@ -22,6 +22,7 @@ use super::ddl::{self, Ddl};
 use super::events;
 use super::position::{uuid_text, BinlogPos, GtidSet, GtidState};
 use super::rows::{convert, ColumnInfo};
+use super::shapes::{self, decode_older, Mapping};
 use crate::conn::{my_err, Flavor, ZeroDates};
 
 /// How long an idle stream that read only other tables' transactions waits
@@ -44,6 +45,15 @@ pub trait Rediscover: Send + Sync {
         &self,
         table: &TableName,
     ) -> impl std::future::Future<Output = Result<Option<Known>>> + Send;
+
+    /// The row of `table` (its shape now) whose key columns `key` hold
+    /// `values`, as the source holds it now; `None` when there is none.
+    fn current_row(
+        &self,
+        table: &TableSchema,
+        key: &[usize],
+        values: &[Value],
+    ) -> impl std::future::Future<Output = Result<Option<Row>>> + Send;
 }
 
 /// What one event did to the transaction being read.
@@ -75,6 +85,9 @@ pub struct MySqlChangeStream<R: Rediscover = crate::source::MySqlSource> {
     pub(crate) known: HashMap<TableName, Known>,
     /// TABLE_MAP ids to pipeline tables (`None`: a table the stream skips).
     pub(crate) ids: HashMap<u64, Option<TableName>>,
+    /// TABLE_MAP ids of pipeline tables whose rows were logged in an older
+    /// shape: where each logged column is in the table now.
+    pub(crate) shapes: HashMap<u64, Mapping>,
     /// The binlog file being read.
     pub(crate) file: String,
     /// After the last whole transaction read.
@@ -396,10 +409,13 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                 if let Some(EventData::TableMapEvent(t)) = ev.read_data().map_err(read_err)? {
                     let name = TableName::new(Some(&t.database_name()), &t.table_name());
                     let known = self.lookup(&name);
+                    self.shapes.remove(&t.table_id());
                     if let Some(n) = &known {
-                        let have = self.known[n].columns.len() as u64;
-                        if t.columns_count() != have {
-                            return Err(shape_changed(n, t.columns_count(), have));
+                        // Rows written before an ALTER the stream has not
+                        // read yet are in the table's older shape.
+                        if let Some(m) = shapes::mapping(n, &t, &self.known[n].columns)? {
+                            tracing::debug!(table = %n, logged = m.len(), "the binlog holds rows of the table's older shape");
+                            self.shapes.insert(t.table_id(), m);
                         }
                     }
                     self.ids.insert(t.table_id(), known);
@@ -413,7 +429,7 @@ impl<R: Rediscover> MySqlChangeStream<R> {
             | EventType::UPDATE_ROWS_EVENT_V1
             | EventType::DELETE_ROWS_EVENT_V1
             | EventType::PARTIAL_UPDATE_ROWS_EVENT => {
-                self.rows(&ev, out)?;
+                self.rows(&ev, out).await?;
                 Ok(Step::Nothing)
             }
             _ => Ok(Step::Nothing),
@@ -436,7 +452,7 @@ impl<R: Rediscover> MySqlChangeStream<R> {
     }
 
     /// A rows event's rows as changes of its table (when a pipeline table).
-    fn rows(&mut self, ev: &Event, out: &mut Vec<Change>) -> Result<()> {
+    async fn rows(&mut self, ev: &Event, out: &mut Vec<Change>) -> Result<()> {
         let Some(EventData::RowsEvent(data)) = ev.read_data().map_err(read_err)? else {
             return Ok(());
         };
@@ -464,7 +480,9 @@ impl<R: Rediscover> MySqlChangeStream<R> {
             self.index = self.index.saturating_add(n.saturating_mul(per_row));
             return Ok(());
         };
-        let known = &self.known[&name];
+        let known = self.known[&name].clone();
+        let known = &known;
+        let shape = self.shapes.get(&id).cloned();
         let before_bits = data
             .columns_before_image()
             .map(|b| b.iter().map(|x| *x).collect::<Vec<bool>>());
@@ -472,14 +490,31 @@ impl<R: Rediscover> MySqlChangeStream<R> {
             .columns_after_image()
             .map(|b| b.iter().map(|x| *x).collect::<Vec<bool>>());
         let key = known.schema.row_key().map(<[usize]>::to_vec);
+        let zero = self.zero;
+        let read = |image: Option<BinlogRow>, bits: Option<&[bool]>| -> Result<Option<Row>> {
+            image
+                .map(|r| match &shape {
+                    None => decode(known, r, bits, zero),
+                    Some(m) => decode_older(known, m, r, bits, zero),
+                })
+                .transpose()
+        };
+        let mut images = Vec::new();
         for r in data.rows(tme) {
             let (before, after) = r.map_err(|e| read_err(e).table(&name))?;
-            let before = before
-                .map(|b| decode(known, b, before_bits.as_deref(), self.zero))
-                .transpose()?;
-            let after = after
-                .map(|a| decode(known, a, after_bits.as_deref(), self.zero))
-                .transpose()?;
+            images.push((
+                read(before, before_bits.as_deref())?,
+                read(after, after_bits.as_deref())?,
+            ));
+        }
+        if let Some(m) = &shape {
+            for (_, after) in &mut images {
+                if let Some(a) = after {
+                    self.fill_added(known, m, key.as_deref(), a).await?;
+                }
+            }
+        }
+        for (before, after) in images {
             let index = self.index;
             self.index = self.index.saturating_add(per_row);
             let op = match (before, after) {
@@ -623,14 +658,6 @@ fn gone(table: &TableName) -> Error {
         "the table was dropped or renamed at the source while it is replicated: take it out of the \
          pipeline, or, when it exists again under its name, copy it with `siphon sync resync PIPELINE --table TABLE`",
     )
-    .table(table)
-}
-
-fn shape_changed(table: &TableName, logged: u64, known: u64) -> Error {
-    Error::bad_input(format!(
-        "the binlog has rows of {logged} columns but the table has {known} now (its shape changed \
-         again later in the binlog): copy the table again with `siphon sync resync PIPELINE --table TABLE`"
-    ))
     .table(table)
 }
 
@@ -790,6 +817,15 @@ mod tests {
         async fn rediscover(&self, _table: &TableName) -> Result<Option<Known>> {
             Ok(None)
         }
+
+        async fn current_row(
+            &self,
+            _table: &TableSchema,
+            _key: &[usize],
+            _values: &[Value],
+        ) -> Result<Option<Row>> {
+            Ok(None)
+        }
     }
 
     fn mysql_stream() -> MySqlChangeStream<NoTables> {
@@ -801,6 +837,7 @@ mod tests {
             zero: ZeroDates::Error,
             known: HashMap::new(),
             ids: HashMap::new(),
+            shapes: HashMap::new(),
             file: "binlog.000002".into(),
             state: GtidState::default(),
             set: GtidSet::parse("88ebc247-06ef-11ef-97ee-0242ac130004:1-41").unwrap(),
