@@ -604,6 +604,14 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
+fn enabled_by_default() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 fn is_one(p: &Parallel) -> bool {
     p.get() == 1
 }
@@ -616,6 +624,13 @@ fn default_batch_size() -> usize {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
+    /// The pipeline's switch: `false` pauses the whole pipeline (`siphon sync
+    /// disable NAME`): a running service runs no pass of it, closes its
+    /// connections and change stream and gives up its lease, and resumes it
+    /// from its checkpoints once it is `true` again. Tables keep their own
+    /// switches meanwhile. `true` by default, and not written when `true`.
+    #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
+    pub enabled: bool,
     /// Name of the source connection.
     pub source: String,
     /// Name of the target connection.
@@ -922,6 +937,31 @@ mod tests {
         );
         assert_eq!(five.rewind(&V::Timestamp(ts)), None);
         assert_eq!(day.rewind(&V::Text("a".into())), None);
+    }
+
+    #[test]
+    fn a_pipeline_is_enabled_by_default_and_its_switch_written_only_when_off() {
+        use super::PipelineSpec;
+        let spec = |extra: &str| {
+            serde_json::from_str::<PipelineSpec>(&format!(
+                r#"{{"source": "a", "target": "b"{extra}}}"#
+            ))
+            .unwrap()
+        };
+        let default = spec("");
+        assert!(default.enabled);
+        // Stored specs and config files without the key stay as they were.
+        let written = serde_json::to_string(&default).unwrap();
+        assert!(!written.contains(r#""enabled":"#), "{written}");
+        assert_eq!(spec(r#", "enabled": true"#), default);
+        let paused = spec(r#", "enabled": false"#);
+        assert!(!paused.enabled);
+        let written = serde_json::to_string(&paused).unwrap();
+        assert!(written.contains(r#""enabled":false"#), "{written}");
+        assert_eq!(
+            serde_json::from_str::<PipelineSpec>(&written).unwrap(),
+            paused
+        );
     }
 
     #[test]

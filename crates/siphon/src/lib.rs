@@ -44,7 +44,7 @@ mod url;
 pub use client::{Running, Siphon, SiphonBuilder};
 pub use lease::{holder_id, lease_ttl, DEFAULT_LEASE_TTL, LEASE_TTL_ENV};
 pub use pipeline::{Connection, Pipeline, PipelineBuilder};
-pub use run::{follow, run_pass, LogEvents, Outcome, RunEvents};
+pub use run::{follow, kept_log_warning, run_pass, LogEvents, Outcome, RunEvents};
 pub use serve::{serve, ServeOptions, ServiceEvents, DEFAULT_CATALOG_POLL};
 
 pub use dispatch::{

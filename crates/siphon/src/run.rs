@@ -4,7 +4,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use siphon_core::{Error, ErrorKind, ExecutionStatus, PipelineSpec, Result, Schedule, StateStore};
+use siphon_core::{
+    Error, ErrorKind, ExecutionStatus, Flag, Mode, NewTables, PipelineSpec, Result, Schedule,
+    StateStore, StreamState,
+};
 use siphon_engine::{
     follow_log_pass, run_log_pass, EventTarget, LogSession, Observer, PassReport, Shutdown,
 };
@@ -26,6 +29,25 @@ pub trait RunEvents: Send {
     fn pass_stopped(&mut self, pipeline: &str, error: &Error);
     /// A pass failed as a whole (a connection, discovery, the state store).
     fn pass_failed(&mut self, pipeline: &str, error: &Error);
+    /// The pipeline was paused in the catalog (`enabled: false`): no pass
+    /// runs, its connections and change stream are closed and its lease is
+    /// given up until it is enabled again. `log`: it has `cdc` tables, whose
+    /// source keeps the pipeline's log meanwhile. Said once per pause; logged
+    /// by default.
+    fn paused(&mut self, pipeline: &str, log: bool) {
+        tracing::info!(pipeline, "paused in the catalog: no pass runs until it is enabled again (`siphon sync enable {pipeline}`)");
+        if log {
+            tracing::warn!(pipeline, "{}", kept_log_warning());
+        }
+    }
+    /// The pipeline was enabled again after a pause: its passes resume from
+    /// its checkpoints. Logged by default.
+    fn resumed(&mut self, pipeline: &str) {
+        tracing::info!(
+            pipeline,
+            "enabled again in the catalog: its passes resume from its checkpoints"
+        );
+    }
     /// Another live worker holds the pipeline's lease (`held`, when it could be
     /// read): this run waits until it gets it. Said once per wait; logged by
     /// default.
@@ -85,6 +107,113 @@ pub struct Outcome {
 /// driver stops at its next chunk boundary, and a step that waits on a server
 /// longer than this is cut short (an unfinished target transaction rolls back).
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How often a paused pipeline's run reads the catalog to see whether it was
+/// enabled again, and how often a pass in flight reads it to see whether the
+/// pipeline was paused.
+const SWITCH_POLL: Duration = Duration::from_secs(2);
+
+/// What a paused pipeline with `cdc` tables leaves at its source, said once
+/// per pause.
+pub fn kept_log_warning() -> &'static str {
+    "the pipeline is paused and has cdc tables: the source keeps its change log from their \
+     position until it is enabled again (a PostgreSQL replication slot retains WAL, which grows \
+     with every write at the source: enable the pipeline again, or remove it, before the disk \
+     fills; a MySQL or MariaDB binlog purged meanwhile makes its tables follow \
+     `on_lost_position`)"
+}
+
+/// Whether any table of the pipeline reads the source's change log.
+fn has_log(spec: &PipelineSpec) -> bool {
+    spec.mode == Mode::Cdc
+        || spec
+            .tables_config
+            .values()
+            .any(|c| c.mode == Some(Mode::Cdc))
+}
+
+/// Runs `work` (a pass, or the wait before the next one) and, once the
+/// pipeline is paused in the catalog (read every [`SWITCH_POLL`]), requests
+/// `stop`, the work's own stop: a pass ends at its next batch or chunk
+/// boundary, with what it committed and its checkpoint, as on a stop request,
+/// and a following `cdc` pass ends its window of the log at once.
+async fn until_paused<St: StateStore, F: Future>(
+    name: &str,
+    state: &St,
+    stop: &Shutdown,
+    work: F,
+) -> F::Output {
+    let watch = async {
+        loop {
+            tokio::time::sleep(SWITCH_POLL).await;
+            // A failed read changes nothing: the next pass reads the catalog anyway.
+            if let Ok(all) = state.pipelines().await {
+                if all.get(name).is_some_and(|s| !s.enabled) {
+                    tracing::info!(
+                        pipeline = name,
+                        "paused in the catalog: the pass in flight ends at its next batch or chunk boundary"
+                    );
+                    stop.request();
+                    break;
+                }
+            }
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    tokio::select! {
+        out = work => out,
+        never = watch => match never {},
+    }
+}
+
+/// Shows the tables of a paused pipeline as `paused` where they stream or
+/// wait; a load under way and a failure keep their state, which the next pass
+/// resumes or retries from.
+async fn mark_paused<St: StateStore>(state: &St, name: &str) {
+    let log = siphon_engine::log_stream(name);
+    let states = match state.stream_states().await {
+        Ok(states) => states,
+        Err(e) => {
+            tracing::warn!(pipeline = name, error = %e, "could not show the paused pipeline's tables as paused");
+            return;
+        }
+    };
+    for (stream, st) in states {
+        if stream.pipeline != name
+            || stream == log
+            || !matches!(st, StreamState::Streaming | StreamState::Idle)
+        {
+            continue;
+        }
+        if let Err(e) = state.set_stream_state(&stream, &StreamState::Paused).await {
+            tracing::warn!(%stream, error = %e, "could not show the table as paused");
+        }
+    }
+}
+
+/// Once the pipeline is enabled again: its tables shown `paused` whose own
+/// switch is on are `idle` until the next pass says where they are (a table
+/// that pass leaves alone, a `full` table holding its copy, stays idle).
+async fn unmark_paused<St: StateStore>(state: &St, name: &str, spec: &PipelineSpec) {
+    let Ok(states) = state.stream_states().await else {
+        return;
+    };
+    for (stream, st) in states {
+        if stream.pipeline != name || st != StreamState::Paused {
+            continue;
+        }
+        let enabled = match state.flag(&stream, Flag::Enabled).await {
+            Ok(Some(v)) => v,
+            Ok(None) => spec.new_tables == NewTables::Enabled,
+            Err(_) => continue,
+        };
+        if enabled {
+            if let Err(e) = state.set_stream_state(&stream, &StreamState::Idle).await {
+                tracing::warn!(%stream, error = %e, "could not show the table as no longer paused");
+            }
+        }
+    }
+}
 
 /// How long one pass of a continuous pipeline streams its change log before
 /// the pass is recorded and the next one begins on the same open stream.
@@ -282,6 +411,8 @@ pub async fn follow<St: StateStore>(
     };
     // The pipeline's lease, held from one pass to the next.
     let mut held: Option<crate::lease::Held<'_, St>> = None;
+    // Paused in the catalog, and said so.
+    let mut paused = false;
     while !shutdown.requested() {
         match state.pipelines().await {
             Ok(mut all) => match all.remove(name) {
@@ -315,9 +446,14 @@ pub async fn follow<St: StateStore>(
                     break;
                 }
                 Some(now) if now != spec => {
-                    events.changed(name);
-                    if let Some(f) = following.take() {
-                        f.close(name).await;
+                    // Its switch alone is said by `paused` and `resumed`.
+                    let mut switched = now.clone();
+                    switched.enabled = spec.enabled;
+                    if switched != spec {
+                        events.changed(name);
+                        if let Some(f) = following.take() {
+                            f.close(name).await;
+                        }
                     }
                     spec = now;
                 }
@@ -326,6 +462,31 @@ pub async fn follow<St: StateStore>(
             Err(e) => {
                 tracing::warn!(pipeline = name, error = %e, "could not read the catalog; going on with the pipeline as it was");
             }
+        }
+        if !spec.enabled {
+            // Paused: nothing held for it, neither connections nor a change
+            // stream, nor the lease that another worker could use.
+            if let Some(f) = following.take() {
+                f.close(name).await;
+            }
+            if let Some(lease) = held.take() {
+                lease.release().await;
+            }
+            if !paused {
+                paused = true;
+                events.paused(name, has_log(&spec));
+                mark_paused(state, name).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SWITCH_POLL) => {}
+                _ = shutdown.stopped() => {}
+            }
+            continue;
+        }
+        if paused {
+            paused = false;
+            unmark_paused(state, name, &spec).await;
+            events.resumed(name);
         }
         if held.as_ref().is_none_or(|h| h.lost()) {
             // Lost: another worker runs the pipeline now, and may need the
@@ -347,6 +508,8 @@ pub async fn follow<St: StateStore>(
         let lease = held.as_mut().expect("acquired above");
         let (stop, epoch) = (lease.stop().clone(), lease.epoch());
         let shutdown = &stop;
+        // The pass's own stop, requested too when the pipeline is paused.
+        let pass_stop = stop.child();
         let spec = &spec;
         let started = chrono::Utc::now();
         let result = if spec.schedule == Schedule::Continuous {
@@ -365,8 +528,14 @@ pub async fn follow<St: StateStore>(
                     }
                     Err(e) => {
                         record(&mut outcome, &mut failures, name, Err(e), events);
+                        let wait = pass_stop.child();
                         lease
-                            .keep(pause(spec, started, false, failures, false, None, shutdown))
+                            .keep(until_paused(
+                                name,
+                                state,
+                                &wait,
+                                pause(spec, started, false, failures, false, None, &wait),
+                            ))
                             .await;
                         continue;
                     }
@@ -377,7 +546,7 @@ pub async fn follow<St: StateStore>(
                 match &f.sink {
                     AnyTarget::Table(sink) => {
                         bounded(
-                            shutdown,
+                            &pass_stop,
                             follow_log_pass(
                                 name,
                                 spec,
@@ -385,7 +554,7 @@ pub async fn follow<St: StateStore>(
                                 sink,
                                 state,
                                 observer,
-                                shutdown,
+                                &pass_stop,
                                 &mut f.session,
                             ),
                         )
@@ -394,7 +563,7 @@ pub async fn follow<St: StateStore>(
                     AnyTarget::Events(events) => {
                         let sink = EventTarget::new(events, state).under_lease(epoch);
                         bounded(
-                            shutdown,
+                            &pass_stop,
                             follow_log_pass(
                                 name,
                                 spec,
@@ -402,7 +571,7 @@ pub async fn follow<St: StateStore>(
                                 &sink,
                                 state,
                                 observer,
-                                shutdown,
+                                &pass_stop,
                                 &mut f.session,
                             ),
                         )
@@ -410,11 +579,16 @@ pub async fn follow<St: StateStore>(
                     }
                 }
             };
-            lease.keep(pass).await
+            lease
+                .keep(until_paused(name, state, &pass_stop, pass))
+                .await
         } else {
             lease
-                .keep(pass_under_lease(
-                    name, spec, state, registry, observer, shutdown, epoch,
+                .keep(until_paused(
+                    name,
+                    state,
+                    &pass_stop,
+                    pass_under_lease(name, spec, state, registry, observer, &pass_stop, epoch),
                 ))
                 .await
         };
@@ -443,9 +617,15 @@ pub async fn follow<St: StateStore>(
                 .ok()
                 .flatten(),
         };
+        let wait = stop.child();
         lease
-            .keep(pause(
-                spec, started, streaming, failures, found_work, retry_at, shutdown,
+            .keep(until_paused(
+                name,
+                state,
+                &wait,
+                pause(
+                    spec, started, streaming, failures, found_work, retry_at, &wait,
+                ),
             ))
             .await;
     }

@@ -68,19 +68,19 @@ pub enum SyncCommand {
     },
     /// Lists pipelines, their tables, each table's state and pending flags (paused, resync requested).
     List,
-    /// Enables a pipeline's tables (or one table); says whether a paused cdc table is copied again.
+    /// Enables a paused pipeline (its tables resume from their checkpoints, each as its own switch says), or one table; says whether a paused cdc table is copied again.
     Enable {
         /// Pipeline name.
         name: String,
-        /// One table the pipeline selects (`schema.table`, or the bare name when only one table has it) [default: all].
+        /// One table the pipeline selects (`schema.table`, or the bare name when only one table has it) [default: the pipeline itself].
         #[arg(long, value_name = "TABLE")]
         table: Option<String>,
     },
-    /// Pauses a pipeline's tables (or one table).
+    /// Pauses a pipeline (a running service stops its pass in flight, closes its connections and gives up its lease; tables discovered meanwhile wait too), or one table.
     Disable {
         /// Pipeline name.
         name: String,
-        /// One table the pipeline selects (`schema.table`, or the bare name when only one table has it) [default: all].
+        /// One table the pipeline selects (`schema.table`, or the bare name when only one table has it) [default: the pipeline itself].
         #[arg(long, value_name = "TABLE")]
         table: Option<String>,
     },
@@ -368,6 +368,8 @@ pub async fn sync<St: StateStore>(state: &St, cmd: SyncCommand) -> Result<ExitCo
             println!("pipeline {name} saved");
         }
         SyncCommand::List => list(state).await?,
+        SyncCommand::Enable { name, table: None } => switch(state, &name, true).await?,
+        SyncCommand::Disable { name, table: None } => switch(state, &name, false).await?,
         SyncCommand::Enable { name, table } => {
             set(state, &name, table.as_deref(), Flag::Enabled, true).await?
         }
@@ -404,8 +406,17 @@ async fn list<St: StateStore>(state: &St) -> Result<()> {
     }
     for (name, p) in pipelines {
         println!(
-            "{name}: {} -> {}  mode {}  tables {:?}  schedule {}",
-            p.source, p.target, p.mode, p.tables, p.schedule
+            "{name}: {} -> {}  mode {}  tables {:?}  schedule {}{}",
+            p.source,
+            p.target,
+            p.mode,
+            p.tables,
+            p.schedule,
+            if p.enabled {
+                ""
+            } else {
+                "  PAUSED (the whole pipeline: `siphon sync enable` resumes it)"
+            }
         );
         let mut tables: Vec<TableName> = states
             .iter()
@@ -439,6 +450,69 @@ async fn list<St: StateStore>(state: &St) -> Result<()> {
                 flags.join(", ")
             };
             println!("  {:<30} {flags:<28} {now}", t.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// `sync enable|disable NAME`: the pipeline's own switch, in the catalog. The
+/// tables keep theirs, so enabling the pipeline again brings back exactly the
+/// tables that ran before it was paused; a running service honours it within
+/// a few seconds. The source need not be reachable.
+async fn switch<St: StateStore>(state: &St, name: &str, enabled: bool) -> Result<()> {
+    let mut spec = pipeline(state, name).await?;
+    let was = spec.enabled;
+    if was != enabled {
+        spec.enabled = enabled;
+        state.put_pipeline(name, &spec).await?;
+    }
+    let log = spec.mode == Mode::Cdc
+        || spec
+            .tables_config
+            .values()
+            .any(|c| c.mode == Some(Mode::Cdc));
+    match (was, enabled) {
+        (true, false) => {
+            println!(
+                "pipeline {name}: paused; a running service stops its pass in flight at the next \
+                 batch, closes its connections and runs nothing of it until `siphon sync enable {name}`"
+            );
+            if log {
+                println!("pipeline {name}: {}", siphon::kept_log_warning());
+            }
+        }
+        (false, false) => println!("pipeline {name}: already paused"),
+        (false, true) => {
+            println!(
+                "pipeline {name}: enabled; its tables resume from their checkpoints{}",
+                if log {
+                    " (cdc tables from their position in the source's log)"
+                } else {
+                    ""
+                }
+            );
+        }
+        (true, true) => println!("pipeline {name}: already enabled"),
+    }
+    if enabled {
+        // Tables paused by their own switch stay so: say which.
+        let paused_tables: Vec<StreamId> = {
+            let mut out = Vec::new();
+            for (s, _) in state.stream_states().await? {
+                if s.pipeline == name
+                    && s.table.name != "*"
+                    && state.flag(&s, Flag::Enabled).await? == Some(false)
+                {
+                    out.push(s);
+                }
+            }
+            out
+        };
+        for s in paused_tables {
+            println!(
+                "{s}: stays paused by its own switch (`siphon sync enable {name} --table {}`)",
+                s.table
+            );
         }
     }
     Ok(())

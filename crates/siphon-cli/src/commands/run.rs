@@ -15,15 +15,24 @@ use crate::connect::registry;
 use crate::progress::{summary_line, Bars};
 
 /// Loads a config file's connections and pipelines into the state store. URLs are
-/// stored as written, `${VAR}` unexpanded.
+/// stored as written, `${VAR}` unexpanded. A pipeline paused in the catalog
+/// (`siphon sync disable NAME`) stays paused, as its tables' switches stay:
+/// a file pauses one with `enabled: false`, and `siphon sync enable NAME`
+/// resumes it.
 pub async fn apply<St: StateStore>(state: &St, file: &ConfigFile) -> Result<()> {
     let known = state.connections().await?;
     file.validate(&known)?;
     for (name, url) in &file.connections {
         state.put_connection(name, url).await?;
     }
+    let stored = state.pipelines().await?;
     for (name, spec) in &file.pipelines {
-        state.put_pipeline(name, spec).await?;
+        let mut spec = spec.clone();
+        if spec.enabled && stored.get(name).is_some_and(|s| !s.enabled) {
+            spec.enabled = false;
+            eprintln!("pipeline {name}: stays paused (`siphon sync enable {name}` resumes it)");
+        }
+        state.put_pipeline(name, &spec).await?;
     }
     tracing::info!(
         connections = file.connections.len(),
@@ -184,6 +193,12 @@ pub async fn run(state: Arc<AnyStateStore>, names: &[String], once: bool) -> Res
                 eprintln!("pipeline {name}: not run: stopped on request");
                 continue;
             }
+            if !spec.enabled {
+                println!(
+                    "pipeline {name}: paused, not run (`siphon sync enable {name}` enables it)"
+                );
+                continue;
+            }
             match pass(name, spec, state.as_ref(), bars.as_ref(), &shutdown).await {
                 Ok(report) => {
                     print_report(name, &report);
@@ -260,6 +275,19 @@ impl RunEvents for Failures {
     fn pass_failed(&mut self, name: &str, e: &Error) {
         let msg = e.to_string();
         self.failed("", &msg, format!("error: pipeline {name}: {msg}"));
+    }
+
+    fn paused(&mut self, name: &str, log: bool) {
+        eprintln!(
+            "pipeline {name}: paused; nothing runs until `siphon sync enable {name}`, and this run waits"
+        );
+        if log {
+            eprintln!("pipeline {name}: {}", siphon::kept_log_warning());
+        }
+    }
+
+    fn resumed(&mut self, name: &str) {
+        eprintln!("pipeline {name}: enabled again; it resumes from its checkpoints");
     }
 }
 

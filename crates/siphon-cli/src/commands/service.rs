@@ -681,8 +681,16 @@ async fn pipelines<St: StateStore>(state: &St) -> Result<()> {
     println!("pipelines: {}", all.len());
     for (name, spec) in &all {
         println!(
-            "  {name}: {} -> {}, mode {}, schedule {}",
-            spec.source, spec.target, spec.mode, spec.schedule
+            "  {name}: {} -> {}, mode {}, schedule {}{}",
+            spec.source,
+            spec.target,
+            spec.mode,
+            spec.schedule,
+            if spec.enabled {
+                ""
+            } else {
+                ", paused (`siphon sync enable` resumes it)"
+            }
         );
         match state.lease(name).await? {
             Some(l) => println!(

@@ -39,7 +39,7 @@ const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(3);
 ///   "generated_at": "2026-12-02T06:00:00Z",
 ///   "pipelines": [{
 ///     "name": "app_to_replica", "source": "app", "target": "replica",
-///     "mode": "cdc", "schedule": "continuous",
+///     "mode": "cdc", "schedule": "continuous", "enabled": true,
 ///     "lease": {"holder": "host:4242:ab12", "epoch": 3, "expires_at": "…"} | null,
 ///     "log_checkpoint": <checkpoint> | null,   // cdc: the pipeline's log position
 ///     "retained_log_bytes": 1048576 | null,    // cdc: log the source keeps for it
@@ -81,6 +81,9 @@ pub struct PipelineStatus {
     pub target: String,
     pub mode: String,
     pub schedule: String,
+    /// The pipeline's own switch: `false` while it is paused (`siphon sync
+    /// disable NAME`), when no pass of it runs whatever its tables' switches say.
+    pub enabled: bool,
     /// The worker running the pipeline now; `None` when none holds a live lease.
     pub lease: Option<LeaseStatus>,
     /// `cdc`: the checkpoint of the pipeline's change log, shared by its tables.
@@ -371,6 +374,7 @@ async fn pipeline<St: StateStore>(
         target: spec.target.clone(),
         mode: spec.mode.to_string(),
         schedule: spec.schedule.to_string(),
+        enabled: spec.enabled,
         lease,
         log_checkpoint,
         retained_log_bytes,

@@ -90,11 +90,17 @@ fn line(out: &mut String, cells: &[String; 6], widths: &[usize; 6]) {
     let _ = writeln!(out, "{}", l.trim_end());
 }
 
-/// `pipeline p: src -> dst, mode full, schedule continuous`
+/// `pipeline p: src -> dst, mode full, schedule continuous`, and `, paused`
+/// while the pipeline's own switch is off.
 pub fn heading(p: &PipelineStatus) -> String {
     format!(
-        "pipeline {}: {} -> {}, mode {}, schedule {}",
-        p.name, p.source, p.target, p.mode, p.schedule
+        "pipeline {}: {} -> {}, mode {}, schedule {}{}",
+        p.name,
+        p.source,
+        p.target,
+        p.mode,
+        p.schedule,
+        if p.enabled { "" } else { ", paused" }
     )
 }
 
