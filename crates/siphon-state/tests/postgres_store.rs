@@ -140,6 +140,36 @@ async fn concurrent_opens_migrate_once() {
 /// their row counts summed over the tables, its checkpoints rows of
 /// `sync_change_tracking`, and its conflicts rows of `sync_conflicts`.
 #[tokio::test]
+async fn the_enabled_column_is_the_pipelines_switch() {
+    let schema = new_schema();
+    let s = PostgresStateStore::open_url(&url(&schema)).await.unwrap();
+    let mut spec: siphon_core::PipelineSpec =
+        serde_json::from_str(r#"{"source":"app","target":"office"}"#).unwrap();
+    let column = || {
+        psql(&format!(
+            "SELECT enabled FROM \"{schema}\".sync_configurations WHERE name = 'p'"
+        ))
+    };
+    spec.enabled = false;
+    s.put_pipeline("p", &spec).await.unwrap();
+    assert_eq!(column(), "f");
+    assert!(!s.pipelines().await.unwrap()["p"].enabled);
+    // The original sync service's users switch a sync with the column.
+    psql(&format!(
+        "UPDATE \"{schema}\".sync_configurations SET enabled = true WHERE name = 'p'"
+    ));
+    assert!(s.pipelines().await.unwrap()["p"].enabled);
+    psql(&format!(
+        "UPDATE \"{schema}\".sync_configurations SET enabled = false WHERE name = 'p'"
+    ));
+    assert!(!s.pipelines().await.unwrap()["p"].enabled);
+    spec.enabled = true;
+    s.put_pipeline("p", &spec).await.unwrap();
+    assert_eq!(column(), "t");
+    assert!(s.pipelines().await.unwrap()["p"].enabled);
+}
+
+#[tokio::test]
 async fn the_sync_services_tables_hold_what_reports_read() {
     let schema = new_schema();
     let s = PostgresStateStore::open_url(&url(&schema)).await.unwrap();

@@ -240,8 +240,8 @@ impl StateStore for PostgresStateStore {
             .execute(
                 "INSERT INTO sync_configurations (name, source_connection, target_connection,
                      source_table, target_table, sync_strategy, conflict_resolution, batch_size,
-                     sync_interval_seconds, schedule, spec)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb)
+                     sync_interval_seconds, schedule, spec, enabled)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12)
                  ON CONFLICT (name) DO UPDATE SET source_connection = excluded.source_connection,
                      target_connection = excluded.target_connection,
                      source_table = excluded.source_table, target_table = excluded.target_table,
@@ -249,7 +249,8 @@ impl StateStore for PostgresStateStore {
                      conflict_resolution = excluded.conflict_resolution,
                      batch_size = excluded.batch_size,
                      sync_interval_seconds = excluded.sync_interval_seconds,
-                     schedule = excluded.schedule, spec = excluded.spec, updated_at = now()",
+                     schedule = excluded.schedule, spec = excluded.spec,
+                     enabled = excluded.enabled, updated_at = now()",
                 &[
                     &name,
                     &spec.source,
@@ -262,6 +263,7 @@ impl StateStore for PostgresStateStore {
                     &interval,
                     &schedule,
                     &json,
+                    &spec.enabled,
                 ],
             )
             .await
@@ -273,14 +275,21 @@ impl StateStore for PostgresStateStore {
         let doing = "cannot list pipelines";
         let client = self.client(doing).await?;
         let rows = client
-            .query("SELECT name, spec::text FROM sync_configurations", &[])
+            .query(
+                "SELECT name, spec::text, enabled FROM sync_configurations",
+                &[],
+            )
             .await
             .map_err(|e| self.fail(doing, e))?;
         rows.iter()
             .map(|r| {
                 let name: String = r.get(0);
                 let json: String = r.get(1);
-                let spec = self.decode(doing, &format!("pipeline `{name}`"), &json)?;
+                let mut spec: PipelineSpec =
+                    self.decode(doing, &format!("pipeline `{name}`"), &json)?;
+                // The original sync service's switch: `UPDATE sync_configurations
+                // SET enabled = false` pauses the pipeline as `sync disable` does.
+                spec.enabled = r.get(2);
                 Ok((name, spec))
             })
             .collect()
