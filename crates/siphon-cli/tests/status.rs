@@ -470,6 +470,22 @@ fn status_watch_follows_a_running_pipeline() {
     )
     .unwrap();
     let mut run = Running::spawn(command(d, &["run"]), &d.join("run.log"));
+    // `run` applies the file first: the view starts once both pipelines are
+    // stored, as it refuses a pipeline it does not know.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !command(d, &["status", "load", "p", "--json"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(run.running(), "siphon run ended early");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not store its pipelines"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let tmux = Tmux::start(d, 170, 40);
     tmux.watch("load p");
     let rate = |w: &Vec<&str>| {
