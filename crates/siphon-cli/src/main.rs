@@ -231,8 +231,6 @@ async fn dispatch(cli: Cli) -> siphon_core::Result<ExitCode> {
             let state = commands::open_catalog_state(state_flag.as_deref()).await?;
             commands::status::run(&state, json, watch, &pipelines).await
         }
-        Command::Service(c) => {
-            commands::service::run(state_flag.as_deref(), cli.verbose, c).await
-        }
+        Command::Service(c) => commands::service::run(state_flag.as_deref(), cli.verbose, c).await,
     }
 }

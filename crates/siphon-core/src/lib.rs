@@ -26,8 +26,8 @@ pub use catalog::{
 pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
 pub use error::{retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};
 pub use event::{Delivery, Event, EventSink};
-pub use retention::{HistoryRetention, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};
 pub use position::{Checkpoint, KeyRange, LegacyKey, Phase, Position, StreamId};
+pub use retention::{HistoryRetention, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};
 pub use schema::{
     Column, DataType, Index, ObjectKind, Partition, Partitioning, SchemaObject, SequenceState,
     TableName, TableSchema, TypeKind,
