@@ -92,11 +92,16 @@ enum Command {
 /// Logs go to stderr: warnings and errors by default, `-v` info, `-vv` debug,
 /// `RUST_LOG` overrides. Colours only when stderr is a terminal.
 fn init_logs(verbose: u8) {
-    let level = match verbose {
+    stderr_logs(match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
-    };
+    });
+}
+
+/// Logs to stderr at `level` (`RUST_LOG` overrides); colours only when stderr
+/// is a terminal and `NO_COLOR` is unset.
+pub(crate) fn stderr_logs(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()

@@ -187,9 +187,9 @@ impl Backoff {
     }
 }
 
-/// A number in `0.0..1.0` that differs from call to call (the standard
-/// library's randomly keyed hasher: no dependency for a jitter).
-fn random_fraction() -> f64 {
+/// A number in `0.0..1.0` that differs from call to call, for jitter (the
+/// standard library's randomly keyed hasher: no dependency for a jitter).
+pub fn random_fraction() -> f64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()

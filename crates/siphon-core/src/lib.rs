@@ -24,7 +24,7 @@ pub use catalog::{
     DEFAULT_SCHEMA_CHECK_INTERVAL,
 };
 pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
-pub use error::{retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};
+pub use error::{random_fraction, retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};
 pub use event::{Delivery, Event, EventSink};
 pub use position::{Checkpoint, KeyRange, LegacyKey, Phase, Position, StreamId};
 pub use retention::{HistoryRetention, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY};

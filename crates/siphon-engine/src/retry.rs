@@ -21,7 +21,7 @@
 //! alone, except `cdc` tables, which share one log and run together.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -201,7 +201,14 @@ pub(crate) fn failed(stream: &StreamId, e: &Error, now: DateTime<Utc>) -> Stream
             siphon_core::DEFAULT_MAX_RETRIES,
             siphon_core::DEFAULT_RETRY_DELAY,
         ));
-    failed_with(max_retries, delay, e, now, previous, random_fraction())
+    failed_with(
+        max_retries,
+        delay,
+        e,
+        now,
+        previous,
+        siphon_core::random_fraction(),
+    )
 }
 
 /// Whether a pass of `pipeline` at `now` starts a new run, noting it: the
@@ -285,17 +292,6 @@ pub async fn clear_attempts<St: StateStore>(state: &St, stream: &StreamId) -> Re
         }
     }
     Ok(false)
-}
-
-/// A number in `0.0..1.0` that differs from call to call.
-fn random_fraction() -> f64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

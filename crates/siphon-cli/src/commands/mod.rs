@@ -69,3 +69,43 @@ pub async fn open_catalog_state(flag: Option<&str>) -> Result<AnyStateStore> {
     let file = config_file(None)?;
     open_state(None, file.as_ref().and_then(|(_, f)| f.state.as_deref())).await
 }
+
+/// The first Ctrl-C or SIGTERM asks every driver to stop after its current
+/// chunk or batch; a second one exits at once with status 130 (committed
+/// chunks and their checkpoints stay). `say(first)` tells the user, before
+/// each.
+pub fn watch_signals(shutdown: siphon_engine::Shutdown, say: fn(bool)) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        for round in 0..2 {
+            let term_fut = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int_fut = async {
+                match int.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term_fut => {}
+                _ = int_fut => {}
+            }
+            say(round == 0);
+            if round == 0 {
+                shutdown.request();
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+}

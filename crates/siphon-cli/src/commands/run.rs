@@ -183,7 +183,11 @@ impl Failures {
 pub async fn run(state: Arc<AnyStateStore>, names: &[String], once: bool) -> Result<ExitCode> {
     let pipelines = selected(state.as_ref(), names).await?;
     let shutdown = Shutdown::new();
-    watch_signals(shutdown.clone());
+    super::watch_signals(shutdown.clone(), |first| {
+        if first {
+            eprintln!("stopping after the current chunk (press Ctrl-C again to exit now)");
+        }
+    });
     let bars = Arc::new(Bars::new());
     if once {
         let mut failed = false;
@@ -289,33 +293,4 @@ impl RunEvents for Failures {
     fn resumed(&mut self, name: &str) {
         eprintln!("pipeline {name}: enabled again; it resumes from its checkpoints");
     }
-}
-
-/// The first Ctrl-C or SIGTERM asks every driver to stop after its current chunk;
-/// a second one exits at once (committed chunks and their checkpoints stay).
-fn watch_signals(shutdown: Shutdown) {
-    tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        for round in 0..2 {
-            let term_fut = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term_fut => {}
-            }
-            if round == 0 {
-                eprintln!("stopping after the current chunk (press Ctrl-C again to exit now)");
-                shutdown.request();
-            } else {
-                std::process::exit(130);
-            }
-        }
-    });
 }

@@ -8,7 +8,6 @@
 //! share (their leases keep each pipeline on one worker), it lies in the run
 //! folder (`--run-dir`, `.siphon` by default), one per worker.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -218,19 +217,6 @@ impl Located {
     }
 }
 
-/// Logs to stderr, at info level by default (`-v` debug); `RUST_LOG`
-/// overrides.
-fn stderr_logs(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_target(false)
-        .init();
-}
-
 /// Opens the daemon's two logs: everything at `level` in `combined.log`,
 /// warnings and errors in `error.log`, each rotated by size.
 fn open_logs(dir: &Path, args: &StartArgs) -> Result<(RotatingFile, RotatingFile)> {
@@ -275,7 +261,7 @@ fn file_logs(level: &str, (combined, errors): (RotatingFile, RotatingFile)) {
 async fn start(state: Option<&str>, verbose: u8, args: StartArgs) -> Result<ExitCode> {
     let level = if verbose == 0 { "info" } else { "debug" };
     if !args.detached {
-        stderr_logs(level);
+        crate::stderr_logs(level);
     }
     let at = Located::find(state, args.place.run_dir.as_deref())?;
     if args.detached {
@@ -361,7 +347,16 @@ async fn serve_here(at: &Located, verbose: u8, args: &StartArgs) -> Result<ExitC
         "service started; SIGTERM or Ctrl-C stops it"
     );
     let shutdown = Shutdown::new();
-    watch_signals(shutdown.clone());
+    super::watch_signals(shutdown.clone(), |first| {
+        if first {
+            tracing::info!(
+                "stopping: each pipeline commits the batch in flight with its checkpoint \
+                 (a second signal exits at once)"
+            );
+        } else {
+            tracing::warn!("exiting at once on a second signal; what was committed stays");
+        }
+    });
     let options = ServeOptions {
         catalog_poll: args.catalog_poll,
     };
@@ -377,49 +372,6 @@ async fn serve_here(at: &Located, verbose: u8, args: &StartArgs) -> Result<ExitC
     let outcomes = served?;
     tracing::info!(pipelines = outcomes.len(), "service stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// The first SIGTERM or Ctrl-C asks every pipeline to stop after the batch in
-/// flight; a second one exits at once (committed batches and their
-/// checkpoints stay).
-fn watch_signals(shutdown: Shutdown) {
-    use tokio::signal::unix::{signal, SignalKind};
-    tokio::spawn(async move {
-        let mut term = signal(SignalKind::terminate()).ok();
-        let mut int = signal(SignalKind::interrupt()).ok();
-        for round in 0..2 {
-            let term_fut = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            let int_fut = async {
-                match int.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = term_fut => {}
-                _ = int_fut => {}
-            }
-            if round == 0 {
-                tracing::info!(
-                    "stopping: each pipeline commits the batch in flight with its checkpoint \
-                     (a second signal exits at once)"
-                );
-                shutdown.request();
-            } else {
-                tracing::warn!("exiting at once on a second signal; what was committed stays");
-                std::process::exit(130);
-            }
-        }
-    });
 }
 
 /// Starts the service in the background and waits until it wrote its pid
