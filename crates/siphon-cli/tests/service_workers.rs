@@ -57,8 +57,8 @@ fn worker_args(state: &str, run_dir: &str) -> Vec<String> {
         .to_vec()
 }
 
-struct Fleet {
-    pg: &'static Postgres,
+struct Fleet<'a> {
+    pg: &'a Postgres,
     src: String,
     dst: String,
     state: String,
@@ -67,10 +67,10 @@ struct Fleet {
     store: AnyStateStore,
 }
 
-impl Fleet {
+impl<'a> Fleet<'a> {
     /// The source and target databases, the pipelines applied to the store
     /// `state`, and the target's tables made beforehand with the audit trigger.
-    fn new(pg: &'static Postgres, state: String) -> Fleet {
+    fn new(pg: &'a Postgres, state: String) -> Fleet<'a> {
         let src = db_name(&pg.create_database().unwrap());
         let dst = db_name(&pg.create_database().unwrap());
         let mut source_sql = String::from(
@@ -445,9 +445,12 @@ fn workers_on_a_postgres_state_store_share_pipelines_and_take_over() {
 
 #[test]
 fn workers_on_a_redis_state_store_share_pipelines_and_take_over() {
-    let pg = Postgres::shared().unwrap();
+    // A server of its own: replication slots are named after the pipelines
+    // and are the server's, not a database's, so the PostgreSQL-store test's
+    // pipelines of the same names must not share its server.
+    let pg = Postgres::start().unwrap();
     let redis = Redis::shared().unwrap();
     let prefix = siphon_testkit::unique_name("workers");
-    let fleet = Fleet::new(pg, format!("{}?prefix={prefix}", redis.url()));
+    let fleet = Fleet::new(&pg, format!("{}?prefix={prefix}", redis.url()));
     two_workers_share_the_pipelines_and_one_takes_over_from_the_other(&fleet);
 }
