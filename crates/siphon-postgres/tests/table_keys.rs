@@ -83,9 +83,9 @@ async fn checksum<S: Source>(s: &S, name: &TableName) -> TableChecksum {
     table_checksum(s, &schema, 997).await.unwrap()
 }
 
-/// Copies both tables in chunks of 100 rows with two interruptions: the first
-/// inside the first table, the second inside the second one after the first
-/// finished. `batch_size` gives chunks of 100 rows on the sink's path (the
+/// Copies both tables, one after the other (`max_parallel: 1`), in chunks of
+/// 100 rows with two interruptions: the first inside the first table, the
+/// second inside the second one after the first finished. `batch_size` gives chunks of 100 rows on the sink's path (the
 /// native path reads several batches a chunk). Returns the source's two names.
 async fn copy_with_interruptions<K: Sink>(
     src_url: &str,
@@ -96,7 +96,7 @@ async fn copy_with_interruptions<K: Sink>(
 ) -> [TableName; 2] {
     let source = PostgresSource::connect(src_url).await.unwrap();
     let spec: PipelineSpec = serde_json::from_str(&format!(
-        r#"{{"source":"a","target":"b","mode":"full","tables":["*"],"batch_size":{batch_size}}}"#
+        r#"{{"source":"a","target":"b","mode":"full","tables":["*"],"batch_size":{batch_size},"max_parallel":1}}"#
     ))
     .unwrap();
     let first = TableName::new(Some("a"), "b.c");
