@@ -24,7 +24,7 @@ use siphon_core::{StateStore, StreamId, StreamState, TableName};
 use siphon_testkit::{Postgres, Redis};
 
 mod support;
-use support::{ok, wait_for, Running};
+use support::{db_name, ok, wait_for, Running};
 
 /// How long a copy, the service's start or a pass may take.
 const WITHIN: Duration = Duration::from_secs(120);
@@ -242,10 +242,6 @@ impl Setup {
         self.arrives(service, "A", *next_id);
         *next_id += 1;
     }
-}
-
-fn db_name(url: &str) -> String {
-    url.rsplit('/').next().unwrap().to_string()
 }
 
 /// Inserts rows into `B` at the source, one transaction each, until stopped,

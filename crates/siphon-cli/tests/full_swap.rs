@@ -13,11 +13,7 @@ use std::sync::Arc;
 use siphon_testkit::Postgres;
 
 mod support;
-use support::{siphon, stdout};
-
-fn db_name(url: &str) -> String {
-    url.rsplit('/').next().unwrap().to_string()
-}
+use support::{db_name, siphon, stdout};
 
 /// The number after `word` in a summary line.
 fn figure(line: &str, word: &str) -> u64 {

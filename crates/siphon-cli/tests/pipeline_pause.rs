@@ -14,7 +14,7 @@ use siphon_core::{StateStore, StreamId, StreamState, TableName};
 use siphon_testkit::Postgres;
 
 mod support;
-use support::{command, ok, siphon, stdout, wait_for, Running};
+use support::{command, db_name, ok, siphon, stdout, wait_for, Running};
 
 /// How long a copy, the service's start, a pass or a switch may take.
 const WITHIN: Duration = Duration::from_secs(120);
@@ -38,10 +38,6 @@ struct Setup {
     dir: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
     store: AnyStateStore,
-}
-
-fn db_name(url: &str) -> String {
-    url.rsplit('/').next().unwrap().to_string()
 }
 
 impl Setup {

@@ -17,7 +17,7 @@ use siphon_core::{StateStore, StreamId, StreamState, TableName};
 use siphon_testkit::{Postgres, Redis};
 
 mod support;
-use support::{ok, wait_for, Running};
+use support::{db_name, ok, wait_for, Running};
 
 /// How long any awaited condition may take.
 const WITHIN: Duration = Duration::from_secs(120);
@@ -164,10 +164,6 @@ impl Setup {
             )
             .is_ok_and(|n| n == "1")
     }
-}
-
-fn db_name(url: &str) -> String {
-    url.rsplit('/').next().unwrap().to_string()
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! the batch in flight so that a restart loses and repeats nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -476,21 +476,7 @@ impl Cdc {
                END LOOP;
              END $$"
         );
-        let (psql, port, db) = (
-            self.pg.bin_dir().join("psql"),
-            self.pg.port(),
-            self.src.clone(),
-        );
-        std::thread::spawn(move || {
-            let status = Command::new(psql)
-                .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
-                .arg(port.to_string())
-                .args(["-d", &db, "-v", "ON_ERROR_STOP=1", "-c", &sql])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "the writer failed");
-        })
+        support::psql_in_background(self.pg, &self.src, sql)
     }
 }
 

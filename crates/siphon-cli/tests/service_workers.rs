@@ -11,7 +11,6 @@
 //! Every wait polls a condition with a deadline; no fixed sleep synchronizes.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use siphon::{AnyStateStore, ConnectionUrl, Registry};
@@ -19,7 +18,7 @@ use siphon_core::StateStore;
 use siphon_testkit::{Postgres, Redis};
 
 mod support;
-use support::{ok, Running};
+use support::{db_name, ok, Running};
 
 /// How long any awaited condition may take.
 const WITHIN: Duration = Duration::from_secs(60);
@@ -306,26 +305,8 @@ impl<'a> Fleet<'a> {
                END LOOP;
              END $$"
         );
-        let (psql, port, db) = (
-            self.pg.bin_dir().join("psql"),
-            self.pg.port(),
-            self.src.clone(),
-        );
-        std::thread::spawn(move || {
-            let status = Command::new(psql)
-                .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
-                .arg(port.to_string())
-                .args(["-d", &db, "-v", "ON_ERROR_STOP=1", "-c", &sql])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "the writer failed");
-        })
+        support::psql_in_background(self.pg, &self.src, sql)
     }
-}
-
-fn db_name(url: &str) -> String {
-    url.rsplit('/').next().unwrap().to_string()
 }
 
 /// Whether every pipeline's lease is held by one of `pids`.

@@ -6,13 +6,12 @@
 //!
 //! Every wait polls a condition with a deadline; no fixed sleep synchronizes.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use siphon_testkit::Postgres;
 
 mod support;
-use support::{ok, Running};
+use support::{db_name, ok, Running};
 
 /// How long any awaited condition may take.
 const WITHIN: Duration = Duration::from_secs(120);
@@ -164,26 +163,8 @@ impl Setup {
                END LOOP;
              END $$"
         );
-        let (psql, port, db) = (
-            self.source.bin_dir().join("psql"),
-            self.source.port(),
-            self.src.clone(),
-        );
-        std::thread::spawn(move || {
-            let status = Command::new(psql)
-                .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
-                .arg(port.to_string())
-                .args(["-d", &db, "-v", "ON_ERROR_STOP=1", "-c", &sql])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "the writer failed");
-        })
+        support::psql_in_background(self.source, &self.src, sql)
     }
-}
-
-fn db_name(url: &str) -> String {
-    url.rsplit('/').next().unwrap().to_string()
 }
 
 #[test]

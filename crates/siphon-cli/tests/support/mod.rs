@@ -162,3 +162,28 @@ impl Drop for Running {
         }
     }
 }
+
+/// The database name at the end of a connection URL.
+pub fn db_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+/// Runs `sql` in database `db` of `pg` through `psql` on a thread of its own
+/// (a writer load beside a running siphon); the thread panics if it fails.
+pub fn psql_in_background(
+    pg: &siphon_testkit::Postgres,
+    db: &str,
+    sql: String,
+) -> std::thread::JoinHandle<()> {
+    let (psql, port, db) = (pg.bin_dir().join("psql"), pg.port(), db.to_string());
+    std::thread::spawn(move || {
+        let status = Command::new(psql)
+            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(port.to_string())
+            .args(["-d", &db, "-v", "ON_ERROR_STOP=1", "-c", &sql])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the writer failed");
+    })
+}
