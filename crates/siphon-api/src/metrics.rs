@@ -1,0 +1,1 @@
+//! Prometheus metrics: what the engine records, and `/metrics` that renders it.
