@@ -36,6 +36,7 @@ mod client;
 mod dispatch;
 mod lease;
 mod pipeline;
+pub mod probe;
 mod registry;
 mod run;
 mod serve;
@@ -45,7 +46,7 @@ pub use client::{Running, Siphon, SiphonBuilder};
 pub use lease::{holder_id, lease_ttl, DEFAULT_LEASE_TTL, LEASE_TTL_ENV};
 pub use pipeline::{Connection, Pipeline, PipelineBuilder};
 pub use run::{follow, kept_log_warning, run_pass, LogEvents, Outcome, RunEvents};
-pub use serve::{serve, ServeOptions, ServiceEvents, DEFAULT_CATALOG_POLL};
+pub use serve::{serve, RunNow, ServeOptions, ServiceEvents, Supervisor, DEFAULT_CATALOG_POLL};
 
 pub use dispatch::{
     AnyChangeStream, AnyEventSink, AnySink, AnySource, AnyStateStore, AnyTarget, BoxFuture,

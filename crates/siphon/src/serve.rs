@@ -1,9 +1,10 @@
 //! The service's supervisor: runs every pipeline of the state store on its
 //! schedule, starts the pipelines added to the catalog while it runs, and lets
-//! the removed ones stop, without a restart.
+//! the removed ones stop, without a restart; a [`Supervisor`] handle lets
+//! the REST API ask it to read the catalog or run a pipeline now.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use siphon_core::{Error, ExecutionStatus, Result, StateStore};
@@ -22,13 +23,99 @@ pub struct ServeOptions {
     /// How often the catalog is read for added pipelines, and for pipelines
     /// whose run ended while they are still in the catalog.
     pub catalog_poll: Duration,
+    /// The handle through which others (the REST API) reach this supervisor.
+    pub supervisor: Supervisor,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             catalog_poll: DEFAULT_CATALOG_POLL,
+            supervisor: Supervisor::default(),
         }
+    }
+}
+
+/// A handle on a running [`serve`] supervisor, cheap to clone: asks it to
+/// read the catalog at once, or to start a pipeline's next pass now. A handle
+/// whose supervisor does not run (or no longer runs) changes nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Supervisor(Arc<Handles>);
+
+#[derive(Debug, Default)]
+struct Handles {
+    /// Wakes the supervisor's wait between two reads of the catalog.
+    wake: tokio::sync::Notify,
+    /// The stop of each pipeline's run in this process.
+    runs: Mutex<HashMap<String, Shutdown>>,
+    /// Pipelines whose run was stopped to run again at once.
+    again: Mutex<HashSet<String>>,
+}
+
+/// What [`Supervisor::run_now`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNow {
+    /// The pipeline's run in this process was asked to stop at its next batch
+    /// or wait (what it committed stays, with its checkpoint) and starts
+    /// again at once with a new pass.
+    Restarted,
+    /// No run of the pipeline is in this process yet: the catalog is read at
+    /// once, and a pipeline found there starts with a pass.
+    Starting,
+}
+
+impl Supervisor {
+    /// Asks the supervisor to read the catalog now rather than at its next
+    /// poll: a pipeline just added starts at once.
+    pub fn reload(&self) {
+        self.0.wake.notify_one();
+    }
+
+    /// Starts the next pass of `pipeline` now: its run in this process is
+    /// stopped and started again (a new run begins with a pass), or, when it
+    /// has none yet, the catalog is read at once. A worker elsewhere that
+    /// holds the pipeline's lease keeps it: then the pass runs there on its
+    /// own schedule.
+    pub fn run_now(&self, pipeline: &str) -> RunNow {
+        let runs = self.0.runs.lock().unwrap_or_else(|e| e.into_inner());
+        match runs.get(pipeline) {
+            Some(stop) => {
+                self.0
+                    .again
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(pipeline.to_string());
+                stop.request();
+                RunNow::Restarted
+            }
+            None => {
+                self.reload();
+                RunNow::Starting
+            }
+        }
+    }
+
+    /// Notes the stop of a run that starts.
+    fn started(&self, pipeline: &str, stop: &Shutdown) {
+        self.0
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pipeline.to_string(), stop.clone());
+    }
+
+    /// Forgets a run that ended; whether it was asked to run again.
+    fn ended(&self, pipeline: &str) -> bool {
+        self.0
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pipeline);
+        self.0
+            .again
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pipeline)
     }
 }
 
@@ -78,25 +165,35 @@ pub async fn serve<St: StateStore + 'static>(
                     } else {
                         tracing::info!(pipeline = %name, source = %spec.source, target = %spec.target, mode = %spec.mode, schedule = %spec.schedule, "starts");
                     }
-                    let (state, registry, observer, stop) = (
+                    let (state, registry, observer, stop, supervisor) = (
                         state.clone(),
                         registry.clone(),
                         observer.clone(),
                         shutdown.clone(),
+                        options.supervisor.clone(),
                     );
                     let task_name = name.clone();
                     let task = tokio::spawn(async move {
                         let mut events = ServiceEvents::default();
-                        follow(
-                            &task_name,
-                            &spec,
-                            state.as_ref(),
-                            &registry,
-                            observer.as_ref(),
-                            &stop,
-                            &mut events,
-                        )
-                        .await
+                        loop {
+                            // Its own stop, so that `run_now` restarts it alone.
+                            let run_stop = stop.child();
+                            supervisor.started(&task_name, &run_stop);
+                            let outcome = follow(
+                                &task_name,
+                                &spec,
+                                state.as_ref(),
+                                &registry,
+                                observer.as_ref(),
+                                &run_stop,
+                                &mut events,
+                            )
+                            .await;
+                            if !supervisor.ended(&task_name) || stop.requested() {
+                                break outcome;
+                            }
+                            tracing::info!(pipeline = %task_name, "runs now, as asked");
+                        }
                     });
                     runs.insert(name, task);
                 }
@@ -111,6 +208,7 @@ pub async fn serve<St: StateStore + 'static>(
         tokio::select! {
             _ = tokio::time::sleep(options.catalog_poll) => {}
             _ = shutdown.stopped() => {}
+            _ = options.supervisor.0.wake.notified() => {}
         }
     }
     reap(&mut runs, &mut outcomes, true).await;
@@ -323,6 +421,7 @@ mod tests {
         // pipeline again while its run goes on would overlap two passes.
         let options = ServeOptions {
             catalog_poll: Duration::from_millis(5),
+            ..ServeOptions::default()
         };
         let task = tokio::spawn({
             let (state, seen, shutdown) = (state.clone(), seen.clone(), shutdown.clone());

@@ -239,21 +239,10 @@ fn file_logs(level: &str, (combined, errors): (RotatingFile, RotatingFile)) {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // In the `--log-format` chosen (text, or JSON lines).
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(Mutex::new(combined))
-                .with_ansi(false)
-                .with_target(false)
-                .with_filter(filter),
-        )
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(Mutex::new(errors))
-                .with_ansi(false)
-                .with_target(false)
-                .with_filter(LevelFilter::WARN),
-        )
+        .with(crate::logs::layer(Mutex::new(combined), false).with_filter(filter))
+        .with(crate::logs::layer(Mutex::new(errors), false).with_filter(LevelFilter::WARN))
         .init();
 }
 
@@ -359,6 +348,7 @@ async fn serve_here(at: &Located, verbose: u8, args: &StartArgs) -> Result<ExitC
     });
     let options = ServeOptions {
         catalog_poll: args.catalog_poll,
+        ..ServeOptions::default()
     };
     let served = siphon::serve(
         Arc::new(state),
