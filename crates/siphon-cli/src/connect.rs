@@ -21,20 +21,6 @@ pub fn registry() -> Registry {
     })
 }
 
-/// What answered a source connection, where its connector tells: `MariaDB
-/// 10.11.6-MariaDB-0+deb12u1-log`, `MySQL 8.0.36`.
-pub fn server_of_source(source: &AnySource) -> Option<String> {
-    source
-        .downcast_ref::<siphon_mysql::MySqlSource>()
-        .map(|s| s.server().to_string())
-}
-
-/// What answered a target connection, as [`server_of_source`].
-pub fn server_of_sink(sink: &AnySink) -> Option<String> {
-    sink.downcast_ref::<siphon_mysql::MySqlSink>()
-        .map(|s| s.server().to_string())
-}
-
 /// Opens the source a connection names.
 pub async fn open_source(name: &str, url: &ConnUrl) -> Result<AnySource> {
     registry().open_source(name, &registry_url(url)).await

@@ -5,14 +5,15 @@ mod commands;
 mod config;
 mod connect;
 mod logfile;
+mod logs;
 mod pidfile;
 mod progress;
+mod prompt;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use siphon_core::{Error, ErrorKind, StateStore};
 
 /// siphon keeps tables in a target database in step with a source database: full
@@ -33,6 +34,9 @@ struct Cli {
     /// More log output: -v info, -vv debug (default: warnings and errors); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// How log lines look: `text` for people, `json` (one object a line) for log collectors; the service's log files too.
+    #[arg(long, global = true, value_enum, env = logs::LOG_FORMAT_ENV, default_value = "text", value_name = "FORMAT")]
+    log_format: logs::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -99,17 +103,37 @@ fn init_logs(verbose: u8) {
     });
 }
 
-/// Logs to stderr at `level` (`RUST_LOG` overrides); colours only when stderr
-/// is a terminal and `NO_COLOR` is unset.
+/// Logs to stderr at `level` (`RUST_LOG` overrides) in the `--log-format`
+/// chosen; colours only when stderr is a terminal and `NO_COLOR` is unset.
 pub(crate) fn stderr_logs(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_target(false)
-        .init();
+    logs::to_stderr(level);
+}
+
+/// The arguments that are asked for interactively when missing and standard
+/// input is a terminal: `(command, subcommand, arguments)`.
+const ASKED: &[(&str, &str, &[&str])] = &[
+    ("connection", "add", &["name", "url"]),
+    ("sync", "add", &["name", "source", "target"]),
+];
+
+/// Parses the command line. On a terminal, the arguments the prompts ask for
+/// are not required; elsewhere a missing one is a usage error (exit status 2).
+fn parse() -> Cli {
+    let mut command = Cli::command();
+    if prompt::interactive() {
+        for (group, sub, args) in ASKED {
+            command = command.mut_subcommand(*group, |g| {
+                g.mut_subcommand(*sub, |mut c| {
+                    for a in *args {
+                        c = c.mut_arg(*a, |arg| arg.required(false));
+                    }
+                    c
+                })
+            });
+        }
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Exit status when stdout is closed under siphon (128 + SIGPIPE, as a shell
@@ -138,7 +162,8 @@ fn end_quietly_when_stdout_closes() {
 
 fn main() -> ExitCode {
     end_quietly_when_stdout_closes();
-    let cli = Cli::parse();
+    let cli = parse();
+    logs::choose(cli.log_format);
     match &cli.command {
         Command::Service(c) if commands::service::logs_itself(c) => {}
         _ => init_logs(cli.verbose),
@@ -156,7 +181,12 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            if logs::format() == logs::LogFormat::Json {
+                // For log collectors: the error as a log line, like the others.
+                tracing::error!(kind = ?e.kind(), "{e}");
+            } else {
+                eprintln!("error: {e}");
+            }
             if e.kind() == ErrorKind::Config {
                 ExitCode::from(2)
             } else {

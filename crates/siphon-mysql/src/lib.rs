@@ -8,6 +8,7 @@ mod cdc;
 pub mod conn;
 pub mod objects;
 mod poll;
+pub mod probe;
 pub mod schema;
 mod sink;
 mod source;

@@ -10,6 +10,7 @@ mod objects;
 mod partition;
 pub mod pgoutput;
 mod poll;
+pub mod probe;
 pub mod replication;
 mod schema;
 mod sink;

@@ -187,3 +187,4 @@ pub fn psql_in_background(
         assert!(status.success(), "the writer failed");
     })
 }
+pub mod tmux;

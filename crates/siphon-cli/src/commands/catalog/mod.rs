@@ -1,5 +1,9 @@
 //! `siphon connection …` and `siphon sync …`: editing the catalog and table flags,
 //! and removing a pipeline with what it holds on its source and target.
+//! `connection test` is in [`check`], `sync tables` in [`tables`].
+
+mod check;
+mod tables;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -14,25 +18,28 @@ use siphon_core::{
 use crate::config::{
     redact, resolve_url, validate_endpoints, validate_pipeline, validate_source, ConnUrl,
 };
-use crate::connect::{
-    open_sink, open_source, server_of_sink, server_of_source, AnySink, AnySource,
-};
+use crate::connect::{open_sink, open_source, AnySink, AnySource};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
-    /// Adds or replaces a connection; the URL is stored as written, `${VAR}` unexpanded (read when the connection is opened).
+    /// Adds or replaces a connection; the URL is stored as written, `${VAR}` unexpanded (read when the connection is opened). Without NAME or URL on a terminal, asks for them.
     Add {
         /// Connection name, as pipelines' `--source` and `--target` name it.
-        name: String,
+        #[arg(required = true)]
+        name: Option<String>,
         /// postgres://user:password@host:5432/db, mysql://user:password@host:3306/db (MySQL or MariaDB; mariadb:// too) or sqlite://path.db (a relative path is taken from the working directory).
-        url: String,
+        #[arg(required = true)]
+        url: Option<String>,
     },
     /// Lists connections, secrets hidden.
     List,
-    /// Opens a connection and says what answered (the server and its version, where the connector tells) and what it can be.
+    /// Opens a connection and says what answered (the server and its version) and what it can be, then each setting and privilege replication needs there: ok, or missing with its fix (exit status 0 when it answers: only cdc needs them).
     Test {
         /// Connection to test.
         name: String,
+        /// One JSON document (the REST API's `POST /api/v1/connections/{name}/test` answer).
+        #[arg(long)]
+        json: bool,
     },
     /// Removes a connection.
     Remove {
@@ -43,19 +50,20 @@ pub enum ConnectionCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
-    /// Adds or replaces a pipeline.
+    /// Adds or replaces a pipeline. Without NAME, --source or --target on a terminal, asks for what is missing: source and target from the connections, the mode, the tables from the source's.
     Add {
         /// Pipeline name.
-        name: String,
+        #[arg(required = true)]
+        name: Option<String>,
         /// Source connection name.
-        #[arg(long)]
-        source: String,
+        #[arg(long, required = true)]
+        source: Option<String>,
         /// Target connection name.
-        #[arg(long)]
-        target: String,
-        /// How the tables are kept in step.
-        #[arg(long, value_enum, default_value = "full")]
-        mode: ModeArg,
+        #[arg(long, required = true)]
+        target: Option<String>,
+        /// How the tables are kept in step [default: full].
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
         /// Globs of tables to replicate (`schema.table` or bare names, `*` and `?`) [default: all].
         #[arg(long, num_args = 1.., value_name = "GLOB")]
         tables: Vec<String>,
@@ -68,6 +76,11 @@ pub enum SyncCommand {
     },
     /// Lists pipelines, their tables, each table's state and pending flags (paused, resync requested).
     List,
+    /// Lists the source tables a pipeline's `tables` and `exclude` globs select, with each one's mode, and every other source table with why it is left out.
+    Tables {
+        /// Pipeline name.
+        name: String,
+    },
     /// Enables a paused pipeline (its tables resume from their checkpoints, each as its own switch says), or one table; says whether a paused cdc table is copied again.
     Enable {
         /// Pipeline name.
@@ -114,7 +127,7 @@ pub enum SyncCommand {
 }
 
 /// A pipeline's mode on the command line.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {
     /// Copy every row on each run.
     Full,
@@ -146,6 +159,10 @@ impl From<ModeArg> for Mode {
 pub async fn connection<St: StateStore>(state: &St, cmd: ConnectionCommand) -> Result<ExitCode> {
     match cmd {
         ConnectionCommand::Add { name, url } => {
+            let (name, url) = match (name, url) {
+                (Some(name), Some(url)) => (name, url),
+                (name, url) => crate::prompt::connection(name, url)?,
+            };
             ConnUrl::check_stored(&format!("connections.{name}"), &url)?;
             let cwd = std::env::current_dir().map_err(|e| {
                 Error::config("cannot read the working directory, which relative paths need")
@@ -173,7 +190,7 @@ pub async fn connection<St: StateStore>(state: &St, cmd: ConnectionCommand) -> R
                 println!("{name:<20} {}", redact(&url));
             }
         }
-        ConnectionCommand::Test { name } => test_connection(state, &name).await?,
+        ConnectionCommand::Test { name, json } => check::test(state, &name, json).await?,
         ConnectionCommand::Remove { name } => {
             if !state.remove_connection(&name).await? {
                 return Err(Error::config(format!("unknown connection `{name}`")));
@@ -182,30 +199,6 @@ pub async fn connection<St: StateStore>(state: &St, cmd: ConnectionCommand) -> R
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Opens the connection `name` (as a source when it can be one, else as a
-/// table target) and prints what answered; an error says why it could not.
-async fn test_connection<St: StateStore>(state: &St, name: &str) -> Result<()> {
-    let connections = state.connections().await?;
-    let written = connections
-        .get(name)
-        .ok_or_else(|| Error::config(format!("unknown connection `{name}`")))?;
-    let url = ConnUrl::parse(&format!("connections.{name}"), written)?;
-    let caps = url.connector.capabilities();
-    let server = if caps.source {
-        server_of_source(&open_source(name, &url).await?)
-    } else if url.connector.sink.is_some() {
-        server_of_sink(&open_sink(name, &url).await?)
-    } else {
-        println!("connection {name} ({url}): not opened (an event target is opened when a pipeline writes to it); can be {caps}");
-        return Ok(());
-    };
-    match server {
-        Some(server) => println!("connection {name} ({url}): reached {server}; can be {caps}"),
-        None => println!("connection {name} ({url}): reached; can be {caps}"),
-    }
-    Ok(())
 }
 
 /// The stored pipeline `name`, or a config error.
@@ -339,6 +332,39 @@ pub async fn sync<St: StateStore>(state: &St, cmd: SyncCommand) -> Result<ExitCo
             exclude,
             cursor,
         } => {
+            let asked = match (name, source, target) {
+                (Some(name), Some(source), Some(target)) => crate::prompt::SyncAnswers {
+                    name,
+                    source,
+                    target,
+                    mode: mode.unwrap_or(ModeArg::Full),
+                    tables,
+                    cursor,
+                },
+                (name, source, target) => {
+                    crate::prompt::sync(
+                        state,
+                        crate::prompt::SyncAnswers {
+                            name: name.unwrap_or_default(),
+                            source: source.unwrap_or_default(),
+                            target: target.unwrap_or_default(),
+                            mode: mode.unwrap_or(ModeArg::Full),
+                            tables,
+                            cursor,
+                        },
+                        mode.is_some(),
+                    )
+                    .await?
+                }
+            };
+            let crate::prompt::SyncAnswers {
+                name,
+                source,
+                target,
+                mode,
+                tables,
+                cursor,
+            } = asked;
             let mut spec: PipelineSpec =
                 serde_json::from_value(serde_json::json!({"source": source, "target": target}))
                     .map_err(|e| Error::internal("building a pipeline").source(e))?;
@@ -368,6 +394,10 @@ pub async fn sync<St: StateStore>(state: &St, cmd: SyncCommand) -> Result<ExitCo
             println!("pipeline {name} saved");
         }
         SyncCommand::List => list(state).await?,
+        SyncCommand::Tables { name } => {
+            let spec = pipeline(state, &name).await?;
+            tables::show(state, &name, &spec).await?
+        }
         SyncCommand::Enable { name, table: None } => switch(state, &name, true).await?,
         SyncCommand::Disable { name, table: None } => switch(state, &name, false).await?,
         SyncCommand::Enable { name, table } => {

@@ -1,0 +1,129 @@
+//! `--log-format json|text`: JSON log lines on stderr, one object a line, or
+//! plain text; and in either format, at the most verbose level, a password in
+//! a connection's URL appears nowhere in what siphon writes to stderr.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+use siphon_testkit::{MariaDb, Postgres};
+use support::{siphon, stdout};
+
+const PASSWORD: &str = "Hunter2-sekrit";
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `siphon -vv --log-format FORMAT ARGS`; checks the password is
+/// nowhere in its output; returns it.
+fn run(d: &Path, format: &str, args: &[&str]) -> Output {
+    let mut all = vec!["-vv", "--log-format", format];
+    all.extend(args);
+    let out = siphon(d, &all);
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(
+        !e.contains(PASSWORD) && !o.contains(PASSWORD),
+        "the password was written by `{}`:\n{o}\n{e}",
+        all.join(" ")
+    );
+    out
+}
+
+#[test]
+fn logs_are_json_lines_or_text_and_never_show_a_password() {
+    let my = MariaDb::shared().unwrap();
+    let url = my.create_database().unwrap();
+    let db = support::db_name(&url);
+    let user = format!("logs_{db}");
+    my.query(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'; GRANT ALL ON `{db}`.* TO '{user}'@'%'"
+    ))
+    .unwrap();
+    my.query_in(
+        &db,
+        "CREATE TABLE items (id INT PRIMARY KEY, name TEXT); INSERT INTO items VALUES (1, 'a'), (2, 'b')",
+    )
+    .unwrap();
+    let pg = Postgres::shared().unwrap();
+    // Trust authentication ignores the password, but the URL carries it
+    // through every path that opens the connection.
+    let pg_url = pg.create_database().unwrap().replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{PASSWORD}@"),
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let my_url = format!("mysql://{user}:{PASSWORD}@{}:{}/{db}", my.host(), my.port());
+    let wrong = format!(
+        "mysql://{user}:{PASSWORD}x@{}:{}/{db}",
+        my.host(),
+        my.port()
+    );
+    for format in ["text", "json"] {
+        run(d, format, &["connection", "add", "my", &my_url]);
+        run(d, format, &["connection", "add", "pg", &pg_url]);
+        run(d, format, &["connection", "add", "wrong", &wrong]);
+        run(d, format, &["connection", "list"]);
+        run(d, format, &["connection", "test", "my"]);
+        run(d, format, &["connection", "test", "pg"]);
+        let refused = run(d, format, &["connection", "test", "wrong"]);
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        run(
+            d,
+            format,
+            &[
+                "sync", "add", "p", "--source", "my", "--target", "pg", "--tables", "items",
+            ],
+        );
+        run(d, format, &["sync", "tables", "p"]);
+        let out = run(d, format, &["run", "--once", "p"]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let e = stderr(&out);
+        assert!(!e.trim().is_empty(), "no log lines at -vv");
+        let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
+        if format == "json" {
+            for l in &lines {
+                let v: Value = serde_json::from_str(l)
+                    .unwrap_or_else(|err| panic!("not a JSON line ({err}): {l}\n{e}"));
+                assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+            }
+            assert!(
+                lines.iter().any(|l| l.contains(r#""level":"DEBUG""#)),
+                "no debug lines at -vv:\n{e}"
+            );
+            // The refusal is a JSON line too.
+            let refused = stderr(&refused);
+            let last: Value = serde_json::from_str(refused.lines().last().unwrap()).unwrap();
+            assert_eq!(last["level"], "ERROR", "{refused}");
+            assert!(
+                last["fields"]["message"].as_str().unwrap().contains("1045"),
+                "{refused}"
+            );
+        } else {
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| serde_json::from_str::<Value>(l).is_err()),
+                "JSON lines without --log-format json:\n{e}"
+            );
+            assert!(e.contains("DEBUG"), "no debug lines at -vv:\n{e}");
+        }
+        run(d, format, &["sync", "remove", "p", "--yes"]);
+    }
+    // The environment chooses it too.
+    let out = support::siphon_with(
+        d,
+        &["-v", "connection", "test", "wrong"],
+        &[("SIPHON_LOG_FORMAT", "json")],
+    );
+    let last = stderr(&out);
+    assert!(
+        serde_json::from_str::<Value>(last.lines().last().unwrap()).is_ok(),
+        "{last}"
+    );
+    my.query(&format!("DROP USER '{user}'@'%'")).unwrap();
+}
