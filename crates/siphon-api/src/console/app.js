@@ -196,8 +196,8 @@ function snapshotCell(t) {
 
 function stateCell(t, busy) {
   const extra = [];
-  if (!t.enabled && t.state !== "paused") extra.push(badge("pausing", "warn"));
-  if (t.enabled && t.state === "paused") extra.push(badge("resuming", "warn"));
+  if (!t.enabled && t.state !== "paused") extra.push(badge("pause requested", "warn"));
+  if (t.enabled && t.state === "paused") extra.push(badge("resume requested", "warn"));
   if (t.resync_requested) extra.push(badge("resync requested", "warn"));
   if (busy) extra.push(badge("…", "off"));
   return html`${badge(t.state)} ${extra}`;
