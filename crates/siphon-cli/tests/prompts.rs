@@ -62,7 +62,7 @@ fn connection_add_asks_for_what_is_missing_on_a_terminal() {
     assert!(stored[0].1.ends_with("shop.db"), "{stored:?}");
 
     // Only the URL missing: only it is asked.
-    tmux.send(&["clear", "Enter"]);
+    tmux.clear();
     tmux.siphon(&["--state", "sqlite://state.db", "connection", "add", "other"]);
     let s = tmux.wait("the URL prompt", WAIT, |s| s.contains("URL (postgres://"));
     assert!(!s.contains("Connection name"), "{s}");
@@ -134,7 +134,7 @@ fn sync_add_asks_for_source_target_mode_and_tables_on_a_terminal() {
     assert_eq!(spec["cursor"], "at", "{spec:#}");
 
     // Given a name and a source, it asks for the rest; `--mode` given is not asked.
-    tmux.send(&["clear", "Enter"]);
+    tmux.clear();
     tmux.siphon(&[
         "--state",
         "sqlite://state.db",

@@ -73,6 +73,15 @@ impl Tmux {
         assert!(out.status.success(), "{out:?}");
     }
 
+    /// Clears the pane (the shell's `clear`), and waits until it is clear of
+    /// what the last command printed.
+    pub fn clear(&self) {
+        self.send(&["clear", "Enter"]);
+        self.wait("the pane to clear", Duration::from_secs(10), |s| {
+            !s.contains("siphon ended") && s.contains("ready$")
+        });
+    }
+
     /// What the pane shows now.
     pub fn screen(&self) -> String {
         let out = self
