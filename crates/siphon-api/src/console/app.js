@@ -401,7 +401,9 @@ function renderConflicts(conflicts) {
 
 async function refreshConflicts(fromPoll = false) {
   try {
-    renderConflicts(list(await api("GET", "/api/v1/conflicts"), "conflicts"));
+    // The API lists the open ones by default; `unresolved=false` lists all.
+    const all = $("conflicts-show-resolved").checked;
+    renderConflicts(list(await api("GET", `/api/v1/conflicts${all ? "?unresolved=false" : ""}`), "conflicts"));
     clearPollError();
   } catch (e) {
     if (!fromPoll || activeTab() === "conflicts") showError(e, fromPoll);
@@ -616,7 +618,10 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!button) return;
     resolveConflict(button.closest("tr[data-conflict]").dataset.conflict, button.dataset.resolve, button);
   });
-  $("conflicts-show-resolved").addEventListener("change", () => renderConflicts(conflictsCache));
+  $("conflicts-show-resolved").addEventListener("change", () => {
+    renderConflicts(conflictsCache);
+    refreshConflicts();
+  });
   $("conflicts-refresh").addEventListener("click", () => refreshConflicts());
   $("executions-refresh").addEventListener("click", () => refreshExecutions());
   $("executions-pipeline").addEventListener("change", () => refreshExecutions());
