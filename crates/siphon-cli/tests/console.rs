@@ -213,6 +213,19 @@ async fn the_console_signs_in_shows_the_tables_and_pauses_one_with_a_click() {
             "200 text/css; charset=utf-8"
         ])
     );
+    // A browser that has the script already revalidates it for nothing.
+    let revalidated = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/console/app.js', {cache: 'no-store'})
+               .then((r) => fetch('/console/app.js',
+                 {cache: 'no-store', headers: {'If-None-Match': r.headers.get('etag')}}))
+               .then((r) => done(r.status), (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(revalidated, json!(304));
 
     // Without a token the API answers 401: the page asks for one, and says
     // when the service refuses it.
@@ -268,6 +281,28 @@ async fn the_console_signs_in_shows_the_tables_and_pauses_one_with_a_click() {
             &format!("the page shows {table} streaming"),
             &on_row("!!tr && tr.dataset.state === 'streaming'"),
             vec![json!(table)],
+        )
+        .await;
+    }
+    // Once the status document carries a table's replication lag, the page
+    // shows it: a row streamed into public.customers makes one.
+    if stored(d, &state, "public.customers")
+        .as_object()
+        .is_some_and(|t| t.contains_key("lag"))
+    {
+        pg.query_in(&src, "INSERT INTO customers VALUES (1000, 'new')")
+            .unwrap();
+        wait_until("the store keeps public.customers' lag", || {
+            stored(d, &state, "public.customers")["lag"]["seconds"].is_number()
+        });
+        page_until(
+            &browser,
+            "the page shows public.customers' lag",
+            &on_row(
+                "!!tr && /^[0-9.,]+ (ms|s|min|h|d)$/
+                   .test(tr.querySelector('[data-field=lag]').textContent.trim())",
+            ),
+            vec![json!("public.customers")],
         )
         .await;
     }

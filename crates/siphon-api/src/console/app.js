@@ -126,18 +126,19 @@ function ago(iso) {
   return html`<time datetime="${iso}" title="${new Date(iso).toLocaleString()}">${text}</time>`;
 }
 
-/** `lag` as the status document gives it: seconds, or an object of figures. */
+/**
+ * `lag` as the status document gives it: `{seconds, source_commit_at, applied_at}`
+ * of the newest batch applied (a bare number of seconds is read too).
+ */
 function fmtLag(lag) {
   if (lag === null || lag === undefined) return html`<span class="muted">–</span>`;
   if (typeof lag === "number") return fmtSeconds(lag);
-  if (typeof lag === "string") return lag;
-  const parts = [];
-  const secs = lag.seconds ?? lag.secs ?? (lag.ms !== undefined ? lag.ms / 1000 : undefined)
-    ?? (lag.millis !== undefined ? lag.millis / 1000 : undefined);
-  if (secs !== undefined && secs !== null) parts.push(fmtSeconds(secs));
-  if (lag.bytes !== undefined && lag.bytes !== null) parts.push(fmtBytes(lag.bytes));
-  if (lag.rows !== undefined && lag.rows !== null) parts.push(`${num.format(lag.rows)} rows`);
-  return parts.length ? parts.join(" · ") : JSON.stringify(lag);
+  if (typeof lag !== "object") return String(lag);
+  const when = [
+    lag.source_commit_at ? `committed at the source ${new Date(lag.source_commit_at).toLocaleString()}` : "",
+    lag.applied_at ? `applied ${new Date(lag.applied_at).toLocaleString()}` : "",
+  ].filter(Boolean).join(", ");
+  return html`<span title="${when ? `newest batch: ${when}` : ""}">${fmtSeconds(lag.seconds)}</span>`;
 }
 
 const tableName = (t) => (typeof t === "string" ? t : t?.schema ? `${t.schema}.${t.name}` : t?.name ?? "");
