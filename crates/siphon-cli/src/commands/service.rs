@@ -23,6 +23,8 @@ use crate::connect::registry;
 use crate::logfile::RotatingFile;
 use crate::pidfile::{alive, probe, PidInfo, PidLock, Probe, Refused, PID_FILE};
 
+mod api;
+
 /// How long `service stop` waits for the service to exit.
 const STOP_WAIT: Duration = Duration::from_secs(15);
 
@@ -71,6 +73,9 @@ pub struct StartArgs {
     /// How often the catalog is read for pipelines added or removed.
     #[arg(long, value_name = "DURATION", env = "SIPHON_CATALOG_POLL", default_value = "5s", value_parser = parse_interval)]
     pub catalog_poll: Duration,
+    /// Serves the REST API, /metrics, /healthz, /readyz and the web console on this address (HOST:PORT, such as 127.0.0.1:8080). With SIPHON_API_TOKEN set, /api/* and /metrics need `Authorization: Bearer TOKEN`; a non-loopback address is refused without it.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
     /// The process `--daemon` starts in the background.
     #[arg(long, hide = true)]
     pub detached: bool,
@@ -108,6 +113,9 @@ impl StartArgs {
             "--catalog-poll".to_string(),
             format!("{}ms", self.catalog_poll.as_millis()),
         ];
+        if let Some(listen) = &self.listen {
+            args.extend(["--listen".to_string(), listen.clone()]);
+        }
         args.extend((0..verbose).map(|_| "-v".to_string()));
         args
     }
@@ -253,6 +261,10 @@ async fn start(state: Option<&str>, verbose: u8, args: StartArgs) -> Result<Exit
         crate::stderr_logs(level);
     }
     let at = Located::find(state, args.place.run_dir.as_deref())?;
+    // Refused here, before anything starts (in the background or not).
+    if let Some(listen) = &args.listen {
+        api::listen_addr(listen, &siphon_api::Token::from_env())?;
+    }
     if args.detached {
         file_logs(level, open_logs(&at.logs(), &args)?);
         // A session of its own: no terminal's hangup or Ctrl-C reaches it.
@@ -312,7 +324,12 @@ async fn serve_here(at: &Located, verbose: u8, args: &StartArgs) -> Result<ExitC
             .source(e))
         }
     };
-    let state = super::open_state(Some(&at.state), None).await?;
+    let state = Arc::new(super::open_state(Some(&at.state), None).await?);
+    let token = siphon_api::Token::from_env();
+    let listener = match &args.listen {
+        Some(listen) => Some(api::bind(api::listen_addr(listen, &token)?).await?),
+        None => None,
+    };
     let info = PidInfo {
         pid: std::process::id(),
         started_at: chrono::Utc::now(),
@@ -350,14 +367,32 @@ async fn serve_here(at: &Located, verbose: u8, args: &StartArgs) -> Result<ExitC
         catalog_poll: args.catalog_poll,
         ..ServeOptions::default()
     };
+    let api = listener.map(|listener| {
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(
+            listen = %addr,
+            token = token.is_set(),
+            "REST API at http://{addr}/api/v1 (docs at /api/v1/docs, console at /)"
+        );
+        api::spawn(
+            listener,
+            state.clone(),
+            options.supervisor.clone(),
+            token.clone(),
+            shutdown.clone(),
+        )
+    });
     let served = siphon::serve(
-        Arc::new(state),
+        state,
         Arc::new(registry()),
         Arc::new(NoopObserver),
         &shutdown,
         &options,
     )
     .await;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     lock.remove();
     let outcomes = served?;
     tracing::info!(pipelines = outcomes.len(), "service stopped");
@@ -589,6 +624,11 @@ async fn status(at: &Located) -> Result<ExitCode> {
         Probe::NotRunning(None) => println!("siphon service: not running"),
     }
     println!("  state: {}", at.shown);
+    if let Probe::Running(Some(i)) = &found {
+        if let Some(listen) = i.args.iter().skip_while(|a| *a != "--listen").nth(1) {
+            println!("  REST API: http://{listen}/api/v1 (console at /)");
+        }
+    }
     println!("  pid file: {}", at.pid_file.display());
     println!("  logs (--daemon): {}", at.logs().display());
     match super::open_state(Some(&at.state), None).await {

@@ -298,7 +298,7 @@ fn pick(pipeline: &str, wanted: &str, tables: &[TableName]) -> Result<TableName>
 }
 
 /// The streams a command acts on: one table the pipeline selects, or all of them.
-async fn streams<St: StateStore>(
+pub(crate) async fn streams<St: StateStore>(
     state: &St,
     name: &str,
     spec: &PipelineSpec,
@@ -621,7 +621,7 @@ async fn say_reload<St: StateStore>(
 /// publication (unless `keep_slot`), forgets its checkpoints on the target, then
 /// removes it from the catalog. Nothing is removed when the source or target
 /// cannot be reached, unless `force`.
-async fn remove<St: StateStore>(
+pub(crate) async fn remove<St: StateStore>(
     state: &St,
     name: &str,
     yes: bool,

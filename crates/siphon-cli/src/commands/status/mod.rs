@@ -3,7 +3,7 @@
 //! holder, recent runs), as text, as one JSON document, or as a full-screen
 //! view that follows a running service.
 
-mod model;
+pub(crate) mod model;
 pub(crate) mod text;
 mod watch;
 
