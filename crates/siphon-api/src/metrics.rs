@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// The batch apply duration histogram, whose buckets [`install`] sets.
-pub const BATCH_APPLY_SECONDS: &str = "siphon_batch_apply_duration_seconds";
+pub const BATCH_APPLY_SECONDS: &str = siphon_engine::telemetry::BATCH_APPLY_SECONDS;
 
 /// Upper bounds (seconds) of the batch apply duration histogram's buckets: from a
 /// millisecond (a one-row batch on a local target) to a minute (a large batch on a
@@ -25,7 +25,9 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the process-wide Prometheus recorder behind the `metrics` facade.
+/// Installs the process-wide Prometheus recorder behind the `metrics` facade,
+/// with the help text and units of the engine's metrics
+/// ([`siphon_engine::telemetry`] lists them).
 ///
 /// Idempotent: the first call installs it, later calls do nothing. If another
 /// recorder was installed in this process beforehand (not by this function), a
@@ -56,6 +58,7 @@ fn handle() -> &'static PrometheusHandle {
                 builder().build_recorder().handle()
             }
         };
+        siphon_engine::telemetry::describe_metrics();
         let upkeep = handle.clone();
         let spawned = std::thread::Builder::new()
             .name("siphon-metrics-upkeep".into())

@@ -38,7 +38,7 @@ pub use source::{
     ChangeStream, Chunk, LogSource, NativeChunk, NativeFormat, Resume, Source, Watermark,
 };
 pub use state::{
-    Conflict, Execution, ExecutionStatus, Flag, Lease, RowCounts, Side, StateStore, StreamState,
-    TableStats,
+    CommitLag, Conflict, Execution, ExecutionStatus, Flag, Lease, RowCounts, Side, StateStore,
+    StreamState, TableStats,
 };
 pub use value::{Decimal, Value};

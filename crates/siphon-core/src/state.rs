@@ -217,6 +217,30 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// How far behind the source a table stream's target was when it last
+/// committed changes read from the source's log (`cdc`): kept with each
+/// checkpoint that covers logged changes, for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitLag {
+    /// When the source committed the newest transaction the checkpoint covers
+    /// (PostgreSQL: the commit timestamp of pgoutput's Begin; a binlog: the
+    /// transaction's commit timestamp, else its event header's second).
+    pub source_commit_at: DateTime<Utc>,
+    /// When the target committed it, with the checkpoint.
+    pub applied_at: DateTime<Utc>,
+}
+
+impl CommitLag {
+    /// The replication lag it shows: seconds from the source's commit to the
+    /// target's, 0 when the source's clock runs ahead of siphon's.
+    pub fn seconds(&self) -> f64 {
+        let micros = (self.applied_at - self.source_commit_at)
+            .num_microseconds()
+            .unwrap_or(i64::MAX);
+        micros.max(0) as f64 / 1e6
+    }
+}
+
 /// One run of one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Execution {
@@ -351,6 +375,17 @@ pub trait StateStore: Send + Sync {
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Checkpoint>>> + Send;
     fn remove_checkpoint(&self, stream: &StreamId) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records, for each stream, when the source committed the newest logged
+    /// change its checkpoint now covers and when the target committed it, in
+    /// one atomic step; replaces what each stream had. Removed with the
+    /// stream's checkpoint ([`StateStore::remove_checkpoint`]).
+    fn record_commit_lags(
+        &self,
+        lags: &[(StreamId, CommitLag)],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// What [`StateStore::record_commit_lags`] recorded last for each stream.
+    fn commit_lags(&self) -> impl Future<Output = Result<Vec<(StreamId, CommitLag)>>> + Send;
 
     /// Opens an execution of a pipeline and returns its id.
     fn start_execution(&self, pipeline: &str) -> impl Future<Output = Result<u64>> + Send;

@@ -20,6 +20,7 @@ mod row_count;
 mod schedule;
 mod schema_check;
 mod snapshot;
+pub mod telemetry;
 
 pub use capability::check_target;
 pub use cdc::{drop_log, log_stream, LogSession};

@@ -180,6 +180,7 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
             Ok(Some(bytes)) => {
                 report.retained_log_bytes = Some(bytes);
                 state.record_retained_log(report.execution, bytes).await?;
+                crate::telemetry::retained_log(pipeline, bytes);
                 let limit = spec.retained_log_warning;
                 if bytes > limit.0 {
                     tracing::warn!(
@@ -245,6 +246,7 @@ async fn record<St: StateStore>(
                 // Its kind says whether the next pass retries it, and when.
                 let failed = crate::retry::failed(&stream, &e, Utc::now());
                 state.set_stream_state(&stream, &failed).await?;
+                crate::telemetry::table_failed(&stream, e.kind());
             }
         }
         state.record_table(report.execution, &stats).await?;

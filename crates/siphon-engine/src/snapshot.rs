@@ -94,7 +94,10 @@ impl<S: Source, K: Sink, St: StateStore> TableRun<'_, S, K, St> {
         stats: &mut TableStats,
     ) -> Result<()> {
         let n = batch.changes.len() as u64;
+        let ops = crate::telemetry::Polled::of(&batch);
+        let applying = std::time::Instant::now();
         let done = self.sink.apply(batch, &cp).await?;
+        ops.applied(&self.stream, applying.elapsed());
         stats.inserted += done.inserted;
         stats.updated += done.updated;
         stats.deleted += done.deleted;
@@ -108,6 +111,7 @@ impl<S: Source, K: Sink, St: StateStore> TableRun<'_, S, K, St> {
     /// Records how many rows the running load has copied, for `status` and for
     /// the progress of a resumed load. Not fatal, like [`TableRun::remember`].
     pub(crate) async fn record_progress(&self, rows: u64) {
+        crate::telemetry::snapshot_done(&self.stream, rows);
         let state = StreamState::Snapshotting { rows };
         if let Err(e) = self.state.set_stream_state(&self.stream, &state).await {
             tracing::debug!(stream = %self.stream, error = %e, "could not record the load's progress");
@@ -222,9 +226,14 @@ pub(crate) async fn copy<S: Source, K: Sink, St: StateStore>(
     if done_before > 0 {
         run.observer.table_resumed(&run.stream, done_before);
     }
+    crate::telemetry::snapshot_started(&run.stream, total, done_before);
     let tally = Tally::new(done_before);
     let r = copy_counted(run, after, shadow, resume_position, &tally).await;
     tally.add_to(stats);
+    if r.is_ok() {
+        let copied = tally.before + tally.rows_read.load(AtomicOrdering::Relaxed);
+        crate::telemetry::snapshot_finished(&run.stream, copied);
+    }
     r
 }
 
@@ -706,6 +715,7 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
             run.remember(&cp).await;
             run.record_progress(copied).await;
             run.observer.rows_committed(&run.stream, n);
+            crate::telemetry::rows_applied(&run.stream, crate::telemetry::Applied::Copy, n);
         }
         Ok::<(), Error>(())
     };

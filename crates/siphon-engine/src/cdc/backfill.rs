@@ -195,6 +195,7 @@ impl Backfill {
             job.copied = copied_before(state, &t.stream).await;
             observer.table_resumed(&t.stream, job.copied);
         }
+        crate::telemetry::snapshot_started(&t.stream, total, job.copied);
         tracing::info!(
             stream = %t.stream,
             resumed = job.after.is_some(),
@@ -420,6 +421,11 @@ impl Backfill {
                 }
                 j.copied += rows;
                 done |= last_chunk;
+                crate::telemetry::rows_applied(&j.stream, crate::telemetry::Applied::Copy, rows);
+            }
+            match done {
+                true => crate::telemetry::snapshot_finished(&j.stream, j.copied),
+                false => crate::telemetry::snapshot_done(&j.stream, j.copied),
             }
             let phase = match done {
                 true => Phase::Streaming {

@@ -107,6 +107,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         // Per table: changes read, inserts, updates, deletes, truncates, and
         // the bytes of the row images read.
         let mut counts: HashMap<usize, (u64, u64, u64, u64, u64, u64)> = HashMap::new();
+        let mut commits = crate::telemetry::Commits::default();
         let mut changes = Vec::with_capacity(batch.changes.len());
         for change in batch.changes {
             let Some(&i) = routes.get(&change.table.name) else {
@@ -124,6 +125,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
             let widen = |row: Vec<siphon_core::Value>| reshape(&change.table, &t.source, row);
             let c = counts.entry(i).or_default();
             c.5 += change.op.size();
+            commits.note(i, &change);
             let op = match change.op {
                 Op::Schema(_) => continue,
                 Op::Insert(r) => {
@@ -174,6 +176,9 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
             async {
                 let r = sink.apply(Batch { changes }, &cp).await;
                 applied.store(true, std::sync::atomic::Ordering::Release);
+                if r.is_ok() {
+                    crate::telemetry::batch_applied(pipeline, "cdc", applying.elapsed());
+                }
                 r
             },
             async {
@@ -205,6 +210,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
             took_ms = applying.elapsed().as_millis() as u64,
             "batch applied"
         );
+        let applied_at = chrono::Utc::now();
         let mut failed = None;
         let finished = match read {
             Some(Ok(Some(read))) => {
@@ -223,6 +229,13 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         if let Err(e) = state.save_checkpoint(&cp).await {
             tracing::warn!(pipeline, error = %e, "could not copy the checkpoint to the state store");
         }
+        let lags = commits.committed(&log, |i| tables[i].stream.clone(), applied_at);
+        if !lags.is_empty() {
+            if let Err(e) = state.record_commit_lags(&lags).await {
+                tracing::warn!(pipeline, error = %e, "could not record the replication lag in the state store");
+            }
+        }
+        crate::telemetry::source_position(pipeline, &next);
         // Only what the target committed is confirmed to the source.
         stream.confirm(&next).await?;
         *position = next;

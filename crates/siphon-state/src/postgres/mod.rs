@@ -8,6 +8,7 @@
 //! (`sync_configurations`, `sync_executions`, `sync_change_tracking`,
 //! `sync_conflicts`); siphon's own tables sit beside them.
 
+mod lag;
 mod schema;
 mod store;
 

@@ -15,7 +15,8 @@
 //! - `sync_conflicts`: rows changed on both sides of a `merge` pipeline,
 //!   `pending` until resolved.
 //!
-//! siphon's own: `connections`, `table_flags`, `stream_states`, `leases`.
+//! siphon's own: `connections`, `table_flags`, `stream_states`, `leases`,
+//! `commit_lags`.
 
 use tokio_postgres::Client;
 
@@ -133,6 +134,19 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sync_execution_tables ADD COLUMN bytes_processed bigint NOT NULL DEFAULT 0;
     ALTER TABLE sync_executions ADD COLUMN bytes_processed bigint NOT NULL DEFAULT 0;
+    "#,
+    // 3: beside each checkpoint, when the source committed the newest logged
+    // change it covers and when the target committed it (`CommitLag`), for
+    // the replication lag `status` shows.
+    r#"
+    CREATE TABLE commit_lags (
+        pipeline         text NOT NULL,
+        table_key        text NOT NULL,
+        table_name       text NOT NULL,
+        source_commit_at timestamptz NOT NULL,
+        applied_at       timestamptz NOT NULL,
+        PRIMARY KEY (pipeline, table_key)
+    );
     "#,
 ];
 

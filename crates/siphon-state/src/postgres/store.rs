@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use siphon_core::{
-    Checkpoint, Conflict, ErrorKind, Execution, ExecutionStatus, Flag, Lease, Phase, PipelineSpec,
-    Result, Schedule, Side, StateStore, StreamId, StreamState, TableName, TableStats,
+    Checkpoint, CommitLag, Conflict, ErrorKind, Execution, ExecutionStatus, Flag, Lease, Phase,
+    PipelineSpec, Result, Schedule, Side, StateStore, StreamId, StreamState, TableName, TableStats,
 };
 use tokio_postgres::Row;
 
@@ -314,6 +314,7 @@ impl StateStore for PostgresStateStore {
             "DELETE FROM table_flags WHERE pipeline = $1",
             "DELETE FROM stream_states WHERE pipeline = $1",
             "DELETE FROM sync_change_tracking WHERE sync_name = $1",
+            "DELETE FROM commit_lags WHERE pipeline = $1",
         ] {
             tx.execute(sql, &[&name])
                 .await
@@ -508,15 +509,28 @@ impl StateStore for PostgresStateStore {
 
     async fn remove_checkpoint(&self, stream: &StreamId) -> Result<()> {
         let doing = format!("cannot remove the checkpoint of {stream}");
-        let client = self.client(&doing).await?;
-        client
-            .execute(
-                "DELETE FROM sync_change_tracking WHERE sync_name = $1 AND table_key = $2",
-                &[&stream.pipeline, &stream.table.key()],
-            )
+        let mut client = self.client(&doing).await?;
+        let tx = client
+            .transaction()
             .await
             .map_err(|e| self.fail(&doing, e))?;
-        Ok(())
+        for sql in [
+            "DELETE FROM sync_change_tracking WHERE sync_name = $1 AND table_key = $2",
+            "DELETE FROM commit_lags WHERE pipeline = $1 AND table_key = $2",
+        ] {
+            tx.execute(sql, &[&stream.pipeline, &stream.table.key()])
+                .await
+                .map_err(|e| self.fail(&doing, e))?;
+        }
+        tx.commit().await.map_err(|e| self.fail(&doing, e))
+    }
+
+    async fn record_commit_lags(&self, lags: &[(StreamId, CommitLag)]) -> Result<()> {
+        self.save_lags(lags).await
+    }
+
+    async fn commit_lags(&self) -> Result<Vec<(StreamId, CommitLag)>> {
+        self.read_lags().await
     }
 
     /// The execution starts `running`, stamped now; ids come from one

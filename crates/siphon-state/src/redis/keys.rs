@@ -10,6 +10,8 @@
 //! | `P:states:{pipeline}` | hash | table → its stream state (JSON) |
 //! | `P:state_pipelines` | set | pipelines that have stream states |
 //! | `P:checkpoints:{pipeline}` | hash | table → its checkpoint (JSON) |
+//! | `P:commit_lags:{pipeline}` | hash | table → when the source committed the newest logged change its checkpoint covers and when the target did (JSON) |
+//! | `P:lag_pipelines` | set | pipelines that have commit lags |
 //! | `P:execution_id`, `P:conflict_id` | string | counters of ids |
 //! | `P:execution:{id}` | hash | `pipeline`, `started_at`, `finished_at`, `status`, `error`, `retained_log_bytes`, `table:{table}` → statistics (JSON) |
 //! | `P:executions`, `P:executions_of:{pipeline}` | sorted set | execution ids |
@@ -89,6 +91,16 @@ impl Keys {
 
     pub(super) fn checkpoints(&self, pipeline: &str) -> String {
         self.key(&format!("checkpoints:{pipeline}"))
+    }
+
+    /// When the source committed the newest logged change each table's
+    /// checkpoint covers, and when the target committed it.
+    pub(super) fn commit_lags(&self, pipeline: &str) -> String {
+        self.key(&format!("commit_lags:{pipeline}"))
+    }
+
+    pub(super) fn lag_pipelines(&self) -> String {
+        self.key("lag_pipelines")
     }
 
     pub(super) fn execution_id(&self) -> String {

@@ -8,8 +8,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use redis::FromRedisValue;
 use serde::de::DeserializeOwned;
 use siphon_core::{
-    Checkpoint, Conflict, ErrorKind, Execution, ExecutionStatus, Flag, Lease, PipelineSpec, Result,
-    Side, StateStore, StreamId, StreamState, TableName, TableStats,
+    Checkpoint, CommitLag, Conflict, ErrorKind, Execution, ExecutionStatus, Flag, Lease,
+    PipelineSpec, Result, Side, StateStore, StreamId, StreamState, TableName, TableStats,
 };
 
 use super::keys::{parse_switch, switch_text, Keys};
@@ -343,6 +343,10 @@ impl StateStore for RedisStateStore {
             .srem(self.keys.state_pipelines(), name)
             .ignore()
             .del(self.keys.checkpoints(name))
+            .ignore()
+            .del(self.keys.commit_lags(name))
+            .ignore()
+            .srem(self.keys.lag_pipelines(), name)
             .ignore();
         let (removed,): (i64,) = self.atomic(&doing, &pipe).await?;
         Ok(removed > 0)
@@ -485,13 +489,60 @@ impl StateStore for RedisStateStore {
 
     async fn remove_checkpoint(&self, stream: &StreamId) -> Result<()> {
         let doing = format!("cannot remove the checkpoint of {stream}");
-        self.run(
-            &doing,
-            redis::cmd("HDEL")
-                .arg(self.keys.checkpoints(&stream.pipeline))
-                .arg(stream.table.key()),
-        )
-        .await
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hdel(self.keys.checkpoints(&stream.pipeline), stream.table.key())
+            .ignore()
+            .hdel(self.keys.commit_lags(&stream.pipeline), stream.table.key())
+            .ignore();
+        self.atomic::<()>(&doing, &pipe).await
+    }
+
+    async fn record_commit_lags(&self, lags: &[(StreamId, CommitLag)]) -> Result<()> {
+        let doing = "cannot record the replication lag of the streams";
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (stream, lag) in lags {
+            let json = self.encode(doing, lag)?;
+            pipe.hset(
+                self.keys.commit_lags(&stream.pipeline),
+                stream.table.key(),
+                json,
+            )
+            .ignore()
+            .sadd(self.keys.lag_pipelines(), &stream.pipeline)
+            .ignore();
+        }
+        self.atomic::<()>(doing, &pipe).await
+    }
+
+    /// Ordered by pipeline, then table key.
+    async fn commit_lags(&self) -> Result<Vec<(StreamId, CommitLag)>> {
+        let doing = "cannot read the replication lag of the streams";
+        let mut pipelines: Vec<String> = self
+            .run(doing, redis::cmd("SMEMBERS").arg(self.keys.lag_pipelines()))
+            .await?;
+        pipelines.sort();
+        if pipelines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for p in &pipelines {
+            pipe.hgetall(self.keys.commit_lags(p));
+        }
+        let all: Vec<BTreeMap<String, String>> = self.atomic(doing, &pipe).await?;
+        let mut lags = Vec::new();
+        for (pipeline, tables) in pipelines.iter().zip(all) {
+            for (table, json) in tables {
+                let stream = StreamId {
+                    pipeline: pipeline.clone(),
+                    table: table_of(&table),
+                };
+                let lag = self.decode(doing, &format!("the replication lag of {stream}"), &json)?;
+                lags.push((stream, lag));
+            }
+        }
+        Ok(lags)
     }
 
     /// The execution starts `running`, stamped now; ids come from one counter

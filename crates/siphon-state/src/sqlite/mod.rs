@@ -8,6 +8,7 @@
 
 mod conflicts;
 mod keys;
+mod lag;
 mod lease;
 mod schema;
 mod sql;

@@ -117,6 +117,18 @@ const MIGRATIONS: &[Migration] = &[
     Sql(r#"
     ALTER TABLE execution_tables ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
     "#),
+    // 8: beside each checkpoint, when the source committed the newest logged
+    // change it covers and when the target committed it (`CommitLag`), for
+    // the replication lag `status` shows.
+    Sql(r#"
+    CREATE TABLE commit_lags (
+        pipeline         TEXT NOT NULL,
+        table_name       TEXT NOT NULL,
+        source_commit_at TEXT NOT NULL,
+        applied_at       TEXT NOT NULL,
+        PRIMARY KEY (pipeline, table_name)
+    );
+    "#),
 ];
 
 /// Brings the file's schema up to date. Safe when several processes open the same

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use siphon_core::{
-    Checkpoint, Conflict, Execution, ExecutionStatus, Flag, Lease, PipelineSpec, Result, RowCounts,
-    Side, StateStore, StreamId, StreamState, TableName, TableStats,
+    Checkpoint, CommitLag, Conflict, Execution, ExecutionStatus, Flag, Lease, PipelineSpec, Result,
+    RowCounts, Side, StateStore, StreamId, StreamState, TableName, TableStats,
 };
 
 use super::sql::{Json, ModeName, Stamp, StatusName};
@@ -91,7 +91,7 @@ impl StateStore for SqliteStateStore {
         self.call(doing, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existed = tx.execute("DELETE FROM pipelines WHERE name = ?1", [&name])? > 0;
-            for table in ["flags", "stream_states", "checkpoints"] {
+            for table in ["flags", "stream_states", "checkpoints", "commit_lags"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE pipeline = ?1"), [&name])?;
             }
             tx.commit()?;
@@ -280,8 +280,22 @@ impl StateStore for SqliteStateStore {
                 "DELETE FROM checkpoints WHERE pipeline = ?1 AND table_name = ?2",
                 params![pipeline, table],
             )?;
-            Ok(())
+            super::lag::remove(conn, &pipeline, &table)
         })
+    }
+
+    fn record_commit_lags(
+        &self,
+        lags: &[(StreamId, CommitLag)],
+    ) -> impl Future<Output = Result<()>> + Send {
+        let lags = lags.to_vec();
+        let doing = "cannot record the replication lag of the streams".to_owned();
+        self.call(doing, move |conn| super::lag::record(conn, &lags))
+    }
+
+    fn commit_lags(&self) -> impl Future<Output = Result<Vec<(StreamId, CommitLag)>>> + Send {
+        let doing = "cannot read the replication lag of the streams".to_owned();
+        self.call(doing, super::lag::list)
     }
 
     /// The execution starts `running`, stamped now. Ids grow with each start, across
@@ -557,7 +571,7 @@ fn key(stream: &StreamId) -> (String, String) {
 /// The table a stored key names. Execution history from before keys existed may
 /// hold a display name that more than one table shares; it is read as
 /// `schema.table` split at the first `.`.
-fn table_of(stored: &str) -> TableName {
+pub(super) fn table_of(stored: &str) -> TableName {
     TableName::from_key(stored).unwrap_or_else(|| TableName::parse(stored))
 }
 

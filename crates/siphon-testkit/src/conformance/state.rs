@@ -7,8 +7,8 @@ use std::future::Future;
 
 use chrono::{DateTime, TimeZone, Utc};
 use siphon_core::{
-    Checkpoint, ExecutionStatus, Flag, Mode, Phase, PipelineSpec, Position, RowCounts, StateStore,
-    StreamId, StreamState, TableName, TableStats,
+    Checkpoint, CommitLag, ExecutionStatus, Flag, Mode, Phase, PipelineSpec, Position, RowCounts,
+    StateStore, StreamId, StreamState, TableName, TableStats,
 };
 
 use super::HarnessError;
@@ -187,7 +187,7 @@ pub async fn stream_states<H: StoreHarness>(h: &H) {
 }
 
 /// Checkpoints of every phase are saved, read back, replaced and removed, one
-/// per stream whatever its name.
+/// per stream whatever its name; so is the commit lag kept beside them.
 pub async fn checkpoints<H: StoreHarness>(h: &H) {
     let (a, b) = two_handles(h).await;
     let ours = streams("p");
@@ -247,6 +247,52 @@ pub async fn checkpoints<H: StoreHarness>(h: &H) {
     assert!(a.checkpoint(&ours[1]).await.unwrap().is_some());
     // Removing what is not there is not an error.
     b.remove_checkpoint(&ours[0]).await.unwrap();
+    commit_lags(&a, &b, &ours).await;
+}
+
+/// The commit lag kept with each checkpoint: recorded for several streams at
+/// once, replaced, read by the other handle to the microsecond, and removed
+/// with its stream's checkpoint and its pipeline.
+async fn commit_lags<S: StateStore>(a: &S, b: &S, ours: &[StreamId]) {
+    assert!(a.commit_lags().await.unwrap().is_empty());
+    let lag = |i: i64, behind_ms: i64| CommitLag {
+        source_commit_at: at(i * 10),
+        applied_at: at(i * 10) + chrono::Duration::milliseconds(behind_ms),
+    };
+    let theirs = StreamId::new("q", &ours[1].table);
+    let mut first: Vec<(StreamId, CommitLag)> = ours
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), lag(i as i64, 250)))
+        .collect();
+    first.push((theirs.clone(), lag(9, 1500)));
+    a.record_commit_lags(&first).await.unwrap();
+    // A later checkpoint replaces the lag of the streams it covers only.
+    let later = vec![(ours[1].clone(), lag(7, 40))];
+    b.record_commit_lags(&later).await.unwrap();
+    b.record_commit_lags(&[]).await.unwrap();
+    let mut want = first.clone();
+    want[1].1 = later[0].1;
+    let sorted = |mut v: Vec<(StreamId, CommitLag)>| {
+        v.sort_by(|x, y| (&x.0.pipeline, x.0.table.key()).cmp(&(&y.0.pipeline, y.0.table.key())));
+        v
+    };
+    assert_eq!(sorted(b.commit_lags().await.unwrap()), sorted(want.clone()));
+    assert_eq!(want[1].1.seconds(), 0.04);
+    assert_eq!(want.last().unwrap().1.seconds(), 1.5);
+    // A source clock ahead of siphon's shows no lag rather than a negative one.
+    let ahead = CommitLag {
+        source_commit_at: at(5),
+        applied_at: at(4),
+    };
+    assert_eq!(ahead.seconds(), 0.0);
+
+    a.remove_checkpoint(&ours[2]).await.unwrap();
+    want.retain(|(s, _)| s != &ours[2]);
+    assert_eq!(sorted(b.commit_lags().await.unwrap()), sorted(want.clone()));
+    b.remove_pipeline("q").await.unwrap();
+    want.retain(|(s, _)| s != &theirs);
+    assert_eq!(sorted(a.commit_lags().await.unwrap()), sorted(want));
 }
 
 fn at(secs: i64) -> DateTime<Utc> {

@@ -7,8 +7,8 @@ use std::fmt;
 use std::time::Duration;
 
 use siphon_core::{
-    Checkpoint, Conflict, Execution, ExecutionStatus, Flag, Lease, PipelineSpec, Result, Side,
-    StateStore, StreamId, StreamState, TableStats,
+    Checkpoint, CommitLag, Conflict, Execution, ExecutionStatus, Flag, Lease, PipelineSpec, Result,
+    Side, StateStore, StreamId, StreamState, TableStats,
 };
 
 use super::BoxFuture;
@@ -43,6 +43,11 @@ trait DynState: fmt::Debug + Send + Sync {
     fn save_checkpoint<'a>(&'a self, checkpoint: &'a Checkpoint) -> BoxFuture<'a, Result<()>>;
     fn checkpoint<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Checkpoint>>>;
     fn remove_checkpoint<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>>;
+    fn record_commit_lags<'a>(
+        &'a self,
+        lags: &'a [(StreamId, CommitLag)],
+    ) -> BoxFuture<'a, Result<()>>;
+    fn commit_lags(&self) -> BoxFuture<'_, Result<Vec<(StreamId, CommitLag)>>>;
     fn start_execution<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<u64>>;
     fn record_table<'a>(
         &'a self,
@@ -154,6 +159,15 @@ impl<T: StateStore + fmt::Debug + 'static> DynState for Store<T> {
     }
     fn remove_checkpoint<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.0.remove_checkpoint(stream))
+    }
+    fn record_commit_lags<'a>(
+        &'a self,
+        lags: &'a [(StreamId, CommitLag)],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.0.record_commit_lags(lags))
+    }
+    fn commit_lags(&self) -> BoxFuture<'_, Result<Vec<(StreamId, CommitLag)>>> {
+        Box::pin(self.0.commit_lags())
     }
     fn start_execution<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<u64>> {
         Box::pin(self.0.start_execution(pipeline))
@@ -296,6 +310,12 @@ impl StateStore for AnyStateStore {
     }
     async fn remove_checkpoint(&self, stream: &StreamId) -> Result<()> {
         self.0.remove_checkpoint(stream).await
+    }
+    async fn record_commit_lags(&self, lags: &[(StreamId, CommitLag)]) -> Result<()> {
+        self.0.record_commit_lags(lags).await
+    }
+    async fn commit_lags(&self) -> Result<Vec<(StreamId, CommitLag)>> {
+        self.0.commit_lags().await
     }
     async fn start_execution(&self, pipeline: &str) -> Result<u64> {
         self.0.start_execution(pipeline).await

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use siphon_core::{
-    Checkpoint, Error, Execution, ExecutionStatus, Flag, Mode, NewTables, Phase, PipelineSpec,
-    Result, Source, StateStore, StreamId, StreamState, TableName, TableStats,
+    Checkpoint, CommitLag, Error, Execution, ExecutionStatus, Flag, Mode, NewTables, Phase,
+    PipelineSpec, Result, Source, StateStore, StreamId, StreamState, TableName, TableStats,
 };
 
 use crate::config::ConnUrl;
@@ -43,6 +43,7 @@ const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(3);
 ///     "lease": {"holder": "host:4242:ab12", "epoch": 3, "expires_at": "…"} | null,
 ///     "log_checkpoint": <checkpoint> | null,   // cdc: the pipeline's log position
 ///     "retained_log_bytes": 1048576 | null,    // cdc: log the source keeps for it
+///     "lag": <lag> | null,                     // cdc: of the newest batch the pipeline applied
 ///     "tables": [{
 ///       "table": "public.orders", "mode": "cdc",
 ///       "state": "idle" | "streaming" | "snapshotting" | "paused" | "failed" | "not_run",
@@ -52,6 +53,7 @@ const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(3);
 ///       "rows_per_second": 1234.5 | null,
 ///       "checkpoint": <checkpoint> | null,
 ///       "checkpoint_at": "…" | null,
+///       "lag": <lag> | null,                   // cdc: of the newest batch that held its changes
 ///       "last_run": <run> | null,
 ///       "runs": [<run>, …]                     // newest first, up to 10
 ///     }],
@@ -60,6 +62,7 @@ const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(3);
 ///       "retained_log_bytes": null, "tables": ["public.orders"]}]   // newest first, up to 10
 ///   }]
 /// }
+/// <lag> = {"seconds": 0.012, "source_commit_at": "…", "applied_at": "…"}
 /// <checkpoint> = {"phase": "snapshot" | "streaming", "position": <connector JSON> | null, "epoch": 3}
 /// <run> = {"execution": 7, "mode": "cdc", "status": "running" | "succeeded" | "failed" | "stopped",
 ///   "error": "…" | null, "started_at": "…", "finished_at": "…" | null, "duration_ms": 812 | null,
@@ -91,6 +94,9 @@ pub struct PipelineStatus {
     /// `cdc`: the bytes of log the source kept for the pipeline at the end of
     /// the newest execution that measured it (PostgreSQL: the slot's WAL).
     pub retained_log_bytes: Option<u64>,
+    /// `cdc`: the replication lag of the newest batch the pipeline applied
+    /// (of its newest transaction); `None` before its first logged change.
+    pub lag: Option<LagStatus>,
     /// The tables that have a state or ran in the executions read, by name.
     pub tables: Vec<TableStatus>,
     /// The newest executions first.
@@ -136,6 +142,9 @@ pub struct TableStatus {
     /// which it changed; otherwise the end of its newest succeeded run, which
     /// committed its checkpoint as it ended.
     pub checkpoint_at: Option<DateTime<Utc>>,
+    /// `cdc`: the replication lag of the newest batch that held changes of
+    /// the table; `None` before its first logged change was applied.
+    pub lag: Option<LagStatus>,
     /// Its newest run.
     pub last_run: Option<TableRun>,
     /// Its newest runs first, up to 10.
@@ -152,6 +161,36 @@ pub struct ErrorStatus {
     pub kind: Option<String>,
     /// When the engine tries it again; `None` when it waits for an operator.
     pub next_retry: Option<DateTime<Utc>>,
+}
+
+/// Replication lag, as kept with a checkpoint ([`CommitLag`]): how long
+/// after the source committed a change the target committed it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LagStatus {
+    /// Seconds from the source's commit to the target's (0 when the source's
+    /// clock is ahead of siphon's).
+    pub seconds: f64,
+    /// When the source committed the newest change applied.
+    pub source_commit_at: DateTime<Utc>,
+    /// When the target committed it.
+    pub applied_at: DateTime<Utc>,
+}
+
+impl From<&CommitLag> for LagStatus {
+    fn from(l: &CommitLag) -> LagStatus {
+        LagStatus {
+            seconds: l.seconds(),
+            source_commit_at: l.source_commit_at,
+            applied_at: l.applied_at,
+        }
+    }
+}
+
+/// The lag kept for `stream`, if any.
+fn lag_of(lags: &[(StreamId, CommitLag)], stream: &StreamId) -> Option<LagStatus> {
+    lags.iter()
+        .find(|(s, _)| s == stream)
+        .map(|(_, l)| LagStatus::from(l))
 }
 
 /// How far a load has come.
@@ -292,6 +331,7 @@ pub async fn read<St: StateStore>(
         pipelines.retain(|name, _| wanted.contains(name));
     }
     let states = state.stream_states().await?;
+    let lags = state.commit_lags().await?;
     let now = Utc::now();
     let mut report = Report {
         generated_at: now,
@@ -300,7 +340,12 @@ pub async fn read<St: StateStore>(
     let mut connections = None;
     for (name, spec) in pipelines {
         let executions = state.executions(Some(&name), EXECUTIONS_READ).await?;
-        let mut status = pipeline(state, &name, &spec, &states, &executions, now, memory).await?;
+        let seen = Seen {
+            states: &states,
+            lags: &lags,
+            executions: &executions,
+        };
+        let mut status = pipeline(state, &name, &spec, seen, now, memory).await?;
         let loading: Vec<usize> = status
             .tables
             .iter()
@@ -325,24 +370,39 @@ pub async fn read<St: StateStore>(
     Ok(report)
 }
 
+/// What one read found in the store, for every pipeline.
+#[derive(Debug, Clone, Copy)]
+struct Seen<'a> {
+    states: &'a [(StreamId, StreamState)],
+    lags: &'a [(StreamId, CommitLag)],
+    /// The pipeline's executions, newest first.
+    executions: &'a [Execution],
+}
+
 async fn pipeline<St: StateStore>(
     state: &St,
     name: &str,
     spec: &PipelineSpec,
-    states: &[(StreamId, StreamState)],
-    executions: &[Execution],
+    seen: Seen<'_>,
     now: DateTime<Utc>,
     memory: &mut Memory,
 ) -> Result<PipelineStatus> {
+    let Seen {
+        states,
+        lags,
+        executions,
+    } = seen;
     let lease = state.lease(name).await?.map(|l| LeaseStatus {
         holder: l.holder,
         epoch: l.epoch,
         expires_at: l.expires_at,
     });
+    let log = siphon_engine::log_stream(name);
     let log_checkpoint = state
-        .checkpoint(&siphon_engine::log_stream(name))
+        .checkpoint(&log)
         .await?
         .map(|cp| CheckpointStatus::from(&cp));
+    let lag = lag_of(lags, &log);
     let retained_log_bytes = executions.iter().find_map(|e| e.retained_log_bytes);
 
     // Every table with a state, and every table a recent execution ran.
@@ -366,7 +426,11 @@ async fn pipeline<St: StateStore>(
             .find(|(s, _)| *s == stream)
             .map(|(_, st)| st.clone());
         let table_runs = runs.remove(&table).unwrap_or_default();
-        tables.push(table_status(state, spec, stream, stored, &table_runs, now, memory).await?);
+        let lag = lag_of(lags, &stream);
+        let mut status =
+            table_status(state, spec, stream, stored, &table_runs, now, memory).await?;
+        status.lag = lag;
+        tables.push(status);
     }
     Ok(PipelineStatus {
         name: name.to_string(),
@@ -378,6 +442,7 @@ async fn pipeline<St: StateStore>(
         lease,
         log_checkpoint,
         retained_log_bytes,
+        lag,
         tables,
         executions: executions
             .iter()
@@ -471,6 +536,7 @@ async fn table_status<St: StateStore>(
         rows_per_second,
         checkpoint,
         checkpoint_at,
+        lag: None,
         last_run: runs.first().cloned(),
         runs,
     })

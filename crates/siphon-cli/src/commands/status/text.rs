@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::model::{PipelineStatus, Report, SnapshotProgress, TableStatus};
+use super::model::{LagStatus, PipelineStatus, Report, SnapshotProgress, TableStatus};
 
 /// The report as plain text, one block per pipeline.
 pub fn render(report: &Report) -> String {
@@ -27,6 +27,9 @@ fn pipeline(out: &mut String, p: &PipelineStatus, now: DateTime<Utc>) {
     if let Some(log) = log(p) {
         let _ = writeln!(out, "  {log}");
     }
+    if let Some(lag) = pipeline_lag(p) {
+        let _ = writeln!(out, "  {lag}");
+    }
     if p.tables.is_empty() {
         let _ = writeln!(out, "  no table has run yet");
         return;
@@ -35,11 +38,12 @@ fn pipeline(out: &mut String, p: &PipelineStatus, now: DateTime<Utc>) {
         "TABLE",
         "STATE",
         "ROWS/S",
+        "LAG",
         "CHECKPOINT",
         "PROGRESS",
         "LAST RUN",
     ];
-    let rows: Vec<[String; 6]> = p
+    let rows: Vec<[String; 7]> = p
         .tables
         .iter()
         .map(|t| {
@@ -47,6 +51,7 @@ fn pipeline(out: &mut String, p: &PipelineStatus, now: DateTime<Utc>) {
                 t.table.clone(),
                 state(t),
                 rate(t.rows_per_second),
+                lag(t.lag.as_ref()),
                 time(t.checkpoint_at),
                 t.snapshot.map_or("-".to_string(), |s| progress(&s)),
                 last_run(t, now),
@@ -78,7 +83,7 @@ fn pipeline(out: &mut String, p: &PipelineStatus, now: DateTime<Utc>) {
     }
 }
 
-fn line(out: &mut String, cells: &[String; 6], widths: &[usize; 6]) {
+fn line(out: &mut String, cells: &[String; 7], widths: &[usize; 7]) {
     let mut l = String::from("  ");
     for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
         if i + 1 == cells.len() {
@@ -121,6 +126,27 @@ pub fn lease(p: &PipelineStatus, now: DateTime<Utc>) -> String {
 pub fn log(p: &PipelineStatus) -> Option<String> {
     p.retained_log_bytes
         .map(|b| format!("log retained at the source: {}", bytes(b)))
+}
+
+/// `cdc`: the replication lag of the newest batch the pipeline applied.
+pub fn pipeline_lag(p: &PipelineStatus) -> Option<String> {
+    p.lag.as_ref().map(|l| {
+        format!(
+            "replication lag: {} (source commit {}, applied {})",
+            lag(Some(l)),
+            l.source_commit_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            l.applied_at.format("%H:%M:%S%.3f")
+        )
+    })
+}
+
+/// A replication lag: `12 ms`, `1.5 s`, `3 min`; `-` when unknown.
+pub fn lag(l: Option<&LagStatus>) -> String {
+    match l {
+        None => "-".to_string(),
+        Some(l) if l.seconds < 1.0 => format!("{:.0} ms", l.seconds * 1000.0),
+        Some(l) => span((l.seconds * 1000.0) as u64),
+    }
 }
 
 /// `idle`, `snapshotting`, `failed (connection, retry at 06:00:05)`, with a
@@ -263,5 +289,15 @@ mod tests {
             rows_total: None,
         };
         assert_eq!(progress(&unknown), "5,000 rows");
+        let at = Utc::now();
+        let behind = |seconds| LagStatus {
+            seconds,
+            source_commit_at: at,
+            applied_at: at,
+        };
+        assert_eq!(lag(None), "-");
+        assert_eq!(lag(Some(&behind(0.0124))), "12 ms");
+        assert_eq!(lag(Some(&behind(1.52))), "1.5 s");
+        assert_eq!(lag(Some(&behind(300.0))), "5 min");
     }
 }

@@ -201,6 +201,7 @@ fn tables(f: &mut Frame, area: Rect, report: &Report) {
         Constraint::Length(longest(&|t| t.table.chars().count(), 5)),
         Constraint::Length(longest(&|t| text::state(t).chars().count(), 5)),
         Constraint::Length(9),
+        Constraint::Length(8),
         Constraint::Length(19),
         Constraint::Length(BAR as u16 + 6),
         Constraint::Fill(1),
@@ -208,6 +209,11 @@ fn tables(f: &mut Frame, area: Rect, report: &Report) {
     for (p, area) in report.pipelines.iter().zip(areas.iter()) {
         let mut about = vec![text::lease(p, now)];
         about.extend(text::log(p));
+        about.extend(
+            p.lag
+                .as_ref()
+                .map(|l| format!("lag {}", text::lag(Some(l)))),
+        );
         let title = Line::from(vec![
             Span::styled(
                 format!(" {} ", text::heading(p)),
@@ -219,6 +225,7 @@ fn tables(f: &mut Frame, area: Rect, report: &Report) {
             "TABLE",
             "STATE",
             "ROWS/S",
+            "LAG",
             "CHECKPOINT",
             "SNAPSHOT",
             "LAST RUN",
@@ -232,6 +239,7 @@ fn tables(f: &mut Frame, area: Rect, report: &Report) {
                     Cell::from(t.table.clone()),
                     Cell::from(text::state(t)).style(state_style(t)),
                     Cell::from(text::rate(t.rows_per_second)),
+                    Cell::from(text::lag(t.lag.as_ref())),
                     Cell::from(text::time(t.checkpoint_at)),
                     Cell::from(t.snapshot.map_or("-".to_string(), |s| bar(&s))),
                     Cell::from(text::last_run(t, now)),
