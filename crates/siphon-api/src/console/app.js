@@ -189,10 +189,10 @@ function snapshotCell(t) {
   const total = s.rows_total;
   if (total) {
     const pct = Math.min(100, (100 * s.rows_done) / total);
-    return html`<progress max="100" value="${pct.toFixed(1)}"></progress>${num.format(s.rows_done)} / ${num.format(total)}
-      (${pct.toFixed(0)}%)`;
+    return html`<progress max="100" value="${pct.toFixed(1)}"></progress> ${pct.toFixed(0)}%
+      <div class="muted">${num.format(s.rows_done)} / ${num.format(total)} rows</div>`;
   }
-  return html`<progress></progress>${num.format(s.rows_done)} rows`;
+  return html`<progress></progress><div class="muted">${num.format(s.rows_done)} rows</div>`;
 }
 
 function stateCell(t, busy) {
@@ -207,7 +207,7 @@ function stateCell(t, busy) {
 function errorCell(t) {
   if (!t.error) return "";
   const retry = t.error.next_retry ? html`; retry ${ago(t.error.next_retry)}` : html`; waits for an operator`;
-  return html`<span title="${t.error.message}">${t.error.message}</span>
+  return html`<span class="msg" title="${t.error.message}">${t.error.message}</span>
     <div class="kind">${t.error.kind ?? "error"}${retry}</div>`;
 }
 
