@@ -1,14 +1,19 @@
-//! Progress bars and run summaries on the terminal.
+//! Progress bars and run summaries on the terminal, and plain progress lines
+//! when stderr is not one.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use siphon_core::{ExecutionStatus, Mode, RowCounts, StreamId, TableStats};
 use siphon_engine::Observer;
 
-/// One bar per table stream, drawn on stderr when it is a terminal.
+/// One bar per table stream, drawn on stderr when it is a terminal; when it is
+/// not (a log file, a pipe, a service), one plain line per table when its copy
+/// starts and then at most every `SIPHON_PROGRESS_EVERY` (default 10 s).
 #[derive(Debug)]
 pub struct Bars {
     multi: MultiProgress,
@@ -16,6 +21,76 @@ pub struct Bars {
     /// Per bar, the rows a resumed load had already copied: its rate and eta
     /// count only the rows copied since.
     resumed_at: Mutex<HashMap<StreamId, Arc<AtomicU64>>>,
+    /// Set when stderr is not a terminal: plain lines instead of bars.
+    lines: Option<Lines>,
+}
+
+/// Plain progress lines, and how often they are printed.
+#[derive(Debug)]
+struct Lines {
+    every: Duration,
+    copies: Mutex<HashMap<StreamId, Copying>>,
+}
+
+/// One table's copy as the plain lines see it.
+#[derive(Debug)]
+struct Copying {
+    total: Option<u64>,
+    done: u64,
+    /// Rows a resumed copy had committed before: the rate counts from here.
+    base: u64,
+    since: Instant,
+    printed: Instant,
+}
+
+/// Default interval of plain progress lines.
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// `SIPHON_PROGRESS_EVERY` (`10s`, `500ms`, `0s` for every chunk), else 10 s;
+/// an unreadable value is said once and the default kept.
+fn plain_every() -> Duration {
+    let Ok(v) = std::env::var("SIPHON_PROGRESS_EVERY") else {
+        return PLAIN_EVERY;
+    };
+    let v = v.trim();
+    let parsed = if let Some(ms) = v.strip_suffix("ms") {
+        ms.parse::<u64>().ok().map(Duration::from_millis)
+    } else {
+        v.strip_suffix('s')
+            .unwrap_or(v)
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs)
+    };
+    parsed.unwrap_or_else(|| {
+        eprintln!("SIPHON_PROGRESS_EVERY={v:?} is not a duration like 10s or 500ms: using 10s");
+        PLAIN_EVERY
+    })
+}
+
+impl Copying {
+    /// `orders: 120000/1000000 rows (12%), 50000 rows/s, eta 0m18s`.
+    fn line(&self, stream: &StreamId) -> String {
+        let secs = self.since.elapsed().as_secs_f64();
+        let per_sec = rate_since(self.done, self.base, secs);
+        match self.total {
+            Some(total) if total > 0 => {
+                let left = total.saturating_sub(self.done);
+                let eta = if per_sec > 0.0 {
+                    let s = (left as f64 / per_sec).round() as u64;
+                    format!("{}m{:02}s", s / 60, s % 60)
+                } else {
+                    "-".to_string()
+                };
+                let pct = (self.done.min(total) * 100) / total;
+                format!(
+                    "{stream}: {}/{total} rows ({pct}%), {per_sec:.0} rows/s, eta {eta}",
+                    self.done
+                )
+            }
+            _ => format!("{stream}: {} rows, {per_sec:.0} rows/s", self.done),
+        }
+    }
 }
 
 /// Rows per second copied since the bar started, or since a resumed load's
@@ -43,6 +118,20 @@ impl Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: Mutex::default(),
             resumed_at: Mutex::default(),
+            lines: (!std::io::stderr().is_terminal()).then(|| Lines {
+                every: plain_every(),
+                copies: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Runs `f` on the plain-line state of `stream`, when lines are printed.
+    fn copying(&self, stream: &StreamId, f: impl FnOnce(&mut Copying, Duration)) {
+        let Some(lines) = &self.lines else { return };
+        if let Ok(mut copies) = lines.copies.lock() {
+            if let Some(c) = copies.get_mut(stream) {
+                f(c, lines.every);
+            }
         }
     }
 
@@ -53,6 +142,26 @@ impl Bars {
 
 impl Observer for Bars {
     fn table_started(&self, stream: &StreamId, total: Option<u64>) {
+        if let Some(lines) = &self.lines {
+            match total {
+                Some(n) => eprintln!("{stream}: copying about {n} rows"),
+                None => eprintln!("{stream}: copying"),
+            }
+            let now = Instant::now();
+            if let Ok(mut copies) = lines.copies.lock() {
+                copies.insert(
+                    stream.clone(),
+                    Copying {
+                        total,
+                        done: 0,
+                        base: 0,
+                        since: now,
+                        printed: now,
+                    },
+                );
+            }
+            return;
+        }
         let base = Arc::new(AtomicU64::new(0));
         let (for_rate, for_eta) = (base.clone(), base.clone());
         let bar = match total {
@@ -95,6 +204,12 @@ impl Observer for Bars {
     }
 
     fn table_resumed(&self, stream: &StreamId, rows: u64) {
+        self.copying(stream, |c, _| {
+            eprintln!("{stream}: resuming after {rows} rows already copied");
+            c.done = rows;
+            c.base = rows;
+            c.since = Instant::now();
+        });
         if let Some(bar) = self.bar(stream) {
             // The rate and eta count from here, not from the rows copied before.
             if let Some(base) = self
@@ -111,12 +226,24 @@ impl Observer for Bars {
     }
 
     fn rows_committed(&self, stream: &StreamId, rows: u64) {
+        self.copying(stream, |c, every| {
+            c.done += rows;
+            if c.printed.elapsed() >= every {
+                c.printed = Instant::now();
+                eprintln!("{}", c.line(stream));
+            }
+        });
         if let Some(bar) = self.bar(stream) {
             bar.inc(rows);
         }
     }
 
     fn table_finished(&self, stream: &StreamId, _stats: &TableStats) {
+        if let Some(lines) = &self.lines {
+            if let Ok(mut copies) = lines.copies.lock() {
+                copies.remove(stream);
+            }
+        }
         if let Ok(mut bases) = self.resumed_at.lock() {
             bases.remove(stream);
         }
