@@ -210,9 +210,10 @@ my_url() { echo "mysql://root@127.0.0.1:${my_port[$1]}/$2"; }
 # --- measuring -------------------------------------------------------------------
 
 # bench_measure OUT LOG CMD…: runs CMD with stdout and stderr appended to LOG and
-# writes "<wall seconds> <peak RSS KiB> <exit code>" into OUT; the peak RSS is
-# the child's own (wait4(2) ru_maxrss, the largest of the process and its
-# waited-for descendants). Returns CMD's exit code.
+# writes "<wall seconds> <peak RSS KiB> <exit code> <CPU seconds>" into OUT; the
+# peak RSS is the child's own (wait4(2) ru_maxrss, the largest of the process and
+# its waited-for descendants), the CPU seconds its user + system time (the same
+# descendants included). Returns CMD's exit code.
 bench_measure() {
     python3 - "$@" <<'PY'
 import os, subprocess, sys, time
@@ -224,7 +225,8 @@ with open(log, "ab") as lf:
     secs = time.monotonic() - start
     code = os.waitstatus_to_exitcode(status)
 with open(out, "w") as f:
-    f.write(f"{secs:.3f} {usage.ru_maxrss} {code}\n")
+    cpu = usage.ru_utime + usage.ru_stime
+    f.write(f"{secs:.3f} {usage.ru_maxrss} {code} {cpu:.2f}\n")
 sys.exit(code)
 PY
 }

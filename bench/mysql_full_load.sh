@@ -20,7 +20,10 @@
 #   siphon    `siphon run -f bench.yaml --once` (mode: full)
 # Measured for each: wall time of the command, rows/s = N ÷ wall time, and the
 # tool's peak resident set (wait4(2) ru_maxrss of the process, its waited-for
-# children included). After each load the target's count(*) and
+# children included), its CPU time (user + system), and the CPU time MariaDB
+# and PostgreSQL spent during its run (where the time goes on a small machine);
+# the load average is printed at the start and the end, as other work on the
+# machine slows every tool. After each load the target's count(*) and
 # sum(round(amount, 2)) must equal the source's, or the script fails.
 # Type fidelity, per tool: the column types the tool created, and whether
 #   amount  is numeric(12,2) with the source's text values,
@@ -84,6 +87,7 @@ trap 'echo "error: ${BASH_SOURCE[0]##*/} line $LINENO: a command failed (exit $?
 pg_start
 my_start src 1
 echo "== MariaDB on port ${my_port[src]}, PostgreSQL on port $port (fsync: MariaDB $my_fsync, PostgreSQL $fsync)" >&2
+load_before=$(cut -d ' ' -f 1-3 /proc/loadavg)
 
 # --- source ---------------------------------------------------------------------
 echo "== $n rows: generating src.orders…" >&2
@@ -246,13 +250,35 @@ run_siphon() {
     }
 }
 
+# server_cpu: "<MariaDB CPU s> <PostgreSQL CPU s>" so far: mariadbd's user +
+# system time, and the postmaster's with its exited children (the backends
+# that served finished connections; the long-lived background processes are
+# left out).
+clk=$(getconf CLK_TCK)
+ticks() { # ticks PID WITH_CHILDREN: the process's CPU ticks (and its exited children's)
+    local stat f
+    stat=$(<"/proc/$1/stat") || return 1
+    read -r -a f <<<"${stat##*) }"
+    if [[ "$2" == 1 ]]; then echo $(( f[11] + f[12] + f[13] + f[14] )); else echo $(( f[11] + f[12] )); fi
+}
+server_cpu() {
+    local my pg
+    my=$(ticks "${my_pid[src]}" 0) && pg=$(ticks "$(head -n 1 "$pgdata/postmaster.pid")" 1) \
+        && awk -v m="$my" -v p="$pg" -v c="$clk" 'BEGIN { printf "%.2f %.2f\n", m / c, p / c }' \
+        || echo "0 0"
+}
+
 declare -A dbs=([pgloader]=pgl [sling]=slg [siphon]=sip)
 for tool in $tools; do
     echo "== $n rows: $tool…" >&2
     q -d postgres -c CHECKPOINT
     myq src -e "FLUSH TABLES"
     sync
+    read -r my_cpu0 pg_cpu0 < <(server_cpu)
     "run_$tool" || exit 1
+    read -r my_cpu1 pg_cpu1 < <(server_cpu)
+    awk -v a="$my_cpu0" -v b="$my_cpu1" -v c="$pg_cpu0" -v d="$pg_cpu1" \
+        'BEGIN { printf "%.1f %.1f\n", b - a, d - c }' >"$work/$tool.servers"
     verify "$tool" "${dbs[$tool]}" || { tail -n 40 "$work/$tool.log" >&2; exit 1; }
     # Free the target's space and the server's caches of it before the next tool.
     q -d postgres -c "DROP DATABASE ${dbs[$tool]}"
@@ -260,14 +286,17 @@ done
 
 echo
 echo "MariaDB $(myq src -e 'SELECT VERSION()') → PostgreSQL 15, throwaway servers on 127.0.0.1 (fsync: MariaDB $my_fsync, PostgreSQL $fsync), $(nproc) CPUs"
-printf "%-9s | %12s | %10s | %12s | %10s\n" "tool" "rows" "wall s" "rows/s" "peak RSS"
-printf "%-9s-+-%12s-+-%10s-+-%12s-+-%10s\n" "---------" "------------" "----------" "------------" "----------"
+printf "%-9s | %12s | %10s | %12s | %10s | %8s | %11s | %11s\n" "tool" "rows" "wall s" "rows/s" "peak RSS" "tool CPU" "MariaDB CPU" "Postgres CPU"
+printf "%-9s-+-%12s-+-%10s-+-%12s-+-%10s-+-%8s-+-%11s-+-%11s\n" "---------" "------------" "----------" "------------" "----------" "--------" "-----------" "-----------"
 for tool in $tools; do
-    read -r secs rss _ <"$work/$tool.time"
-    awk -v t="$tool" -v n="$n" -v s="$secs" -v r="$rss" 'BEGIN {
+    read -r secs rss _ cpu <"$work/$tool.time"
+    read -r my_cpu pg_cpu <"$work/$tool.servers"
+    awk -v t="$tool" -v n="$n" -v s="$secs" -v r="$rss" -v c="$cpu" -v m="$my_cpu" -v p="$pg_cpu" 'BEGIN {
         s = (s > 0 ? s : 0.001)
-        printf "%-9s | %12d | %10.2f | %12.0f | %6.1f MiB\n", t, n, s, n / s, r / 1024 }'
+        printf "%-9s | %12d | %10.2f | %12.0f | %6.1f MiB | %6.1f s | %9.1f s | %9.1f s\n", t, n, s, n / s, r / 1024, c, m, p }'
 done
+echo
+echo "load average (1, 5, 15 min): $load_before at the start, $(cut -d ' ' -f 1-3 /proc/loadavg) at the end"
 echo
 echo "type fidelity (target column type; 'exact' = that type with the source's values on the sampled rows):"
 for tool in $tools; do
@@ -278,4 +307,6 @@ for tool in $tools; do
     printf "  %-9s %s\n" "$tool" "$(cat "$work/$tool.types")"
 done
 echo "(wall s = the tool's command from start to exit; rows/s = rows ÷ wall s; peak RSS = the tool's process,"
-echo " children included; every target was checked: count(*) and sum(amount) equal the source's)"
+echo " children included; tool CPU = its user + system time; MariaDB / Postgres CPU = the servers' CPU time"
+echo " during the tool's run, PostgreSQL's counting the backends of closed connections;"
+echo " every target was checked: count(*) and sum(amount) equal the source's)"
