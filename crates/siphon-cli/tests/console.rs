@@ -1,8 +1,11 @@
 //! The web console in a real browser: `siphon service start --listen` serves
 //! it beside the REST API, a continuous PostgreSQL to PostgreSQL `cdc`
 //! pipeline runs, and headless Chromium, driven through chromedriver
-//! (WebDriver), signs in with the API token, sees the pipeline's tables, pauses
-//! one with a click (which the state store then says is paused) and resumes it.
+//! (WebDriver), is refused a wrong token and signs in with the right one, sees
+//! the pipeline's tables and a table's replication lag, pauses one with a
+//! click (which the state store then says is paused), resumes it, resyncs
+//! another after the page's confirmation, and lists the executions. A table
+//! named with markup shows as text.
 //!
 //! Every wait polls a condition with a deadline; no fixed sleep synchronizes.
 //! chromedriver and the Chromium it starts run in a process group of their
@@ -284,28 +287,23 @@ async fn the_console_signs_in_shows_the_tables_and_pauses_one_with_a_click() {
         )
         .await;
     }
-    // Once the status document carries a table's replication lag, the page
-    // shows it: a row streamed into public.customers makes one.
-    if stored(d, &state, "public.customers")
-        .as_object()
-        .is_some_and(|t| t.contains_key("lag"))
-    {
-        pg.query_in(&src, "INSERT INTO customers VALUES (1000, 'new')")
-            .unwrap();
-        wait_until("the store keeps public.customers' lag", || {
-            stored(d, &state, "public.customers")["lag"]["seconds"].is_number()
-        });
-        page_until(
-            &browser,
-            "the page shows public.customers' lag",
-            &on_row(
-                "!!tr && /^[0-9.,]+ (ms|s|min|h|d)$/
-                   .test(tr.querySelector('[data-field=lag]').textContent.trim())",
-            ),
-            vec![json!("public.customers")],
-        )
-        .await;
-    }
+    // A row streamed into public.customers gives it a replication lag, which
+    // the page shows.
+    pg.query_in(&src, "INSERT INTO customers VALUES (1000, 'new')")
+        .unwrap();
+    wait_until("the store keeps public.customers' lag", || {
+        stored(d, &state, "public.customers")["lag"]["seconds"].is_number()
+    });
+    page_until(
+        &browser,
+        "the page shows public.customers' lag",
+        &on_row(
+            "!!tr && /^[0-9.,]+ (ms|s|min|h|d)$/
+               .test(tr.querySelector('[data-field=lag]').textContent.trim())",
+        ),
+        vec![json!("public.customers")],
+    )
+    .await;
     let section = browser
         .find(Locator::Css("#pipelines section[data-pipeline]"))
         .await
@@ -393,6 +391,66 @@ async fn the_console_signs_in_shows_the_tables_and_pauses_one_with_a_click() {
         "the page shows public.orders streaming again",
         &on_row("!!tr && tr.dataset.state === 'streaming' && tr.dataset.enabled === 'true'"),
         vec![json!("public.orders")],
+    )
+    .await;
+
+    // Resync asks first; once accepted, the table is copied again whole (a
+    // run of it after the click reads all its 51 rows).
+    let newest = "const done = arguments[arguments.length - 1];
+         fetch('/api/v1/executions?limit=1000&pipeline=' + encodeURIComponent(arguments[0]),
+           {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('siphon.token')}})
+           .then((r) => r.json())
+           .then((es) => done(es), (e) => done(String(e)));";
+    let before = browser
+        .execute_async(newest, vec![json!(pipeline)])
+        .await
+        .unwrap()[0]["id"]
+        .as_u64()
+        .expect("an execution");
+    browser
+        .find(Locator::Css(
+            "tr[data-table=\"public.customers\"] button[data-action=resync]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let asked = browser.get_alert_text().await.unwrap();
+    assert!(asked.contains("public.customers"), "{asked}");
+    browser.accept_alert().await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let executions = browser
+            .execute_async(newest, vec![json!(pipeline)])
+            .await
+            .unwrap();
+        let reloaded = executions.as_array().into_iter().flatten().any(|e| {
+            e["id"].as_u64() > Some(before)
+                && e["tables"].as_array().into_iter().flatten().any(|t| {
+                    t["table"]["name"] == "customers"
+                        && t["status"] == "succeeded"
+                        && t["rows_read"].as_u64() >= Some(51)
+                })
+        });
+        if reloaded {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until public.customers was copied again: {}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    page_until(
+        &browser,
+        "the page shows public.customers streaming, its resync done",
+        &on_row(
+            "!!tr && tr.dataset.state === 'streaming'
+             && !tr.querySelector('button[data-action=resync]').disabled",
+        ),
+        vec![json!("public.customers")],
     )
     .await;
 
