@@ -6,13 +6,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use serde_json::Value;
 use siphon_testkit::Postgres;
+use support::tmux::Tmux;
 use support::{command, fails, ok, siphon, stdout, text, wait_for, Running};
 
 /// A folder with `source.db` holding `items` (1,000 rows, copied fully),
@@ -295,83 +294,13 @@ fn status_json_shows_a_cdc_pipelines_log_checkpoint_and_retained_log() {
 
 // --- status --watch in tmux --------------------------------------------------
 
-/// A tmux server of its own (`-L`), with one session running `sh` in a fixed
-/// size; killed when dropped.
-struct Tmux {
-    socket: String,
+/// `status --watch` started and quit in a [`Tmux`] pane.
+trait Watch {
+    fn watch(&self, args: &str);
+    fn quit(&self, key: &str);
 }
 
-impl Tmux {
-    fn start(dir: &Path, width: u16, height: u16) -> Tmux {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let socket = format!(
-            "siphon-status-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let t = Tmux { socket };
-        let out = t
-            .tmux()
-            .args(["new-session", "-d", "-s", "w", "-x"])
-            .arg(width.to_string())
-            .arg("-y")
-            .arg(height.to_string())
-            .arg("-c")
-            .arg(dir)
-            .args(["env", "PS1=ready$ ", "sh"])
-            .output()
-            .expect("run tmux (scripts/test installs it)");
-        assert!(out.status.success(), "tmux: {out:?}");
-        t
-    }
-
-    fn tmux(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket])
-            .env_remove("SIPHON_STATE")
-            .env_remove("RUST_LOG")
-            .env_remove("TMUX")
-            .env("NO_COLOR", "1");
-        c
-    }
-
-    /// Types `keys` (tmux key names) into the pane.
-    fn send(&self, keys: &[&str]) {
-        let out = self
-            .tmux()
-            .args(["send-keys", "-t", "w"])
-            .args(keys)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-    }
-
-    /// What the pane shows now.
-    fn screen(&self) -> String {
-        let out = self
-            .tmux()
-            .args(["capture-pane", "-p", "-t", "w"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until the pane shows what `cond` wants; fails with the pane.
-    fn wait(&self, what: &str, within: Duration, mut cond: impl FnMut(&str) -> bool) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let s = self.screen();
-            if cond(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting until {what}; the pane shows:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
+impl Watch for Tmux {
     /// Starts `siphon status --watch` in the pane, saying its exit status when it ends.
     fn watch(&self, args: &str) {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_siphon"));
@@ -402,12 +331,6 @@ impl Tmux {
             !s.contains("q quits"),
             "the view was left on the screen:\n{s}"
         );
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.tmux().arg("kill-server").output();
     }
 }
 
