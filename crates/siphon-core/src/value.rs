@@ -468,7 +468,15 @@ impl FromStr for Decimal {
 
 impl TryFrom<String> for Decimal {
     type Error = DecimalParseError;
+    /// As [`Decimal::from_str`]; plain digits with an optional `-` (what
+    /// databases send) are kept in the string given, without a copy.
     fn try_from(s: String) -> Result<Self, Self::Error> {
+        let body = s.strip_prefix('-').unwrap_or(&s);
+        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+        let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if !(int.is_empty() && frac.is_empty()) && digits(int) && digits(frac) {
+            return Ok(Decimal(s));
+        }
         Decimal::from_str(&s)
     }
 }

@@ -124,10 +124,11 @@ fn whole(v: i128) -> Decimal {
         .unwrap_or_else(|_| Decimal::from(0i64))
 }
 
-/// A decimal the server sent as its digits (`-12.50`).
-fn decimal_digits(column: &Column, bytes: &[u8]) -> std::result::Result<Decimal, DecodeError> {
-    let s = std::str::from_utf8(bytes).map_err(|e| bad(column, e))?;
-    s.parse::<Decimal>().map_err(|e| bad(column, e))
+/// A decimal the server sent as its digits (`-12.50`), kept in the driver's
+/// buffer (no copy).
+fn decimal_digits(column: &Column, bytes: Vec<u8>) -> std::result::Result<Decimal, DecodeError> {
+    let s = String::from_utf8(bytes).map_err(|e| bad(column, e))?;
+    Decimal::try_from(s).map_err(|e| bad(column, e))
 }
 
 /// The date part of a wire date, or the zero date's text.
@@ -244,7 +245,7 @@ pub(crate) fn decode(
         K::Decimal { .. } => match raw {
             M::Int(_) | M::UInt(_) => Value::Decimal(whole(integer(column, &raw)?)),
             M::Bytes(_) if is_bit(column) => Value::Decimal(whole(integer(column, &raw)?)),
-            M::Bytes(b) => Value::Decimal(decimal_digits(column, &b)?),
+            M::Bytes(b) => Value::Decimal(decimal_digits(column, b)?),
             M::Double(f) => Value::Decimal(
                 Decimal::from_f64(f).ok_or_else(|| bad(column, format!("{f} is no decimal")))?,
             ),
