@@ -16,7 +16,7 @@ use crate::Ctx;
 #[serde(deny_unknown_fields)]
 pub struct NewConnection {
     /// Its name, as pipelines' `source` and `target` name it.
-    #[schema(example = "app")]
+    #[schema(example = "app", pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     pub name: String,
     /// `postgres://user:password@host:5432/db`, `mysql://…`, `sqlite://path.db`, …;
     /// `${VAR}` is kept as written and read from the service's environment
@@ -41,7 +41,7 @@ pub struct ConnectionView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PipelineBody {
     /// Its name (in `POST`; optional in `PUT`, where the path names it).
-    #[schema(example = "app_to_replica")]
+    #[schema(example = "app_to_replica", pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     pub name: Option<String>,
     /// Name of the source connection.
     #[schema(example = "app")]

@@ -138,6 +138,9 @@ pub async fn get_execution(
     State(ctx): State<Ctx>,
     Path(id): Path<u64>,
 ) -> Result<Json<siphon_core::Execution>, ApiError> {
+    if !storable(id) {
+        return Err(ApiError::not_found(format!("no execution {id}")));
+    }
     ctx.store
         .execution(id)
         .await?
@@ -175,6 +178,9 @@ pub async fn resolve_conflict(
     Path(id): Path<u64>,
     Json(body): Json<Resolve>,
 ) -> Result<Json<Resolved>, ApiError> {
+    if !storable(id) {
+        return Err(ApiError::not_found(format!("no conflict {id}")));
+    }
     let side = match body.keep {
         Keep::Source => Side::Source,
         Keep::Target => Side::Target,
@@ -204,6 +210,12 @@ pub async fn resolve_conflict(
         ),
         None => ApiError::not_found(format!("no conflict {id}")),
     })
+}
+
+/// Whether a store can hold the id: stores number them as signed 64-bit
+/// integers, so a larger one names nothing.
+fn storable(id: u64) -> bool {
+    i64::try_from(id).is_ok()
 }
 
 /// Each pipeline and table as the state store knows it: the same document as
