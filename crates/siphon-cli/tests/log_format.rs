@@ -135,3 +135,61 @@ fn logs_are_json_lines_or_text_and_never_show_a_password() {
     );
     my.query(&format!("DROP USER '{user}'@'%'")).unwrap();
 }
+
+/// Stops the daemon of a folder when the test ends, however it ends.
+struct Daemon<'a>(&'a Path);
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        let _ = siphon(self.0, &["service", "stop"]);
+    }
+}
+
+#[test]
+fn a_daemon_started_with_json_writes_json_lines_to_its_log_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    rusqlite::Connection::open(d.join("src.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
+        .unwrap();
+    std::fs::write(
+        d.join("siphon.yaml"),
+        "state: sqlite://.siphon/state.db\nconnections:\n  src: sqlite://src.db\n  \
+         dst: sqlite://dst.db\n  gone: sqlite://nowhere/gone.db\npipelines:\n  \
+         copy:\n    source: src\n    target: dst\n    mode: full\n  \
+         broken:\n    source: gone\n    target: dst\n    mode: full\n    tables: [t]\n",
+    )
+    .unwrap();
+    support::ok(siphon(d, &["apply"]));
+    support::ok(siphon(
+        d,
+        &[
+            "--log-format",
+            "json",
+            "service",
+            "start",
+            "--daemon",
+            "--catalog-poll",
+            "100ms",
+        ],
+    ));
+    let _stop = Daemon(d);
+    let logs = d.join(".siphon/logs");
+    let read = |name: &str| std::fs::read_to_string(logs.join(name)).unwrap_or_default();
+    support::wait_for(
+        "the broken pipeline's error in error.log",
+        std::time::Duration::from_secs(120),
+        || read("error.log").contains("broken"),
+    );
+    for name in ["combined.log", "error.log"] {
+        let text = read(name);
+        assert!(!text.trim().is_empty(), "{name} is empty");
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{name}: not a JSON line ({e}): {l}"));
+            assert!(v["level"].is_string(), "{name}: {l}");
+        }
+    }
+    support::ok(siphon(d, &["service", "stop"]));
+}

@@ -96,7 +96,7 @@ fn sync_tables_says_what_is_selected_and_why_the_rest_is_left_out() {
     assert_eq!(section(&out, "public.nokey"), "left out");
     let l = line(&out, "public.nokey");
     assert!(
-        l.contains("cdc cannot stream it") && l.contains("REPLICA IDENTITY FULL"),
+        l.contains("cdc: the log cannot carry it") && l.contains("REPLICA IDENTITY FULL"),
         "{out}"
     );
     assert_eq!(section(&out, "public.no_cursor"), "left out");

@@ -180,7 +180,7 @@ fn judge(f: &Facts) -> Report {
             (false, true) => format!("user {} has REPLICATION", f.user),
             (false, false) => format!("user {} has neither REPLICATION nor superuser", f.user),
         },
-        needed: "the REPLICATION attribute (or superuser)".into(),
+        needed: "the REPLICATION attribute, or superuser".into(),
         needed_for: "cdc",
         fix: (!may_replicate).then(|| {
             format!(
@@ -228,7 +228,7 @@ fn judge(f: &Facts) -> Report {
             }
             parts.join("; ")
         },
-        needed: "CREATE on the database and ownership of the replicated tables (or superuser)"
+        needed: "CREATE on the database and ownership of the replicated tables, or superuser"
             .into(),
         needed_for: "cdc",
         fix: (!fixes.is_empty()).then(|| fixes.join(" ")),

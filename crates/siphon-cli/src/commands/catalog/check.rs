@@ -83,21 +83,28 @@ pub fn render(p: &Probe) -> String {
             out.push_str(&format!("  {:<8} {note}\n", ""));
         }
     }
-    let missing: Vec<&str> = p.missing().map(|c| c.name.as_str()).collect();
-    let cdc_only = p.missing().all(|c| c.needed_for == "cdc");
-    if missing.is_empty() {
+    let missing = |cdc: bool| -> Vec<&str> {
+        p.missing()
+            .filter(|c| (c.needed_for == "cdc") == cdc)
+            .map(|c| c.name.as_str())
+            .collect()
+    };
+    let (for_cdc, for_all) = (missing(true), missing(false));
+    if for_cdc.is_empty() && for_all.is_empty() {
         out.push_str("ready for every mode, cdc included\n");
-    } else if cdc_only {
+    }
+    if !for_all.is_empty() {
+        out.push_str(&format!(
+            "warning: every mode needs what is missing ({}): apply each fix above before a \
+             pipeline reads from this connection\n",
+            for_all.join(", ")
+        ));
+    }
+    if !for_cdc.is_empty() {
         out.push_str(&format!(
             "warning: cdc from this connection needs what is missing ({}): apply each fix above; \
              full and incremental pipelines need none of it\n",
-            missing.join(", ")
-        ));
-    } else {
-        out.push_str(&format!(
-            "warning: missing: {}: apply each fix above before a pipeline reads from this \
-             connection\n",
-            missing.join(", ")
+            for_cdc.join(", ")
         ));
     }
     out

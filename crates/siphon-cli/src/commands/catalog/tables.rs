@@ -34,12 +34,11 @@ async fn problem(
         Mode::Full | Mode::RowCount => None,
         Mode::Incremental => {
             if let Err(e) = table.require_row_key() {
-                return Some(format!("incremental needs a key: {e}"));
+                return Some(format!("no key to poll by: {e}"));
             }
             match config.cursor.or_else(|| spec.cursor.clone()) {
                 None => Some(
-                    "incremental needs a cursor column: set `cursor` on the pipeline or in its \
-                     tables_config"
+                    "needs a cursor column: set `cursor` on the pipeline or in its tables_config"
                         .into(),
                 ),
                 Some(c) if table.column_index(&c).is_none() => Some(format!(
@@ -52,8 +51,8 @@ async fn problem(
             .check_log_table(table)
             .await
             .err()
-            .map(|e| format!("cdc cannot stream it: {e}")),
-        Mode::Merge => Some("mode merge is not available in this version".into()),
+            .map(|e| format!("the log cannot carry it: {e}")),
+        Mode::Merge => Some("not available in this version".into()),
     }
 }
 
