@@ -4,8 +4,9 @@
 //! (WebDriver), is refused a wrong token and signs in with the right one, sees
 //! the pipeline's tables and a table's replication lag, pauses one with a
 //! click (which the state store then says is paused), resumes it, resyncs
-//! another after the page's confirmation, and lists the executions. A table
-//! named with markup shows as text.
+//! another after the page's confirmation, resolves a conflict kept in the
+//! state store, and lists the executions. Names and rows holding markup show
+//! as text.
 //!
 //! Every wait polls a condition with a deadline; no fixed sleep synchronizes.
 //! chromedriver and the Chromium it starts run in a process group of their
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
+use siphon::{ConnectionUrl, Registry};
+use siphon_core::{Conflict, Side, StateStore, TableName};
 use siphon_testkit::{free_port, Postgres};
 
 mod support;
@@ -451,6 +454,73 @@ async fn the_console_signs_in_shows_the_tables_and_pauses_one_with_a_click() {
              && !tr.querySelector('button[data-action=resync]').disabled",
         ),
         vec![json!("public.customers")],
+    )
+    .await;
+
+    // A conflict kept in the state store (as a `manual` merge pipeline keeps
+    // one) is listed with its rows; "Keep source" resolves it in the store.
+    let store = Registry::standard()
+        .open_state("state", &ConnectionUrl::from_parts(&state, &state))
+        .await
+        .unwrap();
+    let id = store
+        .record_conflict(&Conflict {
+            id: 0,
+            pipeline: pipeline.clone(),
+            table: TableName::new(Some("public"), "accounts"),
+            key: json!({"id": 7}),
+            source_row: Some(json!({"id": 7, "name": "<b>source</b>"})),
+            target_row: None,
+            detected_at: chrono::Utc::now(),
+            resolved_at: None,
+            resolution: None,
+        })
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#tabs a[data-tab=conflicts]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let conflict_row = format!("#conflicts tr[data-conflict=\"{id}\"]");
+    page_until(
+        &browser,
+        "the conflicts tab lists the conflict, its rows as text",
+        "const tr = document.querySelector(arguments[0]);
+         return !!tr && tr.textContent.includes('<b>source</b>')
+           && tr.querySelectorAll('b').length === 0
+           && document.getElementById('conflict-count').textContent === '1';",
+        vec![json!(conflict_row)],
+    )
+    .await;
+    browser
+        .find(Locator::Css(&format!(
+            "{conflict_row} button[data-resolve=source]"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let all = store.conflicts(Some(&pipeline), false).await.unwrap();
+        let c = all.iter().find(|c| c.id == id).expect("the conflict");
+        if c.resolved_at.is_some() {
+            assert_eq!(c.resolution, Some(Side::Source));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the conflict was not resolved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    page_until(
+        &browser,
+        "the resolved conflict leaves the list of open ones",
+        "return !document.querySelector(arguments[0])
+           && document.getElementById('conflict-count').hidden;",
+        vec![json!(conflict_row)],
     )
     .await;
 
