@@ -28,5 +28,5 @@ pub use checksum::{table_checksum, TableChecksum};
 pub use events::EventTarget;
 pub use observer::{NoopObserver, Observer, Shutdown};
 pub use pass::{follow_log_pass, run_log_pass, run_pass, PassReport, NO_EXECUTION};
-pub use retry::{clear_attempts, failed_state, next_retry_at, retry_delay};
+pub use retry::{clear_attempts, failed_state, next_retry_at, retry_delay, run_afresh};
 pub use schedule::{next_delay, validate_schedule};

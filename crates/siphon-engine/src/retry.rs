@@ -40,6 +40,16 @@ static RUNS: Mutex<Option<HashMap<String, Run>>> = Mutex::new(None);
 /// When a run of a pipeline started, and a fingerprint of its spec.
 type Run = (DateTime<Utc>, u64);
 
+/// Makes the next pass of `pipeline` in this process start a new run, as a
+/// pass its schedule calls for does (every table runs; failed ones with their
+/// count cleared), rather than a retry pass: for a pass asked for by an
+/// operator ahead of its schedule (the REST API's `run`).
+pub fn run_afresh(pipeline: &str) {
+    if let Some(runs) = RUNS.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        runs.remove(pipeline);
+    }
+}
+
 /// The delay before retry `attempt` (counted from 1) of a table whose first
 /// retry waits `first`: `first × 2^(attempt−1)`, at most [`MAX_DELAY`], plus
 /// `jitter` (in `0.0..=1.0`) times a quarter of that.

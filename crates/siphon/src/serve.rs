@@ -80,6 +80,7 @@ impl Supervisor {
         let runs = self.0.runs.lock().unwrap_or_else(|e| e.into_inner());
         match runs.get(pipeline) {
             Some(stop) => {
+                siphon_engine::run_afresh(pipeline);
                 self.0
                     .again
                     .lock()
@@ -89,6 +90,7 @@ impl Supervisor {
                 RunNow::Restarted
             }
             None => {
+                siphon_engine::run_afresh(pipeline);
                 self.reload();
                 RunNow::Starting
             }
