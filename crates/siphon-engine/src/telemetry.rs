@@ -294,6 +294,58 @@ impl Commits {
     }
 }
 
+/// How often a drain that has batches queued behind the one it applied
+/// writes the commit lags to the state store: each write is a durable one,
+/// and the lag there is for display.
+const LAG_WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// The commit lags a drain keeps in the state store: written after a batch
+/// when nothing waits behind it (the drain caught up, or ends), otherwise at
+/// most every [`LAG_WRITE_EVERY`], so that a busy stream does not double its
+/// durable writes per batch.
+#[derive(Debug)]
+pub(crate) struct LagWrites {
+    pending: Vec<(StreamId, CommitLag)>,
+    written: std::time::Instant,
+}
+
+impl Default for LagWrites {
+    fn default() -> LagWrites {
+        LagWrites {
+            pending: Vec::new(),
+            written: std::time::Instant::now(),
+        }
+    }
+}
+
+impl LagWrites {
+    /// Adds the lags of a committed batch (replacing those of the same
+    /// streams), and writes what is pending when `caught_up` or when the last
+    /// write is [`LAG_WRITE_EVERY`] old. A failed write is logged, not fatal.
+    pub(crate) async fn add<St: siphon_core::StateStore>(
+        &mut self,
+        state: &St,
+        pipeline: &str,
+        lags: Vec<(StreamId, CommitLag)>,
+        caught_up: bool,
+    ) {
+        for (stream, lag) in lags {
+            match self.pending.iter_mut().find(|(s, _)| *s == stream) {
+                Some(kept) => kept.1 = lag,
+                None => self.pending.push((stream, lag)),
+            }
+        }
+        if self.pending.is_empty() || !(caught_up || self.written.elapsed() >= LAG_WRITE_EVERY) {
+            return;
+        }
+        if let Err(e) = state.record_commit_lags(&self.pending).await {
+            tracing::warn!(pipeline, error = %e, "could not record the replication lag in the state store");
+        }
+        self.pending.clear();
+        self.written = std::time::Instant::now();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         Default::default();
     // A switch changed: the drain ends as at its deadline.
     let mut switched = watch.as_deref().is_some_and(switches::Watch::ended);
+    let mut lag_writes = crate::telemetry::LagWrites::default();
     loop {
         if let Some(w) = watch.as_deref_mut().filter(|_| !switched) {
             switched = w
@@ -230,11 +231,9 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
             tracing::warn!(pipeline, error = %e, "could not copy the checkpoint to the state store");
         }
         let lags = commits.committed(&log, |i| tables[i].stream.clone(), applied_at);
-        if !lags.is_empty() {
-            if let Err(e) = state.record_commit_lags(&lags).await {
-                tracing::warn!(pipeline, error = %e, "could not record the replication lag in the state store");
-            }
-        }
+        lag_writes
+            .add(state, pipeline, lags, ahead.is_empty())
+            .await;
         crate::telemetry::source_position(pipeline, &next);
         // Only what the target committed is confirmed to the source.
         stream.confirm(&next).await?;
