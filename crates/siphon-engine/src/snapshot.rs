@@ -686,6 +686,21 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
             after = Some(last);
         }
     };
+    // The state store's copies of the checkpoint and of the progress are
+    // written beside the load, not between its chunks: each is a durable write
+    // (an fsync), and the target's checkpoint is the one that counts. Of those
+    // waiting only the newest is written; the last one always is, before this
+    // returns.
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(Checkpoint, u64)>();
+    let recorder = async move {
+        while let Some(mut newest) = progress_rx.recv().await {
+            while let Ok(newer) = progress_rx.try_recv() {
+                newest = newer;
+            }
+            run.remember(&newest.0).await;
+            run.record_progress(newest.1).await;
+        }
+    };
     // The writer owns the receiver: when it fails, the channel closes and the
     // reader, perhaps waiting to hand over a chunk, ends.
     let writer = async move {
@@ -712,14 +727,14 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
             };
             let copied = tally.add(n, bytes, &applied);
             on_commit(&last, done);
-            run.remember(&cp).await;
-            run.record_progress(copied).await;
+            // The recorder ends once the writer, which holds the sender, has.
+            let _ = progress_tx.send((cp, copied));
             run.observer.rows_committed(&run.stream, n);
             crate::telemetry::rows_applied(&run.stream, crate::telemetry::Applied::Copy, n);
         }
         Ok::<(), Error>(())
     };
-    let (read, written) = tokio::join!(reader, writer);
+    let (read, written, ()) = tokio::join!(reader, writer, recorder);
     // A writer error closes the channel and ends the reader: report the writer's.
     written?;
     read
