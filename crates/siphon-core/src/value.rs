@@ -593,6 +593,18 @@ mod tests {
     }
 
     #[test]
+    fn decimal_from_a_string_reads_as_from_str() {
+        for good in ["-12.50", "0", ".5", "7.", "+7", " 3 ", "nan", "-Infinity"] {
+            let d = Decimal::try_from(good.to_string()).unwrap();
+            assert_eq!(d, good.parse::<Decimal>().unwrap(), "{good:?}");
+        }
+        assert_eq!(Decimal::try_from("+7".to_string()).unwrap().as_str(), "7");
+        for bad in ["", "-", "1.2.3", "1e5", "abc", ".", "--1", "-.", "1,5"] {
+            assert!(Decimal::try_from(bad.to_string()).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
     fn decimal_normalizes_and_pads() {
         let d: Decimal = "-000120.500".parse().unwrap();
         assert_eq!(d.normalized(), "-120.5");
