@@ -277,18 +277,19 @@ impl Commits {
         }
         for (&i, t) in &self.tables {
             let stream = stream_of(i);
+            if let Some(at) = t.newest {
+                let lag = CommitLag {
+                    source_commit_at: at,
+                    applied_at,
+                };
+                gauge!(REPLICATION_LAG, "pipeline" => stream.pipeline.clone(),
+                    "table" => stream.table.to_string())
+                .set(lag.seconds());
+                lags.push((stream.clone(), lag));
+            }
             rows_applied(&stream, Applied::Insert, t.inserts);
             rows_applied(&stream, Applied::Update, t.updates);
             rows_applied(&stream, Applied::Delete, t.deletes);
-            let Some(at) = t.newest else { continue };
-            let lag = CommitLag {
-                source_commit_at: at,
-                applied_at,
-            };
-            gauge!(REPLICATION_LAG, "pipeline" => stream.pipeline.clone(),
-                "table" => stream.table.to_string())
-            .set(lag.seconds());
-            lags.push((stream, lag));
         }
         lags
     }

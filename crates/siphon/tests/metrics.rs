@@ -6,16 +6,21 @@
 //! source position and the slot's retained WAL are set. The state store keeps
 //! the commit lag beside the checkpoints. Every wait polls with a deadline.
 //!
-//! The recorder is the process's global one, so this binary holds this one
-//! test. (`siphon service` installs its own through `siphon_api::metrics`;
+//! The same from a MariaDB binlog: rows by operation, lag, the binlog offset
+//! and file number.
+//!
+//! The recorder is the process's global one, shared by the tests of this
+//! binary; their pipelines' names keep their samples apart. (`siphon service`
+//! installs its own through `siphon_api::metrics`;
 //! crates/siphon-cli/tests/metrics.rs scrapes that one over HTTP.)
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use siphon::{Connection, Mode, Pipeline, Siphon, StateStore, StreamId, TableName};
 use siphon_engine::telemetry;
-use siphon_testkit::Postgres;
+use siphon_testkit::{MariaDb, Postgres};
 
 /// How long any awaited condition may take on a loaded two-core machine.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -50,17 +55,26 @@ async fn wait_for(handle: &PrometheusHandle, what: &str, cond: impl Fn(&str) -> 
     }
 }
 
+/// The process's recorder, installed by the first test that asks.
+fn recorder() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(telemetry::BATCH_APPLY_SECONDS.to_string()),
+                &[0.001, 0.01, 0.1, 1.0, 10.0],
+            )
+            .unwrap()
+            .install_recorder()
+            .unwrap();
+        telemetry::describe_metrics();
+        handle
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cdc_pipeline_records_every_metric_family() {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(telemetry::BATCH_APPLY_SECONDS.to_string()),
-            &[0.001, 0.01, 0.1, 1.0, 10.0],
-        )
-        .unwrap()
-        .install_recorder()
-        .unwrap();
-    telemetry::describe_metrics();
+    let handle = recorder();
 
     let pg = Postgres::shared().unwrap();
     let src_url = pg.create_database().unwrap();
@@ -112,7 +126,7 @@ async fn a_cdc_pipeline_records_every_metric_family() {
     let items = [("pipeline", p), ("table", "public.items")];
 
     // The snapshot: 100 rows copied, done == total once complete.
-    let text = wait_for(&handle, "the snapshot of items", |t| {
+    let text = wait_for(handle, "the snapshot of items", |t| {
         sample(t, "siphon_snapshot_rows_done", &items) == Some(100.0)
             && sample(t, "siphon_snapshot_rows_total", &items) == Some(100.0)
     })
@@ -132,7 +146,7 @@ async fn a_cdc_pipeline_records_every_metric_family() {
         ("table", "public.bad"),
         ("kind", "bad_input"),
     ];
-    let text = wait_for(&handle, "the refused table's error", |t| {
+    let text = wait_for(handle, "the refused table's error", |t| {
         sample(t, "siphon_errors_total", &bad).is_some_and(|n| n >= 1.0)
     })
     .await;
@@ -151,10 +165,12 @@ async fn a_cdc_pipeline_records_every_metric_family() {
     )
     .unwrap();
     let op = |op: &'static str| [("pipeline", p), ("table", "public.items"), ("op", op)];
-    let text = wait_for(&handle, "the streamed changes", |t| {
+    let text = wait_for(handle, "the streamed changes", |t| {
         sample(t, "siphon_rows_applied_total", &op("insert")) == Some(50.0)
             && sample(t, "siphon_rows_applied_total", &op("update")) == Some(1.0)
             && sample(t, "siphon_rows_applied_total", &op("delete")) == Some(1.0)
+            && sample(t, "siphon_replication_lag_seconds", &items).is_some()
+            && sample(t, "siphon_source_position", &[("pipeline", p)]).is_some()
     })
     .await;
     let lag = sample(&text, "siphon_replication_lag_seconds", &items).expect("a lag");
@@ -185,7 +201,7 @@ async fn a_cdc_pipeline_records_every_metric_family() {
     assert_eq!(rows, 100 + 50 - 1, "the target holds what the counters say");
 
     // The slot keeps WAL while it exists.
-    wait_for(&handle, "the slot's retained WAL", |t| {
+    wait_for(handle, "the slot's retained WAL", |t| {
         sample(t, "siphon_source_retained_log_bytes", &[("pipeline", p)]).is_some_and(|b| b > 0.0)
     })
     .await;
@@ -215,4 +231,77 @@ async fn a_cdc_pipeline_records_every_metric_family() {
         ),
     )
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binlog_pipeline_records_rows_lag_and_binlog_position() {
+    let handle = recorder();
+    let my = MariaDb::shared().unwrap();
+    let src_url = my.create_database().unwrap();
+    let db = src_url.rsplit('/').next().unwrap().to_string();
+    my.query_in(
+        &db,
+        "CREATE TABLE items (id int PRIMARY KEY, name varchar(40) NOT NULL);
+         INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c');",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("sqlite://{}", dir.path().join("copy.db").display());
+    let pipeline = format!("b_{db}");
+    let siphon = Siphon::builder()
+        .state_path(dir.path().join("state.db"))
+        .connection(Connection::new("src", src_url.clone()))
+        .connection(Connection::new("dst", target))
+        .pipeline(
+            Pipeline::builder(pipeline.clone())
+                .source("src")
+                .target("dst")
+                .mode(Mode::Cdc)
+                .tables(["items"])
+                .build()
+                .unwrap(),
+        )
+        .init()
+        .await
+        .unwrap();
+    let running = siphon.start().await.unwrap();
+    let p = pipeline.as_str();
+    let table = format!("{db}.items");
+    let items = [("pipeline", p), ("table", table.as_str())];
+    wait_for(handle, "the snapshot of items", |t| {
+        sample(t, "siphon_snapshot_rows_done", &items) == Some(3.0)
+            && sample(t, "siphon_snapshot_rows_total", &items) == Some(3.0)
+    })
+    .await;
+    my.query_in(
+        &db,
+        "INSERT INTO items VALUES (4, 'd'), (5, 'e');
+         UPDATE items SET name = 'z' WHERE id = 1;
+         DELETE FROM items WHERE id = 2;",
+    )
+    .unwrap();
+    let op = |op: &'static str| [("pipeline", p), ("table", table.as_str()), ("op", op)];
+    let text = wait_for(handle, "the streamed changes", |t| {
+        sample(t, "siphon_rows_applied_total", &op("insert")) == Some(2.0)
+            && sample(t, "siphon_rows_applied_total", &op("update")) == Some(1.0)
+            && sample(t, "siphon_rows_applied_total", &op("delete")) == Some(1.0)
+            && sample(t, "siphon_replication_lag_seconds", &items).is_some()
+            && sample(t, "siphon_source_position", &[("pipeline", p)]).is_some()
+    })
+    .await;
+    let lag = sample(&text, "siphon_replication_lag_seconds", &items).expect("a lag");
+    assert!((0.0..300.0).contains(&lag), "lag {lag}\n{text}");
+    let offset = sample(&text, "siphon_source_position", &[("pipeline", p)]).expect("a position");
+    assert!(offset > 0.0, "{text}");
+    let file =
+        sample(&text, "siphon_source_binlog_file", &[("pipeline", p)]).expect("a binlog file");
+    assert!(file >= 1.0, "{text}");
+    let lags = siphon.state().commit_lags().await.unwrap();
+    assert!(
+        lags.iter()
+            .any(|(s, _)| s.pipeline == p && s.table.name == "items"),
+        "{lags:?}"
+    );
+    let outcomes = running.stop().await.unwrap();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
 }

@@ -230,11 +230,11 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         if let Err(e) = state.save_checkpoint(&cp).await {
             tracing::warn!(pipeline, error = %e, "could not copy the checkpoint to the state store");
         }
+        crate::telemetry::source_position(pipeline, &next);
         let lags = commits.committed(&log, |i| tables[i].stream.clone(), applied_at);
         lag_writes
             .add(state, pipeline, lags, ahead.is_empty())
             .await;
-        crate::telemetry::source_position(pipeline, &next);
         // Only what the target committed is confirmed to the source.
         stream.confirm(&next).await?;
         *position = next;
