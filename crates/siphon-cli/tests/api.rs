@@ -13,7 +13,8 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 
 mod support;
-use support::{command, fails, ok, siphon, siphon_with, wait_for, Running};
+use siphon_testkit::Postgres;
+use support::{command, db_name, fails, ok, siphon, siphon_with, wait_for, Running};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const TOKEN: &str = "t0ken-for-tests";
@@ -458,6 +459,71 @@ fn the_catalog_runs_and_switches_through_the_api() {
     svc.expect(404, "GET", "/api/v1/pipelines/p", None);
     svc.expect(204, "DELETE", "/api/v1/connections/src", None);
     svc.stop();
+}
+
+/// Whether the replication slot `slot` exists: `Some(active)`, or `None`.
+fn slot(pg: &Postgres, slot: &str) -> Option<bool> {
+    let out = pg
+        .query(&format!(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        ))
+        .unwrap();
+    (!out.is_empty()).then(|| out == "t")
+}
+
+#[test]
+fn deleting_a_streaming_cdc_pipeline_pauses_it_then_drops_its_slot() {
+    let pg = Postgres::shared().unwrap();
+    let src = db_name(&pg.create_database().unwrap());
+    let dst = db_name(&pg.create_database().unwrap());
+    pg.query_in(
+        &src,
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL);
+         INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g;",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(dir.path(), Some(TOKEN));
+    for (name, db) in [("src", &src), ("dst", &dst)] {
+        svc.expect(
+            201,
+            "POST",
+            "/api/v1/connections",
+            Some(json!({ "name": name, "url": pg.url_for(db) })),
+        );
+    }
+    // Replication slots are server-wide: the pipeline is named after its source.
+    let name = src.clone();
+    svc.expect(
+        201,
+        "POST",
+        "/api/v1/pipelines",
+        Some(json!({
+            "name": name, "source": "src", "target": "dst", "mode": "cdc",
+            "tables": ["public.*"], "schedule": "continuous",
+        })),
+    );
+    let slot_name = format!("siphon_{name}");
+    wait_for("the pipeline streams from its slot", DEADLINE, || {
+        slot(pg, &slot_name) == Some(true)
+    });
+
+    // The service's own run holds the slot: the removal pauses it, waits for
+    // the run to let go, then drops the slot and forgets the pipeline.
+    let (status, answer) = svc.json("DELETE", &format!("/api/v1/pipelines/{name}"), None);
+    assert!((200..300).contains(&status), "{status}: {answer}");
+    assert_eq!(slot(pg, &slot_name), None, "the slot is dropped");
+    svc.expect(404, "GET", &format!("/api/v1/pipelines/{name}"), None);
+    let publications = pg
+        .query_in(
+            &src,
+            &format!("SELECT count(*) FROM pg_publication WHERE pubname = '{slot_name}'"),
+        )
+        .unwrap();
+    assert_eq!(publications, "0");
+    svc.stop();
+    // The run did not come back to create them again before the service stopped.
+    assert_eq!(slot(pg, &slot_name), None, "no slot created again");
 }
 
 #[test]

@@ -74,6 +74,41 @@ pub fn spawn(
     })
 }
 
+/// How long a removal waits for the pipeline's run to end after pausing it.
+const RUN_ENDS_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl CliBackend {
+    /// Pauses pipeline `name` when it is enabled and waits (up to
+    /// [`RUN_ENDS_WITHIN`]) until no worker holds its lease, so that its
+    /// replication stream is closed; returns its spec as it was when it paused
+    /// it. An unknown pipeline is left to the removal to report.
+    async fn pause_for_removal(&self, name: &str) -> Result<Option<PipelineSpec>> {
+        let state = self.state.as_ref();
+        let Some(spec) = state.pipelines().await?.remove(name) else {
+            return Ok(None);
+        };
+        if !spec.enabled {
+            return Ok(None);
+        }
+        let mut off = spec.clone();
+        off.enabled = false;
+        state.put_pipeline(name, &off).await?;
+        self.supervisor.reload();
+        let deadline = tokio::time::Instant::now() + RUN_ENDS_WITHIN;
+        loop {
+            let held = state
+                .lease(name)
+                .await?
+                .is_some_and(|l| l.expires_at > chrono::Utc::now());
+            if !held || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(Some(spec))
+    }
+}
+
 /// What the API asks of the CLI, on the service's state store and supervisor.
 struct CliBackend {
     state: Arc<AnyStateStore>,
@@ -167,12 +202,26 @@ impl Backend for CliBackend {
 
     fn remove_pipeline<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
-            catalog::remove(self.state.as_ref(), name, true, false, false).await?;
-            Ok(vec![format!(
-                "pipeline {name} removed as `siphon sync remove {name} --yes` does: its \
-                 replication slot and publication dropped where it had them, its checkpoints \
-                 on the target forgotten, its flags and table states removed"
-            )])
+            let state = self.state.as_ref();
+            // A pipeline this service runs holds its replication stream (and
+            // slot) open: pause it first, so that its run ends and lets go.
+            let paused = self.pause_for_removal(name).await?;
+            match catalog::remove(state, name, true, false, false).await {
+                Ok(_) => Ok(vec![format!(
+                    "pipeline {name} removed as `siphon sync remove {name} --yes` does: its \
+                     replication slot and publication dropped where it had them, its checkpoints \
+                     on the target forgotten, its flags and table states removed"
+                )]),
+                Err(e) => {
+                    if let Some(mut spec) = paused {
+                        // Nothing was removed: the pipeline runs on as before.
+                        spec.enabled = true;
+                        state.put_pipeline(name, &spec).await?;
+                        self.supervisor.reload();
+                    }
+                    Err(e)
+                }
+            }
         })
     }
 
