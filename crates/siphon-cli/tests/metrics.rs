@@ -199,6 +199,8 @@ fn the_service_serves_every_metric_and_status_shows_the_lag() {
         sample(t, "siphon_rows_applied_total", &op("insert")) == Some(30.0)
             && sample(t, "siphon_rows_applied_total", &op("update")) == Some(3.0)
             && sample(t, "siphon_rows_applied_total", &op("delete")) == Some(1.0)
+            && sample(t, "siphon_replication_lag_seconds", &items).is_some()
+            && sample(t, "siphon_source_position", &[("pipeline", p)]).is_some()
     });
     let lag = sample(&text, "siphon_replication_lag_seconds", &items).expect("a lag");
     assert!((0.0..300.0).contains(&lag), "lag {lag}\n{text}");
