@@ -139,6 +139,26 @@ fn describe(doc: &mut OpenApi) {
         SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
     );
     let open = ["/healthz", "/readyz", "/api/v1/openapi.json"];
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            // OpenAPI requires a description on every response.
+            for (status, response) in op.responses.responses.iter_mut() {
+                if let utoipa::openapi::RefOr::T(r) = response {
+                    if r.description.is_empty() {
+                        r.description = status_description(status).to_string();
+                    }
+                }
+            }
+        }
+    }
     for (path, item) in doc.paths.paths.iter_mut() {
         if open.contains(&path.as_str()) {
             continue;
@@ -157,6 +177,25 @@ fn describe(doc: &mut OpenApi) {
                 Vec::<String>::new(),
             )]);
         }
+    }
+}
+
+/// What a response of HTTP status `status` means in this API, for responses
+/// the route's declaration does not describe.
+fn status_description(status: &str) -> &'static str {
+    match status {
+        "200" => "Done: the answer in the body",
+        "201" => "Created: the stored item in the body",
+        "202" => "Accepted: what was started, in the body",
+        "204" => "Done: no body",
+        "400" => "Refused: a malformed body or parameter, or a refused config (`error`, `detail`)",
+        "401" => "No token, or the wrong one: send `Authorization: Bearer TOKEN`",
+        "404" => "No such name or id",
+        "409" => "In conflict with what is stored (a duplicate, or still in use)",
+        "415" => "The body is not `application/json`",
+        "502" => "A database could not be reached",
+        "503" => "The state store could not be reached",
+        _ => "See `error` and `detail`",
     }
 }
 

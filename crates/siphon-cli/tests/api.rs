@@ -657,6 +657,20 @@ fn the_openapi_document_lists_every_route_and_schemathesis_finds_no_server_error
             "$ref {r} points nowhere"
         );
     }
+    // And a validator of the OpenAPI specification itself (PyPI
+    // `openapi-spec-validator`, which scripts/test installs) accepts it.
+    let file = d.join("openapi.json");
+    std::fs::write(&file, &text).unwrap();
+    let checked = Command::new("openapi-spec-validator")
+        .arg(&file)
+        .output()
+        .expect("openapi-spec-validator runs (pip install openapi-spec-validator)");
+    assert!(
+        checked.status.success(),
+        "the document is not valid OpenAPI: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let docs = svc.call("GET", "/api/v1/docs", None, None);
     assert_eq!(docs.0, 200);
     assert!(docs.2.starts_with("text/html") && docs.1.contains("siphon"));
