@@ -134,9 +134,10 @@ fn the_service_serves_every_metric_and_status_shows_the_lag() {
     std::fs::write(
         d.join("siphon.yaml"),
         format!(
-            "connections:\n  src: {}\n  dst: {}\npipelines:\n  {pipeline}:\n    source: src\n    \
+            "connections:\n  src: {}\n  dst: {}\n  gone: postgres://app@127.0.0.1:1/app\npipelines:\n  {pipeline}:\n    source: src\n    \
              target: dst\n    mode: cdc\n    tables: [public.items, public.bad]\n    \
-             schedule: continuous\n",
+             schedule: continuous\n  zz_unreachable:\n    source: gone\n    target: dst\n    \
+             mode: full\n    schedule: every 1s\n",
             pg.url_for(&src),
             pg.url_for(&dst)
         ),
@@ -179,6 +180,21 @@ fn the_service_serves_every_metric_and_status_shows_the_lag() {
     scrape_until(port, &mut service, &log, "the refused table's error", |t| {
         sample(t, "siphon_errors_total", &bad).is_some_and(|n| n >= 1.0)
     });
+    // A pipeline whose source cannot be reached fails whole passes.
+    scrape_until(
+        port,
+        &mut service,
+        &log,
+        "the unreachable source's pass error",
+        |t| {
+            sample(
+                t,
+                "siphon_pass_errors_total",
+                &[("pipeline", "zz_unreachable"), ("kind", "connection")],
+            )
+            .is_some_and(|n| n >= 1.0)
+        },
+    );
     support::wait_for("items streams", DEADLINE, || {
         let p = status(d, &state);
         p["tables"].as_array().is_some_and(|ts| {
@@ -223,6 +239,7 @@ fn the_service_serves_every_metric_and_status_shows_the_lag() {
         "siphon_replication_lag_seconds",
         "siphon_batch_apply_duration_seconds",
         "siphon_errors_total",
+        "siphon_pass_errors_total",
         "siphon_snapshot_rows_done",
         "siphon_snapshot_rows_total",
         "siphon_source_position",

@@ -9,6 +9,7 @@
 //! | `siphon_replication_lag_seconds` | gauge | pipeline, table | cdc: seconds from the source's commit of the newest transaction the table's last applied batch held to the target's commit of that batch |
 //! | `siphon_batch_apply_duration_seconds` | histogram | pipeline, mode | seconds the target took to apply one batch with its checkpoint (`cdc` log batches, `incremental` polled batches) |
 //! | `siphon_errors_total` | counter | pipeline, table, kind | table streams stopped by an error, by its kind (`connection`, `bad_input`, …) |
+//! | `siphon_pass_errors_total` | counter | pipeline, kind | passes that failed as a whole (a source or target not reached, a refused config), by kind |
 //! | `siphon_snapshot_rows_done` | gauge | pipeline, table | rows a full load or snapshot has copied so far |
 //! | `siphon_snapshot_rows_total` | gauge | pipeline, table | rows it copies in all: the source's estimate while it copies, the rows copied once it is complete |
 //! | `siphon_source_position` | gauge | pipeline | cdc: the source log position applied last: a PostgreSQL LSN as a number, or the offset in the current MySQL binlog file |
@@ -30,6 +31,9 @@ pub const REPLICATION_LAG: &str = "siphon_replication_lag_seconds";
 pub const BATCH_APPLY_SECONDS: &str = "siphon_batch_apply_duration_seconds";
 /// Table streams stopped by an error, by pipeline, table and error kind.
 pub const ERRORS: &str = "siphon_errors_total";
+/// Passes that failed as a whole (a source or target that cannot be reached, a
+/// refused config), by error kind.
+pub const PASS_ERRORS: &str = "siphon_pass_errors_total";
 /// Rows a load has copied so far, by pipeline and table.
 pub const SNAPSHOT_ROWS_DONE: &str = "siphon_snapshot_rows_done";
 /// Rows a load copies in all, by pipeline and table.
@@ -78,6 +82,10 @@ pub fn describe_metrics() {
         "Seconds the target took to apply one batch with its checkpoint"
     );
     describe_counter!(ERRORS, "Table streams stopped by an error, by error kind");
+    describe_counter!(
+        PASS_ERRORS,
+        "Pipeline passes that failed as a whole (a server not reached, a refused config), by error kind"
+    );
     describe_gauge!(
         SNAPSHOT_ROWS_DONE,
         "Rows a full load or snapshot has copied so far"
@@ -156,6 +164,12 @@ pub(crate) fn table_failed(stream: &StreamId, kind: ErrorKind) {
     counter!(ERRORS, "pipeline" => stream.pipeline.clone(),
         "table" => stream.table.to_string(), "kind" => kind.to_string())
     .increment(1);
+}
+
+/// A pass of `pipeline` failed as a whole with an error of `kind`.
+pub fn pass_failed(pipeline: &str, kind: ErrorKind) {
+    counter!(PASS_ERRORS, "pipeline" => pipeline.to_string(), "kind" => kind.to_string())
+        .increment(1);
 }
 
 /// A load of `stream` starts (or resumes having copied `done` rows); the

@@ -672,6 +672,7 @@ fn record(
         }
         Err(e) => {
             events.pass_failed(name, &e);
+            siphon_engine::telemetry::pass_failed(name, e.kind());
             *failures += 1;
             outcome.last_error = Some(e);
             false

@@ -170,6 +170,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         // One batch is read ahead at most: with one in hand already, reading
         // more would only queue it in memory.
         let read_on = ahead.is_empty() && !shutdown.requested() && !switched && !past_deadline();
+        let nothing_queued = ahead.is_empty();
         let touched: Vec<usize> = counts.keys().copied().collect();
         let (batch_len, applying) = (changes.len(), std::time::Instant::now());
         let applied = std::sync::atomic::AtomicBool::new(false);
@@ -179,6 +180,14 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
                 applied.store(true, std::sync::atomic::Ordering::Release);
                 if r.is_ok() {
                     crate::telemetry::batch_applied(pipeline, "cdc", applying.elapsed());
+                    // Position and lags are told as the batch commits, not once
+                    // the read beside it returns (which waits for the source's
+                    // next change). With nothing queued behind this batch the
+                    // lags are written at once, else at most every second.
+                    crate::telemetry::source_position(pipeline, &next);
+                    let lags =
+                        commits.committed(&log, |i| tables[i].stream.clone(), chrono::Utc::now());
+                    lag_writes.add(state, pipeline, lags, nothing_queued).await;
                 }
                 r
             },
@@ -211,7 +220,6 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
             took_ms = applying.elapsed().as_millis() as u64,
             "batch applied"
         );
-        let applied_at = chrono::Utc::now();
         let mut failed = None;
         let finished = match read {
             Some(Ok(Some(read))) => {
@@ -230,11 +238,6 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         if let Err(e) = state.save_checkpoint(&cp).await {
             tracing::warn!(pipeline, error = %e, "could not copy the checkpoint to the state store");
         }
-        crate::telemetry::source_position(pipeline, &next);
-        let lags = commits.committed(&log, |i| tables[i].stream.clone(), applied_at);
-        lag_writes
-            .add(state, pipeline, lags, ahead.is_empty())
-            .await;
         // Only what the target committed is confirmed to the source.
         stream.confirm(&next).await?;
         *position = next;
