@@ -43,6 +43,24 @@ struct Copying {
     printed: Instant,
 }
 
+/// Prints a progress line about `stream` on stderr: as it is, or with
+/// `--log-format json` as a JSON object shaped like the log lines
+/// (`timestamp`, `level`, `fields.message`, `fields.table`, `target`).
+fn say(stream: &StreamId, line: &str) {
+    match crate::logs::format() {
+        crate::logs::LogFormat::Text => eprintln!("{line}"),
+        crate::logs::LogFormat::Json => eprintln!(
+            "{}",
+            serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "INFO",
+                "fields": {"message": line, "table": stream.to_string()},
+                "target": "siphon::progress",
+            })
+        ),
+    }
+}
+
 /// Default interval of plain progress lines.
 const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
@@ -144,8 +162,8 @@ impl Observer for Bars {
     fn table_started(&self, stream: &StreamId, total: Option<u64>) {
         if let Some(lines) = &self.lines {
             match total {
-                Some(n) => eprintln!("{stream}: copying about {n} rows"),
-                None => eprintln!("{stream}: copying"),
+                Some(n) => say(stream, &format!("{stream}: copying about {n} rows")),
+                None => say(stream, &format!("{stream}: copying")),
             }
             let now = Instant::now();
             if let Ok(mut copies) = lines.copies.lock() {
@@ -205,7 +223,10 @@ impl Observer for Bars {
 
     fn table_resumed(&self, stream: &StreamId, rows: u64) {
         self.copying(stream, |c, _| {
-            eprintln!("{stream}: resuming after {rows} rows already copied");
+            say(
+                stream,
+                &format!("{stream}: resuming after {rows} rows already copied"),
+            );
             c.done = rows;
             c.base = rows;
             c.since = Instant::now();
@@ -230,7 +251,7 @@ impl Observer for Bars {
             c.done += rows;
             if c.printed.elapsed() >= every {
                 c.printed = Instant::now();
-                eprintln!("{}", c.line(stream));
+                say(stream, &c.line(stream));
             }
         });
         if let Some(bar) = self.bar(stream) {
