@@ -600,7 +600,10 @@ mod tests {
         }
         assert_eq!(Decimal::try_from("+7".to_string()).unwrap().as_str(), "7");
         for bad in ["", "-", "1.2.3", "1e5", "abc", ".", "--1", "-.", "1,5"] {
-            assert!(Decimal::try_from(bad.to_string()).is_err(), "{bad:?} accepted");
+            assert!(
+                Decimal::try_from(bad.to_string()).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 

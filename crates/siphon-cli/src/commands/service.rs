@@ -368,7 +368,10 @@ async fn serve_here(at: &Located, verbose: u8, args: &StartArgs) -> Result<ExitC
         ..ServeOptions::default()
     };
     let api = listener.map(|listener| {
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         tracing::info!(
             listen = %addr,
             token = token.is_set(),
