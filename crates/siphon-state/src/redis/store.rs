@@ -62,6 +62,43 @@ impl RedisStateStore {
     }
 
     /// Decodes JSON kept in the store; `what` names it when it cannot.
+    /// What the hashes of every pipeline in the set `pipelines` hold, one JSON
+    /// value per table key (`hash_of(pipeline)` names a pipeline's hash),
+    /// ordered by pipeline, then table key; `what` names a value in errors
+    /// (`the state` of a stream).
+    async fn per_stream<T: DeserializeOwned>(
+        &self,
+        doing: &str,
+        pipelines: String,
+        hash_of: impl Fn(&str) -> String,
+        what: &str,
+    ) -> Result<Vec<(StreamId, T)>> {
+        let mut names: Vec<String> = self
+            .run(doing, redis::cmd("SMEMBERS").arg(pipelines))
+            .await?;
+        names.sort();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for p in &names {
+            pipe.hgetall(hash_of(p));
+        }
+        let all: Vec<BTreeMap<String, String>> = self.atomic(doing, &pipe).await?;
+        let mut out = Vec::new();
+        for (pipeline, tables) in names.iter().zip(all) {
+            for (table, json) in tables {
+                let stream = StreamId {
+                    pipeline: pipeline.clone(),
+                    table: table_of(&table),
+                };
+                let value = self.decode(doing, &format!("{what} of {stream}"), &json)?;
+                out.push((stream, value));
+            }
+        }
+        Ok(out)
+    }
+
     fn decode<T: DeserializeOwned>(&self, doing: &str, what: &str, json: &str) -> Result<T> {
         serde_json::from_str(json).map_err(|e| {
             self.fail_with(
@@ -416,34 +453,13 @@ impl StateStore for RedisStateStore {
 
     /// Ordered by pipeline, then table key.
     async fn stream_states(&self) -> Result<Vec<(StreamId, StreamState)>> {
-        let doing = "cannot list stream states";
-        let mut pipelines: Vec<String> = self
-            .run(
-                doing,
-                redis::cmd("SMEMBERS").arg(self.keys.state_pipelines()),
-            )
-            .await?;
-        pipelines.sort();
-        if pipelines.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for p in &pipelines {
-            pipe.hgetall(self.keys.states(p));
-        }
-        let all: Vec<BTreeMap<String, String>> = self.atomic(doing, &pipe).await?;
-        let mut states = Vec::new();
-        for (pipeline, tables) in pipelines.iter().zip(all) {
-            for (table, json) in tables {
-                let stream = StreamId {
-                    pipeline: pipeline.clone(),
-                    table: table_of(&table),
-                };
-                let state = self.decode(doing, &format!("the state of {stream}"), &json)?;
-                states.push((stream, state));
-            }
-        }
-        Ok(states)
+        self.per_stream(
+            "cannot list stream states",
+            self.keys.state_pipelines(),
+            |p| self.keys.states(p),
+            "the state",
+        )
+        .await
     }
 
     /// One script compares the checkpoint's epoch with the pipeline's newest
@@ -518,31 +534,13 @@ impl StateStore for RedisStateStore {
 
     /// Ordered by pipeline, then table key.
     async fn commit_lags(&self) -> Result<Vec<(StreamId, CommitLag)>> {
-        let doing = "cannot read the replication lag of the streams";
-        let mut pipelines: Vec<String> = self
-            .run(doing, redis::cmd("SMEMBERS").arg(self.keys.lag_pipelines()))
-            .await?;
-        pipelines.sort();
-        if pipelines.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for p in &pipelines {
-            pipe.hgetall(self.keys.commit_lags(p));
-        }
-        let all: Vec<BTreeMap<String, String>> = self.atomic(doing, &pipe).await?;
-        let mut lags = Vec::new();
-        for (pipeline, tables) in pipelines.iter().zip(all) {
-            for (table, json) in tables {
-                let stream = StreamId {
-                    pipeline: pipeline.clone(),
-                    table: table_of(&table),
-                };
-                let lag = self.decode(doing, &format!("the replication lag of {stream}"), &json)?;
-                lags.push((stream, lag));
-            }
-        }
-        Ok(lags)
+        self.per_stream(
+            "cannot read the replication lag of the streams",
+            self.keys.lag_pipelines(),
+            |p| self.keys.commit_lags(p),
+            "the replication lag",
+        )
+        .await
     }
 
     /// The execution starts `running`, stamped now; ids come from one counter
