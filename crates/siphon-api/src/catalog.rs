@@ -19,9 +19,18 @@ pub struct NewConnection {
     #[schema(example = "app", pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     pub name: String,
     /// `postgres://user:password@host:5432/db`, `mysql://…`, `sqlite://path.db`, …;
-    /// `${VAR}` is kept as written and read from the service's environment
-    /// when the connection is opened.
-    #[schema(example = "postgres://app:${APP_PASSWORD}@127.0.0.1:5432/app")]
+    /// a `${VAR}` reference is refused here (the service would fill it from its
+    /// own environment): add such a connection with the CLI or a config file.
+    #[schema(example = "postgres://app:secret@127.0.0.1:5432/app")]
+    pub url: String,
+}
+
+/// A connection's new URL.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionUrl {
+    /// As [`NewConnection::url`].
+    #[schema(example = "postgres://app:new-secret@127.0.0.1:5432/app")]
     pub url: String,
 }
 
@@ -117,7 +126,7 @@ pub async fn add_connection(
     check_name("connection", &new.name)?;
     if ctx.store.connections().await?.contains_key(&new.name) {
         return Err(ApiError::conflict(format!(
-            "a connection named `{}` exists already: DELETE /api/v1/connections/{} first to replace it",
+            "a connection named `{}` exists already: PUT /api/v1/connections/{} replaces its URL",
             new.name, new.name
         )));
     }
@@ -131,6 +140,30 @@ pub async fn add_connection(
             name: new.name,
         }),
     ))
+}
+
+/// Replaces a connection's URL (a new password, host or port); the pipelines
+/// that use it use it when they next connect. 404 when there is none.
+#[utoipa::path(put, path = "/api/v1/connections/{name}", tag = "catalog", request_body = ConnectionUrl,
+    params(("name" = String, Path, description = "Connection name")),
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_connection(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    Json(new): Json<ConnectionUrl>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    if !ctx.store.connections().await?.contains_key(&name) {
+        return Err(unknown_connection(&name));
+    }
+    let url = ctx.backend.check_connection(&name, &new.url).await?;
+    ctx.store.put_connection(&name, &url).await?;
+    ctx.backend.catalog_changed();
+    tracing::info!(connection = %name, "connection replaced through the API");
+    Ok(Json(ConnectionView {
+        url: ctx.backend.mask(&url),
+        name,
+    }))
 }
 
 /// Removes a connection; 409 while a pipeline uses it.
@@ -253,9 +286,15 @@ pub async fn put_pipeline(
     Path(name): Path<String>,
     Json(body): Json<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    stored(&ctx, &name).await?;
+    let before = stored(&ctx, &name).await?;
+    // A body that does not say `enabled` keeps the pipeline's switch: a paused
+    // pipeline stays paused (as `siphon apply` keeps it).
+    let says_enabled = body.get("enabled").is_some();
     let (_, body) = take_name(body, Some(&name))?;
-    let spec = ctx.backend.parse_pipeline(&name, body).await?;
+    let mut spec = ctx.backend.parse_pipeline(&name, body).await?;
+    if !says_enabled {
+        spec.enabled = before.enabled;
+    }
     ctx.store.put_pipeline(&name, &spec).await?;
     ctx.backend.catalog_changed();
     Ok(Json(view(&name, &spec)?))

@@ -86,13 +86,21 @@ pub fn app(store: Arc<dyn Store>, backend: Arc<dyn Backend>, token: Token) -> Ro
         )
         .with_state(ctx)
         .merge(console::routes())
+        .fallback(|| async { ApiError::not_found("no such route: see /api/v1/openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                "this route does not take that method: see /api/v1/openapi.json",
+            )
+        })
 }
 
 /// The routes that need the token.
 fn protected_routes() -> OpenApiRouter<Ctx> {
     OpenApiRouter::new()
         .routes(routes!(catalog::list_connections, catalog::add_connection))
-        .routes(routes!(catalog::remove_connection))
+        .routes(routes!(catalog::put_connection, catalog::remove_connection))
         .routes(routes!(catalog::test_connection))
         .routes(routes!(catalog::list_pipelines, catalog::add_pipeline))
         .routes(routes!(

@@ -527,6 +527,83 @@ fn deleting_a_streaming_cdc_pipeline_pauses_it_then_drops_its_slot() {
 }
 
 #[test]
+fn a_pause_survives_a_put_env_references_are_refused_and_unknown_routes_answer_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    add_rows(&d.join("src.db"), 1, 5);
+    let svc = start(d, Some(TOKEN));
+    for (name, file) in [("src", "src.db"), ("dst", "dst.db")] {
+        let url = format!("sqlite://{file}");
+        svc.expect(
+            201,
+            "POST",
+            "/api/v1/connections",
+            Some(json!({"name": name, "url": url})),
+        );
+    }
+    // The service would fill `${VAR}` from its own environment.
+    let refused = svc.expect(
+        400,
+        "POST",
+        "/api/v1/connections",
+        Some(json!({"name": "leak", "url": "postgres://u:${HOME}@127.0.0.1:1/x"})),
+    );
+    assert!(
+        refused["detail"].as_str().unwrap().contains("${VAR}"),
+        "{refused}"
+    );
+    let listed = svc
+        .expect(200, "GET", "/api/v1/connections", None)
+        .to_string();
+    assert!(!listed.contains("leak"), "{listed}");
+    // A connection's URL is replaced in place (a new password, another file).
+    let replaced = svc.expect(
+        200,
+        "PUT",
+        "/api/v1/connections/dst",
+        Some(json!({"url": "sqlite://dst2.db"})),
+    );
+    assert_eq!(replaced["name"], "dst", "{replaced}");
+    let listed = svc
+        .expect(200, "GET", "/api/v1/connections", None)
+        .to_string();
+    assert!(listed.contains("dst2.db"), "{listed}");
+    svc.expect(
+        404,
+        "PUT",
+        "/api/v1/connections/nobody",
+        Some(json!({"url": "sqlite://x.db"})),
+    );
+
+    let body = json!({"name": "p", "source": "src", "target": "dst", "schedule": "every 1h"});
+    svc.expect(201, "POST", "/api/v1/pipelines", Some(body));
+    let mut paused =
+        json!({"source": "src", "target": "dst", "schedule": "every 1h", "enabled": false});
+    let put = svc.expect(200, "PUT", "/api/v1/pipelines/p", Some(paused.clone()));
+    assert_eq!(put["enabled"], false, "{put}");
+    // A body that does not say `enabled` keeps the pause.
+    paused.as_object_mut().unwrap().remove("enabled");
+    paused["schedule"] = json!("every 2h");
+    let put = svc.expect(200, "PUT", "/api/v1/pipelines/p", Some(paused));
+    assert_eq!(put["enabled"], false, "{put}");
+    assert_eq!(put["schedule"], "every 7200s", "{put}");
+    let got = svc.expect(200, "GET", "/api/v1/pipelines/p", None);
+    assert_eq!(got["enabled"], false, "{got}");
+
+    // Unknown routes and methods answer in the API's error shape.
+    let missing = svc.expect(404, "GET", "/api/v1/nothing-here", None);
+    assert!(
+        missing["error"].is_string() && missing["detail"].is_string(),
+        "{missing}"
+    );
+    let (status, text, _) = svc.call("DELETE", "/api/v1/status", Some(TOKEN), None);
+    assert_eq!(status, 405, "{text}");
+    let wrong: Value = serde_json::from_str(&text).unwrap();
+    assert!(wrong["error"].is_string(), "{text}");
+    svc.stop();
+}
+
+#[test]
 fn a_non_loopback_address_needs_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let out = fails(
@@ -557,6 +634,7 @@ fn a_non_loopback_address_needs_a_token() {
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/connections"),
     ("post", "/api/v1/connections"),
+    ("put", "/api/v1/connections/{name}"),
     ("delete", "/api/v1/connections/{name}"),
     ("post", "/api/v1/connections/{name}/test"),
     ("get", "/api/v1/pipelines"),

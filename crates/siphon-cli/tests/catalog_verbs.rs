@@ -175,3 +175,25 @@ fn every_connection_and_sync_verb_works_end_to_end() {
     let out = fails(siphon(d, &["sync", "remove", "p", "--yes"]), 2);
     assert!(out.contains("unknown pipeline `p`"), "{out}");
 }
+
+#[test]
+fn a_connection_a_pipeline_uses_is_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    rusqlite::Connection::open(d.join("src.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    ok(siphon(d, &["connection", "add", "src", "sqlite://src.db"]));
+    ok(siphon(d, &["connection", "add", "dst", "sqlite://dst.db"]));
+    ok(siphon(
+        d,
+        &["sync", "add", "p", "--source", "src", "--target", "dst"],
+    ));
+    let out = fails(siphon(d, &["connection", "remove", "src"]), 2);
+    assert!(out.contains("used by pipeline(s) p"), "{out}");
+    let listed = ok(siphon(d, &["connection", "list"]));
+    assert!(listed.contains("src"), "{listed}");
+    ok(siphon(d, &["sync", "remove", "p", "--yes"]));
+    ok(siphon(d, &["connection", "remove", "src"]));
+}

@@ -10,13 +10,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// `siphon ARGS` in `dir`, ready to run: no terminal, and none of the
-/// caller's `SIPHON_STATE` or `RUST_LOG`.
+/// caller's `SIPHON_STATE`, `RUST_LOG`, `SIPHON_API_TOKEN` or `SIPHON_LOG_FORMAT`.
 pub fn command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_siphon"));
     cmd.args(args)
         .current_dir(dir)
         .env_remove("SIPHON_STATE")
         .env_remove("RUST_LOG")
+        .env_remove("SIPHON_API_TOKEN")
+        .env_remove("SIPHON_LOG_FORMAT")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     cmd

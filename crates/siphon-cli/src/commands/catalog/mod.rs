@@ -192,6 +192,20 @@ pub async fn connection<St: StateStore>(state: &St, cmd: ConnectionCommand) -> R
         }
         ConnectionCommand::Test { name, json } => check::test(state, &name, json).await?,
         ConnectionCommand::Remove { name } => {
+            let users: Vec<String> = state
+                .pipelines()
+                .await?
+                .into_iter()
+                .filter(|(_, p)| p.source == name || p.target == name)
+                .map(|(n, _)| n)
+                .collect();
+            if !users.is_empty() {
+                return Err(Error::config(format!(
+                    "connection `{name}` is used by pipeline(s) {}: remove them (`siphon sync remove`) \
+                     or point them at another connection first; nothing was removed",
+                    users.join(", ")
+                )));
+            }
             if !state.remove_connection(&name).await? {
                 return Err(Error::config(format!("unknown connection `{name}`")));
             }

@@ -124,6 +124,17 @@ impl Backend for CliBackend {
         url: &'a str,
     ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
+            // The service would fill a `${VAR}` from its own environment, and a
+            // client could then send any of the service's secrets to a host of
+            // its choosing (`connection test`): references are for config files
+            // and the CLI, which run with the operator's environment.
+            if url.contains("${") {
+                return Err(Error::config(format!(
+                    "connections.{name}: `${{VAR}}` references are not taken through the REST API \
+                     (they would be filled from the service's environment); write the value, or add \
+                     the connection with `siphon connection add` or a config file"
+                )));
+            }
             ConnUrl::check_stored(&format!("connections.{name}"), url)?;
             let cwd = std::env::current_dir().map_err(|e| {
                 Error::config("cannot read the working directory, which relative paths need")
@@ -247,6 +258,11 @@ impl Backend for CliBackend {
             let mut set = Vec::new();
             for s in streams {
                 state.set_flag(&s, flag, value).await?;
+                if action == TableAction::Resync {
+                    // As `sync resync`: a failed table runs again at once, its
+                    // retries counted afresh.
+                    siphon_engine::clear_attempts(state, &s).await?;
+                }
                 tracing::info!(stream = %s, flag = flag.as_str(), value, "table switch set through the API");
                 set.push(s.to_string());
             }
