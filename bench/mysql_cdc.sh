@@ -35,6 +35,15 @@
 #               (≤ one transaction, a few ms) and the sampling period (≤ SAMPLE_MS).
 #   RSS         siphon's peak resident set (VmHWM) over the snapshot run and the
 #               continuous run.
+#   CPU         user + system CPU seconds per 100,000 updates, from /proc/PID/stat,
+#               of the applier (siphon's process; the replica's mariadbd, which
+#               applies) and of the target server (dst's mariadbd; the PostgreSQL
+#               postmaster and its children), from the workload's start (MODE=backlog:
+#               the applier's start) until the target matched the source. Both
+#               include the bench's own polling queries (five a second) on the
+#               target (an indexed max(updated_at)); the native replica's row is its
+#               one mariadbd, which is both.
+#               On a shared machine these are steadier than the rates.
 #
 # Usage:
 #   bash bench/mysql_cdc.sh                                  # 100,000 rows, 500,000 updates, tx 1,000
@@ -159,6 +168,15 @@ check() {
                                     FROM $pg_table" ;;
     esac
 }
+# maxts SIDE: max(updated_at) as epoch with 6 decimals, as the last field of
+# `check` prints it; read through the index on updated_at, so polling it costs
+# the target next to nothing.
+maxts() {
+    case "$1" in
+        my:*) myq "${1#my:}" -e "SELECT CAST(COALESCE(UNIX_TIMESTAMP(MAX(updated_at)), 0) AS DECIMAL(20,6)) FROM bench.items" ;;
+        pg:*) q -d "${1#pg:}" -Atc "SELECT round(coalesce(extract(epoch FROM max(updated_at)), 0), 6) FROM $pg_table" ;;
+    esac
+}
 now_epoch() { myq src -e "SELECT UNIX_TIMESTAMP(SYSDATE(6))"; }
 maxts_src() { myq src -e "SELECT UNIX_TIMESTAMP(MAX(updated_at)) FROM bench.items"; }
 
@@ -184,11 +202,16 @@ alive() {
 
 # wait_for SIDE SECONDS WHAT: until SIDE's items matches the source's (count,
 # sums, max(updated_at)); fails after SECONDS or when WHAT (alive) stopped.
+# The full comparison (a scan of the table) runs only once max(updated_at)
+# matches: scanning every 0.2 s would cost the target a good part of a core.
 wait_for() {
     local side="$1" limit="$2" what="$3" start=$SECONDS want got
     want=$(check my:src)
     while :; do
-        got=$(check "$side" 2>/dev/null || true)
+        got=""
+        if [[ "$(maxts "$side" 2>/dev/null || true)" == "${want##* }" ]]; then
+            got=$(check "$side" 2>/dev/null || true)
+        fi
         [[ "$got" == "$want" ]] && return 0
         alive "$what" || return 1
         (( SECONDS - start > limit )) && { echo "error: $side did not catch up in ${limit}s: '$got' vs the source's '$want'" >&2; return 1; }
@@ -235,6 +258,37 @@ applier_start() {
     esac
 }
 
+# cpu_snapshot WHAT SIDE OUT: "<role> <pid> <user+system ticks>" lines into OUT for
+# the applier (role a: siphon's process, or the replica's mariadbd) and the
+# target server (role t: a mariadbd, or the postmaster and its children).
+cpu_snapshot() {
+    local what="$1" side="$2" out="$3" pids=() apid="" p
+    case "$what" in
+        siphon) apid="$siphon_pid" ;;
+        replica) apid="${my_pid[replica]:-}" ;;
+    esac
+    case "$side" in
+        my:*) pids=("${my_pid[${side#my:}]:-}") ;;
+        pg:*)
+            p=$(head -n 1 "$pgdata/postmaster.pid" 2>/dev/null || true)
+            [[ -n "$p" ]] && pids=("$p" $(pgrep -P "$p" || true)) ;;
+    esac
+    {
+        [[ -n "$apid" ]] && awk -v pid="$apid" '{ sub(/^.*\) /, ""); print "a", pid, $12 + $13 }' "/proc/$apid/stat" 2>/dev/null
+        for p in "${pids[@]}"; do
+            [[ -n "$p" ]] && awk -v pid="$p" '{ sub(/^.*\) /, ""); print "t", pid, $12 + $13 }' "/proc/$p/stat" 2>/dev/null
+        done
+    } >"$out" || true
+}
+# cpu_per_100k BEFORE AFTER: "<applier s> <target s>" per 100,000 updates
+# (processes that ended in between are not counted; new ones count from 0).
+cpu_per_100k() {
+    awk -v hz="$(getconf CLK_TCK)" -v n="$updates" '
+        NR == FNR { before[$1 " " $2] = $3; next }
+        { d[$1] += $3 - ($1 " " $2 in before ? before[$1 " " $2] : 0) }
+        END { printf "%.2f %.2f\n", d["a"] / hz * 100000 / n, d["t"] / hz * 100000 / n }' "$1" "$2"
+}
+
 # run_workload NAME SIDE WHAT : warm-up, samplers, workload, catch-up; writes $work/NAME.result
 # (MODE=backlog: the applier is stopped during the workload, and the result is
 # "<workload s> <catch-up s> <catch-up rows/s> - - - -").
@@ -251,10 +305,15 @@ run_workload() {
         t1=$(now_epoch)
         echo "== $name: workload done in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; starting the applier…" >&2
         local c0 c1
+        cpu_snapshot "$what" "$side" "$work/$name.cpu0"
         c0=$(now_epoch)
         applier_start "$what" || return 1
+        # siphon's process is new: its CPU counts from its start.
+        [[ "$what" == siphon ]] && sed -i '/^a /d' "$work/$name.cpu0"
         wait_for "$side" "$catchup" "$what" || return 1
         c1=$(now_epoch)
+        cpu_snapshot "$what" "$side" "$work/$name.cpu1"
+        cpu_per_100k "$work/$name.cpu0" "$work/$name.cpu1" >"$work/$name.cpu"
         awk -v a="$t0" -v b="$t1" -v c="$c0" -v d="$c1" -v n="$updates" \
             'BEGIN { printf "%.3f %.3f %.0f - - - -\n", b - a, d - c, n / (d - c > 0 ? d - c : 0.001) }' >"$work/$name.result"
         return 0
@@ -265,12 +324,15 @@ run_workload() {
     sampler "$side" "$work/$name.dst.obs"
     sleep 0.5
     echo "== $name: workload ($updates updates, $txsize per transaction)…" >&2
+    cpu_snapshot "$what" "$side" "$work/$name.cpu0"
     t0=$(now_epoch)
     myq src --database=bench -e "CALL workload($updates, $txsize, $seed)" || { echo "error: the workload failed" >&2; return 1; }
     t1=$(now_epoch)
     final=$(maxts_src)
     echo "== $name: workload done in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; waiting for the target…" >&2
     wait_for "$side" "$catchup" "$what" || return 1
+    cpu_snapshot "$what" "$side" "$work/$name.cpu1"
+    cpu_per_100k "$work/$name.cpu0" "$work/$name.cpu1" >"$work/$name.cpu"
     sleep 0.5
     touch "$work/stop"
     for p in $sampler_pids; do wait "$p" 2>/dev/null || true; done
@@ -410,7 +472,13 @@ row() {
     local title="$1" field="$2" r line
     line=$(printf "%-24s" "$title")
     for r in $runs; do
-        if [[ "$field" == rss ]]; then
+        if [[ "$field" == cpu-* ]]; then
+            if [[ -f "$work/$r.cpu" ]]; then
+                line+=$(printf " | %20s" "$(awk -v f="${field#cpu-}" '{ print $f }' "$work/$r.cpu")")
+            else
+                line+=$(printf " | %20s" "-")
+            fi
+        elif [[ "$field" == rss ]]; then
             if [[ -f "$work/$r.rss" ]]; then
                 line+=$(printf " | %20s" "$(awk -v k="$(cat "$work/$r.rss")" 'BEGIN { printf "%.1f", k / 1024 }')")
             else
@@ -444,6 +512,8 @@ if [[ "$mode" == live ]]; then
     row "lag max (s)" 6
     row "lag samples" 7
 fi
+row "applier CPU s/100k rows" cpu-1
+row "target CPU s/100k rows" cpu-2
 row "peak RSS (MiB)" rss
 if [[ "$mode" == backlog ]]; then
     echo "(MODE=backlog: each applier was stopped during the workload; catch-up = from its start until the target matched"
