@@ -25,6 +25,12 @@ use crate::{Observer, Shutdown};
 /// commits already, and memory grows with their number.
 const NATIVE_CHUNK_FACTOR: usize = 4;
 
+/// The state store's copies of a load's checkpoint and progress are written at
+/// most this often (the last one always): each is a durable write, an fsync
+/// with the SQLite store, and a load commits chunks many times a second. The
+/// target's checkpoint, which a resume reads, commits with every chunk.
+const RECORD_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Chunks read ahead of the sink: the reader waits when the sink is behind, so
 /// memory holds at most this many chunks plus the one being written.
 const READ_AHEAD: usize = 2;
@@ -622,6 +628,17 @@ pub(crate) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     out.into_iter().flatten().collect()
 }
 
+/// Writes a committed checkpoint and the rows copied to the state store.
+async fn record<S: Source, K: Sink, St: StateStore>(
+    run: &TableRun<'_, S, K, St>,
+    committed: Option<(Checkpoint, u64)>,
+) {
+    if let Some((cp, rows)) = committed {
+        run.remember(&cp).await;
+        run.record_progress(rows).await;
+    }
+}
+
 /// Copies the rows after `range.0` up to `range.1` in key order, chunks of
 /// `limit` rows read as `how` says, one per target transaction with the checkpoint `checkpoint_for(last key, range
 /// done)` gives; `on_commit` learns each committed chunk's last key. The reader
@@ -641,7 +658,9 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
     tally: &Tally,
 ) -> Result<()> {
     let (after, until) = range;
-    let (tx, mut rx) = mpsc::channel::<(Rows, Position, bool)>(READ_AHEAD);
+    // Each chunk travels with its size in bytes, measured by the reader while
+    // the rows it just read are still in the CPU's cache.
+    let (tx, mut rx) = mpsc::channel::<(Rows, u64, Position, bool)>(READ_AHEAD);
     // The reader owns the sender, so the channel closes when it ends.
     let reader = async move {
         let mut after = after;
@@ -677,7 +696,8 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
             let Some(last) = last else {
                 return Ok(());
             };
-            if tx.send((rows, last.clone(), done)).await.is_err() {
+            let size = rows.size();
+            if tx.send((rows, size, last.clone(), done)).await.is_err() {
                 return Ok(()); // the writer stopped; its error is reported
             }
             if done {
@@ -688,23 +708,45 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
     };
     // The state store's copies of the checkpoint and of the progress are
     // written beside the load, not between its chunks: each is a durable write
-    // (an fsync), and the target's checkpoint is the one that counts. Of those
-    // waiting only the newest is written; the last one always is, before this
-    // returns.
+    // (an fsync), and the target's checkpoint is the one that counts. They are
+    // written at most once per RECORD_EVERY, the newest of those waiting; the
+    // last one always is, before this returns.
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(Checkpoint, u64)>();
     let recorder = async move {
-        while let Some(mut newest) = progress_rx.recv().await {
-            while let Ok(newer) = progress_rx.try_recv() {
-                newest = newer;
+        let mut pending: Option<(Checkpoint, u64)> = None;
+        let mut next_write = tokio::time::Instant::now();
+        loop {
+            let received = match &pending {
+                // Something waits to be written: take newer ones until its time.
+                Some(_) => match tokio::time::timeout_at(next_write, progress_rx.recv()).await {
+                    Ok(received) => received,
+                    Err(_elapsed) => {
+                        record(run, pending.take()).await;
+                        next_write = tokio::time::Instant::now() + RECORD_EVERY;
+                        continue;
+                    }
+                },
+                None => progress_rx.recv().await,
+            };
+            match received {
+                Some(newest) => {
+                    pending = Some(newest);
+                    if tokio::time::Instant::now() >= next_write {
+                        record(run, pending.take()).await;
+                        next_write = tokio::time::Instant::now() + RECORD_EVERY;
+                    }
+                }
+                None => {
+                    record(run, pending.take()).await;
+                    return;
+                }
             }
-            run.remember(&newest.0).await;
-            run.record_progress(newest.1).await;
         }
     };
     // The writer owns the receiver: when it fails, the channel closes and the
     // reader, perhaps waiting to hand over a chunk, ends.
     let writer = async move {
-        while let Some((rows, last, done)) = rx.recv().await {
+        while let Some((rows, bytes, last, done)) = rx.recv().await {
             // Chunks read ahead are dropped on a stop request: a stop ends the
             // load after the chunk being written, as the README promises.
             run.stop_requested()?;
@@ -712,7 +754,7 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
                 Some(t) => Some(t.lock().await),
                 None => None,
             };
-            let (n, bytes) = (rows.len() as u64, rows.size());
+            let n = rows.len() as u64;
             let cp = checkpoint_for(&last, done)?;
             let applied = match rows {
                 Rows::Values(rows) => run.sink.load(&run.target_table, rows, &cp).await?,
