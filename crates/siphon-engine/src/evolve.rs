@@ -5,6 +5,48 @@
 
 use siphon_core::{Result, Row, SchemaOptions, Sink, Source, TableFilter, TableSchema, Value};
 
+/// Gives the rows a target table held before columns were added to it the
+/// source's values of those columns, when the sink can fill columns
+/// ([`Sink::fill`]) but keeps no record of them ([`Sink::unfilled`] goes by
+/// column ids, which a MySQL/MariaDB source has none of): `before` is the
+/// target's shape before, `target` its shape now, `table` the source's. The
+/// engine calls it once the batch that carried the shape change is applied,
+/// so the rows of that batch logged in the older shape (their added columns
+/// NULL) do not undo it; later changes in the log are applied after it, so
+/// the target converges on the source. A crash between the two leaves those
+/// rows with NULLs until they change. Does nothing for sinks without fills
+/// (the added columns keep the target's default until rows change) and for
+/// tables without a key.
+pub(crate) async fn fill_added<S: Source, K: Sink>(
+    source: &S,
+    sink: &K,
+    table: &TableSchema,
+    target: &TableSchema,
+    before: &TableSchema,
+) -> Result<()> {
+    let ids = table.columns.iter().all(|c| c.source_id.is_some());
+    if ids || !sink.capabilities().fill || table.row_key().is_none() {
+        return Ok(());
+    }
+    let added: Vec<usize> = target
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            !c.generated
+                && !before
+                    .columns
+                    .iter()
+                    .any(|b| b.name.eq_ignore_ascii_case(&c.name))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    fill_from_source(source, sink, table, target, &added, false).await
+}
+
 /// Rows read from the source per fill of added columns.
 const FILL_CHUNK: usize = 5_000;
 
@@ -28,6 +70,29 @@ pub(crate) async fn prepare<S: Source, K: Sink>(
     if columns.is_empty() {
         return Ok(());
     }
+    fill_from_source(source, sink, table, target, &columns, true).await
+}
+
+/// Fills `columns` of `target` from `source`'s current rows of `table` (its
+/// shape at the source), in key order, then, with `record`, says them done
+/// ([`Sink::unfilled`] listed them).
+async fn fill_from_source<S: Source, K: Sink>(
+    source: &S,
+    sink: &K,
+    table: &TableSchema,
+    target: &TableSchema,
+    columns: &[usize],
+    record: bool,
+) -> Result<()> {
+    let finish = |columns: &[usize]| {
+        let columns = columns.to_vec();
+        async move {
+            match record {
+                true => sink.fill(target, &columns, Vec::new(), true).await,
+                false => Ok(()),
+            }
+        }
+    };
     // The rows are read in the source's shape of now, which may have moved on
     // from `table`'s (the log lags the catalog), and matched to it by column.
     let filter = TableFilter {
@@ -42,7 +107,7 @@ pub(crate) async fn prepare<S: Source, K: Sink>(
     let Some(key) = table.row_key().map(<[usize]>::to_vec) else {
         // Rows without a key cannot be addressed one by one to fill them.
         tracing::warn!(table = %table.name, "the table has no key: the rows the target held before columns were added keep their defaults in them");
-        return sink.fill(target, &[], Vec::new(), true).await;
+        return finish(&[]).await;
     };
     let at: Vec<Option<usize>> = match &current {
         Some(c) => (0..table.columns.len())
@@ -57,7 +122,7 @@ pub(crate) async fn prepare<S: Source, K: Sink>(
         .filter(|&i| at[i].is_some())
         .collect();
     let (Some(current), true) = (current, key.iter().all(|&i| at[i].is_some())) else {
-        return sink.fill(target, &[], Vec::new(), true).await;
+        return finish(&[]).await;
     };
     tracing::info!(table = %table.name, columns = fill.len(), "filling the rows of added columns from the source");
     let mut after = None;
@@ -78,7 +143,7 @@ pub(crate) async fn prepare<S: Source, K: Sink>(
         sink.fill(target, &fill, rows, false).await?;
         if done {
             // Every waiting column is done, including those dropped since.
-            return sink.fill(target, &columns, Vec::new(), true).await;
+            return finish(columns).await;
         }
         after = chunk.last;
     }

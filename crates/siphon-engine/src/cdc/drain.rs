@@ -83,6 +83,9 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         // A table whose shape changed (columns added, renamed, dropped or
         // widened) is evolved on the target before any of its rows; rows the
         // target held already get the source's values of added columns.
+        // Tables that gained columns, with their target shape before: filled
+        // from the source once this batch is applied.
+        let mut refill: Vec<(usize, Arc<TableSchema>)> = Vec::new();
         for change in &batch.changes {
             if let Op::Schema(s) = &change.op {
                 if let Some(&i) = routes.get(&s.name) {
@@ -101,7 +104,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
                         return Ok(Drained::Reopen);
                     }
                     t.source = s.clone();
-                    t.target = Arc::new(target);
+                    refill.push((i, std::mem::replace(&mut t.target, Arc::new(target))));
                 }
             }
         }
@@ -241,6 +244,20 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         // Only what the target committed is confirmed to the source.
         stream.confirm(&next).await?;
         *position = next;
+        for (i, before) in refill {
+            let t = &tables[i];
+            if let Err(e) =
+                crate::evolve::fill_added(source, sink, &t.source, &t.target, &before).await
+            {
+                let e = named(e, &t.source);
+                if !isolate::isolatable(&e) {
+                    return Err(e);
+                }
+                routes.remove(&tables[i].source.name);
+                isolate::stop_table(pipeline, &mut tables[i], e, sink, state).await;
+                return Ok(Drained::Reopen);
+            }
+        }
         if let Some(b) = backfill.as_deref_mut() {
             b.committed(position, sink, state).await?;
         }

@@ -1,7 +1,12 @@
 //! The statements of QUERY events that matter to a change stream: which
 //! table a TRUNCATE empties, which tables an ALTER, CREATE/DROP INDEX,
-//! DROP or RENAME touches. Everything else (CREATE TABLE, statements on
-//! other objects) is none of the stream's business.
+//! DROP or RENAME touches, and what an ALTER did to a replicated table's
+//! columns ([`judge`]). Everything else (CREATE TABLE, statements on other
+//! objects) is none of the stream's business.
+
+use siphon_core::{Error, Result, TableSchema};
+
+use crate::objects::drift::{normalize, widens};
 
 /// What a statement does to tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +213,226 @@ pub fn parse(sql: &str, db: Option<&str>) -> Option<Ddl> {
     None
 }
 
+/// What an `ALTER TABLE` (or `CREATE`/`DROP INDEX`) seen in the binlog did
+/// to a replicated table, from its shape before (`old`) and after (`new`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reshape {
+    /// No column, type, nullability or key changed (an index, a default or a
+    /// comment did): the table streams on as it is.
+    Untouched,
+    /// Columns were added (anywhere in the table), moved, widened or made
+    /// nullable, every column kept: the target evolves to the new shape.
+    Evolve,
+}
+
+/// Judges a change of a replicated table's shape from `old` to `new` by the
+/// statement `sql` that made it: [`Reshape::Untouched`] or
+/// [`Reshape::Evolve`], or a `BadInput` error naming the table, the column,
+/// what changed and the fix for a change siphon does not follow by itself: a
+/// column dropped or renamed, a type narrowed or changed to one that does not
+/// hold every old value (see [`widens`]), or another key.
+pub fn judge(old: &TableSchema, new: &TableSchema, sql: &str) -> Result<Reshape> {
+    let table = &old.name;
+    let refuse = |column: &str, what: String, fix: &str| {
+        Error::bad_input(format!(
+            "{what} (an ALTER TABLE read from the binlog), which siphon does not follow on the \
+             target by itself: {fix} on the target as well, then copy the table again with \
+             `siphon sync resync`"
+        ))
+        .table(table)
+        .column(column)
+    };
+    let find = |name: &str| {
+        new.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+    };
+    // The catalog may be past the binlog (the table was read after the
+    // statement ran, as when siphon starts again after it): a column the
+    // statement drops or renames that the table lacks now went then.
+    let has = |s: &TableSchema, c: &str| s.columns.iter().any(|x| x.name.eq_ignore_ascii_case(c));
+    for (column, to, if_exists) in touched_columns(sql) {
+        if has(new, &column) || (if_exists && !has(old, &column)) {
+            continue;
+        }
+        return Err(match to {
+            Some(to) => refuse(
+                &column,
+                format!("the source renamed column `{column}` to `{to}`"),
+                &format!("rename the column to `{to}`"),
+            ),
+            None => refuse(
+                &column,
+                format!("the source dropped column `{column}`"),
+                &format!("drop column `{column}`"),
+            ),
+        });
+    }
+    let mut evolve = false;
+    for (i, col) in old.columns.iter().enumerate() {
+        let Some(j) = find(&col.name) else {
+            return Err(match renamed_to(sql, &col.name) {
+                Some(to) => refuse(
+                    &col.name,
+                    format!("the source renamed column `{}` to `{to}`", col.name),
+                    &format!("rename the column to `{to}`"),
+                ),
+                None => refuse(
+                    &col.name,
+                    format!("the source dropped column `{}`", col.name),
+                    &format!("drop column `{}`", col.name),
+                ),
+            });
+        };
+        let now = &new.columns[j];
+        let (from, to) = (normalize(&col.native_type), normalize(&now.native_type));
+        if from != to {
+            if widens(&from, &to) != Some(true) {
+                let verb = match widens(&to, &from) {
+                    Some(true) => "narrowed",
+                    _ => "changed",
+                };
+                return Err(refuse(
+                    &col.name,
+                    format!(
+                        "the source {verb} column `{}` from {from} to {to}, which could lose or \
+                         refuse values on the target",
+                        col.name
+                    ),
+                    &format!("change column `{}` to {to}", col.name),
+                ));
+            }
+            evolve = true;
+        }
+        evolve |= i != j || col.data_type.nullable != now.data_type.nullable;
+    }
+    let key = |s: &TableSchema| -> Vec<String> {
+        s.row_key()
+            .unwrap_or_default()
+            .iter()
+            .map(|&i| s.columns[i].name.to_ascii_lowercase())
+            .collect()
+    };
+    let (was, is) = (key(old), key(new));
+    if was != is {
+        let shown = |k: &[String]| match k.is_empty() {
+            true => "none".to_string(),
+            false => format!("({})", k.join(", ")),
+        };
+        let column = is.first().or(was.first()).cloned().unwrap_or_default();
+        return Err(refuse(
+            &column,
+            format!(
+                "the source changed the table's key from {} to {}",
+                shown(&was),
+                shown(&is)
+            ),
+            "change the table's key alike",
+        ));
+    }
+    if new.columns.len() > old.columns.len() {
+        evolve = true;
+    }
+    Ok(match evolve {
+        true => Reshape::Evolve,
+        false => Reshape::Untouched,
+    })
+}
+
+/// The columns an `ALTER TABLE` statement drops (`DROP [COLUMN] [IF EXISTS]
+/// c`: `(c, None, if_exists)`) or renames (`RENAME COLUMN c TO d`, `CHANGE
+/// [COLUMN] c d …`: `(c, Some(d), false)`).
+fn touched_columns(sql: &str) -> Vec<(String, Option<String>, bool)> {
+    let toks = tokens(sql);
+    if !is(toks.first(), "ALTER") {
+        return Vec::new();
+    }
+    // What may follow DROP other than a column.
+    const OTHERS: &[&str] = &[
+        "INDEX",
+        "KEY",
+        "PRIMARY",
+        "FOREIGN",
+        "CONSTRAINT",
+        "CHECK",
+        "PARTITION",
+        "SYSTEM",
+        "PERIOD",
+        "UNIQUE",
+        "FULLTEXT",
+        "SPATIAL",
+        "DEFAULT",
+        "NOT",
+    ];
+    let mut out = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        if is(Some(t), "DROP") {
+            // `ALTER [COLUMN] c DROP DEFAULT` drops no column.
+            if OTHERS.iter().any(|o| is(toks.get(i + 1), o)) {
+                continue;
+            }
+            let mut at = i + 1;
+            if is(toks.get(at), "COLUMN") {
+                at += 1;
+            }
+            let mut if_exists = false;
+            if is(toks.get(at), "IF") && is(toks.get(at + 1), "EXISTS") {
+                at += 2;
+                if_exists = true;
+            }
+            if let Some(c) = toks
+                .get(at)
+                .filter(|c| !matches!(c.as_str(), "," | ";" | "(" | ")"))
+            {
+                out.push((unquote(c), None, if_exists));
+            }
+        } else if is(Some(t), "CHANGE") || (is(Some(t), "RENAME") && is(toks.get(i + 1), "COLUMN"))
+        {
+            let mut at = i + 1;
+            if is(toks.get(at), "COLUMN") {
+                at += 1;
+            }
+            if is(toks.get(at), "IF") && is(toks.get(at + 1), "EXISTS") {
+                at += 2;
+            }
+            if let Some(c) = toks.get(at).map(|c| unquote(c)) {
+                if let Some(to) = renamed_to(sql, &c) {
+                    out.push((c, Some(to), false));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The new name `sql` gives column `column` (`RENAME COLUMN a TO b`,
+/// `CHANGE [COLUMN] a b …`), if it renames it.
+fn renamed_to(sql: &str, column: &str) -> Option<String> {
+    let toks = tokens(sql);
+    let named = |t: &String| unquote(t).eq_ignore_ascii_case(column);
+    for (i, t) in toks.iter().enumerate() {
+        let mut at = i + 1;
+        if is(Some(t), "RENAME") && is(toks.get(at), "COLUMN") {
+            at += 1;
+            if toks.get(at).is_some_and(named) && is(toks.get(at + 1), "TO") {
+                return toks.get(at + 2).map(|n| unquote(n));
+            }
+        } else if is(Some(t), "CHANGE") {
+            if is(toks.get(at), "COLUMN") {
+                at += 1;
+            }
+            if is(toks.get(at), "IF") && is(toks.get(at + 1), "EXISTS") {
+                at += 2;
+            }
+            if toks.get(at).is_some_and(named) {
+                let to = unquote(toks.get(at + 1)?);
+                return (!to.eq_ignore_ascii_case(column)).then_some(to);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +484,119 @@ mod tests {
         assert_eq!(parse("CREATE TABLE a (id int)", Some("d")), None);
         assert_eq!(parse("DROP TEMPORARY TABLE IF EXISTS a", Some("d")), None);
         assert_eq!(parse("ALTER USER x", Some("d")), None);
+    }
+
+    fn table(columns: &[(&str, &str)], key: &[usize]) -> TableSchema {
+        use siphon_core::typemap::{parse_native, Engine};
+        use siphon_core::{Column, DataType, TableName};
+        TableSchema {
+            name: TableName::new(Some("d"), "t"),
+            origin: Engine::Mysql,
+            columns: columns
+                .iter()
+                .map(|(n, ty)| Column {
+                    name: n.to_string(),
+                    data_type: DataType::new(parse_native(Engine::Mysql, ty), true),
+                    native_type: ty.to_string(),
+                    generated: false,
+                    source_id: None,
+                })
+                .collect(),
+            primary_key: key.to_vec(),
+            unique_keys: vec![],
+            indexes: vec![],
+            partitioning: None,
+            objects: vec![],
+        }
+    }
+
+    #[test]
+    fn additions_and_widenings_evolve_and_the_rest_is_refused_with_the_fix() {
+        let old = table(&[("id", "int(11)"), ("v", "varchar(50)")], &[0]);
+        let judge_to =
+            |cols: &[(&str, &str)], key: &[usize], sql: &str| judge(&old, &table(cols, key), sql);
+        assert_eq!(
+            judge_to(
+                &[("id", "int(11)"), ("v", "varchar(50)")],
+                &[0],
+                "CREATE INDEX i ON t (v)"
+            )
+            .unwrap(),
+            Reshape::Untouched
+        );
+        for (cols, key) in [
+            (
+                &[("id", "int(11)"), ("v", "varchar(50)"), ("w", "int(11)")][..],
+                0,
+            ),
+            (
+                &[("w", "int(11)"), ("id", "int(11)"), ("v", "varchar(50)")],
+                1,
+            ),
+            (&[("id", "bigint(20)"), ("v", "varchar(200)")], 0),
+        ] {
+            assert_eq!(
+                judge_to(cols, &[key], "ALTER TABLE t").unwrap(),
+                Reshape::Evolve
+            );
+        }
+        let e = judge_to(&[("id", "int(11)")], &[0], "ALTER TABLE t DROP COLUMN v").unwrap_err();
+        assert_eq!(e.kind(), siphon_core::ErrorKind::BadInput);
+        assert_eq!((e.table_name(), e.column_name()), (Some("d.t"), Some("v")));
+        let text = e.to_string();
+        assert!(
+            text.contains("dropped column `v`") && text.contains("drop column `v` on the target"),
+            "{text}"
+        );
+        assert!(text.contains("siphon sync resync"), "{text}");
+        let e = judge_to(
+            &[("id", "int(11)"), ("w", "varchar(50)")],
+            &[0],
+            "ALTER TABLE t CHANGE COLUMN `v` `w` varchar(50)",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("renamed column `v` to `w`"), "{e}");
+        let e = judge_to(
+            &[("id", "int(11)"), ("w", "varchar(50)")],
+            &[0],
+            "ALTER TABLE t RENAME COLUMN v TO w",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("renamed column `v` to `w`"), "{e}");
+        // Read after the catalog moved on: the statement says what went.
+        let e = judge(&old, &old, "ALTER TABLE t ADD x int, DROP COLUMN `gone`").unwrap_err();
+        assert!(e.to_string().contains("dropped column `gone`"), "{e}");
+        let e = judge(&old, &old, "alter table t change zz v varchar(50)").unwrap_err();
+        assert!(e.to_string().contains("renamed column `zz` to `v`"), "{e}");
+        for sql in [
+            "ALTER TABLE t DROP INDEX i, DROP PRIMARY KEY, DROP FOREIGN KEY f",
+            "ALTER TABLE t ALTER COLUMN v DROP DEFAULT",
+            "ALTER TABLE t DROP COLUMN IF EXISTS never",
+            "ALTER TABLE t CHANGE v v varchar(50)",
+        ] {
+            assert_eq!(judge(&old, &old, sql).unwrap(), Reshape::Untouched, "{sql}");
+        }
+        let e = judge(&old, &old, "ALTER TABLE t DROP v2").unwrap_err();
+        assert_eq!(e.column_name(), Some("v2"), "{e}");
+        let e = judge_to(
+            &[("id", "int(11)"), ("v", "varchar(20)")],
+            &[0],
+            "ALTER TABLE t",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("narrowed column `v` from varchar(50) to varchar(20)"),
+            "{e}"
+        );
+        let e = judge_to(&[("id", "int(11)"), ("v", "date")], &[0], "ALTER TABLE t").unwrap_err();
+        assert!(e.to_string().contains("changed column `v`"), "{e}");
+        let e = judge_to(
+            &[("id", "int(11)"), ("v", "varchar(50)")],
+            &[0, 1],
+            "ALTER TABLE t",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("key from (id) to (id, v)"), "{e}");
     }
 }

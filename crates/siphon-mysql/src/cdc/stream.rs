@@ -565,7 +565,9 @@ impl<R: Rediscover> MySqlChangeStream<R> {
 
     /// A statement outside BEGIN … COMMIT: TRUNCATE becomes a change, DDL
     /// on a pipeline table reads its shape again (announced by an
-    /// [`Op::Schema`] change) or stops the stream when the table is gone.
+    /// [`Op::Schema`] change when the target evolves, see [`ddl::judge`]),
+    /// or fails naming the table when it is gone or changed in a way siphon
+    /// does not follow.
     async fn statement(
         &mut self,
         sql: &str,
@@ -593,10 +595,15 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                 if let Some(n) = self.lookup(&name(&t)) {
                     match self.source.rediscover(&n).await? {
                         Some(next) => {
-                            let changed = *next.schema != *self.known[&n].schema;
+                            // Added or widened columns evolve the target; a
+                            // dropped, renamed or narrowed column or another
+                            // key stops this table alone (the engine isolates
+                            // the error), with the fix.
+                            let known = &self.known[&n].schema;
+                            let reshape = ddl::judge(known, &next.schema, sql)?;
                             let schema = next.schema.clone();
                             self.known.insert(n.clone(), next);
-                            if changed {
+                            if reshape == ddl::Reshape::Evolve {
                                 tracing::info!(table = %n, "the source table's shape changed");
                                 out.push(Change::new(schema.clone(), Op::Schema(schema)));
                             }
