@@ -224,6 +224,8 @@ fn a_column_added_evolves_the_target_and_a_dropped_one_stops_the_table() {
         "the source dropped column `v`".to_string(),
         "drop column `v` on the target as well".to_string(),
         format!("siphon sync resync p --table {t}"),
+        "copies it again from the start by itself the next time it starts this pipeline"
+            .to_string(),
     ] {
         assert!(out.contains(&part), "{part:?} is not said: {out}");
     }
@@ -300,14 +302,24 @@ fn rows_logged_before_a_column_was_added_while_stopped_reach_the_target_whole() 
         out.contains(&format!("siphon sync resync p --table {t}")),
         "the fix is not named: {out}"
     );
+    // It says what happens next, as it happens: the next run copies it again.
+    assert!(
+        out.contains(
+            "copies it again from the start by itself the next time it starts this pipeline"
+        ),
+        "{out}"
+    );
     let state = stream_state(dir.path(), &t);
-    assert!(state.contains("failed"), "{state}");
+    assert!(
+        state.contains("failed") && state.contains("copies it again from the start by itself"),
+        "{state}"
+    );
     assert_eq!(
         pg_rows(pg, &pg_db, "id", &other),
         my_rows(my, &db, "id", "other")
     );
     // The stopped table forgot its place in the log: the next run copies it
-    // afresh, and both tables equal their sources.
+    // afresh, as the message said, and both tables equal their sources.
     my.query_in(&db, "INSERT INTO other VALUES (5);").unwrap();
     ok(siphon(dir.path(), &["run", "--once"]));
     assert_eq!(

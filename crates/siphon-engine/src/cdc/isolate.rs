@@ -67,8 +67,13 @@ pub(super) fn culprit(e: &Error, tables: &[Table], touched: &[usize]) -> Option<
 }
 
 /// Stops one table of a shared log: records why, with the fix, in its state
-/// and forgets its checkpoint, since the log moves on without it (its next run
-/// copies it afresh). The other tables are not touched.
+/// and forgets its checkpoint, since the log moves on without it. It stays out
+/// of the log for the rest of this process, until `siphon sync resync` copies
+/// it again; the next time siphon starts the pipeline (a new `siphon run`, a
+/// restart of the service) copies it again from the start by itself, as its
+/// checkpoint is gone. The message says both, so nothing happens behind the
+/// operator's back and no change is lost: a copy holds every row the log
+/// skipped. The other tables are not touched.
 pub(super) async fn stop_table<K: Sink, St: StateStore>(
     pipeline: &str,
     t: &mut Table,
@@ -87,8 +92,11 @@ pub(super) async fn stop_table<K: Sink, St: StateStore>(
     let e = Error::new(
         cause.kind(),
         format!(
-            "this table stopped streaming while the pipeline's other tables go on; fix the cause, \
-             then copy it again with `siphon sync resync {pipeline} --table {arg}`"
+            "this table stopped streaming while the pipeline's other tables go on, and the log \
+             moves on without it; fix the cause, then copy it again with \
+             `siphon sync resync {pipeline} --table {arg}` (siphon also copies it again from the \
+             start by itself the next time it starts this pipeline: the next `siphon run`, or a \
+             restart of the service)"
         ),
     )
     .table(&table)
