@@ -20,6 +20,7 @@ use crate::source::MySqlSource;
 mod checks;
 mod ddl;
 mod events;
+mod images;
 mod log;
 mod position;
 mod rows;

@@ -480,8 +480,9 @@ impl<R: Rediscover> MySqlChangeStream<R> {
             self.index = self.index.saturating_add(n.saturating_mul(per_row));
             return Ok(());
         };
-        let known = self.known[&name].clone();
-        let known = &known;
+        // Borrowed, not cloned: a clone per rows event (one a row, for
+        // single-row statements) copied every column's description.
+        let known = &self.known[&name];
         let shape = self.shapes.get(&id).cloned();
         let before_bits = data
             .columns_before_image()
@@ -500,8 +501,8 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                 .transpose()
         };
         let mut images = Vec::new();
-        for r in data.rows(tme) {
-            let (before, after) = r.map_err(|e| read_err(e).table(&name))?;
+        let read_images = super::images::read(&data, tme).map_err(|e| read_err(e).table(&name))?;
+        for (before, after) in read_images {
             images.push((
                 read(before, before_bits.as_deref())?,
                 read(after, after_bits.as_deref())?,
