@@ -7,7 +7,8 @@
 //! between MariaDB databases, varchar keys under several collations copied in
 //! tiny chunks, and a case-insensitive key changed only in case while
 //! streaming and while polling with `delete_detection: key_diff`, and a
-//! transaction that swaps values of a unique secondary index between rows.
+//! transaction that swaps values of a unique secondary index between rows,
+//! and a streamed table dropped and created again between runs.
 
 use std::path::Path;
 
@@ -406,4 +407,53 @@ fn a_transaction_swapping_unique_values_between_rows_streams_to_both_targets() {
         source,
         "PostgreSQL target"
     );
+}
+
+#[test]
+fn a_table_dropped_and_created_again_between_runs_does_not_keep_the_old_rows_silently() {
+    let my = MariaDb::shared().unwrap();
+    let pg = Postgres::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1); \
+         CREATE TABLE other (id int PRIMARY KEY);",
+    )
+    .unwrap();
+    let dst = pg.create_database().unwrap();
+    let pg_db = db_name(&dst);
+    let dir = tempfile::tempdir().unwrap();
+    config(
+        dir.path(),
+        &src,
+        &dst,
+        "cdc",
+        &format!("[{db}.t, {db}.other]"),
+        "",
+    );
+    ok(siphon(dir.path(), &["run", "--once"]));
+
+    // The README: a DROP of a replicated table stops it with what to do.
+    // Either a run says so, or the target ends equal to the new table; never
+    // the old table's rows silently beside the new ones. A run sees the table
+    // gone; the next sees it back.
+    my.query_in(&db, "INSERT INTO t VALUES (2, 2); DROP TABLE t;")
+        .unwrap();
+    let gone = siphon(dir.path(), &["run", "--once"]);
+    my.query_in(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (5, 5);",
+    )
+    .unwrap();
+    let back = siphon(dir.path(), &["run", "--once"]);
+    if gone.status.success() && back.status.success() {
+        assert_eq!(
+            pg_rows(pg, &pg_db, "id, v", &format!("\"{db}\".t")),
+            my_rows(my, &db, "id, v", "t"),
+        );
+    } else {
+        let said = format!("{}{}", text(&gone), text(&back));
+        assert!(said.contains("siphon sync resync"), "{said}");
+    }
 }
