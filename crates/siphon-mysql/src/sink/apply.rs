@@ -33,10 +33,37 @@ struct Plan<'a> {
     last: HashMap<Vec<u8>, (usize, Last<'a>)>,
 }
 
-/// The key of `row` at `key`, as a map key.
-fn key_bytes(row: &Row, key: &[usize]) -> Vec<u8> {
-    let values: Vec<&Value> = key.iter().map(|&i| &row[i]).collect();
-    serde_json::to_vec(&values).unwrap_or_default()
+/// The key of `row` at `key`, as a map key: two keys are equal exactly when
+/// their values are. Integers (the usual key) are a tag byte and their bytes,
+/// with no allocation beyond the key's own; other values their JSON form.
+pub(super) fn key_bytes(row: &Row, key: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 * key.len());
+    for &i in key {
+        match &row[i] {
+            Value::Int64(n) => {
+                out.push(1);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Int32(n) => {
+                out.push(2);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Int16(n) => {
+                out.push(3);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Null => out.push(4),
+            other => {
+                // Length-prefixed, so that no two keys of several columns
+                // run together into the same bytes.
+                let json = serde_json::to_vec(other).unwrap_or_default();
+                out.push(0);
+                out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+                out.extend_from_slice(&json);
+            }
+        }
+    }
+    out
 }
 
 /// Applies `changes` (their tables prepared as `targets`) in the open
@@ -142,11 +169,43 @@ async fn write(conn: &mut Conn, t: &TargetTable, plan: Plan<'_>) -> Result<Apply
             Last::Upsert(r) => upserts.push(r),
         }
     }
+    if let Some(k) = sortable_key(t, table) {
+        // In key order the server walks the primary key's pages once, in
+        // order, instead of jumping about the table for each row: less work
+        // for the target per row. Only where no other unique key could make
+        // the order of two rows matter.
+        let at = |r: &&Row| match &r[k] {
+            Value::Int64(n) => *n,
+            Value::Int32(n) => i64::from(*n),
+            Value::Int16(n) => i64::from(*n),
+            _ => 0,
+        };
+        let ints = |rows: &[&Row]| {
+            rows.iter()
+                .all(|r| matches!(r[k], Value::Int64(_) | Value::Int32(_) | Value::Int16(_)))
+        };
+        if ints(&upserts) && ints(&deletes) {
+            upserts.sort_by_key(at);
+            deletes.sort_by_key(at);
+        }
+    }
     stats.deleted += delete(conn, t, table, &deletes).await?;
     let (inserted, updated) = upsert(conn, t, table, &upserts).await?;
     stats.inserted += inserted;
     stats.updated += updated;
     Ok(stats)
+}
+
+/// The column of a one-column key the rows may be written in the order of:
+/// the table has no unique key or unique index beside its row key, so rows of
+/// distinct keys cannot collide whatever their order.
+fn sortable_key(t: &TargetTable, table: &TableSchema) -> Option<usize> {
+    let alone =
+        table.unique_keys.iter().all(|u| *u == t.key) && table.indexes.iter().all(|i| !i.unique);
+    match t.key.as_slice() {
+        [k] if alone => Some(*k),
+        _ => None,
+    }
 }
 
 /// Appends `(v1, v2, …)` of `row` at `cols` as SQL literals.
@@ -296,7 +355,34 @@ async fn delete(
 
 #[cfg(test)]
 mod tests {
-    use super::duplicates;
+    use super::{duplicates, key_bytes};
+    use siphon_core::Value;
+
+    #[test]
+    fn keys_are_equal_exactly_when_their_values_are() {
+        let rows = [
+            vec![Value::Int64(1), Value::Text("a".into())],
+            vec![Value::Int64(1), Value::Text("b".into())],
+            vec![Value::Int64(256), Value::Text("a".into())],
+            vec![Value::Int32(1), Value::Text("a".into())],
+            vec![Value::Null, Value::Text("a".into())],
+            vec![Value::Int64(-1), Value::Text("a".into())],
+            vec![Value::Text("1".into()), Value::Text("a".into())],
+            vec![Value::Text("ab".into()), Value::Text("".into())],
+            vec![Value::Text("a".into()), Value::Text("b".into())],
+        ];
+        for (i, a) in rows.iter().enumerate() {
+            for (j, b) in rows.iter().enumerate() {
+                assert_eq!(
+                    key_bytes(a, &[0, 1]) == key_bytes(b, &[0, 1]),
+                    i == j,
+                    "{a:?} vs {b:?}"
+                );
+            }
+            assert_eq!(key_bytes(a, &[0, 1]), key_bytes(&a.clone(), &[0, 1]));
+        }
+        assert_ne!(key_bytes(&rows[0], &[0]), key_bytes(&rows[0], &[0, 1]));
+    }
 
     #[test]
     fn duplicates_are_read_from_the_info() {

@@ -40,6 +40,12 @@ pub(crate) fn literal(v: &Value, out: &mut String) -> Result<(), Refusal> {
             out.push('\'');
         }
         Value::Array(_) => quoted(&v.to_json().to_string(), out),
+        // Digits and separators only: nothing to escape, no text in between.
+        Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_) => {
+            out.push('\'');
+            text_form(v, out)?;
+            out.push('\'');
+        }
         other => {
             let mut text = String::new();
             text_form(other, &mut text)?;
@@ -140,7 +146,7 @@ fn text_form(v: &Value, out: &mut String) -> Result<(), Refusal> {
         Value::Uuid(u) => write_display(out, u.hyphenated()),
         Value::Date(d) => {
             check_year(v, chrono::Datelike::year(d))?;
-            write_display(out, d.format("%Y-%m-%d"));
+            push_date(out, d);
         }
         Value::Time(t) => {
             if *t == Value::END_OF_DAY {
@@ -151,15 +157,56 @@ fn text_form(v: &Value, out: &mut String) -> Result<(), Refusal> {
         }
         Value::Timestamp(t) => {
             check_year(v, chrono::Datelike::year(t))?;
-            write_display(out, t.format("%Y-%m-%d %H:%M:%S%.6f"));
+            push_timestamp(out, t);
         }
         Value::TimestampTz(t) => {
             check_year(v, chrono::Datelike::year(t))?;
-            write_display(out, t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f"));
+            push_timestamp(out, &t.naive_utc());
         }
         other => write_display(out, other),
     }
     Ok(())
+}
+
+/// Appends `n` in decimal, zero-padded to `width` digits (`n` has at most that many).
+fn push_digits(out: &mut String, mut n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend(buf[..width].iter().map(|&b| b as char));
+}
+
+/// `YYYY-MM-DD` of a date whose year is 0 to 9999 (see [`check_year`]).
+fn push_date(out: &mut String, d: &chrono::NaiveDate) {
+    use chrono::Datelike;
+    push_digits(out, d.year().clamp(0, 9999) as u32, 4);
+    out.push('-');
+    push_digits(out, d.month(), 2);
+    out.push('-');
+    push_digits(out, d.day(), 2);
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff`, as chrono's `%Y-%m-%d %H:%M:%S%.6f` writes
+/// it, without parsing a format for each value; a leap second goes through
+/// chrono.
+fn push_timestamp(out: &mut String, t: &chrono::NaiveDateTime) {
+    use chrono::Timelike;
+    let nanos = t.nanosecond();
+    if nanos >= 1_000_000_000 {
+        write_display(out, t.format("%Y-%m-%d %H:%M:%S%.6f"));
+        return;
+    }
+    push_date(out, &t.date());
+    out.push(' ');
+    push_digits(out, t.hour(), 2);
+    out.push(':');
+    push_digits(out, t.minute(), 2);
+    out.push(':');
+    push_digits(out, t.second(), 2);
+    out.push('.');
+    push_digits(out, nanos / 1000, 6);
 }
 
 /// MySQL's dates run from year 0 to 9999, with no infinity.
@@ -222,6 +269,48 @@ mod tests {
         let mut out = Vec::new();
         field(&v, mode, &mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn dates_and_times_are_written_as_chrono_formats_them() {
+        use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+        let days = [
+            (0, 1, 1),
+            (33, 2, 28),
+            (999, 12, 31),
+            (2025, 6, 7),
+            (9999, 12, 31),
+        ];
+        let times = [
+            (0, 0, 0, 0),
+            (23, 59, 59, 999_999_000),
+            (7, 5, 9, 123_456_789),
+            (12, 30, 0, 1_000),
+            (23, 59, 59, 1_500_000_000),
+        ];
+        for (y, m, d) in days {
+            let day = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            assert_eq!(
+                lit(Value::Date(day)),
+                format!("'{}'", day.format("%Y-%m-%d"))
+            );
+            for (h, mi, s, n) in times {
+                let t = NaiveDateTime::new(day, NaiveTime::from_hms_nano_opt(h, mi, s, n).unwrap());
+                let want = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+                assert_eq!(lit(Value::Timestamp(t)), format!("'{want}'"));
+                assert_eq!(lit(Value::TimestampTz(t.and_utc())), format!("'{want}'"));
+                assert_eq!(fld(Value::Timestamp(t), FieldMode::Plain), want.as_bytes());
+            }
+        }
+        assert_eq!(
+            lit(Value::Timestamp(
+                NaiveDate::from_ymd_opt(2025, 1, 2)
+                    .unwrap()
+                    .and_hms_micro_opt(3, 4, 5, 60)
+                    .unwrap()
+            )),
+            "'2025-01-02 03:04:05.000060'"
+        );
     }
 
     #[test]
