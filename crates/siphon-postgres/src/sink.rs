@@ -159,6 +159,80 @@ fn copy_data(
     Ok((Bytes::from(buf), format))
 }
 
+/// COPY data of a load is handed to the connection in pieces of about this
+/// size, each sent while the next is encoded, so PostgreSQL parses a chunk's
+/// first rows while siphon encodes its last ones.
+const LOAD_PIECE: usize = 256 * 1024;
+
+/// Sends `rows` (their columns `cols`) by `COPY … FROM STDIN` into `into`, the
+/// data encoded as it is sent (see [`copy::Format`] for the format) in pieces
+/// of about [`LOAD_PIECE`] bytes: no buffer of the whole chunk, and no pass
+/// over the rows to size one. A piece grows beyond that size only for a row
+/// larger than it, and is then allocated once at that row's size. A value that
+/// does not fit its column aborts the COPY (the caller's transaction is then
+/// void) with an error naming the table and column.
+async fn copy_rows_into(
+    tx: &Transaction<'_>,
+    t: &TargetTable,
+    rows: &[Row],
+    cols: &[usize],
+    table: &TableSchema,
+    into: &str,
+) -> Result<u64> {
+    let types: Vec<&PgType> = cols.iter().map(|&i| &t.types[i]).collect();
+    let format = copy::Format::of(&types);
+    let sql = format!(
+        "COPY {into} ({}) FROM STDIN (FORMAT {})",
+        column_list(cols.iter().map(|&i| t.columns[i].as_str())),
+        format.as_sql()
+    );
+    let werr = |e| pg_err(e, &format!("loading {}", table.name));
+    let sink = tx.copy_in(sql.as_str()).await.map_err(werr)?;
+    futures_util::pin_mut!(sink);
+    let mut buf = Vec::with_capacity(LOAD_PIECE + 64);
+    format.write_header(&mut buf);
+    for row in rows {
+        let values = cols.iter().map(|&i| &row[i]);
+        // The row is measured as it is written (its values are in the CPU's
+        // cache then): what is buffered goes first when the row would not fit.
+        let need = format.row_len(values.clone());
+        if buf.len() + need > buf.capacity() {
+            if buf.is_empty() {
+                buf.reserve_exact(need + 64);
+            } else {
+                let full =
+                    std::mem::replace(&mut buf, Vec::with_capacity(need.max(LOAD_PIECE) + 64));
+                sink.feed(Bytes::from(full)).await.map_err(werr)?;
+            }
+        }
+        format
+            .write_row(&mut buf, values, &types)
+            .map_err(|e| unfit_value(e, t, cols, table))?;
+    }
+    format.write_trailer(&mut buf);
+    copy::send_in_pieces(sink.as_mut(), Bytes::from(buf))
+        .await
+        .map_err(werr)?;
+    sink.finish().await.map_err(werr)
+}
+
+/// The error for a row that cannot be encoded for the target's columns `cols`.
+fn unfit_value(e: copy::CopyError, t: &TargetTable, cols: &[usize], table: &TableSchema) -> Error {
+    let column = match &e {
+        copy::CopyError::Column { column, .. } => cols.get(*column),
+        _ => None,
+    };
+    let err = Error::bad_input(format!(
+        "a value does not fit the target column: {e}; change the target column's type to hold it, \
+         or change the value at the source"
+    ))
+    .table(&table.name);
+    match column {
+        Some(&i) => err.column(&t.columns[i]),
+        None => err,
+    }
+}
+
 async fn copy_into<T>(
     tx: &Transaction<'_>,
     copy: &T,
@@ -231,6 +305,15 @@ async fn write_checkpoint(tx: &Transaction<'_>, stmt: &Statement, cp: &Checkpoin
     Ok(())
 }
 
+/// Whether a load failed on a key the target holds already (a chunk copied
+/// again after a crash), which an upsert then absorbs.
+fn unique_violation(e: &Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
+        .and_then(tokio_postgres::Error::code)
+        == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
 /// A checkpoint write refused because the target holds one of a newer lease.
 pub(crate) fn fenced(cp: &Checkpoint, stored: u64) -> Error {
     Error::new(
@@ -265,14 +348,8 @@ impl PostgresSink {
         tx.batch_execute("SAVEPOINT siphon_load")
             .await
             .map_err(werr)?;
-        let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
-        let (data, format) = copy_data(&t, &refs, &t.write, table)?;
-        let copy = format!(
-            "COPY {} ({cols}) FROM STDIN (FORMAT {})",
-            t.name,
-            format.as_sql()
-        );
-        let stats = match copy_into(&tx, copy.as_str(), data).await {
+        let copied = copy_rows_into(&tx, &t, &rows, &t.write, table, &t.name).await;
+        let stats = match copied {
             Ok(n) => {
                 tx.batch_execute("RELEASE SAVEPOINT siphon_load")
                     .await
@@ -282,10 +359,7 @@ impl PostgresSink {
                     ..Default::default()
                 }
             }
-            Err(e)
-                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-                    && !t.key.is_empty() =>
-            {
+            Err(e) if unique_violation(&e) && !t.key.is_empty() => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT siphon_load")
                     .await
                     .map_err(werr)?;
@@ -297,7 +371,7 @@ impl PostgresSink {
                     ..Default::default()
                 }
             }
-            Err(e) => return Err(werr(e)),
+            Err(e) => return Err(e),
         };
         write_checkpoint(&tx, &self.write_checkpoint, checkpoint).await?;
         tx.commit().await.map_err(werr)?;
