@@ -101,6 +101,19 @@ impl MySqlSource {
         sql: &str,
         params: Vec<mysql_async::Value>,
     ) -> Result<Vec<Row>> {
+        self.rows_expected(table, sql, params, 0).await
+    }
+
+    /// Like [`MySqlSource::rows`], for a statement that returns up to
+    /// `expected` rows (its `LIMIT`): the list of rows is allocated once at
+    /// that size rather than grown row by row.
+    pub(crate) async fn rows_expected(
+        &self,
+        table: &TableSchema,
+        sql: &str,
+        params: Vec<mysql_async::Value>,
+        expected: usize,
+    ) -> Result<Vec<Row>> {
         let mut conn = self.conn().await?;
         let failed = |e| my_err(e, &format!("reading table {}", table.name)).table(&table.name);
         let zero = self.config.zero_dates();
@@ -112,7 +125,8 @@ impl MySqlSource {
             .exec_iter(sql, params_of(params))
             .await
             .map_err(failed)?;
-        let mut rows = Vec::new();
+        // A limit far above a chunk's size does not reserve memory up front.
+        let mut rows = Vec::with_capacity(expected.min(100_000));
         let mut error = None;
         result
             .for_each_and_drop(|r| {
@@ -163,7 +177,7 @@ impl MySqlSource {
             table_sql(table),
             order.join(", ")
         );
-        let rows = self.rows(table, &sql, Vec::new()).await?;
+        let rows = self.rows_expected(table, &sql, Vec::new(), limit).await?;
         let last = match rows.len() {
             0 => None,
             n => Some(Position::encode(&OffsetPosition {
@@ -271,7 +285,7 @@ impl Source for MySqlSource {
             table_sql(table),
             key_list(table, &key)
         );
-        let rows = self.rows(table, &sql, params).await?;
+        let rows = self.rows_expected(table, &sql, params, limit).await?;
         let last = key_position(table, &key, &rows)?;
         Ok(Chunk { rows, last })
     }

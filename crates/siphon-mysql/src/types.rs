@@ -311,19 +311,27 @@ pub(crate) fn decode_row(
     row: mysql_async::Row,
     zero: ZeroDates,
 ) -> Result<Vec<Value>> {
-    let raw = row.unwrap();
-    if raw.len() != table.columns.len() {
+    let mut row = row;
+    if row.len() != table.columns.len() {
         return Err(Error::internal(format!(
             "a row of {} values for {} columns",
-            raw.len(),
+            row.len(),
             table.columns.len()
         ))
         .table(&table.name));
     }
-    raw.into_iter()
-        .zip(&table.columns)
-        .map(|(v, c)| decode(c, v, zero).map_err(|e| e.into_error(&table.name, c)))
-        .collect()
+    // Each value is taken out of the driver's row in place (no list of them
+    // is built first) and decoded straight into the row's own list.
+    let mut out = Vec::with_capacity(table.columns.len());
+    for (i, c) in table.columns.iter().enumerate() {
+        let raw = row.take::<M, usize>(i).ok_or_else(|| {
+            Error::internal(format!("the value of column {i} was taken from the row"))
+                .table(&table.name)
+                .column(&c.name)
+        })?;
+        out.push(decode(c, raw, zero).map_err(|e| e.into_error(&table.name, c))?);
+    }
+    Ok(out)
 }
 
 /// A siphon value as a statement parameter, for any column it can be
