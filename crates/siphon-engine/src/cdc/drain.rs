@@ -14,6 +14,12 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// committed batch. Tables in `backfill` are copied chunk by chunk among the
 /// batches. With `watch`, the operator's switches are read about every second,
 /// and a change ends the drain as its deadline would.
+///
+/// The state store's copy of a committed batch's checkpoint is written while
+/// the next batch applies (or before the drain waits for the source, or when
+/// it ends, however it ends), not between the two: the target holds the
+/// checkpoint that counts, and a state store that syncs each write to disk
+/// (SQLite) would otherwise stall the target for a disk flush every batch.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
     source: &S,
@@ -30,8 +36,65 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
     state: &St,
     observer: &dyn Observer,
     shutdown: &Shutdown,
+    backfill: Option<&mut backfill::Backfill>,
+    watch: Option<&mut switches::Watch>,
+) -> Result<Drained> {
+    let mut unsaved = None;
+    let drained = drain_batches(
+        source,
+        pipeline,
+        spec,
+        tables,
+        routes,
+        stream,
+        until,
+        deadline,
+        batch_size,
+        position,
+        sink,
+        state,
+        observer,
+        shutdown,
+        backfill,
+        watch,
+        &mut unsaved,
+    )
+    .await;
+    save_copy(pipeline, state, &mut unsaved).await;
+    drained
+}
+
+/// Writes the state store's copy of a committed checkpoint, if one waits; a
+/// failure is told, not raised: the target holds the checkpoint.
+async fn save_copy<St: StateStore>(pipeline: &str, state: &St, unsaved: &mut Option<Checkpoint>) {
+    if let Some(cp) = unsaved.take() {
+        if let Err(e) = state.save_checkpoint(&cp).await {
+            tracing::warn!(pipeline, error = %e, "could not copy the checkpoint to the state store");
+        }
+    }
+}
+
+/// [`drain`], leaving the last committed checkpoint not yet copied to the
+/// state store in `unsaved`.
+#[allow(clippy::too_many_arguments)]
+async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
+    source: &S,
+    pipeline: &str,
+    spec: &PipelineSpec,
+    tables: &mut [Table],
+    routes: &mut HashMap<TableName, usize>,
+    stream: &mut C,
+    until: Option<&Position>,
+    deadline: Option<std::time::Instant>,
+    batch_size: usize,
+    position: &mut Position,
+    sink: &K,
+    state: &St,
+    observer: &dyn Observer,
+    shutdown: &Shutdown,
     mut backfill: Option<&mut backfill::Backfill>,
     mut watch: Option<&mut switches::Watch>,
+    unsaved: &mut Option<Checkpoint>,
 ) -> Result<Drained> {
     let log = log_stream(pipeline);
     let wait = deadline.map(|_| FOLLOW_POLL);
@@ -66,6 +129,8 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
                 if switched || past_deadline() {
                     return Ok(Drained::Done);
                 }
+                // Nothing read ahead: the read may wait for the source.
+                save_copy(pipeline, state, unsaved).await;
                 match stream.next_batch(batch_size, until, wait).await {
                     Ok(Some((b, p))) => (b, p, stream.take_watermarks()),
                     Ok(None) if until.is_some() => return Ok(Drained::Done),
@@ -113,6 +178,10 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         let mut counts: HashMap<usize, (u64, u64, u64, u64, u64, u64)> = HashMap::new();
         let mut commits = crate::telemetry::Commits::default();
         let mut changes = Vec::with_capacity(batch.changes.len());
+        // Whether the last change's shape (by its address) was its table's:
+        // compared once per run of changes of one shape and table, not for
+        // every row.
+        let mut alike: Option<(usize, usize, bool)> = None;
         for change in batch.changes {
             let Some(&i) = routes.get(&change.table.name) else {
                 continue;
@@ -126,7 +195,20 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
                 }
             }
             let t = &tables[i];
-            let widen = |row: Vec<siphon_core::Value>| reshape(&change.table, &t.source, row);
+            let shape = Arc::as_ptr(&change.table) as usize;
+            let same = match alike {
+                Some((p, j, same)) if p == shape && j == i => same,
+                _ => {
+                    let same = Arc::ptr_eq(&change.table, &t.source)
+                        || change.table.columns == t.source.columns;
+                    alike = Some((shape, i, same));
+                    same
+                }
+            };
+            let widen = |row: Vec<siphon_core::Value>| match same {
+                true => row,
+                false => reshape(&change.table, &t.source, row),
+            };
             let c = counts.entry(i).or_default();
             c.5 += change.op.size();
             commits.note(i, &change);
@@ -177,7 +259,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         let touched: Vec<usize> = counts.keys().copied().collect();
         let (batch_len, applying) = (changes.len(), std::time::Instant::now());
         let applied = std::sync::atomic::AtomicBool::new(false);
-        let (done, read) = tokio::join!(
+        let (done, read, ()) = tokio::join!(
             async {
                 let r = sink.apply(Batch { changes }, &cp).await;
                 applied.store(true, std::sync::atomic::Ordering::Release);
@@ -201,7 +283,9 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
                     ),
                     false => None,
                 }
-            }
+            },
+            // The copy of the batch before this one.
+            save_copy(pipeline, state, unsaved)
         );
         let done = match done {
             Ok(done) => done,
@@ -238,9 +322,8 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
             }
             None => false,
         };
-        if let Err(e) = state.save_checkpoint(&cp).await {
-            tracing::warn!(pipeline, error = %e, "could not copy the checkpoint to the state store");
-        }
+        // Copied to the state store while the next batch applies.
+        *unsaved = Some(cp);
         // Only what the target committed is confirmed to the source.
         stream.confirm(&next).await?;
         *position = next;

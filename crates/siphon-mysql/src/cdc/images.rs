@@ -101,12 +101,11 @@ fn image<'a>(
     let count = present.iter().filter(|p| **p).count();
     let nulls: &[u8] = buf.parse(count.div_ceil(8))?;
     let mut values = Vec::with_capacity(count);
-    let mut k = 0;
-    for (col, _) in cols.iter().zip(present).filter(|(_, p)| **p) {
+    let held = cols.iter().zip(present).filter(|(_, p)| **p);
+    for (k, (col, _)) in held.enumerate() {
         let null = nulls
             .get(k / 8)
             .is_none_or(|byte| byte & (1 << (k % 8)) != 0);
-        k += 1;
         if null {
             values.push(Some(BinlogValue::Value(mysql_async::Value::NULL)));
         } else {
