@@ -251,12 +251,16 @@ pub(super) async fn upsert(
 ) -> Result<(u64, u64)> {
     let mut last: HashMap<Vec<u8>, usize> = HashMap::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
-        let key: Vec<Value> = t.key.iter().map(|&k| r[k].clone()).collect();
-        last.insert(serde_json::to_vec(&key).unwrap_or_default(), i);
+        last.insert(key_bytes(r, &t.key), i);
     }
-    let mut keep: Vec<usize> = last.into_values().collect();
-    keep.sort_unstable();
-    let rows: Vec<&Row> = keep.into_iter().map(|i| rows[i]).collect();
+    let rows: Vec<&Row> = if last.len() == rows.len() {
+        // No key repeats: every row is kept, in order.
+        rows.to_vec()
+    } else {
+        let mut keep: Vec<usize> = last.into_values().collect();
+        keep.sort_unstable();
+        keep.into_iter().map(|i| rows[i]).collect()
+    };
     let werr = |e| pg_err(e, &format!("writing {}", table.name)).table(&table.name);
     let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
     let (data, format) = copy_data(t, &rows, &t.write, table)?;
@@ -275,6 +279,38 @@ pub(super) async fn upsert(
     merge_stage(tx, t, &stage, &cols, staging)
         .await
         .map_err(werr)
+}
+
+/// The key of `row` at `key`, as a map key: two keys are equal exactly when
+/// their values are. Integers (the usual key) are a tag byte and their bytes;
+/// other values their JSON form, length-prefixed so that the values of a key
+/// of several columns never run together.
+fn key_bytes(row: &Row, key: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 * key.len());
+    for &i in key {
+        match &row[i] {
+            Value::Int64(n) => {
+                out.push(1);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Int32(n) => {
+                out.push(2);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Int16(n) => {
+                out.push(3);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Null => out.push(4),
+            other => {
+                let json = serde_json::to_vec(other).unwrap_or_default();
+                out.push(0);
+                out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+                out.extend_from_slice(&json);
+            }
+        }
+    }
+    out
 }
 
 /// Inserts the staged rows into the table, updating those whose key exists,
@@ -358,4 +394,33 @@ async fn delete(
     );
     let stmt = staging.statement(tx, &sql).await.map_err(werr)?;
     tx.execute(&stmt, &[]).await.map_err(werr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_bytes;
+    use siphon_core::Value;
+
+    #[test]
+    fn keys_are_equal_exactly_when_their_values_are() {
+        let rows = [
+            vec![Value::Int64(1), Value::Text("a".into())],
+            vec![Value::Int64(1), Value::Text("b".into())],
+            vec![Value::Int64(256), Value::Text("a".into())],
+            vec![Value::Int32(1), Value::Text("a".into())],
+            vec![Value::Null, Value::Text("a".into())],
+            vec![Value::Text("1".into()), Value::Text("a".into())],
+            vec![Value::Text("ab".into()), Value::Text("".into())],
+            vec![Value::Text("a".into()), Value::Text("b".into())],
+        ];
+        for (i, a) in rows.iter().enumerate() {
+            for (j, b) in rows.iter().enumerate() {
+                assert_eq!(
+                    key_bytes(a, &[0, 1]) == key_bytes(b, &[0, 1]),
+                    i == j,
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
+    }
 }
