@@ -256,6 +256,64 @@ async fn json_columns(
     Ok(found)
 }
 
+/// A foreign key whose action the server carries out itself, unlogged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cascade {
+    /// The table holding the foreign key (the rows the action changes).
+    pub child: TableName,
+    /// The constraint's name.
+    pub constraint: String,
+    /// The referenced table.
+    pub parent: TableName,
+    /// `ON DELETE …` and `ON UPDATE …` actions other than `RESTRICT`/`NO
+    /// ACTION`, as `ON DELETE CASCADE`.
+    pub actions: Vec<String>,
+}
+
+/// The foreign keys of `tables` with `CASCADE`, `SET NULL` or `SET DEFAULT`
+/// actions. InnoDB carries these out inside the storage engine, so the rows
+/// they change never reach the binlog: a change stream does not see them.
+pub async fn cascades(conn: &mut Conn, tables: &[TableSchema]) -> Result<Vec<Cascade>> {
+    let mut found = Vec::new();
+    let mut databases: Vec<&str> = tables
+        .iter()
+        .filter_map(|t| t.name.schema.as_deref())
+        .collect();
+    databases.sort_unstable();
+    databases.dedup();
+    for db in databases {
+        let rows: Vec<(String, String, String, String, String, String)> = conn
+            .exec(
+                "SELECT TABLE_NAME, CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, \
+                 DELETE_RULE, UPDATE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA = ? ORDER BY TABLE_NAME, CONSTRAINT_NAME",
+                (db,),
+            )
+            .await
+            .map_err(|e| my_err(e, "listing foreign keys"))?;
+        for (table, constraint, parent_db, parent, on_delete, on_update) in rows {
+            let child = TableName::new(Some(db), &table);
+            if !tables.iter().any(|t| t.name == child) {
+                continue;
+            }
+            let actions: Vec<String> = [("DELETE", on_delete), ("UPDATE", on_update)]
+                .into_iter()
+                .filter(|(_, rule)| !matches!(rule.as_str(), "RESTRICT" | "NO ACTION"))
+                .map(|(event, rule)| format!("ON {event} {rule}"))
+                .collect();
+            if !actions.is_empty() {
+                found.push(Cascade {
+                    child,
+                    constraint,
+                    parent: TableName::new(Some(&parent_db), &parent),
+                    actions,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// The key columns of `table` as a SQL list.
 pub(crate) fn key_list(table: &TableSchema, key: &[usize]) -> String {
     column_list(key.iter().map(|&i| table.columns[i].name.as_str()))

@@ -56,6 +56,10 @@ impl Rediscover for MySqlSource {
     }
 }
 
+/// The foreign keys [`LogSource::prepare_log`] has warned of in this process.
+static CASCADES_SAID: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
 impl LogSource for MySqlSource {
     type Stream = MySqlChangeStream;
 
@@ -76,7 +80,8 @@ impl LogSource for MySqlSource {
     }
 
     /// Checks the server (binlog on, ROW format, FULL images, no
-    /// compression, the user's privileges) and returns the binlog's head
+    /// compression, the user's privileges), warns of foreign keys whose
+    /// actions the binlog never carries ([`crate::schema::cascades`]), and returns the binlog's head
     /// ([`MySqlSource::binlog_head`]): every transaction before it has
     /// committed, so a table copied after this call holds it, and every later
     /// one is in the binlog after the head.
@@ -93,6 +98,33 @@ impl LogSource for MySqlSource {
         // information_schema must say how each column is logged.
         let arcs: Vec<Arc<TableSchema>> = tables.iter().cloned().map(Arc::new).collect();
         self.known_tables(&arcs).await?;
+        let mut conn = self.config.connect("source").await?;
+        for c in crate::schema::cascades(&mut conn, tables).await? {
+            // Once per process and foreign key, not on every pass.
+            let said = format!("{pipeline}\u{0}{}\u{0}{}", c.child, c.constraint);
+            if !CASCADES_SAID
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(said)
+            {
+                continue;
+            }
+            tracing::warn!(
+                pipeline,
+                table = %c.child,
+                constraint = %c.constraint,
+                "the foreign key `{}` of {} has {} towards {}: the server changes those rows \
+                 itself and never writes them to the binlog, so the target keeps them as they \
+                 were; delete or update the child rows explicitly in the application, or copy \
+                 the table again now and then (`siphon sync resync {pipeline} --table {}`)",
+                c.constraint,
+                c.child,
+                c.actions.join(" and "),
+                c.parent,
+                c.child
+            );
+        }
+        drop(conn);
         let head = self.binlog_head().await?;
         tracing::info!(pipeline, server = %self.server, position = ?head, "binlog ready");
         Ok(head.to_position())
