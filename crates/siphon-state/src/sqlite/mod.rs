@@ -3,8 +3,10 @@
 //! rusqlite is synchronous, so a handle owns one connection behind a mutex and runs
 //! each call on tokio's blocking pool. Sharing between processes rests on SQLite
 //! itself: WAL journal mode (readers never wait for the writer), a busy timeout (a
-//! writer waits for another's lock instead of failing), and write transactions that
-//! take the write lock up front.
+//! writer waits for another's lock instead of failing), write transactions that
+//! take the write lock up front, and, where SQLite refuses at once rather than
+//! wait (opening a file another process is creating or checkpointing), the step
+//! run again until the same timeout.
 
 mod conflicts;
 mod keys;
@@ -17,7 +19,7 @@ mod store;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use siphon_core::{Error, ErrorKind, Result};
@@ -62,7 +64,7 @@ impl SqliteStateStore {
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStateStore> {
         let path = Arc::new(path.as_ref().to_path_buf());
         let at = Arc::clone(&path);
-        let conn = tokio::task::spawn_blocking(move || open_connection(&at))
+        let conn = tokio::task::spawn_blocking(move || until_not_busy(|| open_connection(&at)))
             .await
             .map_err(|e| {
                 Error::internal(format!(
@@ -103,8 +105,9 @@ impl SqliteStateStore {
     fn call<T, F>(&self, doing: String, f: F) -> impl Future<Output = Result<T>> + Send + 'static
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
+        F: FnMut(&mut Connection) -> Result<T, Failure> + Send + 'static,
     {
+        let mut f = f;
         let conn = Arc::clone(&self.conn);
         let path = Arc::clone(&self.path);
         async move {
@@ -112,7 +115,9 @@ impl SqliteStateStore {
                 // A panic inside `f` rolled its transaction back while unwinding, so
                 // the connection behind a poisoned lock is still sound.
                 let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                f(&mut conn)
+                // Each `f` is one transaction, rolled back when it fails, so one
+                // refused for another connection's lock is simply run again.
+                until_not_busy(|| f(&mut conn))
             })
             .await;
             match outcome {
@@ -147,13 +152,39 @@ fn path_from_url(url: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// Runs `step` again while it fails because another connection holds a lock it
+/// needs, for up to [`BUSY_TIMEOUT`] in all. SQLite's busy handler covers most
+/// waits, but not all: it is skipped when a read lock would have to be upgraded
+/// (a deferred transaction that writes), when a file is switched to WAL mode or
+/// recovered, and while the last connection closing a WAL file checkpoints it.
+/// A second process opening the store while the first streams hits those.
+fn until_not_busy<T>(mut step: impl FnMut() -> Result<T, Failure>) -> Result<T, Failure> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match step() {
+            Err(f) if f.is_busy() && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 fn open_connection(path: &Path) -> Result<Connection, Failure> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+    // Switching to WAL takes an exclusive lock: only a file not in WAL yet needs it.
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    let mode = if mode.eq_ignore_ascii_case("wal") {
+        mode
+    } else {
+        conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Failure::Unsupported(format!(
             "SQLite kept journal mode `{mode}` instead of `wal`; put the state store on a local file system"
@@ -190,6 +221,18 @@ enum Failure {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl Failure {
+    /// Whether SQLite refused for a lock another connection holds, so that the
+    /// same step may succeed when run again.
+    fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Failure::Sql(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+        )
+    }
 }
 
 /// `message` says what failed and names the store's file.

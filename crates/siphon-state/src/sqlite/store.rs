@@ -45,7 +45,7 @@ impl StateStore for SqliteStateStore {
         let name = name.to_owned();
         let doing = format!("cannot remove connection `{name}`");
         self.call(doing, move |conn| {
-            Ok(conn.execute("DELETE FROM connections WHERE name = ?1", [name])? > 0)
+            Ok(conn.execute("DELETE FROM connections WHERE name = ?1", [&name])? > 0)
         })
     }
 
@@ -60,7 +60,7 @@ impl StateStore for SqliteStateStore {
             conn.execute(
                 "INSERT INTO pipelines (name, spec) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET spec = excluded.spec",
-                params![name, Json(spec)],
+                params![name, Json(&spec)],
             )?;
             Ok(())
         })
@@ -182,7 +182,7 @@ impl StateStore for SqliteStateStore {
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (pipeline, table_name)
                  DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                params![pipeline, table, Json(state), Stamp(Utc::now())],
+                params![pipeline, table, Json(&state), Stamp(Utc::now())],
             )?;
             Ok(())
         })
@@ -244,7 +244,7 @@ impl StateStore for SqliteStateStore {
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (pipeline, table_name)
                  DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = excluded.updated_at",
-                params![pipeline, table, Json(checkpoint), Stamp(Utc::now())],
+                params![pipeline, table, Json(&checkpoint), Stamp(Utc::now())],
             )?;
             tx.commit()?;
             Ok(())
@@ -425,7 +425,7 @@ impl StateStore for SqliteStateStore {
         self.call(doing, move |conn| {
             // One read transaction, so that the executions and their tables agree.
             let tx = conn.transaction()?;
-            let mut executions = match pipeline {
+            let mut executions = match &pipeline {
                 Some(p) => {
                     let sql =
                         format!("{SELECT_EXECUTION} WHERE pipeline = ?1 ORDER BY id DESC LIMIT ?2");
