@@ -85,6 +85,9 @@ pub async fn discover(
             partitioning: None,
             objects: Vec::new(),
         });
+        if is_spatial(&column_type) {
+            return Err(spatial_refusal(database, &table, &name, &column_type));
+        }
         let is_json = json_checks.contains(&(table.clone(), name.clone()));
         let (kind, native_type) = if is_json {
             (TypeKind::Json, "json".to_string())
@@ -136,6 +139,42 @@ pub async fn discover(
         add_index(t, &index, unique, &parts);
     }
     Ok(tables.into_values().collect())
+}
+
+/// Whether a `COLUMN_TYPE` is one of the spatial types (`point`, `geometry`, …).
+fn is_spatial(column_type: &str) -> bool {
+    matches!(
+        column_type.trim().to_ascii_lowercase().as_str(),
+        "geometry"
+            | "point"
+            | "linestring"
+            | "polygon"
+            | "multipoint"
+            | "multilinestring"
+            | "multipolygon"
+            | "geometrycollection"
+            | "geomcollection"
+    )
+}
+
+/// The refusal of a spatial column: siphon carries no geometry exactly (the
+/// server's SRID and coordinates would not survive every path), so the table
+/// is named with the two ways on.
+fn spatial_refusal(
+    database: &str,
+    table: &str,
+    column: &str,
+    column_type: &str,
+) -> siphon_core::Error {
+    siphon_core::Error::bad_input(format!(
+        "the {column_type} column cannot be replicated: siphon does not carry spatial \
+         (geometry) columns, whose SRID and exact coordinates would be lost. Leave the table out \
+         with `exclude: [\"{database}.{table}\"]`, or keep its shapes in columns siphon copies \
+         (a `longblob` set to ST_AsWKB({column}) and an `int` set to ST_SRID({column})) and drop \
+         the {column_type} column"
+    ))
+    .table(TableName::new(Some(database), table))
+    .column(column)
 }
 
 /// Records one index of `t`: the primary key, a unique key, a plain index,
