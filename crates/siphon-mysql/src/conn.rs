@@ -219,6 +219,9 @@ pub async fn server(conn: &mut Conn) -> Result<Server> {
 /// privilege waits for an operator, refused data is never retried. The
 /// server's message and code are kept; the driver error is the source.
 pub fn my_err(e: mysql_async::Error, doing: &str) -> Error {
+    if packet_too_large(&e) {
+        return packet_err(e, doing, "server");
+    }
     match &e {
         mysql_async::Error::Server(s) => {
             let kind = server_kind(s.code);
@@ -248,6 +251,60 @@ pub fn my_err(e: mysql_async::Error, doing: &str) -> Error {
             Error::new(ErrorKind::Database, format!("{doing}: {e}")).source(e)
         }
     }
+}
+
+/// Which server a statement ran on, for an error whose fix is a setting there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The server siphon reads from.
+    Source,
+    /// The server siphon writes to.
+    Target,
+}
+
+/// [`my_err`] for a statement on `side`: a packet bigger than
+/// `max_allowed_packet` names that side and the setting to raise there.
+pub fn my_err_on(e: mysql_async::Error, doing: &str, side: Side) -> Error {
+    if packet_too_large(&e) {
+        return too_large_on(e, doing, side);
+    }
+    my_err(e, doing)
+}
+
+/// The error of a row bigger than `max_allowed_packet` on `side`, for a
+/// caller that knows it was (the server drops the connection of a load whose
+/// line is too long, with no error code).
+pub fn too_large_on(e: mysql_async::Error, doing: &str, side: Side) -> Error {
+    let side = match side {
+        Side::Source => "source",
+        Side::Target => "target",
+    };
+    packet_err(e, doing, side)
+}
+
+/// Whether `e` says a packet was bigger than `max_allowed_packet`: the
+/// server's error 1153 (or 1301, a result larger than it), or the driver's
+/// refusal to send or read one (it holds the server's value).
+pub fn packet_too_large(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Server(s) => matches!(s.code, 1153 | 1301),
+        mysql_async::Error::Driver(mysql_async::DriverError::PacketTooLarge) => true,
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
+            .get_ref()
+            .is_some_and(|inner| inner.to_string().contains("larger than max_allowed_packet")),
+        _ => false,
+    }
+}
+
+/// The error of a packet bigger than `max_allowed_packet` on the `side`
+/// server: a setting an operator raises, never retried as a dropped connection.
+fn packet_err(e: mysql_async::Error, doing: &str, side: &str) -> Error {
+    Error::config(format!(
+        "{doing}: a row is bigger than the {side}'s max_allowed_packet: raise it on the {side} \
+         with `SET GLOBAL max_allowed_packet = 1073741824` (1 GiB, the most it takes; set it in \
+         the server's configuration file too so that a restart keeps it), then run again"
+    ))
+    .source(e)
 }
 
 /// The kind of a server error, from its code.

@@ -214,7 +214,7 @@ pub(crate) fn write_err(e: mysql_async::Error, table: &TableSchema, doing: &str)
         mysql_async::Error::Server(s) => column_in(&s.message),
         _ => None,
     };
-    let mut err = my_err(e, &format!("{doing} {}", table.name));
+    let mut err = conn::my_err_on(e, &format!("{doing} {}", table.name), conn::Side::Target);
     if err.kind() == ErrorKind::BadInput {
         err = Error::bad_input(format!(
             "{err}; the target refused the value: change the target column to hold it (or drop \

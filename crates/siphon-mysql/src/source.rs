@@ -115,7 +115,14 @@ impl MySqlSource {
         expected: usize,
     ) -> Result<Vec<Row>> {
         let mut conn = self.conn().await?;
-        let failed = |e| my_err(e, &format!("reading table {}", table.name)).table(&table.name);
+        let failed = |e| {
+            conn::my_err_on(
+                e,
+                &format!("reading table {}", table.name),
+                conn::Side::Source,
+            )
+            .table(&table.name)
+        };
         let zero = self.config.zero_dates();
         // Each row is decoded as it arrives, while its bytes are still in the
         // CPU's cache, rather than after the whole chunk (20,000 rows by
@@ -154,9 +161,10 @@ impl MySqlSource {
         doing: &str,
     ) -> Result<Vec<mysql_async::Row>> {
         let mut conn = self.conn().await?;
-        conn.exec(sql, params_of(params))
-            .await
-            .map_err(|e| my_err(e, &format!("{doing} of {}", table.name)).table(&table.name))
+        conn.exec(sql, params_of(params)).await.map_err(|e| {
+            conn::my_err_on(e, &format!("{doing} of {}", table.name), conn::Side::Source)
+                .table(&table.name)
+        })
     }
 
     /// A table with no row key, read in the order of all its columns by offset.

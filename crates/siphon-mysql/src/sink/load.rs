@@ -12,7 +12,7 @@ use siphon_core::{ApplyStats, Error, ErrorKind, Result, Row, TableSchema};
 use super::apply::upsert;
 use super::encode::{self, FieldMode};
 use super::{write_err, TargetTable};
-use crate::conn::{ident, literal};
+use crate::conn::{ident, literal, too_large_on, Side};
 
 /// Bytes of `LOAD DATA` text sent in one piece.
 const PIECE: usize = 1 << 20;
@@ -30,7 +30,9 @@ pub(super) async fn load_data(
         return Ok(ApplyStats::default());
     }
     let mut data = Vec::with_capacity(rows.len() * 64);
+    let mut longest = 0;
     for row in rows {
+        let start = data.len();
         for (n, &i) in t.write.iter().enumerate() {
             if n > 0 {
                 data.push(b'\t');
@@ -42,7 +44,19 @@ pub(super) async fn load_data(
             })?;
         }
         data.push(b'\n');
+        longest = longest.max(data.len() - start);
     }
+    // The server drops the connection of a load with a line longer than its
+    // max_allowed_packet, with no error code: a failure is told from a lost
+    // connection by the setting read before (never below 1 KiB).
+    let max_packet: Option<usize> = if longest >= 1024 {
+        conn.query_first("SELECT @@max_allowed_packet")
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
     let mut targets = Vec::with_capacity(t.write.len());
     let mut sets = Vec::new();
     for &i in &t.write {
@@ -77,9 +91,18 @@ pub(super) async fn load_data(
         .map(|s| data.slice(s..(s + PIECE).min(data.len())))
         .collect();
     conn.set_infile_handler(async move { Ok(stream::iter(pieces).map(Ok).boxed()) });
-    conn.query_drop(sql)
-        .await
-        .map_err(|e| write_err(e, table, "loading"))?;
+    conn.query_drop(sql).await.map_err(|e| {
+        let dropped = matches!(
+            e,
+            mysql_async::Error::Io(_)
+                | mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed)
+        );
+        if dropped && max_packet.is_some_and(|max| longest >= max) {
+            too_large_on(e, &format!("loading {}", table.name), Side::Target).table(&table.name)
+        } else {
+            write_err(e, table, "loading")
+        }
+    })?;
     let affected = conn.affected_rows();
     check_warnings(conn, table).await?;
     // REPLACE counts a replaced row twice (deleted, inserted).
