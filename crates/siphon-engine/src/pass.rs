@@ -5,7 +5,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use siphon_core::{
     CursorSpec, Error, ErrorKind, ExecutionStatus, Flag, LogSource, Mode, NewTables, Phase,
-    PipelineSpec, Result, Sink, Source, StateStore, StreamId, StreamState, TableSchema, TableStats,
+    PipelineSpec, Result, Sink, Source, StateStore, StreamId, StreamState, TableName, TableSchema,
+    TableStats,
 };
 
 use crate::cdc::LogSession;
@@ -13,6 +14,7 @@ use crate::snapshot::TableRun;
 use crate::{cdc, full, incremental, row_count, snapshot, Observer, Shutdown};
 
 mod tables;
+mod vanished;
 
 /// [`PassReport::execution`] of a following pass that had nothing to run (every
 /// `full` table holds its copy, and no other table is selected): no execution
@@ -54,7 +56,7 @@ pub async fn run_pass<S: Source, K: Sink, St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
 ) -> Result<PassReport> {
-    let (mut report, cdc, _) = run_tables(
+    let (mut report, cdc, _, _) = run_tables(
         pipeline, spec, source, sink, state, observer, shutdown, true,
     )
     .await?;
@@ -128,7 +130,7 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
     shutdown: &Shutdown,
     session: &mut LogSession<S::Stream>,
 ) -> Result<PassReport> {
-    let (mut report, tables, left_out) = run_tables(
+    let (mut report, tables, left_out, discovered) = run_tables(
         pipeline,
         spec,
         source,
@@ -139,6 +141,17 @@ pub async fn follow_log_pass<S: LogSource, K: Sink, St: StateStore>(
         session.reloads_full(),
     )
     .await?;
+    // Tables the source no longer has lose their place in the log. A stream
+    // kept open from the last pass carries them up to their drop.
+    let gone = vanished::find(pipeline, spec, &discovered, sink, state).await?;
+    if !gone.is_empty() {
+        let carried = session.is_open() && !tables.is_empty();
+        let outcome = vanished::forget(pipeline, gone, carried, sink).await;
+        if !outcome.is_empty() && report.execution == NO_EXECUTION {
+            report.execution = state.start_execution(pipeline).await?;
+        }
+        record(state, observer, &mut report, outcome).await?;
+    }
     if tables.is_empty() {
         // No cdc table left: nothing may hold the log open.
         session.close().await?;
@@ -285,7 +298,8 @@ async fn finish<St: StateStore>(state: &St, report: PassReport) -> Result<PassRe
 
 /// Runs the pipeline's `full`, `incremental` and `row_count` tables; returns the report so
 /// far, the enabled `cdc` tables, which share one log and run together, and
-/// the tables left out whose switches a following `cdc` pass watches.
+/// the tables left out whose switches a following `cdc` pass watches, and
+/// the names of every table discovery found.
 /// Without `reload_full`, a `full` table that holds a complete copy is left
 /// alone (and out of the report) unless a reload was forced.
 #[allow(clippy::too_many_arguments)]
@@ -298,7 +312,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
     observer: &dyn Observer,
     shutdown: &Shutdown,
     reload_full: bool,
-) -> Result<(PassReport, Vec<TableSchema>, cdc::LeftOut)> {
+) -> Result<(PassReport, Vec<TableSchema>, cdc::LeftOut, Vec<TableName>)> {
     crate::check_target(spec, &sink.capabilities())?;
     let tables = match source.discover(&spec.filter()).await {
         Ok(t) => t,
@@ -313,6 +327,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
     if tables.is_empty() {
         tracing::warn!(pipeline, include = ?spec.tables, "no source table matches the pipeline's `tables`");
     }
+    let discovered: Vec<TableName> = tables.iter().map(|t| t.name.clone()).collect();
     let mut to_run = Vec::new();
     let mut cdc_tables = Vec::new();
     // Tables this pass leaves alone are prepared again on the schema check's
@@ -393,7 +408,7 @@ async fn run_tables<S: Source, K: Sink, St: StateStore>(
         &mut report,
     )
     .await?;
-    Ok((report, cdc_tables, left_out))
+    Ok((report, cdc_tables, left_out, discovered))
 }
 
 #[allow(clippy::too_many_arguments)]
