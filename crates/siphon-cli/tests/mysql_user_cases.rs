@@ -4,7 +4,8 @@
 //! added with a default while a table streams (rows the stream never touches
 //! hold the default at the source), a warning of `ON DELETE CASCADE` (whose
 //! deletes MariaDB does not write to the binlog), `point`/`geometry` columns
-//! refused naming the column and the fix, varchar keys under several collations copied in
+//! refused naming the column and the fix, an `enum` holding the error value
+//! `''` that a server outside strict mode stored, varchar keys under several collations copied in
 //! tiny chunks, and a case-insensitive key changed only in case while
 //! streaming and while polling with `delete_detection: key_diff`, and a
 //! transaction that swaps values of a unique secondary index between rows,
@@ -260,6 +261,35 @@ fn geometry_columns_are_refused_naming_the_column_and_the_fix() {
     assert_eq!(
         my_rows(my, &db_name(&dst), "id, v", "plain"),
         vec!["1|10".to_string()]
+    );
+}
+
+#[test]
+fn an_enum_error_value_stored_without_strict_mode_copies_between_mariadb_databases() {
+    let my = MariaDb::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    // Outside strict mode the server stores a value no member matches as
+    // '' (index 0), the enum's error value; a strict target refuses ''.
+    my.query_in(
+        &db,
+        "CREATE TABLE flags (id int PRIMARY KEY, e enum('a','b') NOT NULL, f enum('x','y')); \
+         SET SESSION sql_mode = ''; \
+         INSERT INTO flags VALUES (1, 'zz', 'x'), (2, 'b', 'nope'), (3, 'a', NULL);",
+    )
+    .unwrap();
+    let rows = "id, e, e+0, IFNULL(f, 'null'), IFNULL(f+0, 'null')";
+    assert_eq!(
+        my_rows(my, &db, rows, "flags"),
+        vec!["1||0|x|1", "2|b|2||0", "3|a|1|null|null"]
+    );
+    let dst = my.create_database().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, "full", &format!("[{db}.flags]"), "");
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        my_rows(my, &db_name(&dst), rows, "flags"),
+        my_rows(my, &db, rows, "flags")
     );
 }
 

@@ -3,11 +3,15 @@
 //! the server refuses local files. Both upsert by key, so a chunk loaded again
 //! after a crash converges.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use siphon_core::{ApplyStats, Error, ErrorKind, Result, Row, TableSchema};
+use siphon_core::typemap::Engine;
+use siphon_core::{ApplyStats, Error, ErrorKind, Result, Row, TableSchema, Value};
 
 use super::apply::upsert;
 use super::encode::{self, FieldMode};
@@ -29,6 +33,7 @@ pub(super) async fn load_data(
     if rows.is_empty() {
         return Ok(ApplyStats::default());
     }
+    let zero = enum_zero_columns(table);
     let mut data = Vec::with_capacity(rows.len() * 64);
     let mut longest = 0;
     for row in rows {
@@ -37,7 +42,8 @@ pub(super) async fn load_data(
             if n > 0 {
                 data.push(b'\t');
             }
-            encode::field(&row[i], t.modes[i], &mut data).map_err(|why| {
+            let value = enum_value(&row[i], zero[i], t, table, i)?;
+            encode::field(value, t.modes[i], &mut data).map_err(|why| {
                 Error::bad_input(format!("a value does not fit the MySQL target: {why}"))
                     .table(&table.name)
                     .column(&t.columns[i])
@@ -160,13 +166,111 @@ pub(super) async fn insert(
     table: &TableSchema,
     rows: &[Row],
 ) -> Result<ApplyStats> {
-    let refs: Vec<&Row> = rows.iter().collect();
+    let zero = enum_zero_columns(table);
+    let mut fixed: Vec<Cow<Row>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut row = Cow::Borrowed(row);
+        for &i in &t.write {
+            if let Value::Text(s) = &row[i] {
+                if s.is_empty() && zero[i].is_some() {
+                    let value = enum_value(&row[i], zero[i], t, table, i)?.clone();
+                    row.to_mut()[i] = value;
+                }
+            }
+        }
+        fixed.push(row);
+    }
+    let refs: Vec<&Row> = fixed.iter().map(|r| r.as_ref()).collect();
     let (inserted, updated) = upsert(conn, t, table, &refs).await?;
     Ok(ApplyStats {
         inserted,
         updated,
         ..Default::default()
     })
+}
+
+/// The text MySQL stores as an enum's index 0, its error value `''`, even
+/// under strict mode (a number in text is an index; index 0 is the error value).
+static ENUM_INDEX_ZERO: LazyLock<Value> = LazyLock::new(|| Value::Text("0".to_string()));
+
+/// For each column of a MySQL source's table: `Some(true)` for an `enum`
+/// whose members include neither `''` nor `'0'`, whose `''` is the error
+/// value (index 0) that a non-strict server stored, written as `'0'`;
+/// `Some(false)` when a member is `'0'`, so that index 0 cannot be written;
+/// `None` for other columns, and for every column of another engine's table.
+pub(super) fn enum_zero_columns(table: &TableSchema) -> Vec<Option<bool>> {
+    table
+        .columns
+        .iter()
+        .map(|c| {
+            if table.origin != Engine::Mysql {
+                return None;
+            }
+            let members = enum_members(&c.native_type)?;
+            if members.iter().any(String::is_empty) {
+                return None;
+            }
+            Some(!members.iter().any(|m| m == "0"))
+        })
+        .collect()
+}
+
+/// The members of an `enum('a','it''s')` column type, or `None` for another type.
+fn enum_members(native: &str) -> Option<Vec<String>> {
+    let head = native.get(..5)?;
+    if !head.eq_ignore_ascii_case("enum(") {
+        return None;
+    }
+    let mut members = Vec::new();
+    let mut chars = native[5..].chars().peekable();
+    loop {
+        match chars.next()? {
+            '\'' => {
+                let mut member = String::new();
+                loop {
+                    match chars.next()? {
+                        '\'' if chars.peek() == Some(&'\'') => {
+                            chars.next();
+                            member.push('\'');
+                        }
+                        '\'' => break,
+                        c => member.push(c),
+                    }
+                }
+                members.push(member);
+            }
+            ',' => {}
+            ')' => return Some(members),
+            _ => return None,
+        }
+    }
+}
+
+/// The value of column `i` to write: an enum's error value `''` becomes the
+/// text that stores index 0; an error names the column when it cannot.
+pub(super) fn enum_value<'a>(
+    value: &'a Value,
+    zero: Option<bool>,
+    t: &TargetTable,
+    table: &TableSchema,
+    i: usize,
+) -> Result<&'a Value> {
+    let (Some(writable), Value::Text(s)) = (zero, value) else {
+        return Ok(value);
+    };
+    if !s.is_empty() {
+        return Ok(value);
+    }
+    if !writable {
+        return Err(Error::bad_input(
+            "a row holds the enum's error value '' (index 0, stored by a server not in strict \
+             mode), which cannot be written to an enum with a member '0': update the rows to a \
+             member or NULL at the source, or exclude the table",
+        )
+        .table(&table.name)
+        .column(&t.columns[i]));
+    }
+    Ok(&ENUM_INDEX_ZERO)
 }
 
 /// Whether `e` says the server takes no local files (`local_infile` off).
@@ -178,4 +282,20 @@ pub(super) fn infile_refused(e: &Error) -> bool {
     ["(error 1148)", "(error 3948)", "(error 4166)"]
         .iter()
         .any(|code| text.contains(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enum_members;
+
+    #[test]
+    fn enum_members_are_read_with_doubled_quotes_and_a_character_set() {
+        assert_eq!(
+            enum_members("enum('a','it''s','') CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
+            Some(vec!["a".to_string(), "it's".to_string(), String::new()])
+        );
+        assert_eq!(enum_members("ENUM('0')"), Some(vec!["0".to_string()]));
+        assert_eq!(enum_members("set('a')"), None);
+        assert_eq!(enum_members("varchar(5)"), None);
+    }
 }
