@@ -1,6 +1,7 @@
 //! The MySQL sink against a MariaDB started with `local_infile=OFF`: chunks
 //! load by multi-row INSERT instead of LOAD DATA, with the same results
-//! (every byte value, replays, refusals naming the column).
+//! (every byte value, replays, refusals naming the column, an enum's error
+//! value '' written as index 0).
 
 use chrono::NaiveDate;
 use siphon_core::typemap::Engine;
@@ -96,4 +97,64 @@ async fn chunks_load_by_insert_when_the_server_refuses_local_files() {
     assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
     assert_eq!(e.table_name(), Some("app.blobs"), "{e}");
     assert_eq!(e.column_name(), Some("t"), "{e}");
+}
+
+#[tokio::test]
+async fn an_enum_error_value_loads_by_insert_as_index_zero() {
+    let server = MariaDb::start_with_args(&["--local-infile=0"]).unwrap();
+    let url = server.create_database().unwrap();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let text = TypeKind::Text { max_len: None };
+    let table = TableSchema {
+        name: TableName::new(Some("app"), "flags"),
+        origin: Engine::Mysql,
+        columns: vec![
+            column("id", TypeKind::Int32, "int(11)"),
+            column("e", text.clone(), "enum('a','b')"),
+            column("z", text, "enum('0','a')"),
+        ],
+        primary_key: vec![0],
+        unique_keys: vec![],
+        indexes: vec![],
+        partitioning: None,
+        objects: vec![],
+    };
+    let sink = MySqlSink::connect(&url).await.unwrap();
+    sink.prepare(&table, &SchemaOptions::default())
+        .await
+        .unwrap();
+    let cp = Checkpoint::new(
+        StreamId::new("p", &table.name),
+        Phase::Snapshot {
+            last_key: Some(Position(serde_json::json!([2]))),
+            resume_position: None,
+            ranges: Vec::new(),
+            shadow: None,
+        },
+    );
+    let row = |id: i32, e: &str, z: &str| {
+        vec![
+            Value::Int32(id),
+            Value::Text(e.into()),
+            Value::Text(z.into()),
+        ]
+    };
+    // '' is the error value a server outside strict mode stores (index 0).
+    sink.load(&table, vec![row(1, "", "a"), row(2, "b", "0")], &cp)
+        .await
+        .unwrap();
+    assert_eq!(
+        server
+            .query_in(&db, "SELECT id, e, e+0, z, z+0 FROM flags ORDER BY id")
+            .unwrap(),
+        "1\t\t0\ta\t2\n2\tb\t2\t0\t1"
+    );
+    // Index 0 of an enum with a member '0' cannot be written: refused by name.
+    let e = sink
+        .load(&table, vec![row(3, "a", "")], &cp)
+        .await
+        .expect_err("the error value of an enum with a member '0' was loaded");
+    assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
+    assert_eq!(e.table_name(), Some("app.flags"), "{e}");
+    assert_eq!(e.column_name(), Some("z"), "{e}");
 }
