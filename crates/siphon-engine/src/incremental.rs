@@ -1,10 +1,11 @@
 //! Incremental polling by a cursor column, and delete detection by key comparison.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use siphon_core::{
-    Batch, Change, Checkpoint, CursorSpec, DeleteDetection, Op, Phase, Position, Result, Sink,
-    Source, StateStore, TableStats, Value,
+    Batch, Change, Checkpoint, CursorSpec, DeleteDetection, Op, Phase, Position, Result, Row, Sink,
+    Source, StateStore, TableStats, TypeKind, Value,
 };
 
 use crate::snapshot::{self, TableRun};
@@ -98,6 +99,12 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
 /// Deletes target rows whose key no longer exists at the source. Walks the target's
 /// keys chunk by chunk and asks the source which still exist, so memory holds one
 /// chunk of keys and no ordering has to agree between the two engines.
+///
+/// The source answers under its own collation, where `'a'` finds the row `'A'`
+/// and `'c '` the row `'c'`. For a key of text columns, whose bytes a
+/// case-insensitive or padding collation may change without changing the row,
+/// the target's keys are also compared byte for byte with the source's (see
+/// [`ExactKeys`]), so the target ends with the source's exact keys.
 async fn key_diff<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
     cp: Checkpoint,
@@ -106,7 +113,20 @@ async fn key_diff<S: Source, K: Sink, St: StateStore>(
     let Some(key) = run.target_table.row_key().map(<[usize]>::to_vec) else {
         return Ok(());
     };
+    let mut exact = match ExactKeys::wanted(run) {
+        Some(source_key) => Some(ExactKeys::read(run, &source_key).await?),
+        None => None,
+    };
     let width = run.target_table.columns.len();
+    let delete = |k: &Row| {
+        let mut row = vec![Value::Null; width];
+        for (v, &i) in k.iter().zip(&key) {
+            row[i] = v.clone();
+        }
+        Change::new(run.target_table.clone(), Op::Delete(row))
+    };
+    // Target keys the source holds only under its collation, in other bytes.
+    let mut stale: Vec<Row> = Vec::new();
     let mut after: Option<Vec<Value>> = None;
     loop {
         run.stop_requested()?;
@@ -115,21 +135,19 @@ async fn key_diff<S: Source, K: Sink, St: StateStore>(
             .read_keys(&run.target_table, after.as_ref(), run.batch_size)
             .await?;
         if keys.is_empty() {
-            return Ok(());
+            break;
         }
         let exists = run.source.existing_keys(&run.source_table, &keys).await?;
-        let gone: Vec<Change> = keys
-            .iter()
-            .zip(&exists)
-            .filter(|(_, e)| !**e)
-            .map(|(k, _)| {
-                let mut row = vec![Value::Null; width];
-                for (v, &i) in k.iter().zip(&key) {
-                    row[i] = v.clone();
+        let mut gone = Vec::new();
+        for (k, e) in keys.iter().zip(&exists) {
+            if !*e {
+                gone.push(delete(k));
+            } else if let Some(exact) = exact.as_mut() {
+                if !exact.see(k) {
+                    stale.push(k.clone());
                 }
-                Change::new(run.target_table.clone(), Op::Delete(row))
-            })
-            .collect();
+            }
+        }
         if !gone.is_empty() {
             run.apply(Batch { changes: gone }, cp.clone(), stats)
                 .await?;
@@ -137,7 +155,148 @@ async fn key_diff<S: Source, K: Sink, St: StateStore>(
         let full = keys.len() == run.batch_size;
         after = keys.into_iter().last();
         if !full {
-            return Ok(());
+            break;
         }
     }
+    let Some(exact) = exact else {
+        return Ok(());
+    };
+    // The stale keys go first: on a target that compares as the source does,
+    // a stale key is the row of a source key, which is written afresh after.
+    for chunk in stale.chunks(run.batch_size.max(1)) {
+        run.stop_requested()?;
+        let changes = chunk.iter().map(&delete).collect();
+        run.apply(Batch { changes }, cp.clone(), stats).await?;
+    }
+    // Source rows whose exact key the target lacks (it held them under other
+    // bytes, or lost them to the deletes above in a run that stopped there).
+    if exact.unseen() > 0 {
+        exact.write_unseen(run, cp, stats).await?;
+    }
+    Ok(())
+}
+
+/// The exact text keys of a source table, for comparing the target's keys
+/// byte for byte. Used only when every column of the row key is variable
+/// text at the source, the columns whose values a collation may find under
+/// other bytes. Holds every key of the table (its text, no more) in memory.
+struct ExactKeys {
+    /// Positions of the key's columns in the source's rows.
+    source_key: Vec<usize>,
+    /// Each source key, and whether the target holds it byte for byte.
+    keys: HashMap<Vec<String>, bool>,
+}
+
+impl ExactKeys {
+    /// The source's key positions when its keys must be compared exactly:
+    /// a row key of variable text columns only, the same columns (by name,
+    /// in order) as the target's.
+    fn wanted<S: Source, K: Sink, St: StateStore>(
+        run: &TableRun<'_, S, K, St>,
+    ) -> Option<Vec<usize>> {
+        let source_key = run.source_table.row_key()?.to_vec();
+        let target_key = run.target_table.row_key()?;
+        let text = source_key.iter().all(|&i| {
+            matches!(
+                run.source_table.columns[i].data_type.kind,
+                TypeKind::Text { .. }
+            )
+        });
+        let same = source_key.len() == target_key.len()
+            && source_key.iter().zip(target_key).all(|(&s, &t)| {
+                run.source_table.columns[s].name == run.target_table.columns[t].name
+            });
+        (text && same).then_some(source_key)
+    }
+
+    /// Reads every key of the source table in key order.
+    async fn read<S: Source, K: Sink, St: StateStore>(
+        run: &TableRun<'_, S, K, St>,
+        source_key: &[usize],
+    ) -> Result<ExactKeys> {
+        let mut keys = HashMap::new();
+        let mut after: Option<Position> = None;
+        loop {
+            run.stop_requested()?;
+            let chunk = run
+                .source
+                .read_chunk(&run.source_table, after.as_ref(), run.batch_size)
+                .await?;
+            let n = chunk.rows.len();
+            for row in &chunk.rows {
+                if let Some(k) = text_key(source_key.iter().map(|&i| &row[i])) {
+                    keys.insert(k, false);
+                }
+            }
+            match chunk.last {
+                Some(last) if n >= run.batch_size => after = Some(last),
+                _ => break,
+            }
+        }
+        Ok(ExactKeys {
+            source_key: source_key.to_vec(),
+            keys,
+        })
+    }
+
+    /// Whether the source holds the target key `k` byte for byte; marks it
+    /// held by the target when it does.
+    fn see(&mut self, k: &Row) -> bool {
+        match text_key(k.iter()).and_then(|k| self.keys.get_mut(&k)) {
+            Some(seen) => {
+                *seen = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many source keys the target does not hold byte for byte.
+    fn unseen(&self) -> usize {
+        self.keys.values().filter(|seen| !**seen).count()
+    }
+
+    /// Reads the source's rows whose key the target lacks and upserts them.
+    async fn write_unseen<S: Source, K: Sink, St: StateStore>(
+        &self,
+        run: &TableRun<'_, S, K, St>,
+        cp: Checkpoint,
+        stats: &mut TableStats,
+    ) -> Result<()> {
+        let mut after: Option<Position> = None;
+        loop {
+            run.stop_requested()?;
+            let chunk = run
+                .source
+                .read_chunk(&run.source_table, after.as_ref(), run.batch_size)
+                .await?;
+            let n = chunk.rows.len();
+            let changes: Vec<Change> = chunk
+                .rows
+                .into_iter()
+                .filter(|row| {
+                    text_key(self.source_key.iter().map(|&i| &row[i]))
+                        .is_some_and(|k| self.keys.get(&k) == Some(&false))
+                })
+                .map(|row| Change::new(run.target_table.clone(), Op::Insert(row)))
+                .collect();
+            if !changes.is_empty() {
+                run.apply(Batch { changes }, cp.clone(), stats).await?;
+            }
+            match chunk.last {
+                Some(last) if n >= run.batch_size => after = Some(last),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+/// A key's text values; `None` when one is not text.
+fn text_key<'a>(values: impl Iterator<Item = &'a Value>) -> Option<Vec<String>> {
+    values
+        .map(|v| match v {
+            Value::Text(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
 }
