@@ -294,6 +294,40 @@ impl<'a, St: StateStore> Held<'a, St> {
         }
     }
 
+    /// Moves this holding to an epoch above `above`, when the state store still
+    /// grants it to this worker: gives the lease up and takes it again, each
+    /// time under the next epoch, so no epoch is ever granted twice. For a
+    /// target whose checkpoints carry an epoch this store never granted (the
+    /// store was deleted or reset since): the holder that wrote them is gone
+    /// from this store, and the raised epoch fences it out on the target too.
+    /// `false`, with the lease marked lost, when another worker took the lease
+    /// meanwhile or the store failed.
+    pub(crate) async fn raise_epoch(&mut self, above: u64) -> bool {
+        while self.lease.epoch <= above {
+            let (pipeline, holder) = (self.lease.pipeline.clone(), self.lease.holder.clone());
+            let taken = match self.state.release_lease(&self.lease).await {
+                Ok(()) => self.state.acquire_lease(&pipeline, &holder, self.ttl).await,
+                Err(e) => Err(e),
+            };
+            match taken {
+                Ok(Some(lease)) if lease.epoch > self.lease.epoch => {
+                    self.lease = lease;
+                    self.renewed = tokio::time::Instant::now();
+                }
+                Ok(_) => {
+                    self.mark_lost();
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %pipeline, error = %e, "could not take the pipeline's lease under a newer epoch; this worker stops the pipeline");
+                    self.mark_lost();
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// The error a pass cut short by the loss of the lease ends with.
     pub(crate) fn lost_error(&self) -> Error {
         Error::new(

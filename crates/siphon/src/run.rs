@@ -318,18 +318,121 @@ pub async fn run_pass<St: StateStore>(
         ));
     };
     let mut held = crate::lease::Held::new(state, lease, ttl, shutdown);
-    let (stop, epoch) = (held.stop().clone(), held.epoch());
-    let result = held
-        .keep(pass_under_lease(
-            name, spec, state, registry, observer, &stop, epoch,
-        ))
-        .await;
+    let stop = held.stop().clone();
+    let mut raises = 0;
+    let result = loop {
+        let epoch = held.epoch();
+        let result = held
+            .keep(pass_under_lease(
+                name, spec, state, registry, observer, &stop, epoch,
+            ))
+            .await;
+        let stale = match &result {
+            Err(e) => stale_epoch(e, &held),
+            Ok(report) => !held.lost() && fenced_tables(state, name, report).await,
+        };
+        if !stale {
+            break result;
+        }
+        if raises == MAX_EPOCH_RAISES {
+            tracing::error!(pipeline = name, "{}", reset_store_hint(epoch));
+            break match result {
+                Err(e) => Err(Error::new(
+                    ErrorKind::Fenced,
+                    format!("{e}; {}", reset_store_hint(epoch)),
+                )),
+                ok => ok,
+            };
+        }
+        raises += 1;
+        if !raise_epoch(&mut held, name).await {
+            break result;
+        }
+    };
     let result = match result {
         Err(e) if held.lost() && e.kind() == ErrorKind::Cancelled => Err(held.lost_error()),
         other => other,
     };
     held.release().await;
     result
+}
+
+/// How many times a run raises its lease's epoch (each time to above twice
+/// the last) for a target that refuses it as stale while the state store
+/// still grants the lease to this worker.
+const MAX_EPOCH_RAISES: u32 = 8;
+
+/// Whether a pass failed because the target holds checkpoints of a newer
+/// lease epoch than the one this worker holds, while the state store has not
+/// taken the lease from it: the store never granted that epoch, so it was
+/// deleted or reset after they were written (or another siphon runs the
+/// pipeline with a state store of its own).
+fn stale_epoch<St: StateStore>(e: &Error, held: &crate::lease::Held<'_, St>) -> bool {
+    e.kind() == ErrorKind::Fenced && !held.lost()
+}
+
+/// Takes the lease again under an epoch above the target's, with a warning
+/// that says why; `false` when the lease is gone meanwhile.
+async fn raise_epoch<St: StateStore>(held: &mut crate::lease::Held<'_, St>, name: &str) -> bool {
+    let from = held.epoch();
+    let raised = held.raise_epoch(from.saturating_mul(2)).await;
+    if raised {
+        tracing::warn!(
+            pipeline = name,
+            from,
+            to = held.epoch(),
+            "the target holds checkpoints of a newer lease epoch than this state store \
+             granted: the state store was deleted or reset since; running on under a newer epoch"
+        );
+    }
+    raised
+}
+
+/// Says why a target still refuses the lease's epoch after
+/// [`MAX_EPOCH_RAISES`] raises, and what to do.
+fn reset_store_hint(epoch: u64) -> String {
+    format!(
+        "the state store granted this worker the pipeline's lease, yet the target holds \
+         checkpoints of a newer lease epoch than {epoch}, which this run raised its own to: \
+         either another siphon with a state store of its own runs this pipeline against the \
+         same target (stop it, or give both the same state store), or this state store was \
+         deleted or reset after a long history (run again: each run raises the epoch further)"
+    )
+}
+
+/// Whether a table of the pass failed because the target refused its
+/// checkpoint as written under an older lease epoch; such tables are set idle
+/// again, to run at once under a newer epoch.
+async fn fenced_tables<St: StateStore>(state: &St, name: &str, report: &PassReport) -> bool {
+    if !report
+        .tables
+        .iter()
+        .any(|t| t.status == ExecutionStatus::Failed)
+    {
+        return false;
+    }
+    let Ok(states) = state.stream_states().await else {
+        return false;
+    };
+    let mut any = false;
+    for (stream, st) in states {
+        if stream.pipeline == name
+            && matches!(
+                st,
+                StreamState::Failed {
+                    kind: Some(ErrorKind::Fenced),
+                    ..
+                }
+            )
+            && state
+                .set_stream_state(&stream, &StreamState::Idle)
+                .await
+                .is_ok()
+        {
+            any = true;
+        }
+    }
+    any
 }
 
 /// One pass whose checkpoints carry the lease's `epoch`.
@@ -401,6 +504,7 @@ pub async fn follow<St: StateStore>(
     let mut spec = spec.clone();
     let mut following: Option<Following> = None;
     let mut failures = 0u32;
+    let mut raises = 0u32;
     let ttl = match crate::lease::lease_ttl() {
         Ok(ttl) => ttl,
         Err(e) => {
@@ -592,6 +696,21 @@ pub async fn follow<St: StateStore>(
                 ))
                 .await
         };
+        let stale = raises < MAX_EPOCH_RAISES
+            && match &result {
+                Err(e) => stale_epoch(e, lease),
+                Ok(report) => !lease.lost() && fenced_tables(state, name, report).await,
+            };
+        if stale {
+            // The store still grants this worker the lease the target refuses.
+            raises += 1;
+            if let Some(f) = following.take() {
+                f.close(name).await;
+            }
+            if raise_epoch(lease, name).await {
+                continue;
+            }
+        }
         let result = match result {
             Err(e) if lease.lost() && e.kind() == ErrorKind::Cancelled => Err(lease.lost_error()),
             // A target refused a checkpoint: a newer holder wrote one.
