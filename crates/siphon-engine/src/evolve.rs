@@ -14,9 +14,10 @@ use siphon_core::{Result, Row, SchemaOptions, Sink, Source, TableFilter, TableSc
 /// so the rows of that batch logged in the older shape (their added columns
 /// NULL) do not undo it; later changes in the log are applied after it, so
 /// the target converges on the source. A crash between the two leaves those
-/// rows with NULLs until they change. Does nothing for sinks without fills
-/// (the added columns keep the target's default until rows change) and for
-/// tables without a key.
+/// rows waiting for the fill ([`Sink::unfilled`], where the sink records
+/// them) until the next start fills them. Does nothing for sinks without
+/// fills (the added columns keep the target's default until rows change) and
+/// for tables without a key.
 pub(crate) async fn fill_added<S: Source, K: Sink>(
     source: &S,
     sink: &K,
@@ -24,11 +25,10 @@ pub(crate) async fn fill_added<S: Source, K: Sink>(
     target: &TableSchema,
     before: &TableSchema,
 ) -> Result<()> {
-    let ids = table.columns.iter().all(|c| c.source_id.is_some());
-    if ids || !sink.capabilities().fill || table.row_key().is_none() {
+    if has_ids(table) || !sink.capabilities().fill || table.row_key().is_none() {
         return Ok(());
     }
-    let added: Vec<usize> = target
+    let mut added: Vec<usize> = target
         .columns
         .iter()
         .enumerate()
@@ -41,10 +41,43 @@ pub(crate) async fn fill_added<S: Source, K: Sink>(
         })
         .map(|(i, _)| i)
         .collect();
+    // Those the sink recorded as waiting are said done once filled.
+    let recorded = sink.unfilled(target).await?;
+    for &i in &recorded {
+        if !added.contains(&i) {
+            added.push(i);
+        }
+    }
     if added.is_empty() {
         return Ok(());
     }
-    fill_from_source(source, sink, table, target, &added, false).await
+    fill_from_source(source, sink, table, target, &added, !recorded.is_empty()).await
+}
+
+/// Whether every column of `table` has a source column id (a PostgreSQL
+/// source): its added columns are filled before the rows of the batch that
+/// added them, by [`prepare`]; others after that batch, by [`fill_added`].
+fn has_ids(table: &TableSchema) -> bool {
+    table.columns.iter().all(|c| c.source_id.is_some())
+}
+
+/// [`prepare`] for a shape change read from the log, before the batch that
+/// carries it is applied. For a table without column ids (a MySQL/MariaDB
+/// source), only the sink prepares: the rows of that batch logged in the
+/// older shape would undo a fill made now, so [`fill_added`] fills the added
+/// columns once the batch is applied (the sink keeps them waiting until then,
+/// across a crash too).
+pub(crate) async fn reshape<S: Source, K: Sink>(
+    source: &S,
+    sink: &K,
+    table: &TableSchema,
+    target: &TableSchema,
+    options: &SchemaOptions,
+) -> Result<()> {
+    match has_ids(table) {
+        true => prepare(source, sink, table, target, options).await,
+        false => sink.prepare(target, options).await,
+    }
 }
 
 /// Rows read from the source per fill of added columns.
@@ -54,7 +87,10 @@ const FILL_CHUNK: usize = 5_000;
 /// columns that wait for values ([`Sink::unfilled`]) from `source`'s current
 /// rows of `table` (its shape at the source), in key order. A later change in
 /// the log to a row filled this way is applied after it, so the target
-/// converges on the source.
+/// converges on the source. This is also how columns added at the source
+/// while siphon was stopped reach the rows the target held: the source's
+/// catalog is ahead of the log when siphon starts, so the log never announces
+/// them.
 pub(crate) async fn prepare<S: Source, K: Sink>(
     source: &S,
     sink: &K,

@@ -158,7 +158,7 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
                     let mut target = (**s).clone();
                     target.name = t.target.name.clone();
                     if let Err(e) =
-                        crate::evolve::prepare(source, sink, s, &target, &spec.schema).await
+                        crate::evolve::reshape(source, sink, s, &target, &spec.schema).await
                     {
                         let e = named(e, s);
                         if !isolate::isolatable(&e) {

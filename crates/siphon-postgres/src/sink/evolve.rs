@@ -5,7 +5,9 @@
 //!
 //! Which target column holds which source column is kept in
 //! `public.siphon_columns`, by the source's column id (PostgreSQL's `attnum`),
-//! so a rename is told from a drop and an add even across runs.
+//! so a rename is told from a drop and an add even across runs. Columns of a
+//! source without column ids (MySQL, MariaDB) added to a table that held rows
+//! are kept there too, by name under a negative id, until they are filled.
 
 use siphon_core::typemap::{self, Engine};
 use siphon_core::{Error, Result, Row, SchemaOptions, TableName, TableSchema};
@@ -65,6 +67,18 @@ async fn known_columns(tx: &Transaction<'_>, tbl: &str) -> Result<Vec<Known>> {
         .collect())
 }
 
+/// The id under which a column added to a table from a source without column
+/// ids waits in `siphon_columns` to be filled: negative, so it never meets a
+/// source's id, and the same for the same name (FNV-1a of its name).
+fn waiting_id(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    -((h >> 1) as i64) - 1
+}
+
 /// The error for a change siphon does not make on the target by itself.
 fn refused(target: &TableName, column: Option<&str>, what: &str) -> Error {
     let e = Error::bad_input(what.to_string()).table(target);
@@ -90,7 +104,16 @@ pub(super) async fn evolve(
     let ids = !table.columns.is_empty() && table.columns.iter().all(|c| c.source_id.is_some());
     let q = qualified(Some(schema), &table.name.name);
     let tbl = target.key();
-    if ids {
+    // Columns this prepare adds to rows that a source without column ids
+    // logged nowhere: recorded to be filled, when rows can be found by key.
+    let waits = !ids
+        && !created
+        && table.row_key().is_some()
+        && table
+            .columns
+            .iter()
+            .any(|c| !c.generated && !found.schema.columns.iter().any(|f| f.name == c.name));
+    if ids || waits {
         let exists: bool = client
             .query_one(
                 &format!("SELECT to_regclass('public.{COLUMNS}') IS NOT NULL"),
@@ -174,6 +197,18 @@ pub(super) async fn evolve(
         names.push(col.name.clone());
         if !created && !col.generated {
             unfilled.extend(col.source_id);
+        }
+        if waits && !col.generated {
+            tx.execute(
+                &format!(
+                    "INSERT INTO public.{COLUMNS} (tbl, source_id, name, native_type, key_pos, filled) \
+                     VALUES ($1, $2, $3, $4, NULL, false) ON CONFLICT (tbl, source_id) DO UPDATE \
+                     SET name = EXCLUDED.name, native_type = EXCLUDED.native_type, filled = false"
+                ),
+                &[&tbl, &waiting_id(&col.name), &col.name, &col.native_type],
+            )
+            .await
+            .map_err(werr)?;
         }
         changed = true;
     }
@@ -388,21 +423,28 @@ impl PostgresSink {
             return Ok(Vec::new());
         }
         let tbl = target_name(&t, table).key();
-        let ids: Vec<i64> = client
+        let waiting: Vec<(i64, String)> = client
             .query(
-                &format!("SELECT source_id FROM public.{COLUMNS} WHERE tbl = $1 AND NOT filled"),
+                &format!(
+                    "SELECT source_id, name FROM public.{COLUMNS} WHERE tbl = $1 AND NOT filled"
+                ),
                 &[&tbl],
             )
             .await
             .map_err(|e| pg_err(e, "reading siphon_columns"))?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect();
+        // By id, or, for a source without ids, by name under a negative id.
+        let waits = |c: &siphon_core::Column| match c.source_id {
+            Some(id) => waiting.iter().any(|(w, _)| *w == id),
+            None => waiting.iter().any(|(w, n)| *w < 0 && *n == c.name),
+        };
         Ok(table
             .columns
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.source_id.is_some_and(|id| ids.contains(&id)))
+            .filter(|(_, c)| waits(c))
             .map(|(i, _)| i)
             .collect())
     }
@@ -467,6 +509,22 @@ impl PostgresSink {
             )
             .await
             .map_err(werr)?;
+            // Columns of a source without ids wait only until filled.
+            let names: Vec<&str> = columns
+                .iter()
+                .filter(|&&i| table.columns[i].source_id.is_none())
+                .map(|&i| table.columns[i].name.as_str())
+                .collect();
+            if !names.is_empty() {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM public.{COLUMNS} WHERE tbl = $1 AND source_id < 0 AND name = ANY($2)"
+                    ),
+                    &[&target_name(&t, table).key(), &names],
+                )
+                .await
+                .map_err(werr)?;
+            }
         }
         tx.commit().await.map_err(werr)
     }
