@@ -403,6 +403,24 @@ impl TableSchema {
             .map(Vec::as_slice)
     }
 
+    /// Whether a unique constraint other than `key` (column positions, the row
+    /// key a sink writes by) holds on the table: its primary key when that is
+    /// not `key`, another unique key, or a unique index on other columns. Rows
+    /// of distinct keys can then collide on it, so a sink may not write a
+    /// batch's rows in any order it likes.
+    pub fn unique_besides(&self, key: &[usize]) -> bool {
+        let named = |cols: &[String]| {
+            cols.len() == key.len()
+                && cols
+                    .iter()
+                    .zip(key)
+                    .all(|(c, &i)| self.columns.get(i).is_some_and(|k| k.name == *c))
+        };
+        (!self.primary_key.is_empty() && self.primary_key != key)
+            || self.unique_keys.iter().any(|u| u != key)
+            || self.indexes.iter().any(|i| i.unique && !named(&i.columns))
+    }
+
     /// The row key, or an error that names the table and says how to give it one.
     pub fn require_row_key(&self) -> crate::Result<&[usize]> {
         self.row_key().ok_or_else(|| {

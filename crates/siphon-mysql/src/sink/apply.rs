@@ -2,7 +2,13 @@
 //! within a table reduced to what each key ends as (the last change of a key
 //! decides it: an upsert writes the whole row, a delete removes it), then
 //! written as batched `DELETE … IN` and multi-row `INSERT … ON DUPLICATE KEY
-//! UPDATE`, never a statement per row. An update that changed a row's key
+//! UPDATE`, never a statement per row. A table with a unique key or index
+//! beside its row key has every key the batch writes or deletes deleted
+//! first, then its final rows written by plain `INSERT`: the rows left and the
+//! rows written are the source's state after the batch, which satisfies every
+//! unique index, where an upsert could collide with a row that gives its
+//! value up later in the batch, or update the row a secondary unique key
+//! matched instead of the one of its key. An update that changed a row's key
 //! deletes the old key; a truncate empties the table with `DELETE` (MySQL's
 //! `TRUNCATE` would commit the transaction) and drops what came before it.
 
@@ -190,6 +196,15 @@ async fn write(conn: &mut Conn, t: &TargetTable, plan: Plan<'_>) -> Result<Apply
         }
     }
     stats.deleted += delete(conn, t, table, &deletes).await?;
+    if table.unique_besides(&t.key) {
+        // Rows that trade unique values: none may be written while another
+        // still holds its value, so the rows go first and come back whole.
+        let replaced = delete(conn, t, table, &upserts).await?;
+        let inserted = insert(conn, t, table, &upserts, false).await?.0;
+        stats.updated += replaced.min(inserted);
+        stats.inserted += inserted.saturating_sub(replaced);
+        return Ok(stats);
+    }
     let (inserted, updated) = upsert(conn, t, table, &upserts).await?;
     stats.inserted += inserted;
     stats.updated += updated;
@@ -200,10 +215,8 @@ async fn write(conn: &mut Conn, t: &TargetTable, plan: Plan<'_>) -> Result<Apply
 /// the table has no unique key or unique index beside its row key, so rows of
 /// distinct keys cannot collide whatever their order.
 fn sortable_key(t: &TargetTable, table: &TableSchema) -> Option<usize> {
-    let alone =
-        table.unique_keys.iter().all(|u| *u == t.key) && table.indexes.iter().all(|i| !i.unique);
     match t.key.as_slice() {
-        [k] if alone => Some(*k),
+        [k] if !table.unique_besides(&t.key) => Some(*k),
         _ => None,
     }
 }
@@ -240,6 +253,19 @@ pub(crate) async fn upsert(
     table: &TableSchema,
     rows: &[&Row],
 ) -> Result<(u64, u64)> {
+    insert(conn, t, table, rows, true).await
+}
+
+/// Inserts rows in statements of at most [`STATEMENT_BYTES`], updating those
+/// whose key exists when `update` (and the table has a key). Returns
+/// (inserted, updated).
+async fn insert(
+    conn: &mut Conn,
+    t: &TargetTable,
+    table: &TableSchema,
+    rows: &[&Row],
+    update: bool,
+) -> Result<(u64, u64)> {
     if rows.is_empty() {
         return Ok((0, 0));
     }
@@ -248,7 +274,7 @@ pub(crate) async fn upsert(
         t.name,
         column_list(t.write.iter().map(|&i| t.columns[i].as_str()))
     );
-    let tail = if t.key.is_empty() {
+    let tail = if t.key.is_empty() || !update {
         String::new()
     } else {
         let sets: Vec<String> = t

@@ -241,7 +241,12 @@ fn cannot_fit(db: &DbError, table: Option<&TableSchema>) -> Error {
 }
 
 /// Inserts rows, updating those whose key exists. Rows whose key repeats keep the
-/// last one. Returns (inserted, updated).
+/// last one. On a table with a unique key or index beside its row key, the
+/// rows' keys are deleted first and the rows inserted whole: the rows are the
+/// table's state at one point of the source (a run of changes applied in
+/// order), which satisfies every unique index, where writing them one by one
+/// collides with a row that gives its value up later in the run. Returns
+/// (inserted, updated).
 pub(super) async fn upsert(
     tx: &Transaction<'_>,
     t: &TargetTable,
@@ -261,6 +266,10 @@ pub(super) async fn upsert(
         keep.sort_unstable();
         keep.into_iter().map(|i| rows[i]).collect()
     };
+    let replaced = match table.unique_besides(&t.key) {
+        true => delete(tx, t, table, &rows, staging).await?,
+        false => 0,
+    };
     let werr = |e| pg_err(e, &format!("writing {}", table.name)).table(&table.name);
     let cols = column_list(t.write.iter().map(|&i| t.columns[i].as_str()));
     let (data, format) = copy_data(t, &rows, &t.write, table)?;
@@ -276,9 +285,12 @@ pub(super) async fn upsert(
         .await
         .map_err(werr)?;
     copy_into(tx, &copy, data).await.map_err(werr)?;
-    merge_stage(tx, t, &stage, &cols, staging)
+    let (inserted, updated) = merge_stage(tx, t, &stage, &cols, staging)
         .await
-        .map_err(werr)
+        .map_err(werr)?;
+    // Rows whose keys were deleted first count as updated.
+    let replaced = replaced.min(inserted);
+    Ok((inserted - replaced, updated + replaced))
 }
 
 /// The key of `row` at `key`, as a map key: two keys are equal exactly when
