@@ -5,7 +5,7 @@
 //! hold the default at the source), a warning of `ON DELETE CASCADE` (whose
 //! deletes MariaDB does not write to the binlog), `point`/`geometry` columns
 //! refused naming the column and the fix, an `enum` holding the error value
-//! `''` that a server outside strict mode stored, varchar keys under several collations copied in
+//! `''` that a server outside strict mode stored, copied and streamed, varchar keys under several collations copied in
 //! tiny chunks, and a case-insensitive key changed only in case while
 //! streaming and while polling with `delete_detection: key_diff`, and a
 //! transaction that swaps values of a unique secondary index between rows,
@@ -291,6 +291,38 @@ fn an_enum_error_value_stored_without_strict_mode_copies_between_mariadb_databas
         my_rows(my, &db_name(&dst), rows, "flags"),
         my_rows(my, &db, rows, "flags")
     );
+}
+
+#[test]
+fn an_enum_error_value_streams_between_mariadb_databases_as_index_zero() {
+    let my = MariaDb::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE flags (id int PRIMARY KEY, e enum('a','b') NOT NULL, v int); \
+         INSERT INTO flags VALUES (1, 'a', 1), (2, 'b', 1);",
+    )
+    .unwrap();
+    let dst = my.create_database().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, "cdc", &format!("[{db}.flags]"), "");
+    ok(siphon(dir.path(), &["run", "--once"]));
+
+    // Outside strict mode a value no member matches is stored as '' (index
+    // 0); the log carries index 0, which a strict target must store as 0.
+    my.query_in(
+        &db,
+        "SET SESSION sql_mode = ''; \
+         UPDATE flags SET e = 'zz', v = 2 WHERE id = 1; \
+         INSERT INTO flags VALUES (3, 'nope', 3);",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    let rows = "id, e, e+0, v";
+    let source = my_rows(my, &db, rows, "flags");
+    assert_eq!(source, vec!["1||0|2", "2|b|2|1", "3||0|3"]);
+    assert_eq!(my_rows(my, &db_name(&dst), rows, "flags"), source);
 }
 
 #[test]

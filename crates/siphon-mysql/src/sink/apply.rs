@@ -20,6 +20,7 @@ use mysql_async::Conn;
 use siphon_core::{ApplyStats, Change, Error, Op, Result, Row, TableName, TableSchema, Value};
 
 use super::encode;
+use super::load::Forms;
 use super::{write_err, TargetTable, STATEMENT_BYTES};
 use crate::conn::{column_list, ident, Flavor};
 
@@ -221,20 +222,27 @@ fn sortable_key(t: &TargetTable, table: &TableSchema) -> Option<usize> {
     }
 }
 
-/// Appends `(v1, v2, …)` of `row` at `cols` as SQL literals.
+/// Appends `(v1, v2, …)` of `row` at `cols` as SQL literals: row values in
+/// their columns' `forms`, key values compared in a `WHERE` (no `forms`) as
+/// they are.
 pub(super) fn tuple(
     out: &mut String,
     row: &Row,
     cols: &[usize],
     t: &TargetTable,
     table: &TableSchema,
+    forms: Option<&Forms>,
 ) -> Result<()> {
     out.push('(');
     for (n, &i) in cols.iter().enumerate() {
         if n > 0 {
             out.push_str(", ");
         }
-        encode::literal(&row[i], out).map_err(|why| {
+        let value = match forms {
+            Some(f) => f.value(&row[i], t, table, i)?,
+            None => &row[i],
+        };
+        encode::literal(value, out).map_err(|why| {
             Error::bad_input(format!("a value does not fit the MySQL target: {why}"))
                 .table(&table.name)
                 .column(&t.columns[i])
@@ -292,6 +300,7 @@ async fn insert(
             false => format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", ")),
         }
     };
+    let forms = Forms::of(table);
     let (mut inserted, mut updated) = (0, 0);
     let mut sql = String::with_capacity(STATEMENT_BYTES.min(rows.len() * 64 + head.len()));
     let mut count = 0u64;
@@ -302,7 +311,7 @@ async fn insert(
         } else {
             sql.push_str(", ");
         }
-        tuple(&mut sql, row, &t.write, t, table)?;
+        tuple(&mut sql, row, &t.write, t, table, Some(&forms))?;
         count += 1;
         if sql.len() >= STATEMENT_BYTES || n + 1 == rows.len() {
             sql.push_str(&tail);
@@ -361,10 +370,10 @@ async fn delete(
         }
         if t.key.len() == 1 {
             let mut one = String::new();
-            tuple(&mut one, row, &t.key, t, table)?;
+            tuple(&mut one, row, &t.key, t, table, None)?;
             sql.push_str(&one[1..one.len() - 1]);
         } else {
-            tuple(&mut sql, row, &t.key, t, table)?;
+            tuple(&mut sql, row, &t.key, t, table, None)?;
         }
         count += 1;
         if sql.len() >= STATEMENT_BYTES || n + 1 == rows.len() {

@@ -33,7 +33,7 @@ pub(super) async fn read(
                 full[i] = v.clone();
             }
             let mut values = String::new();
-            tuple(&mut values, &full, &t.key, t, table)?;
+            tuple(&mut values, &full, &t.key, t, table, None)?;
             format!("WHERE ({keys}) > {values}")
         }
         None => String::new(),

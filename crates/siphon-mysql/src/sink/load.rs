@@ -3,7 +3,6 @@
 //! the server refuses local files. Both upsert by key, so a chunk loaded again
 //! after a crash converges.
 
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
@@ -33,7 +32,7 @@ pub(super) async fn load_data(
     if rows.is_empty() {
         return Ok(ApplyStats::default());
     }
-    let zero = enum_zero_columns(table);
+    let forms = Forms::of(table);
     let mut data = Vec::with_capacity(rows.len() * 64);
     let mut longest = 0;
     for row in rows {
@@ -42,7 +41,7 @@ pub(super) async fn load_data(
             if n > 0 {
                 data.push(b'\t');
             }
-            let value = enum_value(&row[i], zero[i], t, table, i)?;
+            let value = forms.value(&row[i], t, table, i)?;
             encode::field(value, t.modes[i], &mut data).map_err(|why| {
                 Error::bad_input(format!("a value does not fit the MySQL target: {why}"))
                     .table(&table.name)
@@ -159,34 +158,50 @@ pub(super) async fn check_warnings(conn: &mut Conn, table: &TableSchema) -> Resu
 }
 
 /// Loads `rows` by multi-row `INSERT … ON DUPLICATE KEY UPDATE` (plain
-/// `INSERT` for a table without a key).
+/// `INSERT` for a table without a key), each value in its column's form (see
+/// [`Forms`]).
 pub(super) async fn insert(
     conn: &mut Conn,
     t: &TargetTable,
     table: &TableSchema,
     rows: &[Row],
 ) -> Result<ApplyStats> {
-    let zero = enum_zero_columns(table);
-    let mut fixed: Vec<Cow<Row>> = Vec::with_capacity(rows.len());
-    for row in rows {
-        let mut row = Cow::Borrowed(row);
-        for &i in &t.write {
-            if let Value::Text(s) = &row[i] {
-                if s.is_empty() && zero[i].is_some() {
-                    let value = enum_value(&row[i], zero[i], t, table, i)?.clone();
-                    row.to_mut()[i] = value;
-                }
-            }
-        }
-        fixed.push(row);
-    }
-    let refs: Vec<&Row> = fixed.iter().map(|r| r.as_ref()).collect();
+    let refs: Vec<&Row> = rows.iter().collect();
     let (inserted, updated) = upsert(conn, t, table, &refs).await?;
     Ok(ApplyStats {
         inserted,
         updated,
         ..Default::default()
     })
+}
+
+/// The form each column's values are written in, so that a MySQL target
+/// stores what a MySQL source holds: an enum's error value `''` as index 0
+/// (see [`enum_zero_columns`]). Row values only; a key compared in a `WHERE`
+/// is written as it is.
+pub(super) struct Forms {
+    zero: Vec<Option<bool>>,
+}
+
+impl Forms {
+    /// The forms of `table`'s columns.
+    pub(super) fn of(table: &TableSchema) -> Self {
+        Forms {
+            zero: enum_zero_columns(table),
+        }
+    }
+
+    /// The value to write for `value` of column `i`; an error names the
+    /// column when it cannot be written.
+    pub(super) fn value<'a>(
+        &self,
+        value: &'a Value,
+        t: &TargetTable,
+        table: &TableSchema,
+        i: usize,
+    ) -> Result<&'a Value> {
+        enum_value(value, self.zero[i], t, table, i)
+    }
 }
 
 /// The text MySQL stores as an enum's index 0, its error value `''`, even
