@@ -1,6 +1,7 @@
 //! MySQL/MariaDB cases a production user meets, through the binary against the
 //! testkit's real MariaDB and PostgreSQL, each target compared with its source
-//! row for row: `year` values of `0000` in a MariaDB→MariaDB copy, a column
+//! row for row: `year` values of `0000` in a MariaDB→MariaDB copy and
+//! streamed to MariaDB, PostgreSQL and SQLite, a column
 //! added with a default while a table streams (rows the stream never touches
 //! hold the default at the source), a warning of `ON DELETE CASCADE` (whose
 //! deletes MariaDB does not write to the binlog), `point`/`geometry` columns
@@ -82,6 +83,69 @@ fn year_zero_stays_zero_in_a_mariadb_to_mariadb_copy() {
     let rows = "id, IFNULL(y, 'null')";
     assert_eq!(my_rows(my, &db, rows, "y")[0], "1|0000");
     assert_eq!(my_rows(my, &dst_db, rows, "y"), my_rows(my, &db, rows, "y"));
+}
+
+#[test]
+fn year_zero_stays_zero_streamed_to_mariadb_postgresql_and_sqlite() {
+    let my = MariaDb::shared().unwrap();
+    let pg = Postgres::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE y (id int PRIMARY KEY, y year); \
+         INSERT INTO y VALUES (1, 0), (2, 1999);",
+    )
+    .unwrap();
+    let my_dst = my.create_database().unwrap();
+    let pg_dst = pg.create_database().unwrap();
+    let (to_my, to_pg, to_lite) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let tables = format!("[{db}.y]");
+    config(to_my.path(), &src, &my_dst, "cdc", &tables, "");
+    config(to_pg.path(), &src, &pg_dst, "cdc", &tables, "");
+    config(to_lite.path(), &src, "sqlite://dst.db", "cdc", &tables, "");
+    let runs = || {
+        for dir in [&to_my, &to_pg, &to_lite] {
+            ok(siphon(dir.path(), &["run", "--once"]));
+        }
+    };
+    // Copied first (LOAD DATA to MariaDB), then streamed (INSERT).
+    runs();
+    my.query_in(
+        &db,
+        "UPDATE y SET y = 0 WHERE id = 2; INSERT INTO y VALUES (3, 0), (4, 2000);",
+    )
+    .unwrap();
+    runs();
+    let source = my_rows(my, &db, "id, y", "y");
+    assert_eq!(source, vec!["1|0000", "2|0000", "3|0000", "4|2000"]);
+    assert_eq!(my_rows(my, &db_name(&my_dst), "id, y", "y"), source);
+    let numbers = vec!["1|0", "2|0", "3|0", "4|2000"];
+    assert_eq!(
+        pg_rows(pg, &db_name(&pg_dst), "id, y", &format!("\"{db}\".y")),
+        numbers
+    );
+    let lite = rusqlite::Connection::open(to_lite.path().join("dst.db")).unwrap();
+    let name = lite
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%y'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .unwrap();
+    let mut st = lite
+        .prepare(&format!("SELECT id || '|' || y FROM \"{name}\""))
+        .unwrap();
+    let rows: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(sorted(&rows.join("\n")), numbers);
 }
 
 #[test]

@@ -177,17 +177,30 @@ pub(super) async fn insert(
 
 /// The form each column's values are written in, so that a MySQL target
 /// stores what a MySQL source holds: an enum's error value `''` as index 0
-/// (see [`enum_zero_columns`]). Row values only; a key compared in a `WHERE`
-/// is written as it is.
+/// (see [`enum_zero_columns`]), and a `year` of 0 as `0000` (MySQL reads a
+/// `0` in text, as `LOAD DATA` sends it, as the year 2000). Row values only; a
+/// key compared in a `WHERE` is written as it is.
 pub(super) struct Forms {
     zero: Vec<Option<bool>>,
+    year: Vec<bool>,
 }
 
 impl Forms {
     /// The forms of `table`'s columns.
     pub(super) fn of(table: &TableSchema) -> Self {
+        let year = table
+            .columns
+            .iter()
+            .map(|c| {
+                table.origin == Engine::Mysql
+                    && c.native_type
+                        .get(..4)
+                        .is_some_and(|h| h.eq_ignore_ascii_case("year"))
+            })
+            .collect();
         Forms {
             zero: enum_zero_columns(table),
+            year,
         }
     }
 
@@ -200,9 +213,16 @@ impl Forms {
         table: &TableSchema,
         i: usize,
     ) -> Result<&'a Value> {
+        if self.year[i] && matches!(value, Value::Int16(0) | Value::Int32(0) | Value::Int64(0)) {
+            return Ok(&YEAR_ZERO);
+        }
         enum_value(value, self.zero[i], t, table, i)
     }
 }
+
+/// The text MySQL stores as the year 0000, in `LOAD DATA` and as a literal:
+/// `0` and `'0'` in text are the year 2000.
+static YEAR_ZERO: LazyLock<Value> = LazyLock::new(|| Value::Text("0000".to_string()));
 
 /// The text MySQL stores as an enum's index 0, its error value `''`, even
 /// under strict mode (a number in text is an index; index 0 is the error value).
