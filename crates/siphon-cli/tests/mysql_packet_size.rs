@@ -85,7 +85,10 @@ fn a_row_bigger_than_max_allowed_packet_fails_naming_the_side_and_the_setting() 
     ] {
         assert!(said.contains(needle), "no {needle:?} in: {said}");
     }
-    assert!(!said.contains("retr"), "a packet too large was retried: {said}");
+    assert!(
+        !said.contains("retr"),
+        "a packet too large was retried: {said}"
+    );
     set_packet(&small, restore);
     ok(siphon(dir.path(), &["run", "--once"]));
     assert_eq!(lengths(shared, &db_name(&dst)), want);
@@ -106,7 +109,10 @@ fn a_row_bigger_than_max_allowed_packet_fails_naming_the_side_and_the_setting() 
     ] {
         assert!(said.contains(needle), "no {needle:?} in: {said}");
     }
-    assert!(!said.contains("retr"), "a packet too large was retried: {said}");
+    assert!(
+        !said.contains("retr"),
+        "a packet too large was retried: {said}"
+    );
     set_packet(&small, restore);
     ok(siphon(dir.path(), &["run", "--once"]));
     assert_eq!(lengths(&small, &db_name(&dst)), want);
