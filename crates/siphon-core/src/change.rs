@@ -10,6 +10,39 @@ use crate::{Position, TableSchema, Value};
 /// A row's values in the order of its table's columns.
 pub type Row = Vec<Value>;
 
+/// The values of `row` at the columns `key`, as bytes to compare or hash keys
+/// by: two keys' bytes are equal exactly when their values are. Integers (the
+/// usual key) are a tag byte and their bytes, with no allocation beyond the
+/// key's own; other values their JSON form, length-prefixed so that the values
+/// of a key of several columns never run together.
+pub fn key_bytes(row: &Row, key: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 * key.len());
+    for &i in key {
+        match &row[i] {
+            Value::Int64(n) => {
+                out.push(1);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Int32(n) => {
+                out.push(2);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Int16(n) => {
+                out.push(3);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Value::Null => out.push(4),
+            other => {
+                let json = serde_json::to_vec(other).unwrap_or_default();
+                out.push(0);
+                out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+                out.extend_from_slice(&json);
+            }
+        }
+    }
+    out
+}
+
 /// What happened to one table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -137,5 +170,37 @@ impl std::ops::AddAssign for ApplyStats {
         self.updated += o.updated;
         self.deleted += o.deleted;
         self.emptied += o.emptied;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_bytes;
+    use crate::Value;
+
+    #[test]
+    fn keys_are_equal_exactly_when_their_values_are() {
+        let rows = [
+            vec![Value::Int64(1), Value::Text("a".into())],
+            vec![Value::Int64(1), Value::Text("b".into())],
+            vec![Value::Int64(256), Value::Text("a".into())],
+            vec![Value::Int32(1), Value::Text("a".into())],
+            vec![Value::Null, Value::Text("a".into())],
+            vec![Value::Int64(-1), Value::Text("a".into())],
+            vec![Value::Text("1".into()), Value::Text("a".into())],
+            vec![Value::Text("ab".into()), Value::Text("".into())],
+            vec![Value::Text("a".into()), Value::Text("b".into())],
+        ];
+        for (i, a) in rows.iter().enumerate() {
+            for (j, b) in rows.iter().enumerate() {
+                assert_eq!(
+                    key_bytes(a, &[0, 1]) == key_bytes(b, &[0, 1]),
+                    i == j,
+                    "{a:?} vs {b:?}"
+                );
+            }
+            assert_eq!(key_bytes(a, &[0, 1]), key_bytes(&a.clone(), &[0, 1]));
+        }
+        assert_ne!(key_bytes(&rows[0], &[0]), key_bytes(&rows[0], &[0, 1]));
     }
 }

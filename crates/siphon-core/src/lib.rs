@@ -23,7 +23,7 @@ pub use catalog::{
     PipelineSpec, Schedule, SchemaOptions, Strategy, TableConfig, TableFilter,
     DEFAULT_SCHEMA_CHECK_INTERVAL,
 };
-pub use change::{ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
+pub use change::{key_bytes, ApplyStats, Batch, Change, ChangeId, Op, Row, Transaction};
 pub use error::{random_fraction, retry_policy, Action, Backoff, Error, ErrorKind, Result, Retry};
 pub use event::{Delivery, Event, EventSink};
 pub use position::{Checkpoint, KeyRange, LegacyKey, Phase, Position, StreamId};

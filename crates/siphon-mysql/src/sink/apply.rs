@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use siphon_core::{ApplyStats, Change, Error, Op, Result, Row, TableName, TableSchema, Value};
+use siphon_core::{
+    key_bytes, ApplyStats, Change, Error, Op, Result, Row, TableName, TableSchema, Value,
+};
 
 use super::encode;
 use super::load::Forms;
@@ -38,39 +40,6 @@ struct Plan<'a> {
     /// Keys by their encoding, with the position of their last change (the
     /// order upserts are written in) and what they end as.
     last: HashMap<Vec<u8>, (usize, Last<'a>)>,
-}
-
-/// The key of `row` at `key`, as a map key: two keys are equal exactly when
-/// their values are. Integers (the usual key) are a tag byte and their bytes,
-/// with no allocation beyond the key's own; other values their JSON form.
-pub(super) fn key_bytes(row: &Row, key: &[usize]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 * key.len());
-    for &i in key {
-        match &row[i] {
-            Value::Int64(n) => {
-                out.push(1);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            Value::Int32(n) => {
-                out.push(2);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            Value::Int16(n) => {
-                out.push(3);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            Value::Null => out.push(4),
-            other => {
-                // Length-prefixed, so that no two keys of several columns
-                // run together into the same bytes.
-                let json = serde_json::to_vec(other).unwrap_or_default();
-                out.push(0);
-                out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-                out.extend_from_slice(&json);
-            }
-        }
-    }
-    out
 }
 
 /// Applies `changes` (their tables prepared as `targets`) in the open
@@ -390,34 +359,7 @@ async fn delete(
 
 #[cfg(test)]
 mod tests {
-    use super::{duplicates, key_bytes};
-    use siphon_core::Value;
-
-    #[test]
-    fn keys_are_equal_exactly_when_their_values_are() {
-        let rows = [
-            vec![Value::Int64(1), Value::Text("a".into())],
-            vec![Value::Int64(1), Value::Text("b".into())],
-            vec![Value::Int64(256), Value::Text("a".into())],
-            vec![Value::Int32(1), Value::Text("a".into())],
-            vec![Value::Null, Value::Text("a".into())],
-            vec![Value::Int64(-1), Value::Text("a".into())],
-            vec![Value::Text("1".into()), Value::Text("a".into())],
-            vec![Value::Text("ab".into()), Value::Text("".into())],
-            vec![Value::Text("a".into()), Value::Text("b".into())],
-        ];
-        for (i, a) in rows.iter().enumerate() {
-            for (j, b) in rows.iter().enumerate() {
-                assert_eq!(
-                    key_bytes(a, &[0, 1]) == key_bytes(b, &[0, 1]),
-                    i == j,
-                    "{a:?} vs {b:?}"
-                );
-            }
-            assert_eq!(key_bytes(a, &[0, 1]), key_bytes(&a.clone(), &[0, 1]));
-        }
-        assert_ne!(key_bytes(&rows[0], &[0]), key_bytes(&rows[0], &[0, 1]));
-    }
+    use super::duplicates;
 
     #[test]
     fn duplicates_are_read_from_the_info() {

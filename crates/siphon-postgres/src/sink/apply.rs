@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use siphon_core::{
-    ApplyStats, Batch, Change, Checkpoint, Error, ErrorKind, Op, Result, Row, TableSchema, Value,
+    key_bytes, ApplyStats, Batch, Change, Checkpoint, Error, ErrorKind, Op, Result, Row,
+    TableSchema,
 };
 use tokio_postgres::error::DbError;
 use tokio_postgres::Transaction;
@@ -293,38 +294,6 @@ pub(super) async fn upsert(
     Ok((inserted - replaced, updated + replaced))
 }
 
-/// The key of `row` at `key`, as a map key: two keys are equal exactly when
-/// their values are. Integers (the usual key) are a tag byte and their bytes;
-/// other values their JSON form, length-prefixed so that the values of a key
-/// of several columns never run together.
-fn key_bytes(row: &Row, key: &[usize]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 * key.len());
-    for &i in key {
-        match &row[i] {
-            Value::Int64(n) => {
-                out.push(1);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            Value::Int32(n) => {
-                out.push(2);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            Value::Int16(n) => {
-                out.push(3);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            Value::Null => out.push(4),
-            other => {
-                let json = serde_json::to_vec(other).unwrap_or_default();
-                out.push(0);
-                out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-                out.extend_from_slice(&json);
-            }
-        }
-    }
-    out
-}
-
 /// Inserts the staged rows into the table, updating those whose key exists,
 /// and empties the staging table. Returns (inserted, updated).
 pub(super) async fn merge_stage(
@@ -406,33 +375,4 @@ async fn delete(
     );
     let stmt = staging.statement(tx, &sql).await.map_err(werr)?;
     tx.execute(&stmt, &[]).await.map_err(werr)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::key_bytes;
-    use siphon_core::Value;
-
-    #[test]
-    fn keys_are_equal_exactly_when_their_values_are() {
-        let rows = [
-            vec![Value::Int64(1), Value::Text("a".into())],
-            vec![Value::Int64(1), Value::Text("b".into())],
-            vec![Value::Int64(256), Value::Text("a".into())],
-            vec![Value::Int32(1), Value::Text("a".into())],
-            vec![Value::Null, Value::Text("a".into())],
-            vec![Value::Text("1".into()), Value::Text("a".into())],
-            vec![Value::Text("ab".into()), Value::Text("".into())],
-            vec![Value::Text("a".into()), Value::Text("b".into())],
-        ];
-        for (i, a) in rows.iter().enumerate() {
-            for (j, b) in rows.iter().enumerate() {
-                assert_eq!(
-                    key_bytes(a, &[0, 1]) == key_bytes(b, &[0, 1]),
-                    i == j,
-                    "{a:?} vs {b:?}"
-                );
-            }
-        }
-    }
 }
