@@ -204,6 +204,22 @@ async fn open(config: &ConnConfig) -> Result<Conn> {
             .await
             .map_err(|e| my_err(e, "setting up the target session"))?;
     }
+    // Under REPEATABLE READ, the locking read of a checkpoint row not written
+    // yet locks the gap where it would go, and two transactions writing the
+    // first checkpoints of two tables side by side (tables loaded in
+    // parallel) then deadlock on their inserts. READ COMMITTED locks rows
+    // only. A binlog in STATEMENT format cannot log writes made under it, so
+    // such a target keeps the server's level.
+    let (log_bin, format): (Option<i64>, Option<String>) = conn
+        .query_first("SELECT @@log_bin, @@binlog_format")
+        .await
+        .map_err(|e| my_err(e, "setting up the target session"))?
+        .unwrap_or((None, None));
+    if log_bin != Some(1) || !format.is_some_and(|f| f.eq_ignore_ascii_case("STATEMENT")) {
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(|e| my_err(e, "setting up the target session"))?;
+    }
     Ok(conn)
 }
 

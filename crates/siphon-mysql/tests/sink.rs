@@ -720,3 +720,39 @@ async fn an_added_source_column_is_added_on_the_target() {
         "1\ta\t-\n2\tb\t2025-12-31"
     );
 }
+
+/// Two sinks writing the first checkpoints of many tables side by side, as
+/// tables loaded in parallel do, never deadlock: under REPEATABLE READ the
+/// locking read of a checkpoint row not written yet locked the gap where it
+/// would go, and two such transactions deadlocked on their inserts.
+#[tokio::test]
+async fn first_checkpoints_of_tables_written_side_by_side_never_deadlock() {
+    let (url, db) = database();
+    let first = prepared(&url, &keyed("t")).await;
+    let second = MySqlSink::connect(&url).await.unwrap();
+    let tables: Vec<Arc<TableSchema>> = (0..400).map(|i| keyed(&format!("t{i:03}"))).collect();
+    let write = |sink: MySqlSink, tables: Vec<Arc<TableSchema>>| async move {
+        for t in tables {
+            sink.apply(Batch { changes: vec![] }, &streaming(&t, 1, 0))
+                .await
+                .map_err(|e| format!("{}: {e}", t.name))?;
+        }
+        Ok::<_, String>(())
+    };
+    // Interleaved names, so the two writers' rows fall into the same gaps.
+    let (a, b): (Vec<_>, Vec<_>) = tables
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    let (ra, rb) = tokio::join!(
+        write(first, a.into_iter().map(|(_, t)| t).collect()),
+        write(second, b.into_iter().map(|(_, t)| t).collect()),
+    );
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(
+        query(&db, "SELECT COUNT(*) FROM siphon_checkpoints").trim(),
+        "400"
+    );
+}
