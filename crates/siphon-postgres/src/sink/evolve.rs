@@ -6,11 +6,19 @@
 //! Which target column holds which source column is kept in
 //! `public.siphon_columns`, by the source's column id (PostgreSQL's `attnum`),
 //! so a rename is told from a drop and an add even across runs. Columns of a
-//! source without column ids (MySQL, MariaDB) added to a table that held rows
-//! are kept there too, by name under a negative id, until they are filled.
+//! source without column ids (MySQL, MariaDB) are kept there too, by name
+//! under a negative id, with the source's declared type the target last took
+//! and whether a column added to a table that held rows waits to be filled.
+//! Their types are compared with the target's by what PostgreSQL holds: a
+//! target column that cannot hold the source's values now is widened when
+//! that keeps every value it has; a type the source narrowed or changed since
+//! the target last took it (in the log or while siphon was stopped) is
+//! refused with the statement to run.
 
 use siphon_core::typemap::{self, Engine};
-use siphon_core::{Error, Result, Row, SchemaOptions, TableName, TableSchema};
+use siphon_core::{
+    Column, DataType, Error, Result, Row, SchemaOptions, TableName, TableSchema, TypeKind,
+};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Transaction};
 
@@ -79,6 +87,37 @@ fn waiting_id(name: &str) -> i64 {
     -((h >> 1) as i64) - 1
 }
 
+/// A column of PostgreSQL type `native`, as [`Column::widens_to`] compares it.
+fn pg_column(native: &str) -> Column {
+    Column {
+        name: String::new(),
+        data_type: DataType::new(typemap::parse_native(Engine::Postgres, native), true),
+        native_type: native.to_string(),
+        generated: false,
+        source_id: None,
+    }
+}
+
+/// Whether every value of PostgreSQL column `from` fits `to` unchanged:
+/// [`Column::widens_to`], and a `char(n)` into a `varchar(m)` of `m >= n`
+/// (its padding is not part of the value, as at a MySQL source).
+fn pg_widens(from: &Column, to: &Column) -> bool {
+    from.widens_to(to)
+        || matches!(
+            (&from.data_type.kind, &to.data_type.kind),
+            (TypeKind::FixedText { len }, TypeKind::Text { max_len: Some(m) }) if m >= len
+        )
+}
+
+/// A source's declared type as messages show it: a MySQL one without its
+/// character set and collation.
+fn declared_type(origin: Engine, declared: &str) -> &str {
+    match origin {
+        Engine::Mysql => typemap::mysql_type_only(declared).trim(),
+        _ => declared,
+    }
+}
+
 /// The error for a change siphon does not make on the target by itself.
 fn refused(target: &TableName, column: Option<&str>, what: &str) -> Error {
     let e = Error::bad_input(what.to_string()).table(target);
@@ -113,7 +152,7 @@ pub(super) async fn evolve(
             .columns
             .iter()
             .any(|c| !c.generated && !found.schema.columns.iter().any(|f| f.name == c.name));
-    if ids || waits {
+    if !table.columns.is_empty() {
         let exists: bool = client
             .query_one(
                 &format!("SELECT to_regclass('public.{COLUMNS}') IS NOT NULL"),
@@ -132,6 +171,19 @@ pub(super) async fn evolve(
         true => known_columns(&tx, &tbl).await?,
         false => Vec::new(),
     };
+    // A source without column ids: what the target last took of each
+    // column, by name; nothing for a table created just now.
+    let took: Vec<Known> = match ids || created || table.columns.is_empty() {
+        true => Vec::new(),
+        false => known_columns(&tx, &tbl)
+            .await?
+            .into_iter()
+            .filter(|k| k.source_id < 0)
+            .collect(),
+    };
+    let took_of = |name: &str| took.iter().find(|k| k.name == name);
+    // Columns of a source without ids added now that wait to be filled.
+    let mut waiting: Vec<&str> = Vec::new();
     let known_of = |id: Option<i64>| known.iter().find(|k| Some(k.source_id) == id);
     let mut names: Vec<String> = found
         .schema
@@ -199,16 +251,7 @@ pub(super) async fn evolve(
             unfilled.extend(col.source_id);
         }
         if waits && !col.generated {
-            tx.execute(
-                &format!(
-                    "INSERT INTO public.{COLUMNS} (tbl, source_id, name, native_type, key_pos, filled) \
-                     VALUES ($1, $2, $3, $4, NULL, false) ON CONFLICT (tbl, source_id) DO UPDATE \
-                     SET name = EXCLUDED.name, native_type = EXCLUDED.native_type, filled = false"
-                ),
-                &[&tbl, &waiting_id(&col.name), &col.name, &col.native_type],
-            )
-            .await
-            .map_err(werr)?;
+            waiting.push(&col.name);
         }
         changed = true;
     }
@@ -268,6 +311,89 @@ pub(super) async fn evolve(
                 .column(&col.name)
         })?;
         tracing::info!(table = %target, column = %col.name, to = %ty, "widened a column on the target as at the source");
+        changed = true;
+    }
+
+    // Retyped at a source without column ids, matched by name: compared by
+    // what PostgreSQL holds, as the module says.
+    for col in table.columns.iter().filter(|c| !c.generated && !ids) {
+        let Some(have) = found
+            .schema
+            .columns
+            .iter()
+            .find(|c| c.name == col.name && !c.generated)
+        else {
+            continue;
+        };
+        let ty = typemap::native_type(Engine::Postgres, table.origin, col);
+        let (want, held) = (pg_column(&ty), pg_column(&have.native_type));
+        if want.data_type.kind == held.data_type.kind {
+            continue;
+        }
+        // The source's type when the target last took it, if it changed since.
+        let before = took_of(&col.name).filter(|k| k.native_type != col.native_type);
+        let was = before.map(|k| {
+            let source = Column {
+                data_type: DataType::new(typemap::parse_native(table.origin, &k.native_type), true),
+                native_type: k.native_type.clone(),
+                ..col.clone()
+            };
+            pg_column(&typemap::native_type(
+                Engine::Postgres,
+                table.origin,
+                &source,
+            ))
+        });
+        let narrowed = was.as_ref().is_some_and(|w| !pg_widens(w, &want));
+        if !narrowed && pg_widens(&want, &held) {
+            // The target column holds every value already.
+            continue;
+        }
+        if narrowed || !pg_widens(&held, &want) {
+            if before.is_none() {
+                // Not the source's doing (the target was made so): as it is.
+                continue;
+            }
+            let verb = match pg_widens(&want, &held) {
+                true => "narrowed",
+                false => "changed",
+            };
+            let shown = |t| declared_type(table.origin, t);
+            let from = before.map_or(have.native_type.as_str(), |k| shown(&k.native_type));
+            return Err(refused(
+                target,
+                Some(&col.name),
+                &format!(
+                    "the source {verb} column {} from {from} to {} (the target column is {}), which could \
+                     lose or refuse values on the target, so siphon leaves that to you: run `ALTER TABLE {q} \
+                     ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}` on the target, or drop the target table and \
+                     copy it again with `siphon sync resync PIPELINE --table {}`",
+                    col.name,
+                    shown(&col.native_type),
+                    have.native_type,
+                    table.name,
+                    c = ident(&col.name),
+                ),
+            ));
+        }
+        need_evolve(
+            &col.name,
+            &format!(
+                "the source widened column {} to {}",
+                col.name, col.native_type
+            ),
+        )?;
+        tx.batch_execute(&format!(
+            "ALTER TABLE {q} ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}",
+            c = ident(&col.name)
+        ))
+        .await
+        .map_err(|e| {
+            pg_err(e, "widening a column")
+                .table(target)
+                .column(&col.name)
+        })?;
+        tracing::info!(table = %target, column = %col.name, from = %have.native_type, to = %ty, "widened a column on the target as at the source");
         changed = true;
     }
 
@@ -402,6 +528,43 @@ pub(super) async fn evolve(
             }
         }
     }
+    if !ids && !table.columns.is_empty() {
+        let rows: Vec<Known> = table
+            .columns
+            .iter()
+            .filter(|c| !c.generated)
+            .map(|col| Known {
+                source_id: waiting_id(&col.name),
+                name: col.name.clone(),
+                native_type: col.native_type.clone(),
+                key_pos: None,
+                filled: !waiting.contains(&col.name.as_str())
+                    && took_of(&col.name).is_none_or(|k| k.filled),
+            })
+            .collect();
+        // Written again only when it changed, as above.
+        let same = rows.len() == took.len() && rows.iter().all(|r| took.contains(r));
+        if !same {
+            tx.execute(
+                &format!("DELETE FROM public.{COLUMNS} WHERE tbl = $1 AND source_id < 0"),
+                &[&tbl],
+            )
+            .await
+            .map_err(werr)?;
+            let insert = format!(
+                "INSERT INTO public.{COLUMNS} (tbl, source_id, name, native_type, key_pos, filled) \
+                 VALUES ($1, $2, $3, $4, NULL, $5)"
+            );
+            for r in &rows {
+                tx.execute(
+                    &insert,
+                    &[&tbl, &r.source_id, &r.name, &r.native_type, &r.filled],
+                )
+                .await
+                .map_err(werr)?;
+            }
+        }
+    }
     tx.commit().await.map_err(werr)?;
     Ok(changed)
 }
@@ -509,7 +672,7 @@ impl PostgresSink {
             )
             .await
             .map_err(werr)?;
-            // Columns of a source without ids wait only until filled.
+            // Columns of a source without ids, kept by name.
             let names: Vec<&str> = columns
                 .iter()
                 .filter(|&&i| table.columns[i].source_id.is_none())
@@ -518,7 +681,7 @@ impl PostgresSink {
             if !names.is_empty() {
                 tx.execute(
                     &format!(
-                        "DELETE FROM public.{COLUMNS} WHERE tbl = $1 AND source_id < 0 AND name = ANY($2)"
+                        "UPDATE public.{COLUMNS} SET filled = true WHERE tbl = $1 AND source_id < 0 AND name = ANY($2)"
                     ),
                     &[&target_name(&t, table).key(), &names],
                 )
