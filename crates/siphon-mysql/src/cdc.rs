@@ -79,7 +79,8 @@ impl MySqlSource {
     pub(crate) async fn binlog_head(&self) -> Result<BinlogPos> {
         let mut conn = self.binlog_conn().await?;
         if self.server.flavor == Flavor::MariaDb {
-            return mariadb_snapshot_head(&mut conn).await;
+            let who = format!("{}@{}", self.config.user(), self.config.endpoint());
+            return mariadb_snapshot_head(&mut conn, &who).await;
         }
         let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
             Ok(r) => r,
@@ -379,9 +380,71 @@ fn no_binlog() -> Error {
     )
 }
 
+/// The binlog file offset past which [`mariadb_snapshot_head`] starts a new
+/// binlog file before it takes its point: `BINLOG_GTID_POS` reads the file
+/// from its start up to the point, which takes seconds for hundreds of MiB
+/// on a slow or cold disk.
+const ROTATE_ABOVE: u64 = 16 << 20;
+
+/// The users (`user@server`) this process was refused `FLUSH BINARY LOGS`
+/// for: not asked again, and said once.
+static ROTATE_REFUSED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// MariaDB's binlog point of a consistent snapshot taken now, with the GTID
-/// state there (see [`MySqlSource::binlog_head`]).
-async fn mariadb_snapshot_head(conn: &mut Conn) -> Result<BinlogPos> {
+/// state there (see [`MySqlSource::binlog_head`]): `BINLOG_GTID_POS` of the
+/// snapshot's very file and offset.
+///
+/// `BINLOG_GTID_POS` reads the binlog file from its start up to the offset,
+/// seconds for a file of hundreds of MiB on a slow or cold disk. So when the snapshot's offset is
+/// past [`ROTATE_ABOVE`] and the user may (`RELOAD` or `BINLOG ADMIN`),
+/// `FLUSH BINARY LOGS` starts a new file first and a new snapshot is taken,
+/// whose offset in that new file is small. No lock is held: the snapshot
+/// only says where the binlog stands, and the GTID state is still read at
+/// exactly that point. Without the privilege the whole file is read, as
+/// before, and a warning says once what to grant.
+async fn mariadb_snapshot_head(conn: &mut Conn, who: &str) -> Result<BinlogPos> {
+    let refused = || {
+        ROTATE_REFUSED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let (file, pos) = mariadb_snapshot_point(conn).await?;
+    let (file, pos) = match pos > ROTATE_ABOVE && !refused().contains(who) {
+        false => (file, pos),
+        true => match conn.query_drop("FLUSH BINARY LOGS").await {
+            Ok(()) => mariadb_snapshot_point(conn).await?,
+            Err(e) => {
+                if refused().insert(who.to_string()) {
+                    tracing::warn!(
+                        error = %e,
+                        file = %file,
+                        offset = pos,
+                        "could not start a new binlog file (FLUSH BINARY LOGS) before reading the \
+                         GTID position of the snapshot, so the server reads the whole current file \
+                         for it, which takes seconds on a big file; grant the source's user RELOAD \
+                         (MariaDB 10.5.2 and later: BINLOG ADMIN) to make it fast"
+                    );
+                }
+                (file, pos)
+            }
+        },
+    };
+    let gtid: Option<String> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos))
+        .await
+        .map_err(|e| my_err(e, "reading the binlog's GTID position"))?;
+    Ok(BinlogPos {
+        gtid: gtid.filter(|g| !g.is_empty()),
+        gtid_set: None,
+        file,
+        pos,
+    })
+}
+
+/// MariaDB's binlog file and offset of a consistent snapshot taken now
+/// (`binlog_snapshot_file`/`_position`); the snapshot is ended at once.
+async fn mariadb_snapshot_point(conn: &mut Conn) -> Result<(String, u64)> {
     let err = |e| my_err(e, "reading the binlog position");
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
@@ -407,16 +470,7 @@ async fn mariadb_snapshot_head(conn: &mut Conn) -> Result<BinlogPos> {
             var("binlog_snapshot_position")
         ))
     })?;
-    let gtid: Option<String> = conn
-        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos))
-        .await
-        .map_err(|e| my_err(e, "reading the binlog's GTID position"))?;
-    Ok(BinlogPos {
-        gtid: gtid.filter(|g| !g.is_empty()),
-        gtid_set: None,
-        file,
-        pos,
-    })
+    Ok((file, pos))
 }
 
 /// Why a file-and-offset checkpoint can no longer be read on, if it cannot.
