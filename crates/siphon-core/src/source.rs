@@ -380,4 +380,14 @@ pub trait ChangeStream: Send {
     fn take_watermarks(&mut self) -> Vec<Watermark> {
         Vec::new()
     }
+
+    /// Caps the bytes of row images a batch holds, as [`crate::Op::size`]
+    /// counts them, besides `max_changes`: a batch ends at the first
+    /// transaction end past `max_bytes`, and a transaction whose changes pass
+    /// it is split there as one larger than `max_changes` is (its batches
+    /// report the position before it). A batch holds at least one change, so
+    /// one row larger than `max_bytes` is a batch of its own. Applies to the
+    /// batches read after the call. A stream without the cap (the default)
+    /// counts changes only.
+    fn limit_bytes(&mut self, _max_bytes: u64) {}
 }

@@ -5,6 +5,7 @@
 //! changes, hands them to the sink with the checkpoint they reach, and records the
 //! result in the state store. It knows connectors only through siphon-core's traits.
 
+mod budget;
 mod capability;
 mod cdc;
 mod checksum;

@@ -14,6 +14,7 @@ use siphon_core::{
 };
 use tokio::sync::mpsc;
 
+use crate::budget::ChunkSizer;
 use crate::{Observer, Shutdown};
 
 /// A load by one worker on the native path reads chunks of this many times
@@ -315,7 +316,7 @@ async fn copy_counted<S: Source, K: Sink, St: StateStore>(
             copy_range(
                 run,
                 how,
-                limit,
+                (limit, crate::budget::CHUNK_BYTES),
                 (after, None),
                 &checkpoint_for,
                 &|_, _| {},
@@ -514,6 +515,8 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
         Some(_) => Read::Native,
         None => Read::Range,
     };
+    // The workers share one byte budget, so memory does not grow with their number.
+    let budget = crate::budget::CHUNK_BYTES / runs.len().max(1) as u64;
     let jobs = runs
         .iter()
         .map(|(run, shared)| {
@@ -526,6 +529,7 @@ async fn parallel<S: Source, K: Sink, St: StateStore>(
                 how,
                 phase,
                 tally,
+                budget,
             };
             async move { worker(run, ctx).await }
         })
@@ -558,6 +562,8 @@ struct Worker<'a> {
     /// The load's checkpoint with these ranges.
     phase: &'a (dyn Fn(Vec<KeyRange>) -> Phase + Sync),
     tally: &'a Tally,
+    /// Each worker's share of [`crate::budget::CHUNK_BYTES`].
+    budget: u64,
 }
 
 /// One worker of a parallel load: copies ranges from `todo` until none is left.
@@ -587,7 +593,7 @@ async fn worker<S: Source, K: Sink, St: StateStore>(
         copy_range(
             run,
             w.how,
-            run.batch_size,
+            (run.batch_size, w.budget),
             (range.after, range.until),
             &checkpoint_for,
             &on_commit,
@@ -639,17 +645,19 @@ async fn record<S: Source, K: Sink, St: StateStore>(
     }
 }
 
-/// Copies the rows after `range.0` up to `range.1` in key order, chunks of
-/// `limit` rows read as `how` says, one per target transaction with the checkpoint `checkpoint_for(last key, range
+/// Copies the rows after `range.0` up to `range.1` in key order, chunks of at
+/// most `size.0` rows and about `size.1` bytes (see [`ChunkSizer`]) read as
+/// `how` says, one per target transaction with the checkpoint `checkpoint_for(last key, range
 /// done)` gives; `on_commit` learns each committed chunk's last key. The reader
-/// runs [`READ_AHEAD`] chunks ahead of the sink. Stops early when `abort` is set.
+/// runs [`READ_AHEAD`] chunks ahead of the sink, and reads no further while
+/// the chunks waiting for the sink hold `size.1` bytes or more. Stops early when `abort` is set.
 /// Writes while holding `turn` when given (a target connection shared with
 /// other workers). Each committed chunk is counted in `tally` at once.
 #[allow(clippy::too_many_arguments)]
 async fn copy_range<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
     how: Read,
-    limit: usize,
+    size: (usize, u64),
     range: (Option<Position>, Option<Position>),
     checkpoint_for: &(dyn Fn(&Position, bool) -> Result<Checkpoint> + Sync),
     on_commit: &(dyn Fn(&Position, bool) + Sync),
@@ -661,6 +669,12 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
     // Each chunk travels with its size in bytes, measured by the reader while
     // the rows it just read are still in the CPU's cache.
     let (tx, mut rx) = mpsc::channel::<(Rows, u64, Position, bool)>(READ_AHEAD);
+    let mut sizer = ChunkSizer::new(size.0, size.1, &run.source_table);
+    // The bytes of the chunks sent and not yet taken by the writer, which
+    // tells `taken` when it takes one.
+    let queued = AtomicU64::new(0);
+    let taken = tokio::sync::Notify::new();
+    let (queued, taken) = (&queued, &taken);
     // The reader owns the sender, so the channel closes when it ends.
     let reader = async move {
         let mut after = after;
@@ -669,6 +683,14 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
             if abort.load(AtomicOrdering::Relaxed) {
                 return Ok(());
             }
+            // Wide rows: no more read ahead while a budget's worth waits.
+            while queued.load(AtomicOrdering::Acquire) >= sizer.budget() {
+                tokio::select! {
+                    () = taken.notified() => {}
+                    () = tx.closed() => return Ok(()), // the writer stopped
+                }
+            }
+            let limit = sizer.limit();
             let (rows, last) = match how {
                 Read::Native => {
                     let chunk = run
@@ -697,6 +719,8 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
                 return Ok(());
             };
             let size = rows.size();
+            sizer.observe(rows.len(), size);
+            queued.fetch_add(size, AtomicOrdering::AcqRel);
             if tx.send((rows, size, last.clone(), done)).await.is_err() {
                 return Ok(()); // the writer stopped; its error is reported
             }
@@ -747,6 +771,8 @@ async fn copy_range<S: Source, K: Sink, St: StateStore>(
     // reader, perhaps waiting to hand over a chunk, ends.
     let writer = async move {
         while let Some((rows, bytes, last, done)) = rx.recv().await {
+            queued.fetch_sub(bytes, AtomicOrdering::AcqRel);
+            taken.notify_one();
             // Chunks read ahead are dropped on a stop request: a stop ends the
             // load after the chunk being written, as the README promises.
             run.stop_requested()?;

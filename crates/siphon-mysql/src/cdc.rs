@@ -266,6 +266,7 @@ impl MySqlSource {
             index: 0,
             pending: Vec::new(),
             split: false,
+            max_bytes: u64::MAX,
             done: false,
             moved: Instant::now(),
             skipped: false,

@@ -52,7 +52,8 @@ struct Job {
     /// Where the log stood when the copy started (the checkpoint's
     /// `resume_position`).
     resume_position: Position,
-    chunk_rows: usize,
+    /// How many rows each chunk reads: `batch_size`, fewer for wide rows.
+    chunk_rows: crate::budget::ChunkSizer,
     /// Rows copied so far, for progress.
     copied: u64,
     /// The table's shape as the last schema change in the stream announced
@@ -169,7 +170,11 @@ impl Backfill {
             applied: Vec::new(),
             after,
             resume_position: start.clone(),
-            chunk_rows: config.batch_size.unwrap_or(spec.batch_size).max(1),
+            chunk_rows: crate::budget::ChunkSizer::new(
+                config.batch_size.unwrap_or(spec.batch_size).max(1),
+                crate::budget::CHUNK_BYTES,
+                &t.source,
+            ),
             copied: 0,
             shape: None,
             chunk: Chunk::Idle,
@@ -288,10 +293,17 @@ impl Backfill {
                         return Ok(());
                     };
                     let table = j.shape.clone().unwrap_or_else(|| tables[i].source.clone());
+                    let limit = j.chunk_rows.limit();
                     let chunk = source
-                        .read_chunk(&table, j.read_after.as_ref(), j.chunk_rows)
+                        .read_chunk(&table, j.read_after.as_ref(), limit)
                         .await?;
-                    let done = chunk.rows.len() < j.chunk_rows;
+                    let done = chunk.rows.len() < limit;
+                    let bytes = chunk
+                        .rows
+                        .iter()
+                        .map(|r| siphon_core::Value::row_size(r))
+                        .sum();
+                    j.chunk_rows.observe(chunk.rows.len(), bytes);
                     if chunk.rows.is_empty() {
                         j.applied.push((None, 0, true));
                         j.chunk = Chunk::Finished;

@@ -97,6 +97,9 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
     unsaved: &mut Option<Checkpoint>,
 ) -> Result<Drained> {
     let log = log_stream(pipeline);
+    // Wide rows: a batch also ends past a byte budget, splitting a source
+    // transaction as one past `batch_size` is.
+    stream.limit_bytes(crate::budget::CHUNK_BYTES);
     let wait = deadline.map(|_| FOLLOW_POLL);
     let past_deadline = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
     // What was read while the previous batch was applied (a batch, and one
@@ -399,7 +402,8 @@ const MERGE_POLL: Duration = Duration::from_millis(2);
 
 /// Reads the next batch while the target applies the one at `applying`, and
 /// goes on reading whole transactions into it until that apply is done or the
-/// batch is full: returning earlier would not apply it any sooner, and a
+/// batch is full (`batch_size` changes, or [`crate::budget::CHUNK_BYTES`] of
+/// row images): returning earlier would not apply it any sooner, and a
 /// larger batch costs the target less per change. A batch that ends inside a
 /// transaction (split, its position not moved) or does not fit is not merged
 /// but kept to follow. `Ok(None)` as from [`ChangeStream::next_batch`].
@@ -417,9 +421,16 @@ async fn read_while_applying<C: ChangeStream>(
     };
     let mut marks = stream.take_watermarks();
     let mut out = Vec::with_capacity(2);
+    let budget = crate::budget::CHUNK_BYTES;
+    let size = |b: &Batch| b.changes.iter().map(|c| c.op.size()).sum::<u64>();
+    let mut bytes = size(&batch);
     // A split batch takes nothing after it.
     let mut open = position != *applying;
-    while open && batch.changes.len() < batch_size && !applied.load(AtomicOrdering::Acquire) {
+    while open
+        && batch.changes.len() < batch_size
+        && bytes < budget
+        && !applied.load(AtomicOrdering::Acquire)
+    {
         match stream
             .next_batch(batch_size, until, Some(MERGE_POLL))
             .await?
@@ -430,10 +441,13 @@ async fn read_while_applying<C: ChangeStream>(
                 // own: the target takes the new shape (and fills added
                 // columns) before its rows, and after the rows of the old one.
                 let reshapes = more.changes.iter().any(|c| matches!(c.op, Op::Schema(_)));
+                let more_bytes = size(&more);
                 if at != position
                     && !reshapes
                     && batch.changes.len() + more.changes.len() <= batch_size
+                    && bytes + more_bytes <= budget
                 {
+                    bytes += more_bytes;
                     for m in &mut more_marks {
                         m.before += batch.changes.len();
                     }

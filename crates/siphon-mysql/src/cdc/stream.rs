@@ -107,6 +107,9 @@ pub struct MySqlChangeStream<R: Rediscover = crate::source::MySqlSource> {
     pub(crate) pending: Vec<Change>,
     /// The transaction being read was split over batches.
     pub(crate) split: bool,
+    /// The bytes of row images a batch holds at most (see
+    /// [`siphon_core::ChangeStream::limit_bytes`]); `u64::MAX` when uncapped.
+    pub(crate) max_bytes: u64,
     pub(crate) done: bool,
     /// When a batch was last returned, or the checkpoint last moved.
     pub(crate) moved: Instant,
@@ -657,6 +660,20 @@ fn decode(
     Ok(out)
 }
 
+/// Where a batch of at most `max` changes and `max_bytes` bytes of row images
+/// ends among `changes`: after the first change that reaches `max_bytes`, at
+/// `max` at most, and after one change at least.
+fn cut(changes: &[Change], max: usize, max_bytes: u64) -> usize {
+    let mut bytes = 0u64;
+    for (i, c) in changes.iter().take(max).enumerate() {
+        bytes = bytes.saturating_add(c.op.size());
+        if bytes >= max_bytes {
+            return i + 1;
+        }
+    }
+    max.max(1).min(changes.len())
+}
+
 fn read_err(e: std::io::Error) -> Error {
     Error::bad_input(format!("cannot decode a binlog event: {e}"))
 }
@@ -691,12 +708,15 @@ impl<R: Rediscover> siphon_core::ChangeStream for MySqlChangeStream<R> {
             return Ok(None);
         }
         let max = max_changes.max(1);
+        let max_bytes = self.max_bytes;
         let mut out: Vec<Change> = std::mem::take(&mut self.pending);
+        // The bytes of the row images in `out`.
+        let mut bytes: u64 = out.iter().map(|c| c.op.size()).sum();
         // Where the batch may resume from: the end of the last whole transaction in it.
         let mut position = self.committed.to_position();
-        if self.in_group && out.len() >= max {
+        if self.in_group && (out.len() >= max || bytes >= max_bytes) {
             self.split = true;
-            self.pending = out.split_off(max);
+            self.pending = out.split_off(cut(&out, max, max_bytes));
             return Ok(Some((Batch { changes: out }, position)));
         }
         let mut txn_start = 0;
@@ -736,6 +756,10 @@ impl<R: Rediscover> siphon_core::ChangeStream for MySqlChangeStream<R> {
             let before = out.len();
             // A group starting when `until` is reached is after it: stop before it.
             let step = self.event(event, &mut out).await?;
+            bytes += out[before.min(out.len())..]
+                .iter()
+                .map(|c| c.op.size())
+                .sum::<u64>();
             match step {
                 Step::Begin => {
                     if at_until(self) {
@@ -766,19 +790,19 @@ impl<R: Rediscover> siphon_core::ChangeStream for MySqlChangeStream<R> {
                         }
                         return Ok(Some(self.emit(out, position)));
                     }
-                    if out.len() >= max || was_split {
+                    if out.len() >= max || bytes >= max_bytes || was_split {
                         return Ok(Some(self.emit(out, position)));
                     }
                 }
                 Step::Nothing => {
-                    if self.in_group && out.len() >= max {
+                    if self.in_group && (out.len() >= max || bytes >= max_bytes) {
                         let at = if txn_start > 0 {
                             txn_start
                         } else {
                             // A transaction larger than a batch: split it; the
                             // position stays before it, so a resume replays it.
                             self.split = true;
-                            max
+                            cut(&out, max, max_bytes)
                         };
                         self.pending = out.split_off(at);
                         return Ok(Some(self.emit(out, position)));
@@ -786,6 +810,10 @@ impl<R: Rediscover> siphon_core::ChangeStream for MySqlChangeStream<R> {
                 }
             }
         }
+    }
+
+    fn limit_bytes(&mut self, max_bytes: u64) {
+        self.max_bytes = max_bytes.max(1);
     }
 
     async fn confirm(&mut self, _committed: &Position) -> Result<()> {
@@ -861,6 +889,7 @@ mod tests {
             index: 0,
             pending: Vec::new(),
             split: false,
+            max_bytes: u64::MAX,
             done: false,
             moved: Instant::now(),
             skipped: false,

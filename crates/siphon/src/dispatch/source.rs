@@ -116,6 +116,7 @@ trait DynChangeStream: fmt::Debug + Send {
     fn confirm<'a>(&'a mut self, committed: &'a Position) -> BoxFuture<'a, Result<()>>;
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<()>>;
     fn take_watermarks(&mut self) -> Vec<siphon_core::Watermark>;
+    fn limit_bytes(&mut self, max_bytes: u64);
 }
 
 /// A source without a change log.
@@ -356,6 +357,9 @@ impl<C: ChangeStream + fmt::Debug + 'static> DynChangeStream for Stream<C> {
     }
     fn take_watermarks(&mut self) -> Vec<siphon_core::Watermark> {
         self.0.take_watermarks()
+    }
+    fn limit_bytes(&mut self, max_bytes: u64) {
+        self.0.limit_bytes(max_bytes)
     }
 }
 
@@ -614,5 +618,8 @@ impl ChangeStream for AnyChangeStream {
 
     fn take_watermarks(&mut self) -> Vec<siphon_core::Watermark> {
         self.0.take_watermarks()
+    }
+    fn limit_bytes(&mut self, max_bytes: u64) {
+        self.0.limit_bytes(max_bytes)
     }
 }
