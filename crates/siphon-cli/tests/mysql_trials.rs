@@ -4,7 +4,8 @@
 //! copied trigger that inserts into an `AUTO_INCREMENT` table works on the
 //! target, a polling pass over an unchanged table does not report more
 //! rows updated than it read, and a column added with a default while siphon is
-//! stopped holds the default on a SQLite target.
+//! stopped holds the default on a SQLite target, and a table with a spatial
+//! column created at the source stops only itself, not the whole stream.
 
 use siphon_testkit::MariaDb;
 
@@ -204,5 +205,49 @@ fn a_column_added_while_siphon_is_stopped_holds_the_default_on_a_sqlite_target()
     assert_eq!(
         lite_rows(&dir.path().join("dst.db"), "newt", rows),
         vec!["1|n1x|42", "2|n2|42"]
+    );
+}
+
+#[test]
+fn a_spatial_table_created_at_the_source_stops_only_itself_not_the_stream() {
+    let my = MariaDb::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE plain (id int PRIMARY KEY, v int); INSERT INTO plain VALUES (1, 10);",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(
+        dir.path(),
+        &src,
+        "sqlite://dst.db",
+        "cdc",
+        &format!("[\"{db}.*\"]"),
+        "",
+    );
+    ok(siphon(dir.path(), &["run", "--once"]));
+    // Someone creates a table with a `point` column in the replicated
+    // database; the README says that table stops at discovery while the
+    // pipeline's other tables go on.
+    my.query_in(
+        &db,
+        "CREATE TABLE places (id int PRIMARY KEY, spot point); \
+         INSERT INTO plain VALUES (2, 20);",
+    )
+    .unwrap();
+    let out = siphon(dir.path(), &["run", "--once"]);
+    let said = support::text(&out);
+    assert!(
+        said.contains(&format!("table {db}.places, column spot")),
+        "{said}"
+    );
+    // The whole pipeline failed (`error: pipeline p: table ….places, column
+    // spot: …`): `plain` was not streamed, so its new row never arrived.
+    assert_eq!(
+        lite_rows(&dir.path().join("dst.db"), "plain", "id || '|' || v"),
+        vec!["1|10", "2|20"],
+        "{said}"
     );
 }
