@@ -5,7 +5,9 @@
 //! target, a polling pass over an unchanged table does not report more
 //! rows updated than it read, and a column added with a default while siphon is
 //! stopped holds the default on a SQLite target, and a table with a spatial
-//! column created at the source stops only itself, not the whole stream.
+//! column created at the source stops only itself, not the whole stream, and
+//! a pipeline copied again (`sync resync`) after a write with a minimal row
+//! image streams on instead of reading that image again.
 
 use siphon_testkit::MariaDb;
 
@@ -249,5 +251,54 @@ fn a_spatial_table_created_at_the_source_stops_only_itself_not_the_stream() {
         lite_rows(&dir.path().join("dst.db"), "plain", "id || '|' || v"),
         vec!["1|10", "2|20"],
         "{said}"
+    );
+}
+
+#[test]
+fn a_resync_after_a_minimal_row_image_lets_the_stream_go_on() {
+    let my = MariaDb::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE a (id int PRIMARY KEY, v int); \
+         CREATE TABLE b (id int PRIMARY KEY, v int, w varchar(10)); \
+         INSERT INTO a VALUES (1, 1); INSERT INTO b VALUES (1, 1, 'x');",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(
+        dir.path(),
+        &src,
+        "sqlite://dst.db",
+        "cdc",
+        &format!("[{db}.a, {db}.b]"),
+        "",
+    );
+    ok(siphon(dir.path(), &["run", "--once"]));
+    // One session of the application writes with a minimal row image (the
+    // server's global setting stays FULL, so siphon's start check passes).
+    my.query_in(
+        &db,
+        "SET SESSION binlog_row_image = MINIMAL; UPDATE b SET v = 2 WHERE id = 1;",
+    )
+    .unwrap();
+    let out = support::fails(siphon(dir.path(), &["run", "--once"]), 1);
+    assert!(out.contains("binlog_row_image"), "{out}");
+    // The fix the error names: the whole pipeline copied again.
+    ok(siphon(dir.path(), &["sync", "resync", "p"]));
+    my.query_in(&db, "INSERT INTO a VALUES (2, 2); UPDATE b SET w = 'y';")
+        .unwrap();
+    // The copies were made, then the stream started again from the old
+    // checkpoint, read the minimal image once more and failed every table
+    // (`a` too, with `b`'s error), run after run.
+    let out = siphon(dir.path(), &["run", "--once"]);
+    let said = support::text(&out);
+    assert!(out.status.success(), "{said}");
+    let file = dir.path().join("dst.db");
+    assert_eq!(lite_rows(&file, "a", "id || '|' || v"), vec!["1|1", "2|2"]);
+    assert_eq!(
+        lite_rows(&file, "b", "id || '|' || v || '|' || w"),
+        vec!["1|2|y"]
     );
 }
