@@ -15,66 +15,37 @@ use std::path::Path;
 use siphon_testkit::{MariaDb, Postgres};
 
 mod support;
-use support::{fails, ok, siphon};
-
-fn db_of(url: &str) -> String {
-    url.rsplit('/').next().unwrap().to_string()
-}
+use support::{db_name, fails, my_rows, ok, pg_rows, siphon};
 
 /// Writes a one-pipeline (`p`, cdc) config in `dir`: `tables` is YAML, `extra`
 /// more lines of the pipeline.
 fn config(dir: &Path, source: &str, target: &str, tables: &str, extra: &str) {
-    let mut yaml = format!(
-        "state: sqlite://state.db\nconnections:\n  src: {source}\n  dst: {target}\npipelines:\n  p:\n\
-         \x20   source: src\n    target: dst\n    mode: cdc\n    tables: {tables}\n"
-    );
-    for line in extra.lines() {
-        yaml.push_str(&format!("    {line}\n"));
-    }
-    std::fs::write(dir.join("siphon.yaml"), yaml).unwrap();
-}
-
-fn sorted(out: &str) -> Vec<String> {
-    let mut v: Vec<String> = out
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
+    support::config(dir, source, target, "cdc", tables, extra);
 }
 
 /// The state the store shows for table `table` of pipeline `p`.
 fn stream_state(dir: &Path, table: &str) -> String {
-    let db = rusqlite::Connection::open(dir.join("state.db")).unwrap();
-    db.query_row(
-        "SELECT state FROM stream_states WHERE pipeline = 'p' AND table_name = ?1",
-        [table],
-        |r| r.get(0),
-    )
-    .unwrap_or_default()
+    support::stream_state(dir, "p", table)
 }
 
-/// Rows of `table` at a MariaDB database as `sql_row` prints them, sorted.
-fn my_rows(my: &MariaDb, db: &str, row: &str, table: &str) -> Vec<String> {
-    sorted(
-        &my.query_in(
-            db,
-            &format!("SET NAMES utf8mb4; SELECT CONCAT_WS('|', {row}) FROM {table}"),
-        )
-        .unwrap(),
+/// A MariaDB database with tables `t (id, v)` and `other (id)` of a row
+/// each, copied by a first run of a pipeline streaming every table of it
+/// into a new PostgreSQL database: the source database's name, the target's,
+/// and the pipeline's folder.
+fn t_and_other_streamed(my: &MariaDb, pg: &Postgres) -> (String, String, tempfile::TempDir) {
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    let dst = pg.create_database().unwrap();
+    my.query_in(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v varchar(20)); INSERT INTO t VALUES (1, 'one'); \
+         CREATE TABLE other (id int PRIMARY KEY); INSERT INTO other VALUES (1);",
     )
-}
-
-/// Rows of `schema.table` at a PostgreSQL database, sorted.
-fn pg_rows(pg: &Postgres, db: &str, row: &str, table: &str) -> Vec<String> {
-    sorted(
-        &pg.query_in(
-            db,
-            &format!("SELECT string_agg(concat_ws('|', {row}), E'\\n') FROM {table}"),
-        )
-        .unwrap(),
-    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, &format!("[\"{db}.*\"]"), "");
+    ok(siphon(dir.path(), &["run", "--once"]));
+    (db, db_name(&dst), dir)
 }
 
 #[test]
@@ -82,9 +53,9 @@ fn a_table_partitioned_by_range_streams_like_any_other() {
     let my = MariaDb::shared().unwrap();
     let pg = Postgres::shared().unwrap();
     let src = my.create_database().unwrap();
-    let db = db_of(&src);
+    let db = db_name(&src);
     let dst = pg.create_database().unwrap();
-    let pg_db = db_of(&dst);
+    let pg_db = db_name(&dst);
     my.query_in(
         &db,
         "CREATE TABLE events (id int NOT NULL, day date NOT NULL, what varchar(40), \
@@ -127,9 +98,9 @@ fn a_table_without_a_key_is_refused_with_the_fix_and_the_others_stream() {
     let my = MariaDb::shared().unwrap();
     let pg = Postgres::shared().unwrap();
     let src = my.create_database().unwrap();
-    let db = db_of(&src);
+    let db = db_name(&src);
     let dst = pg.create_database().unwrap();
-    let pg_db = db_of(&dst);
+    let pg_db = db_name(&dst);
     my.query_in(
         &db,
         "CREATE TABLE keyed (id int PRIMARY KEY, v text); INSERT INTO keyed VALUES (1, 'one'); \
@@ -178,21 +149,8 @@ fn a_table_without_a_key_is_refused_with_the_fix_and_the_others_stream() {
 
 #[test]
 fn a_column_added_evolves_the_target_and_a_dropped_one_stops_the_table() {
-    let my = MariaDb::shared().unwrap();
-    let pg = Postgres::shared().unwrap();
-    let src = my.create_database().unwrap();
-    let db = db_of(&src);
-    let dst = pg.create_database().unwrap();
-    let pg_db = db_of(&dst);
-    my.query_in(
-        &db,
-        "CREATE TABLE t (id int PRIMARY KEY, v varchar(20)); INSERT INTO t VALUES (1, 'one'); \
-         CREATE TABLE other (id int PRIMARY KEY); INSERT INTO other VALUES (1);",
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &src, &dst, &format!("[\"{db}.*\"]"), "");
-    ok(siphon(dir.path(), &["run", "--once"]));
+    let (my, pg) = (MariaDb::shared().unwrap(), Postgres::shared().unwrap());
+    let (db, pg_db, dir) = t_and_other_streamed(my, pg);
     let table = format!("\"{db}\".t");
 
     // The column and rows of the new shape, in the binlog siphon reads next.
@@ -246,21 +204,8 @@ fn a_column_added_evolves_the_target_and_a_dropped_one_stops_the_table() {
 
 #[test]
 fn rows_logged_before_a_column_was_added_while_stopped_reach_the_target_whole() {
-    let my = MariaDb::shared().unwrap();
-    let pg = Postgres::shared().unwrap();
-    let src = my.create_database().unwrap();
-    let db = db_of(&src);
-    let dst = pg.create_database().unwrap();
-    let pg_db = db_of(&dst);
-    my.query_in(
-        &db,
-        "CREATE TABLE t (id int PRIMARY KEY, v varchar(20)); INSERT INTO t VALUES (1, 'one'); \
-         CREATE TABLE other (id int PRIMARY KEY); INSERT INTO other VALUES (1);",
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &src, &dst, &format!("[\"{db}.*\"]"), "");
-    ok(siphon(dir.path(), &["run", "--once"]));
+    let (my, pg) = (MariaDb::shared().unwrap(), Postgres::shared().unwrap());
+    let (db, pg_db, dir) = t_and_other_streamed(my, pg);
     let table = format!("\"{db}\".t");
     let other = format!("\"{db}\".other");
 
@@ -337,9 +282,9 @@ fn a_20_mb_longblob_streams_whole() {
     let my = MariaDb::shared().unwrap();
     let pg = Postgres::shared().unwrap();
     let src = my.create_database().unwrap();
-    let db = db_of(&src);
+    let db = db_name(&src);
     let dst = pg.create_database().unwrap();
-    let pg_db = db_of(&dst);
+    let pg_db = db_name(&dst);
     my.query_in(
         &db,
         "CREATE TABLE files (id int PRIMARY KEY, body longblob); \

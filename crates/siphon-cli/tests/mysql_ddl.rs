@@ -12,88 +12,48 @@
 
 use std::time::Duration;
 
-use siphon_testkit::{MariaDb, Postgres};
+use siphon_testkit::Postgres;
 
 mod support;
-use support::{command, ok, siphon, Running};
+use support::cdc::{Databases, Target};
+use support::{config_named, ok, siphon, Running};
 
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(300);
 
-/// Where the pipeline writes.
-enum Target {
-    Postgres(&'static Postgres),
-    MariaDb,
-}
-
 /// A MariaDB source database, a target database and a working directory
-/// with a `siphon.yaml` for one continuous cdc pipeline `p` over `t` and
-/// `other`.
+/// with a `siphon.yaml` for one continuous cdc pipeline over `t` and `other`.
 struct Setup {
     /// The pipeline's name, one per test: each reads the shared server's
     /// binlog under a server id of its own.
     pipeline: &'static str,
-    my: &'static MariaDb,
-    target: Target,
-    src: String,
-    dst: String,
-    dir: tempfile::TempDir,
+    db: Databases,
 }
 
 impl Setup {
     fn new(target: Target) -> Setup {
-        let my = MariaDb::shared().unwrap();
-        let name = |url: String| url.rsplit('/').next().unwrap().to_string();
-        let src = name(my.create_database().unwrap());
-        let dst = match &target {
-            Target::Postgres(pg) => name(pg.create_database().unwrap()),
-            Target::MariaDb => name(my.create_database().unwrap()),
+        let pipeline = match &target {
+            Target::Postgres(_) => "ddl_pg",
+            Target::MariaDb => "ddl_my",
         };
-        let s = Setup {
-            pipeline: match &target {
-                Target::Postgres(_) => "ddl_pg",
-                Target::MariaDb => "ddl_my",
-            },
-            my,
-            target,
-            src,
-            dst,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let dst = match &s.target {
-            Target::Postgres(pg) => pg.url_for(&s.dst),
-            Target::MariaDb => s.my.url_for(&s.dst),
-        };
-        std::fs::write(
-            s.dir.path().join("siphon.yaml"),
-            format!(
-                "state: sqlite://state.db\nconnections:\n  src: {}\n  dst: {dst}\n\
-                 pipelines:\n  {p}:\n    source: src\n    target: dst\n    mode: cdc\n\
-                 \x20   tables: [{db}.t, {db}.other]\n    schedule: continuous\n",
-                s.my.url_for(&s.src),
-                db = s.src,
-                p = s.pipeline
-            ),
-        )
-        .unwrap();
-        s
+        let db = Databases::new(target);
+        config_named(
+            db.path(),
+            pipeline,
+            &db.src_url(),
+            &db.dst_url(),
+            "cdc",
+            &format!("[{src}.t, {src}.other]", src = db.src),
+            "schedule: continuous",
+        );
+        Setup { pipeline, db }
     }
 
     fn src_sql(&self, sql: &str) -> String {
-        self.my
-            .query_in(&self.src, &format!("SET NAMES utf8mb4; {sql}"))
+        self.db
+            .my
+            .query_in(&self.db.src, &format!("SET NAMES utf8mb4; {sql}"))
             .unwrap()
-    }
-
-    /// Runs `sql` at the target, `{t}` naming table `table` there.
-    fn dst_sql(&self, table: &str, sql: &str) -> Result<String, siphon_testkit::Error> {
-        match &self.target {
-            Target::Postgres(pg) => pg.query_in(
-                &self.dst,
-                &sql.replace("{t}", &format!("\"{}\".{table}", self.src)),
-            ),
-            Target::MariaDb => self.my.query_in(&self.dst, &sql.replace("{t}", table)),
-        }
     }
 
     /// The rows of `table` at the source, `cols` joined by `|`, sorted.
@@ -103,13 +63,13 @@ impl Setup {
 
     /// The same at the target; empty while it cannot answer.
     fn target_rows(&self, table: &str, cols: &str) -> Vec<String> {
-        let sql = match self.target {
+        let sql = match self.db.target {
             Target::Postgres(_) => {
                 format!("SELECT string_agg(concat_ws('|', {cols}), E'\\n') FROM {{t}}")
             }
             Target::MariaDb => format!("SELECT CONCAT_WS('|', {cols}) FROM {{t}}"),
         };
-        sorted(&self.dst_sql(table, &sql).unwrap_or_default())
+        sorted(&self.db.dst_sql(table, &sql).unwrap_or_default())
     }
 
     /// Waits until `table` at the target equals the source in `cols`.
@@ -132,47 +92,29 @@ impl Setup {
 
     /// The state the store shows for table `table`.
     fn stream_state(&self, table: &str) -> String {
-        let Ok(db) = rusqlite::Connection::open(self.dir.path().join("state.db")) else {
-            return String::new();
-        };
-        db.query_row(
-            "SELECT state FROM stream_states WHERE pipeline = ?1 AND table_name = ?2",
-            [self.pipeline, &format!("{}.{table}", self.src)],
-            |r| r.get(0),
-        )
-        .unwrap_or_default()
-    }
-
-    fn spawn(&self) -> Running {
-        let cmd = command(self.dir.path(), &["run", "-f", "siphon.yaml"]);
-        Running::spawn_appending(cmd, &self.dir.path().join("siphon.log"))
+        self.db.stream_state(self.pipeline, table)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("siphon.log")).unwrap_or_default()
+        self.db.log()
     }
 }
 
+/// The non-empty lines of `out`, tabs turned to `|`, sorted.
 fn sorted(out: &str) -> Vec<String> {
-    let mut v: Vec<String> = out
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.replace('\t', "|"))
-        .collect();
-    v.sort();
-    v
+    support::sorted(&out.replace('\t', "|"))
 }
 
 fn ddl_while_streaming(target: Target) {
     let s = Setup::new(target);
-    let maria = matches!(s.target, Target::MariaDb);
+    let maria = matches!(s.db.target, Target::MariaDb);
     s.src_sql(
         "CREATE TABLE t (id int NOT NULL PRIMARY KEY, v varchar(20) NOT NULL, n int NOT NULL); \
          INSERT INTO t VALUES (1, 'one', 10), (2, 'two', 20); \
          CREATE TABLE other (id int NOT NULL PRIMARY KEY, x int NOT NULL); \
          INSERT INTO other VALUES (1, 1);",
     );
-    let mut run = s.spawn();
+    let mut run = s.db.spawn();
     s.wait_same(&mut run, "t", "id, v, n", "after the copy");
     s.wait_same(&mut run, "other", "id, x", "after the copy");
     support::wait_for("both tables stream", DEADLINE, || {
@@ -210,8 +152,8 @@ fn ddl_while_streaming(target: Target) {
              INSERT INTO t VALUES (5, 'm5', REPEAT('long ', 30), 50, 55);",
         );
         s.wait_same(&mut run, changed, cols, "after a column was widened");
-        let ty = s
-            .dst_sql(
+        let ty =
+            s.db.dst_sql(
                 "t",
                 "SELECT COLUMN_TYPE FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 't' AND COLUMN_NAME = 'v'",
@@ -225,7 +167,7 @@ fn ddl_while_streaming(target: Target) {
         "ALTER TABLE t DROP COLUMN n; INSERT INTO t VALUES (6, 'm6', 'six', 66); \
          INSERT INTO other VALUES (2, 2);",
     );
-    let t = format!("{}.t", s.src);
+    let t = format!("{}.t", s.db.src);
     support::wait_for("the table with the dropped column fails", DEADLINE, || {
         assert!(run.running(), "siphon ended: {}", s.log());
         s.stream_state("t").contains("failed")
@@ -257,9 +199,9 @@ fn ddl_while_streaming(target: Target) {
 
     // The fix the message names: the column dropped on the target, then a
     // resync of the table, which the running pipeline copies again.
-    s.dst_sql("t", "ALTER TABLE {t} DROP COLUMN n").unwrap();
+    s.db.dst_sql("t", "ALTER TABLE {t} DROP COLUMN n").unwrap();
     ok(siphon(
-        s.dir.path(),
+        s.db.path(),
         &["sync", "resync", s.pipeline, "--table", &t],
     ));
     let cols = "id, COALESCE(m, 'null'), v, w";
@@ -295,13 +237,13 @@ fn ddl_while_streaming(target: Target) {
     }
     s.src_sql("INSERT INTO other VALUES (5, 5);");
     s.wait_same(&mut run, "other", "id, x", "while t is stopped again");
-    let narrow = match s.target {
+    let narrow = match s.db.target {
         Target::Postgres(_) => "ALTER TABLE {t} ALTER COLUMN w TYPE smallint",
         Target::MariaDb => "ALTER TABLE {t} MODIFY w smallint NOT NULL DEFAULT 7",
     };
-    s.dst_sql("t", narrow).unwrap();
+    s.db.dst_sql("t", narrow).unwrap();
     ok(siphon(
-        s.dir.path(),
+        s.db.path(),
         &["sync", "resync", s.pipeline, "--table", &t],
     ));
     s.wait_same(&mut run, "t", cols, "after the second resync");

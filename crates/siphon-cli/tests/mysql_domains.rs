@@ -8,14 +8,13 @@
 //!
 //! Every wait polls a condition with a deadline; no fixed sleep.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use siphon_testkit::MariaDb;
 
 mod support;
-use support::{command, Running};
+use support::{config, db_name, run_log, spawn_run, Running, Writer};
 
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -26,57 +25,44 @@ const SPAN: i64 = 1_000_000_000;
 
 /// A writer committing transactions of three inserts in one GTID domain
 /// until told to stop; it keeps the GTID of its last transaction.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicI64>,
+struct DomainWriter {
+    w: Writer,
     last: Arc<std::sync::Mutex<String>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Writer {
-    fn start(my: Arc<MariaDb>, db: &str, domain: i64) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicI64::new(0));
+impl DomainWriter {
+    fn start(my: Arc<MariaDb>, db: &str, domain: i64) -> DomainWriter {
         let last = Arc::new(std::sync::Mutex::new(String::new()));
-        let (s, d, l, db) = (stop.clone(), done.clone(), last.clone(), db.to_string());
-        let thread = std::thread::spawn(move || {
-            let mut i = 0;
-            while !s.load(Ordering::Relaxed) {
-                let mut sql = format!("SET SESSION gtid_domain_id = {domain};");
-                for _ in 0..5 {
-                    let mut rows = Vec::new();
-                    for _ in 0..3 {
-                        i += 1;
-                        rows.push(format!(
-                            "({}, {domain}, 'd{domain} row {i}')",
-                            (domain + 1) * SPAN + i
-                        ));
-                    }
-                    sql.push_str(&format!(
-                        "START TRANSACTION; INSERT INTO t VALUES {}; COMMIT;",
-                        rows.join(", ")
+        let (l, db) = (last.clone(), db.to_string());
+        let mut i = 0;
+        let w = Writer::start(move || {
+            let mut sql = format!("SET SESSION gtid_domain_id = {domain};");
+            for _ in 0..5 {
+                let mut rows = Vec::new();
+                for _ in 0..3 {
+                    i += 1;
+                    rows.push(format!(
+                        "({}, {domain}, 'd{domain} row {i}')",
+                        (domain + 1) * SPAN + i
                     ));
                 }
-                sql.push_str("SELECT @@last_gtid;");
-                let out = my.query_in(&db, &sql).expect("the writer's transactions");
-                *l.lock().unwrap() = out.trim().to_string();
-                d.store(i, Ordering::Relaxed);
+                sql.push_str(&format!(
+                    "START TRANSACTION; INSERT INTO t VALUES {}; COMMIT;",
+                    rows.join(", ")
+                ));
             }
+            sql.push_str("SELECT @@last_gtid;");
+            let out = my.query_in(&db, &sql).expect("the writer's transactions");
+            *l.lock().unwrap() = out.trim().to_string();
+            i
         });
-        Writer {
-            stop,
-            done,
-            last,
-            thread: Some(thread),
-        }
+        DomainWriter { w, last }
     }
 
     /// Rows committed so far; fails the test when the writer failed.
     fn committed(&self) -> i64 {
-        let failed = self.thread.as_ref().is_some_and(|t| t.is_finished())
-            && !self.stop.load(Ordering::Relaxed);
-        assert!(!failed, "a writer failed (its panic is above)");
-        self.done.load(Ordering::Relaxed)
+        assert!(!self.w.failed(), "a writer failed (its panic is above)");
+        self.w.committed()
     }
 
     /// The GTID of the last transaction committed (`domain-server-seq`).
@@ -86,19 +72,7 @@ impl Writer {
 
     /// Stops the writer and waits for its last transactions.
     fn finish(&mut self) -> i64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .expect("the writer failed");
-        self.committed()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.w.finish()
     }
 }
 
@@ -131,17 +105,16 @@ impl Setup {
     }
 
     fn spawn(&self) -> Running {
-        let cmd = command(self.dir.path(), &["run", "-f", "siphon.yaml"]);
-        Running::spawn_appending(cmd, &self.dir.path().join("siphon.log"))
+        spawn_run(self.dir.path())
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("siphon.log")).unwrap_or_default()
+        run_log(self.dir.path())
     }
 
     /// Waits until the target holds a row of `domain` that its writer
     /// committed after this call.
-    fn wait_for_a_later_write(&self, w: &Writer, domain: i64, siphon: &mut Running) {
+    fn wait_for_a_later_write(&self, w: &DomainWriter, domain: i64, siphon: &mut Running) {
         let after = (domain + 1) * SPAN + w.committed() + 10;
         support::wait_for(
             &format!("the target holds row {after} of domain {domain}"),
@@ -161,11 +134,10 @@ impl Setup {
 fn two_gtid_domains_resume_after_a_kill_with_nothing_lost_or_applied_twice() {
     // A server of its own: the GTID positions of its domains are this test's.
     let my = Arc::new(MariaDb::start().unwrap());
-    let name = |url: String| url.rsplit('/').next().unwrap().to_string();
     let s = Setup {
         my: my.clone(),
-        src: name(my.create_database().unwrap()),
-        dst: name(my.create_database().unwrap()),
+        src: db_name(&my.create_database().unwrap()),
+        dst: db_name(&my.create_database().unwrap()),
         dir: tempfile::tempdir().unwrap(),
     };
     let shape = "CREATE TABLE t (id bigint NOT NULL PRIMARY KEY, d int NOT NULL, note varchar(40) NOT NULL)";
@@ -188,26 +160,22 @@ fn two_gtid_domains_resume_after_a_kill_with_nothing_lost_or_applied_twice() {
         ),
     )
     .unwrap();
-    std::fs::write(
-        s.dir.path().join("siphon.yaml"),
-        format!(
-            "state: sqlite://state.db\nconnections:\n  src: {}\n  dst: {}\n\
-             pipelines:\n  p:\n    source: src\n    target: dst\n    mode: cdc\n\
-             \x20   tables: [{}.t]\n    schedule: continuous\n",
-            my.url_for(&s.src),
-            my.url_for(&s.dst),
-            s.src
-        ),
-    )
-    .unwrap();
+    config(
+        s.dir.path(),
+        &my.url_for(&s.src),
+        &my.url_for(&s.dst),
+        "cdc",
+        &format!("[{}.t]", s.src),
+        "schedule: continuous",
+    );
 
     let mut siphon = s.spawn();
     support::wait_for("the copy is on the target", DEADLINE, || {
         assert!(siphon.running(), "siphon ended: {}", s.log());
         s.number(&s.dst, "SELECT COUNT(*) FROM t") == 20
     });
-    let mut w0 = Writer::start(my.clone(), &s.src, 0);
-    let mut w2 = Writer::start(my.clone(), &s.src, 2);
+    let mut w0 = DomainWriter::start(my.clone(), &s.src, 0);
+    let mut w2 = DomainWriter::start(my.clone(), &s.src, 2);
     s.wait_for_a_later_write(&w0, 0, &mut siphon);
     s.wait_for_a_later_write(&w2, 2, &mut siphon);
     // Killed while both domains write and it applies them.

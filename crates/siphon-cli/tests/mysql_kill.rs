@@ -7,14 +7,13 @@
 //! Every wait polls a condition with a generous deadline (the tests must pass
 //! on a loaded two-core machine); no fixed sleep is used as synchronization.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use siphon_testkit::{MariaDb, Postgres};
 
 mod support;
-use support::{command, Running};
+use support::cdc::{Databases, Target};
+use support::{config, Running, Writer};
 
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -25,73 +24,33 @@ const ROWS: i64 = 50_000;
 /// Ids of rows the writer inserts start past this.
 const NEW: i64 = 1_000_000;
 
-/// Where the pipeline writes.
-enum Target {
-    Postgres(&'static Postgres),
-    MariaDb,
-}
-
 /// A MariaDB source database, a target database, and a working directory
 /// with a `siphon.yaml` for one continuous cdc pipeline.
-struct Setup {
-    my: &'static MariaDb,
-    target: Target,
-    src: String,
-    dst: String,
-    dir: tempfile::TempDir,
-}
+struct Setup(Databases);
 
 impl Setup {
     fn new(target: Target) -> Self {
-        let my = MariaDb::shared().unwrap();
-        let name = |url: String| url.rsplit('/').next().unwrap().to_string();
-        let src = name(my.create_database().unwrap());
-        let dst = match &target {
-            Target::Postgres(pg) => name(pg.create_database().unwrap()),
-            Target::MariaDb => name(my.create_database().unwrap()),
-        };
-        Setup {
-            my,
-            target,
-            src,
-            dst,
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Setup(Databases::new(target))
     }
 
     /// Writes the config: `table` in continuous cdc mode with `batch_size`.
     fn config(&self, table: &str, batch_size: usize) {
-        let dst = match &self.target {
-            Target::Postgres(pg) => pg.url_for(&self.dst),
-            Target::MariaDb => self.my.url_for(&self.dst),
-        };
-        std::fs::write(
-            self.dir.path().join("siphon.yaml"),
-            format!(
-                "state: sqlite://state.db\nconnections:\n  src: {}\n  dst: {dst}\n\
-                 pipelines:\n  p:\n    source: src\n    target: dst\n    mode: cdc\n\
-                 \x20   tables: [{}.{table}]\n    schedule: continuous\n    batch_size: {batch_size}\n",
-                self.my.url_for(&self.src),
-                self.src
-            ),
-        )
-        .unwrap();
+        config(
+            self.0.path(),
+            &self.0.src_url(),
+            &self.0.dst_url(),
+            "cdc",
+            &format!("[{}.{table}]", self.0.src),
+            &format!("schedule: continuous\nbatch_size: {batch_size}"),
+        );
     }
 
     fn src_sql(&self, sql: &str) -> String {
-        self.my.query_in(&self.src, sql).unwrap()
+        self.0.my.query_in(&self.0.src, sql).unwrap()
     }
 
-    /// The target's answer to `sql`, where `{t}` names `table` (PostgreSQL
-    /// keeps it in a schema named after the source database).
     fn dst_sql(&self, table: &str, sql: &str) -> Result<String, siphon_testkit::Error> {
-        match &self.target {
-            Target::Postgres(pg) => pg.query_in(
-                &self.dst,
-                &sql.replace("{t}", &format!("\"{}\".{table}", self.src)),
-            ),
-            Target::MariaDb => self.my.query_in(&self.dst, &sql.replace("{t}", table)),
-        }
+        self.0.dst_sql(table, sql)
     }
 
     /// A number the target answers, or -1 while it cannot (no table yet).
@@ -115,7 +74,7 @@ impl Setup {
     /// [`Setup::src_digest`] computed by the target server; empty while the
     /// target cannot answer.
     fn dst_digest(&self) -> String {
-        let sql = match self.target {
+        let sql = match self.0.target {
             Target::Postgres(_) => {
                 "SELECT concat(count(*), ' ', coalesce(sum(v), 0), ' ', \
                  coalesce(md5(string_agg(concat_ws('|', id, v, note), ',' ORDER BY id)), '')) FROM {t}"
@@ -136,7 +95,7 @@ impl Setup {
             text.lines().map(|l| l.replace('\t', "|")).collect()
         };
         let src = rows(self.src_sql("SELECT id, v, note FROM t"));
-        let sql = match self.target {
+        let sql = match self.0.target {
             Target::Postgres(_) => "SELECT concat_ws('|', id, v, note) FROM {t}",
             Target::MariaDb => "SELECT id, v, note FROM {t}",
         };
@@ -152,26 +111,17 @@ impl Setup {
 
     /// The state the store shows for the table stream of `table`.
     fn stream_state(&self, table: &str) -> String {
-        let Ok(db) = rusqlite::Connection::open(self.dir.path().join("state.db")) else {
-            return String::new();
-        };
-        db.query_row(
-            "SELECT state FROM stream_states WHERE pipeline = 'p' AND table_name = ?1",
-            [&format!("{}.{table}", self.src)],
-            |r| r.get(0),
-        )
-        .unwrap_or_default()
+        self.0.stream_state("p", table)
     }
 
     /// `siphon run -f siphon.yaml` (continuous) as a child, its log appended
     /// to `siphon.log`; killed on drop.
     fn spawn(&self) -> Running {
-        let cmd = command(self.dir.path(), &["run", "-f", "siphon.yaml"]);
-        Running::spawn_appending(cmd, &self.dir.path().join("siphon.log"))
+        self.0.spawn()
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("siphon.log")).unwrap_or_default()
+        self.0.log()
     }
 }
 
@@ -183,71 +133,32 @@ fn wait_for(what: &str, cond: impl FnMut() -> bool) {
 /// A writer committing transactions on `t` until told to stop: each inserts
 /// a row with id `NEW + i` (never deleted: they count progress), updates an
 /// existing row anywhere in the key range (copied or not yet copied) and,
-/// every third time, deletes one.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicI64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(my: &'static MariaDb, db: &str) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicI64::new(0));
-        let (s, d, db) = (stop.clone(), done.clone(), db.to_string());
-        let thread = std::thread::spawn(move || {
-            let mut i = 0;
-            while !s.load(Ordering::Relaxed) {
-                let mut sql = String::new();
-                for _ in 0..10 {
-                    i += 1;
-                    sql.push_str(&format!(
-                        "START TRANSACTION; \
-                         INSERT INTO t VALUES ({id}, {i}, 'new {i}'); \
-                         UPDATE t SET v = v + {i}, note = 'upd {i}' WHERE id = {upd};",
-                        id = NEW + i,
-                        upd = (i * 7919) % ROWS + 1
-                    ));
-                    if i % 3 == 0 {
-                        sql.push_str(&format!(
-                            "DELETE FROM t WHERE id = {};",
-                            (i * 13) % ROWS + 1
-                        ));
-                    }
-                    sql.push_str("COMMIT;");
-                }
-                my.query_in(&db, &sql).expect("the writer's transactions");
-                d.store(i, Ordering::Relaxed);
+/// every third time, deletes one. It counts the transactions committed.
+fn writer(my: &'static MariaDb, db: &str) -> Writer {
+    let db = db.to_string();
+    let mut i = 0;
+    Writer::start(move || {
+        let mut sql = String::new();
+        for _ in 0..10 {
+            i += 1;
+            sql.push_str(&format!(
+                "START TRANSACTION; \
+                 INSERT INTO t VALUES ({id}, {i}, 'new {i}'); \
+                 UPDATE t SET v = v + {i}, note = 'upd {i}' WHERE id = {upd};",
+                id = NEW + i,
+                upd = (i * 7919) % ROWS + 1
+            ));
+            if i % 3 == 0 {
+                sql.push_str(&format!(
+                    "DELETE FROM t WHERE id = {};",
+                    (i * 13) % ROWS + 1
+                ));
             }
-        });
-        Writer {
-            stop,
-            done,
-            thread: Some(thread),
+            sql.push_str("COMMIT;");
         }
-    }
-
-    /// How many transactions committed so far.
-    fn committed(&self) -> i64 {
-        self.done.load(Ordering::Relaxed)
-    }
-
-    /// Stops the writer and waits for its last transactions to commit.
-    fn finish(&mut self) -> i64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .expect("the writer failed");
-        self.committed()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+        my.query_in(&db, &sql).expect("the writer's transactions");
+        i
+    })
 }
 
 /// Waits until the target holds a row the writer committed after this call
@@ -270,7 +181,7 @@ fn killed_during_the_snapshot_and_while_streaming(target: Target) {
          INSERT INTO t SELECT seq, seq, CONCAT('row ', seq) FROM seq_1_to_{ROWS};"
     ));
     s.config("t", 200);
-    let mut w = Writer::start(s.my, &s.src);
+    let mut w = writer(s.0.my, &s.0.src);
 
     // 1. Killed during the snapshot: some rows are on the target, not all.
     let mut siphon = s.spawn();

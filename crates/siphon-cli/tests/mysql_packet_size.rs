@@ -5,25 +5,15 @@
 //! the setting and the statement that raises it; with the setting raised the
 //! same run copies the row whole.
 
-use std::path::Path;
-
 use siphon_testkit::MariaDb;
 
 mod support;
-use support::{db_name, ok, siphon, text};
+use support::{config, db_name, ok, siphon, text};
 
 /// Bytes in the big row's blob: more than the small setting below.
 const BIG: usize = 3 << 20;
 /// The small `max_allowed_packet`, in bytes.
 const SMALL: usize = 1 << 20;
-
-fn config(dir: &Path, source: &str, target: &str, db: &str) {
-    let yaml = format!(
-        "state: sqlite://state.db\nconnections:\n  src: {source}\n  dst: {target}\npipelines:\n  p:\n\
-         \x20   source: src\n    target: dst\n    mode: full\n    tables: [{db}.docs]\n"
-    );
-    std::fs::write(dir.join("siphon.yaml"), yaml).unwrap();
-}
 
 /// A database at `my` with `docs (id int PRIMARY KEY, body longblob)` holding
 /// one small row and one of [`BIG`] bytes.
@@ -70,40 +60,34 @@ fn a_row_bigger_than_max_allowed_packet_fails_naming_the_side_and_the_setting() 
     let want = format!("1|5,2|{BIG}");
 
     // The source's setting is too small for the row.
-    let src = big_rows(&small);
-    let dst = shared.create_database().unwrap();
-    set_packet(&small, SMALL);
-    let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &src, &dst, &db_name(&src));
-    let out = siphon(dir.path(), &["run", "--once"]);
-    let said = text(&out);
-    assert!(!out.status.success(), "{said}");
-    for needle in [
-        "the source's max_allowed_packet",
-        "SET GLOBAL max_allowed_packet",
-        &format!("{}.docs", db_name(&src)),
-    ] {
-        assert!(said.contains(needle), "no {needle:?} in: {said}");
-    }
-    assert!(
-        !said.contains("retr"),
-        "a packet too large was retried: {said}"
-    );
-    set_packet(&small, restore);
-    ok(siphon(dir.path(), &["run", "--once"]));
-    assert_eq!(lengths(shared, &db_name(&dst)), want);
-
+    refused_then_copied(&small, shared, &small, "source", restore, &want);
     // The target's setting is too small for the row.
-    let src = big_rows(shared);
-    let dst = small.create_database().unwrap();
-    set_packet(&small, SMALL);
+    refused_then_copied(shared, &small, &small, "target", restore, &want);
+}
+
+/// Copies the big row of a new database at `from` into a new one at `to`
+/// while `small`'s setting is [`SMALL`]: the run fails at once naming
+/// `side`, the setting, the statement that raises it and the table; with the
+/// setting back at `restore` the same run copies the rows whole (`want`).
+fn refused_then_copied(
+    from: &MariaDb,
+    to: &MariaDb,
+    small: &MariaDb,
+    side: &str,
+    restore: usize,
+    want: &str,
+) {
+    let src = big_rows(from);
+    let dst = to.create_database().unwrap();
+    set_packet(small, SMALL);
     let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &src, &dst, &db_name(&src));
+    let tables = format!("[{}.docs]", db_name(&src));
+    config(dir.path(), &src, &dst, "full", &tables, "");
     let out = siphon(dir.path(), &["run", "--once"]);
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     for needle in [
-        "the target's max_allowed_packet",
+        format!("the {side}'s max_allowed_packet").as_str(),
         "SET GLOBAL max_allowed_packet",
         &format!("{}.docs", db_name(&src)),
     ] {
@@ -113,7 +97,7 @@ fn a_row_bigger_than_max_allowed_packet_fails_naming_the_side_and_the_setting() 
         !said.contains("retr"),
         "a packet too large was retried: {said}"
     );
-    set_packet(&small, restore);
+    set_packet(small, restore);
     ok(siphon(dir.path(), &["run", "--once"]));
-    assert_eq!(lengths(&small, &db_name(&dst)), want);
+    assert_eq!(lengths(to, &db_name(&dst)), want);
 }

@@ -12,57 +12,10 @@
 //! transaction that swaps values of a unique secondary index between rows,
 //! and a streamed table dropped and created again between runs.
 
-use std::path::Path;
-
 use siphon_testkit::{MariaDb, Postgres};
 
 mod support;
-use support::{db_name, ok, siphon, text};
-
-/// Writes a one-pipeline (`p`) config in `dir`: `tables` is YAML, `extra` more
-/// lines of the pipeline.
-fn config(dir: &Path, source: &str, target: &str, mode: &str, tables: &str, extra: &str) {
-    let mut yaml = format!(
-        "state: sqlite://state.db\nconnections:\n  src: {source}\n  dst: {target}\npipelines:\n  p:\n\
-         \x20   source: src\n    target: dst\n    mode: {mode}\n    tables: {tables}\n"
-    );
-    for line in extra.lines() {
-        yaml.push_str(&format!("    {line}\n"));
-    }
-    std::fs::write(dir.join("siphon.yaml"), yaml).unwrap();
-}
-
-fn sorted(out: &str) -> Vec<String> {
-    let mut v: Vec<String> = out
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
-}
-
-/// Rows of `table` at a MariaDB database as `row` prints them, sorted.
-fn my_rows(my: &MariaDb, db: &str, row: &str, table: &str) -> Vec<String> {
-    sorted(
-        &my.query_in(
-            db,
-            &format!("SET NAMES utf8mb4; SELECT CONCAT_WS('|', {row}) FROM {table}"),
-        )
-        .unwrap(),
-    )
-}
-
-/// Rows of `schema.table` at a PostgreSQL database as `row` prints them, sorted.
-fn pg_rows(pg: &Postgres, db: &str, row: &str, table: &str) -> Vec<String> {
-    sorted(
-        &pg.query_in(
-            db,
-            &format!("SELECT string_agg(concat_ws('|', {row}), E'\\n') FROM {table}"),
-        )
-        .unwrap(),
-    )
-}
+use support::{config, db_name, my_rows, ok, pg_rows, siphon, sorted, text, BothTargets};
 
 #[test]
 fn year_zero_stays_zero_in_a_mariadb_to_mariadb_copy() {
@@ -452,30 +405,8 @@ fn a_case_insensitive_key_changed_only_in_case_streams_as_one_row() {
          INSERT INTO ci VALUES ('a', 1), ('B', 2), ('c ', 3), ('Z', 4);",
     )
     .unwrap();
-    let my_dst = my.create_database().unwrap();
-    let my_db = db_name(&my_dst);
-    let pg_dst = pg.create_database().unwrap();
-    let pg_db = db_name(&pg_dst);
-    let to_my = tempfile::tempdir().unwrap();
-    let to_pg = tempfile::tempdir().unwrap();
-    config(
-        to_my.path(),
-        &src,
-        &my_dst,
-        "cdc",
-        &format!("[{db}.ci]"),
-        "",
-    );
-    config(
-        to_pg.path(),
-        &src,
-        &pg_dst,
-        "cdc",
-        &format!("[{db}.ci]"),
-        "",
-    );
-    ok(siphon(to_my.path(), &["run", "--once"]));
-    ok(siphon(to_pg.path(), &["run", "--once"]));
+    let both = BothTargets::new(my, pg, &src, "cdc", &format!("[{db}.ci]"), "");
+    both.run_once();
 
     // A delete and an insert of the same key in another case in one
     // transaction; updates that change only case or trailing spaces.
@@ -486,13 +417,20 @@ fn a_case_insensitive_key_changed_only_in_case_streams_as_one_row() {
          BEGIN; DELETE FROM ci WHERE k = 'Z'; INSERT INTO ci VALUES ('z ', 200); COMMIT;",
     )
     .unwrap();
-    ok(siphon(to_my.path(), &["run", "--once"]));
-    ok(siphon(to_pg.path(), &["run", "--once"]));
+    both.run_once();
     let source = my_rows(my, &db, "CONCAT('[', k, ']'), v", "ci");
     assert_eq!(source, vec!["[A]|100", "[b]|2", "[c]|3", "[z ]|200"]);
-    assert_eq!(my_rows(my, &my_db, "CONCAT('[', k, ']'), v", "ci"), source);
     assert_eq!(
-        pg_rows(pg, &pg_db, "'[' || k || ']', v", &format!("\"{db}\".ci")),
+        my_rows(my, &both.my_db, "CONCAT('[', k, ']'), v", "ci"),
+        source
+    );
+    assert_eq!(
+        pg_rows(
+            pg,
+            &both.pg_db,
+            "'[' || k || ']', v",
+            &format!("\"{db}\".ci")
+        ),
         source
     );
 }
@@ -510,18 +448,10 @@ fn a_case_insensitive_key_changed_only_in_case_is_polled_as_one_row() {
          INSERT INTO ci (k, v) VALUES ('a', 1), ('B', 2), ('c ', 3), ('d', 4);",
     )
     .unwrap();
-    let my_dst = my.create_database().unwrap();
-    let my_db = db_name(&my_dst);
-    let pg_dst = pg.create_database().unwrap();
-    let pg_db = db_name(&pg_dst);
-    let to_my = tempfile::tempdir().unwrap();
-    let to_pg = tempfile::tempdir().unwrap();
     let extra = "cursor: upd\ndelete_detection: key_diff";
     let tables = format!("[{db}.ci]");
-    config(to_my.path(), &src, &my_dst, "incremental", &tables, extra);
-    config(to_pg.path(), &src, &pg_dst, "incremental", &tables, extra);
-    ok(siphon(to_my.path(), &["run", "--once"]));
-    ok(siphon(to_pg.path(), &["run", "--once"]));
+    let both = BothTargets::new(my, pg, &src, "incremental", &tables, extra);
+    both.run_once();
 
     // Keys changed only in case or trailing spaces (the same row to the
     // source's collation), and a delete.
@@ -532,17 +462,21 @@ fn a_case_insensitive_key_changed_only_in_case_is_polled_as_one_row() {
          DELETE FROM ci WHERE k = 'd';",
     )
     .unwrap();
-    ok(siphon(to_my.path(), &["run", "--once"]));
-    ok(siphon(to_pg.path(), &["run", "--once"]));
+    both.run_once();
     let source = my_rows(my, &db, "CONCAT('[', k, ']'), v", "ci");
     assert_eq!(source, vec!["[A]|1", "[B]|2", "[c]|3"]);
     assert_eq!(
-        pg_rows(pg, &pg_db, "'[' || k || ']', v", &format!("\"{db}\".ci")),
+        pg_rows(
+            pg,
+            &both.pg_db,
+            "'[' || k || ']', v",
+            &format!("\"{db}\".ci")
+        ),
         source,
         "PostgreSQL target"
     );
     assert_eq!(
-        my_rows(my, &my_db, "CONCAT('[', k, ']'), v", "ci"),
+        my_rows(my, &both.my_db, "CONCAT('[', k, ']'), v", "ci"),
         source,
         "MariaDB target"
     );
@@ -560,17 +494,8 @@ fn a_transaction_swapping_unique_values_between_rows_streams_to_both_targets() {
          INSERT INTO uq VALUES (1, 'a@x'), (2, 'b@x'), (3, 'c@x');",
     )
     .unwrap();
-    let my_dst = my.create_database().unwrap();
-    let my_db = db_name(&my_dst);
-    let pg_dst = pg.create_database().unwrap();
-    let pg_db = db_name(&pg_dst);
-    let to_my = tempfile::tempdir().unwrap();
-    let to_pg = tempfile::tempdir().unwrap();
-    let tables = format!("[{db}.uq]");
-    config(to_my.path(), &src, &my_dst, "cdc", &tables, "");
-    config(to_pg.path(), &src, &pg_dst, "cdc", &tables, "");
-    ok(siphon(to_my.path(), &["run", "--once"]));
-    ok(siphon(to_pg.path(), &["run", "--once"]));
+    let both = BothTargets::new(my, pg, &src, "cdc", &format!("[{db}.uq]"), "");
+    both.run_once();
 
     // Valid at the source statement by statement: a swap through a
     // temporary value, and a unique value freed by a delete and taken by an
@@ -582,17 +507,16 @@ fn a_transaction_swapping_unique_values_between_rows_streams_to_both_targets() {
          BEGIN; DELETE FROM uq WHERE id = 3; INSERT INTO uq VALUES (4, 'c@x'); COMMIT;",
     )
     .unwrap();
-    ok(siphon(to_my.path(), &["run", "--once"]));
-    ok(siphon(to_pg.path(), &["run", "--once"]));
+    both.run_once();
     let source = my_rows(my, &db, "id, email", "uq");
     assert_eq!(source, vec!["1|b@x", "2|a@x", "4|c@x"]);
     assert_eq!(
-        my_rows(my, &my_db, "id, email", "uq"),
+        my_rows(my, &both.my_db, "id, email", "uq"),
         source,
         "MariaDB target"
     );
     assert_eq!(
-        pg_rows(pg, &pg_db, "id, email", &format!("\"{db}\".uq")),
+        pg_rows(pg, &both.pg_db, "id, email", &format!("\"{db}\".uq")),
         source,
         "PostgreSQL target"
     );

@@ -9,26 +9,7 @@ use std::path::Path;
 use siphon_testkit::{MariaDb, Postgres};
 
 mod support;
-use support::{db_name, ok, siphon};
-
-/// Writes a one-pipeline (`p`) config in `dir` with a SQLite state store.
-fn config(dir: &Path, source: &str, target: &str, mode: &str, table: &str) {
-    let yaml = format!(
-        "state: sqlite://state.db\nconnections:\n  src: {source}\n  dst: {target}\npipelines:\n  p:\n\
-         \x20   source: src\n    target: dst\n    mode: {mode}\n    tables: [{table}]\n"
-    );
-    std::fs::write(dir.join("siphon.yaml"), yaml).unwrap();
-}
-
-fn sorted(out: &str) -> Vec<String> {
-    let mut v: Vec<String> = out
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
-}
+use support::{db_name, my_rows, ok, pg_rows, siphon, BothTargets};
 
 fn delete_state(dir: &Path) {
     for file in ["state.db", "state.db-wal", "state.db-shm"] {
@@ -52,63 +33,39 @@ fn a_deleted_state_store_recovers_by_itself_on_the_next_run() {
          INSERT INTO t VALUES (1, 'one'), (2, 'two');",
     )
     .unwrap();
-    let my_dst = my.create_database().unwrap();
-    let my_db = db_name(&my_dst);
-    let pg_dst = pg.create_database().unwrap();
-    let pg_db = db_name(&pg_dst);
-    let to_my = tempfile::tempdir().unwrap();
-    let to_pg = tempfile::tempdir().unwrap();
-    let table = format!("{db}.t");
-    config(to_my.path(), &src, &my_dst, "cdc", &table);
-    config(to_pg.path(), &src, &pg_dst, "cdc", &table);
+    let both = BothTargets::new(my, pg, &src, "cdc", &format!("[{db}.t]"), "");
+    let (my_db, pg_db) = (&both.my_db, &both.pg_db);
     // Three runs: the targets' checkpoints carry lease epoch 3.
     for n in 0..3 {
         my.query_in(&db, &format!("INSERT INTO t VALUES ({}, 'run')", 10 + n))
             .unwrap();
-        ok(siphon(to_my.path(), &["run", "--once"]));
-        ok(siphon(to_pg.path(), &["run", "--once"]));
+        both.run_once();
     }
 
     // The state stores are lost; the source changes meanwhile.
-    delete_state(to_my.path());
-    delete_state(to_pg.path());
+    delete_state(both.to_my.path());
+    delete_state(both.to_pg.path());
     my.query_in(
         &db,
         "INSERT INTO t VALUES (3, 'three'); UPDATE t SET v = 'TWO' WHERE id = 2; \
          DELETE FROM t WHERE id = 1;",
     )
     .unwrap();
-    ok(siphon(to_my.path(), &["run", "--once"]));
-    ok(siphon(to_pg.path(), &["run", "--once"]));
+    both.run_once();
 
-    let source = sorted(
-        &my.query_in(&db, "SELECT CONCAT_WS('|', id, v) FROM t")
-            .unwrap(),
-    );
+    let source = my_rows(my, &db, "id, v", "t");
     assert_eq!(
         source,
         vec!["10|run", "11|run", "12|run", "2|TWO", "3|three"]
     );
-    let on_my = sorted(
-        &my.query_in(&my_db, "SELECT CONCAT_WS('|', id, v) FROM t")
-            .unwrap(),
-    );
+    let on_my = my_rows(my, my_db, "id, v", "t");
     assert_eq!(on_my, source, "MariaDB target");
-    let on_pg = sorted(
-        &pg.query_in(
-            &pg_db,
-            &format!("SELECT string_agg(concat_ws('|', id, v), E'\\n') FROM \"{db}\".t"),
-        )
-        .unwrap(),
-    );
+    let on_pg = pg_rows(pg, pg_db, "id, v", &format!("\"{db}\".t"));
     assert_eq!(on_pg, source, "PostgreSQL target");
     // And the run after goes on as usual.
     my.query_in(&db, "INSERT INTO t VALUES (4, 'four')")
         .unwrap();
-    ok(siphon(to_my.path(), &["run", "--once"]));
-    let on_my = sorted(
-        &my.query_in(&my_db, "SELECT CONCAT_WS('|', id, v) FROM t")
-            .unwrap(),
-    );
+    ok(siphon(both.to_my.path(), &["run", "--once"]));
+    let on_my = my_rows(my, my_db, "id, v", "t");
     assert!(on_my.contains(&"4|four".to_string()), "{on_my:?}");
 }
