@@ -211,13 +211,13 @@ impl PostgresChangeStream {
                     })?;
                 for r in rows {
                     let row = decode_row(&r, &types, &table)?;
-                    found.insert(key_bytes(&table, &key, &row), row);
+                    found.insert(siphon_core::key_bytes(&row, &key), row);
                 }
             }
             for n in ns {
                 let (index, missing) = &todo[n];
                 let change = &mut out[*index];
-                let k = key_bytes(&table, &key, row_of(change));
+                let k = siphon_core::key_bytes(row_of(change), &key);
                 match (found.get(&k), row_mut(change)) {
                     (Some(current), Some(row)) => {
                         for &i in missing {
@@ -452,11 +452,6 @@ fn row_mut(change: &mut Change) -> Option<&mut Row> {
         Op::Insert(r) | Op::Update { after: r, .. } => Some(r),
         _ => None,
     }
-}
-
-/// A row's key values as bytes, for lookups.
-fn key_bytes(table: &TableSchema, key: &[usize], row: &Row) -> Vec<u8> {
-    serde_json::to_vec(&table.key_of(key, row)).unwrap_or_default()
 }
 
 fn decode(ty: &PgType, b: &Bytes) -> std::result::Result<Value, String> {
