@@ -495,6 +495,7 @@ impl LogSource for PostgresSource {
             todo: Vec::new(),
             in_txn: false,
             split: false,
+            max_bytes: u64::MAX,
             marks: Vec::new(),
             marks_out: Vec::new(),
             tx: None,

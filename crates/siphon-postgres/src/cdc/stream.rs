@@ -32,6 +32,9 @@ pub struct PostgresChangeStream {
     pub(super) in_txn: bool,
     /// The transaction being read was split over batches: its end ends a batch.
     pub(super) split: bool,
+    /// The bytes of row images a batch holds at most (see
+    /// [`ChangeStream::limit_bytes`]); `u64::MAX` when uncapped.
+    pub(super) max_bytes: u64,
     /// Watermarks read into the batch being read, by the changes before them.
     pub(super) marks: Vec<siphon_core::Watermark>,
     /// Watermarks of the batch last returned, for [`ChangeStream::take_watermarks`].
@@ -705,6 +708,20 @@ impl PostgresChangeStream {
     }
 }
 
+/// Where a batch of at most `max` changes and `max_bytes` bytes of row images
+/// ends among `changes`: after the first change that reaches `max_bytes`, at
+/// `max` at most, and after one change at least.
+fn cut(changes: &[Change], max: usize, max_bytes: u64) -> usize {
+    let mut bytes = 0u64;
+    for (i, c) in changes.iter().take(max).enumerate() {
+        bytes = bytes.saturating_add(c.op.size());
+        if bytes >= max_bytes {
+            return i + 1;
+        }
+    }
+    max.max(1).min(changes.len())
+}
+
 pub(super) fn reached(sent: Lsn, until: Lsn) -> bool {
     const PAGE: u64 = 8192;
     const LONG_HEADER: u64 = 40;
@@ -730,6 +747,9 @@ impl ChangeStream for PostgresChangeStream {
         let max = max_changes.max(1);
         // Leftovers belong to the transaction being read, which starts this batch.
         let mut out: Vec<Change> = std::mem::take(&mut self.pending);
+        let max_bytes = self.max_bytes;
+        // The bytes of the row images in `out`.
+        let mut bytes: u64 = out.iter().map(|c| c.op.size()).sum();
         // Watermarks not taken are those of a batch already applied.
         self.marks_out.clear();
         let mut txn_start = 0;
@@ -803,13 +823,18 @@ impl ChangeStream for PostgresChangeStream {
                         return self.emit(out, None, position).await;
                     }
                     // The tail of a split transaction is never merged with another.
-                    if out.len() >= max || was_split {
+                    if out.len() >= max || bytes >= max_bytes || was_split {
                         return self.emit(out, None, position).await;
                     }
                 }
                 TxnEvent::Change(msg) => {
+                    let before = out.len();
                     self.change(msg, &mut out).await?;
-                    if self.in_txn && out.len() >= max {
+                    bytes += out[before.min(out.len())..]
+                        .iter()
+                        .map(|c| c.op.size())
+                        .sum::<u64>();
+                    if self.in_txn && (out.len() >= max || bytes >= max_bytes) {
                         let at = if txn_start > 0 {
                             // Return the whole transactions before this one; it
                             // starts the next batch.
@@ -819,7 +844,7 @@ impl ChangeStream for PostgresChangeStream {
                             // the position stays before it, so a resume replays
                             // all of it.
                             self.split = true;
-                            max
+                            cut(&out, max, max_bytes)
                         };
                         return self.emit(out, Some(at), position).await;
                     }
@@ -916,5 +941,9 @@ impl ChangeStream for PostgresChangeStream {
 
     fn take_watermarks(&mut self) -> Vec<siphon_core::Watermark> {
         std::mem::take(&mut self.marks_out)
+    }
+
+    fn limit_bytes(&mut self, max_bytes: u64) {
+        self.max_bytes = max_bytes.max(1);
     }
 }
