@@ -110,32 +110,55 @@ fn a_column_added_with_a_default_while_streaming_holds_the_default_on_untouched_
     my.query_in(
         &db,
         "CREATE TABLE t (id int PRIMARY KEY, v varchar(20)); \
-         INSERT INTO t VALUES (1, 'one'), (2, 'two');",
+         INSERT INTO t VALUES (1, 'one'), (2, 'two'), (4, 'four');",
     )
     .unwrap();
-    let dst = pg.create_database().unwrap();
-    let pg_db = db_name(&dst);
-    let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &src, &dst, "cdc", &format!("[{db}.t]"), "");
-    ok(siphon(dir.path(), &["run", "--once"]));
+    let both = BothTargets::new(my, pg, &src, "cdc", &format!("[{db}.t]"), "");
+    both.run_once();
 
-    // Row 2 is never touched after the ALTER: at the source it holds the
-    // default, so the target must too.
+    // Rows 2 and 4 are never touched after the ALTER: at the source they
+    // hold the default, so the targets must too (row 4 is deleted later in
+    // the log, and must stay deleted).
     my.query_in(
         &db,
-        "ALTER TABLE t ADD COLUMN w int NOT NULL DEFAULT 7; \
-         INSERT INTO t VALUES (3, 'three', 33); UPDATE t SET w = 11 WHERE id = 1;",
+        "ALTER TABLE t ADD COLUMN w int NOT NULL DEFAULT 7, \
+           ADD COLUMN e enum('x','y') NOT NULL DEFAULT 'y'; \
+         INSERT INTO t VALUES (3, 'three', 33, 'x'); UPDATE t SET w = 11 WHERE id = 1; \
+         DELETE FROM t WHERE id = 4;",
     )
     .unwrap();
-    ok(siphon(dir.path(), &["run", "--once"]));
+    both.run_once();
+    let want = my_rows(my, &db, "id, v, IFNULL(w, 'null'), IFNULL(e, 'null')", "t");
+    assert_eq!(
+        want,
+        ["1|one|11|y", "2|two|7|y", "3|three|33|x"],
+        "the source"
+    );
     assert_eq!(
         pg_rows(
             pg,
-            &pg_db,
-            "id, v, coalesce(w::text, 'null')",
+            &both.pg_db,
+            "id, v, coalesce(w::text, 'null'), coalesce(e::text, 'null')",
             &format!("\"{db}\".t")
         ),
-        my_rows(my, &db, "id, v, IFNULL(w, 'null')", "t"),
+        want,
+        "the PostgreSQL target"
+    );
+    assert_eq!(
+        my_rows(
+            my,
+            &both.my_db,
+            "id, v, IFNULL(w, 'null'), IFNULL(e, 'null')",
+            "t"
+        ),
+        want,
+        "the MariaDB target"
+    );
+    // Nothing waits any more: a later start fills nothing again.
+    assert_eq!(
+        my.query_in(&both.my_db, "SELECT COUNT(*) FROM siphon_columns")
+            .unwrap(),
+        "0"
     );
 }
 

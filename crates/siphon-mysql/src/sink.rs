@@ -28,6 +28,7 @@ mod checkpoints;
 mod ddl;
 pub(crate) mod encode;
 mod exact;
+mod fill;
 mod keys;
 mod load;
 
@@ -41,11 +42,22 @@ use encode::FieldMode;
 /// and rows of one table may arrive before those they refer to; and
 /// `@siphon_applying` ([`crate::objects::target::APPLYING_VARIABLE`]), so the
 /// triggers siphon created on the target do not fire on the rows it writes.
+/// The sessions keep every warning of a statement (up to the server's
+/// largest `max_error_count`), so the expected ones can be told from others.
 const SESSION: &[&str] = &[
-    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'",
+    STRICT,
     "SET SESSION foreign_key_checks = 0",
     "SET @siphon_applying = 1",
+    "SET SESSION max_error_count = 65535",
 ];
+
+/// The sink sessions' `sql_mode` (see [`SESSION`]).
+const STRICT: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'";
+
+/// [`STRICT`] without strict mode, for the statements that write an enum's
+/// error value (see `load::execute`), which no strict session can write.
+const LENIENT: &str =
+    "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'";
 
 /// The most SQL text one multi-row statement carries, below any sane
 /// `max_allowed_packet`.
@@ -263,11 +275,12 @@ fn column_in(message: &str) -> Option<String> {
 
 impl Sink for MySqlSink {
     fn capabilities(&self) -> SinkCapabilities {
-        // Keys can be listed and more connections opened; no native format, no
-        // shadow tables, no fills of added columns.
+        // Keys can be listed, more connections opened and added columns
+        // filled; no native format, no shadow tables.
         SinkCapabilities {
             read_keys: true,
             another: true,
+            fill: true,
             ..SinkCapabilities::NONE
         }
     }
@@ -277,6 +290,9 @@ impl Sink for MySqlSink {
         let conn = guard
             .as_mut()
             .ok_or_else(|| Error::internal("no target connection"))?;
+        // Columns about to be added to rows the target holds wait for the
+        // source's values of them (noted before the ALTER TABLE commits).
+        fill::record(conn, &self.database, &self.server, table, options).await?;
         // A MySQL source's columns that changed type since the table was
         // created are widened first, or the table stops with what to do.
         crate::objects::drift::reconcile(conn, &self.database, table, options).await?;
@@ -405,6 +421,61 @@ impl Sink for MySqlSink {
             .as_mut()
             .ok_or_else(|| Error::internal("no target connection"))?;
         keys::read(conn, &t, table, after, limit).await
+    }
+
+    async fn unfilled(&self, table: &TableSchema) -> Result<Vec<usize>> {
+        let mut guard = self.session().await?;
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| Error::internal("no target connection"))?;
+        fill::unfilled(conn, &self.database, table).await
+    }
+
+    async fn fill(
+        &self,
+        table: &TableSchema,
+        columns: &[usize],
+        rows: Vec<Row>,
+        done: bool,
+    ) -> Result<()> {
+        let t = self.target(table)?;
+        // Generated target columns are computed there, never written.
+        let columns: Vec<usize> = columns
+            .iter()
+            .copied()
+            .filter(|i| t.write.contains(i))
+            .collect();
+        let staged = !rows.is_empty() && !columns.is_empty();
+        if staged {
+            let mut guard = self.session().await?;
+            let conn = guard
+                .as_mut()
+                .ok_or_else(|| Error::internal("no target connection"))?;
+            if let Err(e) = fill::stage(conn, &self.database, &t, table, &columns).await {
+                if e.kind() == ErrorKind::Connection {
+                    *guard = None;
+                }
+                return Err(e);
+            }
+        }
+        let db = self.database.clone();
+        let table = table.clone();
+        let r = self
+            .in_transaction(move |conn| {
+                Box::pin(
+                    async move { fill::fill(conn, &db, &t, &table, &columns, &rows, done).await },
+                )
+            })
+            .await;
+        if staged {
+            if let Ok(mut guard) = self.session().await {
+                if let Some(conn) = guard.as_mut() {
+                    // A temporary table left behind goes with the session.
+                    let _ = fill::unstage(conn, &self.database).await;
+                }
+            }
+        }
+        r
     }
 
     async fn count_rows(&self, table: &TableSchema) -> Result<Option<u64>> {

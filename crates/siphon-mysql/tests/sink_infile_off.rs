@@ -149,12 +149,26 @@ async fn an_enum_error_value_loads_by_insert_as_index_zero() {
             .unwrap(),
         "1\t\t0\ta\t2\n2\tb\t2\t0\t1"
     );
-    // Index 0 of an enum with a member '0' cannot be written: refused by name.
+    // An enum with a member '0' takes its error value as index 0 too, and a
+    // value the enum has no member for is still refused, naming the column.
+    sink.load(&table, vec![row(3, "a", "")], &cp).await.unwrap();
+    assert_eq!(
+        server
+            .query_in(&db, "SELECT z, z+0 FROM flags WHERE id = 3")
+            .unwrap(),
+        "\t0"
+    );
     let e = sink
-        .load(&table, vec![row(3, "a", "")], &cp)
+        .load(&table, vec![row(4, "c", "a")], &cp)
         .await
-        .expect_err("the error value of an enum with a member '0' was loaded");
+        .expect_err("a value outside the enum was loaded");
     assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
     assert_eq!(e.table_name(), Some("app.flags"), "{e}");
-    assert_eq!(e.column_name(), Some("z"), "{e}");
+    assert_eq!(e.column_name(), Some("e"), "{e}");
+    // Beside an error value in the same statement, it is refused all the same.
+    let e = sink
+        .load(&table, vec![row(5, "", "a"), row(6, "c", "a")], &cp)
+        .await
+        .expect_err("a value outside the enum was loaded beside an error value");
+    assert_eq!(e.column_name(), Some("e"), "{e}");
 }

@@ -22,7 +22,7 @@ use siphon_core::{
 };
 
 use super::encode;
-use super::load::Forms;
+use super::load::{execute, Forms};
 use super::{write_err, TargetTable, STATEMENT_BYTES};
 use crate::conn::{column_list, ident, Flavor};
 
@@ -208,7 +208,7 @@ pub(super) fn tuple(
             out.push_str(", ");
         }
         let value = match forms {
-            Some(f) => f.value(&row[i], t, table, i)?,
+            Some(f) => f.value(&row[i], i)?,
             None => &row[i],
         };
         encode::literal(value, out).map_err(|why| {
@@ -284,14 +284,12 @@ async fn insert(
         count += 1;
         if sql.len() >= STATEMENT_BYTES || n + 1 == rows.len() {
             sql.push_str(&tail);
-            conn.query_drop(sql.as_str())
-                .await
-                .map_err(|e| write_err(e, table, "writing"))?;
+            let zeroes = forms.take_zeroes(t);
+            let fail = |e| write_err(e, table, "writing");
+            let (affected, info) = execute(conn, &sql, table, &zeroes, fail).await?;
             // Affected rows count an inserted row once, an updated one twice
             // (`Duplicates`), and one left unchanged not at all.
-            let affected = conn.affected_rows();
-            let dup = duplicates(&conn.info()).unwrap_or(u64::from(affected >= 2));
-            super::load::check_warnings(conn, table).await?;
+            let dup = duplicates(&info).unwrap_or(u64::from(affected >= 2));
             let fresh = affected.saturating_sub(2 * dup).min(count);
             inserted += fresh;
             updated += count - fresh;

@@ -3,6 +3,7 @@
 //! the server refuses local files. Both upsert by key, so a chunk loaded again
 //! after a crash converges.
 
+use std::cell::Cell;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use siphon_core::{ApplyStats, Error, ErrorKind, Result, Row, TableSchema, Value}
 
 use super::apply::upsert;
 use super::encode::{self, FieldMode};
-use super::{write_err, TargetTable};
+use super::{column_in, write_err, TargetTable};
 use crate::conn::{ident, literal, too_large_on, Side};
 
 /// Bytes of `LOAD DATA` text sent in one piece.
@@ -41,7 +42,7 @@ pub(super) async fn load_data(
             if n > 0 {
                 data.push(b'\t');
             }
-            let value = forms.value(&row[i], t, table, i)?;
+            let value = forms.value(&row[i], i)?;
             encode::field(value, t.modes[i], &mut data).map_err(|why| {
                 Error::bad_input(format!("a value does not fit the MySQL target: {why}"))
                     .table(&table.name)
@@ -96,7 +97,8 @@ pub(super) async fn load_data(
         .map(|s| data.slice(s..(s + PIECE).min(data.len())))
         .collect();
     conn.set_infile_handler(async move { Ok(stream::iter(pieces).map(Ok).boxed()) });
-    conn.query_drop(sql).await.map_err(|e| {
+    let zeroes = forms.take_zeroes(t);
+    let fail = |e: mysql_async::Error| {
         let dropped = matches!(
             e,
             mysql_async::Error::Io(_)
@@ -107,9 +109,8 @@ pub(super) async fn load_data(
         } else {
             write_err(e, table, "loading")
         }
-    })?;
-    let affected = conn.affected_rows();
-    check_warnings(conn, table).await?;
+    };
+    let (affected, _) = execute(conn, &sql, table, &zeroes, fail).await?;
     // REPLACE counts a replaced row twice (deleted, inserted).
     let n = rows.len() as u64;
     let replaced = affected.saturating_sub(n).min(n);
@@ -132,18 +133,46 @@ const STATEMENT_WARNINGS: &[u32] = &[1287];
 /// its way in: the server turns the errors of a local load into warnings, and
 /// rounds some values (a decimal's extra fraction digits) with only a note.
 /// The error names the table and, when the warning does, the column.
-pub(super) async fn check_warnings(conn: &mut Conn, table: &TableSchema) -> Result<()> {
-    if conn.get_warnings() == 0 {
+pub(super) async fn check_warnings(
+    conn: &mut Conn,
+    table: &TableSchema,
+    zeroes: &Zeroes<'_>,
+) -> Result<()> {
+    let count = conn.get_warnings();
+    if count == 0 {
         return Ok(());
     }
-    let shown: Vec<(String, u32, String)> = conn
-        .query("SHOW WARNINGS LIMIT 10")
-        .await
-        .unwrap_or_default();
-    let Some((_, code, message)) = shown.iter().find(|(level, code, _)| {
-        DATA_WARNINGS.contains(code) || (level != "Note" && !STATEMENT_WARNINGS.contains(code))
-    }) else {
-        return Ok(());
+    // Expected warnings may hide others past a limit: all are read then
+    // (the session keeps up to `max_error_count` of them).
+    let show = match zeroes.count == 0 {
+        true => "SHOW WARNINGS LIMIT 10",
+        false => "SHOW WARNINGS",
+    };
+    let shown: Vec<(String, u32, String)> = conn.query(show).await.unwrap_or_default();
+    // Each enum error value written gives one "Data truncated" for its
+    // column; one more would be a value the enum refused.
+    let mut expected = zeroes.count;
+    let mut bad = None;
+    for (level, code, message) in &shown {
+        if !DATA_WARNINGS.contains(code) && (level == "Note" || STATEMENT_WARNINGS.contains(code)) {
+            continue;
+        }
+        let zero = *code == 1265
+            && column_in(message).is_some_and(|c| zeroes.columns.contains(&c.as_str()));
+        if zero && expected > 0 {
+            expected -= 1;
+            continue;
+        }
+        bad = Some((*code, message.clone()));
+        break;
+    }
+    let (code, message) = match bad {
+        Some(found) => found,
+        None if zeroes.count > 0 && (shown.len() as u64) < u64::from(count) => (
+            0,
+            format!("{count} warnings, more than the server kept to tell them apart"),
+        ),
+        None => return Ok(()),
     };
     let err = Error::bad_input(format!(
         "writing {}: the target changed a value instead of storing it: {message} (warning {code}); \
@@ -151,7 +180,7 @@ pub(super) async fn check_warnings(conn: &mut Conn, table: &TableSchema) -> Resu
         table.name
     ))
     .table(&table.name);
-    Err(match super::column_in(message) {
+    Err(match column_in(&message) {
         Some(c) => err.column(c),
         None => err,
     })
@@ -176,13 +205,17 @@ pub(super) async fn insert(
 }
 
 /// The form each column's values are written in, so that a MySQL target
-/// stores what a MySQL source holds: an enum's error value `''` as index 0
-/// (see [`enum_zero_columns`]), and a `year` of 0 as `0000` (MySQL reads a
-/// `0` in text, as `LOAD DATA` sends it, as the year 2000). Row values only; a
-/// key compared in a `WHERE` is written as it is.
+/// stores what a MySQL source holds: a `year` of 0 as `0000` (MySQL reads a
+/// `0` in text, as `LOAD DATA` sends it, as the year 2000); and it notes
+/// whether a value was an enum's error value `''` (index 0, see
+/// [`enum_zero_columns`]), which only a statement run outside strict mode
+/// can write ([`execute`]). Row values only; a key compared in a `WHERE` is
+/// written as it is.
 pub(super) struct Forms {
-    zero: Vec<Option<bool>>,
+    zero: Vec<bool>,
     year: Vec<bool>,
+    /// How many values given out were an enum's error value.
+    zeroes: Cell<u64>,
 }
 
 impl Forms {
@@ -201,51 +234,74 @@ impl Forms {
         Forms {
             zero: enum_zero_columns(table),
             year,
+            zeroes: Cell::new(0),
         }
     }
 
-    /// The value to write for `value` of column `i`; an error names the
-    /// column when it cannot be written.
-    pub(super) fn value<'a>(
-        &self,
-        value: &'a Value,
-        t: &TargetTable,
-        table: &TableSchema,
-        i: usize,
-    ) -> Result<&'a Value> {
+    /// The value to write for `value` of column `i`.
+    pub(super) fn value<'a>(&self, value: &'a Value, i: usize) -> Result<&'a Value> {
         if self.year[i] && matches!(value, Value::Int16(0) | Value::Int32(0) | Value::Int64(0)) {
             return Ok(&YEAR_ZERO);
         }
-        enum_value(value, self.zero[i], t, table, i)
+        if self.zero[i] && matches!(value, Value::Text(s) if s.is_empty()) {
+            self.zeroes.set(self.zeroes.get() + 1);
+        }
+        Ok(value)
     }
+
+    /// The enum error values given out since the last call, which the
+    /// statement holding them writes outside strict mode, one warning of the
+    /// server expected for each.
+    pub(super) fn take_zeroes<'t>(&self, t: &'t TargetTable) -> Zeroes<'t> {
+        let count = self.zeroes.replace(0);
+        let columns = match count {
+            0 => Vec::new(),
+            _ => self
+                .zero
+                .iter()
+                .enumerate()
+                .filter(|(_, z)| **z)
+                .map(|(i, _)| t.columns[i].as_str())
+                .collect(),
+        };
+        Zeroes { columns, count }
+    }
+}
+
+/// Enum error values a statement writes ([`Forms::take_zeroes`]).
+#[derive(Debug, Default)]
+pub(super) struct Zeroes<'t> {
+    /// The target names of the enum columns that may hold them.
+    columns: Vec<&'t str>,
+    /// How many there are.
+    count: u64,
+}
+
+impl Zeroes<'_> {
+    /// None.
+    const NONE: Zeroes<'static> = Zeroes {
+        columns: Vec::new(),
+        count: 0,
+    };
 }
 
 /// The text MySQL stores as the year 0000, in `LOAD DATA` and as a literal:
 /// `0` and `'0'` in text are the year 2000.
 static YEAR_ZERO: LazyLock<Value> = LazyLock::new(|| Value::Text("0000".to_string()));
 
-/// The text MySQL stores as an enum's index 0, its error value `''`, even
-/// under strict mode (a number in text is an index; index 0 is the error value).
-static ENUM_INDEX_ZERO: LazyLock<Value> = LazyLock::new(|| Value::Text("0".to_string()));
-
-/// For each column of a MySQL source's table: `Some(true)` for an `enum`
-/// whose members include neither `''` nor `'0'`, whose `''` is the error
-/// value (index 0) that a non-strict server stored, written as `'0'`;
-/// `Some(false)` when a member is `'0'`, so that index 0 cannot be written;
-/// `None` for other columns, and for every column of another engine's table.
-pub(super) fn enum_zero_columns(table: &TableSchema) -> Vec<Option<bool>> {
+/// For each column of a MySQL source's table: whether it is an `enum`
+/// without a member `''`, whose `''` is then the error value (index 0) a
+/// server outside strict mode stores for a value it refused. A strict
+/// server refuses to write it (recent MariaDB and MySQL refuse even `'0'`
+/// and `0`, which older ones took as index 0), so statements holding it run
+/// outside strict mode. False for every column of another engine's table.
+pub(super) fn enum_zero_columns(table: &TableSchema) -> Vec<bool> {
     table
         .columns
         .iter()
         .map(|c| {
-            if table.origin != Engine::Mysql {
-                return None;
-            }
-            let members = enum_members(&c.native_type)?;
-            if members.iter().any(String::is_empty) {
-                return None;
-            }
-            Some(!members.iter().any(|m| m == "0"))
+            table.origin == Engine::Mysql
+                && enum_members(&c.native_type).is_some_and(|m| !m.iter().any(String::is_empty))
         })
         .collect()
 }
@@ -281,31 +337,42 @@ fn enum_members(native: &str) -> Option<Vec<String>> {
     }
 }
 
-/// The value of column `i` to write: an enum's error value `''` becomes the
-/// text that stores index 0; an error names the column when it cannot.
-pub(super) fn enum_value<'a>(
-    value: &'a Value,
-    zero: Option<bool>,
-    t: &TargetTable,
+/// Runs `sql`, then fails on a warning that a value was changed (see
+/// [`check_warnings`]) and returns the statement's affected rows and info.
+/// With `zeroes` (enum columns whose error value the statement writes, see
+/// [`Forms::take_zeroes`]), it runs outside strict mode, the only way a
+/// server writes that value, and the one warning each such value gives is
+/// expected; strict mode is back before this returns, whatever happened.
+pub(super) async fn execute(
+    conn: &mut Conn,
+    sql: &str,
     table: &TableSchema,
-    i: usize,
-) -> Result<&'a Value> {
-    let (Some(writable), Value::Text(s)) = (zero, value) else {
-        return Ok(value);
-    };
-    if !s.is_empty() {
-        return Ok(value);
+    zeroes: &Zeroes<'_>,
+    fail: impl FnOnce(mysql_async::Error) -> Error,
+) -> Result<(u64, String)> {
+    if zeroes.count == 0 {
+        conn.query_drop(sql).await.map_err(fail)?;
+        let done = (conn.affected_rows(), conn.info().into_owned());
+        check_warnings(conn, table, &Zeroes::NONE).await?;
+        return Ok(done);
     }
-    if !writable {
-        return Err(Error::bad_input(
-            "a row holds the enum's error value '' (index 0, stored by a server not in strict \
-             mode), which cannot be written to an enum with a member '0': update the rows to a \
-             member or NULL at the source, or exclude the table",
-        )
-        .table(&table.name)
-        .column(&t.columns[i]));
+    conn.query_drop(super::LENIENT)
+        .await
+        .map_err(|e| write_err(e, table, "writing"))?;
+    let r = async {
+        conn.query_drop(sql).await.map_err(fail)?;
+        let done = (conn.affected_rows(), conn.info().into_owned());
+        check_warnings(conn, table, zeroes).await?;
+        Ok(done)
     }
-    Ok(&ENUM_INDEX_ZERO)
+    .await;
+    let back = conn
+        .query_drop(super::STRICT)
+        .await
+        .map_err(|e| write_err(e, table, "writing"));
+    let done = r?;
+    back?;
+    Ok(done)
 }
 
 /// Whether `e` says the server takes no local files (`local_infile` off).
