@@ -18,7 +18,7 @@ pub(crate) fn discover(
     let names: Vec<String> = (|| {
         let mut st = conn.prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
-             AND name <> ?1 AND name <> 'siphon_columns' ORDER BY name",
+             AND name <> ?1 AND name <> 'siphon_columns' AND name <> 'siphon_waiting' ORDER BY name",
         )?;
         let rows = st.query_map([CHECKPOINTS], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<Vec<String>>>()

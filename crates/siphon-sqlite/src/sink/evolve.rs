@@ -5,7 +5,10 @@
 //!
 //! Which target column holds which source column is kept in `siphon_columns`,
 //! by the source's column id, so a rename is told from a drop and an add even
-//! across runs.
+//! across runs. Columns added to a table that held rows wait there for the
+//! source's values of them (see `siphon_core::Sink::unfilled`); for a source
+//! without column ids (MySQL/MariaDB), they wait by name in `siphon_waiting`
+//! instead.
 
 use std::path::Path;
 
@@ -17,6 +20,11 @@ use crate::types::bind_value;
 
 /// The table of source column ids per target table.
 const COLUMNS: &str = "siphon_columns";
+
+/// The table of columns, by name, that were added to a target table of a
+/// source without column ids while it held rows, and wait for the source's
+/// values of them.
+const WAITING: &str = "siphon_waiting";
 
 /// Brings the target table (`existing` as found) to the shape of `t`, in one
 /// transaction, and records the source's column ids.
@@ -33,6 +41,21 @@ pub(super) fn evolve(
     let tx = c.transaction().map_err(err)?;
     let mut known: Vec<(i64, String, bool)> = Vec::new();
     let mut unfilled: Vec<i64> = Vec::new();
+    // Of a source without column ids, the added columns wait by name, when the
+    // table held rows they can be found in by key.
+    let mut waiting: Vec<String> = Vec::new();
+    let by_name = !ids
+        && options.evolve
+        && t.row_key().is_some()
+        && tx
+            .query_row(
+                &format!("SELECT 1 FROM {} LIMIT 1", quote(name)),
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(err)?
+            .is_some();
     if ids {
         tx.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {COLUMNS} (tbl TEXT NOT NULL, source_id INTEGER NOT NULL, \
@@ -107,6 +130,9 @@ pub(super) fn evolve(
                 names.push(col.name.clone());
                 if !col.generated {
                     unfilled.extend(col.source_id);
+                    if by_name {
+                        waiting.push(col.name.clone());
+                    }
                 }
             }
         }
@@ -137,38 +163,69 @@ pub(super) fn evolve(
             }
         }
     }
+    if !waiting.is_empty() {
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {WAITING} (tbl TEXT NOT NULL, name TEXT NOT NULL, \
+             PRIMARY KEY (tbl, name))"
+        ))
+        .map_err(err)?;
+        for col in &waiting {
+            tx.execute(
+                &format!("INSERT OR IGNORE INTO {WAITING} (tbl, name) VALUES (?1, ?2)"),
+                params![name, col],
+            )
+            .map_err(err)?;
+        }
+    }
     tx.commit().map_err(err)
+}
+
+/// Whether the siphon table `table` exists in the file.
+fn has_table(c: &Connection, table: &str) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
 }
 
 /// Positions in `t` of the columns that wait for the source's values in rows
 /// the table held when they were added (see `siphon_core::Sink::unfilled`).
 pub(super) fn unfilled(c: &Connection, path: &Path, t: &TableSchema) -> Result<Vec<usize>> {
     let err = |e| db_err(path, "reading siphon_columns", e);
-    let exists: Option<i64> = c
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [COLUMNS],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err)?;
-    if exists.is_none() {
-        return Ok(Vec::new());
+    let mut ids: Vec<i64> = Vec::new();
+    if has_table(c, COLUMNS).map_err(err)? {
+        let mut st = c
+            .prepare(&format!(
+                "SELECT source_id FROM {COLUMNS} WHERE tbl = ?1 AND NOT filled"
+            ))
+            .map_err(err)?;
+        ids = st
+            .query_map([&t.name.name], |r| r.get(0))
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)?;
     }
-    let mut st = c
-        .prepare(&format!(
-            "SELECT source_id FROM {COLUMNS} WHERE tbl = ?1 AND NOT filled"
-        ))
-        .map_err(err)?;
-    let ids: Vec<i64> = st
-        .query_map([&t.name.name], |r| r.get(0))
-        .map_err(err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(err)?;
+    let mut names: Vec<String> = Vec::new();
+    if has_table(c, WAITING).map_err(err)? {
+        let mut st = c
+            .prepare(&format!("SELECT name FROM {WAITING} WHERE tbl = ?1"))
+            .map_err(err)?;
+        names = st
+            .query_map([&t.name.name], |r| r.get(0))
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)?;
+    }
     Ok(t.columns
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.source_id.is_some_and(|id| ids.contains(&id)))
+        .filter(|(_, c)| match c.source_id {
+            Some(id) => ids.contains(&id),
+            None => names.iter().any(|n| n.eq_ignore_ascii_case(&c.name)),
+        })
         .map(|(i, _)| i)
         .collect())
 }
@@ -213,13 +270,34 @@ pub(super) fn fill(
         }
     }
     if done {
+        let (with_ids, by_name) = (
+            has_table(&tx, COLUMNS).map_err(err)?,
+            has_table(&tx, WAITING).map_err(err)?,
+        );
         for &i in columns {
-            let id: &dyn ToSql = &t.columns[i].source_id;
-            tx.execute(
-                &format!("UPDATE {COLUMNS} SET filled = 1 WHERE tbl = ?1 AND source_id = ?2"),
-                params![t.name.name, id],
-            )
-            .map_err(err)?;
+            let col = &t.columns[i];
+            match col.source_id {
+                Some(_) if with_ids => {
+                    let id: &dyn ToSql = &col.source_id;
+                    tx.execute(
+                        &format!(
+                            "UPDATE {COLUMNS} SET filled = 1 WHERE tbl = ?1 AND source_id = ?2"
+                        ),
+                        params![t.name.name, id],
+                    )
+                    .map_err(err)?;
+                }
+                None if by_name => {
+                    tx.execute(
+                        &format!(
+                            "DELETE FROM {WAITING} WHERE tbl = ?1 AND name = ?2 COLLATE NOCASE"
+                        ),
+                        params![t.name.name, col.name],
+                    )
+                    .map_err(err)?;
+                }
+                _ => {}
+            }
         }
     }
     tx.commit().map_err(err)
