@@ -68,7 +68,10 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         };
         // A chunk read again wholly behind the watermark brings nothing new
         // (its late rows count as inserted): were it counted as read, a
-        // continuous pipeline would poll again at once, forever.
+        // continuous pipeline would poll again at once, forever. Nor are its
+        // rows the target held counted as updated: the sink's upserts cannot
+        // tell them from unchanged ones, so an idle pass would report every
+        // row of the window updated and none read.
         if ahead {
             stats.rows_read += n as u64;
             stats.bytes += chunk.rows.iter().map(|r| Value::row_size(r)).sum::<u64>();
@@ -82,7 +85,11 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         let cp = run.checkpoint(Phase::Streaming {
             position: saved.clone(),
         });
+        let updated = stats.updated;
         run.apply(Batch { changes }, cp, stats).await?;
+        if !ahead {
+            stats.updated = updated;
+        }
         if n < run.batch_size {
             break;
         }
