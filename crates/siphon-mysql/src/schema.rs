@@ -35,7 +35,8 @@ type ColumnRow = (
 type IndexRow = (String, String, i64, Option<String>, Option<i64>);
 
 /// The base tables of `database` that `filter` selects, with their columns,
-/// keys and indexes, ordered by name.
+/// keys and indexes, ordered by name. A table with a spatial column is
+/// returned too, and refused when read ([`refuse_spatial`]).
 pub async fn discover(
     conn: &mut Conn,
     database: &str,
@@ -85,9 +86,8 @@ pub async fn discover(
             partitioning: None,
             objects: Vec::new(),
         });
-        if is_spatial(&column_type) {
-            return Err(spatial_refusal(database, &table, &name, &column_type));
-        }
+        // A spatial column stays in the table's shape: the table is refused
+        // on its own when read ([`refuse_spatial`]), and the others go on.
         let is_json = json_checks.contains(&(table.clone(), name.clone()));
         let (kind, native_type) = if is_json {
             (TypeKind::Json, "json".to_string())
@@ -155,6 +155,22 @@ fn is_spatial(column_type: &str) -> bool {
             | "geometrycollection"
             | "geomcollection"
     )
+}
+
+/// Refuses `table` when it has a spatial column, with an error naming the
+/// table, the column and the fix: the table stops, and the pipeline's other
+/// tables go on.
+pub(crate) fn refuse_spatial(table: &TableSchema) -> Result<()> {
+    let database = table.name.schema.as_deref().unwrap_or_default();
+    match table.columns.iter().find(|c| is_spatial(&c.native_type)) {
+        Some(c) => Err(spatial_refusal(
+            database,
+            &table.name.name,
+            &c.name,
+            &c.native_type,
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The refusal of a spatial column: siphon carries no geometry exactly (the

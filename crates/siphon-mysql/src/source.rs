@@ -114,6 +114,7 @@ impl MySqlSource {
         params: Vec<mysql_async::Value>,
         expected: usize,
     ) -> Result<Vec<Row>> {
+        crate::schema::refuse_spatial(table)?;
         let mut conn = self.conn().await?;
         let failed = |e| {
             conn::my_err_on(

@@ -68,6 +68,7 @@ impl LogSource for MySqlSource {
     /// key can only be copied at an exact binlog position
     /// ([`LogSource::pin_snapshot`]), which this source does not do yet.
     async fn check_log_table(&self, table: &TableSchema) -> Result<()> {
+        crate::schema::refuse_spatial(table)?;
         if table.row_key().is_none() {
             return Err(Error::bad_input(
                 "the table has no primary key and no UNIQUE index on NOT NULL columns, so its \
