@@ -261,8 +261,14 @@ fn needs_prefix(declared: &str) -> bool {
     )
 }
 
+/// An index name as MySQL takes it: at most 64 characters.
+fn index_name(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
 /// `CREATE TABLE` for `table` as `name`, with its primary key, unique keys
-/// and (with `indexes`) its secondary indexes.
+/// (named as the source's unique index on the same columns) and (with
+/// `indexes`) its secondary indexes.
 fn create_sql(name: &str, table: &TableSchema, flavor: Flavor, indexes: bool) -> String {
     let mut parts: Vec<String> = (0..table.columns.len())
         .map(|i| column_sql(table, i, flavor, None))
@@ -271,8 +277,32 @@ fn create_sql(name: &str, table: &TableSchema, flavor: Flavor, indexes: bool) ->
     if !table.primary_key.is_empty() {
         parts.push(format!("PRIMARY KEY ({})", names(&table.primary_key)));
     }
+    // A unique key takes the name of the source's unique index on the same
+    // columns: the index sync (`schema.indexes`) then finds that index on the
+    // target already and creates no second one under another name.
+    let mut named: Vec<&str> = Vec::new();
     for k in &table.unique_keys {
-        parts.push(format!("UNIQUE KEY ({})", names(k)));
+        let index = table.indexes.iter().find(|ix| {
+            ix.unique
+                && !named.contains(&ix.name.as_str())
+                && ix.columns.len() == k.len()
+                && ix
+                    .columns
+                    .iter()
+                    .zip(k)
+                    .all(|(c, &i)| table.column_index(c) == Some(i))
+        });
+        match index {
+            Some(ix) => {
+                named.push(&ix.name);
+                parts.push(format!(
+                    "UNIQUE KEY {} ({})",
+                    ident(&index_name(&ix.name)),
+                    names(k)
+                ));
+            }
+            None => parts.push(format!("UNIQUE KEY ({})", names(k))),
+        }
     }
     if indexes {
         let declared = |c: &str| {
@@ -318,16 +348,10 @@ fn create_sql(name: &str, table: &TableSchema, flavor: Flavor, indexes: bool) ->
                 }
                 (u, _, _) => (cols.join(", "), u),
             };
-            let name_len = ix.name.chars().count();
-            let ix_name = if name_len > 64 {
-                ix.name.chars().take(64).collect()
-            } else {
-                ix.name.clone()
-            };
             parts.push(format!(
                 "{}KEY {} ({cols})",
                 if unique { "UNIQUE " } else { "" },
-                ident(&ix_name)
+                ident(&index_name(&ix.name))
             ));
         }
     }
