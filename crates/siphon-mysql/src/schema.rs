@@ -36,7 +36,8 @@ type IndexRow = (String, String, i64, Option<String>, Option<i64>);
 
 /// The base tables of `database` that `filter` selects, with their columns,
 /// keys and indexes, ordered by name. A table with a spatial column is
-/// returned too, and refused when read ([`refuse_spatial`]).
+/// returned too, and refused when read ([`refuse_spatial`]); an
+/// `AUTO_INCREMENT` column is marked by an object ([`AUTO_INCREMENT`]).
 pub async fn discover(
     conn: &mut Conn,
     database: &str,
@@ -88,6 +89,17 @@ pub async fn discover(
         });
         // A spatial column stays in the table's shape: the table is refused
         // on its own when read ([`refuse_spatial`]), and the others go on.
+        if extra.to_ascii_lowercase().contains("auto_increment") {
+            entry.objects.push(SchemaObject {
+                kind: ObjectKind::Default,
+                name: name.clone(),
+                definition: AUTO_INCREMENT.to_string(),
+                origin: Engine::Mysql,
+                schema: Some(database.to_string()),
+                depends_on: Vec::new(),
+                sequence: None,
+            });
+        }
         let is_json = json_checks.contains(&(table.clone(), name.clone()));
         let (kind, native_type) = if is_json {
             (TypeKind::Json, "json".to_string())
@@ -155,6 +167,23 @@ fn is_spatial(column_type: &str) -> bool {
             | "geometrycollection"
             | "geomcollection"
     )
+}
+
+/// The definition of the [`ObjectKind::Default`] object that discovery
+/// attaches to a table for its `AUTO_INCREMENT` column (the object's name is
+/// the column's): a MySQL target creates the column with it, so rows inserted
+/// there without the column (by a copied trigger or procedure) get their ids.
+pub(crate) const AUTO_INCREMENT: &str = "AUTO_INCREMENT";
+
+/// Whether column `column` of `table` (read from MySQL) is `AUTO_INCREMENT`.
+pub(crate) fn auto_increment(table: &TableSchema, column: &str) -> bool {
+    table.origin == Engine::Mysql
+        && table.objects.iter().any(|o| {
+            o.kind == ObjectKind::Default
+                && o.origin == Engine::Mysql
+                && o.name == column
+                && o.definition == AUTO_INCREMENT
+        })
 }
 
 /// Refuses `table` when it has a spatial column, with an error naming the

@@ -266,12 +266,37 @@ fn index_name(name: &str) -> String {
     name.chars().take(64).collect()
 }
 
+/// Whether column `i` of `table` is created `AUTO_INCREMENT`: it is so at the
+/// MySQL source, and it leads a key the target gets (the primary key, a unique
+/// key, or with `indexes` an index), as MySQL requires.
+fn keeps_auto_increment(table: &TableSchema, i: usize, indexes: bool) -> bool {
+    let column = &table.columns[i].name;
+    if !crate::schema::auto_increment(table, column) {
+        return false;
+    }
+    table.primary_key.first() == Some(&i)
+        || table.unique_keys.iter().any(|k| k.first() == Some(&i))
+        || (indexes
+            && table
+                .indexes
+                .iter()
+                .any(|ix| ix.columns.first() == Some(column)))
+}
+
 /// `CREATE TABLE` for `table` as `name`, with its primary key, unique keys
 /// (named as the source's unique index on the same columns) and (with
-/// `indexes`) its secondary indexes.
+/// `indexes`) its secondary indexes; a MySQL source's `AUTO_INCREMENT`
+/// column keeps it.
 fn create_sql(name: &str, table: &TableSchema, flavor: Flavor, indexes: bool) -> String {
     let mut parts: Vec<String> = (0..table.columns.len())
-        .map(|i| column_sql(table, i, flavor, None))
+        .map(|i| {
+            let sql = column_sql(table, i, flavor, None);
+            if keeps_auto_increment(table, i, indexes) {
+                format!("{sql} AUTO_INCREMENT")
+            } else {
+                sql
+            }
+        })
         .collect();
     let names = |k: &[usize]| column_list(k.iter().map(|&i| table.columns[i].name.as_str()));
     if !table.primary_key.is_empty() {
@@ -408,5 +433,49 @@ mod tests {
         assert!(sql.contains("`blob` varbinary(3072)"), "{sql}");
         assert!(sql.contains("KEY `t_body` (`body`(255))"), "{sql}");
         assert!(sql.contains("PRIMARY KEY (`id`, `code`)"), "{sql}");
+    }
+
+    #[test]
+    fn unique_keys_take_the_source_index_name_and_auto_increment_stays() {
+        let mut table = TableSchema {
+            name: TableName::new(Some("d"), "t"),
+            origin: Engine::Mysql,
+            columns: vec![
+                col("id", TypeKind::Int32, "int(11)"),
+                col("email", TypeKind::Text { max_len: Some(50) }, "varchar(50)"),
+                col("name", TypeKind::Text { max_len: Some(50) }, "varchar(50)"),
+            ],
+            primary_key: vec![0],
+            unique_keys: vec![vec![1], vec![2]],
+            indexes: vec![Index {
+                name: "uq_email".into(),
+                columns: vec!["email".into()],
+                unique: true,
+            }],
+            partitioning: None,
+            objects: vec![siphon_core::SchemaObject {
+                kind: siphon_core::ObjectKind::Default,
+                name: "id".into(),
+                definition: crate::schema::AUTO_INCREMENT.into(),
+                origin: Engine::Mysql,
+                schema: Some("d".into()),
+                depends_on: vec![],
+                sequence: None,
+            }],
+        };
+        for indexes in [true, false] {
+            let sql = create_sql("`d`.`t`", &table, Flavor::MariaDb, indexes);
+            assert_eq!(sql.matches("UNIQUE KEY").count(), 2, "{sql}");
+            assert!(sql.contains("UNIQUE KEY `uq_email` (`email`)"), "{sql}");
+            assert!(sql.contains("UNIQUE KEY (`name`)"), "{sql}");
+            assert!(
+                sql.contains("`id` int(11) NOT NULL AUTO_INCREMENT"),
+                "{sql}"
+            );
+        }
+        // From another engine, the marker means nothing.
+        table.origin = Engine::Postgres;
+        let sql = create_sql("`d`.`t`", &table, Flavor::MariaDb, true);
+        assert!(!sql.contains("AUTO_INCREMENT"), "{sql}");
     }
 }
