@@ -175,15 +175,29 @@ fn is_spatial(column_type: &str) -> bool {
 /// there without the column (by a copied trigger or procedure) get their ids.
 pub(crate) const AUTO_INCREMENT: &str = "AUTO_INCREMENT";
 
-/// Whether column `column` of `table` (read from MySQL) is `AUTO_INCREMENT`.
+/// Whether column `column` of `table` draws its values from the table
+/// itself: `AUTO_INCREMENT` at a MySQL source, or at a PostgreSQL source an
+/// integer identity or serial column whose sequence counts by 1.
 pub(crate) fn auto_increment(table: &TableSchema, column: &str) -> bool {
-    table.origin == Engine::Mysql
-        && table.objects.iter().any(|o| {
-            o.kind == ObjectKind::Default
-                && o.origin == Engine::Mysql
-                && o.name == column
-                && o.definition == AUTO_INCREMENT
-        })
+    let integer = table.column_index(column).is_some_and(|i| {
+        matches!(
+            table.columns[i].data_type.kind,
+            TypeKind::Int16 | TypeKind::Int32 | TypeKind::Int64
+        )
+    });
+    table.objects.iter().any(|o| match (table.origin, &o.kind) {
+        (Engine::Mysql, ObjectKind::Default) => {
+            o.origin == Engine::Mysql && o.name == column && o.definition == AUTO_INCREMENT
+        }
+        (Engine::Postgres, ObjectKind::Sequence) => {
+            integer
+                && o.origin == Engine::Postgres
+                && o.sequence
+                    .as_ref()
+                    .is_some_and(|s| s.column == column && s.increment == 1)
+        }
+        _ => false,
+    })
 }
 
 /// Refuses `table` when it has a spatial column, with an error naming the

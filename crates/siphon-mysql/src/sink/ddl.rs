@@ -266,8 +266,9 @@ fn index_name(name: &str) -> String {
     name.chars().take(64).collect()
 }
 
-/// Whether column `i` of `table` is created `AUTO_INCREMENT`: it is so at the
-/// MySQL source, and it leads a key the target gets (the primary key, a unique
+/// Whether column `i` of `table` is created `AUTO_INCREMENT`: it is so at a
+/// MySQL source, or is a PostgreSQL identity or serial column
+/// ([`crate::schema::auto_increment`]), and it leads a key the target gets (the primary key, a unique
 /// key, or with `indexes` an index), as MySQL requires.
 fn keeps_auto_increment(table: &TableSchema, i: usize, indexes: bool) -> bool {
     let column = &table.columns[i].name;
@@ -286,7 +287,8 @@ fn keeps_auto_increment(table: &TableSchema, i: usize, indexes: bool) -> bool {
 /// `CREATE TABLE` for `table` as `name`, with its primary key, unique keys
 /// (named as the source's unique index on the same columns) and (with
 /// `indexes`) its secondary indexes; a MySQL source's `AUTO_INCREMENT`
-/// column keeps it.
+/// column keeps it, and a PostgreSQL identity or serial column gets it. The
+/// counter needs no setting: InnoDB moves it past every id written.
 fn create_sql(name: &str, table: &TableSchema, flavor: Flavor, indexes: bool) -> String {
     let mut parts: Vec<String> = (0..table.columns.len())
         .map(|i| {
@@ -475,6 +477,27 @@ mod tests {
         }
         // From another engine, the marker means nothing.
         table.origin = Engine::Postgres;
+        let sql = create_sql("`d`.`t`", &table, Flavor::MariaDb, true);
+        assert!(!sql.contains("AUTO_INCREMENT"), "{sql}");
+        // A PostgreSQL serial or identity column counting by 1 gets it.
+        let serial = |increment| siphon_core::SchemaObject {
+            kind: siphon_core::ObjectKind::Sequence,
+            name: "t_id_seq".into(),
+            definition: String::new(),
+            origin: Engine::Postgres,
+            schema: Some("public".into()),
+            depends_on: vec![],
+            sequence: Some(siphon_core::SequenceState {
+                column: "id".into(),
+                last_value: 2,
+                is_called: true,
+                increment,
+            }),
+        };
+        table.objects = vec![serial(1)];
+        let sql = create_sql("`d`.`t`", &table, Flavor::MariaDb, true);
+        assert!(sql.contains("`id` int NOT NULL AUTO_INCREMENT"), "{sql}");
+        table.objects = vec![serial(2)];
         let sql = create_sql("`d`.`t`", &table, Flavor::MariaDb, true);
         assert!(!sql.contains("AUTO_INCREMENT"), "{sql}");
     }
