@@ -52,8 +52,15 @@ pub async fn discover(
         )
         .await
         .map_err(|e| my_err(e, "listing tables"))?;
+    // siphon's own tables, where this database is also a siphon target, are
+    // never replicated.
+    let own = [
+        crate::sink::checkpoints::CHECKPOINTS,
+        crate::sink::fill::COLUMNS,
+    ];
     let wanted: Vec<String> = names
         .into_iter()
+        .filter(|n| !own.contains(&n.as_str()))
         .filter(|n| filter.matches(&TableName::new(Some(database), n)))
         .collect();
     if wanted.is_empty() {

@@ -24,11 +24,11 @@ use tokio::sync::MutexGuard;
 use crate::conn::{self, my_err, qualified, ConnConfig, Server};
 
 mod apply;
-mod checkpoints;
+pub(crate) mod checkpoints;
 mod ddl;
 pub(crate) mod encode;
 mod exact;
-mod fill;
+pub(crate) mod fill;
 mod keys;
 mod load;
 

@@ -271,6 +271,8 @@ async fn generated_columns_keys_indexes_and_json_are_discovered() {
          KEY by_note (note(10)), KEY by_a (a)); \
          CREATE TABLE k (code varchar(10) NOT NULL, other int, UNIQUE KEY by_code (code)); \
          CREATE VIEW v AS SELECT id FROM g; \
+         CREATE TABLE siphon_checkpoints (pipeline varchar(10) PRIMARY KEY); \
+         CREATE TABLE siphon_columns (tbl varchar(10) PRIMARY KEY); \
          INSERT INTO g (id, a, doc, note) VALUES (1, 20, '{\"x\": 1}', 'n');",
     );
     let source = MySqlSource::connect(&url).await.unwrap();
