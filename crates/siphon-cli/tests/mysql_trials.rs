@@ -283,8 +283,18 @@ fn a_resync_after_a_minimal_row_image_lets_the_stream_go_on() {
         "SET SESSION binlog_row_image = MINIMAL; UPDATE b SET v = 2 WHERE id = 1;",
     )
     .unwrap();
+    my.query_in(&db, "INSERT INTO a VALUES (3, 3);").unwrap();
     let out = support::fails(siphon(dir.path(), &["run", "--once"]), 1);
     assert!(out.contains("binlog_row_image"), "{out}");
+    // Only `b` stopped, with the fix naming the pipeline and the table;
+    // `a` streamed on past the image.
+    assert!(
+        out.contains(&format!("siphon sync resync p --table {db}.b")),
+        "{out}"
+    );
+    assert!(!out.contains("PIPELINE"), "{out}");
+    let file = dir.path().join("dst.db");
+    assert_eq!(lite_rows(&file, "a", "id || '|' || v"), vec!["1|1", "3|3"]);
     // The fix the error names: the whole pipeline copied again.
     ok(siphon(dir.path(), &["sync", "resync", "p"]));
     my.query_in(&db, "INSERT INTO a VALUES (2, 2); UPDATE b SET w = 'y';")
@@ -295,8 +305,10 @@ fn a_resync_after_a_minimal_row_image_lets_the_stream_go_on() {
     let out = siphon(dir.path(), &["run", "--once"]);
     let said = support::text(&out);
     assert!(out.status.success(), "{said}");
-    let file = dir.path().join("dst.db");
-    assert_eq!(lite_rows(&file, "a", "id || '|' || v"), vec!["1|1", "2|2"]);
+    assert_eq!(
+        lite_rows(&file, "a", "id || '|' || v"),
+        vec!["1|1", "2|2", "3|3"]
+    );
     assert_eq!(
         lite_rows(&file, "b", "id || '|' || v || '|' || w"),
         vec!["1|2|y"]

@@ -37,8 +37,9 @@ pub(super) struct Planned {
 
 /// Decides where each table without an error starts, and where the pass
 /// reads the log from: `from`, the pipeline's checkpoint, as far as the source
-/// can go on from it, else `slot_start` ([`LogSource::prepare_log`]'s position).
-/// Tables that lost their history and stop (`on_lost_position: fail`) get
+/// can go on from it, else (no checkpoint, or no table that goes on from it:
+/// every one is copied afresh) `slot_start` ([`LogSource::prepare_log`]'s
+/// position). Tables that lost their history and stop (`on_lost_position: fail`) get
 /// their error, no plan, and a checkpoint that no longer places them in the
 /// log, so a later pass stops them again whatever the log then holds, until
 /// they are copied again. Returns the position and the plan of each table by
@@ -142,7 +143,7 @@ pub(super) async fn plan<S: LogSource, K: Sink, St: StateStore>(
         of.iter().map(|&i| (*tables[i].source).clone()).collect()
     };
     let start = match from {
-        Some(from) => {
+        Some(from) if !on_log.is_empty() => {
             let r = source
                 .resume(pipeline, from, &schemas(&on_log, tables))
                 .await?;
@@ -153,6 +154,13 @@ pub(super) async fn plan<S: LogSource, K: Sink, St: StateStore>(
             }
             r.from
         }
+        // Every table is copied afresh (a resync of the whole pipeline, or
+        // tables that stopped and lost their checkpoints): none needs the log
+        // before now, so it is read from where a fresh copy starts, not
+        // replayed from the checkpoint. Replaying it would read again what
+        // stopped a table (a row image it cannot decode) and stop it again,
+        // copy after copy.
+        Some(_) => slot_start.clone(),
         None => {
             // An interrupted copy resumes when the log still holds what came
             // after the position it was made against, and the log is read

@@ -643,9 +643,12 @@ fn decode(
         let present = bits.is_none_or(|b| b.get(i).copied().unwrap_or(false));
         if !present {
             if !known.schema.columns.get(i).is_some_and(|c| c.generated) {
-                return Err(Error::config(
-                    "the binlog's row image lacks a column: set binlog_row_image=FULL on the source and \
-                     copy the table again with `siphon sync resync PIPELINE --table TABLE`",
+                // This table's alone (the engine stops it, the others go on),
+                // which names the pipeline and the table in the fix.
+                return Err(Error::bad_input(
+                    "the binlog's row image lacks a column (a session wrote with binlog_row_image \
+                     other than FULL): set binlog_row_image=FULL on the source for every session, \
+                     then copy the table again with `siphon sync resync`",
                 )
                 .table(&known.schema.name)
                 .column(&col.column.name));
@@ -681,7 +684,7 @@ fn read_err(e: std::io::Error) -> Error {
 fn gone(table: &TableName) -> Error {
     Error::bad_input(
         "the table was dropped or renamed at the source while it is replicated: take it out of the \
-         pipeline, or, when it exists again under its name, copy it with `siphon sync resync PIPELINE --table TABLE`",
+         pipeline, or, when it exists again under its name, copy it again with `siphon sync resync`",
     )
     .table(table)
 }
