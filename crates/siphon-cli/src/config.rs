@@ -417,6 +417,8 @@ pub fn validate_pipeline(name: &str, p: &PipelineSpec) -> Result<()> {
 /// `sequence` and `version` ones (`0s` and `0` re-read nothing).
 fn check_lookback(key: &str, lookback: Option<Lookback>, strategy: Option<Strategy>) -> Result<()> {
     let cursor = strategy.and_then(Strategy::cursor).unwrap_or_default();
+    // `0s` and `0` re-read nothing, whatever the cursor.
+    let lookback = lookback.filter(|l| !l.is_zero());
     match (lookback, cursor) {
         (Some(Lookback::Amount(n)), CursorStrategy::Timestamp) => Err(Error::config(format!(
             "{key}.lookback: a `timestamp` cursor re-reads a time window: write a duration \
@@ -849,6 +851,9 @@ mod tests {
         for fits in [
             "    lookback: 5m\n",
             "    lookback: 0s\n",
+            "    lookback: 0s\n    tables_config:\n      t: { strategy: sequence }\n",
+            "    strategy: sequence\n    lookback: 0s\n",
+            "    lookback: 0\n",
             "    strategy: sequence\n    lookback: 1000\n",
             "    strategy: sequence\n    tables_config:\n      t: { strategy: timestamp, lookback: 1m }\n",
         ] {

@@ -66,13 +66,25 @@ pub enum Lookback {
 }
 
 impl Lookback {
+    /// Whether it re-reads nothing (`0s` or `0`), which fits every cursor.
+    pub fn is_zero(&self) -> bool {
+        match self {
+            Lookback::Duration(d) => d.is_zero(),
+            Lookback::Amount(n) => *n == 0,
+        }
+    }
+
     /// The cursor value this lookback before `cursor`: a duration back from a
     /// timestamp (a date moves back by whole days, rounded up), an amount back
     /// from an integer or a whole decimal (integers stop at their type's
-    /// minimum). `None` when the lookback does not fit the cursor's kind or
+    /// minimum); a zero lookback (`0s` or `0`) is the cursor itself, whatever
+    /// its kind. `None` when the lookback does not fit the cursor's kind or
     /// the result leaves its type's range.
     pub fn rewind(&self, cursor: &crate::Value) -> Option<crate::Value> {
         use crate::Value as V;
+        if self.is_zero() {
+            return Some(cursor.clone());
+        }
         let span = |d: &Duration| chrono::Duration::microseconds(d.as_micros() as i64);
         Some(match (cursor, self) {
             (V::Timestamp(t), Lookback::Duration(d)) => {
@@ -937,6 +949,13 @@ mod tests {
         );
         assert_eq!(five.rewind(&V::Timestamp(ts)), None);
         assert_eq!(day.rewind(&V::Text("a".into())), None);
+        // Nothing re-read fits every cursor.
+        let none = Lookback::Duration(Duration::ZERO);
+        assert_eq!(none.rewind(&V::Int64(12)), Some(V::Int64(12)));
+        assert_eq!(
+            Lookback::Amount(0).rewind(&V::Timestamp(ts)),
+            Some(V::Timestamp(ts))
+        );
     }
 
     #[test]
