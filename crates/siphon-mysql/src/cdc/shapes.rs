@@ -114,7 +114,7 @@ impl<R: Rediscover> MySqlChangeStream<R> {
         if key.iter().any(|k| !map.contains(&Some(*k))) {
             return Err(Error::bad_input(
                 "the binlog holds rows written before the table's key columns were added: copy the \
-                 table again with `siphon sync resync PIPELINE --table TABLE`",
+                 table again with `siphon sync resync`",
             )
             .table(&known.schema.name));
         }

@@ -165,7 +165,7 @@ impl PostgresChangeStream {
                 key_names.push(now[i].clone().ok_or_else(|| {
                     Error::bad_input(
                         "a key column was dropped at the source while its changes were still in the log; \
-                         copy the table again with `siphon sync resync PIPELINE --table TABLE`",
+                         copy the table again with `siphon sync resync`",
                     )
                     .table(&table.name)
                     .column(&table.columns[i].name)
