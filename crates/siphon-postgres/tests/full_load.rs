@@ -205,7 +205,9 @@ async fn a_parallel_load_stopped_halfway_resumes_every_range() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((12 * 250..12000).contains(&copied), "{copied}");
+    // At least a row per committed chunk, not all (the first chunks of a
+    // table with an unbounded column are small, see the 16 MiB budget).
+    assert!((12..12000).contains(&copied), "{copied}");
     // The stopped pass reports the rows its workers committed.
     assert_eq!(report.tables[0].rows_read, copied as u64);
 

@@ -108,7 +108,9 @@ async fn stop_and_resume<K: Sink, T: Source>(
     assert_eq!(t.status, ExecutionStatus::Stopped, "{t:?}");
     let ids = target_ids(target, target_table).await;
     let copied = ids.len() as i64;
-    assert!((12 * 250..ROWS).contains(&copied), "{copied}");
+    // At least a row per committed chunk, not all (the first chunks of a
+    // table with an unbounded column are small, see the 16 MiB budget).
+    assert!((12..ROWS).contains(&copied), "{copied}");
     assert_eq!(t.rows_read, copied as u64, "{t:?}");
 
     // The checkpoint holds the progress of four ranges, as a typed part of the

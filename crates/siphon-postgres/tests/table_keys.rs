@@ -18,12 +18,14 @@ fn db(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_string()
 }
 
-/// Two tables of 1,000 rows whose names display as `a.b.c`, with different rows.
+/// Two tables of 1,000 rows whose names display as `a.b.c`, with different
+/// rows. Their columns are bounded, so every chunk holds `batch_size` rows (a
+/// table with an unbounded column starts with smaller ones).
 const TWO_TABLES: &str = r#"
     CREATE SCHEMA a;
     CREATE SCHEMA "a.b";
-    CREATE TABLE a."b.c" (id bigint PRIMARY KEY, note text);
-    CREATE TABLE "a.b".c (id bigint PRIMARY KEY, note text);
+    CREATE TABLE a."b.c" (id bigint PRIMARY KEY, note varchar(40));
+    CREATE TABLE "a.b".c (id bigint PRIMARY KEY, note varchar(40));
     INSERT INTO a."b.c" SELECT i, 'first ' || i FROM generate_series(1, 1000) i;
     INSERT INTO "a.b".c SELECT i, 'second ' || i FROM generate_series(1, 1000) i;
 "#;
