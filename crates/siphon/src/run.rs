@@ -573,13 +573,15 @@ pub async fn follow<St: StateStore>(
             if let Some(f) = following.take() {
                 f.close(name).await;
             }
-            if let Some(lease) = held.take() {
-                lease.release().await;
-            }
+            // Its tables show `paused` before the lease goes, so whoever sees
+            // the lease given up sees them paused.
             if !paused {
                 paused = true;
                 events.paused(name, has_log(&spec));
                 mark_paused(state, name).await;
+            }
+            if let Some(lease) = held.take() {
+                lease.release().await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(SWITCH_POLL) => {}
