@@ -1,6 +1,7 @@
 //! Byte budgets that keep memory bounded when rows are wide: how many rows a
-//! full load's next chunk reads, from the bytes of the rows read so far, and
-//! how many bytes of row images a batch of changes holds.
+//! full load's next chunk, or an incremental pass's next poll (and its delete
+//! detection's next batch of keys), reads, from the bytes of the rows read so
+//! far, and how many bytes of row images a batch of changes holds.
 //!
 //! Row counts alone (`batch_size`) bound memory only for narrow rows: 5,000
 //! rows of 50 MB blobs are 250 GB. Chunks and batches therefore also stop at
@@ -44,9 +45,26 @@ impl ChunkSizer {
     /// A sizer for chunks of at most `max` rows and about `budget` bytes of
     /// `table`'s rows.
     pub(crate) fn new(max: usize, budget: u64, table: &TableSchema) -> ChunkSizer {
+        ChunkSizer::of_width(max, budget, max_row_bytes(table))
+    }
+
+    /// A sizer for chunks of at most `max` rows and about `budget` bytes of
+    /// rows made of `table`'s columns `columns` only (a row key, say).
+    pub(crate) fn of_columns(
+        max: usize,
+        budget: u64,
+        table: &TableSchema,
+        columns: &[usize],
+    ) -> ChunkSizer {
+        ChunkSizer::of_width(max, budget, max_columns_bytes(table, columns))
+    }
+
+    /// A sizer for rows of at most `width` bytes by their declared types
+    /// (`None`: unbounded).
+    fn of_width(max: usize, budget: u64, width: Option<u64>) -> ChunkSizer {
         let max = max.max(1);
         let budget = budget.max(1);
-        let sure = match max_row_bytes(table) {
+        let sure = match width {
             Some(width) => fits(budget, width, max),
             None => 1,
         };
@@ -95,6 +113,14 @@ fn fits(budget: u64, width: u64, max: usize) -> usize {
 pub(crate) fn max_row_bytes(table: &TableSchema) -> Option<u64> {
     table.columns.iter().try_fold(0u64, |sum, c| {
         Some(sum.saturating_add(kind_bytes(&c.data_type.kind)?))
+    })
+}
+
+/// As [`max_row_bytes`], for rows of `table`'s columns `columns` only.
+fn max_columns_bytes(table: &TableSchema, columns: &[usize]) -> Option<u64> {
+    columns.iter().try_fold(0u64, |sum, &i| {
+        let kind = &table.columns.get(i)?.data_type.kind;
+        Some(sum.saturating_add(kind_bytes(kind)?))
     })
 }
 
@@ -184,5 +210,39 @@ mod tests {
             max_row_bytes(&table(vec![TypeKind::Int16, TypeKind::Uuid])),
             Some(18)
         );
+    }
+
+    #[test]
+    fn a_sizer_of_some_columns_judges_by_those_only() {
+        // A narrow key of a table with a blob: whole batches of keys at once.
+        let t = table(vec![TypeKind::Int64, TypeKind::Bytes { max_len: None }]);
+        assert_eq!(
+            ChunkSizer::of_columns(5000, CHUNK_BYTES, &t, &[0]).limit(),
+            5000
+        );
+        assert_eq!(ChunkSizer::new(5000, CHUNK_BYTES, &t).limit(), 1);
+        // A key of unbounded text starts at one row and grows while small.
+        let t = table(vec![TypeKind::Text { max_len: None }, TypeKind::Int32]);
+        let mut s = ChunkSizer::of_columns(5000, CHUNK_BYTES, &t, &[0]);
+        assert_eq!(s.limit(), 1);
+        s.observe(1, 20);
+        assert_eq!(s.limit(), 16);
+    }
+
+    #[test]
+    fn rows_wider_than_the_budget_are_read_one_at_a_time_and_never_none() {
+        let t = table(vec![TypeKind::Int32, TypeKind::Bytes { max_len: None }]);
+        let mut s = ChunkSizer::new(10_000, CHUNK_BYTES, &t);
+        s.observe(1, 20 << 20);
+        assert_eq!(s.limit(), 1);
+        s.observe(1, 200 << 20);
+        assert_eq!(s.limit(), 1);
+        // Narrow again: growth is by at most sixteen times a poll.
+        s.observe(1, 100);
+        assert_eq!(s.limit(), 16);
+        // An empty read teaches nothing.
+        s.observe(0, 0);
+        assert_eq!(s.limit(), 16);
+        assert_eq!(ChunkSizer::new(0, 0, &t).limit(), 1);
     }
 }

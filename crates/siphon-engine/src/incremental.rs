@@ -1,4 +1,9 @@
 //! Incremental polling by a cursor column, and delete detection by key comparison.
+//!
+//! Polls and key reads stop at a byte budget as well as at `batch_size` rows
+//! (see [`crate::budget`]): each asks for as many rows as the rows read so far
+//! say fit [`CHUNK_BYTES`], starting at one row for a table with a column of
+//! unbounded width, so wide rows are never held `batch_size` at a time.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -8,6 +13,7 @@ use siphon_core::{
     Source, StateStore, TableStats, TypeKind, Value,
 };
 
+use crate::budget::{ChunkSizer, CHUNK_BYTES};
 use crate::snapshot::{self, TableRun};
 
 /// One incremental pass. A stream with no checkpoint (or a forced reload) first
@@ -16,6 +22,12 @@ use crate::snapshot::{self, TableRun};
 /// pass polls in `(cursor, key)` order until the source has nothing newer, moving
 /// the checkpoint with each committed batch and never backward (a `lookback`, or
 /// the source's own window for late commits, re-reads a window behind it).
+///
+/// Each poll asks for the rows a [`ChunkSizer`] allows, at most `batch_size`.
+/// The limit may change from one poll to the next without skipping or
+/// repeating a row: a poll resumes strictly after the `(cursor, key)` of the
+/// last row the one before returned, whatever its limit was, and a pass ends
+/// only at a poll that returned fewer rows than it asked for.
 pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
     run: &TableRun<'_, S, K, St>,
     cursor: &CursorSpec,
@@ -54,14 +66,18 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         Some(p) => Some(run.source.rewind(&run.source_table, cursor, p)?),
         None => None,
     };
+    let mut sizer = ChunkSizer::new(run.batch_size, CHUNK_BYTES, &run.source_table);
     loop {
         run.stop_requested()?;
+        let limit = sizer.limit();
         let chunk = run
             .source
-            .poll(&run.source_table, cursor, after.as_ref(), run.batch_size)
+            .poll(&run.source_table, cursor, after.as_ref(), limit)
             .await?;
         let n = chunk.rows.len();
         let Some(last) = chunk.last else { break };
+        let bytes: u64 = chunk.rows.iter().map(|r| Value::row_size(r)).sum();
+        sizer.observe(n, bytes);
         let ahead = match &saved {
             None => true,
             Some(s) => run.source.compare(&run.source_table, &last, s)? == Ordering::Greater,
@@ -74,7 +90,7 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         // row of the window updated and none read.
         if ahead {
             stats.rows_read += n as u64;
-            stats.bytes += chunk.rows.iter().map(|r| Value::row_size(r)).sum::<u64>();
+            stats.bytes += bytes;
             saved = Some(last.clone());
         }
         let changes = chunk
@@ -90,7 +106,8 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
         if !ahead {
             stats.updated = updated;
         }
-        if n < run.batch_size {
+        // As many rows as asked for: more may follow, read after `last`.
+        if n < limit {
             break;
         }
         after = Some(last);
@@ -105,7 +122,8 @@ pub(crate) async fn run<S: Source, K: Sink, St: StateStore>(
 
 /// Deletes target rows whose key no longer exists at the source. Walks the target's
 /// keys chunk by chunk and asks the source which still exist, so memory holds one
-/// chunk of keys and no ordering has to agree between the two engines.
+/// chunk of keys and no ordering has to agree between the two engines. A chunk
+/// holds at most `batch_size` keys and about [`CHUNK_BYTES`] of them.
 ///
 /// The source answers under its own collation, where `'a'` finds the row `'A'`
 /// and `'c '` the row `'c'`. For a key of text columns, whose bytes a
@@ -135,15 +153,18 @@ async fn key_diff<S: Source, K: Sink, St: StateStore>(
     // Target keys the source holds only under its collation, in other bytes.
     let mut stale: Vec<Row> = Vec::new();
     let mut after: Option<Vec<Value>> = None;
+    let mut sizer = ChunkSizer::of_columns(run.batch_size, CHUNK_BYTES, &run.target_table, &key);
     loop {
         run.stop_requested()?;
+        let limit = sizer.limit();
         let keys = run
             .sink
-            .read_keys(&run.target_table, after.as_ref(), run.batch_size)
+            .read_keys(&run.target_table, after.as_ref(), limit)
             .await?;
         if keys.is_empty() {
             break;
         }
+        sizer.observe(keys.len(), keys.iter().map(|k| Value::row_size(k)).sum());
         let exists = run.source.existing_keys(&run.source_table, &keys).await?;
         let mut gone = Vec::new();
         for (k, e) in keys.iter().zip(&exists) {
@@ -159,7 +180,7 @@ async fn key_diff<S: Source, K: Sink, St: StateStore>(
             run.apply(Batch { changes: gone }, cp.clone(), stats)
                 .await?;
         }
-        let full = keys.len() == run.batch_size;
+        let full = keys.len() >= limit;
         after = keys.into_iter().last();
         if !full {
             break;
@@ -216,27 +237,31 @@ impl ExactKeys {
         (text && same).then_some(source_key)
     }
 
-    /// Reads every key of the source table in key order.
+    /// Reads every key of the source table in key order, in chunks of whole
+    /// rows within the byte budget.
     async fn read<S: Source, K: Sink, St: StateStore>(
         run: &TableRun<'_, S, K, St>,
         source_key: &[usize],
     ) -> Result<ExactKeys> {
         let mut keys = HashMap::new();
         let mut after: Option<Position> = None;
+        let mut sizer = ChunkSizer::new(run.batch_size, CHUNK_BYTES, &run.source_table);
         loop {
             run.stop_requested()?;
+            let limit = sizer.limit();
             let chunk = run
                 .source
-                .read_chunk(&run.source_table, after.as_ref(), run.batch_size)
+                .read_chunk(&run.source_table, after.as_ref(), limit)
                 .await?;
             let n = chunk.rows.len();
+            sizer.observe(n, chunk.rows.iter().map(|r| Value::row_size(r)).sum());
             for row in &chunk.rows {
                 if let Some(k) = text_key(source_key.iter().map(|&i| &row[i])) {
                     keys.insert(k, false);
                 }
             }
             match chunk.last {
-                Some(last) if n >= run.batch_size => after = Some(last),
+                Some(last) if n >= limit => after = Some(last),
                 _ => break,
             }
         }
@@ -263,7 +288,8 @@ impl ExactKeys {
         self.keys.values().filter(|seen| !**seen).count()
     }
 
-    /// Reads the source's rows whose key the target lacks and upserts them.
+    /// Reads the source's rows whose key the target lacks and upserts them,
+    /// in chunks within the byte budget.
     async fn write_unseen<S: Source, K: Sink, St: StateStore>(
         &self,
         run: &TableRun<'_, S, K, St>,
@@ -271,13 +297,16 @@ impl ExactKeys {
         stats: &mut TableStats,
     ) -> Result<()> {
         let mut after: Option<Position> = None;
+        let mut sizer = ChunkSizer::new(run.batch_size, CHUNK_BYTES, &run.source_table);
         loop {
             run.stop_requested()?;
+            let limit = sizer.limit();
             let chunk = run
                 .source
-                .read_chunk(&run.source_table, after.as_ref(), run.batch_size)
+                .read_chunk(&run.source_table, after.as_ref(), limit)
                 .await?;
             let n = chunk.rows.len();
+            sizer.observe(n, chunk.rows.iter().map(|r| Value::row_size(r)).sum());
             let changes: Vec<Change> = chunk
                 .rows
                 .into_iter()
@@ -291,7 +320,7 @@ impl ExactKeys {
                 run.apply(Batch { changes }, cp.clone(), stats).await?;
             }
             match chunk.last {
-                Some(last) if n >= run.batch_size => after = Some(last),
+                Some(last) if n >= limit => after = Some(last),
                 _ => return Ok(()),
             }
         }
