@@ -1,7 +1,9 @@
 //! Evolving an existing PostgreSQL target table to a new shape of its source
 //! table: renamed columns renamed, added ones added (and their existing rows
-//! filled from the source later), widened types widened, and changes that
-//! cannot be applied safely refused with the statement to run.
+//! filled from the source later), widened types widened, columns dropped at
+//! the source kept with their values but no longer NOT NULL (rows arrive
+//! without them), and changes that cannot be applied safely refused with the
+//! statement to run.
 //!
 //! Which target column holds which source column is kept in
 //! `public.siphon_columns`, by the source's column id (PostgreSQL's `attnum`),
@@ -116,6 +118,35 @@ fn declared_type(origin: Engine, declared: &str) -> &str {
         Engine::Mysql => typemap::mysql_type_only(declared).trim(),
         _ => declared,
     }
+}
+
+/// How a refusal names the other fix: copying the table again. The sink is
+/// not told the pipeline's name, so the command is named with what to add.
+fn copy_again(table: &TableName) -> String {
+    format!(
+        "drop the target table and copy it again with `siphon sync resync`, giving the pipeline's \
+         name and `--table {table}`"
+    )
+}
+
+/// Widens target column `column` of table `q` (`target`) from `from` to
+/// `ty`, as the source did, and says so in the log.
+async fn widen(
+    tx: &Transaction<'_>,
+    target: &TableName,
+    q: &str,
+    column: &str,
+    from: &str,
+    ty: &str,
+) -> Result<()> {
+    tx.batch_execute(&format!(
+        "ALTER TABLE {q} ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}",
+        c = ident(column)
+    ))
+    .await
+    .map_err(|e| pg_err(e, "widening a column").table(target).column(column))?;
+    tracing::info!(table = %target, column, from, to = %ty, "widened a column on the target as at the source");
+    Ok(())
 }
 
 /// The error for a change siphon does not make on the target by itself.
@@ -285,14 +316,13 @@ pub(super) async fn evolve(
                 &format!(
                     "the source changed column {} from {} to {}, which could lose or refuse values on the target, \
                      so siphon leaves that to you: run `ALTER TABLE {q} ALTER COLUMN {} TYPE {ty} USING {}::{ty}` on \
-                     the target, or drop the target table and copy it again with `siphon sync resync PIPELINE \
-                     --table {}`",
+                     the target, or {}",
                     col.name,
                     have.native_type,
                     ty,
                     ident(&col.name),
                     ident(&col.name),
-                    table.name
+                    copy_again(&table.name)
                 ),
             ));
         }
@@ -300,17 +330,7 @@ pub(super) async fn evolve(
             &col.name,
             &format!("the source widened column {} to {ty}", col.name),
         )?;
-        tx.batch_execute(&format!(
-            "ALTER TABLE {q} ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}",
-            c = ident(&col.name)
-        ))
-        .await
-        .map_err(|e| {
-            pg_err(e, "widening a column")
-                .table(target)
-                .column(&col.name)
-        })?;
-        tracing::info!(table = %target, column = %col.name, to = %ty, "widened a column on the target as at the source");
+        widen(&tx, target, &q, &col.name, &have.native_type, &ty).await?;
         changed = true;
     }
 
@@ -366,12 +386,11 @@ pub(super) async fn evolve(
                 &format!(
                     "the source {verb} column {} from {from} to {} (the target column is {}), which could \
                      lose or refuse values on the target, so siphon leaves that to you: run `ALTER TABLE {q} \
-                     ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}` on the target, or drop the target table and \
-                     copy it again with `siphon sync resync PIPELINE --table {}`",
+                     ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}` on the target, or {}",
                     col.name,
                     shown(&col.native_type),
                     have.native_type,
-                    table.name,
+                    copy_again(&table.name),
                     c = ident(&col.name),
                 ),
             ));
@@ -383,33 +402,29 @@ pub(super) async fn evolve(
                 col.name, col.native_type
             ),
         )?;
-        tx.batch_execute(&format!(
-            "ALTER TABLE {q} ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}",
-            c = ident(&col.name)
-        ))
-        .await
-        .map_err(|e| {
-            pg_err(e, "widening a column")
-                .table(target)
-                .column(&col.name)
-        })?;
-        tracing::info!(table = %target, column = %col.name, from = %have.native_type, to = %ty, "widened a column on the target as at the source");
+        widen(&tx, target, &q, &col.name, &have.native_type, &ty).await?;
         changed = true;
     }
 
     // Dropped at the source: the target keeps the column and its values, and
-    // takes rows without it.
-    for k in &known {
-        let gone = !table
+    // takes rows without it. Known by the column's id, or, at a source
+    // without ids, by the name the target last took it under.
+    let by_id = known.iter().filter(|k| {
+        !table
             .columns
             .iter()
-            .any(|c| c.source_id == Some(k.source_id));
+            .any(|c| c.source_id == Some(k.source_id))
+    });
+    let by_name = took
+        .iter()
+        .filter(|k| table.column_index(&k.name).is_none());
+    for k in by_id.chain(by_name) {
         let here = found
             .schema
             .columns
             .iter()
             .find(|c| c.name == k.name && !c.data_type.nullable);
-        if let (true, Some(c)) = (gone, here) {
+        if let Some(c) = here {
             if table.column_index(&c.name).is_none()
                 && !found
                     .schema
@@ -423,6 +438,7 @@ pub(super) async fn evolve(
                 ))
                 .await
                 .map_err(werr)?;
+                tracing::info!(table = %target, column = %c.name, "the source dropped a column: the target keeps it and its values, and takes rows without it");
                 changed = true;
             }
         }
@@ -465,12 +481,11 @@ pub(super) async fn evolve(
             source_key.first().copied(),
             &format!(
                 "the source's primary key is now ({}), the target's is ({}), and siphon writes rows by key: run \
-                 `ALTER TABLE {q} {drop}ADD PRIMARY KEY ({})` on the target, or drop the target table and copy \
-                 it again with `siphon sync resync PIPELINE --table {}`",
+                 `ALTER TABLE {q} {drop}ADD PRIMARY KEY ({})` on the target, or {}",
                 source_key.join(", "),
                 target_key.join(", "),
                 column_list(source_key.iter().copied()),
-                table.name
+                copy_again(&table.name)
             ),
         ));
     }
