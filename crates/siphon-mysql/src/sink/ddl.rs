@@ -15,7 +15,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use siphon_core::typemap::{self, Engine};
-use siphon_core::{Error, Result, SchemaOptions, TableSchema, TypeKind};
+use siphon_core::{Error, ObjectKind, Result, SchemaOptions, TableSchema, TypeKind};
 
 use super::encode::FieldMode;
 use super::{target_name, TargetTable};
@@ -266,6 +266,60 @@ fn index_name(name: &str) -> String {
     name.chars().take(64).collect()
 }
 
+/// The parts of a unique index as [`crate::objects`] and [`crate::schema`]
+/// write its definition (`` CREATE UNIQUE INDEX `n` ON `t` (`a`(10), `b`) ``):
+/// each part's column and its text (`` `a`(10) ``). `None` for another kind
+/// of index or a definition not of that form.
+fn unique_index_parts(definition: &str) -> Option<Vec<(String, String)>> {
+    /// An identifier in backticks at the start of `s`: its name and the rest.
+    fn quoted(s: &str) -> Option<(String, &str)> {
+        let mut rest = s.strip_prefix('`')?;
+        let mut name = String::new();
+        loop {
+            let end = rest.find('`')?;
+            name.push_str(&rest[..end]);
+            rest = &rest[end + 1..];
+            match rest.strip_prefix('`') {
+                Some(more) => {
+                    name.push('`');
+                    rest = more;
+                }
+                None => return Some((name, rest)),
+            }
+        }
+    }
+    let rest = definition.strip_prefix("CREATE UNIQUE INDEX ")?;
+    let (_, rest) = quoted(rest)?;
+    let rest = rest.strip_prefix(" USING HASH").unwrap_or(rest);
+    let rest = rest.strip_prefix(" ON ")?;
+    let (_, rest) = quoted(rest)?;
+    let mut rest = rest.strip_prefix(" (")?;
+    let mut parts = Vec::new();
+    loop {
+        let (column, after) = quoted(rest)?;
+        let mut end = rest.len() - after.len();
+        if let Some(prefix) = after.strip_prefix('(') {
+            let digits = prefix.find(')')?;
+            if digits == 0 || !prefix[..digits].bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            end += digits + 2;
+        }
+        if rest[end..].starts_with(" DESC") {
+            end += " DESC".len();
+        }
+        parts.push((column, rest[..end].to_string()));
+        rest = &rest[end..];
+        if let Some(more) = rest.strip_prefix(", ") {
+            rest = more;
+        } else if rest == ")" {
+            return Some(parts);
+        } else {
+            return None;
+        }
+    }
+}
+
 /// Whether column `i` of `table` is created `AUTO_INCREMENT`: it is so at a
 /// MySQL source, or is a PostgreSQL identity or serial column
 /// ([`crate::schema::auto_increment`]), and it leads a key the target gets (the primary key, a unique
@@ -285,7 +339,8 @@ fn keeps_auto_increment(table: &TableSchema, i: usize, indexes: bool) -> bool {
 }
 
 /// `CREATE TABLE` for `table` as `name`, with its primary key, unique keys
-/// (named as the source's unique index on the same columns) and (with
+/// (named as the source's unique index on the same columns, and on the same
+/// column prefixes when the source's index has them) and (with
 /// `indexes`) its secondary indexes; a MySQL source's `AUTO_INCREMENT`
 /// column keeps it, and a PostgreSQL identity or serial column gets it. The
 /// counter needs no setting: InnoDB moves it past every id written.
@@ -319,8 +374,28 @@ fn create_sql(name: &str, table: &TableSchema, flavor: Flavor, indexes: bool) ->
                     .zip(k)
                     .all(|(c, &i)| table.column_index(c) == Some(i))
         });
-        match index {
-            Some(ix) => {
+        // A unique index on column prefixes (`name(10)`) rides as an object
+        // ([`crate::schema`]): the key is created as it, prefixes and all, so
+        // the index sync finds it identical and creates no second one.
+        let prefixed = || {
+            table.objects.iter().find_map(|o| {
+                if o.kind != ObjectKind::Index
+                    || o.origin != Engine::Mysql
+                    || named.contains(&o.name.as_str())
+                {
+                    return None;
+                }
+                let cols = unique_index_parts(&o.definition)?;
+                let same = cols.len() == k.len()
+                    && cols
+                        .iter()
+                        .zip(k)
+                        .all(|((c, _), &i)| table.column_index(c) == Some(i));
+                same.then_some((o.name.as_str(), cols))
+            })
+        };
+        match (index, prefixed()) {
+            (Some(ix), _) => {
                 named.push(&ix.name);
                 parts.push(format!(
                     "UNIQUE KEY {} ({})",
@@ -328,7 +403,16 @@ fn create_sql(name: &str, table: &TableSchema, flavor: Flavor, indexes: bool) ->
                     names(k)
                 ));
             }
-            None => parts.push(format!("UNIQUE KEY ({})", names(k))),
+            (None, Some((ix, cols))) => {
+                named.push(ix);
+                let cols: Vec<String> = cols.into_iter().map(|(_, part)| part).collect();
+                parts.push(format!(
+                    "UNIQUE KEY {} ({})",
+                    ident(&index_name(ix)),
+                    cols.join(", ")
+                ));
+            }
+            (None, None) => parts.push(format!("UNIQUE KEY ({})", names(k))),
         }
     }
     if indexes {
@@ -500,5 +584,66 @@ mod tests {
         table.objects = vec![serial(2)];
         let sql = create_sql("`d`.`t`", &table, Flavor::MariaDb, true);
         assert!(!sql.contains("AUTO_INCREMENT"), "{sql}");
+    }
+
+    #[test]
+    fn a_unique_key_on_prefixes_is_created_as_the_source_index() {
+        assert_eq!(
+            unique_index_parts("CREATE UNIQUE INDEX `u``q` ON `t` (`na``me`(10), `id` DESC)"),
+            Some(vec![
+                ("na`me".to_string(), "`na``me`(10)".to_string()),
+                ("id".to_string(), "`id` DESC".to_string())
+            ])
+        );
+        assert_eq!(
+            unique_index_parts("CREATE UNIQUE INDEX `h` USING HASH ON `t` (`b`)"),
+            Some(vec![("b".to_string(), "`b`".to_string())])
+        );
+        assert_eq!(unique_index_parts("CREATE INDEX `i` ON `t` (`b`(3))"), None);
+        assert_eq!(
+            unique_index_parts("CREATE FULLTEXT INDEX `f` ON `t` (`b`)"),
+            None
+        );
+        let index = |name: &str, def: &str| siphon_core::SchemaObject {
+            kind: ObjectKind::Index,
+            name: name.into(),
+            definition: def.into(),
+            origin: Engine::Mysql,
+            schema: Some("d".into()),
+            depends_on: vec![],
+            sequence: None,
+        };
+        let table = TableSchema {
+            name: TableName::new(Some("d"), "t"),
+            origin: Engine::Mysql,
+            columns: vec![
+                col("id", TypeKind::Int32, "int(11)"),
+                col("name", TypeKind::Text { max_len: Some(50) }, "varchar(50)"),
+                col("bio", TypeKind::Text { max_len: None }, "text"),
+            ],
+            primary_key: vec![0],
+            unique_keys: vec![vec![1], vec![2, 0]],
+            indexes: vec![],
+            partitioning: None,
+            objects: vec![
+                index(
+                    "uq_name",
+                    "CREATE UNIQUE INDEX `uq_name` ON `t` (`name`(10))",
+                ),
+                index(
+                    "uq_bio",
+                    "CREATE UNIQUE INDEX `uq_bio` ON `t` (`bio`(20), `id`)",
+                ),
+            ],
+        };
+        for indexes in [true, false] {
+            let sql = create_sql("`d`.`t`", &table, Flavor::MariaDb, indexes);
+            assert_eq!(sql.matches("UNIQUE KEY").count(), 2, "{sql}");
+            assert!(sql.contains("UNIQUE KEY `uq_name` (`name`(10))"), "{sql}");
+            assert!(
+                sql.contains("UNIQUE KEY `uq_bio` (`bio`(20), `id`)"),
+                "{sql}"
+            );
+        }
     }
 }
