@@ -51,6 +51,16 @@ pub trait Source: Send + Sync {
         filter: &TableFilter,
     ) -> impl Future<Output = Result<Vec<TableSchema>>> + Send;
 
+    /// Whether this source can read the table at all (each of its columns of a
+    /// type the source carries); an error naming the table, the column and the
+    /// fix when it cannot. The engine asks before it creates or changes the
+    /// target table of a `full`, `incremental` or `row_count` table, so a
+    /// refused table leaves nothing on the target, and the pipeline's other
+    /// tables go on. The default accepts every table.
+    fn check_table(&self, _table: &TableSchema) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
     /// A cheap estimate of the number of rows, for progress reporting.
     fn estimate_rows(
         &self,

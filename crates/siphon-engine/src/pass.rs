@@ -429,6 +429,11 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
     // A full load copies a table without a key too (by the source's physical
     // order); polling needs a key to resume between rows that share a cursor.
     let copies_whole = matches!(mode, Mode::Full | Mode::RowCount);
+    // A table the source cannot read is refused before its target is touched.
+    source
+        .check_table(&table)
+        .await
+        .map_err(|e| named(e, &table))?;
     if !copies_whole {
         table.require_row_key()?;
     }

@@ -36,7 +36,9 @@ type IndexRow = (String, String, i64, Option<String>, Option<i64>);
 
 /// The base tables of `database` that `filter` selects, with their columns,
 /// keys and indexes, ordered by name. A table with a spatial column is
-/// returned too, and refused when read ([`refuse_spatial`]); an
+/// returned too, and refused ([`refuse_spatial`]) before its target table is
+/// created (`Source::check_table`, `LogSource::check_log_table`) and when
+/// read; an
 /// `AUTO_INCREMENT` column is marked by an object ([`AUTO_INCREMENT`]).
 pub async fn discover(
     conn: &mut Conn,

@@ -229,6 +229,12 @@ impl Source for MySqlSource {
         Ok(tables)
     }
 
+    /// Refuses a table with a spatial column ([`crate::schema::refuse_spatial`])
+    /// before the engine creates its target table.
+    async fn check_table(&self, table: &TableSchema) -> Result<()> {
+        crate::schema::refuse_spatial(table)
+    }
+
     async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
         let database = table.name.schema.as_deref().unwrap_or(self.database()?);
         let mut conn = self.conn().await?;

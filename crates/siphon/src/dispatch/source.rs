@@ -16,6 +16,7 @@ use super::BoxFuture;
 /// The `dyn`-compatible mirror of [`Source`], plus the log when there is one.
 trait DynSource: fmt::Debug + Send + Sync {
     fn discover<'a>(&'a self, filter: &'a TableFilter) -> BoxFuture<'a, Result<Vec<TableSchema>>>;
+    fn check_table<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<()>>;
     fn estimate_rows<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Option<u64>>>;
     fn count_rows<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<Option<u64>>>;
     fn read_chunk<'a>(
@@ -140,6 +141,9 @@ macro_rules! forward_source {
                 filter: &'a TableFilter,
             ) -> BoxFuture<'a, Result<Vec<TableSchema>>> {
                 Box::pin(self.0.discover(filter))
+            }
+            fn check_table<'a>(&'a self, table: &'a TableSchema) -> BoxFuture<'a, Result<()>> {
+                Box::pin(self.0.check_table(table))
             }
             fn estimate_rows<'a>(
                 &'a self,
@@ -409,6 +413,10 @@ fn no_log() -> Error {
 impl Source for AnySource {
     async fn discover(&self, filter: &TableFilter) -> Result<Vec<TableSchema>> {
         self.0.discover(filter).await
+    }
+
+    async fn check_table(&self, table: &TableSchema) -> Result<()> {
+        self.0.check_table(table).await
     }
 
     async fn estimate_rows(&self, table: &TableSchema) -> Result<Option<u64>> {
