@@ -207,6 +207,9 @@ fn a_purged_binlog_stops_the_table_until_it_is_copied_again() {
     assert!(out.contains(&s.table()), "the table is not named: {out}");
     let state = s.stream_state();
     assert!(state.contains("failed") && state.contains(&fix), "{state}");
+    // Named once, with the real pipeline: the binlog's cause adds no other.
+    assert!(!out.contains("PIPELINE"), "{out}");
+    assert_eq!(state.matches("siphon sync resync").count(), 1, "{state}");
     // Nothing was copied or streamed behind the operator's back.
     assert_eq!(s.target_rows(COLS), streamed);
 

@@ -14,7 +14,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn};
 use siphon_core::{Error, ErrorKind, Result, Resume, TableName, TableSchema};
 
-use crate::conn::{my_err, Flavor};
+use crate::conn::{binlog_err, my_err, Flavor};
 use crate::source::MySqlSource;
 
 mod checks;
@@ -47,14 +47,32 @@ pub fn server_id(pipeline: &str) -> u32 {
     0x4000_0000 + h % 0xbfff_ffff
 }
 
-/// The error of a checkpoint the binlog no longer reaches back to.
+/// `siphon sync resync PIPELINE`, the command that copies every table of
+/// `pipeline` again, with the pipeline's name quoted for a shell when it
+/// holds more than letters, digits and `_-.:/@+=,%`. For errors that concern
+/// the whole pipeline (its binlog); the engine names the command with
+/// `--table` in the errors of a table it stops.
+pub(crate) fn resync(pipeline: &str) -> String {
+    let plain = !pipeline.is_empty()
+        && pipeline
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:/@+=,%".contains(c));
+    match plain {
+        true => format!("siphon sync resync {pipeline}"),
+        false => format!("siphon sync resync '{}'", pipeline.replace('\'', "'\\''")),
+    }
+}
+
+/// The error of a checkpoint the binlog no longer reaches back to: what
+/// happened and how to keep it from happening again. The engine stops the
+/// table with an error that names the command copying it again
+/// (`siphon sync resync` with the pipeline and `--table`), this as its cause.
 fn lost(table: &TableName, why: &str) -> Error {
     Error::new(
         ErrorKind::PositionLost,
         format!(
-            "the source's binlog no longer holds the changes since the checkpoint ({why}): copy the \
-             table again with `siphon sync resync PIPELINE --table {table}`, and keep binlogs longer \
-             (binlog_expire_logs_seconds / expire_logs_days) than a pipeline may stop"
+            "the source's binlog no longer holds the changes since the checkpoint ({why}); keep \
+             binlogs longer (binlog_expire_logs_seconds / expire_logs_days) than a pipeline may stop"
         ),
     )
     .table(table)
@@ -187,7 +205,7 @@ impl MySqlSource {
         from: &siphon_core::Position,
         rediscover: R,
     ) -> Result<MySqlChangeStream<R>> {
-        let from = BinlogPos::from_position(from)?;
+        let from = BinlogPos::from_checkpoint(from, pipeline)?;
         let known = self.known_tables(tables).await?;
         let mut conn = self.binlog_conn().await?;
         let own_server: u32 = conn
@@ -244,9 +262,10 @@ impl MySqlSource {
         let binlog = conn
             .get_binlog_stream(request)
             .await
-            .map_err(|e| my_err(e, "starting to read the binlog"))?;
+            .map_err(|e| binlog_err(e, "starting to read the binlog", pipeline))?;
         tracing::debug!(pipeline, server_id = id, from = ?from, "binlog reading started");
         Ok(MySqlChangeStream {
+            pipeline: pipeline.to_string(),
             binlog: Some(binlog),
             source: rediscover,
             flavor,
@@ -275,16 +294,17 @@ impl MySqlSource {
         })
     }
 
-    /// Whether the binlog still holds everything after `from` (see
-    /// [`siphon_core::LogSource::resume`]); all tables share one binlog, so
-    /// they all lose their history together, and reading then goes on from
-    /// the binlog's head.
+    /// Whether the binlog still holds everything after `pipeline`'s
+    /// checkpoint `from` (see [`siphon_core::LogSource::resume`]); all tables
+    /// share one binlog, so they all lose their history together, and
+    /// reading then goes on from the binlog's head.
     pub(crate) async fn resume_binlog(
         &self,
+        pipeline: &str,
         from: &siphon_core::Position,
         tables: &[TableSchema],
     ) -> Result<Resume> {
-        let pos = BinlogPos::from_position(from)?;
+        let pos = BinlogPos::from_checkpoint(from, pipeline)?;
         let mut conn = self.binlog_conn().await?;
         let logs: Vec<mysql_async::Row> = conn
             .query("SHOW BINARY LOGS")

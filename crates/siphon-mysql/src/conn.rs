@@ -228,8 +228,11 @@ pub fn my_err(e: mysql_async::Error, doing: &str) -> Error {
             let hint = match s.code {
                 1045 => " (check the user and password in the URL)",
                 1049 => " (create the database, or fix its name in the URL)",
-                1142 | 1143 | 1227 | 1044 => " (grant the privilege to the user siphon connects as)",
-                1236 => " (the binlog no longer holds the checkpoint: run `siphon sync resync PIPELINE`)",
+                1142 | 1143 | 1227 | 1044 => {
+                    " (grant the privilege to the user siphon connects as)"
+                }
+                // A binlog reader's error: `binlog_err` names the pipeline's fix.
+                1236 => " (the source's binlog no longer holds the position asked for)",
                 _ => "",
             };
             let message = format!("{doing}: {} (error {}){hint}", s.message, s.code);
@@ -250,6 +253,27 @@ pub fn my_err(e: mysql_async::Error, doing: &str) -> Error {
         mysql_async::Error::Other(_) => {
             Error::new(ErrorKind::Database, format!("{doing}: {e}")).source(e)
         }
+    }
+}
+
+/// [`my_err`] for reading `pipeline`'s binlog: error 1236 (the server no
+/// longer has the binlog from the pipeline's checkpoint on: purged, or the
+/// checkpoint's GTIDs are gone) names the command that copies the pipeline's
+/// tables again, `siphon sync resync` with the pipeline's name. Every table
+/// of the pipeline reads the one binlog, so all of them stop with it.
+pub fn binlog_err(e: mysql_async::Error, doing: &str, pipeline: &str) -> Error {
+    match &e {
+        mysql_async::Error::Server(s) if s.code == 1236 => {
+            let message = format!(
+                "{doing}: {} (error 1236) (the source's binlog no longer holds the changes since \
+                 the pipeline's checkpoint: copy its tables again with `{}`, and keep binlogs \
+                 longer (binlog_expire_logs_seconds / expire_logs_days) than a pipeline may stop)",
+                s.message,
+                crate::cdc::resync(pipeline)
+            );
+            Error::new(ErrorKind::PositionLost, message).source(e)
+        }
+        _ => my_err(e, doing),
     }
 }
 
@@ -392,5 +416,50 @@ mod tests {
         assert_eq!(server_kind(1236), ErrorKind::PositionLost);
         assert_eq!(server_kind(3819), ErrorKind::BadInput);
         assert_eq!(server_kind(2013), ErrorKind::Connection);
+    }
+
+    fn server_error(code: u16, message: &str) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: message.into(),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn a_purged_binlog_names_the_pipelines_resync() {
+        let purged = "Could not find GTID state requested by slave in any binlog files";
+        let e = binlog_err(server_error(1236, purged), "reading the binlog", "orders");
+        assert_eq!(e.kind(), ErrorKind::PositionLost);
+        let text = e.to_string();
+        assert!(text.contains("`siphon sync resync orders`"), "{text}");
+        assert!(
+            text.contains(purged) && text.contains("binlog_expire_logs_seconds"),
+            "{text}"
+        );
+        assert!(!text.contains("PIPELINE"), "{text}");
+        // A name a shell would split is quoted.
+        let e = binlog_err(
+            server_error(1236, purged),
+            "reading the binlog",
+            "my orders",
+        );
+        assert!(
+            e.to_string().contains("`siphon sync resync 'my orders'`"),
+            "{e}"
+        );
+        // Without a pipeline, the mapping names no command at all.
+        let e = my_err(server_error(1236, purged), "reading the binlog");
+        assert_eq!(e.kind(), ErrorKind::PositionLost);
+        assert!(!e.to_string().contains("PIPELINE"), "{e}");
+        assert!(!e.to_string().contains("siphon sync resync"), "{e}");
+        // Other errors map as ever.
+        let e = binlog_err(
+            server_error(1213, "Deadlock"),
+            "reading the binlog",
+            "orders",
+        );
+        assert_eq!(e.kind(), ErrorKind::Transient);
+        assert!(!e.to_string().contains("resync"), "{e}");
     }
 }

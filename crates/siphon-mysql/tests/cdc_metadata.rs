@@ -171,7 +171,7 @@ async fn full_metadata_maps_columns_by_name_and_minimal_falls_back_to_the_catalo
     assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
     let text = e.to_string();
     assert!(
-        text.contains("binlog_row_metadata") && text.contains("siphon sync resync"),
+        text.contains("binlog_row_metadata") && text.contains("must be copied again"),
         "{text}"
     );
     Ok(())

@@ -395,7 +395,10 @@ async fn a_narrowing_change_stops_that_table_with_an_error_that_says_what_to_do(
         "{text}"
     );
     assert!(
-        text.contains("siphon sync resync PIPELINE --table"),
+        text.contains(&format!(
+            "`siphon sync resync` of the pipeline, with `--table {}.t`",
+            p.src
+        )) && !text.contains("PIPELINE"),
         "{text}"
     );
     assert_eq!(e.table_name(), Some(format!("{}.t", p.dst).as_str()));

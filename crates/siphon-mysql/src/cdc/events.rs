@@ -112,14 +112,15 @@ pub fn annotate_rows(body: &[u8]) -> String {
 }
 
 /// The error for an event siphon cannot read because the server compresses
-/// or encrypts its binlog.
-pub fn unreadable(event_type: u8) -> Option<Error> {
+/// or encrypts its binlog, read for `pipeline` (named in the fix).
+pub fn unreadable(event_type: u8, pipeline: &str) -> Option<Error> {
     if COMPRESSED.contains(&event_type) {
-        return Some(Error::config(
+        return Some(Error::config(format!(
             "the source compresses its binlog (log_bin_compress=ON), which siphon cannot read: \
              SET GLOBAL log_bin_compress=OFF (and in the server's configuration), then copy the \
-             tables again with `siphon sync resync PIPELINE` if compressed events were skipped",
-        ));
+             tables again with `{}` if compressed events were skipped",
+            super::resync(pipeline)
+        )));
     }
     if event_type == START_ENCRYPTION {
         return Some(Error::config(
@@ -184,9 +185,11 @@ mod tests {
 
     #[test]
     fn compressed_and_encrypted_binlogs_are_refused_with_the_fix() {
-        let e = unreadable(166).unwrap();
+        let e = unreadable(166, "orders").unwrap();
         assert!(e.to_string().contains("log_bin_compress=OFF"), "{e}");
-        assert!(unreadable(START_ENCRYPTION).is_some());
-        assert!(unreadable(GTID).is_none());
+        assert!(e.to_string().contains("`siphon sync resync orders`"), "{e}");
+        assert!(!e.to_string().contains("PIPELINE"), "{e}");
+        assert!(unreadable(START_ENCRYPTION, "orders").is_some());
+        assert!(unreadable(GTID, "orders").is_none());
     }
 }

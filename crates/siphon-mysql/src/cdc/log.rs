@@ -156,10 +156,10 @@ impl LogSource for MySqlSource {
 
     async fn resume(
         &self,
-        _pipeline: &str,
+        pipeline: &str,
         from: &Position,
         tables: &[TableSchema],
     ) -> Result<Resume> {
-        self.resume_binlog(from, tables).await
+        self.resume_binlog(pipeline, from, tables).await
     }
 }

@@ -40,10 +40,20 @@ impl BinlogPos {
     /// Reads a position this connector wrote.
     pub fn from_position(p: &Position) -> Result<BinlogPos> {
         serde_json::from_value(p.0.clone()).map_err(|e| {
-            Error::bad_input(
+            Error::bad_input("the binlog position was not written by the MySQL connector").source(e)
+        })
+    }
+
+    /// Reads the checkpoint of `pipeline`, a position this connector wrote;
+    /// the error of one it did not names the command that copies the
+    /// pipeline's tables again.
+    pub fn from_checkpoint(p: &Position, pipeline: &str) -> Result<BinlogPos> {
+        serde_json::from_value(p.0.clone()).map_err(|e| {
+            Error::bad_input(format!(
                 "the saved binlog position was not written by the MySQL connector; copy the \
-                 tables again with `siphon sync resync PIPELINE`",
-            )
+                 tables again with `{}`",
+                super::resync(pipeline)
+            ))
             .source(e)
         })
     }
@@ -282,6 +292,20 @@ mod tests {
         assert!(!p.reached(&later));
         assert!(p.reached(&p));
         assert!(BinlogPos::from_position(&Position(serde_json::json!({"lsn": "0/1"}))).is_err());
+    }
+
+    #[test]
+    fn a_foreign_checkpoint_names_the_pipelines_resync() {
+        let p = BinlogPos::default().to_position();
+        assert_eq!(
+            BinlogPos::from_checkpoint(&p, "orders").unwrap(),
+            BinlogPos::default()
+        );
+        let lsn = Position(serde_json::json!({"lsn": "0/1"}));
+        let e = BinlogPos::from_checkpoint(&lsn, "orders").unwrap_err();
+        assert_eq!(e.kind(), siphon_core::ErrorKind::BadInput);
+        assert!(e.to_string().contains("`siphon sync resync orders`"), "{e}");
+        assert!(!e.to_string().contains("PIPELINE"), "{e}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::events;
 use super::position::{uuid_text, BinlogPos, GtidSet, GtidState};
 use super::rows::{convert, ColumnInfo};
 use super::shapes::{self, decode_older, Mapping};
-use crate::conn::{my_err, Flavor, ZeroDates};
+use crate::conn::{binlog_err, Flavor, ZeroDates};
 
 /// How long an idle stream that read only other tables' transactions waits
 /// before it returns an empty batch to move the checkpoint past them.
@@ -75,6 +75,8 @@ enum Step {
 /// of every rows event of the transaction, the pipeline's tables or not, so
 /// ids are the same on every replay and whichever tables a stream reads.
 pub struct MySqlChangeStream<R: Rediscover = crate::source::MySqlSource> {
+    /// The pipeline whose binlog this is, named in the fixes of its errors.
+    pub(crate) pipeline: String,
     pub(crate) binlog: Option<BinlogStream>,
     pub(crate) source: R,
     pub(crate) flavor: Flavor,
@@ -176,7 +178,7 @@ impl<R: Rediscover> MySqlChangeStream<R> {
         };
         match next {
             Some(Ok(e)) => Ok(Some(e)),
-            Some(Err(e)) => Err(my_err(e, "reading the binlog")),
+            Some(Err(e)) => Err(binlog_err(e, "reading the binlog", &self.pipeline)),
             None => Err(Error::new(
                 ErrorKind::Connection,
                 "the source ended the binlog stream",
@@ -254,7 +256,7 @@ impl<R: Rediscover> MySqlChangeStream<R> {
         let raw = header.event_type_raw();
         let log_pos = header.log_pos();
         let start = (log_pos as u64).saturating_sub(header.event_size() as u64);
-        if let Some(e) = events::unreadable(raw) {
+        if let Some(e) = events::unreadable(raw, &self.pipeline) {
             return Err(e);
         }
         match raw {
@@ -869,6 +871,7 @@ mod tests {
 
     fn mysql_stream() -> MySqlChangeStream<NoTables> {
         MySqlChangeStream {
+            pipeline: "p".into(),
             binlog: None,
             source: NoTables,
             flavor: Flavor::MySql,

@@ -144,6 +144,7 @@ pub async fn reconcile(
                 &col.name,
                 db,
                 name,
+                &table.name,
                 verb,
                 &have.column_type,
                 type_part(&col.native_type),
@@ -192,14 +193,32 @@ pub async fn reconcile(
 }
 
 /// The error for a type change that could lose or refuse values on the
-/// target (`verb`: `narrowed`, or `changed` when neither type holds the
-/// other's values).
-pub fn narrowed(column: &str, db: &str, table: &str, verb: &str, from: &str, to: &str) -> Error {
+/// target table `db`.`table` (`verb`: `narrowed`, or `changed` when neither
+/// type holds the other's values) of the pipeline's table `source`.
+///
+/// A sink does not know the pipeline it writes for, so the fix names the
+/// command without it: `siphon sync resync`, with the table as `--table`
+/// takes it. A table that stops while it streams gets the whole command from
+/// the engine, with this as its cause.
+pub fn narrowed(
+    column: &str,
+    db: &str,
+    table: &str,
+    source: &TableName,
+    verb: &str,
+    from: &str,
+    to: &str,
+) -> Error {
+    let key = source.key();
+    let arg = match key.contains(['"', ' ']) {
+        true => format!("'{}'", key.replace('\'', "'\\''")),
+        false => key,
+    };
     Error::bad_input(format!(
         "column `{column}` of `{db}`.`{table}` {verb} from {from} to {to} on the source, which could \
          lose or refuse values on the target, so siphon leaves it to you: alter the target by hand \
-         (ALTER TABLE {} MODIFY COLUMN {} {to}), or drop the target table and run \
-         `siphon sync resync PIPELINE --table {db}.{table}`",
+         (ALTER TABLE {} MODIFY COLUMN {} {to}), or drop the target table and copy the table \
+         again (`siphon sync resync` of the pipeline, with `--table {arg}`)",
         qualified(Some(db), table),
         ident(column),
     ))
