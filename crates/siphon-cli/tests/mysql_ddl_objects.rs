@@ -2,9 +2,11 @@
 //! where said) through the binary on the testkit's real servers: a unique
 //! index on a column prefix is created once on the target, with its prefix; a
 //! table created at the source while a `cdc` pipeline streams keeps its
-//! `AUTO_INCREMENT` on the target as a table present at the start does; and a
-//! table with a spatial column is refused before its target table is created,
-//! in `full` and `incremental` mode, while the pipeline's other tables copy.
+//! `AUTO_INCREMENT` on the target as a table present at the start does, and a
+//! column the source makes `AUTO_INCREMENT` while it streams becomes so on the
+//! target; and a table with a spatial column is refused before its target
+//! table is created, in `full` and `incremental` mode, while the pipeline's
+//! other tables copy.
 
 use std::time::Duration;
 
@@ -153,6 +155,59 @@ fn a_table_created_while_cdc_streams_keeps_auto_increment_on_a_mariadb_target() 
         support::my_rows(my, &dst_db, "id, v", "later"),
         vec!["1|x", "2|y", "3|z"]
     );
+}
+
+#[test]
+fn auto_increment_added_at_the_source_while_cdc_streams_reaches_a_mariadb_target() {
+    let my = MariaDb::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE t (id int NOT NULL PRIMARY KEY, v varchar(10)); \
+         INSERT INTO t VALUES (1, 'a');",
+    )
+    .unwrap();
+    let dst = my.create_database().unwrap();
+    let dst_db = db_name(&dst);
+    let dir = tempfile::tempdir().unwrap();
+    config(
+        dir.path(),
+        &src,
+        &dst,
+        "cdc",
+        &format!("[\"{db}.*\"]"),
+        "schema_check_interval: 2s",
+    );
+    let mut run = support::spawn_run(dir.path());
+    let rows = || support::my_rows(my, &dst_db, "id, v", "t");
+    wait_for("the table is copied", Duration::from_secs(60), || {
+        my.query_in(&dst_db, "SELECT COUNT(*) FROM t")
+            .is_ok_and(|n| n.trim() == "1")
+    });
+    my.query_in(
+        &db,
+        "ALTER TABLE t MODIFY id int NOT NULL AUTO_INCREMENT; INSERT INTO t (v) VALUES ('b');",
+    )
+    .unwrap();
+    // The ALTER streamed on without a new shape, and the target's `id` stayed
+    // without AUTO_INCREMENT for good.
+    wait_for(
+        "the target's id is AUTO_INCREMENT",
+        Duration::from_secs(60),
+        || {
+            assert!(
+                run.running(),
+                "siphon stopped:\n{}",
+                support::run_log(dir.path())
+            );
+            id_extra(my, &dst_db, "t") == "auto_increment" && rows().len() == 2
+        },
+    );
+    run.kill();
+    my.query_in(&dst_db, "INSERT INTO t (v) VALUES ('c')")
+        .expect("an insert without the id on the target");
+    assert_eq!(rows(), vec!["1|a", "2|b", "3|c"]);
 }
 
 /// A spatial table and a plain one at a new source database.

@@ -36,6 +36,7 @@ struct Found {
     name: String,
     column_type: String,
     generated: bool,
+    auto_increment: bool,
 }
 
 /// Reads the target table's columns; empty when it does not exist.
@@ -58,6 +59,7 @@ async fn find(conn: &mut Conn, database: &str, table: &str) -> Result<Vec<Found>
                 generated: ["GENERATED", "VIRTUAL", "PERSISTENT", "STORED"]
                     .iter()
                     .any(|w| extra.contains(w)),
+                auto_increment: extra.contains("AUTO_INCREMENT"),
             }
         })
         .collect())
@@ -117,6 +119,9 @@ pub(super) async fn prepare(
             }
             found = find(conn, database, &table.name.name).await?;
         }
+        if options.evolve && gain_auto_increment(conn, &name, server, table, &found).await {
+            found = find(conn, database, &table.name.name).await?;
+        }
     }
     let mut columns = Vec::with_capacity(table.columns.len());
     let mut write = Vec::new();
@@ -158,6 +163,48 @@ pub(super) async fn prepare(
         modes,
         json,
     })
+}
+
+/// Makes `AUTO_INCREMENT` a column of the existing target table `name` that a
+/// MySQL source made so since the table was created (`ALTER TABLE … MODIFY id
+/// … AUTO_INCREMENT` at the source, which the change stream carries on
+/// without a new shape). Only a column leading the primary key or a unique
+/// key, which the target table holds since it was created; the session's
+/// `NO_AUTO_VALUE_ON_ZERO` keeps a 0 id as it is. A failure is a warning: the
+/// rows replicate as before. Returns whether the table changed.
+async fn gain_auto_increment(
+    conn: &mut Conn,
+    name: &str,
+    server: &Server,
+    table: &TableSchema,
+    found: &[Found],
+) -> bool {
+    if table.origin != Engine::Mysql || found.iter().any(|f| f.auto_increment) {
+        return false;
+    }
+    let Some(i) = (0..table.columns.len()).find(|&i| {
+        keeps_auto_increment(table, i, false)
+            && found
+                .iter()
+                .any(|f| f.name.eq_ignore_ascii_case(&table.columns[i].name) && !f.generated)
+    }) else {
+        return false;
+    };
+    let column = &table.columns[i].name;
+    let sql = format!(
+        "ALTER TABLE {name} MODIFY COLUMN {} AUTO_INCREMENT",
+        column_sql(table, i, server.flavor, None)
+    );
+    match conn.query_drop(&sql).await {
+        Ok(()) => {
+            tracing::info!(table = %table.name, column = %column, "made the column AUTO_INCREMENT on the target as at the source");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(table = %table.name, column = %column, error = %e, "could not make the column AUTO_INCREMENT on the target as at the source");
+            false
+        }
+    }
 }
 
 /// The keys whose columns must fit InnoDB's key limit: the primary key and
