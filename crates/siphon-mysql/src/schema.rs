@@ -322,7 +322,7 @@ fn add_index(
 /// Whether `EXTRA` marks a generated column (`VIRTUAL GENERATED`, `STORED
 /// GENERATED`, MariaDB's older `PERSISTENT GENERATED`); MySQL's
 /// `DEFAULT_GENERATED` is a default, not a generated column.
-fn is_generated(extra: &str) -> bool {
+pub(crate) fn is_generated(extra: &str) -> bool {
     let e = extra.to_ascii_uppercase();
     [
         "VIRTUAL GENERATED",

@@ -39,6 +39,18 @@ struct Found {
     auto_increment: bool,
 }
 
+/// A target column as `information_schema.COLUMNS` describes it. MySQL 8
+/// marks a column with an expression default (`DEFAULT CURRENT_TIMESTAMP`)
+/// `DEFAULT_GENERATED`: written like any other, unlike a generated column.
+fn found(name: String, column_type: &str, extra: &str) -> Found {
+    Found {
+        name,
+        column_type: column_type.to_ascii_lowercase(),
+        generated: crate::schema::is_generated(extra),
+        auto_increment: extra.to_ascii_uppercase().contains("AUTO_INCREMENT"),
+    }
+}
+
 /// Reads the target table's columns; empty when it does not exist.
 async fn find(conn: &mut Conn, database: &str, table: &str) -> Result<Vec<Found>> {
     let rows: Vec<(String, String, String)> = conn
@@ -51,17 +63,7 @@ async fn find(conn: &mut Conn, database: &str, table: &str) -> Result<Vec<Found>
         .map_err(|e| my_err(e, "reading the target table's columns"))?;
     Ok(rows
         .into_iter()
-        .map(|(name, column_type, extra)| {
-            let extra = extra.to_ascii_uppercase();
-            Found {
-                name,
-                column_type: column_type.to_ascii_lowercase(),
-                generated: ["GENERATED", "VIRTUAL", "PERSISTENT", "STORED"]
-                    .iter()
-                    .any(|w| extra.contains(w)),
-                auto_increment: extra.contains("AUTO_INCREMENT"),
-            }
-        })
+        .map(|(name, column_type, extra)| found(name, &column_type, &extra))
         .collect())
 }
 
@@ -523,6 +525,19 @@ fn create_sql(name: &str, table: &TableSchema, flavor: Flavor, indexes: bool) ->
 mod tests {
     use super::*;
     use siphon_core::{Column, DataType, Index, TableName};
+
+    #[test]
+    fn target_columns_with_expression_defaults_are_written() {
+        let at = |extra: &str| found("c".into(), "TIMESTAMP", extra);
+        // MySQL 8's expression defaults are written; generated columns are not.
+        assert!(!at("DEFAULT_GENERATED").generated);
+        assert!(!at("DEFAULT_GENERATED on update CURRENT_TIMESTAMP").generated);
+        assert!(at("VIRTUAL GENERATED").generated);
+        assert!(at("STORED GENERATED").generated);
+        assert!(at("PERSISTENT GENERATED").generated);
+        assert!(at("auto_increment").auto_increment);
+        assert_eq!(at("").column_type, "timestamp");
+    }
 
     fn col(name: &str, kind: TypeKind, native: &str) -> Column {
         Column {
