@@ -164,7 +164,13 @@ pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
         Engine::Mysql => mysql_type_only(declared),
         _ => declared,
     };
-    let lower = declared.trim().to_ascii_lowercase();
+    // MySQL prints attributes after the parameters (`decimal(10,2) unsigned`):
+    // the kind is read from the type without them, and `unsigned` kept apart.
+    let (typed, mysql_unsigned) = match engine {
+        Engine::Mysql => mysql_attributes(declared),
+        _ => (declared.trim().to_string(), false),
+    };
+    let lower = typed.to_ascii_lowercase();
     if engine == Engine::Postgres {
         if let Some(element) = lower.strip_suffix("[]") {
             let element = element.trim_end_matches("[]");
@@ -174,7 +180,7 @@ pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
         }
     }
     if engine == Engine::Mysql {
-        if let Some(kind) = parse_mysql(declared.trim(), &lower) {
+        if let Some(kind) = parse_mysql(&typed, &lower, mysql_unsigned) {
             return kind;
         }
     }
@@ -187,7 +193,7 @@ pub fn parse_native(engine: Engine, declared: &str) -> TypeKind {
         .filter_map(|a| a.trim().parse().ok())
         .collect();
     let first = nums.first().copied();
-    let unsigned = base.ends_with(" unsigned");
+    let unsigned = base.ends_with(" unsigned") || mysql_unsigned;
     let base = base.trim_end_matches(" unsigned").trim();
     let decimal = || K::Decimal {
         precision: first,
@@ -294,8 +300,10 @@ pub const MYSQL_TIME: &str = "time";
 /// The kinds of MySQL's declared types that the common parsing cannot read:
 /// enums and sets (with labels in their own case), `time` (a duration),
 /// `bit(n)`, and unsigned integers (`int(10) unsigned zerofill` as MariaDB
-/// prints them). `lower` is `declared` in lower case.
-fn parse_mysql(declared: &str, lower: &str) -> Option<TypeKind> {
+/// prints them). `declared` is the type without its attributes
+/// ([`mysql_attributes`]), `lower` the same in lower case, and `unsigned`
+/// whether the attributes make it unsigned.
+fn parse_mysql(declared: &str, lower: &str, unsigned: bool) -> Option<TypeKind> {
     use TypeKind as K;
     if lower.starts_with("enum(") {
         return Some(K::Enum {
@@ -313,7 +321,6 @@ fn parse_mysql(declared: &str, lower: &str) -> Option<TypeKind> {
         .and_then(|(_, rest)| rest.split(')').next())
         .unwrap_or("");
     let first: Option<u32> = args.split(',').next().and_then(|a| a.trim().parse().ok());
-    let unsigned = lower.contains(" unsigned");
     Some(match base {
         "time" => K::Engine {
             name: MYSQL_TIME.to_string(),
@@ -341,6 +348,58 @@ fn parse_mysql(declared: &str, lower: &str) -> Option<TypeKind> {
         "bigint" => K::Int64,
         _ => return None,
     })
+}
+
+/// The attributes MySQL and MariaDB write after a type's name or parameters
+/// that leave its kind alone but for the sign: `zerofill` implies `unsigned`,
+/// and `binary` after a text type names its `_bin` collation.
+const MYSQL_ATTRIBUTES: [&str; 4] = ["unsigned", "signed", "zerofill", "binary"];
+
+/// A MySQL column type (without character set and collation, see
+/// [`mysql_type_only`]) split into the type and whether its attributes make
+/// it unsigned: `decimal(10,2) unsigned zerofill` is `decimal(10,2)` and
+/// unsigned, `char(10) binary` is `char(10)`, `bigint unsigned` is `bigint`
+/// and unsigned. Parentheses and quotes inside enum and set labels are
+/// skipped; whatever follows the parameters is an attribute.
+fn mysql_attributes(declared: &str) -> (String, bool) {
+    let declared = declared.trim();
+    let is_unsigned =
+        |w: &str| w.eq_ignore_ascii_case("unsigned") || w.eq_ignore_ascii_case("zerofill");
+    let bytes = declared.as_bytes();
+    let (mut quoted, mut depth, mut i) = (false, 0usize, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quoted => i += 1,
+            b'\'' => quoted = !quoted,
+            _ if quoted => {}
+            b'(' => depth += 1,
+            b')' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    let (typed, attributes) = declared.split_at(i + 1);
+                    let unsigned = attributes.split_whitespace().any(is_unsigned);
+                    return (typed.trim_end().to_string(), unsigned);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if depth > 0 {
+        // Unbalanced: read as written.
+        return (declared.to_string(), false);
+    }
+    // No parameters: the attributes are the trailing words after the name.
+    let mut words: Vec<&str> = declared.split_whitespace().collect();
+    let mut unsigned = false;
+    while words.len() > 1
+        && MYSQL_ATTRIBUTES
+            .iter()
+            .any(|a| words[words.len() - 1].eq_ignore_ascii_case(a))
+    {
+        unsigned |= is_unsigned(words.pop().unwrap_or_default());
+    }
+    (words.join(" "), unsigned)
 }
 
 /// A MySQL column type without the character set and collation siphon's
@@ -925,6 +984,87 @@ mod tests {
         };
         assert_eq!(declare(Engine::Postgres, &time), "interval");
         assert_eq!(declare(Engine::Mysql, &time), "time(6)");
+    }
+
+    #[test]
+    fn mysql_attributes_after_the_parameters_keep_them() {
+        let p = |d: &str| parse_native(Engine::Mysql, d);
+        let dec = |p: u32, s: u32| K::Decimal {
+            precision: Some(p),
+            scale: Some(s),
+        };
+        assert_eq!(p("decimal(10,2) unsigned"), dec(10, 2));
+        assert_eq!(p("decimal(8,3) unsigned zerofill"), dec(8, 3));
+        assert_eq!(p("decimal(8,3) zerofill"), dec(8, 3));
+        assert_eq!(p("DECIMAL(12,4) UNSIGNED"), dec(12, 4));
+        assert_eq!(p("decimal(10,2) signed"), dec(10, 2));
+        assert_eq!(p("decimal(10,0) unsigned"), dec(10, 0));
+        assert_eq!(p("float(7,3) unsigned"), K::Float32);
+        assert_eq!(p("float unsigned zerofill"), K::Float32);
+        assert_eq!(p("double(10,2) unsigned"), K::Float64);
+        assert_eq!(p("double unsigned"), K::Float64);
+        assert_eq!(p("int(10) unsigned zerofill"), K::Int64);
+        assert_eq!(p("int(10) zerofill"), K::Int64);
+        assert_eq!(p("int(11) signed"), K::Int32);
+        assert_eq!(p("tinyint(1) unsigned"), K::Int16);
+        assert_eq!(p("smallint(5) unsigned zerofill"), K::Int32);
+        assert_eq!(
+            p("bigint(20) unsigned"),
+            K::Decimal {
+                precision: Some(20),
+                scale: Some(0)
+            }
+        );
+        assert_eq!(p("char(10) binary"), K::FixedText { len: 10 });
+        assert_eq!(
+            p("varchar(20) binary CHARACTER SET latin1 COLLATE latin1_bin"),
+            K::Text { max_len: Some(20) }
+        );
+        assert_eq!(
+            p("varchar(20) character set latin1"),
+            K::Text { max_len: Some(20) }
+        );
+        assert_eq!(p("binary(16)"), K::Bytes { max_len: None });
+        assert_eq!(p("binary"), K::Bytes { max_len: None });
+        assert_eq!(
+            p("enum('a) unsigned','b,(c)','it''s') CHARACTER SET utf8mb4"),
+            K::Enum {
+                name: String::new(),
+                labels: vec!["a) unsigned".into(), "b,(c)".into(), "it's".into()]
+            }
+        );
+        assert_eq!(p("set('x)','y,z')"), K::Text { max_len: None });
+        // The parts a type is split into, labels left whole.
+        assert_eq!(
+            mysql_attributes("enum('(',')') unsigned"),
+            ("enum('(',')')".to_string(), true)
+        );
+        assert_eq!(
+            mysql_attributes("bigint unsigned zerofill"),
+            ("bigint".to_string(), true)
+        );
+        assert_eq!(mysql_attributes("binary"), ("binary".to_string(), false));
+        // Into other engines the scale stays.
+        let column = |declared: &str| Column {
+            name: "c".into(),
+            data_type: crate::DataType::new(p(declared), true),
+            native_type: declared.into(),
+            generated: false,
+            source_id: None,
+        };
+        let unsigned = column("decimal(10,2) unsigned");
+        assert_eq!(
+            native_type(Engine::Postgres, Engine::Mysql, &unsigned),
+            "numeric(10,2)"
+        );
+        assert_eq!(
+            native_type(Engine::Sqlite, Engine::Mysql, &unsigned),
+            "DECIMAL_TEXT(10,2)"
+        );
+        assert_eq!(
+            native_type(Engine::Mysql, Engine::Mysql, &unsigned),
+            "decimal(10,2) unsigned"
+        );
     }
 
     #[test]
