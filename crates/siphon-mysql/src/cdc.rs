@@ -282,6 +282,7 @@ impl MySqlSource {
             tx_gtid: None,
             in_group: false,
             in_txn: false,
+            xa: false,
             index: 0,
             pending: Vec::new(),
             split: false,

@@ -23,6 +23,12 @@ pub const COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
 const FL_STANDALONE: u8 = 1;
 /// `FL_GROUP_COMMIT_ID`: a commit id follows the flags.
 const FL_GROUP_COMMIT_ID: u8 = 2;
+/// `FL_PREPARED_XA`: the group is an XA transaction up to its XA PREPARE
+/// (the server writes `XA START` into this flag, not as a statement).
+const FL_PREPARED_XA: u8 = 64;
+/// `FL_COMPLETED_XA`: the group is the XA COMMIT or XA ROLLBACK of a
+/// prepared XA transaction, a statement of its own.
+const FL_COMPLETED_XA: u8 = 128;
 
 /// A MariaDB GTID event: `domain-server-seq` and whether the group is a lone
 /// statement (DDL) that ends without a COMMIT.
@@ -38,6 +44,12 @@ pub struct MariaGtid {
     pub standalone: bool,
     /// The group commit id, when the server wrote one.
     pub commit_id: Option<u64>,
+    /// The group holds an XA transaction's changes, ending at its XA PREPARE
+    /// (an `XA_PREPARE_LOG_EVENT`); whether they count is decided later, by
+    /// an XA COMMIT or XA ROLLBACK in a group of its own.
+    pub prepared_xa: bool,
+    /// The group is the XA COMMIT or XA ROLLBACK of a prepared XA transaction.
+    pub completed_xa: bool,
 }
 
 fn short(what: &str) -> Error {
@@ -61,7 +73,7 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 /// Decodes a GTID event (type 162) body; `server` is the header's server id.
 /// Layout: seq u64, domain u32, flags u8, then (with `FL_GROUP_COMMIT_ID`)
-/// the commit id u64; XA fields after that are not read.
+/// the commit id u64; XA fields after that (the XID) are not read.
 pub fn gtid(body: &[u8], server: u32) -> Result<MariaGtid> {
     let seq = u64_at(body, 0).ok_or_else(|| short("GTID"))?;
     let domain = u32_at(body, 8).ok_or_else(|| short("GTID"))?;
@@ -77,6 +89,8 @@ pub fn gtid(body: &[u8], server: u32) -> Result<MariaGtid> {
         seq,
         standalone: flags & FL_STANDALONE != 0,
         commit_id,
+        prepared_xa: flags & FL_PREPARED_XA != 0,
+        completed_xa: flags & FL_COMPLETED_XA != 0,
     })
 }
 
@@ -109,6 +123,23 @@ pub fn binlog_checkpoint(body: &[u8]) -> Result<String> {
 /// The statement text of an annotate rows event (type 160).
 pub fn annotate_rows(body: &[u8]) -> String {
     String::from_utf8_lossy(body).into_owned()
+}
+
+/// The error stopping `table` when a two-phase XA transaction changed it: its
+/// changes come at XA PREPARE, before the transaction is decided, and its XA
+/// COMMIT or XA ROLLBACK comes later without them, so siphon applies none of
+/// them and the table has to be copied again. The engine adds the command
+/// that copies it again (with the pipeline and `--table`).
+pub fn two_phase_xa(table: &siphon_core::TableName) -> Error {
+    Error::bad_input(
+        "a two-phase XA transaction (XA START … XA PREPARE, then XA COMMIT or XA ROLLBACK) \
+         changed the table, and siphon does not follow two-phase XA transactions (the binlog \
+         holds their changes at XA PREPARE, before it is known whether they are committed), so \
+         none of its changes were applied: once the transaction is committed or rolled back \
+         (XA RECOVER on the source no longer lists it), copy the table again; write to \
+         replicated tables with ordinary transactions or XA COMMIT … ONE PHASE",
+    )
+    .table(table)
 }
 
 /// The error for an event siphon cannot read because the server compresses
@@ -151,7 +182,9 @@ mod tests {
                 server: 9,
                 seq: 258,
                 standalone: true,
-                commit_id: Some(77)
+                commit_id: Some(77),
+                prepared_xa: false,
+                completed_xa: false,
             }
         );
         // A transactional group (flags 0x0c: transactional | allow parallel),
@@ -165,6 +198,33 @@ mod tests {
         assert!(!g.standalone);
         assert_eq!((g.domain, g.seq, g.commit_id), (0, 5, None));
         assert!(gtid(&t[..10], 1).is_err());
+    }
+
+    /// The GTID events of a prepared XA transaction and of its XA ROLLBACK,
+    /// as MariaDB 10.11.19 wrote them (`mariadb-binlog --hexdump`, bodies
+    /// without the header and the CRC32): `GTID 0-7-5 trans` with flags 0x4c
+    /// and XID formatID 1, gtrid "x1" (printed as `XA START X'7831',X'',1`),
+    /// and two bytes of extra flags, then `GTID 0-7-6 trans` with flags 0x8d
+    /// before the query
+    /// `XA ROLLBACK X'7831',X'',1`.
+    #[test]
+    fn mariadb_xa_gtid_events_say_prepared_or_completed() {
+        let prepared = [
+            0x05, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x4c, 0x01, 0, 0, 0, 0x02, 0x00, b'x', b'1',
+            0x01, 0xff,
+        ];
+        let g = gtid(&prepared, 7).unwrap();
+        assert_eq!((g.domain, g.server, g.seq), (0, 7, 5));
+        assert!(g.prepared_xa && !g.completed_xa && !g.standalone);
+        let completed = [
+            0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x8d, 0x01, 0, 0, 0, 0x02, 0x00, b'x', b'1',
+        ];
+        let g = gtid(&completed, 7).unwrap();
+        assert_eq!(g.seq, 6);
+        assert!(g.completed_xa && !g.prepared_xa && g.standalone);
+        let e = two_phase_xa(&siphon_core::TableName::new(Some("d"), "t"));
+        assert!(e.to_string().contains("XA"), "{e}");
+        assert_eq!(e.table_name(), Some("d.t"));
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct MySqlChangeStream<R: Rediscover = crate::source::MySqlSource> {
     pub(crate) in_group: bool,
     /// Inside BEGIN … COMMIT.
     pub(crate) in_txn: bool,
+    /// The group being read is a two-phase XA transaction up to its XA
+    /// PREPARE: its changes of pipeline tables are refused, not applied.
+    pub(crate) xa: bool,
     pub(crate) index: u32,
     /// Changes of the transaction being read that did not fit the last batch.
     pub(crate) pending: Vec<Change>,
@@ -227,6 +230,7 @@ impl<R: Rediscover> MySqlChangeStream<R> {
         }));
         self.tx_gtid = gtid;
         self.in_group = true;
+        self.xa = false;
         self.index = 0;
     }
 
@@ -248,6 +252,7 @@ impl<R: Rediscover> MySqlChangeStream<R> {
         self.tx = None;
         self.in_group = false;
         self.in_txn = false;
+        self.xa = false;
     }
 
     /// Turns one event into changes (appended to `out`) and says what it did.
@@ -275,6 +280,9 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                 );
                 // A standalone group is one statement with no BEGIN.
                 self.in_txn = !g.standalone;
+                // MariaDB writes XA START into the GTID event's flags; the
+                // group ends with an XA_PREPARE_LOG_EVENT.
+                self.xa = g.prepared_xa;
                 return Ok(Step::Begin);
             }
             events::GTID_LIST => {
@@ -369,12 +377,22 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                     .collect();
                 let first = words.first().map(String::as_str).unwrap_or("");
                 let second = words.get(1).map(String::as_str).unwrap_or("");
-                // XA START opens a transaction; XA PREPARE ends its group (MariaDB
-                // logs the XA COMMIT later, as a group of its own).
+                // XA START opens a two-phase XA transaction (MySQL writes it
+                // as a statement, MariaDB in the GTID event); XA PREPARE (an
+                // XA_PREPARE_LOG_EVENT, or this statement) ends its group. Its
+                // XA COMMIT or XA ROLLBACK comes later as a group of its own,
+                // without the changes: nothing to apply.
                 let word = match (first, second) {
                     ("XA", "START" | "BEGIN") => "BEGIN",
                     ("XA", "PREPARE") => "COMMIT",
                     ("XA", "END") => "",
+                    ("XA", "COMMIT" | "ROLLBACK") if !self.in_txn => {
+                        if !self.in_group {
+                            self.begin(None, start, header.timestamp(), None, header.server_id());
+                        }
+                        self.end(log_pos);
+                        return Ok(Step::End);
+                    }
                     (w, _) => w,
                 };
                 match word {
@@ -384,6 +402,9 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                             self.begin(None, start, header.timestamp(), None, header.server_id());
                         }
                         self.in_txn = true;
+                        if first == "XA" {
+                            self.xa = true;
+                        }
                         Ok(if began { Step::Begin } else { Step::Nothing })
                     }
                     "COMMIT" | "ROLLBACK" if self.in_txn => {
@@ -407,6 +428,13 @@ impl<R: Rediscover> MySqlChangeStream<R> {
                 }
             }
             EventType::XID_EVENT => {
+                self.end(log_pos);
+                Ok(Step::End)
+            }
+            EventType::XA_PREPARE_LOG_EVENT if self.in_group => {
+                // The end of a two-phase XA transaction's group (its rows of
+                // pipeline tables were refused as they were read), or of a
+                // MySQL XA COMMIT … ONE PHASE.
                 self.end(log_pos);
                 Ok(Step::End)
             }
@@ -485,6 +513,12 @@ impl<R: Rediscover> MySqlChangeStream<R> {
             self.index = self.index.saturating_add(n.saturating_mul(per_row));
             return Ok(());
         };
+        if self.xa {
+            // Not applied before its XA COMMIT, which the stream cannot
+            // wait for across batches and restarts: the table stops alone,
+            // before any of the transaction's changes leave the stream.
+            return Err(events::two_phase_xa(&name));
+        }
         // Borrowed, not cloned: a clone per rows event (one a row, for
         // single-row statements) copied every column's description.
         let known = &self.known[&name];
@@ -892,6 +926,7 @@ mod tests {
             tx_gtid: None,
             in_group: false,
             in_txn: false,
+            xa: false,
             index: 0,
             pending: Vec::new(),
             split: false,
