@@ -2,21 +2,24 @@
 //! (a run of them in multi-row statements), and each update or delete
 //! changes exactly one row equal to the old row (`<=>`, NULL-safe, over every
 //! written column, `LIMIT 1`), so rows that repeat stay as many as at the
-//! source. Such updates and deletes take a statement each: rows have no key
-//! to batch them by.
+//! source. Text is equal byte for byte, not under the target column's
+//! collation: with `utf8mb4_general_ci` (PAD SPACE) 'a' would find 'A' and
+//! 'x' would find 'x '. Such updates and deletes take a statement each: rows
+//! have no key to batch them by.
 
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use siphon_core::{ApplyStats, Change, Error, Op, Result, Row, TableSchema};
+use siphon_core::{ApplyStats, Change, Error, Op, Result, Row, TableSchema, TypeKind, Value};
 
 use super::apply::upsert;
 use super::encode;
 use super::{write_err, TargetTable};
 use crate::conn::{ident, Flavor};
 
-/// `c1 <=> v1 AND …` over the written columns of `row`.
+/// `c1 <=> v1 AND …` over the written columns of `row`; text compared byte
+/// for byte ([`text_equal`]).
 fn equal_to(t: &TargetTable, table: &TableSchema, row: &Row, flavor: Flavor) -> Result<String> {
     let mut terms = Vec::with_capacity(t.write.len());
     for &i in &t.write {
@@ -30,13 +33,41 @@ fn equal_to(t: &TargetTable, table: &TableSchema, row: &Row, flavor: Flavor) -> 
         if t.json[i] && flavor == Flavor::MySql && v != "NULL" {
             v = format!("CAST({v} AS JSON)");
         }
-        terms.push(format!("{} <=> {v}", ident(&t.columns[i])));
+        let column = ident(&t.columns[i]);
+        let kind = table.columns.get(i).map(|c| &c.data_type.kind);
+        terms.push(match (&row[i], kind) {
+            (Value::Text(_), Some(kind)) => text_equal(&column, &v, kind),
+            _ => format!("{column} <=> {v}"),
+        });
     }
     Ok(if terms.is_empty() {
         "TRUE".to_string()
     } else {
         terms.join(" AND ")
     })
+}
+
+/// `column <=> text` byte for byte, for a text `literal` in a column of
+/// `kind`: both sides as utf8mb4 (the session's character set; a latin1
+/// column converts without loss) cast to binary strings, whose comparison
+/// knows no case, accent or trailing-space padding. A fixed-length text
+/// (`char(n)`) drops its trailing spaces first, on both sides: MySQL's
+/// `char` returns its values without them, and PostgreSQL's `char(n)` pads
+/// with them. Columns of other kinds, whose text is a value's form (a time,
+/// a number), keep `<=>`.
+fn text_equal(column: &str, literal: &str, kind: &TypeKind) -> String {
+    let bytes = |e: &str| format!("CAST(CONVERT({e} USING utf8mb4) AS BINARY)");
+    match kind {
+        TypeKind::Text { .. } | TypeKind::Enum { .. } => {
+            format!("{} <=> {}", bytes(column), bytes(literal))
+        }
+        TypeKind::FixedText { .. } => format!(
+            "{} <=> {}",
+            bytes(&format!("RTRIM({column})")),
+            bytes(&format!("RTRIM({literal})"))
+        ),
+        _ => format!("{column} <=> {literal}"),
+    }
 }
 
 /// Applies `changes` (all of one table without a key, in order) in the open
