@@ -2,12 +2,18 @@
 //! through the binary against the testkit's real MariaDB and PostgreSQL: a
 //! PostgreSQL table without any key (`REPLICA IDENTITY FULL`) streamed into
 //! MariaDB keeps its duplicate rows, and an update or a delete of one of two
-//! identical rows changes exactly one of them on the target.
+//! identical rows changes exactly one of them on the target. Statements
+//! that remove rows without row events in the binlog (`ALTER TABLE …
+//! TRUNCATE PARTITION` / `DROP PARTITION`, MariaDB's `CREATE OR REPLACE
+//! TABLE`) stop that table with what happened and the resync, the other
+//! tables stream on and the next run copies it again; partition operations
+//! that keep the rows stream on; a string in an ALTER (a COMMENT saying
+//! "rename") is not read as SQL.
 
 use siphon_testkit::{MariaDb, Postgres};
 
 mod support;
-use support::{config_named, db_name, my_rows, ok, siphon};
+use support::{config, config_named, db_name, fails, my_rows, ok, siphon};
 
 #[test]
 fn a_keyless_postgres_table_streams_into_mariadb_with_its_duplicate_rows() {
@@ -70,5 +76,166 @@ fn a_keyless_postgres_table_streams_into_mariadb_with_its_duplicate_rows() {
             "logs"
         ),
         source
+    );
+}
+
+/// Asserts that `out` names the stopped table `db.t`, `what` happened, and
+/// the resync of pipeline `p`.
+fn says_stopped(out: &str, db: &str, t: &str, what: &str) {
+    for part in [
+        format!("table {db}.{t}"),
+        what.to_string(),
+        "the table must be copied again".to_string(),
+        format!("siphon sync resync p --table {db}.{t}"),
+    ] {
+        assert!(out.contains(&part), "{part:?} is not said: {out}");
+    }
+}
+
+#[test]
+fn a_truncated_partition_is_not_left_on_the_target() {
+    let my = MariaDb::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE ev (id int NOT NULL, day date NOT NULL, v varchar(10), PRIMARY KEY (id, day)) \
+         PARTITION BY RANGE (YEAR(day)) (PARTITION p2024 VALUES LESS THAN (2025), \
+           PARTITION pmax VALUES LESS THAN MAXVALUE); \
+         INSERT INTO ev VALUES (1, '2024-01-01', 'a'), (2, '2025-01-01', 'b'), (3, '2024-06-01', 'c'); \
+         CREATE TABLE o (id int PRIMARY KEY); INSERT INTO o VALUES (1);",
+    )
+    .unwrap();
+    let dst = my.create_database().unwrap();
+    let dst_db = db_name(&dst);
+    let dir = tempfile::tempdir().unwrap();
+    config(
+        dir.path(),
+        &src,
+        &dst,
+        "cdc",
+        &format!("[{db}.ev, {db}.o]"),
+        "",
+    );
+    ok(siphon(dir.path(), &["run", "--once"]));
+    let same = |t: &str, row: &str| {
+        assert_eq!(
+            my_rows(my, &dst_db, row, t),
+            my_rows(my, &db, row, t),
+            "{t}"
+        );
+    };
+    same("ev", "id, day, v");
+
+    // The partition's rows go without a row event: the table stops, the
+    // other streams on, and the next run copies it again.
+    my.query_in(
+        &db,
+        "ALTER TABLE ev TRUNCATE PARTITION p2024; INSERT INTO ev VALUES (4, '2026-01-01', 'd'); \
+         INSERT INTO o VALUES (2);",
+    )
+    .unwrap();
+    let out = fails(siphon(dir.path(), &["run", "--once"]), 1);
+    says_stopped(
+        &out,
+        &db,
+        "ev",
+        "the source emptied partition p2024 of the table",
+    );
+    same("o", "id");
+    assert_eq!(my_rows(my, &dst_db, "id", "ev").len(), 3, "ev moved on");
+    ok(siphon(dir.path(), &["run", "--once"]));
+    same("ev", "id, day, v");
+
+    // A partition operation that keeps the rows streams on.
+    my.query_in(
+        &db,
+        "ALTER TABLE ev REORGANIZE PARTITION pmax INTO (PARTITION p2025 VALUES LESS THAN (2026), \
+           PARTITION pmax VALUES LESS THAN MAXVALUE); \
+         ALTER TABLE ev ANALYZE PARTITION p2025; INSERT INTO ev VALUES (5, '2025-05-05', 'e');",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    same("ev", "id, day, v");
+
+    // A dropped partition takes its rows with it: stopped alike.
+    my.query_in(
+        &db,
+        "ALTER TABLE ev DROP PARTITION p2025; INSERT INTO ev VALUES (6, '2027-01-01', 'f');",
+    )
+    .unwrap();
+    let out = fails(siphon(dir.path(), &["run", "--once"]), 1);
+    says_stopped(
+        &out,
+        &db,
+        "ev",
+        "the source dropped partition p2025 of the table with its rows",
+    );
+    ok(siphon(dir.path(), &["run", "--once"]));
+    same("ev", "id, day, v");
+    assert_eq!(my_rows(my, &dst_db, "id", "ev"), ["4", "6"]);
+}
+
+/// As a DROP TABLE and a CREATE TABLE of a replicated table: it stops with
+/// the resync, and the next run copies the new table in place of the old.
+#[test]
+fn create_or_replace_table_does_not_leave_the_old_rows_on_the_target() {
+    let my = MariaDb::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE cr (id int PRIMARY KEY, v varchar(10)); INSERT INTO cr VALUES (1, 'old1'), (2, 'old2');",
+    )
+    .unwrap();
+    let dst = my.create_database().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, "cdc", &format!("[{db}.cr]"), "");
+    ok(siphon(dir.path(), &["run", "--once"]));
+    my.query_in(
+        &db,
+        "CREATE OR REPLACE TABLE cr (id int PRIMARY KEY, v varchar(10)); INSERT INTO cr VALUES (9, 'new9');",
+    )
+    .unwrap();
+    let out = fails(siphon(dir.path(), &["run", "--once"]), 1);
+    says_stopped(
+        &out,
+        &db,
+        "cr",
+        "the source replaced the table with CREATE OR REPLACE TABLE",
+    );
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        my_rows(my, &db_name(&dst), "id, v", "cr"),
+        vec!["9|new9".to_string()]
+    );
+}
+
+/// A COMMENT saying "rename" is a string, not RENAME: the column is added
+/// and the table streams on.
+#[test]
+fn a_comment_saying_rename_does_not_stop_the_table() {
+    let my = MariaDb::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE u (id int PRIMARY KEY, v int); INSERT INTO u VALUES (1, 1);",
+    )
+    .unwrap();
+    let dst = my.create_database().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &src, &dst, "cdc", &format!("[{db}.u]"), "");
+    ok(siphon(dir.path(), &["run", "--once"]));
+    my.query_in(
+        &db,
+        "ALTER TABLE u ADD COLUMN c varchar(30) COMMENT 'we may rename this later, don''t drop it'; \
+         INSERT INTO u VALUES (2, 2, 'two');",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    assert_eq!(
+        my_rows(my, &db_name(&dst), "id, v, IFNULL(c, 'null')", "u"),
+        vec!["1|1|null".to_string(), "2|2|two".to_string()]
     );
 }

@@ -1,8 +1,11 @@
 //! The statements of QUERY events that matter to a change stream: which
 //! table a TRUNCATE empties, which tables an ALTER, CREATE/DROP INDEX,
 //! DROP or RENAME touches, and what an ALTER did to a replicated table's
-//! columns ([`judge`]). Everything else (CREATE TABLE, statements on other
-//! objects) is none of the stream's business.
+//! columns ([`judge`]), including the statements that remove or replace its
+//! rows without logging them as row changes (partition operations such as
+//! `TRUNCATE PARTITION`, MariaDB's `CREATE OR REPLACE TABLE`), which stop
+//! the table. Everything else (CREATE TABLE, statements on other objects)
+//! is none of the stream's business.
 
 use siphon_core::{Error, Result, TableSchema};
 
@@ -14,14 +17,19 @@ pub enum Ddl {
     /// `TRUNCATE [TABLE] t`.
     Truncate((Option<String>, String)),
     /// The table's shape may have changed (`ALTER TABLE`, `CREATE INDEX … ON`,
-    /// `DROP INDEX … ON`).
+    /// `DROP INDEX … ON`), or it was replaced (`CREATE OR REPLACE TABLE`):
+    /// [`judge`] says what follows.
     Alter((Option<String>, String)),
     /// The tables are gone or renamed (`DROP TABLE`, `RENAME TABLE a TO b`).
     Gone(Vec<(Option<String>, String)>),
 }
 
-/// Splits SQL into words and quoted identifiers, comments dropped
-/// (`/*! … */` version comments are read as SQL).
+/// Splits SQL into words, quoted identifiers and string literals, comments
+/// dropped (`/*! … */` version comments are read as SQL). A quoted token
+/// keeps its opening quote (`` `name ``, `'text`, `"text`) and loses the
+/// closing one, a doubled quote (`''`) read as one and, in `'…'` and `"…"`,
+/// a backslash escape (`\'`) as the character after the backslash, so a
+/// word inside a string or a name is never read as a keyword.
 fn tokens(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut chars = sql.chars().peekable();
@@ -33,21 +41,27 @@ fn tokens(sql: &str) -> Vec<String> {
     };
     while let Some(c) = chars.next() {
         match c {
-            '`' => {
+            '`' | '\'' | '"' => {
                 flush(&mut word, &mut out);
-                let mut id = String::from("`");
+                let mut quoted = String::from(c);
                 while let Some(n) = chars.next() {
-                    if n == '`' {
-                        if chars.peek() == Some(&'`') {
+                    if n == c {
+                        if chars.peek() == Some(&c) {
                             chars.next();
-                            id.push('`');
+                            quoted.push(c);
                             continue;
                         }
                         break;
                     }
-                    id.push(n);
+                    if n == '\\' && c != '`' {
+                        if let Some(e) = chars.next() {
+                            quoted.push(e);
+                        }
+                        continue;
+                    }
+                    quoted.push(n);
                 }
-                out.push(id);
+                out.push(quoted);
             }
             '/' if chars.peek() == Some(&'*') => {
                 flush(&mut word, &mut out);
@@ -105,12 +119,14 @@ fn tokens(sql: &str) -> Vec<String> {
     out
 }
 
+/// Whether `t` is the keyword `kw` (not a quoted name or a string).
 fn is(t: Option<&String>, kw: &str) -> bool {
-    t.is_some_and(|t| !t.starts_with('`') && t.eq_ignore_ascii_case(kw))
+    t.is_some_and(|t| !t.starts_with(['`', '\'', '"']) && t.eq_ignore_ascii_case(kw))
 }
 
+/// A name token without its quote (`` `a `` or, under ANSI_QUOTES, `"a`).
 fn unquote(t: &str) -> String {
-    t.strip_prefix('`')
+    t.strip_prefix(['`', '"'])
         .map(str::to_string)
         .unwrap_or_else(|| t.to_string())
 }
@@ -164,6 +180,16 @@ pub fn parse(sql: &str, db: Option<&str>) -> Option<Ddl> {
         } else {
             Ddl::Alter(name)
         });
+    }
+    if at(0, "CREATE") && at(1, "OR") && at(2, "REPLACE") {
+        // MariaDB's CREATE OR REPLACE [TEMPORARY] TABLE drops a table of the
+        // name (its rows with it) and creates another: judged as such.
+        if at(3, "TABLE") {
+            return name_at(&toks, 4, db).map(|(n, _)| Ddl::Alter(n));
+        }
+        if at(3, "TEMPORARY") {
+            return None;
+        }
     }
     if (at(0, "CREATE") || at(0, "DROP")) && toks.iter().any(|t| is(Some(t), "INDEX")) {
         let on = toks.iter().position(|t| is(Some(t), "ON"))?;
@@ -230,9 +256,18 @@ pub enum Reshape {
 /// [`Reshape::Evolve`], or a `BadInput` error naming the table, the column,
 /// what changed and the fix for a change siphon does not follow by itself: a
 /// column dropped or renamed, a type narrowed or changed to one that does not
-/// hold every old value (see [`widens`]), or another key.
+/// hold every old value (see [`widens`]), or another key. A statement that
+/// removes or replaces rows without row events (see [`rows_replaced`]) is
+/// refused whatever the shapes, as the target would keep the rows.
 pub fn judge(old: &TableSchema, new: &TableSchema, sql: &str) -> Result<Reshape> {
     let table = &old.name;
+    if let Some(what) = rows_replaced(sql) {
+        return Err(Error::bad_input(format!(
+            "{what}; the binlog holds no row changes for it, so the target still holds the rows as \
+             they were and siphon cannot follow it: the table must be copied again"
+        ))
+        .table(table));
+    }
     let refuse = |column: &str, what: String, fix: &str| {
         Error::bad_input(format!(
             "{what} (an ALTER TABLE read from the binlog), which siphon does not follow on the \
@@ -337,6 +372,98 @@ pub fn judge(old: &TableSchema, new: &TableSchema, sql: &str) -> Result<Reshape>
         true => Reshape::Evolve,
         false => Reshape::Untouched,
     })
+}
+
+/// What `sql` did to a table's rows without logging them as row changes,
+/// in words, when it did: `ALTER TABLE … TRUNCATE PARTITION`, `DROP
+/// PARTITION`, `EXCHANGE PARTITION`, MariaDB's `CONVERT PARTITION … TO
+/// TABLE` and `CONVERT TABLE … TO PARTITION`, `IMPORT [PARTITION …]
+/// TABLESPACE`, and `CREATE OR REPLACE TABLE`. Partition operations that keep
+/// every row (`ADD`, `REORGANIZE`, `COALESCE`, `REMOVE PARTITIONING`,
+/// `ANALYZE`, `OPTIMIZE`, `REBUILD`, `CHECK`, `REPAIR` …) are none of these.
+fn rows_replaced(sql: &str) -> Option<String> {
+    let toks = tokens(sql);
+    if is(toks.first(), "CREATE") {
+        return (is(toks.get(1), "OR") && is(toks.get(2), "REPLACE")).then(|| {
+            "the source replaced the table with CREATE OR REPLACE TABLE, which drops it with its \
+             rows and creates it anew"
+                .to_string()
+        });
+    }
+    if !is(toks.first(), "ALTER") {
+        return None;
+    }
+    // The partition names from `at` on: `p1, p2`, `ALL`, `IF EXISTS p`.
+    let names = |mut at: usize| {
+        if is(toks.get(at), "IF") && is(toks.get(at + 1), "EXISTS") {
+            at += 2;
+        }
+        let mut out = Vec::new();
+        while let Some(n) = toks.get(at) {
+            if matches!(n.as_str(), "," | ";" | "(" | ")") {
+                break;
+            }
+            out.push(unquote(n));
+            if toks.get(at + 1).map(String::as_str) != Some(",") {
+                break;
+            }
+            at += 2;
+        }
+        out.join(", ")
+    };
+    let table_at = |at: usize| {
+        name_at(&toks, at, None)
+            .map(|((db, n), _)| match db {
+                Some(db) => format!("{db}.{n}"),
+                None => n,
+            })
+            .unwrap_or_default()
+    };
+    for (i, t) in toks.iter().enumerate() {
+        let next = |kw: &str| is(toks.get(i + 1), kw);
+        let what = if is(Some(t), "TRUNCATE") && next("PARTITION") {
+            format!(
+                "the source emptied partition {} of the table (ALTER TABLE … TRUNCATE PARTITION)",
+                names(i + 2)
+            )
+        } else if is(Some(t), "DROP") && next("PARTITION") {
+            format!(
+                "the source dropped partition {} of the table with its rows (ALTER TABLE … DROP \
+                 PARTITION)",
+                names(i + 2)
+            )
+        } else if is(Some(t), "EXCHANGE") && next("PARTITION") {
+            let with = (i + 3..toks.len())
+                .find(|&j| is(toks.get(j), "TABLE"))
+                .map(|j| table_at(j + 1))
+                .unwrap_or_default();
+            format!(
+                "the source exchanged partition {} of the table with the rows of table {with} \
+                 (ALTER TABLE … EXCHANGE PARTITION)",
+                names(i + 2)
+            )
+        } else if is(Some(t), "CONVERT") && next("PARTITION") {
+            format!(
+                "the source moved partition {} of the table out to a table of its own (ALTER \
+                 TABLE … CONVERT PARTITION … TO TABLE)",
+                names(i + 2)
+            )
+        } else if is(Some(t), "CONVERT") && next("TABLE") {
+            format!(
+                "the source moved the rows of table {} into the table as a partition (ALTER \
+                 TABLE … CONVERT TABLE … TO PARTITION)",
+                table_at(i + 2)
+            )
+        } else if is(Some(t), "IMPORT") && (next("TABLESPACE") || next("PARTITION")) {
+            "the source imported rows into the table from tablespace files (ALTER TABLE … IMPORT \
+             TABLESPACE)"
+                .to_string()
+        } else {
+            continue;
+        };
+        return Some(what);
+    }
+    None
 }
 
 /// The columns an `ALTER TABLE` statement drops (`DROP [COLUMN] [IF EXISTS]
@@ -484,6 +611,137 @@ mod tests {
         assert_eq!(parse("CREATE TABLE a (id int)", Some("d")), None);
         assert_eq!(parse("DROP TEMPORARY TABLE IF EXISTS a", Some("d")), None);
         assert_eq!(parse("ALTER USER x", Some("d")), None);
+        assert_eq!(
+            parse(
+                "CREATE OR REPLACE TABLE `cr` (id int, INDEX (id))",
+                Some("d")
+            ),
+            Some(Ddl::Alter(t(Some("d"), "cr")))
+        );
+        assert_eq!(
+            parse("create or replace table d2.cr like x", Some("d")),
+            Some(Ddl::Alter(t(Some("d2"), "cr")))
+        );
+        assert_eq!(
+            parse("CREATE OR REPLACE TEMPORARY TABLE cr (id int)", Some("d")),
+            None
+        );
+        assert_eq!(
+            parse("CREATE OR REPLACE INDEX i ON a (x)", Some("d")),
+            Some(Ddl::Alter(t(Some("d"), "a")))
+        );
+        assert_eq!(
+            parse("CREATE TABLE a (id int, INDEX (id))", Some("d")),
+            None
+        );
+    }
+
+    #[test]
+    fn strings_and_quoted_names_are_one_token_each() {
+        assert_eq!(
+            tokens(
+                r#"ALTER TABLE u ADD c int COMMENT 'we may rename it''s \' x', d int DEFAULT "a \" b", `e``f` int"#
+            ),
+            [
+                "ALTER",
+                "TABLE",
+                "u",
+                "ADD",
+                "c",
+                "int",
+                "COMMENT",
+                "'we may rename it's ' x",
+                ",",
+                "d",
+                "int",
+                "DEFAULT",
+                "\"a \" b",
+                ",",
+                "`e`f",
+                "int",
+            ]
+        );
+        // A keyword inside a string is no keyword.
+        for sql in [
+            "ALTER TABLE u ADD COLUMN c varchar(30) COMMENT 'we may rename this later'",
+            "ALTER TABLE u COMMENT = 'rename to v; drop partition p'",
+            "ALTER TABLE u ADD c int DEFAULT 'x\\\\', COMMENT 'rename ''to'' w'",
+        ] {
+            assert_eq!(
+                parse(sql, Some("d")),
+                Some(Ddl::Alter(t(Some("d"), "u"))),
+                "{sql}"
+            );
+            assert_eq!(rows_replaced(sql), None, "{sql}");
+        }
+        assert_eq!(
+            parse(r#"ALTER TABLE "d2"."u" RENAME TO v"#, Some("d")),
+            Some(Ddl::Gone(vec![t(Some("d2"), "u")]))
+        );
+    }
+
+    #[test]
+    fn statements_that_remove_rows_without_row_events_stop_the_table() {
+        let old = table(&[("id", "int(11)"), ("v", "varchar(50)")], &[0]);
+        for (sql, said) in [
+            (
+                "ALTER TABLE t TRUNCATE PARTITION p2024, `p2025`",
+                "emptied partition p2024, p2025 of the table",
+            ),
+            (
+                "alter table t truncate partition all",
+                "emptied partition all of the table",
+            ),
+            (
+                "ALTER TABLE t DROP PARTITION IF EXISTS p1",
+                "dropped partition p1 of the table with its rows",
+            ),
+            (
+                "ALTER TABLE t EXCHANGE PARTITION p1 WITH TABLE d2.t2 WITHOUT VALIDATION",
+                "exchanged partition p1 of the table with the rows of table d2.t2",
+            ),
+            (
+                "ALTER TABLE t CONVERT PARTITION p1 TO TABLE t_old",
+                "moved partition p1 of the table out to a table of its own",
+            ),
+            (
+                "ALTER TABLE t CONVERT TABLE t_new TO PARTITION p9 VALUES LESS THAN (2030)",
+                "moved the rows of table t_new into the table as a partition",
+            ),
+            (
+                "ALTER TABLE t IMPORT PARTITION p1 TABLESPACE",
+                "imported rows into the table from tablespace files",
+            ),
+            (
+                "CREATE OR REPLACE TABLE t (id int(11) PRIMARY KEY, v varchar(50))",
+                "replaced the table with CREATE OR REPLACE TABLE",
+            ),
+        ] {
+            let e = judge(&old, &old, sql).unwrap_err();
+            assert_eq!(e.kind(), siphon_core::ErrorKind::BadInput);
+            assert_eq!(e.table_name(), Some("d.t"), "{sql}");
+            let text = e.to_string();
+            assert!(text.contains(said), "{sql}: {text}");
+            assert!(
+                text.contains("the table must be copied again"),
+                "{sql}: {text}"
+            );
+        }
+        for sql in [
+            "ALTER TABLE t ADD PARTITION (PARTITION p2027 VALUES LESS THAN (2028))",
+            "ALTER TABLE t REORGANIZE PARTITION pmax INTO (PARTITION p26 VALUES LESS THAN (2027), \
+             PARTITION pmax VALUES LESS THAN MAXVALUE)",
+            "ALTER TABLE t COALESCE PARTITION 2",
+            "ALTER TABLE t ANALYZE PARTITION p1",
+            "ALTER TABLE t OPTIMIZE PARTITION p1, p2",
+            "ALTER TABLE t REBUILD PARTITION ALL",
+            "ALTER TABLE t CHECK PARTITION p1",
+            "ALTER TABLE t REPAIR PARTITION p1",
+            "ALTER TABLE t REMOVE PARTITIONING",
+            "ALTER TABLE t PARTITION BY HASH (id) PARTITIONS 4",
+        ] {
+            assert_eq!(judge(&old, &old, sql).unwrap(), Reshape::Untouched, "{sql}");
+        }
     }
 
     fn table(columns: &[(&str, &str)], key: &[usize]) -> TableSchema {
