@@ -125,9 +125,18 @@ fn whole(v: i128) -> Decimal {
 }
 
 /// A decimal the server sent as its digits (`-12.50`), kept in the driver's
-/// buffer (no copy).
+/// buffer (no copy). A `zerofill` column's leading zeros (`00001.500`) are
+/// dropped, as the binlog's digits have none.
 fn decimal_digits(column: &Column, bytes: Vec<u8>) -> std::result::Result<Decimal, DecodeError> {
-    let s = String::from_utf8(bytes).map_err(|e| bad(column, e))?;
+    let mut s = String::from_utf8(bytes).map_err(|e| bad(column, e))?;
+    if s.len() > 1 && s.starts_with('0') && !s.starts_with("0.") {
+        let digits = s.trim_start_matches('0');
+        s = if digits.is_empty() || digits.starts_with('.') {
+            format!("0{digits}")
+        } else {
+            digits.to_string()
+        };
+    }
     Decimal::try_from(s).map_err(|e| bad(column, e))
 }
 
@@ -516,5 +525,22 @@ mod tests {
             encode(&Value::Time(Value::END_OF_DAY)).unwrap(),
             M::Time(false, 1, 0, 0, 0, 0)
         );
+    }
+
+    #[test]
+    fn zerofill_decimals_lose_their_leading_zeros() {
+        let c = col("decimal(8,3) unsigned zerofill");
+        let d = |s: &str| {
+            decimal_digits(&c, s.as_bytes().to_vec())
+                .map(|d| d.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(d("00001.500"), "1.500");
+        assert_eq!(d("00000.250"), "0.250");
+        assert_eq!(d("00000000"), "0");
+        assert_eq!(d("0"), "0");
+        assert_eq!(d("0.5"), "0.5");
+        assert_eq!(d("12.50"), "12.50");
+        assert_eq!(d("-12.50"), "-12.50");
     }
 }
