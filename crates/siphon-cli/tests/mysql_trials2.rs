@@ -239,3 +239,50 @@ fn a_comment_saying_rename_does_not_stop_the_table() {
         vec!["1|1|null".to_string(), "2|2|two".to_string()]
     );
 }
+
+/// Two deployments (two state stores) that both name their pipeline `p` and
+/// read one MariaDB server share a binlog `server_id` (derived from the
+/// name), so each connection ends the other's: the log says so and how to
+/// end it, rather than calling the server's error a lost binlog position.
+#[test]
+fn two_pipelines_of_one_name_reading_one_server_are_told_why_they_evict_each_other() {
+    let my = MariaDb::shared().unwrap();
+    let src = my.create_database().unwrap();
+    let db = db_name(&src);
+    my.query_in(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+    )
+    .unwrap();
+    let (d1, d2) = (my.create_database().unwrap(), my.create_database().unwrap());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, dst) in [(&a, &d1), (&b, &d2)] {
+        config(
+            dir.path(),
+            &src,
+            dst,
+            "cdc",
+            &format!("[{db}.t]"),
+            "schedule: continuous",
+        );
+    }
+    let _ra = support::spawn_run(a.path());
+    let _rb = support::spawn_run(b.path());
+    let logs = || support::run_log(a.path()) + &support::run_log(b.path());
+    support::wait_for(
+        "the eviction named",
+        std::time::Duration::from_secs(120),
+        || logs().contains("give one of the pipelines another name"),
+    );
+    let logs = logs();
+    for part in [
+        "same server_uuid/server_id",
+        "run a pipeline named `p` against this server",
+    ] {
+        assert!(logs.contains(part), "{part:?} is not said: {logs}");
+    }
+    assert!(
+        !logs.contains("binlog no longer holds the changes"),
+        "{logs}"
+    );
+}

@@ -261,8 +261,27 @@ pub fn my_err(e: mysql_async::Error, doing: &str) -> Error {
 /// checkpoint's GTIDs are gone) names the command that copies the pipeline's
 /// tables again, `siphon sync resync` with the pipeline's name. Every table
 /// of the pipeline reads the one binlog, so all of them stop with it.
+///
+/// The server's "A slave with the same server_uuid/server_id … has
+/// connected" (any code) means another reader took this pipeline's
+/// `server_id` (see [`crate::cdc::server_id`]): the error says so, and how
+/// to end it, and is a connection error, retried, not a lost position.
 pub fn binlog_err(e: mysql_async::Error, doing: &str, pipeline: &str) -> Error {
     match &e {
+        mysql_async::Error::Server(s) if s.message.contains("same server_uuid/server_id") => {
+            let message = format!(
+                "{doing}: {} (error {}) (another binlog reader connected to the source with this \
+                 pipeline's server_id {}, which siphon derives from the pipeline's name alone, and \
+                 the server ended this connection: two siphon deployments, each with its own \
+                 state store, run a pipeline named `{pipeline}` against this server (or a replica \
+                 uses that server_id) and keep ending each other's connection; give one of the \
+                 pipelines another name)",
+                s.message,
+                s.code,
+                crate::cdc::server_id(pipeline)
+            );
+            Error::new(ErrorKind::Connection, message).source(e)
+        }
         mysql_async::Error::Server(s) if s.code == 1236 => {
             let message = format!(
                 "{doing}: {} (error 1236) (the source's binlog no longer holds the changes since \
@@ -424,6 +443,24 @@ mod tests {
             message: message.into(),
             state: "HY000".into(),
         })
+    }
+
+    #[test]
+    fn a_reader_under_the_same_server_id_is_named_with_the_fix() {
+        let same = "A slave with the same server_uuid/server_id as this slave has connected to \
+                    the master; the first event 'mysql-bin.000001' at 4";
+        let e = binlog_err(server_error(1236, same), "reading the binlog", "p");
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        let text = e.to_string();
+        for part in [
+            same,
+            &format!("server_id {}", crate::cdc::server_id("p")),
+            "run a pipeline named `p`",
+            "give one of the pipelines another name",
+        ] {
+            assert!(text.contains(part), "{part:?}: {text}");
+        }
+        assert!(!text.contains("siphon sync resync"), "{text}");
     }
 
     #[test]
