@@ -36,7 +36,7 @@ fn equal_to(t: &TargetTable, table: &TableSchema, row: &Row, flavor: Flavor) -> 
         let column = ident(&t.columns[i]);
         let kind = table.columns.get(i).map(|c| &c.data_type.kind);
         terms.push(match (&row[i], kind) {
-            (Value::Text(_), Some(kind)) => text_equal(&column, &v, kind),
+            (Value::Text(_), Some(kind)) if !t.json[i] => text_equal(&column, &v, kind),
             _ => format!("{column} <=> {v}"),
         });
     }
@@ -50,22 +50,28 @@ fn equal_to(t: &TargetTable, table: &TableSchema, row: &Row, flavor: Flavor) -> 
 /// `column <=> text` byte for byte, for a text `literal` in a column of
 /// `kind`: both sides as utf8mb4 (the session's character set; a latin1
 /// column converts without loss) cast to binary strings, whose comparison
-/// knows no case, accent or trailing-space padding. A fixed-length text
-/// (`char(n)`) drops its trailing spaces first, on both sides: MySQL's
-/// `char` returns its values without them, and PostgreSQL's `char(n)` pads
-/// with them. Columns of other kinds, whose text is a value's form (a time,
-/// a number), keep `<=>`.
+/// knows no case, accent or trailing-space padding. The plain `<=>` stays
+/// before it, so an index on the column still finds the candidates. A
+/// fixed-length text (`char(n)`) drops its trailing spaces first, on both
+/// sides: MySQL's `char` returns its values without them, and PostgreSQL's
+/// `char(n)` pads with them. Columns of other kinds, whose text is a
+/// value's form (a time, a number), keep `<=>` alone.
 fn text_equal(column: &str, literal: &str, kind: &TypeKind) -> String {
     let bytes = |e: &str| format!("CAST(CONVERT({e} USING utf8mb4) AS BINARY)");
     match kind {
-        TypeKind::Text { .. } | TypeKind::Enum { .. } => {
-            format!("{} <=> {}", bytes(column), bytes(literal))
-        }
-        TypeKind::FixedText { .. } => format!(
-            "{} <=> {}",
-            bytes(&format!("RTRIM({column})")),
-            bytes(&format!("RTRIM({literal})"))
+        TypeKind::Text { .. } | TypeKind::Enum { .. } => format!(
+            "{column} <=> {literal} AND {} <=> {}",
+            bytes(column),
+            bytes(literal)
         ),
+        TypeKind::FixedText { .. } => {
+            let trimmed = format!("RTRIM({literal})");
+            format!(
+                "{column} <=> {trimmed} AND {} <=> {}",
+                bytes(&format!("RTRIM({column})")),
+                bytes(&trimmed)
+            )
+        }
         _ => format!("{column} <=> {literal}"),
     }
 }
