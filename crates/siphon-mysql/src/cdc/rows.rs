@@ -212,6 +212,11 @@ pub fn wire(col: &ColumnInfo, value: Option<BinlogValue<'_>>) -> Result<M> {
             M::Bytes(parts.join(",").into_bytes())
         }
         ("bit", M::Bytes(b)) => M::Bytes(b),
+        // MariaDB's data-type plugins log their binary form as a BINARY of
+        // fixed length (trailing zero bytes dropped); a read has their text.
+        ("uuid" | "inet6" | "inet4", M::Bytes(b)) => {
+            M::Bytes(plugin_text(col, dt, b)?.into_bytes())
+        }
         // The binlog drops a BINARY(n)'s trailing zero bytes; a read has them.
         ("binary", M::Bytes(mut b)) => {
             let n = declared_length(&col.column.native_type).unwrap_or(b.len());
@@ -223,6 +228,85 @@ pub fn wire(col: &ColumnInfo, value: Option<BinlogValue<'_>>) -> Result<M> {
         (_, M::Bytes(b)) => M::Bytes(utf8(col, b)?),
         (_, other) => other,
     })
+}
+
+/// The text MariaDB prints for a `uuid`, `inet6` or `inet4` value from the
+/// bytes the binlog holds: the value's binary form (for a `uuid`, in the
+/// order of its text, whatever order the row stores it in), its trailing
+/// zero bytes dropped.
+fn plugin_text(col: &ColumnInfo, data_type: &str, mut b: Vec<u8>) -> Result<String> {
+    let n = if data_type == "inet4" { 4 } else { 16 };
+    if b.len() > n {
+        return Err(bad(
+            col,
+            format!("a {data_type} value of {} bytes, not {n}", b.len()),
+        ));
+    }
+    b.resize(n, 0);
+    Ok(match data_type {
+        "uuid" => {
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&b);
+            uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
+        }
+        "inet6" => inet6_text(&b),
+        _ => inet4_text(&b),
+    })
+}
+
+/// An IPv4 address as MariaDB prints an `inet4`: `10.1.2.3`.
+fn inet4_text(b: &[u8]) -> String {
+    b.iter().map(u8::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// An IPv6 address (16 bytes) as MariaDB prints an `inet6` (`Inet6::to_string`,
+/// as INET6_NTOA): lower-case hex groups without leading zeros, the first
+/// longest run of zero groups (even a single one) as `::`, and an
+/// IPv4-compatible (`::1.2.3.4`) or IPv4-mapped (`::ffff:1.2.3.4`) address
+/// with its last 4 bytes in dotted form.
+fn inet6_text(b: &[u8]) -> String {
+    let words: Vec<u16> = b
+        .chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]))
+        .collect();
+    // The gap: the first longest run of zero words.
+    let (mut gap_pos, mut gap_len) = (usize::MAX, 0);
+    let mut i = 0;
+    while i < words.len() {
+        if words[i] == 0 {
+            let start = i;
+            while i < words.len() && words[i] == 0 {
+                i += 1;
+            }
+            if i - start > gap_len {
+                (gap_pos, gap_len) = (start, i - start);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    while i < words.len() {
+        if i == gap_pos {
+            if i == 0 {
+                out.push(':');
+            }
+            out.push(':');
+            i += gap_len;
+            continue;
+        }
+        if i == 6 && gap_pos == 0 && (gap_len == 6 || (gap_len == 5 && words[5] == 0xffff)) {
+            out.push_str(&inet4_text(&b[12..]));
+            break;
+        }
+        out.push_str(&format!("{:x}", words[i]));
+        if i + 1 != words.len() {
+            out.push(':');
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The `n` of a declared `binary(n)`.
@@ -431,6 +515,71 @@ mod tests {
         ));
         let j = col("json", "json", None);
         assert_eq!(read(&j, v), Value::Json(r#"{"a":1}"#.into()));
+    }
+
+    #[test]
+    fn mariadb_uuid_and_inet_values_read_as_the_server_prints_them() {
+        // Logged as BINARY(16) / BINARY(4), trailing zero bytes dropped.
+        let u = col("uuid", "uuid", None);
+        let mut b = vec![
+            0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17,
+            0x40,
+        ];
+        let v = BinlogValue::Value(M::Bytes(b.clone()));
+        assert_eq!(
+            read(&u, v),
+            Value::Uuid("123e4567-e89b-12d3-a456-426614174000".parse().unwrap())
+        );
+        b.truncate(0);
+        assert_eq!(
+            read(&u, BinlogValue::Value(M::Bytes(b))),
+            Value::Uuid(uuid::Uuid::nil())
+        );
+        let ip = |bytes: &[u8]| {
+            inet6_text(&{
+                let mut b = bytes.to_vec();
+                b.resize(16, 0);
+                b
+            })
+        };
+        let words = |w: [u16; 8]| -> String {
+            inet6_text(&w.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>())
+        };
+        assert_eq!(ip(&[]), "::");
+        assert_eq!(words([0, 0, 0, 0, 0, 0, 0, 1]), "::1");
+        assert_eq!(words([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]), "2001:db8::1");
+        assert_eq!(words([1, 0, 0, 0, 0, 0, 0, 0]), "1::");
+        assert_eq!(words([1, 0, 2, 0, 0, 3, 0, 0]), "1:0:2::3:0:0");
+        assert_eq!(words([1, 2, 3, 4, 5, 6, 0, 8]), "1:2:3:4:5:6::8");
+        assert_eq!(
+            words([0, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304]),
+            "::ffff:1.2.3.4"
+        );
+        assert_eq!(words([0, 0, 0, 0, 0, 0, 0x0a01, 0x0203]), "::10.1.2.3");
+        assert_eq!(
+            words([0xfe80, 0, 0, 0, 0xabcd, 0xef, 0x1234, 0xffff]),
+            "fe80::abcd:ef:1234:ffff"
+        );
+        let i6 = col("inet6", "inet6", None);
+        let v = BinlogValue::Value(M::Bytes(vec![0x20, 0x01, 0x0d, 0xb8]));
+        assert_eq!(
+            read(&i6, v),
+            Value::Engine {
+                type_name: "inet6".into(),
+                text: "2001:db8::".into()
+            }
+        );
+        let i4 = col("inet4", "inet4", None);
+        let v = BinlogValue::Value(M::Bytes(vec![10, 1]));
+        assert_eq!(
+            read(&i4, v),
+            Value::Engine {
+                type_name: "inet4".into(),
+                text: "10.1.0.0".into()
+            }
+        );
+        let v = BinlogValue::Value(M::Bytes(vec![1; 5]));
+        assert!(convert(&t(), &i4, Some(v), ZeroDates::Error).is_err());
     }
 
     #[test]

@@ -187,6 +187,9 @@ fn logs_as(col: &ColumnInfo, logged: ColumnType) -> bool {
         "set" => &[T::MYSQL_TYPE_SET, T::MYSQL_TYPE_STRING],
         // MariaDB's JSON is LONGTEXT; MySQL's is binary JSON.
         "json" => &[T::MYSQL_TYPE_JSON, T::MYSQL_TYPE_BLOB],
+        // MariaDB's data-type plugins are logged as BINARY of their size
+        // (the type's name is only in the optional metadata).
+        "uuid" | "inet6" | "inet4" => &[T::MYSQL_TYPE_STRING],
         "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
         | "multipolygon" | "geometrycollection" => &[T::MYSQL_TYPE_GEOMETRY],
         _ => &[],
@@ -246,6 +249,11 @@ mod tests {
             T::MYSQL_TYPE_VARCHAR
         ));
         assert!(!logs_as(&col("double", "double"), T::MYSQL_TYPE_NEWDECIMAL));
+        // MariaDB's uuid, inet6 and inet4 are logged as BINARY(16) and BINARY(4).
+        assert!(logs_as(&col("uuid", "uuid"), T::MYSQL_TYPE_STRING));
+        assert!(logs_as(&col("inet6", "inet6"), T::MYSQL_TYPE_STRING));
+        assert!(logs_as(&col("inet4", "inet4"), T::MYSQL_TYPE_STRING));
+        assert!(!logs_as(&col("uuid", "uuid"), T::MYSQL_TYPE_LONG));
         // A type siphon does not know is never taken for another.
         assert!(!logs_as(&col("vector", "vector(3)"), T::MYSQL_TYPE_VARCHAR));
     }
