@@ -225,6 +225,44 @@ pub(crate) fn refuse_spatial(table: &TableSchema) -> Result<()> {
     }
 }
 
+/// Refuses a MariaDB system-versioned table (`WITH SYSTEM VERSIONING`,
+/// `TABLES.TABLE_TYPE = 'SYSTEM VERSIONED'`) for the binlog: the binlog
+/// holds its history rows beside its current ones (a `DELETE` is logged as
+/// an update setting the hidden `row_end`, an `UPDATE` as that update plus
+/// the insert of the old version), which siphon would apply as changes of
+/// the current rows. A copy (`mode: full`) reads the current rows only, and
+/// is not refused.
+pub(crate) async fn refuse_system_versioned(conn: &mut Conn, table: &TableSchema) -> Result<()> {
+    let database = table.name.schema.as_deref().unwrap_or_default();
+    let kind: Option<String> = conn
+        .exec_first(
+            "SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+             AND TABLE_NAME = ?",
+            (database, table.name.name.as_str()),
+        )
+        .await
+        .map_err(|e| my_err(e, "reading the table's type").table(&table.name))?;
+    match kind {
+        Some(k) if k.eq_ignore_ascii_case("SYSTEM VERSIONED") => {
+            Err(system_versioned_refusal(database, &table.name.name))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The refusal of a system-versioned table in `mode: cdc`, with the ways on.
+fn system_versioned_refusal(database: &str, table: &str) -> siphon_core::Error {
+    siphon_core::Error::bad_input(format!(
+        "the table is system-versioned (WITH SYSTEM VERSIONING), and siphon does not stream \
+         system-versioned tables: the binlog logs a DELETE as an update of the row's hidden \
+         row_end and an UPDATE as one more insert of the old version, which would leave deleted \
+         rows and old values on the target. Copy its current rows instead with \
+         `tables_config: {{ \"{database}.{table}\": {{ mode: full }} }}`, leave it out with `exclude: [\"{database}.{table}\"]`, or \
+         stream a plain table the application keeps with the current rows"
+    ))
+    .table(TableName::new(Some(database), table))
+}
+
 /// The refusal of a spatial column: siphon carries no geometry exactly (the
 /// server's SRID and coordinates would not survive every path), so the table
 /// is named with the two ways on.
@@ -438,5 +476,15 @@ mod tests {
             "DEFAULT_GENERATED on update CURRENT_TIMESTAMP"
         ));
         assert!(!is_generated("auto_increment"));
+    }
+
+    #[test]
+    fn the_system_versioned_refusal_names_the_table_and_the_ways_on() {
+        let e = system_versioned_refusal("d", "t");
+        assert_eq!(e.table_name(), Some("d.t"));
+        let text = e.to_string();
+        assert!(text.contains("system-versioned"), "{text}");
+        assert!(text.contains("mode: full"), "{text}");
+        assert!(text.contains(r#"exclude: ["d.t"]"#), "{text}");
     }
 }

@@ -67,13 +67,19 @@ impl LogSource for MySqlSource {
     /// columns): the binlog carries whole old rows, but a table without a
     /// key can only be copied at an exact binlog position
     /// ([`LogSource::pin_snapshot`]), which this source does not do yet.
+    /// A spatial table ([`crate::schema::refuse_spatial`]) and a MariaDB
+    /// system-versioned table ([`crate::schema::refuse_system_versioned`])
+    /// are refused.
     async fn check_log_table(&self, table: &TableSchema) -> Result<()> {
         crate::schema::refuse_spatial(table)?;
+        let mut conn = self.conn().await?;
+        crate::schema::refuse_system_versioned(&mut conn, table).await?;
+        drop(conn);
         if table.row_key().is_none() {
             return Err(Error::bad_input(
                 "the table has no primary key and no UNIQUE index on NOT NULL columns, so its \
                  streamed changes could be applied twice over its copy: add a primary key, or \
-                 replicate the table with `mode: full` or `incremental`",
+                 replicate the table with `mode: full` or `row_count`",
             )
             .table(&table.name));
         }
