@@ -32,7 +32,46 @@ impl Position {
             .source(e)
         })
     }
+
+    /// A log checkpoint's position while the target is inside a source
+    /// transaction split over several batches: `self` (the source's position,
+    /// before the transaction) wrapped as `{"inside_transaction":
+    /// {"resume_from": self, "transaction": tx, "applied_through": index}}`,
+    /// with the transaction's position ([`crate::Transaction::position`]) and
+    /// the index ([`crate::Change::index`]) of its last change the target
+    /// holds. Only the engine writes and reads it; the source is handed
+    /// `resume_from` (see [`Position::outside_transaction`]).
+    pub fn inside_transaction(&self, tx: &Position, index: u32) -> Position {
+        Position(serde_json::json!({
+            INSIDE: {
+                "resume_from": self.0,
+                "transaction": tx.0,
+                "applied_through": index,
+            }
+        }))
+    }
+
+    /// Reads back what [`Position::inside_transaction`] made: the source's
+    /// position, and the transaction's position and applied index. Any other
+    /// position (every one outside a split, and those older versions wrote)
+    /// is the source's own, returned as it is.
+    pub fn outside_transaction(self) -> (Position, Option<(Position, u32)>) {
+        let parts = self.0.get(INSIDE).and_then(|inner| {
+            let at = inner.get("resume_from")?;
+            let tx = inner.get("transaction")?;
+            let index = u32::try_from(inner.get("applied_through")?.as_u64()?).ok()?;
+            Some((Position(at.clone()), Position(tx.clone()), index))
+        });
+        match parts {
+            Some((at, tx, index)) => (at, Some((tx, index))),
+            None => (self, None),
+        }
+    }
 }
+
+/// The key of a log checkpoint's position that wraps the source's position
+/// while the target is inside a split transaction.
+const INSIDE: &str = "inside_transaction";
 
 /// One table inside one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -274,6 +313,21 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_inside_a_split_transaction_reads_back() {
+        let at = Position(serde_json::json!({"lsn": "0/16B3748"}));
+        let tx = Position(serde_json::json!({"gtid": "0-1-42"}));
+        let wrapped = at.inside_transaction(&tx, 41);
+        assert_ne!(wrapped, at);
+        let json = serde_json::to_string(&wrapped).unwrap();
+        let read: Position = serde_json::from_str(&json).unwrap();
+        assert_eq!(read.outside_transaction(), (at.clone(), Some((tx, 41))));
+        // Any other position is the source's own.
+        assert_eq!(at.clone().outside_transaction(), (at, None));
+        let text = Position(serde_json::json!("mysql-bin.000003:4"));
+        assert_eq!(text.clone().outside_transaction(), (text, None));
+    }
 
     fn range(after: Option<i64>, until: Option<i64>, done: bool) -> KeyRange {
         let key = |v: i64| Position(serde_json::json!({"key": [{"Int64": v}]}));

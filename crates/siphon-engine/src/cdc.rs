@@ -23,8 +23,10 @@ mod exact;
 mod isolate;
 mod resume;
 mod switches;
+mod within;
 
 pub(crate) use switches::LeftOut;
+use within::Within;
 
 /// How often a dropped replication connection is reopened within one pass.
 const RECONNECTS: u32 = 5;
@@ -80,6 +82,8 @@ struct OpenLog<C> {
     stream: C,
     /// Where the stream is: the last committed batch's position.
     position: Position,
+    /// How far into a transaction split over batches the target is.
+    within: Option<Within>,
     /// The tables it carries, sorted.
     tables: Vec<TableName>,
     /// Each table it carries: its stream, source and target schemas.
@@ -319,9 +323,16 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
     }
     let slot_start = source.prepare_log(pipeline, &ok).await?;
     let log = log_stream(pipeline);
-    let from = match sink.checkpoint(&log).await?.map(|c| c.phase) {
-        Some(Phase::Streaming { position: Some(p) }) => Some(p),
-        _ => None,
+    // The checkpoint of a batch that ended inside a transaction also says
+    // how far into it the target is: the log is read from the source's own
+    // position, and the changes of that transaction the target holds are
+    // dropped when the log replays them.
+    let (from, from_within) = match sink.checkpoint(&log).await?.map(|c| c.phase) {
+        Some(Phase::Streaming { position: Some(p) }) => {
+            let (p, w) = within::unwrap(p);
+            (Some(p), w)
+        }
+        _ => (None, None),
     };
     // Whether each table can go on from the checkpoint is the source's to
     // say; one that cannot stops or is copied again, the others go on.
@@ -387,8 +398,13 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
     let deadline = window.map(|w| std::time::Instant::now() + w);
     let moved = from.as_ref() != Some(&start);
     let mut position = start;
+    // Read from elsewhere than the checkpoint, the log does not replay the
+    // transaction it was inside of as it was.
+    let mut within = if moved { None } else { from_within };
     // The kept stream must stand where the target's checkpoint does.
-    let mut kept = kept.filter(|o| o.position == position).map(|o| o.stream);
+    let mut kept = kept
+        .filter(|o| o.position == position && o.within == within)
+        .map(|o| o.stream);
     if moved {
         // The tables' copies hold everything before the log's start: record it,
         // so the next pass resumes the log instead of copying again.
@@ -447,6 +463,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
             deadline,
             batch_size,
             &mut position,
+            &mut within,
             sink,
             state,
             observer,
@@ -477,6 +494,7 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
                 session.open = Some(OpenLog {
                     stream,
                     position,
+                    within,
                     tables: streaming_names(tables),
                     carried,
                 });
@@ -546,7 +564,7 @@ async fn catch_up<S: LogSource, K: Sink, St: StateStore>(
         .enumerate()
         .map(|(i, t)| (t.source.name.clone(), i))
         .collect();
-    let (mut stream, mut position) = (open.stream, open.position);
+    let (mut stream, mut position, mut within) = (open.stream, open.position, open.within);
     let result: Result<()> = async {
         let until = source.log_head().await?;
         let batch_size = spec.batch_size.max(1);
@@ -562,6 +580,7 @@ async fn catch_up<S: LogSource, K: Sink, St: StateStore>(
                 None,
                 batch_size,
                 &mut position,
+                &mut within,
                 sink,
                 state,
                 observer,

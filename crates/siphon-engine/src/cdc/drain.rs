@@ -11,7 +11,9 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// Applies batches until the stream has caught up with `until` or, following
 /// the log, until `deadline` (or shutdown); moves `position` with each
-/// committed batch. Tables in `backfill` are copied chunk by chunk among the
+/// committed batch, and `within`, how far into a transaction split over
+/// batches the target is ([`super::within`]): the stream's changes the target
+/// holds already (a split transaction replayed from its start) are dropped. Tables in `backfill` are copied chunk by chunk among the
 /// batches. With `watch`, the operator's switches are read about every second,
 /// and a change ends the drain as its deadline would.
 ///
@@ -32,6 +34,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
     deadline: Option<std::time::Instant>,
     batch_size: usize,
     position: &mut Position,
+    within: &mut Option<Within>,
     sink: &K,
     state: &St,
     observer: &dyn Observer,
@@ -51,6 +54,7 @@ pub(super) async fn drain<S: LogSource, C: ChangeStream, K: Sink, St: StateStore
         deadline,
         batch_size,
         position,
+        within,
         sink,
         state,
         observer,
@@ -88,6 +92,7 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
     deadline: Option<std::time::Instant>,
     batch_size: usize,
     position: &mut Position,
+    within: &mut Option<Within>,
     sink: &K,
     state: &St,
     observer: &dyn Observer,
@@ -144,6 +149,12 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
                 }
             }
         };
+        // Where the target stands inside a split transaction once this batch
+        // commits: from the batch as read, before anything is dropped from it.
+        let full = batch.changes.len() >= batch_size
+            || batch.changes.iter().map(|c| c.op.size()).sum::<u64>() >= crate::budget::CHUNK_BYTES;
+        let reached =
+            super::within::after(&batch.changes, within.as_ref(), next != *position, full);
         if let Some(b) = backfill.as_deref_mut() {
             b.absorb(pipeline, &mut batch, marks, tables, routes, source)
                 .await?;
@@ -189,6 +200,10 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
             let Some(&i) = routes.get(&change.table.name) else {
                 continue;
             };
+            // Applied before a stop, with the checkpoint that said so.
+            if super::within::applied(within.as_ref(), &change) {
+                continue;
+            }
             if let (Some(snapshot), Some(tx)) = (&tables[i].skip, &change.tx) {
                 if !matches!(change.op, Op::Schema(_)) {
                     if source.snapshot_holds(snapshot, tx)? {
@@ -251,7 +266,7 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
             stream: log.clone(),
             epoch: 0,
             phase: Phase::Streaming {
-                position: Some(next.clone()),
+                position: Some(super::within::wrap(&next, reached.as_ref())),
             },
         };
         // The target applies this batch while the next one is read and decoded.
@@ -330,6 +345,7 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
         // Only what the target committed is confirmed to the source.
         stream.confirm(&next).await?;
         *position = next;
+        *within = reached;
         for (i, before) in refill {
             let t = &tables[i];
             if let Err(e) =
