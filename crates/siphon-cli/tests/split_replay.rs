@@ -20,7 +20,7 @@ mod support;
 use support::{config_named, db_name, ok, siphon, spawn_run, wait_for};
 
 /// How long any awaited condition may take on a loaded machine.
-const WITHIN: Duration = Duration::from_secs(300);
+const WITHIN: Duration = Duration::from_secs(120);
 
 /// Rows of the one large source transaction.
 const ROWS: i64 = 3000;
@@ -156,28 +156,34 @@ impl Case<'_> {
         )
     }
 
+    /// Waits until `cond` holds; fails with `what` and siphon's log after
+    /// [`WITHIN`].
+    fn wait(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + WITHIN;
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting until {what}: {}",
+                support::run_log(self.dir.path())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Runs siphon following the log, commits the large transaction with
     /// `insert`, kills siphon once the first parts are committed and the
     /// next one is being applied, then runs it again to the end.
     fn killed_inside_the_transaction(&self, insert: impl FnOnce()) {
         let mut run = spawn_run(self.dir.path());
-        wait_for("the copy", WITHIN, || {
-            assert!(
-                run.running(),
-                "siphon ended: {}",
-                support::run_log(self.dir.path())
-            );
+        self.wait("the copy", || {
+            assert!(run.running(), "siphon ended");
             self.count() == 1
         });
         gate_inserts(self.pg, &self.dst_db, &self.target);
         let gate = Gate::close(self.pg, &self.dst_db);
         insert();
-        wait_for("a part waits on the gate", WITHIN, || {
-            assert!(
-                run.running(),
-                "siphon ended: {}",
-                support::run_log(self.dir.path())
-            );
+        self.wait("a part waits on the gate", || {
+            assert!(run.running(), "siphon ended");
             locks(self.pg, &self.dst_db, false) >= 1
         });
         // The parts before the gated one are committed, the rest is not.
