@@ -358,9 +358,10 @@ pub trait ChangeStream: Send {
     /// the last transaction included: resuming from it neither repeats nor skips a
     /// transaction. A transaction larger than `max_changes` is split into batches
     /// of `max_changes`; the position of a batch that ends inside a transaction is
-    /// the one before that transaction, so a resume replays the whole of it (which
-    /// sinks absorb by upserting). Batches never merge half a transaction with
-    /// another. Waits for changes when there are none yet.
+    /// the one before that transaction, so a resume reads the whole of it again, each
+    /// change with the same transaction position and index as before (the engine
+    /// drops those the target already holds). Batches never merge half a
+    /// transaction with another. Waits for changes when there are none yet.
     ///
     /// Returns `Ok(None)` once every transaction that committed before `until`
     /// has been returned; from then on it always does. With `wait`, it also
