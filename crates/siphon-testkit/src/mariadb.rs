@@ -44,6 +44,50 @@ pub struct MariaDb {
     instance: Instance,
     port: u16,
     client: PathBuf,
+    command: ServerCommand,
+}
+
+/// What builds the `mariadbd` command line, kept to start it again.
+#[derive(Debug)]
+struct ServerCommand {
+    mariadbd: PathBuf,
+    dir: PathBuf,
+    user: &'static [&'static str],
+    extra: Vec<String>,
+}
+
+impl ServerCommand {
+    /// `mariadbd` with this server's options, on `port`.
+    fn at(&self, port: u16) -> Command {
+        let dir = &self.dir;
+        let mut cmd = Command::new(&self.mariadbd);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--socket={}", dir.join("mysql.sock").display()))
+            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
+            .arg(format!("--tmpdir={}", dir.display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--bind-address={HOST}"))
+            .arg("--skip-networking=0")
+            .args(self.user)
+            .args([
+                "--log-bin=mysql-bin",
+                "--binlog-format=ROW",
+                "--binlog-row-image=FULL",
+                &format!("--server-id={SERVER_ID}"),
+                "--gtid-strict-mode=ON",
+                "--log-slave-updates=ON",
+                "--skip-name-resolve",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci",
+                "--max-connections=500",
+                "--max-allowed-packet=64M",
+            ])
+            .args(INNODB_OPTIONS)
+            .args(&self.extra)
+            .current_dir(dir);
+        cmd
+    }
 }
 
 impl MariaDb {
@@ -94,36 +138,14 @@ impl MariaDb {
             .current_dir(&dir);
         instance.run_setup(cmd, "mariadb-install-db.log")?;
 
+        let command = ServerCommand {
+            mariadbd,
+            dir: dir.clone(),
+            user,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        };
         let port = instance.launch(
-            |port| {
-                let mut cmd = Command::new(&mariadbd);
-                cmd.arg("--no-defaults")
-                    .arg(format!("--datadir={}", data_dir.display()))
-                    .arg(format!("--socket={}", socket.display()))
-                    .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
-                    .arg(format!("--tmpdir={}", dir.display()))
-                    .arg(format!("--port={port}"))
-                    .arg(format!("--bind-address={HOST}"))
-                    .arg("--skip-networking=0")
-                    .args(user)
-                    .args([
-                        "--log-bin=mysql-bin",
-                        "--binlog-format=ROW",
-                        "--binlog-row-image=FULL",
-                        &format!("--server-id={SERVER_ID}"),
-                        "--gtid-strict-mode=ON",
-                        "--log-slave-updates=ON",
-                        "--skip-name-resolve",
-                        "--character-set-server=utf8mb4",
-                        "--collation-server=utf8mb4_general_ci",
-                        "--max-connections=500",
-                        "--max-allowed-packet=64M",
-                    ])
-                    .args(INNODB_OPTIONS)
-                    .args(extra)
-                    .current_dir(&dir);
-                cmd
-            },
+            |port| command.at(port),
             |_port| {
                 run_client(socket_command(&client, &socket, "SELECT 1"))
                     .map(drop)
@@ -134,6 +156,7 @@ impl MariaDb {
             instance,
             port,
             client,
+            command,
         };
         // The socket is ours by its path; over TCP, make sure the server that
         // answers is this one (its data directory), not another on the port.
@@ -150,6 +173,28 @@ impl MariaDb {
             )));
         }
         Ok(server)
+    }
+
+    /// Stops the server (SIGTERM: a clean shutdown; SIGKILL if it takes over
+    /// 10 s), keeping its data directory and binary logs, and reaps it; a
+    /// server already killed (e.g. SIGKILL to [`MariaDb::pid`]) is only
+    /// reaped. [`MariaDb::start_again`] starts it on the same port. For a
+    /// server of one's own ([`MariaDb::start`]), never the shared one.
+    pub fn stop(&mut self) {
+        self.instance.stop_server();
+    }
+
+    /// Starts the server stopped by [`MariaDb::stop`] again, with the same
+    /// options, data directory and port, and waits until `root` can connect
+    /// over its socket.
+    pub fn start_again(&mut self) -> Result<(), Error> {
+        let command = self.command.at(self.port);
+        let (client, socket) = (self.client.clone(), self.socket_path());
+        self.instance.relaunch(command, || {
+            run_client(socket_command(&client, &socket, "SELECT 1"))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// One server shared by all tests of this test binary, started on first use.
