@@ -1,7 +1,8 @@
 //! `mode: cdc` from MariaDB's binlog through the binary, against the real
 //! MariaDB and PostgreSQL from the testkit: siphon SIGKILLed during the
 //! snapshot and again while streaming, under a concurrent write load, and
-//! after each restart the target equals the source row for row; and one
+//! after each restart the target equals the source row for row; a snapshot
+//! stopped by SIGTERM resumed by the next run; and one
 //! source transaction of a million rows applied with peak RSS under 200 MiB.
 //!
 //! Every wait polls a condition with a generous deadline (the tests must pass
@@ -254,6 +255,78 @@ fn mariadb_to_postgres_killed_during_the_snapshot_and_while_streaming() {
 #[test]
 fn mariadb_to_mariadb_killed_during_the_snapshot_and_while_streaming() {
     killed_during_the_snapshot_and_while_streaming(Target::MariaDb);
+}
+
+/// SIGTERM (as Ctrl-C) while the first run copies the table: the copy's
+/// checkpoint stays on the target, and the next run resumes the copy from it
+/// (its rows are not emptied and copied again), then streams the writes made
+/// meanwhile until the target equals the source.
+#[test]
+fn a_snapshot_stopped_by_sigterm_is_resumed_by_the_next_run() {
+    let s = Setup::new(Target::Postgres(Postgres::shared().unwrap()));
+    s.src_sql(&format!(
+        "CREATE TABLE t (id bigint NOT NULL PRIMARY KEY, v bigint NOT NULL, note varchar(100) NOT NULL); \
+         INSERT INTO t SELECT seq, seq, CONCAT('row ', seq) FROM seq_1_to_{ROWS};"
+    ));
+    s.config("t", 200);
+    let mut w = writer(s.0.my, &s.0.src);
+    let copied = || {
+        s.dst_number(
+            "t",
+            &format!("SELECT count(*) FROM {{t}} WHERE id <= {ROWS}"),
+        )
+    };
+    let mut siphon = s.spawn();
+    wait_for("the snapshot has copied some rows", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        copied() > 0
+    });
+    assert!(
+        siphon.stop("TERM", DEADLINE),
+        "siphon exited with a failure after SIGTERM: {}",
+        s.log()
+    );
+    let at_stop = copied();
+    assert!(
+        at_stop > 0 && at_stop < ROWS,
+        "stopped with {at_stop} of {ROWS} rows copied: not during the snapshot"
+    );
+    // The copy's checkpoint, which the next run resumes from.
+    let phase = s
+        .dst_sql(
+            "t",
+            &format!(
+                "SELECT checkpoint::json->>'phase' FROM public.siphon_checkpoints \
+                 WHERE pipeline = 'p' AND tbl = '{}.t'",
+                s.0.src
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        phase.trim(),
+        "snapshot",
+        "the stopped copy left no checkpoint to resume from: {}",
+        s.log()
+    );
+
+    let mut siphon = s.spawn();
+    wait_for("the table streams", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.stream_state("t").contains("streaming")
+    });
+    wait_for_a_later_write(&s, &w, &mut siphon);
+    w.finish();
+    let src = s.src_digest();
+    wait_for("the target equals the source", || {
+        assert!(siphon.running(), "siphon ended: {}", s.log());
+        s.dst_digest() == src
+    });
+    assert!(
+        siphon.stop("TERM", DEADLINE),
+        "siphon exited with a failure after SIGTERM: {}",
+        s.log()
+    );
+    assert_eq!(s.dst_digest(), s.src_digest(), "{}", s.differences());
 }
 
 /// The peak resident set size of process `pid`, in KiB.

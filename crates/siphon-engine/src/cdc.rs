@@ -379,9 +379,16 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
             other => other.map(|_| ()),
         };
         if let Err(e) = copied {
-            // Its changes are skipped from here on, so its next run starts afresh.
-            if let Err(r) = sink.reset(&t.stream).await {
-                tracing::warn!(stream = %t.stream, error = %r, "could not reset the checkpoint");
+            // A copy cut short by a stop request keeps its checkpoint, so the
+            // next run resumes it: nothing streams after a stop (the drain
+            // below ends before reading, as nothing was read ahead), so the
+            // log's checkpoint stays at `start`, the position the copy was
+            // made against. After any other failure its changes are skipped
+            // from here on while the others stream: its next run starts afresh.
+            if e.kind() != ErrorKind::Cancelled {
+                if let Err(r) = sink.reset(&t.stream).await {
+                    tracing::warn!(stream = %t.stream, error = %r, "could not reset the checkpoint");
+                }
             }
             t.error = Some(e);
         }
