@@ -459,6 +459,9 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
                 Err(e) => return Err(e),
             },
         };
+        // Reconnects count anew once the stream made progress: separate
+        // outages of a long pass do not add up to a failed pass.
+        let read_from = position.clone();
         let r = drain::drain(
             source,
             pipeline,
@@ -511,8 +514,14 @@ async fn stream_tables<S: LogSource, K: Sink, St: StateStore>(
                 stream.close().await?;
                 break;
             }
-            Err(e) if e.action() == Action::RetrySoon && attempts < RECONNECTS => {
+            Err(e)
+                if e.action() == Action::RetrySoon
+                    && (attempts < RECONNECTS || position != read_from) =>
+            {
                 drop(stream);
+                if position != read_from {
+                    attempts = 0;
+                }
                 attempts += 1;
                 backoff(pipeline, attempts, &e).await;
             }
