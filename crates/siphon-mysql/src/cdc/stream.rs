@@ -824,7 +824,10 @@ impl<R: Rediscover> siphon_core::ChangeStream for MySqlChangeStream<R> {
                     }
                     if at_until(self) {
                         self.done = true;
-                        if out.is_empty() && !std::mem::take(&mut self.skipped) {
+                        // The end of a split transaction whose last part
+                        // filled the batch before: nothing left to apply,
+                        // but the position moves past the transaction.
+                        if out.is_empty() && !was_split && !std::mem::take(&mut self.skipped) {
                             return Ok(None);
                         }
                         return Ok(Some(self.emit(out, position)));
