@@ -259,6 +259,26 @@ impl Observer for Bars {
         }
     }
 
+    fn copy_finished(&self, stream: &StreamId) {
+        // A cdc table streams on: its changes are no rows of the copy.
+        if let Some(lines) = &self.lines {
+            if let Ok(mut copies) = lines.copies.lock() {
+                if let Some(c) = copies.remove(stream) {
+                    say(
+                        stream,
+                        &format!("{stream}: copied {} rows; streaming", c.done),
+                    );
+                }
+            }
+        }
+        if let Ok(mut bases) = self.resumed_at.lock() {
+            bases.remove(stream);
+        }
+        if let Some(bar) = self.bars.lock().ok().and_then(|mut b| b.remove(stream)) {
+            bar.finish_and_clear();
+        }
+    }
+
     fn table_finished(&self, stream: &StreamId, _stats: &TableStats) {
         if let Some(lines) = &self.lines {
             if let Ok(mut copies) = lines.copies.lock() {

@@ -1,10 +1,15 @@
 //! Progress of a full load when stderr is not a terminal: plain lines (the
-//! table, rows done of the estimate, rows/s, eta) instead of bars.
+//! table, rows done of the estimate, rows/s, eta) instead of bars; a `cdc`
+//! table's copy ends its lines when it is complete, and the changes it
+//! streams after it are not counted as rows of the copy.
+
+use std::time::Duration;
 
 use rusqlite::Connection;
+use siphon_testkit::MariaDb;
 
 mod support;
-use support::{ok, siphon_with};
+use support::{command, config, db_name, ok, run_log, siphon_with, wait_for, Running};
 
 #[test]
 fn a_full_load_without_a_terminal_prints_plain_progress_lines() {
@@ -65,4 +70,62 @@ fn a_full_load_without_a_terminal_prints_plain_progress_lines() {
         "{stderr}"
     );
     assert!(stderr.contains("load/orders: copying"), "{stderr}");
+}
+
+#[test]
+fn a_cdc_copy_ends_its_progress_lines_and_streamed_changes_are_not_counted_in_them() {
+    let my = MariaDb::shared().unwrap();
+    let db = db_name(&my.create_database().unwrap());
+    my.query_in(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v int); \
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_2000;",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target.db");
+    config(
+        dir.path(),
+        &my.url_for(&db),
+        &format!("sqlite://{}", target.display()),
+        "cdc",
+        &format!("[{db}.t]"),
+        "schedule: continuous\nbatch_size: 500",
+    );
+    let mut cmd = command(dir.path(), &["run", "-f", "siphon.yaml"]);
+    cmd.env("SIPHON_PROGRESS_EVERY", "0s");
+    let mut run = Running::spawn(cmd, &dir.path().join("siphon.log"));
+    let within = Duration::from_secs(120);
+    let copied = format!("p/{db}.t: copied 2000 rows; streaming");
+    wait_for("the copy is complete", within, || {
+        assert!(run.running(), "{}", run_log(dir.path()));
+        run_log(dir.path()).contains(&copied)
+    });
+    // Streamed changes: three batches' worth.
+    my.query_in(
+        &db,
+        "INSERT INTO t SELECT seq, seq FROM seq_3001_to_4500; UPDATE t SET v = -v;",
+    )
+    .unwrap();
+    let rows = |sql: &str| -> i64 {
+        Connection::open(&target)
+            .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+            .unwrap_or(-1)
+    };
+    wait_for("the changes are applied", within, || {
+        assert!(run.running(), "{}", run_log(dir.path()));
+        rows("SELECT count(*) FROM t WHERE v < 0") == 3500
+    });
+    assert!(run.stop("TERM", within), "{}", run_log(dir.path()));
+    let log = run_log(dir.path());
+    let after = &log[log.find(&copied).expect("the copy's last line")..];
+    assert!(
+        !after.contains(" rows/s"),
+        "progress lines after the copy was complete:\n{log}"
+    );
+    let last = log
+        .lines()
+        .rfind(|l| l.starts_with(&format!("p/{db}.t: ")) && l.contains(" rows/s"))
+        .expect("progress lines of the copy");
+    assert!(last.contains("2000/"), "{log}");
 }

@@ -696,6 +696,9 @@ async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
             shutdown,
         };
         exact::snapshot(t, &run, streamed, checkpoint).await?;
+        if !streamed {
+            observer.copy_finished(&t.stream);
+        }
         return Ok(());
     }
     let resume_from = match planned.plan {
@@ -718,5 +721,6 @@ async fn snapshot_table<S: LogSource, K: Sink, St: StateStore>(
         shutdown,
     };
     snapshot::run(&run, resume_from, Some(resume.clone()), &mut t.stats).await?;
+    observer.copy_finished(&t.stream);
     Ok(())
 }

@@ -15,6 +15,10 @@ pub trait Observer: Send + Sync {
     fn table_resumed(&self, _stream: &StreamId, _rows: u64) {}
     /// `rows` more rows were committed on the target.
     fn rows_committed(&self, _stream: &StreamId, _rows: u64) {}
+    /// A `cdc` table stream's copy is complete: what it commits from now on
+    /// are streamed changes, not rows of the copy (the stream goes on; its end
+    /// is still [`Observer::table_finished`]).
+    fn copy_finished(&self, _stream: &StreamId) {}
     /// A table stream ended (its stats say how).
     fn table_finished(&self, _stream: &StreamId, _stats: &TableStats) {}
 }

@@ -414,12 +414,14 @@ impl Backfill {
     /// Once the target committed a batch that held chunks, moves each one's
     /// table checkpoint to the chunk's last key, in a target transaction of
     /// its own (a crash before it copies the chunk again, which upserts). A
-    /// table whose copy is complete streams on from `position`.
+    /// table whose copy is complete streams on from `position`, and
+    /// `observer` learns that its copy finished.
     pub(super) async fn committed<K: Sink, St: StateStore>(
         &mut self,
         position: &Position,
         sink: &K,
         state: &St,
+        observer: &dyn Observer,
     ) -> Result<()> {
         let mut finished = Vec::new();
         for (n, j) in self.jobs.iter_mut().enumerate() {
@@ -454,6 +456,7 @@ impl Backfill {
                     .set_stream_state(&j.stream, &StreamState::Streaming)
                     .await?;
                 tracing::info!(stream = %j.stream, rows = j.copied, "copy complete; the table streams on");
+                observer.copy_finished(&j.stream);
                 if j.forced {
                     super::reloaded(state, &j.stream).await;
                 }

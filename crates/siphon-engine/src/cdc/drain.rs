@@ -361,7 +361,7 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
             }
         }
         if let Some(b) = backfill.as_deref_mut() {
-            b.committed(position, sink, state).await?;
+            b.committed(position, sink, state, observer).await?;
         }
         let single = counts.len() == 1;
         // Rows a TRUNCATE removed are counted for the table it emptied when the
