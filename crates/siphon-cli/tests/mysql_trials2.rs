@@ -8,7 +8,8 @@
 //! TABLE`) stop that table with what happened and the resync, the other
 //! tables stream on and the next run copies it again; partition operations
 //! that keep the rows stream on; a string in an ALTER (a COMMENT saying
-//! "rename") is not read as SQL.
+//! "rename") is not read as SQL; a PostgreSQL unique index on text keeps
+//! values differing only in case apart on MariaDB.
 
 use siphon_testkit::{MariaDb, Postgres};
 
@@ -77,6 +78,51 @@ fn a_keyless_postgres_table_streams_into_mariadb_with_its_duplicate_rows() {
         ),
         source
     );
+}
+
+/// A PostgreSQL `CREATE UNIQUE INDEX` on a text column of a table with a
+/// primary key: on MariaDB it compares byte for byte as at the source, so
+/// values that differ only in case or trailing spaces are three rows, not
+/// a duplicate key that stops the table.
+#[test]
+fn a_postgres_unique_index_on_text_keeps_values_differing_in_case_apart_on_mariadb() {
+    let my = MariaDb::shared().unwrap();
+    let pg = Postgres::shared().unwrap();
+    let src = pg.create_database().unwrap();
+    let src_db = db_name(&src);
+    pg.query_in(
+        &src_db,
+        "CREATE TABLE people (id int PRIMARY KEY, email text, note text); \
+         CREATE UNIQUE INDEX people_email ON people (email); \
+         INSERT INTO people VALUES (1, 'a@x.com', 'copied');",
+    )
+    .unwrap();
+    let dst = my.create_database().unwrap();
+    let dst_db = db_name(&dst);
+    let dir = tempfile::tempdir().unwrap();
+    config_named(
+        dir.path(),
+        "uq_text",
+        &src,
+        &dst,
+        "cdc",
+        "[public.people]",
+        "",
+    );
+    ok(siphon(dir.path(), &["run", "--once"]));
+    pg.query_in(
+        &src_db,
+        "INSERT INTO people VALUES (2, 'A@x.com', 'case'), (3, 'a@x.com ', 'space'); \
+         UPDATE people SET note = 'streamed' WHERE id = 1;",
+    )
+    .unwrap();
+    ok(siphon(dir.path(), &["run", "--once"]));
+    let source = support::pg_rows(pg, &src_db, "id, email, note", "people");
+    assert_eq!(source.len(), 3);
+    assert_eq!(my_rows(my, &dst_db, "id, email, note", "people"), source);
+    // Still unique as at the source.
+    let dup = my.query_in(&dst_db, "INSERT INTO people VALUES (4, 'A@x.com', 'dup')");
+    assert!(dup.is_err(), "the unique index was not created: {dup:?}");
 }
 
 /// Asserts that `out` names the stopped table `db.t`, `what` happened, and

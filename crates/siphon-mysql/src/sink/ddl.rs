@@ -280,6 +280,26 @@ fn column_sql(table: &TableSchema, i: usize, flavor: Flavor, room: Option<u32>) 
             ty = format!("{ty} CHARACTER SET utf8mb4 COLLATE {collation}");
         }
     }
+    if room.is_none() && table.origin != Engine::Mysql && flavor == Flavor::MariaDb {
+        // A unique index that is no key here (the table has a primary key)
+        // stays whole on MariaDB, by hash, on the column's own type: its text
+        // compares byte for byte too, as at the source, so values differing
+        // only in case or trailing spaces are no duplicates.
+        let in_unique = table
+            .indexes
+            .iter()
+            .any(|ix| ix.unique && ix.columns.contains(&col.name));
+        let text = matches!(
+            col.data_type.kind,
+            TypeKind::Text { .. } | TypeKind::FixedText { .. }
+        );
+        let lower = ty.to_ascii_lowercase();
+        let textual =
+            lower.contains("text") || lower.starts_with("varchar") || lower.starts_with("char");
+        if in_unique && text && textual && !lower.contains(" collate ") {
+            ty = format!("{ty} CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin");
+        }
+    }
     let null = if col.data_type.nullable && !table.primary_key.contains(&i) {
         "NULL"
     } else {
@@ -581,6 +601,42 @@ mod tests {
         assert!(sql.contains("`blob` varbinary(3072)"), "{sql}");
         assert!(sql.contains("KEY `t_body` (`body`(255))"), "{sql}");
         assert!(sql.contains("PRIMARY KEY (`id`, `code`)"), "{sql}");
+    }
+
+    #[test]
+    fn text_in_a_unique_index_of_another_engine_compares_byte_for_byte_on_mariadb() {
+        let table = TableSchema {
+            name: TableName::new(Some("public"), "t"),
+            origin: Engine::Postgres,
+            columns: vec![
+                col("id", TypeKind::Int32, "integer"),
+                col("b", TypeKind::Text { max_len: None }, "text"),
+                col("c", TypeKind::Text { max_len: None }, "text"),
+            ],
+            primary_key: vec![0],
+            unique_keys: vec![],
+            indexes: vec![
+                Index {
+                    name: "t_b".into(),
+                    columns: vec!["b".into()],
+                    unique: true,
+                },
+                Index {
+                    name: "t_c".into(),
+                    columns: vec!["c".into()],
+                    unique: false,
+                },
+            ],
+            partitioning: None,
+            objects: vec![],
+        };
+        let sql = create_sql("`d`.`t`", &table, Flavor::MariaDb, true);
+        assert!(
+            sql.contains("`b` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL"),
+            "{sql}"
+        );
+        assert!(sql.contains("UNIQUE KEY `t_b` (`b`)"), "{sql}");
+        assert!(sql.contains("`c` longtext NOT NULL"), "{sql}");
     }
 
     #[test]
