@@ -360,9 +360,6 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
                 return Ok(Drained::Reopen);
             }
         }
-        if let Some(b) = backfill.as_deref_mut() {
-            b.committed(position, sink, state, observer).await?;
-        }
         let single = counts.len() == 1;
         // Rows a TRUNCATE removed are counted for the table it emptied when the
         // batch emptied one table; several emptied at once (TRUNCATE a, b, or
@@ -403,6 +400,11 @@ async fn drain_batches<S: LogSource, C: ChangeStream, K: Sink, St: StateStore>(
             if read > 0 {
                 observer.rows_committed(&t.stream, read);
             }
+        }
+        // After the rows are counted: a copy this batch completed ends its
+        // progress with them.
+        if let Some(b) = backfill.as_deref_mut() {
+            b.committed(position, sink, state, observer).await?;
         }
         if let Some(e) = failed {
             return isolate::read_failed(pipeline, e, tables, routes, sink, state).await;
