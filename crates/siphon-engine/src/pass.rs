@@ -434,8 +434,15 @@ async fn run_table<S: Source, K: Sink, St: StateStore>(
         .check_table(&table)
         .await
         .map_err(|e| named(e, &table))?;
-    if !copies_whole {
-        table.require_row_key()?;
+    if !copies_whole && table.row_key().is_none() {
+        // The modes that copy a table whole need no key: name them as the
+        // other fix, beside adding one.
+        return Err(Error::bad_input(format!(
+            "the table has no primary key, and `{mode}` mode reads and writes rows by key: add a \
+             PRIMARY KEY (or a UNIQUE NOT NULL column), or give the table `mode: full` or \
+             `mode: row_count` in `tables_config`"
+        ))
+        .table(&table.name));
     }
     let mut target = table.clone();
     if let Some(schema) = &spec.target_schema {

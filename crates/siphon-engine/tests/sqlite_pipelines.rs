@@ -412,7 +412,9 @@ async fn a_table_without_a_key_is_copied_whole_and_refused_for_polling() {
         .await;
     let err = stats(&report, "loose").error.clone().unwrap();
     assert!(
-        err.contains("table loose") && err.contains("PRIMARY KEY"),
+        err.contains("table loose")
+            && err.contains("PRIMARY KEY")
+            && err.contains("`mode: row_count` in `tables_config`"),
         "{err}"
     );
 }
