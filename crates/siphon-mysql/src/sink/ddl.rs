@@ -124,6 +124,9 @@ pub(super) async fn prepare(
         if options.evolve && gain_auto_increment(conn, &name, server, table, &found).await {
             found = find(conn, database, &table.name.name).await?;
         }
+        if options.evolve && widen(conn, &name, server, table, &found).await? {
+            found = find(conn, database, &table.name.name).await?;
+        }
     }
     let mut columns = Vec::with_capacity(table.columns.len());
     let mut write = Vec::new();
@@ -165,6 +168,67 @@ pub(super) async fn prepare(
         modes,
         json,
     })
+}
+
+/// Widens the columns of the existing target table `name` whose source column
+/// (from another engine) was widened since (`integer` to `bigint`, a longer
+/// `varchar`, a larger `numeric` precision): `ALTER TABLE … MODIFY COLUMN` to
+/// the type the table would be created with now, when every value of the
+/// target's type fits it. Columns in a key or index are left alone (their
+/// type is fitted to the key), and so are MySQL sources, whose column changes
+/// are followed by the schema check. Returns whether it changed anything.
+async fn widen(
+    conn: &mut Conn,
+    name: &str,
+    server: &Server,
+    table: &TableSchema,
+    found: &[Found],
+) -> Result<bool> {
+    use crate::objects::drift::{normalize, widens};
+    if table.origin == Engine::Mysql {
+        return Ok(false);
+    }
+    let mut modify = Vec::new();
+    for (i, col) in table.columns.iter().enumerate() {
+        let indexed = table.primary_key.contains(&i)
+            || table
+                .indexes
+                .iter()
+                .any(|ix| ix.columns.contains(&col.name));
+        let Some(f) = found
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(&col.name))
+        else {
+            continue;
+        };
+        if indexed || f.generated {
+            continue;
+        }
+        let have = normalize(&f.column_type);
+        let want = normalize(&typemap::native_type(Engine::Mysql, table.origin, col));
+        if have != want && widens(&have, &want) == Some(true) {
+            modify.push((i, have, want));
+        }
+    }
+    if modify.is_empty() {
+        return Ok(false);
+    }
+    let parts: Vec<String> = modify
+        .iter()
+        .map(|&(i, _, _)| {
+            format!(
+                "MODIFY COLUMN {}",
+                column_sql(table, i, server.flavor, None)
+            )
+        })
+        .collect();
+    conn.query_drop(format!("ALTER TABLE {name} {}", parts.join(", ")))
+        .await
+        .map_err(|e| my_err(e, &format!("widening columns of {name}")).table(&table.name))?;
+    for (i, have, want) in &modify {
+        tracing::info!(table = %table.name, column = %table.columns[*i].name, from = %have, to = %want, "widened a column on the target as at the source");
+    }
+    Ok(true)
 }
 
 /// Makes `AUTO_INCREMENT` a column of the existing target table `name` that a
