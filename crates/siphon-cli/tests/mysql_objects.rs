@@ -4,7 +4,8 @@
 //! on the source; a column and an index added on the source appear on the
 //! target after the schema check (`schema_check_interval`), in `full` and in
 //! `incremental` mode. Also: `schema.routines` is taken for a MySQL pipeline
-//! and refused, with what it does, for any other.
+//! and refused, with what it does, for any other; column defaults come along
+//! MariaDB→MariaDB, so a row inserted on the target without them gets them.
 
 use std::path::Path;
 
@@ -187,5 +188,43 @@ fn schema_routines_is_taken_for_mysql_and_refused_elsewhere() {
     assert!(
         e.contains("pipelines.objects.schema.routines") && e.contains("MySQL"),
         "{e}"
+    );
+}
+
+#[test]
+fn column_defaults_come_along_between_mariadb_databases() {
+    let my = MariaDb::shared().unwrap();
+    let (src_url, dst_url) = (my.create_database().unwrap(), my.create_database().unwrap());
+    let (src, dst) = (db_of(&src_url), db_of(&dst_url));
+    my.query_in(
+        &src,
+        "CREATE TABLE d (id INT PRIMARY KEY, n INT NOT NULL DEFAULT 7, \
+         word VARCHAR(20) DEFAULT 'it''s', price DECIMAL(8,2) DEFAULT 1.50, \
+         at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), tag CHAR(36) DEFAULT (uuid()), \
+         plain INT NOT NULL); \
+         INSERT INTO d (id, plain) VALUES (1, 1);",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &src_url, &dst_url, "full");
+    ok(siphon(dir.path(), &["run", "--once"]));
+    let row = |db: &str, id: i32| {
+        my.query_in(
+            db,
+            &format!(
+                "SELECT id, n, word, price, at > '2020-01-01', LENGTH(tag) FROM d WHERE id = {id}"
+            ),
+        )
+        .unwrap()
+    };
+    assert_eq!(row(&dst, 1), row(&src, 1));
+    // A row written on the target without the columns gets the source's defaults.
+    my.query_in(&dst, "INSERT INTO d (id, plain) VALUES (2, 2)")
+        .unwrap();
+    assert_eq!(row(&dst, 2), "2\t7\tit's\t1.50\t1\t36");
+    let plain = my.query_in(&dst, "INSERT INTO d (id) VALUES (3)");
+    assert!(
+        plain.is_err(),
+        "a NOT NULL column without a default got one: {plain:?}"
     );
 }

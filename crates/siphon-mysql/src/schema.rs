@@ -28,6 +28,7 @@ type ColumnRow = (
     String,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 /// One row of `information_schema.STATISTICS`: table, index, non-unique,
@@ -73,7 +74,7 @@ pub async fn discover(
     let columns: Vec<ColumnRow> = conn
         .exec(
             "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, EXTRA, \
-             CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
+             CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_DEFAULT FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
             (database,),
         )
@@ -82,7 +83,7 @@ pub async fn discover(
     let json_checks = json_columns(conn, database, flavor).await?;
 
     let mut tables: BTreeMap<String, TableSchema> = BTreeMap::new();
-    for (table, name, column_type, nullable, extra, charset, collation) in columns {
+    for (table, name, column_type, nullable, extra, charset, collation, default) in columns {
         if !wanted_set.contains(table.as_str()) {
             continue;
         }
@@ -103,6 +104,17 @@ pub async fn discover(
                 kind: ObjectKind::Default,
                 name: name.clone(),
                 definition: AUTO_INCREMENT.to_string(),
+                origin: Engine::Mysql,
+                schema: Some(database.to_string()),
+                depends_on: Vec::new(),
+                sequence: None,
+            });
+        }
+        if let Some(definition) = default_clause(flavor, default.as_deref(), &extra) {
+            entry.objects.push(SchemaObject {
+                kind: ObjectKind::Default,
+                name: name.clone(),
+                definition,
                 origin: Engine::Mysql,
                 schema: Some(database.to_string()),
                 depends_on: Vec::new(),
@@ -183,6 +195,63 @@ fn is_spatial(column_type: &str) -> bool {
 /// the column's): a MySQL target creates the column with it, so rows inserted
 /// there without the column (by a copied trigger or procedure) get their ids.
 pub(crate) const AUTO_INCREMENT: &str = "AUTO_INCREMENT";
+
+/// A column's `DEFAULT …` as a MySQL or MariaDB target takes it, from
+/// `information_schema.COLUMNS` (`COLUMN_DEFAULT`, `EXTRA`) at a `flavor`
+/// server; `None` for a column without one (a generated or `AUTO_INCREMENT`
+/// column, a `NOT NULL` one without a default). `ON UPDATE` is left out: siphon
+/// writes such a column's values itself, and the target would overwrite them
+/// whenever siphon fills another column of the row. MariaDB
+/// prints a default as SQL (`'text'`, `0`, `NULL`, `current_timestamp()`);
+/// MySQL prints a literal's bare value and an expression's text with
+/// `DEFAULT_GENERATED`. An expression other than `CURRENT_TIMESTAMP` is
+/// written in parentheses, which both servers read.
+pub(crate) fn default_clause(flavor: Flavor, default: Option<&str>, extra: &str) -> Option<String> {
+    let lower = extra.to_ascii_lowercase();
+    if lower.contains("generated") && !lower.contains("default_generated") {
+        return None;
+    }
+    let timestamp = |v: &str| v.to_ascii_lowercase().starts_with("current_timestamp");
+    let value = default.map(|d| match flavor {
+        Flavor::MariaDb => {
+            let literal = d.starts_with('\'')
+                || d.eq_ignore_ascii_case("NULL")
+                || d.parse::<f64>().is_ok()
+                || d.starts_with("b'")
+                || timestamp(d);
+            if literal {
+                d.to_string()
+            } else {
+                format!("({d})")
+            }
+        }
+        Flavor::MySql if lower.contains("default_generated") => {
+            if timestamp(d) {
+                d.to_string()
+            } else {
+                format!("({d})")
+            }
+        }
+        Flavor::MySql if d.starts_with("b'") => d.to_string(),
+        Flavor::MySql => format!("'{}'", d.replace('\\', "\\\\").replace('\'', "''")),
+    });
+    value.map(|v| format!("DEFAULT {v}"))
+}
+
+/// The `DEFAULT …` clause [`default_clause`] read for column `column` of a
+/// MySQL or MariaDB `table`, for a MySQL target.
+pub(crate) fn column_default<'a>(table: &'a TableSchema, column: &str) -> Option<&'a str> {
+    if table.origin != Engine::Mysql {
+        return None;
+    }
+    table.objects.iter().find_map(|o| {
+        (o.kind == ObjectKind::Default
+            && o.origin == Engine::Mysql
+            && o.name == column
+            && o.definition != AUTO_INCREMENT)
+            .then_some(o.definition.as_str())
+    })
+}
 
 /// Whether column `column` of `table` draws its values from the table
 /// itself: `AUTO_INCREMENT` at a MySQL source, or at a PostgreSQL source an
@@ -476,6 +545,43 @@ mod tests {
             "DEFAULT_GENERATED on update CURRENT_TIMESTAMP"
         ));
         assert!(!is_generated("auto_increment"));
+    }
+
+    #[test]
+    fn defaults_are_read_as_each_server_prints_them() {
+        let maria = |d: Option<&str>, extra: &str| default_clause(Flavor::MariaDb, d, extra);
+        assert_eq!(maria(Some("0"), "").as_deref(), Some("DEFAULT 0"));
+        assert_eq!(
+            maria(Some("'it''s'"), "").as_deref(),
+            Some("DEFAULT 'it''s'")
+        );
+        assert_eq!(maria(Some("NULL"), "").as_deref(), Some("DEFAULT NULL"));
+        assert_eq!(
+            maria(
+                Some("current_timestamp(6)"),
+                "on update current_timestamp(6)"
+            )
+            .as_deref(),
+            Some("DEFAULT current_timestamp(6)")
+        );
+        assert_eq!(
+            maria(Some("uuid()"), "").as_deref(),
+            Some("DEFAULT (uuid())")
+        );
+        assert_eq!(maria(None, ""), None);
+        assert_eq!(maria(None, "auto_increment"), None);
+        assert_eq!(maria(Some("NULL"), "STORED GENERATED"), None);
+        let mysql = |d: Option<&str>, extra: &str| default_clause(Flavor::MySql, d, extra);
+        assert_eq!(mysql(Some("it's"), "").as_deref(), Some("DEFAULT 'it''s'"));
+        assert_eq!(mysql(Some("1.50"), "").as_deref(), Some("DEFAULT '1.50'"));
+        assert_eq!(
+            mysql(Some("CURRENT_TIMESTAMP"), "DEFAULT_GENERATED").as_deref(),
+            Some("DEFAULT CURRENT_TIMESTAMP")
+        );
+        assert_eq!(
+            mysql(Some("uuid()"), "DEFAULT_GENERATED").as_deref(),
+            Some("DEFAULT (uuid())")
+        );
     }
 
     #[test]

@@ -369,7 +369,10 @@ fn column_sql(table: &TableSchema, i: usize, flavor: Flavor, room: Option<u32>) 
     } else {
         "NOT NULL"
     };
-    format!("{} {ty} {null}", ident(&col.name))
+    match crate::schema::column_default(table, &col.name) {
+        Some(default) => format!("{} {ty} {null} {default}", ident(&col.name)),
+        None => format!("{} {ty} {null}", ident(&col.name)),
+    }
 }
 
 /// Whether a declared MySQL type needs a prefix length in an index.
