@@ -55,6 +55,17 @@ pub enum CursorStrategy {
     Version,
 }
 
+impl std::fmt::Display for CursorStrategy {
+    /// As the config spells it: `timestamp`, `sequence`, `version`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CursorStrategy::Timestamp => "timestamp",
+            CursorStrategy::Sequence => "sequence",
+            CursorStrategy::Version => "version",
+        })
+    }
+}
+
 /// How far back each polling pass re-reads, for transactions that committed late
 /// with an older cursor value: a duration (`30s`, `5m`) for timestamps, a number for
 /// sequences and versions.
@@ -924,6 +935,18 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_cursor_strategy_is_said_as_the_config_spells_it() {
+        for s in [
+            CursorStrategy::Timestamp,
+            CursorStrategy::Sequence,
+            CursorStrategy::Version,
+        ] {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        assert_eq!(CursorStrategy::Timestamp.to_string(), "timestamp");
+    }
     #[test]
     fn lookback_rewinds_a_cursor_of_its_kind() {
         use crate::Value as V;

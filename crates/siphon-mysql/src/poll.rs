@@ -50,7 +50,7 @@ fn cursor_column(table: &TableSchema, cursor: &CursorSpec) -> Result<usize> {
     };
     if !fits {
         return Err(Error::bad_input(format!(
-            "a {} column cannot be a {:?} cursor; choose a date, datetime or timestamp column for \
+            "a {} column cannot be a `{}` cursor; choose a date, datetime or timestamp column for \
              `timestamp`, an integer column for `sequence` or `version`",
             table.columns[i].native_type, cursor.strategy
         ))

@@ -53,7 +53,7 @@ fn cursor_column(table: &TableSchema, cursor: &CursorSpec) -> Result<usize> {
     };
     if !fits {
         return Err(Error::bad_input(format!(
-            "a {kind:?} column cannot be a {:?} cursor; choose a date or timestamp column for `timestamp`, \
+            "a {kind:?} column cannot be a `{}` cursor; choose a date or timestamp column for `timestamp`, \
              an integer column for `sequence` or `version`",
             cursor.strategy
         ))
