@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use siphon_testkit::{MariaDb, Postgres};
 
 mod support;
-use support::{config, db_name, Running, Writer};
+use support::{config_named, db_name, Running, Writer};
 
 /// How long any awaited condition may take.
 const WITHIN: Duration = Duration::from_secs(180);
@@ -99,10 +99,15 @@ enum Dst<'a> {
     My(&'a MariaDb),
 }
 
-/// One continuous cdc pipeline `p` of table `t` from a MariaDB database to a
+/// One continuous cdc pipeline of table `t` from a MariaDB database to a
 /// target database, in a working directory. It knows the servers by port
-/// only, so that a test can stop and start a server it owns meanwhile.
+/// only, so that a test can stop and start a server it owns meanwhile. The
+/// pipeline is named after its source database: a binlog reader's
+/// `server_id` comes from the pipeline's name, and two pipelines of one name
+/// reading the shared server at once (tests run side by side) would end each
+/// other's binlog connections.
 struct Pipe {
+    pipeline: String,
     src_port: u16,
     src_db: String,
     /// The PostgreSQL target, or none for a MariaDB one at `dst_port`.
@@ -146,6 +151,7 @@ impl Pipe {
             Dst::My(my) => (None, my.port()),
         };
         let p = Pipe {
+            pipeline: format!("p_{src_db}"),
             src_port: src.port(),
             src_db,
             pg,
@@ -153,8 +159,9 @@ impl Pipe {
             dst_db,
             dir: tempfile::tempdir().unwrap(),
         };
-        config(
+        config_named(
             p.dir.path(),
+            &p.pipeline,
             &src_url,
             &dst_url,
             "cdc",
@@ -220,7 +227,11 @@ impl Pipe {
 
     /// The state the store shows for `t`.
     fn state(&self) -> String {
-        support::stream_state(self.dir.path(), "p", &format!("{}.t", self.src_db))
+        support::stream_state(
+            self.dir.path(),
+            &self.pipeline,
+            &format!("{}.t", self.src_db),
+        )
     }
 
     /// `siphon run -f siphon.yaml` in the background, its log in `log`.
